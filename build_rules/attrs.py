@@ -1,0 +1,84 @@
+"""Rule attribute schemas and the checks applied when a BUILD file calls a rule."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+from kiln.build_rules.errors import UserError
+from kiln.build_rules.labels import Label, parse_label
+
+_KINDS = {
+    "label": (str,),
+    "label_list": (list,),
+    "string": (str,),
+    "string_list": (list,),
+    "string_dict": (dict,),
+    "int": (int,),
+    "bool": (bool,),
+}
+
+
+@dataclass(frozen=True)
+class Attr:
+    kind: str
+    default: Any = None
+    mandatory: bool = False
+    doc: str = ""
+    executable_config: bool = False  # label attrs built for the machine running the build (tools)
+
+
+COMMON_ATTRS = {
+    "name": Attr("string", mandatory=True),
+    "visibility": Attr("string_list", ()),
+    "tags": Attr("string_list", ()),
+}
+
+
+def check_attrs(rule: str, schema: dict[str, Attr], given: dict[str, Any], package: str) -> dict[str, Any]:
+    """Validate `given` against `schema`; resolve labels relative to `package`; fill defaults."""
+    full = {**COMMON_ATTRS, **schema}
+    for key in given:
+        if key not in full:
+            close = difflib.get_close_matches(key, full, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise UserError(f"{rule}() got an unknown attribute '{key}'{hint}")
+    values = {}
+    for key, attr in full.items():
+        if key not in given or given[key] is None:
+            if attr.mandatory:
+                raise UserError(f"{rule}() missing mandatory attribute '{key}'")
+            values[key] = attr.default
+            continue
+        values[key] = _convert(rule, key, attr, given[key], package)
+    return values
+
+
+def _convert(rule: str, key: str, attr: Attr, value: Any, package: str) -> Any:
+    expected = _KINDS[attr.kind]
+    if attr.kind == "int" and isinstance(value, bool) or not isinstance(value, expected):
+        raise UserError(f"{rule}(): attribute '{key}' must be a {attr.kind}, got {type(value).__name__}")
+    if attr.kind == "label":
+        return parse_label(value, package)
+    if attr.kind == "label_list":
+        return tuple(parse_label(_string(rule, key, v), package) for v in value)
+    if attr.kind == "string_list":
+        return tuple(_string(rule, key, v) for v in value)
+    if attr.kind == "string_dict":
+        return {_string(rule, key, k): _string(rule, key, v) for k, v in value.items()}
+    return value
+
+
+def _string(rule: str, key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise UserError(f"{rule}(): attribute '{key}' must hold strings, got {type(value).__name__}")
+    return value
+
+
+def label_values(value: Any) -> tuple[Label, ...]:
+    if isinstance(value, Label):
+        return (value,)
+    if isinstance(value, tuple) and value and isinstance(value[0], Label):
+        return value
+    return ()

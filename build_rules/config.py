@@ -1,0 +1,77 @@
+"""The build configuration: accelerator platforms plus exactly one host, from `--platform`."""
+
+from __future__ import annotations
+
+import platform as _platform
+from dataclasses import dataclass
+
+from kiln.build_rules.errors import UserError
+
+ACCELERATORS = ("cpu", "cuda", "rocm", "tpu")
+HOSTS = ("linux-amd64", "linux-arm64")
+_MACHINE_HOSTS = {"x86_64": "linux-amd64", "amd64": "linux-amd64", "aarch64": "linux-arm64", "arm64": "linux-arm64"}
+
+
+@dataclass(frozen=True, order=True)
+class Platform:
+    name: str  # one of ACCELERATORS
+    arch: str = ""  # optional qualifier: sm_90, gfx942
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.arch}" if self.arch else self.name
+
+
+@dataclass(frozen=True)
+class Configuration:
+    platforms: tuple[Platform, ...]  # sorted, always including cpu
+    host: str
+
+    @property
+    def name(self) -> str:
+        """Directory name under kiln-out/, e.g. `linux-amd64-cpu-rocm_gfx942`."""
+        parts = [str(p).replace(":", "_") for p in self.platforms]
+        return "-".join([self.host, *parts])
+
+    @property
+    def flag(self) -> str:
+        return ",".join([*(str(p) for p in self.platforms), self.host])
+
+    def has(self, accelerator: str) -> bool:
+        return any(p.name == accelerator for p in self.platforms)
+
+    def archs(self, accelerator: str) -> tuple[str, ...]:
+        return tuple(p.arch for p in self.platforms if p.name == accelerator and p.arch)
+
+
+def machine_host() -> str:
+    machine = _platform.machine().lower()
+    if machine not in _MACHINE_HOSTS:
+        raise UserError(f"this machine ({machine}) is not a supported host; use --platform with one of {', '.join(HOSTS)}")
+    return _MACHINE_HOSTS[machine]
+
+
+def parse_platforms(flag: str | None) -> Configuration:
+    """Parse `cpu,rocm:gfx942,linux-arm64`; default: cpu and this machine's host."""
+    hosts: list[str] = []
+    platforms = {Platform("cpu")}
+    for word in (w.strip() for w in (flag or "").split(",")):
+        if not word:
+            continue
+        if word in HOSTS:
+            hosts.append(word)
+            continue
+        name, _, arch = word.partition(":")
+        if name not in ACCELERATORS:
+            raise UserError(f"--platform: unknown platform '{word}'; valid: "
+                            f"{', '.join(ACCELERATORS)} (optionally name:arch) and one host of {', '.join(HOSTS)}")
+        if name == "cpu" and arch:
+            raise UserError(f"--platform: 'cpu' takes no arch qualifier (got '{word}')")
+        platforms.add(Platform(name, arch))
+    if len(hosts) > 1:
+        raise UserError(f"--platform names {len(hosts)} hosts ({', '.join(hosts)}); give exactly one")
+    return Configuration(tuple(sorted(platforms)), hosts[0] if hosts else machine_host())
+
+
+def exec_configuration() -> Configuration:
+    """The configuration tools run in: this machine, cpu only."""
+    return Configuration((Platform("cpu"),), machine_host())

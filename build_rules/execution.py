@@ -1,0 +1,152 @@
+"""Execute one action: action cache -> sandbox -> content-addressed store -> kiln-out."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from kiln.build_rules.actions import Action, Artifact, Tool
+from kiln.build_rules.errors import ActionFailed
+from kiln.build_rules.fsutil import atomic_copy
+from kiln.build_rules.sandbox import execroot_path, run_sandboxed
+from kiln.build_rules.store import OutputFile, Store
+from kiln.build_rules.workspace import Workspace
+
+ACTION_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "TZ": "UTC", "SOURCE_DATE_EPOCH": "0", "HOME": "/tmp"}
+
+
+@dataclass
+class Outcome:
+    outputs: dict[str, OutputFile]
+    cached: bool
+    warning: str = ""
+
+
+@dataclass
+class Failure:
+    action: Action
+    command: list[str]
+    returncode: int
+    stderr: str
+    reason: str
+
+
+class Executor:
+    def __init__(self, workspace: Workspace, store: Store):
+        self.workspace, self.store = workspace, store
+        self.results: dict[str, OutputFile] = {}
+        self._lock = threading.Lock()
+
+    def execute(self, action: Action) -> Outcome:
+        """Run `action` (or take its cached result); raises ActionFailed carrying a Failure."""
+        key = action.key({a.path: self._input_digest(a) for a in action.inputs})
+        cached = self.store.get_action(key)
+        warning = ""
+        if cached is not None and set(cached) == {o.path for o in action.outputs}:
+            if all(self.store.verify(o.digest) for o in cached.values()):
+                self._finish(cached)
+                return Outcome(cached, True)
+            warning = f"cache entry of {action.describe()} was corrupted (digest mismatch); rebuilding"
+        outputs = self._run(action)
+        self.store.put_action(key, outputs)
+        self._finish(outputs)
+        return Outcome(outputs, False, warning)
+
+    def _input_digest(self, artifact: Artifact) -> str:
+        if artifact.source:
+            return self.store.digests.digest(self.workspace.root / artifact.path)
+        return self.results[artifact.path].digest
+
+    def _finish(self, outputs: dict[str, OutputFile]) -> None:
+        for path, output in outputs.items():
+            self._materialize(path, output)
+        with self._lock:
+            self.results.update(outputs)
+
+    def _materialize(self, path: str, output: OutputFile) -> None:
+        """Copy a blob to kiln-out/ (a copy, so a user editing it cannot corrupt the store)."""
+        target = self.workspace.root / path
+        mode = 0o755 if output.executable else 0o644
+        if self.store.digests.known(target) == output.digest and stat.S_IMODE(target.stat().st_mode) == mode:
+            return
+        atomic_copy(self.store.blob_path(output.digest), target, mode)
+        self.store.digests.record(target, output.digest)
+
+    def _run(self, action: Action) -> dict[str, OutputFile]:
+        sandbox_root = self.store.root / "sandbox"
+        sandbox_root.mkdir(parents=True, exist_ok=True)
+        execroot = Path(tempfile.mkdtemp(dir=sandbox_root, prefix=f"{action.mnemonic}."))
+        try:
+            stamps = self._stage_inputs(action, execroot)
+            argv = [self._render(a, execroot) for a in action.argv]
+            env = {**ACTION_ENV, **dict(t for tool in action.all_tools() for t in tool.env), **dict(action.env)}
+            mounts = [m for tool in action.all_tools() for m in tool.mounts]
+            result = run_sandboxed(argv, execroot, env, mounts, list(action.writable_caches))
+            if result.returncode != 0:
+                reason = self._undeclared_read(action, execroot, result.stderr) or f"exit code {result.returncode}"
+                raise ActionFailed(Failure(action, argv, result.returncode, result.stderr, reason))
+            self._check_inputs_untouched(action, execroot, stamps, argv)
+            return self._collect_outputs(action, execroot, argv, result.stderr)
+        finally:
+            shutil.rmtree(execroot, ignore_errors=True)
+
+    def _stage_inputs(self, action: Action, execroot: Path) -> dict[str, tuple[int, int]]:
+        stamps = {}
+        for artifact in action.inputs:
+            target = execroot / artifact.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if artifact.source:
+                shutil.copy2(self.workspace.root / artifact.path, target)
+            else:
+                output = self.results[artifact.path]
+                blob = self.store.blob_path(output.digest)
+                if output.executable:
+                    shutil.copyfile(blob, target)
+                    os.chmod(target, 0o755)
+                else:
+                    os.link(blob, target)
+            st = target.stat()
+            stamps[artifact.path] = (st.st_size, st.st_mtime_ns)
+        for artifact in action.outputs:
+            (execroot / artifact.path).parent.mkdir(parents=True, exist_ok=True)
+        return stamps
+
+    def _render(self, arg: str | Tool | Artifact, execroot: Path) -> str:
+        if isinstance(arg, Tool):
+            return arg.path
+        if isinstance(arg, Artifact):
+            return arg.path
+        return arg.replace("$EXECROOT", execroot_path(execroot))
+
+    def _check_inputs_untouched(self, action: Action, execroot: Path, stamps: dict, argv: list[str]) -> None:
+        for path, stamp in stamps.items():
+            st = (execroot / path).stat()
+            if (st.st_size, st.st_mtime_ns) != stamp:
+                raise ActionFailed(Failure(action, argv, 0, "", f"the action modified its input {path}"))
+
+    def _collect_outputs(self, action: Action, execroot: Path, argv: list[str], stderr: str) -> dict[str, OutputFile]:
+        outputs = {}
+        for artifact in action.outputs:
+            produced = execroot / artifact.path
+            if not produced.is_file() or produced.is_symlink():
+                raise ActionFailed(Failure(action, argv, 0, stderr, f"it did not create the declared output {artifact.path}"))
+            executable = bool(produced.stat().st_mode & stat.S_IXUSR)
+            outputs[artifact.path] = OutputFile(self.store.put_file(produced), executable)
+        return outputs
+
+    def _undeclared_read(self, action: Action, execroot: Path, stderr: str) -> str:
+        """Name a workspace file the command tried to read that the action does not declare."""
+        declared = {a.path for a in action.inputs}
+        prefix = execroot_path(execroot) + "/"
+        for token in re.findall(r"[\w./+\-]+", stderr):
+            relative = token.removeprefix(prefix).removeprefix("./")
+            if relative and relative not in declared and (self.workspace.root / relative).is_file():
+                return (f"it reads '{relative}', which is not a declared input: "
+                        f"add it to the srcs (or deps) of {action.owner}")
+        return ""

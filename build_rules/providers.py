@@ -1,0 +1,33 @@
+"""Providers: what a configured target hands to the targets that depend on it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from kiln.build_rules.actions import Artifact
+
+
+@dataclass(frozen=True)
+class DefaultInfo:
+    files: tuple[Artifact, ...] = ()
+    executable: Artifact | None = None
+    runfiles: tuple[Artifact, ...] = ()  # files the executable needs beside it when run
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """How `kiln run` runs a target that is not a plain executable (push, load)."""
+
+    argv: tuple[str | Artifact, ...]
+    env: tuple[tuple[str, str], ...] = ()
+    inputs: tuple[Artifact, ...] = ()
+
+
+@dataclass(frozen=True)
+class Providers:
+    default: DefaultInfo
+    extra: dict[type, Any] = field(default_factory=dict)
+
+    def get(self, kind: type) -> Any:
+        return self.default if kind is DefaultInfo else self.extra.get(kind)

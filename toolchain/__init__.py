@@ -1,0 +1,1 @@
+"""Hermetic tools and pinned external artifacts."""
