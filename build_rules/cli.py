@@ -52,12 +52,17 @@ def _current_package(workspace) -> str:
 @click.option("--platform", help=_PLATFORM_HELP)
 @click.option("--jobs", "-j", type=int, default=os.cpu_count(), show_default=True, help="Actions run at once.")
 @click.option("--keep_going", "--keep-going", "-k", is_flag=True, help="Build as much as possible after a failure.")
-def build(patterns: tuple[str, ...], platform: str | None, jobs: int, keep_going: bool) -> None:
+@click.option("--execution_log", type=click.Path(dir_okay=False), help="Write a JSON list of the actions and how each ended.")
+def build(patterns: tuple[str, ...], platform: str | None, jobs: int, keep_going: bool,
+          execution_log: str | None) -> None:
     """Build targets: //pkg:name, //pkg, //pkg:all, //..."""
     from kiln.build_rules.build import build as run_build
     workspace, loader, config = _session(platform)
     labels = loader.expand(list(patterns), _current_package(workspace))
     result = run_build(workspace, labels, loader, config, jobs, keep_going)
+    if execution_log:
+        import json
+        Path(execution_log).write_text(json.dumps(result.stats.log, indent=1))
     sys.exit(0 if result.ok else 1)
 
 

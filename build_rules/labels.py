@@ -32,7 +32,7 @@ def parse_label(text: str, package: str = "") -> Label:
         raise UserError(f"invalid label '{text}': external repositories are not supported")
     else:
         pkg, name = package, text
-    if not _PACKAGE.match(pkg) or pkg.startswith("/") or pkg.endswith("/"):
+    if not _PACKAGE.match(pkg) or any(part in (".", "..") for part in pkg.split("/")):
         raise UserError(f"invalid label '{text}': bad package name '{pkg}'")
     if not name or not _NAME.match(name) or ".." in name.split("/"):
         raise UserError(f"invalid label '{text}': bad target name '{name}'")

@@ -18,6 +18,7 @@ class BuildStats:
     executed: int = 0
     cached: int = 0
     failures: list[Failure] = field(default_factory=list)
+    log: list[dict] = field(default_factory=list)  # one entry per finished action, for --execution_log
     warnings: list[str] = field(default_factory=list)
 
 
@@ -56,7 +57,7 @@ def run_actions(actions: list[Action], producers: dict[str, Action], executor: E
             progress.tick()
             for future in done:
                 action = running.pop(future)
-                if _record(future, stats, progress):
+                if _record(action, future, stats, progress):
                     for dependent in dependents[action]:
                         waiting_on[dependent].discard(action)
                         if not waiting_on[dependent]:
@@ -75,13 +76,16 @@ def _execute(executor: Executor, action: Action, progress: Progress):
         progress.finished(action)
 
 
-def _record(future: Future, stats: BuildStats, progress: Progress) -> bool:
+def _record(action: Action, future: Future, stats: BuildStats, progress: Progress) -> bool:
+    entry = {"target": str(action.owner), "mnemonic": action.mnemonic, "outputs": [o.path for o in action.outputs]}
     try:
         outcome = future.result()
     except ActionFailed as failed:
         stats.failures.append(failed.args[0])
+        stats.log.append({**entry, "status": "failed"})
         progress.failed(failed.args[0])
         return False
+    stats.log.append({**entry, "status": "cached" if outcome.cached else "executed"})
     if outcome.warning:
         stats.warnings.append(outcome.warning)
         progress.warn(outcome.warning)

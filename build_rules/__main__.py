@@ -1,0 +1,3 @@
+from kiln.build_rules.cli import main
+
+main()
