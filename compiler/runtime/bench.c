@@ -1,0 +1,40 @@
+#define _POSIX_C_SOURCE 200809L
+#include "bench.h"
+
+#include "errors.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
+}
+
+static int compare_doubles(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+void bench_run(struct session *s, long runs)
+{
+    double *times = malloc((size_t)runs * sizeof *times);
+    if (times == NULL) {
+        fail("out of memory for %ld timings", runs);
+    }
+    session_run(s);
+    for (long i = 0; i < runs; i++) {
+        double start = now_ms();
+        session_run(s);
+        times[i] = now_ms() - start;
+    }
+    qsort(times, (size_t)runs, sizeof *times, compare_doubles);
+    double median = runs % 2 ? times[runs / 2] : (times[runs / 2 - 1] + times[runs / 2]) / 2;
+    printf("bench: %ld runs, %d threads: min %.3f ms, median %.3f ms\n", runs, s->threads, times[0],
+           median);
+    free(times);
+}

@@ -1,0 +1,61 @@
+#define _GNU_SOURCE
+#include "files.h"
+
+#include "errors.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+uint8_t *read_file(const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    struct stat st;
+    if (f == NULL || fstat(fileno(f), &st) != 0) {
+        fail("%s: cannot open: %s", path, strerror(errno));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        fail("%s: not a regular file", path);
+    }
+    size_t length = (size_t)st.st_size;
+    uint8_t *data = malloc(length > 0 ? length : 1);
+    if (data == NULL) {
+        fail("%s: out of memory reading %zu bytes", path, length);
+    }
+    if (fread(data, 1, length, f) != length) {
+        fail("%s: cannot read: %s", path, ferror(f) ? strerror(errno) : "file shrank while reading");
+    }
+    fclose(f);
+    *size = length;
+    return data;
+}
+
+char *executable_dir(void)
+{
+    char path[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+    if (n < 0) {
+        fail("cannot resolve /proc/self/exe: %s", strerror(errno));
+    }
+    path[n] = '\0';
+    char *slash = strrchr(path, '/');
+    if (slash != NULL) {
+        *slash = '\0';
+    }
+    return strdup(slash == path ? "/" : path);
+}
+
+char *path_join(const char *dir, const char *name)
+{
+    size_t size = strlen(dir) + strlen(name) + 2;
+    char *path = malloc(size);
+    if (path == NULL) {
+        fail("out of memory");
+    }
+    snprintf(path, size, "%s/%s", dir, name);
+    return path;
+}

@@ -1,0 +1,73 @@
+/* The launcher: runs the compiled model linked into this executable.
+ * See `--help`; the ABI with the model object is kiln_model.h. */
+#include "bench.h"
+#include "cpu_features.h"
+#include "dataset.h"
+#include "errors.h"
+#include "inputs.h"
+#include "options.h"
+#include "outputs.h"
+#include "platform.h"
+#include "pool.h"
+#include "report.h"
+#include "session.h"
+
+#include <stdio.h>
+
+static void check_abi(const kiln_model_desc *m)
+{
+    if (m->abi_version != KILN_ABI_VERSION) {
+        fail("model object has ABI version %u, this launcher speaks %u; rebuild both with one kiln",
+             m->abi_version, KILN_ABI_VERSION);
+    }
+}
+
+/* The one stderr line saying what runs the model, and why; printed when the
+ * model first runs, so a rejected input still gets a one-line answer. */
+static void describe_choice(const struct platform_choice *platform, const kiln_variant_desc *variant,
+                            char *line, size_t size)
+{
+    char features[128];
+    cpu_mask_names(variant->required_features, features, sizeof features);
+    snprintf(line, size, "platform %s (%s), cpu variant %s (%s)", platform->name, platform->reason,
+             variant->name, features);
+}
+
+/* --input/--pgm files in, one run (or --bench runs), outputs out. */
+static void run_inputs(struct session *s, const struct options *o)
+{
+    inputs_load(s, o);
+    if (o->bench > 0) {
+        bench_run(s, o->bench);
+    } else {
+        session_run(s);
+    }
+    if (o->bench == 0 || o->n_outputs > 0) {
+        outputs_deliver(s, o);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    struct options o;
+    options_parse(&o, argc, argv);
+    check_abi(&kiln_model);
+    struct platform_choice platform = platform_choose(o.platform);
+    struct cpu_features cpu;
+    cpu_features_detect(&cpu);
+    const kiln_variant_desc *variant = variant_select(&kiln_model, &cpu);
+
+    struct session s;
+    session_open(&s, &kiln_model, variant, o.weights, o.threads ? o.threads : pool_default_threads());
+    describe_choice(&platform, variant, s.choice, sizeof s.choice);
+    if (o.info) {
+        note("%s", s.choice);
+        report_info(&s, &platform, &cpu);
+    } else if (o.idx_images != NULL) {
+        dataset_run(&s, &o);
+    } else {
+        run_inputs(&s, &o);
+    }
+    session_close(&s);
+    return 0;
+}

@@ -1,0 +1,130 @@
+#include "options.h"
+
+#include "errors.h"
+#include "kiln_model.h"
+#include "pool.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void print_usage(const char *program)
+{
+    printf("usage: %s [options]\n"
+           "\n"
+           "Runs the compiled model '%s'.\n"
+           "\n"
+           "  --input [NAME=]FILE   an input as .npy or binary PGM (NAME= may be left out\n"
+           "                        for a single-input model); repeat per input\n"
+           "  --pgm FILE            a binary PGM (P5) image as the input\n"
+           "  --output [NAME=]FILE  write an output as .npy; without it the result is printed\n"
+           "  --idx IMAGES          run every image of an IDX file (.gz is fine)\n"
+           "  --labels LABELS       ... and print the accuracy against this IDX label file\n"
+           "  --limit N, --offset N ... on N images / from image N\n"
+           "  --bench N             time N runs after a warm-up (missing inputs are zeros)\n"
+           "  --threads N           threads to use (default: available cores)\n"
+           "  --platform auto|cpu   accelerator platform (default: $KILN_PLATFORM or auto)\n"
+           "  --weights FILE        safetensors weights (default: $KILN_WEIGHTS, else\n"
+           "                        ../weights/%s.safetensors beside the executable)\n"
+           "  --info                describe platform, CPU variant, model and weights\n"
+           "  --help                show this help\n"
+           "\n"
+           "Environment: KILN_PLATFORM, KILN_WEIGHTS, KILN_CPU_LEVEL (force a CPU variant).\n",
+           program, kiln_model.model_name, kiln_model.model_name);
+}
+
+static long parse_count(const char *flag, const char *text, long min, long max)
+{
+    char *end;
+    errno = 0;
+    long value = strtol(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || value < min || value > max) {
+        fail_usage("%s needs an integer from %ld to %ld, got '%s'", flag, min, max, text);
+    }
+    return value;
+}
+
+static void add_binding(const char **list, int *count, const char *flag, const char *value)
+{
+    if (*count == MAX_BINDINGS) {
+        fail_usage("too many %s flags (at most %d)", flag, MAX_BINDINGS);
+    }
+    list[(*count)++] = value;
+}
+
+static const char *const value_flags[] = {
+    "--input", "--output", "--platform", "--weights", "--pgm", "--idx",
+    "--labels", "--limit", "--offset", "--threads", "--bench",
+};
+
+static bool takes_value(const char *flag)
+{
+    for (size_t i = 0; i < sizeof value_flags / sizeof value_flags[0]; i++) {
+        if (strcmp(flag, value_flags[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Applies a flag of value_flags. */
+static void apply(struct options *o, const char *flag, const char *value)
+{
+    if (strcmp(flag, "--input") == 0) add_binding(o->inputs, &o->n_inputs, flag, value);
+    else if (strcmp(flag, "--output") == 0) add_binding(o->outputs, &o->n_outputs, flag, value);
+    else if (strcmp(flag, "--platform") == 0) o->platform = value;
+    else if (strcmp(flag, "--weights") == 0) o->weights = value;
+    else if (strcmp(flag, "--pgm") == 0) o->pgm = value;
+    else if (strcmp(flag, "--idx") == 0) o->idx_images = value;
+    else if (strcmp(flag, "--labels") == 0) o->idx_labels = value;
+    else if (strcmp(flag, "--limit") == 0) o->limit = parse_count(flag, value, 1, LONG_MAX);
+    else if (strcmp(flag, "--offset") == 0) o->offset = parse_count(flag, value, 0, LONG_MAX);
+    else if (strcmp(flag, "--threads") == 0)
+        o->threads = (int)parse_count(flag, value, 1, POOL_MAX_THREADS);
+    else o->bench = parse_count(flag, value, 1, 100000000);
+}
+
+static void check_combinations(const struct options *o)
+{
+    if (o->idx_images != NULL && (o->n_inputs > 0 || o->pgm != NULL)) {
+        fail_usage("--idx cannot be combined with --input or --pgm");
+    }
+    if (o->idx_images == NULL && (o->idx_labels != NULL || o->limit || o->offset)) {
+        fail_usage("--labels, --limit and --offset need --idx");
+    }
+    if (o->pgm != NULL && o->n_inputs > 0) {
+        fail_usage("--pgm cannot be combined with --input");
+    }
+}
+
+void options_parse(struct options *o, int argc, char **argv)
+{
+    *o = (struct options){0};
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            print_usage(argv[0]);
+            exit(0);
+        }
+        if (strcmp(arg, "--info") == 0) {
+            o->info = true;
+            continue;
+        }
+        char flag[32];
+        size_t flag_len = strcspn(arg, "=");
+        snprintf(flag, sizeof flag, "%.*s", (int)flag_len, arg);
+        if (!takes_value(flag)) {
+            fail_usage("unknown option '%s' (see --help)", arg);
+        }
+        if (arg[flag_len] == '=') {
+            apply(o, flag, arg + flag_len + 1);
+        } else if (i + 1 < argc) {
+            apply(o, flag, argv[++i]);
+        } else {
+            fail_usage("%s needs a value (see --help)", flag);
+        }
+    }
+    check_combinations(o);
+}

@@ -1,0 +1,17 @@
+/* The thread pool behind kiln_parallel_for. */
+#ifndef KILN_POOL_H
+#define KILN_POOL_H
+
+#define POOL_MAX_THREADS 256
+
+struct pool;
+
+/* threads counts the calling thread (at most POOL_MAX_THREADS): a pool of 1
+ * runs everything inline. */
+struct pool *pool_create(int threads);
+void pool_destroy(struct pool *pool);
+
+/* Cores this process may run on (sched_getaffinity), at least 1. */
+int pool_default_threads(void);
+
+#endif

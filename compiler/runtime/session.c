@@ -1,0 +1,57 @@
+#include "session.h"
+
+#include "errors.h"
+#include "pool.h"
+#include "tensor.h"
+
+#include <stdlib.h>
+
+static void **alloc_tensors(const kiln_tensor_desc *descs, uint32_t count)
+{
+    void **buffers = calloc(count ? count : 1, sizeof *buffers);
+    if (buffers == NULL) {
+        fail("out of memory");
+    }
+    for (uint32_t i = 0; i < count; i++) {
+        buffers[i] = alloc_aligned(tensor_bytes(&descs[i]));
+    }
+    return buffers;
+}
+
+static void free_tensors(void **buffers, uint32_t count)
+{
+    for (uint32_t i = 0; i < count; i++) {
+        free(buffers[i]);
+    }
+    free(buffers);
+}
+
+void session_open(struct session *s, const kiln_model_desc *model, const kiln_variant_desc *variant,
+                  const char *weights_override, int threads)
+{
+    *s = (struct session){.model = model, .variant = variant, .threads = threads};
+    weights_load(&s->weights, model, weights_override);
+    s->inputs = alloc_tensors(model->inputs, model->n_inputs);
+    s->outputs = alloc_tensors(model->outputs, model->n_outputs);
+    s->scratch = alloc_aligned(model->scratch_bytes);
+    s->pool = pool_create(threads);
+}
+
+void session_run(struct session *s)
+{
+    if (!s->ran && s->choice[0] != '\0') {
+        note("%s", s->choice);
+    }
+    s->ran = true;
+    s->variant->entry(s->weights.data, (const void *const *)s->inputs, s->outputs, s->scratch,
+                      s->pool);
+}
+
+void session_close(struct session *s)
+{
+    pool_destroy(s->pool);
+    free(s->scratch);
+    free_tensors(s->outputs, s->model->n_outputs);
+    free_tensors(s->inputs, s->model->n_inputs);
+    weights_unload(&s->weights);
+}

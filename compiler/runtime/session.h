@@ -1,0 +1,31 @@
+/* Everything one model run needs: the chosen variant, mapped weights,
+ * aligned input/output/scratch buffers and the thread pool. */
+#ifndef KILN_SESSION_H
+#define KILN_SESSION_H
+
+#include "kiln_model.h"
+#include "weights.h"
+
+#include <stdbool.h>
+
+struct pool;
+
+struct session {
+    const kiln_model_desc *model;
+    const kiln_variant_desc *variant;
+    struct weights weights;
+    void **inputs;   /* one zeroed, aligned buffer per model input */
+    void **outputs;
+    uint8_t *scratch;
+    struct pool *pool;
+    int threads;
+    char choice[256];  /* platform and variant line, printed before the first run */
+    bool ran;
+};
+
+void session_open(struct session *s, const kiln_model_desc *model, const kiln_variant_desc *variant,
+                  const char *weights_override, int threads);
+void session_run(struct session *s);
+void session_close(struct session *s);
+
+#endif
