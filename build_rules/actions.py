@@ -14,10 +14,15 @@ CACHE_FORMAT_VERSION = 1
 
 @dataclass(frozen=True, order=True)
 class Artifact:
-    """A file, by its path relative to the execution root: `pkg/x.c` or `kiln-out/<cfg>/pkg/x.o`."""
+    """A file, by its path relative to the execution root: `pkg/x.c` or `kiln-out/<cfg>/pkg/x.o`.
+
+    Source files come from the workspace, or from kiln's own installation when `origin` holds
+    their absolute path (the launcher's C sources); either way they are keyed by content.
+    """
 
     path: str
     source: bool = False
+    origin: str = field(default="", compare=False)
 
     @property
     def basename(self) -> str:

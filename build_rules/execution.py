@@ -60,8 +60,11 @@ class Executor:
 
     def _input_digest(self, artifact: Artifact) -> str:
         if artifact.source:
-            return self.store.digests.digest(self.workspace.root / artifact.path)
+            return self.store.digests.digest(self._source_path(artifact))
         return self.results[artifact.path].digest
+
+    def _source_path(self, artifact: Artifact) -> Path:
+        return Path(artifact.origin) if artifact.origin else self.workspace.root / artifact.path
 
     def _finish(self, outputs: dict[str, OutputFile]) -> None:
         for path, output in outputs.items():
@@ -102,7 +105,7 @@ class Executor:
             target = execroot / artifact.path
             target.parent.mkdir(parents=True, exist_ok=True)
             if artifact.source:
-                shutil.copy2(self.workspace.root / artifact.path, target)
+                shutil.copy2(self._source_path(artifact), target)
             else:
                 output = self.results[artifact.path]
                 blob = self.store.blob_path(output.digest)
@@ -146,7 +149,7 @@ class Executor:
         prefix = execroot_path(execroot) + "/"
         for token in re.findall(r"[\w./+\-]+", stderr):
             relative = token.removeprefix(prefix).removeprefix("./")
-            if relative and relative not in declared and (self.workspace.root / relative).is_file():
+            if relative and not relative.startswith("/") and relative not in declared and (self.workspace.root / relative).is_file():
                 return (f"it reads '{relative}', which is not a declared input: "
                         f"add it to the srcs (or deps) of {action.owner}")
         return ""

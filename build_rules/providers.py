@@ -19,9 +19,18 @@ class DefaultInfo:
 class RunInfo:
     """How `kiln run` runs a target that is not a plain executable (push, load)."""
 
-    argv: tuple[str | Artifact, ...]
-    env: tuple[tuple[str, str], ...] = ()
-    inputs: tuple[Artifact, ...] = ()
+    argv: tuple[str | Artifact, ...]  # an Artifact first is a program built for the configured host
+    env: tuple[tuple[str, str | Artifact], ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A compiled model: its launcher for the configured host, weights, and a manifest per platform."""
+
+    name: str
+    launcher: Artifact
+    weights: Artifact
+    manifests: tuple[tuple[str, Artifact], ...]
 
 
 @dataclass(frozen=True)

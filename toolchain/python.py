@@ -1,49 +1,47 @@
-"""The Python interpreter and kiln's own packages, as a hermetic tool for build actions."""
+"""The Python interpreter and kiln's own packages, as hermetic tools for build actions."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 import os
 import sys
 import sysconfig
 from importlib import metadata
 from pathlib import Path
 
-# Distributions whose code decides what the compiler writes.
+# Distributions whose code decides what kiln's Python tools write.
 _PINNED = ("llvmlite", "onnx", "numpy", "safetensors", "zstandard", "pyelftools")
+_KILN_PACKAGES = ("kiln.build_rules", "kiln.compiler", "kiln.toolchain", "kiln.runtime_trim")
 
 
 def python_path() -> str:
     return sys.executable
 
 
+def package_dir(package: str) -> Path:
+    return Path(importlib.import_module(package).__file__).parent
+
+
 def python_mounts() -> list[str]:
-    """Directories the interpreter and kiln need to run inside a sandbox."""
+    """Directories the interpreter and kiln's packages need to run inside a sandbox."""
     paths = {sys.prefix, sys.base_prefix, sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-    paths.update(os.fspath(p) for p in kiln_package_dirs())
+    paths.update(os.fspath(package_dir(p)) for p in _KILN_PACKAGES)
     return sorted(paths)
 
 
-def kiln_package_dirs() -> list[Path]:
-    import kiln.compiler
-    import kiln.runtime_trim
-    import kiln.toolchain
-    return [Path(m.__file__).parent for m in (kiln.compiler, kiln.toolchain, kiln.runtime_trim)]
-
-
 @functools.cache
-def python_digest() -> str:
-    """Identity of the Python tool: interpreter version, pinned libraries, kiln's tool sources."""
+def python_digest(package: str) -> str:
+    """Identity of a Python tool: interpreter, pinned libraries, and the sources of `package`."""
     digest = hashlib.sha256(sys.version.encode())
     for name in _PINNED:
         try:
             digest.update(f"{name}=={metadata.version(name)}\n".encode())
         except metadata.PackageNotFoundError:
             digest.update(f"{name} missing\n".encode())
-    for directory in kiln_package_dirs():
-        for path in sorted(directory.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
-                digest.update(path.relative_to(directory.parent).as_posix().encode())
-                digest.update(path.read_bytes())
+    directory = package_dir(package)
+    for path in sorted(directory.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(path.relative_to(directory).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()

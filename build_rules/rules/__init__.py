@@ -24,5 +24,5 @@ class RuleSpec:
 @functools.cache
 def all_rules() -> dict[str, RuleSpec]:
     """Every rule by name (imported on first use: rule modules depend on the analysis phase)."""
-    from kiln.build_rules.rules import executable, filegroup, genrule
-    return {r.name: r for r in (filegroup.RULE, genrule.RULE, executable.RULE)}
+    from kiln.build_rules.rules import archive, executable, filegroup, genrule, model
+    return {r.name: r for r in (filegroup.RULE, genrule.RULE, executable.RULE, model.RULE, archive.RULE)}

@@ -26,6 +26,8 @@ def zig_cache() -> str:
 
 
 @functools.cache
-def python_tool() -> Tool:
-    return Tool("python", python.python_path(), python.python_digest(), mounts=tuple(python.python_mounts()),
+def python_tool(package: str) -> Tool:
+    """Python running one of kiln's packages (`python -m <package>...`), keyed by that package's sources."""
+    return Tool(f"python:{package}", python.python_path(), python.python_digest(package),
+                mounts=tuple(python.python_mounts()),
                 env=(("PYTHONDONTWRITEBYTECODE", "1"), ("PYTHONHASHSEED", "0")))

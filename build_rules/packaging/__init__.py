@@ -1,0 +1,1 @@
+"""Packaging tools that build actions run (`python -m kiln.build_rules.packaging.<tool>`)."""

@@ -1,0 +1,60 @@
+"""Pack a deterministic, compressed tarball: `python -m kiln.build_rules.packaging.archive`.
+
+    archive.py --output mnist.tar.zst --compression zstd \\
+        mnist/bin/mnist=kiln-out/.../mnist:x mnist/weights/mnist.safetensors=kiln-out/.../weights.safetensors
+
+Each argument is DEST=SOURCE, with `:x` for an executable. Same inputs, same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import io
+import os
+import sys
+from pathlib import Path
+
+from kiln.build_rules.packaging.tar import Entry, write_tar
+
+ZSTD_LEVEL = 19
+GZIP_LEVEL = 9
+
+
+def compress(data: bytes, compression: str) -> bytes:
+    if compression == "zstd":
+        import zstandard
+        return zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_content_size=True).compress(data)
+    if compression == "gzip":
+        buffer = io.BytesIO()
+        with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, mtime=0, compresslevel=GZIP_LEVEL) as f:
+            f.write(data)
+        return buffer.getvalue()
+    return data
+
+
+def parse_entry(text: str) -> Entry:
+    dest, sep, source = text.partition("=")
+    if not sep or not dest or dest.startswith("/"):
+        raise SystemExit(f"archive: bad entry '{text}': expected DEST=SOURCE[:x]")
+    executable = source.endswith(":x")
+    return Entry(dest, Path(source.removesuffix(":x")), executable)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--compression", choices=["zstd", "gzip", "none"], default="zstd")
+    parser.add_argument("entries", nargs="+")
+    args = parser.parse_args(argv)
+    tar = io.BytesIO()
+    write_tar([parse_entry(e) for e in args.entries], tar)
+    output = Path(args.output)
+    tmp = output.with_name(output.name + ".tmp")
+    tmp.write_bytes(compress(tar.getvalue(), args.compression))
+    os.replace(tmp, output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

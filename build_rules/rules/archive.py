@@ -1,0 +1,54 @@
+"""archive: a deterministic tarball that runs on a bare server.
+
+    archive(name = "archive", model = ":mnist", compression = "zstd")
+
+Writes `<model>.tar.zst` (or `.tar.gz`, `.tar`) laid out as
+`<model>/bin/<model>` (the launcher), `<model>/weights/<model>.safetensors` and
+`<model>/share/<platform>/manifest.json`. Sorted entries, mtime 0, uid/gid 0, fixed modes.
+"""
+
+from __future__ import annotations
+
+from kiln.build_rules.analysis import RuleContext
+from kiln.build_rules.attrs import Attr
+from kiln.build_rules.providers import DefaultInfo, ModelInfo, Providers
+from kiln.build_rules.rules import RuleSpec
+from kiln.build_rules.rules.toolchains import python_tool
+
+_EXTENSIONS = {"zstd": ".tar.zst", "gzip": ".tar.gz", "none": ".tar"}
+
+
+def bundle_entries(model: ModelInfo) -> list[tuple[str, object, bool]]:
+    """(path in the bundle, artifact, executable) for everything the launcher needs at run time."""
+    name = model.name
+    entries = [(f"{name}/bin/{name}", model.launcher, True),
+               (f"{name}/weights/{name}.safetensors", model.weights, False)]
+    entries += [(f"{name}/share/{platform}/manifest.json", manifest, False) for platform, manifest in model.manifests]
+    return entries
+
+
+def _implementation(ctx: RuleContext) -> Providers:
+    compression = ctx.attr["compression"]
+    if compression not in _EXTENSIONS:
+        raise ctx.fail(f"compression must be one of {', '.join(_EXTENSIONS)}, got '{compression}'")
+    model = ctx.attr["model"].get(ModelInfo)
+    if model is None:
+        raise ctx.fail(f"model {ctx.attr['model'].label} is not a model() target")
+    output = ctx.declare_file(model.name + _EXTENSIONS[compression])
+    entries = bundle_entries(model)
+    argv = [python_tool("kiln.build_rules.packaging"), "-m", "kiln.build_rules.packaging.archive", "--output", output,
+            "--compression", compression]
+    argv += [f"{dest}={artifact.path}" + (":x" if executable else "") for dest, artifact, executable in entries]
+    ctx.action("Archive", argv, [a for _, a, _ in entries], [output], progress=f"Packing {ctx.label}")
+    return Providers(DefaultInfo(files=(output,)))
+
+
+RULE = RuleSpec(
+    name="archive",
+    attrs={
+        "model": Attr("label", mandatory=True, doc="A model() target."),
+        "compression": Attr("string", "zstd", doc="zstd, gzip or none."),
+    },
+    implementation=_implementation,
+    doc=__doc__,
+)

@@ -1,0 +1,123 @@
+"""The README's main job: build //mnist:archive, unpack it on a 'bare server', run it there."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zstandard
+
+from conftest import REPO
+
+EXAMPLES = REPO / "examples"
+SAMPLES = sorted((EXAMPLES / "mnist" / "samples").glob("digit_*.npy"))
+pytestmark = pytest.mark.e2e
+
+
+def kiln(*args: str, cache: Path, cwd: Path = EXAMPLES) -> subprocess.CompletedProcess:
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
+    done = subprocess.run([sys.executable, "-m", "kiln.build_rules", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+@pytest.fixture(scope="module")
+def examples_copy(tmp_path_factory) -> Path:
+    """A private copy of the examples workspace, so tests never write into the repository."""
+    copy = tmp_path_factory.mktemp("examples") / "examples"
+    shutil.copytree(EXAMPLES, copy, ignore=shutil.ignore_patterns("kiln-out"))
+    return copy
+
+
+def unpack(archive: Path, into: Path) -> Path:
+    with open(archive, "rb") as f, zstandard.ZstdDecompressor().stream_reader(f) as stream:
+        with tarfile.open(fileobj=stream, mode="r|") as tar:
+            tar.extractall(into, filter="tar")
+    return into / "mnist" / "bin" / "mnist"
+
+
+def reference_classes() -> dict[str, int]:
+    import onnx
+    import onnxruntime as ort
+    from safetensors.numpy import load_file
+    model = onnx.load(str(EXAMPLES / "mnist" / "mnist.onnx"))
+    weights = load_file(str(EXAMPLES / "mnist" / "mnist.safetensors"))
+    model.graph.initializer.extend(onnx.numpy_helper.from_array(v, k) for k, v in weights.items())
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return {p.name: int(np.argmax(session.run(None, {name: np.load(p)})[0])) for p in SAMPLES}
+
+
+def predicted_class(stdout: str) -> int:
+    """First class of the launcher's top-5 listing (`  7  0.9981` or `class 7: ...`)."""
+    for line in stdout.splitlines():
+        digits = [w.strip(":#") for w in line.split() if w.strip(":#").isdigit()]
+        if digits:
+            return int(digits[0])
+    raise AssertionError(f"no class in output:\n{stdout}")
+
+
+def glibc_binds() -> list[str]:
+    """The few host glibc files the launcher needs: the loader, libc, libm (a minimal sysroot)."""
+    binds = []
+    for path in ("/lib64/ld-linux-x86-64.so.2", "/lib/x86_64-linux-gnu/libc.so.6", "/lib/x86_64-linux-gnu/libm.so.6",
+                 "/lib/x86_64-linux-gnu/libpthread.so.0", "/lib/x86_64-linux-gnu/libdl.so.2"):
+        if os.path.exists(path):
+            binds += ["--ro-bind", os.path.realpath(path), path]
+    return binds
+
+
+def test_archive_runs_in_a_bare_sandbox(examples_copy, kiln_cache, tmp_path):
+    if not shutil.which("bwrap"):
+        pytest.skip("bubblewrap is not installed")
+    kiln("build", "//mnist:archive", "--platform=cpu,linux-amd64", cache=kiln_cache, cwd=examples_copy)
+    server = tmp_path / "server"
+    unpack(examples_copy / "kiln-out/linux-amd64-cpu/mnist/mnist.tar.zst", server)
+    shutil.copytree(EXAMPLES / "mnist" / "samples", server / "samples")
+    expected = reference_classes()
+    for sample in SAMPLES:
+        done = subprocess.run(["bwrap", "--unshare-all", "--bind", str(server), "/srv", "--proc", "/proc",
+                               "--dev", "/dev", *glibc_binds(), "--chdir", "/srv",
+                               "/srv/mnist/bin/mnist", "--input", f"samples/{sample.name}"],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert predicted_class(done.stdout) == expected[sample.name], (sample.name, done.stdout)
+
+
+def test_arm64_launcher_under_qemu(examples_copy, kiln_cache, tmp_path):
+    qemu = shutil.which("qemu-aarch64")
+    if not qemu or not os.path.exists("/lib/ld-linux-aarch64.so.1"):
+        pytest.skip("qemu-user or libc6:arm64 is not installed")
+    kiln("build", "//mnist:archive", "--platform=cpu,linux-arm64", cache=kiln_cache, cwd=examples_copy)
+    launcher = unpack(examples_copy / "kiln-out/linux-arm64-cpu/mnist/mnist.tar.zst", tmp_path)
+    expected = reference_classes()
+    for sample in SAMPLES[:4]:
+        done = subprocess.run([qemu, "-L", "/", str(launcher), "--threads", "1", "--input", str(sample)],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert predicted_class(done.stdout) == expected[sample.name]
+
+
+def test_two_clean_builds_give_identical_archives(examples_copy, tmp_path):
+    digests = []
+    for attempt in range(2):
+        cache = tmp_path / f"cache{attempt}"
+        kiln("clean", cache=cache, cwd=examples_copy)
+        kiln("build", "//mnist:archive", cache=cache, cwd=examples_copy)
+        archive = examples_copy / "kiln-out/linux-amd64-cpu/mnist/mnist.tar.zst"
+        digests.append(hashlib.sha256(archive.read_bytes()).hexdigest())
+    assert digests[0] == digests[1]
+
+
+def test_kiln_run_classifies_a_sample(examples_copy, kiln_cache):
+    sample = EXAMPLES / "mnist" / "samples" / "digit_3.npy"
+    done = kiln("run", "//mnist", "--", "--input", str(sample), cache=kiln_cache, cwd=examples_copy)
+    assert predicted_class(done.stdout) == reference_classes()["digit_3.npy"]
