@@ -1,7 +1,7 @@
 """The glibc base layer, from unpacked pinned Debian packages: `python -m kiln.build_rules.oci.base_layer`.
 
     base_layer.py --arch amd64 --libstdcxx --output base-amd64.tar \\
-        $(kiln toolchain path libc6) $(... libgcc-s1) $(... libstdc++6)
+        $(python -m kiln.toolchain.fetch libc6 libgcc-s1 libstdc++6 --arch amd64)
 
 Keeps only what a dynamically linked launcher needs: the loader, libc, libm, libpthread, libdl,
 librt (when the package still ships them), libgcc_s and, with `--libstdcxx`, libstdc++. No docs,
@@ -49,8 +49,8 @@ def wanted(path: str, arch: str, libstdcxx: bool) -> bool:
 def tree_entries(tree: Path) -> dict[str, Entry]:
     """Every file and symlink of one unpacked package, keyed by its usrmerged path."""
     entries = {}
-    for directory, _, names in os.walk(tree):
-        for name in names:
+    for directory, subdirectories, names in os.walk(tree):
+        for name in names + [d for d in subdirectories if os.path.islink(os.path.join(directory, d))]:
             source = Path(directory, name)
             path = merged_path(source.relative_to(tree).as_posix())
             if source.is_symlink():

@@ -62,12 +62,21 @@ def entries_layer(layout: Layout, entries: list[Entry], compression: str) -> tup
         return put_layer(layout, Path(tar.name), compression)
 
 
+def checked_tar(path: Path) -> Path:
+    """A compressed tar here would be compressed twice and get a wrong diff_id: refuse it."""
+    with path.open("rb") as f:
+        header = f.read(512)
+    if header[257:262] != b"ustar" and header.strip(b"\0"):
+        raise LayoutError(f"{path} is not an uncompressed tar")
+    return path
+
+
 def build(args: argparse.Namespace) -> Descriptor:
     layout = Layout.create(Path(args.out))
     layers = []
     for kind, values in args.layers:
         if kind == "tar":
-            layers.append(put_layer(layout, Path(values), args.compression))
+            layers.append(put_layer(layout, checked_tar(Path(values)), args.compression))
         else:
             layers.append(entries_layer(layout, [parse_entry(v) for v in values], args.compression))
     manifest = put_image(layout, layers, args.arch, runtime_config(args), created_time())
@@ -80,14 +89,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="layout directory to create (must be absent or empty)")
     p.add_argument("--arch", choices=sorted(PLATFORMS), default="amd64")
     p.add_argument("--compression", choices=sorted(LAYER), default="gzip")
-    p.add_argument("--layer-tar", action=_AppendLayer, dest="layers", metavar="TAR", help="an uncompressed tar, as one layer")
-    p.add_argument("--layer", action=_AppendLayer, dest="layers", nargs="+", metavar="DEST=SOURCE[:x]", help="files, as one layer")
+    p.add_argument("--layer-tar", action=_AppendLayer, dest="layers", metavar="TAR",
+                   help="an uncompressed tar, as one layer")
+    p.add_argument("--layer", action=_AppendLayer, dest="layers", nargs="+", metavar="DEST=SOURCE[:x]",
+                   help="files, as one layer")
     p.set_defaults(layers=[])
     p.add_argument("--entrypoint", action="append", default=[], help="one argv element per flag (--entrypoint=X)")
     p.add_argument("--cmd", action="append", default=[], help="one default argument per flag (--cmd=X)")
     p.add_argument("--env", action="append", default=[], metavar="K=V")
     p.add_argument("--label", action="append", default=[], metavar="K=V")
-    p.add_argument("--accelerator", action="append", default=[], help=f"accelerator platform, listed in {PLATFORMS_LABEL}")
+    p.add_argument("--accelerator", action="append", default=[],
+                   help=f"an accelerator platform inside (cpu, cuda, ...), listed in the {PLATFORMS_LABEL} label")
     p.add_argument("--workdir", default="")
     p.add_argument("--user", default="")
     p.add_argument("--ref-name", default="latest", help="org.opencontainers.image.ref.name in index.json")

@@ -189,6 +189,18 @@ def _compressor(out: BinaryIO, compression: str, size: int) -> Iterator[BinaryIO
         raise LayoutError(f"compression must be one of {', '.join(LAYER)}, got '{compression}'")
 
 
+def decompressed(source: BinaryIO, media_type: str) -> BinaryIO:
+    """A reader of the tar inside a layer blob."""
+    if media_type == LAYER["gzip"]:
+        return gzip.GzipFile(fileobj=source, mode="rb")
+    if media_type == LAYER["zstd"]:
+        import zstandard
+        return zstandard.ZstdDecompressor().stream_reader(source)
+    if media_type == LAYER["none"]:
+        return source
+    raise LayoutError(f"unsupported layer media type '{media_type}'")
+
+
 def put_layer(layout: Layout, tar: Path, compression: str) -> tuple[Descriptor, str]:
     """Compress an uncompressed tar into a layer blob; returns its descriptor and diff_id."""
     diff = hashlib.sha256()

@@ -1,4 +1,4 @@
-"""Write a `docker load` tarball from a layout, and load it when a daemon is there: `python -m kiln.build_rules.oci.load`.
+"""A `docker load` tarball from a layout, loaded when a daemon is there: `python -m kiln.build_rules.oci.load`.
 
     load.py mnist-image --tag mnist:latest --output mnist.tar [--arch arm64] [--no-daemon]
 
@@ -13,16 +13,15 @@ loaded and the image id printed; without one, a message and the tarball path.
 from __future__ import annotations
 
 import argparse
-import gzip
 import os
 import platform
 import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import BinaryIO
 
-from kiln.build_rules.oci.layout import CHUNK, INDEX, LAYER, MANIFEST, Descriptor, Layout, LayoutError, canonical_json
+from kiln.build_rules.oci.layout import CHUNK, INDEX, LAYER, MANIFEST, Descriptor, Layout, LayoutError, \
+    canonical_json, decompressed
 from kiln.build_rules.packaging.tar import Entry, write_tar
 
 MACHINES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
@@ -41,21 +40,10 @@ def pick_manifest(layout: Layout, arch: str) -> Descriptor:
     raise LayoutError(f"{layout.root} has no image for {arch}")
 
 
-def _decompressed(source: BinaryIO, media_type: str) -> BinaryIO:
-    if media_type == LAYER["gzip"]:
-        return gzip.GzipFile(fileobj=source, mode="rb")
-    if media_type == LAYER["zstd"]:
-        import zstandard
-        return zstandard.ZstdDecompressor().stream_reader(source)
-    if media_type == LAYER["none"]:
-        return source
-    raise LayoutError(f"unsupported layer media type '{media_type}'")
-
-
 def uncompressed_layer(layout: Layout, staged: Layout, layer: Descriptor, diff_id: str) -> None:
     """Store `layer` uncompressed in `staged` under its diff_id, checking that it matches."""
     with tempfile.NamedTemporaryFile(dir=staged.root, prefix=".layer-", delete=False) as out:
-        with layout.blob(layer.digest).open("rb") as source, _decompressed(source, layer.media_type) as tar:
+        with layout.blob(layer.digest).open("rb") as source, decompressed(source, layer.media_type) as tar:
             shutil.copyfileobj(tar, out, CHUNK)
     stored = staged.put_file(Path(out.name), LAYER["none"])
     if stored.digest != diff_id:
@@ -78,8 +66,8 @@ def stage(layout: Layout, manifest: Descriptor, tag: str, staging: Path) -> str:
         uncompressed_layer(layout, staged, Descriptor.from_json(layer), diff_id)
     staged.link_blob(layout, config.digest)
     layers = [Descriptor(LAYER["none"], d, staged.blob(d).stat().st_size).to_json() for d in diff_ids]
-    staged.set_index([staged.put_json({**body, "layers": layers}, MANIFEST)], ref_name=split_tag(tag)[1])
     name, version = split_tag(tag)
+    staged.set_index([staged.put_json({**body, "layers": layers}, MANIFEST)], ref_name=version)
     docker_manifest = [{"Config": f"blobs/sha256/{config.digest[7:]}", "RepoTags": [f"{name}:{version}"],
                         "Layers": [f"blobs/sha256/{d[7:]}" for d in diff_ids]}]
     (staging / "manifest.json").write_bytes(canonical_json(docker_manifest))

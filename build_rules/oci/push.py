@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kiln.build_rules.oci.auth import AuthError, credentials_for
@@ -31,8 +32,23 @@ def human(size: float) -> str:
     return f"{size / 1000:.1f} GB"
 
 
-def push(layout: Layout, repository: Repository, tags: list[str]) -> tuple[str, Counter]:
-    """Push the layout's one image (or index); returns its digest and bytes per blob status."""
+@dataclass
+class Report:
+    """Blobs and bytes per status: uploaded, mounted (from --mount-from), skipped (already there)."""
+    blobs: Counter = field(default_factory=Counter)
+    sizes: Counter = field(default_factory=Counter)
+
+    def add(self, status: str, blob: Descriptor) -> None:
+        print(f"{status:>8} {blob.digest} {human(blob.size)}", file=sys.stderr)
+        self.blobs[status] += 1
+        self.sizes[status] += blob.size
+
+    def __str__(self) -> str:
+        return ", ".join(f"{self.blobs[s]} {s} ({human(self.sizes[s])})" for s in ("uploaded", "mounted", "skipped"))
+
+
+def push(layout: Layout, repository: Repository, tags: list[str]) -> tuple[str, Report]:
+    """Push the layout's one image (or index), tags last; returns its digest and what was uploaded."""
     top = layout.single_manifest()
     blobs = list(layout.walk(top))
     try:
@@ -44,27 +60,18 @@ def push(layout: Layout, repository: Repository, tags: list[str]) -> tuple[str, 
     return top.digest, report
 
 
-def _push_content(layout: Layout, repository: Repository, blobs: list[Descriptor]) -> Counter:
+def _push_content(layout: Layout, repository: Repository, blobs: list[Descriptor]) -> Report:
     """Every blob, then every manifest by digest (children before the index that lists them)."""
     repository.ping()
-    report: Counter = Counter()
-    done = set()
+    report, done = Report(), set()
     for blob in blobs:
-        if blob.media_type in (MANIFEST, INDEX) or blob.digest in done:
-            continue
-        status = repository.push_blob(layout.blob(blob.digest), blob)
-        print(f"{status:>8} {blob.digest} {human(blob.size)}", file=sys.stderr)
-        report[status] += 1
-        report[status + " bytes"] += blob.size
-        done.add(blob.digest)
+        if blob.media_type not in (MANIFEST, INDEX) and blob.digest not in done:
+            report.add(repository.push_blob(layout.blob(blob.digest), blob), blob)
+            done.add(blob.digest)
     for manifest in (b for b in blobs if b.media_type in (MANIFEST, INDEX)):
         repository.put_manifest(manifest.digest, layout.blob(manifest.digest).read_bytes(), manifest.media_type,
                                 manifest.digest)
     return report
-
-
-def summary(report: Counter) -> str:
-    return ", ".join(f"{report[s]} {s} ({human(report[s + ' bytes'])})" for s in ("uploaded", "mounted", "skipped"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     except (RegistryError, AuthError, LayoutError, OSError) as e:
         print(f"oci.push: error: {e}", file=sys.stderr)
         return 1
-    print(f"blobs: {summary(report)}; tags: {', '.join(tags) or 'none'}", file=sys.stderr)
+    print(f"blobs: {report}; tags: {', '.join(tags) or 'none'}", file=sys.stderr)
     print(f"{reference}@{digest}")
     return 0
 

@@ -149,20 +149,21 @@ class Repository:
         started = self._send("POST", f"{self.base}/blobs/uploads/", (201, 202), params=params)
         if started.status_code == 201:
             return "mounted"
-        location = self._location(started)
-        with path.open("rb") as source:
-            if blob.size > self.chunk_size:
-                for offset in range(0, blob.size, self.chunk_size):
-                    chunk = source.read(self.chunk_size)
-                    headers = {"Content-Type": "application/octet-stream",
-                               "Content-Range": f"{offset}-{offset + len(chunk) - 1}"}
-                    location = self._location(self._send("PATCH", location, (202,), data=chunk, headers=headers))
-                data = b""
-            else:
-                data = source.read()
-        self._send("PUT", location, (201,), params={"digest": blob.digest}, data=data,
-                   headers={"Content-Type": "application/octet-stream"})
+        self._upload(self._location(started), path, blob)
         return "uploaded"
+
+    def _upload(self, location: str, path: Path, blob: Descriptor) -> None:
+        """One PUT up to the chunk size; beyond it, PATCH chunks and a closing empty PUT."""
+        octets, digest = {"Content-Type": "application/octet-stream"}, {"digest": blob.digest}
+        with path.open("rb") as source:
+            if blob.size <= self.chunk_size:
+                self._send("PUT", location, (201,), params=digest, data=source.read(), headers=octets)
+                return
+            for offset in range(0, blob.size, self.chunk_size):
+                chunk = source.read(self.chunk_size)
+                headers = {**octets, "Content-Range": f"{offset}-{offset + len(chunk) - 1}"}
+                location = self._location(self._send("PATCH", location, (202,), data=chunk, headers=headers))
+        self._send("PUT", location, (201,), params=digest, data=b"", headers=octets)
 
     def _location(self, response: requests.Response) -> str:
         location = response.headers.get("Location")
