@@ -23,6 +23,7 @@ class Artifact:
     path: str
     source: bool = False
     origin: str = field(default="", compare=False)
+    directory: bool = False  # a tree of files (an OCI layout), stored file by file
 
     @property
     def basename(self) -> str:
@@ -38,6 +39,7 @@ class Tool:
     digest: str
     mounts: tuple[str, ...] = ()  # directories the sandbox must show read-only for it to run
     env: tuple[tuple[str, str], ...] = ()
+    fetch: tuple[str, str] | None = None  # a pinned external artifact (name, arch) fetched before use
 
 
 Arg = str | Tool | Artifact

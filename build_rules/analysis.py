@@ -43,11 +43,14 @@ class RuleContext:
         self.label = target.label
         self.outputs: list[Artifact] = []
 
-    def declare_file(self, name: str) -> Artifact:
+    def declare_file(self, name: str, directory: bool = False) -> Artifact:
         parts = [OUTPUT_DIR, self.config.name, self.label.package, name]
-        artifact = Artifact("/".join(p for p in parts if p))
+        artifact = Artifact("/".join(p for p in parts if p), directory=directory)
         self.outputs.append(artifact)
         return artifact
+
+    def declare_directory(self, name: str) -> Artifact:
+        return self.declare_file(name, directory=True)
 
     def action(self, mnemonic: str, argv: list[Arg], inputs: list[Artifact], outputs: list[Artifact],
                env: dict[str, str] | None = None, tools: list[Tool] | None = None, progress: str = "",
@@ -60,6 +63,12 @@ class RuleContext:
                         progress or f"{mnemonic} {self.label}", tuple(writable_caches or ()))
         self._analyzer.register(action)
         return action
+
+    def dep_for_host(self, attribute: str, host: str) -> Dep:
+        """The target in a label attribute, analyzed for `host` instead (multi-arch images)."""
+        label = self.attr[attribute].label
+        config = Configuration(self.config.platforms, host)
+        return Dep(label, self._analyzer.analyze(label, config, f"{attribute} of {self.label}"))
 
     def fail(self, message: str) -> UserError:
         return UserError(f"{self.label} ({self.target.build_file}): {message}")

@@ -49,14 +49,24 @@ class Executor:
         cached = self.store.get_action(key)
         warning = ""
         if cached is not None and set(cached) == {o.path for o in action.outputs}:
-            if all(self.store.verify(o.digest) for o in cached.values()):
+            if all(self.store.verify_output(o) for o in cached.values()):
                 self._finish(cached)
                 return Outcome(cached, True)
             warning = f"cache entry of {action.describe()} was corrupted (digest mismatch); rebuilding"
+        self._fetch_externals(action)
         outputs = self._run(action)
         self.store.put_action(key, outputs)
         self._finish(outputs)
         return Outcome(outputs, False, warning)
+
+    def _fetch_externals(self, action: Action) -> None:
+        for tool in action.all_tools():
+            if tool.fetch is not None and not os.path.isdir(tool.path):
+                from kiln.toolchain.fetch import FetchError, ensure
+                try:
+                    ensure(*tool.fetch)
+                except FetchError as error:
+                    raise ActionFailed(Failure(action, [], 0, "", f"fetching {tool.name}: {error}")) from None
 
     def _input_digest(self, artifact: Artifact) -> str:
         if artifact.source:
@@ -75,11 +85,43 @@ class Executor:
     def _materialize(self, path: str, output: OutputFile) -> None:
         """Copy a blob to kiln-out/ (a copy, so a user editing it cannot corrupt the store)."""
         target = self.workspace.root / path
+        if output.tree:
+            self._materialize_tree(target, output)
+            return
         mode = 0o755 if output.executable else 0o644
         if self.store.digests.known(target) == output.digest and stat.S_IMODE(target.stat().st_mode) == mode:
             return
         atomic_copy(self.store.blob_path(output.digest), target, mode)
         self.store.digests.record(target, output.digest)
+
+    def _materialize_tree(self, target: Path, output: OutputFile) -> None:
+        """A directory output: its files are hard links to the store's blobs (an OCI layout's layers are
+        written once); executables are copies. Built beside the target, then swapped in."""
+        if self.store.digests.known(target) == output.digest:
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fresh = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+        os.chmod(fresh, 0o755)
+        self._link_tree(output, fresh)
+        stale = target.with_name(f".{target.name}.old.{os.getpid()}")
+        if target.exists():
+            os.replace(target, stale)
+        os.replace(fresh, target)
+        shutil.rmtree(stale, ignore_errors=True)
+        self.store.digests.record(target, output.digest)
+
+    def _link_tree(self, output: OutputFile, directory: Path) -> None:
+        for relative, file in self.store.tree_files(output.digest).items():
+            self._place_blob(file, directory / relative)
+
+    def _place_blob(self, output: OutputFile, target: Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        blob = self.store.blob_path(output.digest)
+        if output.executable:
+            shutil.copyfile(blob, target)
+            os.chmod(target, 0o755)
+        else:
+            os.link(blob, target)
 
     def _run(self, action: Action) -> dict[str, OutputFile]:
         sandbox_root = self.store.root / "sandbox"
@@ -106,18 +148,17 @@ class Executor:
             target.parent.mkdir(parents=True, exist_ok=True)
             if artifact.source:
                 shutil.copy2(self._source_path(artifact), target)
+            elif self.results[artifact.path].tree:
+                self._link_tree(self.results[artifact.path], target)
+                continue
             else:
-                output = self.results[artifact.path]
-                blob = self.store.blob_path(output.digest)
-                if output.executable:
-                    shutil.copyfile(blob, target)
-                    os.chmod(target, 0o755)
-                else:
-                    os.link(blob, target)
+                self._place_blob(self.results[artifact.path], target)
             st = target.stat()
             stamps[artifact.path] = (st.st_size, st.st_mtime_ns)
         for artifact in action.outputs:
             (execroot / artifact.path).parent.mkdir(parents=True, exist_ok=True)
+            if artifact.directory:
+                (execroot / artifact.path).mkdir()
         return stamps
 
     def _render(self, arg: str | Tool | Artifact, execroot: Path) -> str:
@@ -137,11 +178,22 @@ class Executor:
         outputs = {}
         for artifact in action.outputs:
             produced = execroot / artifact.path
+            if artifact.directory:
+                outputs[artifact.path] = self._collect_tree(action, produced, argv, stderr)
+                continue
             if not produced.is_file() or produced.is_symlink():
                 raise ActionFailed(Failure(action, argv, 0, stderr, f"it did not create the declared output {artifact.path}"))
             executable = bool(produced.stat().st_mode & stat.S_IXUSR)
             outputs[artifact.path] = OutputFile(self.store.put_file(produced), executable)
         return outputs
+
+    def _collect_tree(self, action: Action, produced: Path, argv: list[str], stderr: str) -> OutputFile:
+        if not produced.is_dir() or produced.is_symlink():
+            raise ActionFailed(Failure(action, argv, 0, stderr, f"it did not create the declared directory {produced.name}"))
+        try:
+            return OutputFile(self.store.put_tree(produced), False, tree=True)
+        except ValueError as error:
+            raise ActionFailed(Failure(action, argv, 0, stderr, f"its output directory holds {error}")) from None
 
     def _undeclared_read(self, action: Action, execroot: Path, stderr: str) -> str:
         """Name a workspace file the command tried to read that the action does not declare."""

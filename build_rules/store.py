@@ -24,8 +24,9 @@ def cache_root() -> Path:
 
 @dataclass(frozen=True)
 class OutputFile:
-    digest: str
+    digest: str  # of the file, or for a directory of its tree manifest (a JSON blob listing its files)
     executable: bool
+    tree: bool = False
 
 
 class Store:
@@ -64,15 +65,38 @@ class Store:
         self.digests.forget(path)
         return False
 
+    def put_tree(self, directory: Path) -> str:
+        """Move every file under `directory` into the store; returns the digest of its tree manifest."""
+        entries = {}
+        for path in sorted(directory.rglob("*")):
+            if path.is_symlink() or not (path.is_file() or path.is_dir()):
+                raise ValueError(f"{path.relative_to(directory)} is not a regular file or directory")
+            if path.is_file():
+                executable = bool(path.stat().st_mode & 0o100)
+                entries[path.relative_to(directory).as_posix()] = {"digest": self.put_file(path), "executable": executable}
+        manifest = directory.parent / f".{directory.name}.tree"
+        manifest.write_bytes(json.dumps({"files": entries}, sort_keys=True).encode())
+        return self.put_file(manifest)
+
+    def tree_files(self, digest: str) -> dict[str, OutputFile]:
+        raw = json.loads(self.blob_path(digest).read_bytes())["files"]
+        return {p: OutputFile(e["digest"], e["executable"]) for p, e in raw.items()}
+
+    def verify_output(self, output: OutputFile) -> bool:
+        if not self.verify(output.digest):
+            return False
+        return not output.tree or all(self.verify(f.digest) for f in self.tree_files(output.digest).values())
+
     def get_action(self, key: str) -> dict[str, OutputFile] | None:
         try:
             raw = json.loads(self._action_path(key).read_bytes())
-            return {p: OutputFile(o["digest"], o["executable"]) for p, o in raw["outputs"].items()}
+            return {p: OutputFile(o["digest"], o["executable"], o.get("tree", False)) for p, o in raw["outputs"].items()}
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
     def put_action(self, key: str, outputs: dict[str, OutputFile]) -> None:
-        encoded = {"outputs": {p: {"digest": o.digest, "executable": o.executable} for p, o in sorted(outputs.items())}}
+        encoded = {"outputs": {p: {"digest": o.digest, "executable": o.executable, "tree": o.tree}
+                               for p, o in sorted(outputs.items())}}
         atomic_write_bytes(self._action_path(key), json.dumps(encoded, sort_keys=True).encode())
 
     def forget_action(self, key: str) -> None:

@@ -77,16 +77,23 @@ def _push_content(layout: Layout, repository: Repository, blobs: list[Descriptor
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("layout", help="OCI image layout holding one image or one index")
-    parser.add_argument("--repository", required=True, help="HOST[:PORT]/NAME")
+    parser.add_argument("--repository", help="HOST[:PORT]/NAME")
     parser.add_argument("--tag", action="append", default=[], help="tag to point at the image (repeatable)")
+    # What an oci_push target's attributes say; --repository and --tag given by the user replace them.
+    parser.add_argument("--default-repository", help=argparse.SUPPRESS)
+    parser.add_argument("--default-tag", action="append", default=[], help=argparse.SUPPRESS)
     parser.add_argument("--insecure", action="store_true", help="plain HTTP to a non-loopback registry")
     parser.add_argument("--chunk-size", type=int, default=16 << 20, help="blobs larger than this go in PATCH chunks")
     parser.add_argument("--mount-from", help="repository on the same registry to mount existing blobs from")
     parser.add_argument("--attempts", type=int, default=4, help="tries per request on 5xx and connection errors")
     args = parser.parse_args(argv)
+    repository_name = args.repository or args.default_repository
+    if not repository_name:
+        print("oci.push: error: no repository: pass --repository HOST[:PORT]/NAME", file=sys.stderr)
+        return 1
     try:
-        reference = Reference.parse(args.repository)
-        tags = [check_tag(t) for t in args.tag]
+        reference = Reference.parse(repository_name)
+        tags = [check_tag(t) for t in (args.tag or args.default_tag)]
         if args.mount_from:
             Reference.parse(f"{reference.host}/{args.mount_from}")
         repository = Repository(reference, credentials_for(reference.host), insecure=args.insecure,

@@ -24,5 +24,6 @@ class RuleSpec:
 @functools.cache
 def all_rules() -> dict[str, RuleSpec]:
     """Every rule by name (imported on first use: rule modules depend on the analysis phase)."""
-    from kiln.build_rules.rules import archive, executable, filegroup, genrule, model
-    return {r.name: r for r in (filegroup.RULE, genrule.RULE, executable.RULE, model.RULE, archive.RULE)}
+    from kiln.build_rules.rules import archive, executable, filegroup, genrule, model, oci_image, oci_load, oci_push
+    rules = (filegroup, genrule, executable, model, archive, oci_image, oci_push, oci_load)
+    return {r.RULE.name: r.RULE for r in rules}

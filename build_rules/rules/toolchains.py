@@ -26,8 +26,28 @@ def zig_cache() -> str:
 
 
 @functools.cache
-def python_tool(package: str) -> Tool:
-    """Python running one of kiln's packages (`python -m <package>...`), keyed by that package's sources."""
-    return Tool(f"python:{package}", python.python_path(), python.python_digest(package),
+def python_tool(*packages: str) -> Tool:
+    """Python running kiln's own code (`python -m <package>...`), keyed by the sources of `packages`."""
+    return Tool(f"python:{'+'.join(packages)}", python.python_path(), python.python_digest(*packages),
                 mounts=tuple(python.python_mounts()),
                 env=(("PYTHONDONTWRITEBYTECODE", "1"), ("PYTHONHASHSEED", "0")))
+
+
+def external_tree(name: str, arch: str) -> Tool:
+    """The unpacked tree of a pinned artifact from toolchain/lock.toml, fetched when an action needs it."""
+    from kiln.toolchain import fetch, lockfile
+    try:
+        artifact = _lock().find(name, arch)
+    except lockfile.FetchError as error:
+        raise UserError(str(error)) from None
+    path = str(fetch.external_root() / artifact.sha256)
+    return Tool(f"{name}:{arch}", path, artifact.sha256, mounts=(path,), fetch=(name, arch))
+
+
+@functools.cache
+def _lock():
+    from kiln.toolchain import lockfile
+    try:
+        return lockfile.load()
+    except lockfile.FetchError as error:
+        raise UserError(str(error)) from None
