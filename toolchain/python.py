@@ -32,16 +32,17 @@ def python_mounts() -> list[str]:
 
 
 @functools.cache
-def python_digest(package: str) -> str:
-    """Identity of a Python tool: interpreter, pinned libraries, and the sources of `package`."""
+def python_digest(*packages: str) -> str:
+    """Identity of a Python tool: interpreter, pinned libraries, and the sources of `packages`."""
     digest = hashlib.sha256(sys.version.encode())
     for name in _PINNED:
         try:
             digest.update(f"{name}=={metadata.version(name)}\n".encode())
         except metadata.PackageNotFoundError:
             digest.update(f"{name} missing\n".encode())
-    directory = package_dir(package)
-    for path in sorted(directory.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts:
-            digest.update(path.relative_to(directory).as_posix().encode() + b"\0" + path.read_bytes())
+    for package in packages:
+        directory = package_dir(package)
+        for path in sorted(directory.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(f"{package}/{path.relative_to(directory).as_posix()}\0".encode() + path.read_bytes())
     return digest.hexdigest()

@@ -1,0 +1,27 @@
+"""Trim a platform's vendor trees to what the launcher needs: closure, bundle, report."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from kiln.runtime_trim import bundle, closure, report
+from kiln.runtime_trim.sysroot import Sysroot
+from kiln.toolchain.lockfile import Lock
+
+
+def trim(platform: str, archs: list[str], roots: list[Path], entries: list[str], trees: list[Path], out: Path,
+         lock: Lock, host: tuple[str, ...] = ()) -> dict:
+    """Trim `trees` to what the roots and the platform's entry libraries need; returns the report.
+    `host` are extra host-provided soname patterns (e.g. libstdc++.so.6 when the base layer has it)."""
+    vendor = lock.vendor(platform)
+    known = frozenset(name for other in lock.vendors.values() if other is not vendor
+                      for name in (*other.entry, *(d.opens for d in other.dlopen), *(d.by for d in other.dlopen)))
+    sysroot = Sysroot(trees)
+    kept = closure.compute(vendor, sysroot, roots, [*vendor.entry, *entries], archs, known, host)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in (out / "lib" / platform, out / "share" / platform):
+        shutil.rmtree(stale, ignore_errors=True)
+    result = report.build(kept, bundle.write(kept, out), sysroot, archs)
+    report.write(result, out)
+    return result
