@@ -31,6 +31,8 @@ class ModelInfo:
     launcher: Artifact
     weights: Artifact
     manifests: tuple[tuple[str, Artifact], ...]
+    sources: tuple[Artifact, ...] = ()  # the ONNX graph and weights the user gave, for the SBOM
+    runtime_reports: tuple[tuple[str, Artifact], ...] = ()  # trim-report.json per accelerator platform
 
 
 @dataclass(frozen=True)

@@ -117,3 +117,28 @@ def test_kiln_run_classifies_a_sample(examples_copy, kiln_cache):
     sample = EXAMPLES / "mnist" / "samples" / "digit_3.npy"
     done = kiln("run", "//mnist", "--", "--input", str(sample), cache=kiln_cache, cwd=examples_copy)
     assert predicted_class(done.stdout) == reference_classes()["digit_3.npy"]
+
+
+def test_archive_carries_an_sbom_of_the_model(examples_copy, kiln_cache, tmp_path):
+    import json
+    kiln("build", "//mnist:archive", cache=kiln_cache, cwd=examples_copy)
+    unpack(examples_copy / "kiln-out/linux-amd64-cpu/mnist/mnist.tar.zst", tmp_path)
+    document = json.loads((tmp_path / "mnist/share/sbom.spdx.json").read_text())
+    assert document["spdxVersion"] == "SPDX-2.3"
+    checksums = {p["name"]: p["checksums"][0]["checksumValue"] for p in document["packages"] if p.get("checksums")}
+    onnx_digest = hashlib.sha256((EXAMPLES / "mnist" / "mnist.onnx").read_bytes()).hexdigest()
+    assert checksums["mnist.onnx"] == onnx_digest and "ziglang" in checksums
+
+
+def test_kiln_why_and_fetch(examples_copy, kiln_cache):
+    why = kiln("why", "//mnist:archive", "libhsa-runtime64.so.1", cache=kiln_cache, cwd=examples_copy).stdout
+    assert "is not in the bundle of //mnist:archive" in why
+    fetched = kiln("fetch", "//mnist:image", cache=kiln_cache, cwd=examples_copy).stderr
+    assert "libc6 (amd64)" in fetched
+
+
+def test_kiln_lock_unknown_name(examples_copy, kiln_cache):
+    env = {**os.environ, "XDG_CACHE_HOME": str(kiln_cache)}
+    done = subprocess.run([sys.executable, "-m", "kiln.build_rules", "lock", "--update", "no-such-package"],
+                          cwd=examples_copy, env=env, capture_output=True, text=True)
+    assert done.returncode == 1 and done.stderr.strip() == "ERROR: no-such-package is not in lock.toml"

@@ -4,7 +4,8 @@
 
 Writes `<model>.tar.zst` (or `.tar.gz`, `.tar`) laid out as
 `<model>/bin/<model>` (the launcher), `<model>/weights/<model>.safetensors` and
-`<model>/share/<platform>/manifest.json`. Sorted entries, mtime 0, uid/gid 0, fixed modes.
+`<model>/share/<platform>/manifest.json` and `<model>/share/sbom.spdx.json` (SPDX 2.3).
+Sorted entries, mtime 0, uid/gid 0, fixed modes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from kiln.build_rules.analysis import RuleContext
 from kiln.build_rules.attrs import Attr
 from kiln.build_rules.providers import DefaultInfo, ModelInfo, Providers
 from kiln.build_rules.rules import RuleSpec
+from kiln.build_rules.rules.sbom import sbom_action
 from kiln.build_rules.rules.toolchains import python_tool
 
 _EXTENSIONS = {"zstd": ".tar.zst", "gzip": ".tar.gz", "none": ".tar"}
@@ -35,7 +37,8 @@ def _implementation(ctx: RuleContext) -> Providers:
     if model is None:
         raise ctx.fail(f"model {ctx.attr['model'].label} is not a model() target")
     output = ctx.declare_file(model.name + _EXTENSIONS[compression])
-    entries = bundle_entries(model)
+    sbom = sbom_action(ctx, model, f"{ctx.label.name}.spdx.json", [])
+    entries = [*bundle_entries(model), (f"{model.name}/share/sbom.spdx.json", sbom, False)]
     argv = [python_tool("kiln.build_rules.packaging"), "-m", "kiln.build_rules.packaging.archive", "--output", output,
             "--compression", compression]
     argv += [f"{dest}={artifact.path}" + (":x" if executable else "") for dest, artifact, executable in entries]

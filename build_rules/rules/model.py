@@ -66,7 +66,7 @@ def _implementation(ctx: RuleContext) -> Providers:
         raise ctx.fail(f"batch must be at least 1, got {ctx.attr['batch']}")
     obj, packed, manifest = _compile_cpu(ctx, graph, weights)
     program = _link_launcher(ctx, [obj])
-    info = ModelInfo(ctx.label.name, program, packed, (("cpu", manifest),))
+    info = ModelInfo(ctx.label.name, program, packed, (("cpu", manifest),), (graph, *([weights] if weights else [])))
     run = RunInfo((program,), env=(("KILN_WEIGHTS", packed),))
     return Providers(DefaultInfo(files=(program, packed, manifest), executable=program), {ModelInfo: info, RunInfo: run})
 

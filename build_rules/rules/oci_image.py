@@ -23,7 +23,8 @@ from kiln.build_rules.attrs import Attr
 from kiln.build_rules.providers import DefaultInfo, ModelInfo, Providers
 from kiln.build_rules.rules import RuleSpec
 from kiln.build_rules.rules.archive import bundle_entries
-from kiln.build_rules.rules.toolchains import external_tree, python_tool
+from kiln.build_rules.rules.sbom import sbom_action
+from kiln.build_rules.rules.toolchains import external_tree, pinned, python_tool
 
 _ARCH = {"linux-amd64": "amd64", "linux-arm64": "arm64"}
 _BASE_PACKAGES = ("libc6", "libgcc-s1")
@@ -35,9 +36,12 @@ class ImageInfo:
     layout: Artifact  # an OCI image layout directory (one image, or an index over several)
 
 
+def _base_packages(ctx: RuleContext) -> list[str]:
+    return [*_BASE_PACKAGES, *(("libstdc++6",) if ctx.attr["libstdcxx"] else ())]
+
+
 def _base_layer(ctx: RuleContext, arch: str) -> Artifact:
-    packages = [*_BASE_PACKAGES, *(("libstdc++6",) if ctx.attr["libstdcxx"] else ())]
-    trees = [external_tree(p, arch) for p in packages]
+    trees = [external_tree(p, arch) for p in _base_packages(ctx)]
     output = ctx.declare_file(f"{ctx.label.name}.base-{arch}.tar")
     argv = [python_tool(*OCI_TOOL), "-m", "kiln.build_rules.oci.base_layer", "--arch", arch, "--output", output,
             *(["--libstdcxx"] if ctx.attr["libstdcxx"] else []), *trees]
@@ -49,7 +53,9 @@ def _image(ctx: RuleContext, model: ModelInfo, host: str, name: str) -> Artifact
     arch = _ARCH[host]
     base = _base_layer(ctx, arch)
     layout = ctx.declare_directory(name)
-    entries = bundle_entries(model)
+    pins = [f"{a.name}:{arch}=={a.version}:{a.sha256}" for a in (pinned(p, arch) for p in _base_packages(ctx))]
+    sbom = sbom_action(ctx, model, f"{name}.spdx.json", pins)
+    entries = [*bundle_entries(model), (f"{model.name}/share/sbom.spdx.json", sbom, False)]
     argv = [python_tool(*OCI_TOOL), "-m", "kiln.build_rules.oci.image", "--out", layout, "--arch", arch,
             "--compression", ctx.attr["compression"], "--layer-tar", base, "--layer",
             *(f"{dest}={artifact.path}" + (":x" if executable else "") for dest, artifact, executable in entries),

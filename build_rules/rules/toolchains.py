@@ -33,13 +33,19 @@ def python_tool(*packages: str) -> Tool:
                 env=(("PYTHONDONTWRITEBYTECODE", "1"), ("PYTHONHASHSEED", "0")))
 
 
-def external_tree(name: str, arch: str) -> Tool:
-    """The unpacked tree of a pinned artifact from toolchain/lock.toml, fetched when an action needs it."""
-    from kiln.toolchain import fetch, lockfile
+def pinned(name: str, arch: str):
+    """The lock's entry for an external artifact (kiln.toolchain.lockfile.Artifact)."""
+    from kiln.toolchain import lockfile
     try:
-        artifact = _lock().find(name, arch)
+        return _lock().find(name, arch)
     except lockfile.FetchError as error:
         raise UserError(str(error)) from None
+
+
+def external_tree(name: str, arch: str) -> Tool:
+    """The unpacked tree of a pinned artifact from toolchain/lock.toml, fetched when an action needs it."""
+    from kiln.toolchain import fetch
+    artifact = pinned(name, arch)
     path = str(fetch.external_root() / artifact.sha256)
     return Tool(f"{name}:{arch}", path, artifact.sha256, mounts=(path,), fetch=(name, arch))
 
