@@ -1,0 +1,46 @@
+"""The files a compile writes: weights.safetensors (64-byte aligned data section and tensors)
+and manifest.json. Both are byte-for-byte deterministic."""
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+
+import numpy as np
+
+from .backend.cpu.memplan import ALIGN, WeightTable
+
+ST_DTYPES = {np.dtype(np.float32): "F32", np.dtype(np.int64): "I64", np.dtype(np.int32): "I32",
+             np.dtype(np.bool_): "BOOL", np.dtype(np.uint8): "U8"}
+DTYPE_NAMES = {np.dtype(np.float32): "f32", np.dtype(np.int64): "i64", np.dtype(np.int32): "i32",
+               np.dtype(np.bool_): "bool"}
+
+
+def weight_records(table: WeightTable) -> list[dict]:
+    return [{"name": name, "dtype": DTYPE_NAMES[data.dtype], "shape": list(data.shape),
+             "offset": offset, "nbytes": data.nbytes,
+             "sha256": hashlib.sha256(data.tobytes()).hexdigest()}
+            for name, (data, offset) in table.tensors.items()]
+
+
+def safetensors_bytes(table: WeightTable) -> tuple[bytes, int]:
+    """The file and the byte offset of its data section. Gaps between aligned tensors are
+    covered by small U8 padding tensors, since safetensors allows no holes."""
+    header: dict[str, dict] = {"__metadata__": {"format": "kiln"}}
+    chunks, pos, pads = [], 0, 0
+    for name, (data, offset) in table.tensors.items():
+        if offset > pos:
+            header[f"__pad{pads}"] = {"dtype": "U8", "shape": [offset - pos], "data_offsets": [pos, offset]}
+            chunks.append(bytes(offset - pos))
+            pads += 1
+        header[name] = {"dtype": ST_DTYPES[data.dtype], "shape": list(data.shape),
+                        "data_offsets": [offset, offset + data.nbytes]}
+        chunks.append(data.tobytes())
+        pos = offset + data.nbytes
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-(8 + len(text)) % ALIGN)
+    return struct.pack("<Q", len(text)) + text + b"".join(chunks), 8 + len(text)
+
+
+def manifest_bytes(manifest: dict) -> bytes:
+    return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()

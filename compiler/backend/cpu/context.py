@@ -1,0 +1,71 @@
+"""What a kernel emitter sees: the module and variant being built, where every tensor lives,
+and how to split work over the launcher's thread pool."""
+from __future__ import annotations
+
+from typing import Callable
+
+import llvmlite.ir as ir
+
+from ...ir.graph import Node, Value
+from .emit import I8, I64, PTR, VOID, Fn
+from .memplan import MemoryPlan
+from .target import Variant
+
+# ctx argument of every kernel function: {weights, inputs[], outputs[], scratch, pool}
+SLOTS = {"weights": 0, "input": 1, "output": 2, "scratch": 3, "pool": 4}
+# Below this many flops a kiln_parallel_for round trip costs more than it saves.
+PARALLEL_MIN_FLOPS = 1_000_000
+
+
+class Context:
+    def __init__(self, module: ir.Module, variant: Variant, plan: MemoryPlan) -> None:
+        self.module, self.variant, self.plan = module, variant, plan
+        self.count = 0
+        self.cache: dict = {}  # kernels shared by several call sites
+
+    def name(self, hint: str) -> str:
+        self.count += 1
+        return f"kiln_{self.variant.symbol}_{self.count}_{hint}"
+
+    def function(self, hint: str, args=(PTR,)) -> Fn:
+        return Fn(self.module, self.name(hint), self.variant, args)
+
+    def _at(self, f: Fn, space: str, index: int, offset: int) -> ir.Value:
+        key = (space, index, offset)
+        if key not in f.cache:
+            pro = f.pro
+            base = pro.load(pro.gep(f.args[0], [f.i64(8 * SLOTS[space])], source_etype=I8), typ=PTR)
+            if space in ("input", "output"):
+                base = pro.load(pro.gep(base, [f.i64(8 * index)], source_etype=I8), typ=PTR)
+            f.cache[key] = pro.gep(base, [f.i64(offset)], source_etype=I8) if offset else base
+        return f.cache[key]
+
+    def slot(self, f: Fn, space: str) -> ir.Value:
+        """Base pointer of the weights, scratch or pool slot."""
+        return self._at(f, space, 0, 0)
+
+    def ptr(self, f: Fn, v: Value) -> ir.Value:
+        loc = self.plan.loc(v)
+        return self._at(f, loc.space, loc.index, loc.offset)
+
+    def temp(self, f: Fn, node: Node) -> ir.Value:
+        return self._at(f, "scratch", 0, self.plan.temps[node].offset)
+
+    def weight(self, f: Fn, name: str, data) -> ir.Value:
+        """Pointer to a derived weight tensor (e.g. pre-packed), added to the weights file."""
+        return self._at(f, "weights", 0, self.plan.weights.add(name, data))
+
+    def parallel(self, f: Fn, hint: str, n: int, flops: int,
+                 body: Callable[[Fn, ir.Value], None]) -> None:
+        """Run body(task_fn, t) for t in [0, n): over the pool if worth it, else inline-called."""
+        task = Fn(self.module, self.name(hint), self.variant, (PTR, I64, I64))
+        ctx, begin, end = task.args
+        with task.loop(end, begin) as t:
+            body(task, t)
+        task.finish()
+        if n > 1 and flops >= PARALLEL_MIN_FLOPS:
+            pfor = self.module.globals.get("kiln_parallel_for") or ir.Function(
+                self.module, ir.FunctionType(VOID, [PTR, PTR, PTR, I64]), "kiln_parallel_for")
+            f.b.call(pfor, [self.slot(f, "pool"), task.fn, f.args[0], f.i64(n)])
+        else:
+            f.b.call(task.fn, [f.args[0], f.i64(0), f.i64(n)])

@@ -1,0 +1,132 @@
+"""The blocked GEMM driver over the micro-kernel, and MatMul on it. Constant B operands
+(weights) are pre-packed at compile time into 64-column panels."""
+from __future__ import annotations
+
+from typing import Callable
+
+import llvmlite.ir as ir
+import numpy as np
+
+from ...ir.graph import Node
+from .context import Context
+from .emit import I1, Fn
+from .k_gemm_micro import MR, Epilogue, micro_kernel, pack_b
+from .loops import contiguous, unravel
+
+NR, KC = 64, 256
+PtrAt = Callable[[Fn, ir.Value], ir.Value]  # (task fn, batch index) -> pointer
+
+
+def gemm(ctx: Context, f: Fn, epi: Epilogue, m: int, n: int, k: int, batches: int,
+         a_at: PtrAt, lda: int, b_at: PtrAt, packed: bool, c_at: PtrAt, ldc: int,
+         row0_at: PtrAt, col0_at: PtrAt, taps: tuple[tuple[int, int], ...] = ()) -> None:
+    """C[b] (m x n) = A[b] (m x k, row stride lda) B[b] (k x n) for b in [0, batches).
+
+    Tasks own (batch, block of rows, panel of 64 columns); inside, K is blocked by KC so a
+    B sub-panel stays in cache across the row tiles. row0_at/col0_at give a batch's first
+    output row and column for the epilogue. With `taps` (see micro_kernel) k is per tap."""
+    panels = -(-n // NR)
+    tiles = -(-m // MR)
+    flops = 2 * batches * m * n * k * max(len(taps), 1)
+    # Enough tasks to spread over a pool, but every extra block of rows re-reads all of B.
+    want = max(1, min(16, flops // 1_000_000))
+    mblocks = max(1, min(tiles, -(-want // (batches * panels))))
+    mb = -(-tiles // mblocks) * MR
+    mblocks = -(-m // mb)
+    tw = ctx.variant.vector_width * ctx.variant.tile_vectors
+    last_width = n - (panels - 1) * NR
+
+    def task(t: Fn, flat: ir.Value) -> None:
+        bt = t.b
+        p, rest = bt.urem(flat, t.i64(panels)), bt.udiv(flat, t.i64(panels))
+        blk, batch = bt.urem(rest, t.i64(mblocks)), bt.udiv(rest, t.i64(mblocks))
+        m0 = bt.mul(blk, t.i64(mb))
+        rows = bt.sub(t.i64(m), m0)
+        rows = bt.select(bt.icmp_signed("<", rows, t.i64(mb)), rows, t.i64(mb))
+        a, b, c = a_at(t, batch), b_at(t, batch), c_at(t, batch)
+        a = t.gep(a, bt.mul(m0, t.i64(lda)))
+        c = t.gep(c, t.madd((m0, ldc), (p, NR)))
+        row0 = bt.add(row0_at(t, batch), m0)
+        col = bt.add(col0_at(t, batch), bt.mul(p, t.i64(NR)))
+
+        def panel(width: int) -> None:
+            ldb = -(-width // 16) * 16 if packed else n
+            bp = t.gep(b, bt.mul(p, t.i64(k * max(len(taps), 1) * NR if packed else NR)))
+            for k0 in range(0, k, KC if not taps else k):
+                kb = min(KC, k - k0) if not taps else k
+                flags = [ir.Constant(I1, k0 == 0), ir.Constant(I1, k0 + kb == k)]
+                for s0 in range(0, width, tw):
+                    cols = min(tw, width - s0)
+                    masked = not packed and cols % ctx.variant.vector_width != 0
+
+                    def call(mr: int, i: ir.Value) -> None:
+                        fn = micro_kernel(ctx, epi, mr, cols, masked,
+                                          tuple((a, b * ldb) for a, b in taps) or ((0, 0),))
+                        r = bt.mul(i, t.i64(MR))
+                        bt.call(fn, [t.args[0], t.gep(a, t.madd((r, lda), (k0, 1))), t.i64(lda),
+                                     t.gep(bp, k0 * ldb + s0), t.i64(ldb),
+                                     t.gep(c, t.madd((r, ldc), (s0, 1))), t.i64(ldc), t.i64(kb),
+                                     *flags, bt.add(row0, r), bt.add(col, t.i64(s0))])
+
+                    with t.loop(bt.udiv(rows, t.i64(MR))) as i:
+                        call(MR, i)
+                    if m % MR:
+                        with t.if_then(bt.icmp_signed("==", blk, t.i64(mblocks - 1))):
+                            call(m % MR, t.i64((m - (mblocks - 1) * mb) // MR))
+
+        if last_width == NR:
+            panel(NR)
+        else:
+            with t.if_else(bt.icmp_signed("==", p, t.i64(panels - 1))) as (then, other):
+                with then:
+                    panel(last_width)
+                with other:
+                    panel(NR)
+
+    ctx.parallel(f, "gemm", batches * mblocks * panels, flops, task)
+
+
+def _batch_offsets(t: Fn, batch: ir.Value, dims: tuple[int, ...], strides: tuple[int, ...]
+                   ) -> ir.Value:
+    return t.madd(*zip(unravel(t, batch, dims), strides)) if dims else t.i64(0)
+
+
+def _broadcast_strides(shape: tuple[int, ...], out: tuple[int, ...]) -> tuple[int, ...]:
+    """Element strides of a batch shape broadcast against `out` (0 where broadcast)."""
+    full = (1,) * (len(out) - len(shape)) + tuple(shape)
+    return tuple(0 if d == 1 else s for d, s in zip(full, contiguous(full)))
+
+
+def emit_matmul(ctx: Context, f: Fn, node: Node) -> None:
+    a, bv, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    epi = Epilogue.of(node, 2)
+    *batch, m, n = y.type.shape
+    k = a.type.shape[-1]
+    batch = tuple(batch)
+    nb = int(np.prod(batch, dtype=np.int64))
+    a_batch = _broadcast_strides(a.type.shape[:-2], batch)
+    packed = bv.const is not None
+    b_is_shared = bv.type.numel == k * n
+    if packed and b_is_shared and a.type.shape[:-2] == batch:
+        # Fold the batch into M: one weight matrix for all rows.
+        m, nb, batch = m * nb, 1, ()
+        a_batch = ()
+    b_batch = _broadcast_strides(bv.type.shape[:-2], batch)
+    if packed:
+        w = bv.const.reshape(-1, k, n)
+        data = np.concatenate([pack_b(wi, NR) for wi in w])
+        psize = pack_b(w[0], NR).size
+
+    def a_at(t: Fn, i: ir.Value) -> ir.Value:
+        return t.gep(ctx.ptr(t, a), t.b.mul(_batch_offsets(t, i, batch, a_batch), t.i64(m * k)))
+
+    def b_at(t: Fn, i: ir.Value) -> ir.Value:
+        base = ctx.weight(t, f"{bv.name}.packed", data) if packed else ctx.ptr(t, bv)
+        off = _batch_offsets(t, i, batch, b_batch)
+        return t.gep(base, t.b.mul(off, t.i64(psize if packed else k * n)))
+
+    def c_at(t: Fn, i: ir.Value) -> ir.Value:
+        return t.gep(ctx.ptr(t, y), t.b.mul(i, t.i64(m * n)))
+
+    gemm(ctx, f, epi, m, n, k, nb, a_at, k, b_at, packed, c_at, n,
+         lambda t, i: t.b.mul(i, t.i64(m)), lambda t, i: t.i64(0))

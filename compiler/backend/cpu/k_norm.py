@@ -1,0 +1,148 @@
+"""Reductions and normalisations: ReduceMean/ReduceSum, Softmax/LogSoftmax, LayerNormalization."""
+from __future__ import annotations
+
+import numpy as np
+import llvmlite.ir as ir
+
+from ...errors import CompileError
+from ...ir.graph import Node
+from ...ir.ops_nn import reduce_axes
+from ...ir.registry import norm_axis
+from . import mathfn
+from .context import Context
+from .emit import F32, Fn
+from .loops import contiguous, serial_nest, unravel
+
+FAST = ("reassoc", "contract")  # lets LLVM vectorise the sums
+
+
+def _fadd(f: Fn, a: ir.Value, b: ir.Value) -> ir.Value:
+    return f.b.fadd(a, b, flags=FAST)
+
+
+def emit_reduce(ctx: Context, f: Fn, node: Node) -> None:
+    """Tasks own the leading non-reduced dims; inside, out[...] += x[...] over the rest."""
+    x, y = node.inputs[0], node.outputs[0]
+    if x.type.dtype != "f32":
+        raise CompileError(f"{node.op} node {node.name}: only f32 is supported")
+    shape, axes = x.type.shape, set(reduce_axes(node))
+    lead = next((d for d in range(len(shape)) if d in axes), len(shape))
+    out_shape = tuple(1 if d in axes else s for d, s in enumerate(shape))
+    out_strides = tuple(0 if d in axes else s for d, s in enumerate(contiguous(out_shape)))
+    in_strides = contiguous(shape)
+    rest = shape[lead:]
+    count = int(np.prod([shape[d] for d in axes], dtype=np.int64)) or 1
+    slice_size = int(np.prod([s for d, s in enumerate(shape) if d >= lead and d not in axes],
+                             dtype=np.int64))
+
+    def task(t: Fn, flat: ir.Value) -> None:
+        idx = unravel(t, flat, shape[:lead])
+        xo = t.madd(*zip(idx, in_strides[:lead]))
+        yo = t.madd(*zip(idx, out_strides[:lead]))
+        xp, yp = ctx.ptr(t, x), ctx.ptr(t, y)
+        zero = t.const_f(0.0, F32)
+        with t.loop(slice_size) as j:
+            t.b.store(zero, t.gep(yp, t.b.add(yo, j)))
+
+        def acc(offs: list[ir.Value]) -> None:
+            p = t.gep(yp, offs[1])
+            t.b.store(_fadd(t, t.b.load(p, typ=F32), t.b.load(t.gep(xp, offs[0]), typ=F32)), p)
+
+        serial_nest(t, rest, [(xo, in_strides[lead:]), (yo, out_strides[lead:])], acc)
+        if node.op == "ReduceMean" and count > 1:
+            with t.loop(slice_size) as j:
+                p = t.gep(yp, t.b.add(yo, j))
+                t.b.store(t.b.fmul(t.b.load(p, typ=F32), t.const_f(1.0 / count, F32)), p)
+
+    n = int(np.prod(shape[:lead], dtype=np.int64))
+    ctx.parallel(f, "reduce", n, x.type.numel, task)
+
+
+def _rows(shape: tuple[int, ...], axis: int, to_end: bool) -> tuple[int, int, int]:
+    """(outer, n, inner) view of a tensor normalised over `axis` (or axis.. end)."""
+    outer = int(np.prod(shape[:axis], dtype=np.int64))
+    if to_end:
+        return outer, int(np.prod(shape[axis:], dtype=np.int64)), 1
+    return outer, shape[axis], int(np.prod(shape[axis + 1:], dtype=np.int64))
+
+
+def emit_softmax(ctx: Context, f: Fn, node: Node) -> None:
+    x, y = node.inputs[0], node.outputs[0]
+    outer, n, inner = _rows(x.type.shape, norm_axis(node, node.attr("axis", -1), x.type.rank), False)
+    log = node.op == "LogSoftmax"
+
+    def task(t: Fn, row: ir.Value) -> None:
+        b = t.b
+        base = t.madd((b.udiv(row, t.i64(inner)), n * inner), (b.urem(row, t.i64(inner)), 1))
+        xp, yp = ctx.ptr(t, x), ctx.ptr(t, y)
+        at = lambda p, j: t.gep(p, b.add(base, b.mul(j, t.i64(inner))))  # noqa: E731
+        mx, total = t.pro.alloca(F32), t.pro.alloca(F32)
+        b.store(t.const_f(float("-inf"), F32), mx)
+        with t.loop(n) as j:
+            # maxnum, not compare+select: LLVM vectorises maxnum reductions.
+            v = b.load(at(xp, j), typ=F32)
+            b.store(t.intrinsic("llvm.maxnum.f32", F32, [b.load(mx, typ=F32), v]), mx)
+        m = b.load(mx, typ=F32)
+        b.store(t.const_f(0.0, F32), total)
+        with t.loop(n) as j:
+            e = mathfn.exp(t, b.fsub(b.load(at(xp, j), typ=F32), m))
+            b.store(e, at(yp, j))
+            b.store(_fadd(t, b.load(total, typ=F32), e), total)
+        s = b.load(total, typ=F32)
+        if log:
+            shift = b.fadd(m, mathfn.log(t, s))
+            with t.loop(n) as j:
+                b.store(b.fsub(b.load(at(xp, j), typ=F32), shift), at(yp, j))
+        else:
+            inv = b.fdiv(t.const_f(1.0, F32), s)
+            with t.loop(n) as j:
+                b.store(b.fmul(b.load(at(yp, j), typ=F32), inv), at(yp, j))
+
+    ctx.parallel(f, "softmax", outer * inner, 8 * x.type.numel, task)
+
+
+def _row_param(ctx: Context, node: Node, i: int, shape: tuple[int, ...], default: float):
+    """Scale/bias of LayerNormalization broadcast to the normalised shape, as a weight."""
+    v = node.inputs[i] if len(node.inputs) > i else None
+    if v is None:
+        return np.full(shape, default, np.float32)
+    if v.const is not None:
+        return np.ascontiguousarray(np.broadcast_to(v.const, shape), np.float32)
+    if v.type.shape != shape:
+        raise CompileError(f"LayerNormalization node {node.name}: runtime scale/bias must have "
+                           f"shape {list(shape)}")
+    return v
+
+
+def emit_layer_norm(ctx: Context, f: Fn, node: Node) -> None:
+    x, y = node.inputs[0], node.outputs[0]
+    axis = norm_axis(node, node.attr("axis", -1), x.type.rank)
+    outer, n, _ = _rows(x.type.shape, axis, True)
+    eps = float(node.attr("epsilon", 1e-5))
+    params = [_row_param(ctx, node, i, x.type.shape[axis:], d) for i, d in ((1, 1.0), (2, 0.0))]
+
+    def task(t: Fn, row: ir.Value) -> None:
+        b = t.b
+        base = b.mul(row, t.i64(n))
+        xp, yp = ctx.ptr(t, x), ctx.ptr(t, y)
+        sp, bp = (ctx.weight(t, f"{node.name}.{k}", p) if isinstance(p, np.ndarray) else ctx.ptr(t, p)
+                  for k, p in zip(("scale", "bias"), params))
+        acc = t.pro.alloca(F32)
+
+        def mean_of(value) -> ir.Value:
+            b.store(t.const_f(0.0, F32), acc)
+            with t.loop(n) as j:
+                b.store(_fadd(t, b.load(acc, typ=F32), value(j)), acc)
+            return b.fmul(b.load(acc, typ=F32), t.const_f(1.0 / n, F32))
+
+        xj = lambda j: b.load(t.gep(xp, b.add(base, j)), typ=F32)  # noqa: E731
+        mean = mean_of(xj)
+        var = mean_of(lambda j: (lambda d: b.fmul(d, d))(b.fsub(xj(j), mean)))
+        rstd = b.fdiv(t.const_f(1.0, F32), t.intrinsic("llvm.sqrt.f32", F32, [
+            b.fadd(var, t.const_f(eps, F32))]))
+        with t.loop(n) as j:
+            v = b.fmul(b.fsub(xj(j), mean), rstd)
+            v = t.fmuladd(v, b.load(t.gep(sp, j), typ=F32), b.load(t.gep(bp, j), typ=F32))
+            b.store(v, t.gep(yp, b.add(base, j)))
+
+    ctx.parallel(f, "layernorm", outer, 8 * x.type.numel, task)

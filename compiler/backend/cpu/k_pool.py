@@ -1,0 +1,70 @@
+"""MaxPool / AveragePool on channels-last tensors: per output pixel, the channel vector is
+accumulated over the window taps that fall inside the input."""
+from __future__ import annotations
+
+import llvmlite.ir as ir
+
+from ...errors import CompileError
+from ...ir.graph import Node
+from ...ir.ops_nn import window
+from .context import Context
+from .emit import F32, I64, Fn
+from . import mathfn
+
+
+def spatial_2d(node: Node):
+    """Window geometry with 1-D pooling/conv treated as height 1."""
+    w = window(node)
+    if len(w.size) == 2:
+        return w, w.size, w.kernel, w.strides, w.dilations, w.pads_begin, w.pads_end, w.out
+    if len(w.size) == 1:
+        one = lambda t, d=1: (d,) + tuple(t)  # noqa: E731
+        return (w, one(w.size), one(w.kernel), one(w.strides), one(w.dilations),
+                one(w.pads_begin, 0), one(w.pads_end, 0), one(w.out))
+    raise CompileError(f"{node.op} node {node.name}: {len(w.size)}-D windows are not supported")
+
+
+def in_range(f: Fn, i: ir.Value, lo: int, hi: int) -> ir.Value:
+    return f.b.and_(f.b.icmp_signed(">=", i, f.i64(lo)), f.b.icmp_signed("<", i, f.i64(hi)))
+
+
+def emit_pool(ctx: Context, f: Fn, node: Node) -> None:
+    if node.attr("layout") != "NHWC":
+        raise CompileError(f"{node.op} node {node.name}: only 1-D and 2-D pooling is supported")
+    x, y = node.inputs[0], node.outputs[0]
+    _, (H, W), (KH, KW), (SH, SW), (DH, DW), (PH, PW), (EH, EW), (OH, OW) = spatial_2d(node)
+    n, c = x.type.shape[0], x.type.shape[-1]
+    is_max = node.op == "MaxPool"
+    include_pad = bool(node.attr("count_include_pad", 0))
+
+    def task(t: Fn, row: ir.Value) -> None:
+        b = t.b
+        img, oh = b.udiv(row, t.i64(OH)), b.urem(row, t.i64(OH))
+        xp, yp = ctx.ptr(t, x), ctx.ptr(t, y)
+        count = t.pro.alloca(I64)
+        with t.loop(OW) as ow:
+            out = t.gep(yp, t.madd((row, OW * c), (ow, c)))
+            with t.loop(c) as ch:
+                t.b.store(t.const_f(float("-inf") if is_max else 0.0, F32), t.gep(out, ch))
+            b.store(t.i64(0), count)
+            with t.loop(KH) as kh:
+                ih = t.madd((oh, SH), (kh, DH), (-PH, 1))
+                with t.loop(KW) as kw:
+                    iw = t.madd((ow, SW), (kw, DW), (-PW, 1))
+                    inside = b.and_(in_range(t, ih, 0, H), in_range(t, iw, 0, W))
+                    counted = inside if not include_pad else b.and_(
+                        in_range(t, ih, -PH, H + EH), in_range(t, iw, -PW, W + EW))
+                    b.store(b.add(b.load(count, typ=I64), b.zext(counted, I64)), count)
+                    with t.if_then(inside):
+                        src = t.gep(xp, t.madd((img, H * W * c), (ih, W * c), (iw, c)))
+                        with t.loop(c) as ch:
+                            p = t.gep(out, ch)
+                            v, a = b.load(t.gep(src, ch), typ=F32), b.load(p, typ=F32)
+                            b.store(mathfn.fmax(t, a, v) if is_max else b.fadd(a, v), p)
+            if not is_max:
+                inv = b.fdiv(t.const_f(1.0, F32), b.sitofp(b.load(count, typ=I64), F32))
+                with t.loop(c) as ch:
+                    p = t.gep(out, ch)
+                    b.store(b.fmul(b.load(p, typ=F32), inv), p)
+
+    ctx.parallel(f, "pool", n * OH, y.type.numel * KH * KW, task)

@@ -1,0 +1,1 @@
+"""Model importers: map a serialized model onto the graph IR."""

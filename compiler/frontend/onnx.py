@@ -1,0 +1,187 @@
+"""ONNX importer: maps each ONNX node onto IR ops. Shapes and semantics live in the IR."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import helper, numpy_helper
+
+from ..errors import CompileError
+from ..ir.graph import NP_TO_DTYPE, Graph, Node, TensorType, Value
+from .weights import ONNX_DTYPES, inline_weights, onnx_dtype, safetensors_weights
+
+OPSETS = range(13, 22)
+
+# ONNX ops whose IR op has the same name and attributes.
+SAME = {
+    "Conv", "MaxPool", "AveragePool", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Relu",
+    "Sigmoid", "Tanh", "Erf", "Gelu", "Softmax", "LogSoftmax", "ReduceMean", "ReduceSum",
+    "LayerNormalization", "BatchNormalization", "Reshape", "Flatten", "Transpose", "Concat",
+    "Split", "Slice", "Gather", "Unsqueeze", "Squeeze", "Identity", "Pow", "Sqrt", "Exp", "Neg",
+    "HardSigmoid", "HardSwish", "Expand", "Where", "Shape", "ConstantOfShape", "Cast", "Log",
+    "Abs", "Size",
+}
+
+
+class Importer:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.values: dict[str, Value] = {}
+        self.nodes: list[Node] = []
+
+    def get(self, name: str, node: str) -> Value | None:
+        if name == "":
+            return None
+        if name not in self.values:
+            raise CompileError(f"node {node} reads undefined value {name} ({self.source})")
+        return self.values[name]
+
+    def emit(self, op: str, name: str, inputs: list[Value | None], outputs: list[str],
+             attrs: dict | None = None) -> list[Value]:
+        outs = []
+        for o in outputs:
+            v = Value(o)
+            self.values[o] = v
+            outs.append(v)
+        self.nodes.append(Node(op, name, inputs, outs, attrs or {}))
+        return outs
+
+    def node(self, proto: onnx.NodeProto, index: int) -> None:
+        name = proto.name or str(index)
+        if proto.domain not in ("", "ai.onnx") or proto.op_type not in MAPPERS:
+            raise CompileError(f"unsupported operator {proto.op_type} at node {name} ({self.source})")
+        attrs = {a.name: _attr(a) for a in proto.attribute}
+        inputs = [self.get(i, name) for i in proto.input]
+        MAPPERS[proto.op_type](self, name, inputs, list(proto.output), attrs)
+
+
+def _attr(a: onnx.AttributeProto):
+    v = helper.get_attribute_value(a)
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, onnx.TensorProto):
+        return numpy_helper.to_array(v)
+    if isinstance(v, list):
+        return tuple(x.decode() if isinstance(x, bytes) else x for x in v)
+    return v
+
+
+def _same(op: str) -> Callable:
+    def mapper(im: Importer, name: str, ins: list, outs: list[str], attrs: dict) -> None:
+        if op == "Cast":
+            attrs = {"to": _cast_target(attrs["to"], name)}
+        im.emit(op, name, ins, outs, attrs)
+    return mapper
+
+
+def _cast_target(to: int, node: str) -> str:
+    dtype = np.dtype(ONNX_DTYPES.get(to, np.float16))
+    if dtype not in NP_TO_DTYPE:
+        raise CompileError(f"Cast node {node}: unsupported target type "
+                           f"{onnx.TensorProto.DataType.Name(to)}")
+    return NP_TO_DTYPE[dtype]
+
+
+def _constant(im: Importer, name: str, ins: list, outs: list[str], attrs: dict) -> None:
+    key, value = next(iter(attrs.items()))
+    if key not in ("value", "value_float", "value_floats", "value_int", "value_ints"):
+        raise CompileError(f"Constant node {name}: unsupported attribute {key}")
+    data = np.asarray(value, np.float32 if "float" in key else None)
+    if "int" in key:
+        data = data.astype(np.int64)
+    im.values[outs[0]] = Value(outs[0], const=data)
+
+
+def _chain(op: str) -> Callable:
+    """Variadic Max/Min as a chain of binary IR ops."""
+    def mapper(im: Importer, name: str, ins: list, outs: list[str], attrs: dict) -> None:
+        acc = ins[0]
+        for i, v in enumerate(ins[1:]):
+            last = i == len(ins) - 2
+            acc = im.emit(op, name, [acc, v], [outs[0] if last else f"{outs[0]}.{i}"])[0]
+        if len(ins) == 1:
+            im.emit("Identity", name, ins, outs)
+    return mapper
+
+
+def _clip(im: Importer, name: str, ins: list, outs: list[str], attrs: dict) -> None:
+    lo = ins[1] if len(ins) > 1 else None
+    hi = ins[2] if len(ins) > 2 else None
+    if "min" in attrs:
+        lo = Value(f"{outs[0]}.min", const=np.float32(attrs["min"]))
+    if "max" in attrs:
+        hi = Value(f"{outs[0]}.max", const=np.float32(attrs["max"]))
+    x = ins[0]
+    if lo is not None:
+        x = im.emit("Max", name, [x, lo], [outs[0] if hi is None else f"{outs[0]}.lo"])[0]
+    if hi is not None:
+        im.emit("Min", name, [x, hi], outs)
+    elif lo is None:
+        im.emit("Identity", name, [x], outs)
+
+
+def _global_pool(im: Importer, name: str, ins: list, outs: list[str], attrs: dict) -> None:
+    im.emit("ReduceMean", name, ins, outs, {"global_pool": True, "keepdims": 1})
+
+
+MAPPERS: dict[str, Callable] = {op: _same(op) for op in SAME}
+MAPPERS.update(Constant=_constant, Max=_chain("Max"), Min=_chain("Min"), Clip=_clip,
+               GlobalAveragePool=_global_pool)
+
+
+def _input_type(vi: onnx.ValueInfoProto, batch: int, source: str) -> TensorType:
+    t = vi.type.tensor_type
+    dtype = onnx_dtype(t.elem_type, f"input {vi.name}")
+    if dtype not in NP_TO_DTYPE:
+        raise CompileError(f"input {vi.name} has unsupported dtype {dtype}")
+    shape = []
+    for i, d in enumerate(t.shape.dim):
+        if d.HasField("dim_value") and d.dim_value > 0:
+            shape.append(d.dim_value)
+        elif i == 0:
+            shape.append(batch)
+        else:
+            raise CompileError(f"input {vi.name} has symbolic dimension {d.dim_param or i} "
+                               f"({source}); only the leading batch dimension may be symbolic")
+    return TensorType(NP_TO_DTYPE[dtype], tuple(shape))
+
+
+def load_onnx(path: Path, weights: Path | None = None, batch: int = 1) -> Graph:
+    """Parse `path` (and optionally its safetensors weights) into an untyped-node IR graph."""
+    source = path.name
+    if not path.is_file():
+        raise CompileError(f"cannot read {path}: no such file")
+    if weights is not None and not weights.is_file():
+        raise CompileError(f"cannot read {weights}: no such file")
+    try:
+        model = onnx.load(str(path), load_external_data=weights is None)
+    except (DecodeError, OSError, ValueError, RuntimeError) as e:
+        raise CompileError(f"malformed ONNX file {source}: {str(e).splitlines()[0] if str(e) else e!r}") \
+            from None
+    if not model.graph.node and not model.graph.output:
+        raise CompileError(f"malformed ONNX file {source}: empty graph")
+    versions = {o.domain: o.version for o in model.opset_import}
+    opset = versions.get("", versions.get("ai.onnx", 0))
+    if opset not in OPSETS:
+        raise CompileError(f"{source} uses opset {opset}; supported: {OPSETS.start}-{OPSETS.stop - 1}")
+    if batch < 1:
+        raise CompileError(f"batch must be positive, got {batch}")
+    data = safetensors_weights(model, weights) if weights else inline_weights(model, path.parent)
+    im = Importer(source)
+    for name, array in data.items():
+        if array.dtype == np.float64:
+            array = array.astype(np.float32)
+        im.values[name] = Value(name, const=array)
+    inputs = []
+    for vi in model.graph.input:
+        if vi.name not in im.values:
+            v = Value(vi.name, _input_type(vi, batch, source))
+            im.values[vi.name] = v
+            inputs.append(v)
+    for i, n in enumerate(model.graph.node):
+        im.node(n, i)
+    outputs = [im.get(o.name, "graph output") for o in model.graph.output]
+    return Graph(source, inputs, outputs, im.nodes)

@@ -1,0 +1,74 @@
+"""`kiln inspect`: the graph after the passes (or after each pass), op by op with shapes and
+FLOPs, in the spirit of `tract dump`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .frontend.onnx import load_onnx
+from .ir.fused import program_text
+from .ir.graph import Graph, Node
+from .ir.ops_nn import window
+from .ir.stats import node_flops
+from .passes.pipeline import run_pipeline
+
+
+def _flops(n: int) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return str(n)
+
+
+def _op(node: Node) -> str:
+    extra = []
+    if node.attr("layout") == "NHWC":
+        extra.append("NHWC")
+    if node.op in ("Conv", "MaxPool", "AveragePool"):
+        w = window(node)
+        extra.append("x".join(map(str, w.kernel)) + ("/" + "x".join(map(str, w.strides))
+                                                      if set(w.strides) != {1} else ""))
+        if node.attr("group", 1) > 1:
+            extra.append(f"g{node.attr('group')}")
+    text = node.op + (f"[{' '.join(extra)}]" if extra else "")
+    prog = program_text(node)
+    if node.op == "Fused":
+        return f"Fused({prog})"
+    return text + (f"+{prog}" if prog else "")
+
+
+def _operand(v) -> str:
+    kind = "const " if v.const is not None else ""
+    return f"{kind}{v.type}"
+
+
+def format_graph(graph: Graph, title: str) -> str:
+    lines = [title]
+    total = 0
+    for i, node in enumerate(graph.nodes):
+        flops = node_flops(node) if all(v.type for v in node.outputs) else 0
+        total += flops
+        ins = ", ".join(_operand(v) for v in node.inputs if v is not None)
+        outs = ", ".join(str(v.type) for v in node.outputs)
+        lines.append(f"{i:4d}  {_op(node):<34} {node.name:<20} {ins} -> {outs}  {_flops(flops)}")
+    names = ", ".join(f"{v.name}: {v.type}" for v in graph.inputs)
+    lines.insert(1, f"  inputs: {names}")
+    lines.append(f"  outputs: {', '.join(f'{v.name}: {v.type}' for v in graph.outputs)}")
+    lines.append(f"  {len(graph.nodes)} nodes, {_flops(total)} FLOPs")
+    return "\n".join(lines)
+
+
+def inspect_model(path: Path | str, weights: Path | str | None = None, batch: int = 1,
+                  every_pass: bool = False) -> str:
+    """The graph after all passes; with every_pass, after each pass of the pipeline."""
+    path = Path(path)
+    graph = load_onnx(path, Path(weights) if weights else None, batch)
+    stages: list[str] = []
+
+    def trace(name: str, g: Graph) -> None:
+        if every_pass:
+            stages.append(format_graph(g, f"== after {name}: {path.name} (batch {batch})"))
+
+    graph = run_pipeline(graph, trace)
+    if every_pass:
+        return "\n\n".join(stages) + "\n"
+    return format_graph(graph, f"{path.name} (batch {batch}) after passes") + "\n"

@@ -1,0 +1,1 @@
+"""The typed dataflow graph IR: values, nodes, op semantics and patches."""

@@ -1,0 +1,82 @@
+"""Elementwise ops (unary, binary with numpy broadcasting, Where, Cast)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .graph import DTYPES, Node, TensorType
+from .registry import broadcast_shapes, fail, op
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    return np.vectorize(math.erf, otypes=[x.dtype])(x) if x.size else x
+
+
+def _gelu(x: np.ndarray, approximate: str) -> np.ndarray:
+    if approximate == "tanh":
+        return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+    return 0.5 * x * (1 + _erf(x / np.sqrt(2)))
+
+
+UNARY = {
+    "Relu": lambda n, x: np.maximum(x, 0),
+    "Sigmoid": lambda n, x: 1 / (1 + np.exp(-x)),
+    "Tanh": lambda n, x: np.tanh(x),
+    "Erf": lambda n, x: _erf(x),
+    "Gelu": lambda n, x: _gelu(x, n.attr("approximate", "none")),
+    "Sqrt": lambda n, x: np.sqrt(x),
+    "Exp": lambda n, x: np.exp(x),
+    "Log": lambda n, x: np.log(x),
+    "Neg": lambda n, x: -x,
+    "Abs": lambda n, x: np.abs(x),
+    "Identity": lambda n, x: x,
+    "HardSigmoid": lambda n, x: np.clip(n.attr("alpha", 0.2) * x + n.attr("beta", 0.5), 0, 1),
+    "HardSwish": lambda n, x: x * np.clip(x / 6 + 0.5, 0, 1),
+    "Cast": lambda n, x: x.astype(DTYPES[n.attrs["to"]]),
+}
+
+BINARY = {
+    "Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Pow": np.power,
+    "Max": np.maximum, "Min": np.minimum,
+    "Div": lambda a, b: (np.trunc(a / b) if a.dtype.kind == "i" else a / b),
+}
+
+FLOAT_ONLY = {"Sigmoid", "Tanh", "Erf", "Gelu", "Sqrt", "Exp", "Log", "HardSigmoid", "HardSwish"}
+
+
+def _infer_unary(node: Node) -> list[TensorType]:
+    t = node.inputs[0].type
+    if node.op == "Cast":
+        return [TensorType(node.attrs["to"], t.shape)]
+    if node.op in FLOAT_ONLY and t.dtype != "f32":
+        raise fail(node, f"expects f32 input, got {t.dtype}")
+    return [t]
+
+
+def _infer_binary(node: Node) -> list[TensorType]:
+    a, b = node.inputs[0].type, node.inputs[1].type
+    if a.dtype != b.dtype and node.op != "Pow":
+        raise fail(node, f"input dtypes differ ({a.dtype} and {b.dtype})")
+    return [TensorType(a.dtype, broadcast_shapes(node, a.shape, b.shape))]
+
+
+def _infer_where(node: Node) -> list[TensorType]:
+    c, x, y = (v.type for v in node.inputs)
+    if x.dtype != y.dtype:
+        raise fail(node, f"input dtypes differ ({x.dtype} and {y.dtype})")
+    return [TensorType(x.dtype, broadcast_shapes(node, c.shape, x.shape, y.shape))]
+
+
+def _numel_flops(node: Node) -> int:
+    return node.outputs[0].type.numel
+
+
+for _name, _fn in UNARY.items():
+    op(_name, _infer_unary, lambda n, xs, f=_fn: [np.asarray(f(n, xs[0]))], _numel_flops)
+for _name, _fn in BINARY.items():
+    op(_name, _infer_binary,
+       lambda n, xs, f=_fn: [np.asarray(f(xs[0], xs[1])).astype(xs[0].dtype)], _numel_flops)
+op("Where", _infer_where, lambda n, xs: [np.where(xs[0], xs[1], xs[2])], _numel_flops)
+
+ELEMENTWISE = set(UNARY) | set(BINARY) | {"Where"}

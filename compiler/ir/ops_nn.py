@@ -1,0 +1,212 @@
+"""Compute-heavy and normalisation ops: Conv, pooling, MatMul/Gemm, reductions, norms."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .graph import Node, TensorType
+from .registry import const_input, fail, norm_axis, op
+
+
+@dataclass(frozen=True)
+class Window:
+    """Sliding-window geometry of a Conv or pooling node, per spatial dimension."""
+
+    size: tuple[int, ...]       # input spatial extent
+    kernel: tuple[int, ...]
+    strides: tuple[int, ...]
+    dilations: tuple[int, ...]
+    pads_begin: tuple[int, ...]
+    pads_end: tuple[int, ...]
+    out: tuple[int, ...]
+
+
+def channels_last(node: Node) -> bool:
+    return node.attr("layout", "NCHW") == "NHWC"
+
+
+def spatial(node: Node, shape: tuple[int, ...]) -> tuple[int, ...]:
+    return shape[1:-1] if channels_last(node) else shape[2:]
+
+
+def window(node: Node) -> Window:
+    x = node.inputs[0].type.shape
+    size = spatial(node, x)
+    nd = len(size)
+    if node.op == "Conv":
+        kernel = tuple(node.inputs[1].type.shape[2:])
+    else:
+        kernel = tuple(node.attr("kernel_shape", ()))
+    if len(kernel) != nd or nd == 0:
+        raise fail(node, f"kernel shape {list(kernel)} does not fit input {list(x)}")
+    strides = tuple(node.attr("strides") or (1,) * nd)
+    dil = tuple(node.attr("dilations") or (1,) * nd)
+    pads = tuple(node.attr("pads") or (0,) * (2 * nd))
+    ceil = node.attr("ceil_mode", 0)
+    auto = node.attr("auto_pad", "NOTSET")
+    eff = [(k - 1) * d + 1 for k, d in zip(kernel, dil)]
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        out = tuple(-(-s // st) for s, st in zip(size, strides))
+        total = [max(0, (o - 1) * st + e - s) for o, st, e, s in zip(out, strides, eff, size)]
+        small = [t // 2 for t in total]
+        begin = small if auto == "SAME_UPPER" else [t - h for t, h in zip(total, small)]
+        pads = tuple(begin) + tuple(t - b for t, b in zip(total, begin))
+    elif auto == "VALID":
+        pads = (0,) * (2 * nd)
+    pb, pe = pads[:nd], pads[nd:]
+    out = []
+    for s, e, st, b, en in zip(size, eff, strides, pb, pe):
+        span = s + b + en - e
+        if span < 0:
+            raise fail(node, f"kernel {list(kernel)} larger than padded input {list(size)}")
+        o = (-(-span // st) if ceil else span // st) + 1
+        if ceil and (o - 1) * st >= s + b:
+            o -= 1
+        out.append(o)
+    return Window(size, kernel, strides, dil, tuple(pb), tuple(pe), tuple(out))
+
+
+def _with_spatial(node: Node, x: tuple[int, ...], channels: int, out: tuple[int, ...]) -> tuple:
+    if channels_last(node):
+        return (x[0], *out, channels)
+    return (x[0], channels, *out)
+
+
+def _conv(node: Node) -> list[TensorType]:
+    x, w = node.inputs[0].type, node.inputs[1].type
+    g = node.attr("group", 1)
+    cin = x.shape[-1] if channels_last(node) else x.shape[1]
+    if w.rank != x.rank or cin != w.shape[1] * g or w.shape[0] % g:
+        raise fail(node, f"weights {w} do not fit input {x} with group={g}")
+    bias = node.inputs[2] if len(node.inputs) > 2 and "program" not in node.attrs else None
+    if bias is not None and bias.type.shape != (w.shape[0],):
+        raise fail(node, f"bias {bias.type} does not match {w.shape[0]} output channels")
+    return [TensorType("f32", _with_spatial(node, x.shape, w.shape[0], window(node).out))]
+
+
+def _conv_flops(node: Node) -> int:
+    w = node.inputs[1].type.shape
+    return 2 * node.outputs[0].type.numel * int(np.prod(w[1:]))
+
+
+def _pool(node: Node) -> list[TensorType]:
+    x = node.inputs[0].type.shape
+    c = x[-1] if channels_last(node) else x[1]
+    return [TensorType("f32", _with_spatial(node, x, c, window(node).out))]
+
+
+def _matmul_shapes(node: Node, a: tuple, b: tuple) -> tuple[int, ...]:
+    a2 = (1,) + a if len(a) == 1 else a
+    b2 = b + (1,) if len(b) == 1 else b
+    if a2[-1] != b2[-2]:
+        raise fail(node, f"inner dimensions differ: {list(a)} x {list(b)}")
+    try:
+        batch = np.broadcast_shapes(a2[:-2], b2[:-2])
+    except ValueError:
+        raise fail(node, f"batch dimensions do not broadcast: {list(a)} x {list(b)}") from None
+    out = tuple(batch) + (a2[-2], b2[-1])
+    if len(a) == 1:
+        out = out[:-2] + out[-1:]
+    if len(b) == 1:
+        out = out[:-1]
+    return tuple(int(d) for d in out)
+
+
+def _matmul(node: Node) -> list[TensorType]:
+    return [TensorType("f32", _matmul_shapes(node, node.inputs[0].type.shape,
+                                             node.inputs[1].type.shape))]
+
+
+def _matmul_flops(node: Node) -> int:
+    return 2 * node.outputs[0].type.numel * node.inputs[0].type.shape[-1]
+
+
+def _gemm(node: Node) -> list[TensorType]:
+    a, b = node.inputs[0].type.shape, node.inputs[1].type.shape
+    if len(a) != 2 or len(b) != 2:
+        raise fail(node, f"Gemm needs 2-D inputs, got {list(a)} and {list(b)}")
+    a = a[::-1] if node.attr("transA", 0) else a
+    b = b[::-1] if node.attr("transB", 0) else b
+    return [TensorType("f32", _matmul_shapes(node, a, b))]
+
+
+def _gemm_flops(node: Node) -> int:
+    a = node.inputs[0].type.shape
+    return 2 * node.outputs[0].type.numel * (a[0] if node.attr("transA", 0) else a[1])
+
+
+def reduce_axes(node: Node) -> tuple[int, ...]:
+    rank = node.inputs[0].type.rank
+    if "axes_norm" in node.attrs:
+        return node.attrs["axes_norm"]
+    if node.attr("global_pool"):
+        return tuple(range(2, rank))
+    axes = const_input(node, 1, "axes")
+    axes = node.attr("axes") if axes is None else axes
+    if axes is None or len(np.ravel(axes)) == 0:
+        return () if node.attr("noop_with_empty_axes", 0) else tuple(range(rank))
+    return tuple(sorted({norm_axis(node, int(a), rank) for a in np.ravel(axes)}))
+
+
+def _reduce(node: Node) -> list[TensorType]:
+    x = node.inputs[0].type
+    axes = reduce_axes(node)
+    keep = node.attr("keepdims", 1)
+    shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape) if keep or i not in axes)
+    return [TensorType(x.dtype, shape)]
+
+
+def _eval_reduce(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    fn = {"ReduceMean": np.mean, "ReduceSum": np.sum}[node.op]
+    out = fn(xs[0], axis=reduce_axes(node), keepdims=bool(node.attr("keepdims", 1)))
+    return [np.asarray(out, xs[0].dtype)]
+
+
+def _same_as_input(node: Node) -> list[TensorType]:
+    x = node.inputs[0].type
+    if x.dtype != "f32":
+        raise fail(node, f"expects f32 input, got {x.dtype}")
+    norm_axis(node, node.attr("axis", -1), x.rank)
+    return [x]
+
+
+def _layer_norm(node: Node) -> list[TensorType]:
+    x = node.inputs[0].type
+    axis = norm_axis(node, node.attr("axis", -1), x.rank)
+    for v in node.inputs[1:]:
+        if v is not None:
+            try:
+                np.broadcast_shapes(v.type.shape, x.shape[axis:])
+            except ValueError:
+                raise fail(node, f"scale/bias {v.type} do not fit {x}") from None
+    return [x]
+
+
+def _batch_norm(node: Node) -> list[TensorType]:
+    x = node.inputs[0].type
+    for v in node.inputs[1:5]:
+        if v.type.shape != (x.shape[1],):
+            raise fail(node, f"parameter {v.name} has shape {list(v.type.shape)}, expected [{x.shape[1]}]")
+    return [x]
+
+
+def _softmax(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    x = xs[0]
+    axis = node.attr("axis", -1)
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    s = e / e.sum(axis=axis, keepdims=True)
+    return [np.log(s) if node.op == "LogSoftmax" else s]
+
+
+op("Conv", _conv, flops=_conv_flops)
+op("MaxPool", _pool, flops=lambda n: n.outputs[0].type.numel * int(np.prod(window(n).kernel)))
+op("AveragePool", _pool, flops=lambda n: n.outputs[0].type.numel * int(np.prod(window(n).kernel)))
+op("MatMul", _matmul, lambda n, xs: [np.matmul(xs[0], xs[1])], _matmul_flops)
+op("Gemm", _gemm, flops=_gemm_flops)
+op("ReduceMean", _reduce, _eval_reduce, lambda n: n.inputs[0].type.numel)
+op("ReduceSum", _reduce, _eval_reduce, lambda n: n.inputs[0].type.numel)
+op("Softmax", _same_as_input, _softmax, lambda n: 5 * n.outputs[0].type.numel)
+op("LogSoftmax", _same_as_input, _softmax, lambda n: 6 * n.outputs[0].type.numel)
+op("LayerNormalization", _layer_norm, flops=lambda n: 8 * n.outputs[0].type.numel)
+op("BatchNormalization", _batch_norm, flops=lambda n: 2 * n.outputs[0].type.numel)

@@ -1,0 +1,225 @@
+"""Data-movement and shape ops. Shape-carrying inputs must be build-time constants."""
+from __future__ import annotations
+
+import numpy as np
+
+from .graph import Node, TensorType
+from .registry import broadcast_shapes, const_input, fail, norm_axis, op
+
+
+def _t(node: Node, i: int = 0) -> TensorType:
+    return node.inputs[i].type
+
+
+def reshape_target(node: Node) -> tuple[int, ...]:
+    shape = [int(d) for d in const_input(node, 1, "the target shape")]
+    src = _t(node).shape
+    if not node.attr("allowzero", 0):
+        shape = [src[i] if d == 0 else d for i, d in enumerate(shape)]
+    if shape.count(-1) > 1:
+        raise fail(node, "more than one -1 in the target shape")
+    known = int(np.prod([d for d in shape if d != -1], dtype=np.int64))
+    total = _t(node).numel
+    if -1 in shape:
+        if known == 0 or total % known:
+            raise fail(node, f"cannot reshape {list(src)} to {shape}")
+        shape[shape.index(-1)] = total // known
+    if int(np.prod(shape, dtype=np.int64)) != total:
+        raise fail(node, f"cannot reshape {list(src)} to {shape}")
+    return tuple(shape)
+
+
+def _reshape(node: Node) -> list[TensorType]:
+    if "shape" in node.attrs:
+        shape = tuple(node.attrs["shape"])
+        if int(np.prod(shape, dtype=np.int64)) != _t(node).numel:
+            raise fail(node, f"cannot reshape {list(_t(node).shape)} to {list(shape)}")
+        return [TensorType(_t(node).dtype, shape)]
+    return [TensorType(_t(node).dtype, reshape_target(node))]
+
+
+def _flatten(node: Node) -> list[TensorType]:
+    s = _t(node).shape
+    axis = node.attr("axis", 1)
+    if not -len(s) <= axis <= len(s):
+        raise fail(node, f"axis {axis} out of range for rank {len(s)}")
+    axis = axis + len(s) if axis < 0 else axis
+    outer = int(np.prod(s[:axis], dtype=np.int64))
+    return [TensorType(_t(node).dtype, (outer, int(np.prod(s[axis:], dtype=np.int64))))]
+
+
+def squeeze_axes(node: Node) -> list[int]:
+    s = _t(node).shape
+    axes = const_input(node, 1, "axes")
+    if axes is None:
+        axes = node.attr("axes")
+    if axes is None:
+        return [i for i, d in enumerate(s) if d == 1]
+    axes = sorted(norm_axis(node, int(a), len(s)) for a in np.ravel(axes))
+    if any(s[a] != 1 for a in axes):
+        raise fail(node, f"cannot squeeze axes {axes} of shape {list(s)}")
+    return axes
+
+
+def _squeeze(node: Node) -> list[TensorType]:
+    drop = squeeze_axes(node)
+    shape = tuple(d for i, d in enumerate(_t(node).shape) if i not in drop)
+    return [TensorType(_t(node).dtype, shape)]
+
+
+def _unsqueeze(node: Node) -> list[TensorType]:
+    axes = const_input(node, 1, "axes")
+    axes = node.attr("axes") if axes is None else axes
+    s = list(_t(node).shape)
+    rank = len(s) + len(np.ravel(axes))
+    for a in sorted(norm_axis(node, int(a), rank) for a in np.ravel(axes)):
+        s.insert(a, 1)
+    return [TensorType(_t(node).dtype, tuple(s))]
+
+
+def perm_of(node: Node) -> tuple[int, ...]:
+    perm = node.attr("perm")
+    if perm and _t(node) is None:  # a rewrite's new node, typed by the next inference
+        return tuple(int(p) for p in perm)
+    rank = _t(node).rank
+    perm = perm or list(range(rank))[::-1]
+    if sorted(perm) != list(range(rank)):
+        raise fail(node, f"perm {list(perm)} is not a permutation of {rank} axes")
+    return tuple(int(p) for p in perm)
+
+
+def _transpose(node: Node) -> list[TensorType]:
+    s = _t(node).shape
+    return [TensorType(_t(node).dtype, tuple(s[p] for p in perm_of(node)))]
+
+
+def _concat(node: Node) -> list[TensorType]:
+    ts = [v.type for v in node.inputs]
+    axis = norm_axis(node, node.attrs["axis"], ts[0].rank)
+    for t in ts[1:]:
+        if t.rank != ts[0].rank or any(a != b for i, (a, b) in enumerate(zip(t.shape, ts[0].shape))
+                                        if i != axis):
+            raise fail(node, f"cannot concatenate {', '.join(str(t) for t in ts)} on axis {axis}")
+    shape = list(ts[0].shape)
+    shape[axis] = sum(t.shape[axis] for t in ts)
+    return [TensorType(ts[0].dtype, tuple(shape))]
+
+
+def split_sizes(node: Node) -> list[int]:
+    t = _t(node)
+    axis = norm_axis(node, node.attr("axis", 0), t.rank)
+    sizes = const_input(node, 1, "split sizes")
+    sizes = node.attr("split") if sizes is None else sizes
+    n = len(node.outputs)
+    if sizes is None:
+        chunk = -(-t.shape[axis] // n)
+        sizes = [min(chunk, t.shape[axis] - i * chunk) for i in range(n)]
+    sizes = [int(s) for s in np.ravel(sizes)]
+    if sum(sizes) != t.shape[axis] or len(sizes) != n:
+        raise fail(node, f"split sizes {sizes} do not match dimension {t.shape[axis]}")
+    return sizes
+
+
+def _split(node: Node) -> list[TensorType]:
+    t = _t(node)
+    axis = norm_axis(node, node.attr("axis", 0), t.rank)
+    out = []
+    for size in split_sizes(node):
+        shape = list(t.shape)
+        shape[axis] = size
+        out.append(TensorType(t.dtype, tuple(shape)))
+    return out
+
+
+def slice_params(node: Node) -> tuple[list[int], list[int], list[int]]:
+    """Per-dimension (start, step, length) with ONNX clamping rules applied."""
+    if "first" in node.attrs:  # already normalised by the lowering pass
+        return list(node.attrs["first"]), list(node.attrs["step"]), list(node.attrs["length"])
+    shape = _t(node).shape
+    starts, ends = const_input(node, 1, "starts"), const_input(node, 2, "ends")
+    axes = const_input(node, 3, "axes")
+    steps = const_input(node, 4, "steps")
+    axes = range(len(starts)) if axes is None else [norm_axis(node, int(a), len(shape)) for a in axes]
+    steps = [1] * len(starts) if steps is None else steps
+    first, step, length = [0] * len(shape), [1] * len(shape), list(shape)
+    for a, s, e, st in zip(axes, starts, ends, steps):
+        d, s, e, st = shape[a], int(s), int(e), int(st)
+        if st == 0:
+            raise fail(node, "slice step 0")
+        s, e = (s + d if s < 0 else s), (e + d if e < 0 else e)
+        if st > 0:
+            s, e = min(max(s, 0), d), min(max(e, 0), d)
+            n = max(0, -(-(e - s) // st))
+        else:
+            s, e = min(max(s, 0), d - 1), min(max(e, -1), d - 1)
+            n = max(0, -(-(s - e) // -st))
+        first[a], step[a], length[a] = s, st, n
+    return first, step, length
+
+
+def _slice(node: Node) -> list[TensorType]:
+    return [TensorType(_t(node).dtype, tuple(slice_params(node)[2]))]
+
+
+def _eval_slice(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    first, step, length = slice_params(node)
+    idx = tuple(slice(f, f + s * n if f + s * n >= 0 else None, s) if n else slice(0, 0)
+                for f, s, n in zip(first, step, length))
+    return [xs[0][idx]]
+
+
+def _gather(node: Node) -> list[TensorType]:
+    d, i = _t(node, 0), _t(node, 1)
+    axis = norm_axis(node, node.attr("axis", 0), d.rank)
+    if i.dtype not in ("i64", "i32"):
+        raise fail(node, f"indices must be integers, got {i.dtype}")
+    return [TensorType(d.dtype, d.shape[:axis] + i.shape + d.shape[axis + 1:])]
+
+
+def _eval_gather(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    axis = node.attr("axis", 0) % xs[0].ndim
+    idx = xs[1].astype(np.int64)
+    return [np.take(xs[0], np.where(idx < 0, idx + xs[0].shape[axis], idx), axis=axis)]
+
+
+def _expand(node: Node) -> list[TensorType]:
+    shape = tuple(int(d) for d in const_input(node, 1, "the target shape"))
+    return [TensorType(_t(node).dtype, broadcast_shapes(node, _t(node).shape, shape))]
+
+
+def _shape_slice(node: Node) -> tuple[int, ...]:
+    s = _t(node).shape
+    start, end = node.attr("start", 0), node.attr("end", len(s))
+    return s[slice(start, end)]
+
+
+def _constant_of_shape(node: Node) -> list[TensorType]:
+    value = node.attr("value", np.zeros(1, np.float32))
+    shape = tuple(int(d) for d in const_input(node, 0, "the shape"))
+    return [TensorType({np.float32: "f32"}.get(value.dtype.type, "i64"), shape)]
+
+
+def _eval_constant_of_shape(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    value = node.attr("value", np.zeros(1, np.float32))
+    dtype = value.dtype if value.dtype in (np.float32, np.int64) else np.int64
+    return [np.full(tuple(int(d) for d in xs[0]), value.ravel()[0], dtype)]
+
+
+op("Reshape", _reshape, lambda n, xs: [xs[0].reshape(n.outputs[0].type.shape)])
+op("Flatten", _flatten, lambda n, xs: [xs[0].reshape(n.outputs[0].type.shape)])
+op("Squeeze", _squeeze, lambda n, xs: [xs[0].reshape(n.outputs[0].type.shape)])
+op("Unsqueeze", _unsqueeze, lambda n, xs: [xs[0].reshape(n.outputs[0].type.shape)])
+op("Transpose", _transpose, lambda n, xs: [np.transpose(xs[0], perm_of(n))])
+op("Concat", _concat, lambda n, xs: [np.concatenate(xs, axis=n.attrs["axis"])])
+op("Split", _split, lambda n, xs: np.split(xs[0], np.cumsum(split_sizes(n))[:-1],
+                                           axis=n.attr("axis", 0)))
+op("Slice", _slice, _eval_slice)
+op("Gather", _gather, _eval_gather)
+op("Expand", _expand, lambda n, xs: [xs[0] * np.ones(n.outputs[0].type.shape, xs[0].dtype)])
+op("Shape", lambda n: [TensorType("i64", (len(_shape_slice(n)),))],
+   lambda n, xs: [np.array(_shape_slice(n), np.int64)], from_types=True)
+op("Size", lambda n: [TensorType("i64", ())],
+   lambda n, xs: [np.array(_t(n).numel, np.int64)], from_types=True)
+op("ConstantOfShape", _constant_of_shape, _eval_constant_of_shape)
+
+VIEW_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}

@@ -1,0 +1,1 @@
+"""Graph passes, applied in the explicit order of `PIPELINE`."""

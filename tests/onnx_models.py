@@ -1,0 +1,240 @@
+"""Test models built with onnx.helper (random weights, seeded) and the onnxruntime oracle."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+
+
+class Builder:
+    """Accumulates nodes and initializers; names are generated deterministically."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self.count = 0
+
+    def name(self, hint: str) -> str:
+        self.count += 1
+        return f"{hint}{self.count}"
+
+    def weight(self, shape: tuple[int, ...], scale: float | None = None, hint: str = "w") -> str:
+        fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else shape[0]
+        scale = scale if scale is not None else (2.0 / fan_in) ** 0.5
+        data = (self.rng.standard_normal(shape) * scale).astype(np.float32)
+        return self.const(data, hint)
+
+    def const(self, data: np.ndarray, hint: str = "c") -> str:
+        name = self.name(hint)
+        self.inits.append(numpy_helper.from_array(np.asarray(data), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], n_out: int = 1, **attrs) -> str | list[str]:
+        outs = [self.name(op_type.lower()) for _ in range(n_out)]
+        self.nodes.append(helper.make_node(op_type, inputs, outs, name=self.name(op_type), **attrs))
+        return outs[0] if n_out == 1 else outs
+
+    def conv(self, x: str, cin: int, cout: int, k: int, stride: int = 1, group: int = 1,
+             bias: bool = True) -> str:
+        w = self.weight((cout, cin // group, k, k))
+        ins = [x, w] + ([self.weight((cout,), 0.1)] if bias else [])
+        return self.op("Conv", ins, kernel_shape=[k, k], strides=[stride, stride],
+                       pads=[k // 2] * 4, group=group)
+
+    def bn(self, x: str, c: int) -> str:
+        r = self.rng
+        params = [r.uniform(0.5, 1.5, c), r.normal(0, 0.1, c), r.normal(0, 0.1, c), r.uniform(0.5, 1.5, c)]
+        return self.op("BatchNormalization", [x] + [self.const(p.astype(np.float32), "bn") for p in params],
+                       epsilon=1e-5)
+
+    def linear(self, x: str, k: int, n: int) -> str:
+        y = self.op("MatMul", [x, self.weight((k, n), (1.0 / k) ** 0.5)])
+        return self.op("Add", [y, self.weight((n,), 0.1)])
+
+    def model(self, inputs: list[tuple[str, int, list]], outputs: list[tuple[str, int, list | None]],
+              opset: int = OPSET) -> onnx.ModelProto:
+        graph = helper.make_graph(
+            self.nodes, "test",
+            [helper.make_tensor_value_info(n, t, s) for n, t, s in inputs],
+            [helper.make_tensor_value_info(n, t, s) for n, t, s in outputs], self.inits)
+        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+        m.ir_version = 8
+        return m
+
+
+F = TensorProto.FLOAT
+
+
+def mlp(seed: int = 0) -> onnx.ModelProto:
+    b = Builder(seed)
+    h = b.op("Flatten", ["input"], axis=1)
+    for k, n in ((784, 512), (512, 256)):
+        w = b.weight((n, k), (1.0 / k) ** 0.5)
+        h = b.op("Relu", [b.op("Gemm", [h, w, b.weight((n,), 0.1)], transB=1)])
+    y = b.op("Gemm", [h, b.weight((256, 10), 1 / 16), b.weight((10,), 0.1)])
+    b.nodes.append(helper.make_node("Identity", [y], ["logits"], name="out"))
+    return b.model([("input", F, ["N", 1, 28, 28])], [("logits", F, None)])
+
+
+def mnist_cnn(seed: int = 0) -> onnx.ModelProto:
+    b = Builder(seed)
+    h = b.op("Relu", [b.conv("input", 1, 8, 5)])
+    h = b.op("MaxPool", [h], kernel_shape=[2, 2], strides=[2, 2])
+    h = b.op("Relu", [b.conv(h, 8, 16, 5)])
+    h = b.op("MaxPool", [h], kernel_shape=[3, 3], strides=[3, 3])
+    h = b.op("Reshape", [h, b.const(np.array([-1, 256], np.int64))])
+    y = b.op("Gemm", [h, b.weight((256, 10), 1 / 16), b.weight((10,), 0.1)])
+    b.nodes.append(helper.make_node("Identity", [y], ["logits"], name="out"))
+    return b.model([("input", F, [1, 1, 28, 28])], [("logits", F, None)])
+
+
+def resnet(seed: int = 0, width: int = 32, size: int = 56, blocks: int = 3) -> onnx.ModelProto:
+    b = Builder(seed)
+    h = b.op("Relu", [b.bn(b.conv("input", 3, width, 7, stride=2, bias=False), width)])
+    h = b.op("MaxPool", [h], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    c = width
+    for i in range(blocks):
+        stride, cout = (2, c * 2) if i == blocks - 1 else (1, c)
+        y = b.op("Relu", [b.bn(b.conv(h, c, cout, 3, stride=stride, bias=False), cout)])
+        y = b.bn(b.conv(y, cout, cout, 3, bias=False), cout)
+        skip = h if stride == 1 else b.bn(b.conv(h, c, cout, 1, stride=2, bias=False), cout)
+        h, c = b.op("Relu", [b.op("Add", [y, skip])]), cout
+    h = b.op("Flatten", [b.op("GlobalAveragePool", [h])])
+    y = b.op("Gemm", [h, b.weight((10, c)), b.weight((10,), 0.1)], transB=1)
+    b.nodes.append(helper.make_node("Softmax", [y], ["probs"], name="out"))
+    return b.model([("input", F, [1, 3, size, size])], [("probs", F, None)])
+
+
+def mobilenet_v2(seed: int = 0, size: int = 64) -> onnx.ModelProto:
+    b = Builder(seed)
+    relu6 = {"min": None}
+
+    def clip6(x: str) -> str:
+        if relu6["min"] is None:
+            relu6["min"] = b.const(np.float32(0), "zero"), b.const(np.float32(6), "six")
+        return b.op("Clip", [x, *relu6["min"]])
+
+    def cbr(x: str, cin: int, cout: int, k: int, stride: int = 1, group: int = 1, act=True) -> str:
+        y = b.bn(b.conv(x, cin, cout, k, stride, group, bias=False), cout)
+        return clip6(y) if act else y
+
+    h = cbr("input", 3, 16, 3, 2)
+    c = 16
+    for expand, cout, stride in ((1, 16, 1), (4, 24, 2), (4, 24, 1), (4, 32, 2), (4, 32, 1)):
+        hidden = c * expand
+        y = cbr(h, c, hidden, 1) if expand != 1 else h
+        y = cbr(y, hidden, hidden, 3, stride, group=hidden)
+        y = cbr(y, hidden, cout, 1, act=False)
+        h = b.op("Add", [h, y]) if stride == 1 and c == cout else y
+        c = cout
+    h = cbr(h, c, 128, 1)
+    h = b.op("Flatten", [b.op("GlobalAveragePool", [h])])
+    y = b.op("Gemm", [h, b.weight((10, 128)), b.weight((10,), 0.1)], transB=1)
+    b.nodes.append(helper.make_node("Identity", [y], ["logits"], name="out"))
+    return b.model([("input", F, [1, 3, size, size])], [("logits", F, None)])
+
+
+def transformer(seed: int = 0, seq: int = 32, hidden: int = 64, heads: int = 4, layers: int = 2
+                ) -> onnx.ModelProto:
+    b = Builder(seed)
+    dh = hidden // heads
+    h = "input"
+
+    def layer_norm(x: str) -> str:
+        return b.op("LayerNormalization", [x, b.const(b.rng.uniform(0.5, 1.5, hidden).astype(np.float32)),
+                                           b.weight((hidden,), 0.1)], axis=-1, epsilon=1e-5)
+
+    def heads_first(x: str) -> str:
+        x = b.op("Reshape", [x, b.const(np.array([1, seq, heads, dh], np.int64))])
+        return b.op("Transpose", [x], perm=[0, 2, 1, 3])
+
+    for _ in range(layers):
+        q, k, v = (heads_first(b.linear(h, hidden, hidden)) for _ in range(3))
+        kt = b.op("Transpose", [k], perm=[0, 1, 3, 2])
+        s = b.op("Mul", [b.op("MatMul", [q, kt]), b.const(np.float32(dh ** -0.5))])
+        a = b.op("MatMul", [b.op("Softmax", [s], axis=-1), v])
+        a = b.op("Reshape", [b.op("Transpose", [a], perm=[0, 2, 1, 3]),
+                             b.const(np.array([1, seq, hidden], np.int64))])
+        h = layer_norm(b.op("Add", [h, b.linear(a, hidden, hidden)]))
+        f = b.linear(h, hidden, 4 * hidden)
+        erf = b.op("Erf", [b.op("Div", [f, b.const(np.float32(2 ** 0.5))])])
+        f = b.op("Mul", [b.op("Mul", [f, b.op("Add", [erf, b.const(np.float32(1))])]),
+                         b.const(np.float32(0.5))])
+        h = layer_norm(b.op("Add", [h, b.linear(f, 4 * hidden, hidden)]))
+    b.nodes.append(helper.make_node("Identity", [h], ["hidden"], name="out"))
+    return b.model([("input", F, [1, seq, hidden])], [("hidden", F, None)])
+
+
+def single_op(op_type: str, inputs: list[tuple[str, np.ndarray, bool]], n_out: int = 1,
+              opset: int = OPSET, **attrs) -> onnx.ModelProto:
+    """One-node model: inputs are (name, example array, is_initializer)."""
+    inits = [numpy_helper.from_array(a, n) for n, a, init in inputs if init]
+    ins = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
+           for n, a, init in inputs if not init]
+    outs = [f"y{i}" for i in range(n_out)]
+    node = helper.make_node(op_type, [n for n, _, _ in inputs], outs, name="the_node", **attrs)
+    graph = helper.make_graph([node], op_type.lower(), ins,
+                              [helper.make_empty_tensor_value_info(o) for o in outs], inits)
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 8
+    return m
+
+
+def run_onnxruntime(model: onnx.ModelProto, feeds: dict[str, np.ndarray], threads: int = 1
+                    ) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)
+
+
+def session(model: onnx.ModelProto, threads: int = 1):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def kiln_run(model: onnx.ModelProto, feeds: dict[str, np.ndarray], workdir, variant: str | None = None,
+             threads: int = 1, **compile_args) -> list[np.ndarray]:
+    """Compile with kiln and run in-process through the JIT harness."""
+    from pathlib import Path
+
+    from kiln.compiler.driver import compile_model
+    from kiln.compiler.jit import JitModel
+
+    path = Path(workdir) / "model.onnx"
+    onnx.save(model, path)
+    compiled = compile_model(path, **compile_args)
+    jit = JitModel(compiled, variant, threads)
+    return jit.run(*[feeds[i["name"]] for i in compiled.manifest["inputs"]])
+
+
+def assert_close(got: np.ndarray, ref: np.ndarray) -> None:
+    """|got - ref| <= 1e-4 * max(1, |ref|) elementwise (f32 arithmetic in another order)."""
+    assert got.shape == ref.shape, (got.shape, ref.shape)
+    assert got.dtype == ref.dtype, (got.dtype, ref.dtype)
+    if got.dtype.kind in "ib":
+        np.testing.assert_array_equal(got, ref)
+        return
+    tol = 1e-4 * np.maximum(1.0, np.abs(ref))
+    bad = ~(np.abs(got - ref) <= tol) & ~(np.isnan(got) & np.isnan(ref))
+    assert not bad.any(), (f"{bad.sum()} of {bad.size} differ; worst at {np.argmax(np.abs(got - ref))}: "
+                           f"max abs err {np.nanmax(np.abs(got - ref))}")
+
+
+def check(model: onnx.ModelProto, feeds: dict[str, np.ndarray], workdir, variant: str | None = None,
+          **compile_args) -> None:
+    ref = run_onnxruntime(model, feeds)
+    got = kiln_run(model, feeds, workdir, variant, **compile_args)
+    assert len(got) == len(ref)
+    for g, r in zip(got, ref):
+        assert_close(g, r)

@@ -1,0 +1,168 @@
+"""User mistakes surface as one-line CompileErrors (and exit code 1 from the CLI)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+from safetensors.numpy import save_file
+
+from kiln.compiler import CompileError
+from kiln.compiler.driver import compile_model
+
+import onnx_models as M
+
+
+def _save(model: onnx.ModelProto, path) -> None:
+    onnx.save(model, path)
+
+
+def _compile_error(*args, **kwargs) -> str:
+    with pytest.raises(CompileError) as e:
+        compile_model(*args, **kwargs)
+    message = str(e.value)
+    assert "\n" not in message
+    return message
+
+
+def _one_node(op: str, name: str = "bad_node") -> onnx.ModelProto:
+    node = helper.make_node(op, ["x"], ["y"], name=name)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", 1, [2, 3])],
+                              [helper.make_tensor_value_info("y", 1, [2, 3])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_unsupported_operator_named(tmp_path):
+    _save(_one_node("LeakyRelu"), tmp_path / "model.onnx")
+    assert _compile_error(tmp_path / "model.onnx") == \
+        "unsupported operator LeakyRelu at node bad_node (model.onnx)"
+
+
+def test_unsupported_operator_unnamed_uses_index(tmp_path):
+    model = M.single_op("Relu", [("x", np.zeros((2, 3), np.float32), False)])
+    model.graph.node.append(helper.make_node("TopK", ["y0", "k"], ["v", "i"]))
+    _save(model, tmp_path / "net.onnx")
+    assert _compile_error(tmp_path / "net.onnx") == "unsupported operator TopK at node 1 (net.onnx)"
+
+
+def test_unsupported_domain(tmp_path):
+    model = _one_node("Relu", "ms")
+    model.graph.node[0].domain = "com.microsoft"
+    _save(model, tmp_path / "model.onnx")
+    assert _compile_error(tmp_path / "model.onnx") == "unsupported operator Relu at node ms (model.onnx)"
+
+
+def test_malformed_onnx(tmp_path):
+    (tmp_path / "junk.onnx").write_bytes(b"\x08\x07this is not a protobuf\xff\xff\xff")
+    assert "malformed ONNX file junk.onnx" in _compile_error(tmp_path / "junk.onnx")
+
+
+def test_truncated_onnx(tmp_path):
+    data = M.mlp().SerializeToString()
+    (tmp_path / "cut.onnx").write_bytes(data[: len(data) // 2])
+    assert "cut.onnx" in _compile_error(tmp_path / "cut.onnx")
+
+
+def test_missing_model_file(tmp_path):
+    assert "no such file" in _compile_error(tmp_path / "absent.onnx")
+
+
+def test_unsupported_opset(tmp_path):
+    model = _one_node("Relu")
+    model.opset_import[0].version = 9
+    _save(model, tmp_path / "model.onnx")
+    assert "opset 9" in _compile_error(tmp_path / "model.onnx")
+
+
+def _external_weights(tmp_path, tensors: dict[str, np.ndarray]):
+    """mnist CNN with its initializers stripped to declarations, weights in safetensors."""
+    model = M.mnist_cnn()
+    for init in model.graph.initializer:
+        init.ClearField("raw_data")
+        init.ClearField("float_data")
+        init.ClearField("int64_data")
+    _save(model, tmp_path / "model.onnx")
+    save_file(tensors, tmp_path / "w.safetensors")
+    return tmp_path / "model.onnx", tmp_path / "w.safetensors"
+
+
+def _weights() -> dict[str, np.ndarray]:
+    return {i.name: numpy_helper.to_array(i) for i in M.mnist_cnn().graph.initializer}
+
+
+def test_external_weights_ok(tmp_path):
+    model, weights = _external_weights(tmp_path, _weights())
+    compiled = compile_model(model, weights)
+    assert compiled.manifest["weights"]["tensors"]
+
+
+def test_weight_shape_mismatch(tmp_path):
+    w = _weights()
+    name = next(n for n, a in w.items() if a.ndim == 4)
+    w[name] = np.zeros((1, 2, 3, 4), np.float32)
+    msg = _compile_error(*_external_weights(tmp_path, w))
+    assert name in msg and "shape" in msg
+
+
+def test_weight_dtype_mismatch(tmp_path):
+    w = _weights()
+    name = next(n for n, a in w.items() if a.dtype == np.float32)
+    w[name] = w[name].astype(np.float64)
+    msg = _compile_error(*_external_weights(tmp_path, w))
+    assert name in msg and "dtype" in msg
+
+
+def test_weight_missing(tmp_path):
+    w = _weights()
+    name = sorted(w)[0]
+    del w[name]
+    msg = _compile_error(*_external_weights(tmp_path, w))
+    assert name in msg and "missing" in msg
+
+
+def test_weight_name_mismatch(tmp_path):
+    w = _weights()
+    w["not_in_model"] = np.zeros(3, np.float32)
+    msg = _compile_error(*_external_weights(tmp_path, w))
+    assert "not_in_model" in msg
+
+
+def test_truncated_safetensors(tmp_path):
+    model, weights = _external_weights(tmp_path, _weights())
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) - 100])
+    assert "invalid safetensors file w.safetensors" in _compile_error(model, weights)
+
+
+def test_garbage_safetensors(tmp_path):
+    model, weights = _external_weights(tmp_path, _weights())
+    weights.write_bytes(b"\xff" * 16)
+    assert "invalid safetensors file" in _compile_error(model, weights)
+
+
+def test_bad_shape_semantics(tmp_path):
+    model = M.single_op("MatMul", [("a", np.zeros((2, 3), np.float32), False),
+                                   ("b", np.zeros((4, 5), np.float32), True)])
+    _save(model, tmp_path / "model.onnx")
+    assert "inner dimensions differ" in _compile_error(tmp_path / "model.onnx")
+
+
+def test_symbolic_inner_dimension(tmp_path):
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", 1, ["N", "T"])],
+                              [helper.make_tensor_value_info("y", 1, None)])
+    _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx")
+    assert "symbolic dimension T" in _compile_error(tmp_path / "m.onnx")
+
+
+def test_cli_prints_one_line_and_exits_1(tmp_path):
+    _save(_one_node("LeakyRelu"), tmp_path / "model.onnx")
+    r = subprocess.run([sys.executable, "-m", "kiln.compiler", "compile", "--platform", "cpu",
+                        "--host", "linux-amd64", str(tmp_path / "model.onnx"), "-o", str(tmp_path / "out")],
+                       capture_output=True, text=True)
+    assert r.returncode == 1
+    assert r.stderr == "error: unsupported operator LeakyRelu at node bad_node (model.onnx)\n"
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,59 @@
+"""Compiled objects linked into the real C launcher (zig) and run: natively at every x86_64
+feature level, and as linux-arm64 under qemu-user, against onnxruntime."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import onnx_models as M
+from onnx_models import assert_close, run_onnxruntime
+from kiln.compiler import launcher
+from kiln.compiler.driver import compile_model
+
+pytestmark = pytest.mark.e2e
+
+QEMU = shutil.which("qemu-aarch64")
+ARM64_LIBC = Path("/lib/ld-linux-aarch64.so.1")
+HOSTS = {
+    "linux-amd64": (["x86-64-v4", "x86-64-v3", "x86-64-v2"], []),
+    "linux-arm64": ([None], [QEMU, "-L", "/"]),
+}
+
+
+def _build(model: onnx.ModelProto, workdir: Path, host: str) -> Path:
+    onnx.save(model, workdir / "model.onnx")
+    out = workdir / host
+    compile_model(workdir / "model.onnx", host=host).write(out)
+    argv = launcher.link_argv("zig", host, [str(out / "model.o")], str(out / "model"))
+    r = subprocess.run([sys.executable, "-m", "ziglang", *argv[1:]], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+@pytest.mark.parametrize("host", sorted(HOSTS))
+@pytest.mark.parametrize("name", ["mnist_cnn", "mobilenet_v2", "transformer"])
+def test_launcher_runs_compiled_model(tmp_path, host, name):
+    levels, prefix = HOSTS[host]
+    if prefix and (QEMU is None or not ARM64_LIBC.exists()):
+        pytest.skip("needs qemu-aarch64 and Debian's arm64 glibc")
+    model = getattr(M, name)()
+    shape = [d.dim_value or 1 for d in model.graph.input[0].type.tensor_type.shape.dim]
+    x = np.random.default_rng(3).standard_normal(shape).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    ref = run_onnxruntime(model, {model.graph.input[0].name: x})[0]
+    out = _build(model, tmp_path, host)
+    for level in levels:
+        env = dict(os.environ, KILN_CPU_LEVEL=level) if level else dict(os.environ)
+        y = tmp_path / f"y-{level}.npy"
+        r = subprocess.run([*prefix, str(out / "model"), "--weights", str(out / "weights.safetensors"),
+                            "--input", str(tmp_path / "x.npy"), "--output", str(y), "--threads", "2"],
+                           capture_output=True, text=True, env=env)
+        assert r.returncode == 0, r.stderr
+        assert_close(np.load(y), ref)

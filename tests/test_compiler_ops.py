@@ -1,0 +1,367 @@
+"""Every supported operator against onnxruntime, one-node models with seeded inputs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import helper, numpy_helper
+
+from onnx_models import check, single_op
+
+RNG = np.random.default_rng(1234)
+
+
+def rand(*shape: int, lo: float = -2.0, hi: float = 2.0) -> np.ndarray:
+    return RNG.uniform(lo, hi, shape).astype(np.float32)
+
+
+def run(tmp_path, op: str, inputs: list, n_out: int = 1, opset: int = 17, **attrs) -> None:
+    """inputs: (name, array, is_initializer)."""
+    model = single_op(op, inputs, n_out, opset, **attrs)
+    check(model, {n: a for n, a, init in inputs if not init}, tmp_path)
+
+
+# -- Conv -----------------------------------------------------------------------------------
+CONV_CASES = [
+    # (x shape, w shape, attrs)
+    ((1, 3, 9, 9), (5, 3, 3, 3), dict(pads=[1, 1, 1, 1])),
+    ((1, 3, 11, 13), (4, 3, 3, 3), dict(strides=[2, 2])),
+    ((1, 2, 12, 10), (3, 2, 3, 2), dict(dilations=[2, 1], pads=[1, 0, 2, 1])),
+    ((2, 4, 7, 7), (6, 2, 3, 3), dict(group=2, pads=[1, 1, 1, 1])),
+    ((1, 8, 10, 10), (8, 1, 3, 3), dict(group=8, strides=[2, 2], pads=[1, 1, 1, 1])),
+    ((1, 6, 9, 9), (6, 1, 5, 5), dict(group=6, pads=[2, 2, 2, 2], dilations=[1, 1])),
+    ((2, 20, 12, 11), (20, 1, 3, 3), dict(group=20, dilations=[2, 1], pads=[2, 0, 1, 2])),
+    ((1, 4, 8, 8), (8, 1, 3, 3), dict(group=4, pads=[1, 1, 1, 1])),
+    ((1, 3, 10, 9), (4, 3, 3, 3), dict(auto_pad="SAME_UPPER", strides=[2, 2])),
+    ((1, 3, 10, 9), (4, 3, 4, 4), dict(auto_pad="SAME_LOWER")),
+    ((1, 3, 10, 9), (4, 3, 3, 3), dict(auto_pad="VALID")),
+    ((1, 40, 6, 7), (70, 40, 1, 1), {}),
+    ((1, 16, 9, 9), (24, 16, 1, 1), dict(strides=[2, 2])),
+    ((1, 20, 15, 15), (130, 20, 3, 3), dict(pads=[1, 1, 1, 1])),
+    ((3, 5, 17), (7, 5, 3), dict(pads=[1, 1], strides=[2])),
+    ((1, 300, 5, 5), (32, 300, 1, 1), {}),
+    # wide enough for the implicit-GEMM route (padded copy + taps)
+    ((2, 16, 7, 26), (20, 16, 3, 3), dict(pads=[1, 1, 1, 1])),
+    ((1, 17, 9, 50), (70, 17, 3, 3), dict(strides=[2, 2], pads=[0, 1, 2, 1])),
+    ((1, 16, 11, 30), (8, 16, 3, 5), dict(dilations=[2, 2], pads=[2, 4, 2, 4])),
+    ((1, 32, 6, 28), (40, 16, 3, 3), dict(group=2, auto_pad="SAME_UPPER")),
+]
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("xs,ws,attrs", CONV_CASES)
+def test_conv(tmp_path, xs, ws, attrs, bias):
+    inputs = [("x", rand(*xs), False), ("w", rand(*ws, lo=-0.5, hi=0.5), True)]
+    if bias:
+        inputs.append(("b", rand(ws[0]), True))
+    run(tmp_path, "Conv", inputs, **attrs)
+
+
+# -- pooling --------------------------------------------------------------------------------
+@pytest.mark.parametrize("attrs", [
+    dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+    dict(kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1),
+    dict(kernel_shape=[3, 2], dilations=[2, 1]),
+    dict(kernel_shape=[3, 3], auto_pad="SAME_UPPER", strides=[2, 2]),
+])
+def test_maxpool(tmp_path, attrs):
+    run(tmp_path, "MaxPool", [("x", rand(2, 3, 11, 10), False)], **attrs)
+
+
+def test_maxpool_1d(tmp_path):
+    run(tmp_path, "MaxPool", [("x", rand(1, 4, 13), False)], kernel_shape=[3], strides=[2])
+
+
+@pytest.mark.parametrize("attrs", [
+    dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], count_include_pad=0),
+    dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], count_include_pad=1),
+    dict(kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1),
+    dict(kernel_shape=[3, 3], strides=[2, 2], pads=[0, 1, 1, 0], ceil_mode=1, count_include_pad=1),
+])
+def test_avgpool(tmp_path, attrs):
+    run(tmp_path, "AveragePool", [("x", rand(1, 5, 11, 10), False)], **attrs)
+
+
+def test_global_average_pool(tmp_path):
+    run(tmp_path, "GlobalAveragePool", [("x", rand(2, 7, 5, 6), False)])
+
+
+# -- Gemm / MatMul --------------------------------------------------------------------------
+@pytest.mark.parametrize("ta,tb,alpha,beta,cshape", [
+    (0, 0, 1.0, 1.0, (9,)), (1, 0, 0.5, 2.0, (1,)), (0, 1, 1.0, 1.0, (5, 9)),
+    (1, 1, 2.0, 0.5, (5, 1)), (0, 0, 1.0, 0.0, (9,)),
+])
+@pytest.mark.parametrize("const_b", [True, False])
+def test_gemm(tmp_path, ta, tb, alpha, beta, cshape, const_b):
+    a = rand(*((7, 5) if ta else (5, 7)))
+    b = rand(*((9, 7) if tb else (7, 9)))
+    run(tmp_path, "Gemm", [("a", a, False), ("b", b, const_b), ("c", rand(*cshape), True)],
+        transA=ta, transB=tb, alpha=alpha, beta=beta)
+
+
+def test_gemm_without_c(tmp_path):
+    run(tmp_path, "Gemm", [("a", rand(3, 70), False), ("b", rand(70, 130), True)])
+
+
+@pytest.mark.parametrize("ashape,bshape,const_b", [
+    ((5, 7), (7, 9), True), ((1, 300), (300, 70), True), ((13, 300), (300, 37), False),
+    ((2, 3, 6, 8), (2, 3, 8, 5), False), ((2, 1, 6, 8), (3, 8, 17), False),
+    ((4, 6, 8), (8, 20), True), ((2, 4, 6, 8), (4, 8, 20), True), ((8,), (8, 5), True),
+    ((3, 8), (8,), False), ((8,), (8,), False), ((1, 2, 65), (65, 129), True),
+])
+def test_matmul(tmp_path, ashape, bshape, const_b):
+    run(tmp_path, "MatMul", [("a", rand(*ashape), False), ("b", rand(*bshape), const_b)])
+
+
+# -- elementwise ----------------------------------------------------------------------------
+BROADCASTS = [((2, 3, 4), (2, 3, 4)), ((2, 3, 4), (3, 1)), ((4,), (2, 3, 4)), ((2, 1, 4), (1, 3, 1)),
+              ((5, 1), ())]
+
+
+@pytest.mark.parametrize("op", ["Add", "Sub", "Mul", "Div", "Max", "Min"])
+@pytest.mark.parametrize("sa,sb", BROADCASTS)
+def test_binary(tmp_path, op, sa, sb):
+    b = rand(*sb, lo=0.5, hi=2.0) if op == "Div" else rand(*sb)
+    run(tmp_path, op, [("a", rand(*sa), False), ("b", b, False)])
+
+
+@pytest.mark.parametrize("const", [False, True])
+def test_binary_with_constant(tmp_path, const):
+    run(tmp_path, "Mul", [("a", rand(3, 5), False), ("b", rand(5), const)])
+
+
+def test_variadic_max_min(tmp_path):
+    run(tmp_path, "Max", [("a", rand(3, 4), False), ("b", rand(4), False), ("c", rand(3, 1), False)])
+    run(tmp_path, "Min", [("a", rand(3, 4), False), ("b", rand(1), True), ("c", rand(3, 4), False)])
+
+
+@pytest.mark.parametrize("exponent", [2.0, 3.0, 0.5, -1.0, 1.7, -2.0])
+def test_pow_constant(tmp_path, exponent):
+    run(tmp_path, "Pow", [("x", rand(4, 7, lo=0.1, hi=3.0), False),
+                          ("y", np.array(exponent, np.float32), True)])
+
+
+def test_pow_runtime(tmp_path):
+    run(tmp_path, "Pow", [("x", rand(4, 7, lo=0.1, hi=3.0), False), ("y", rand(7), False)])
+
+
+def test_pow_negative_base_integer_exponent(tmp_path):
+    run(tmp_path, "Pow", [("x", rand(3, 4), False),
+                          ("y", np.array([2, 3, 1, -1], np.float32), False)])
+
+
+UNARY = {
+    "Relu": {}, "Sigmoid": {}, "Tanh": {}, "Erf": {}, "Exp": {}, "Neg": {}, "Identity": {},
+    "HardSwish": {}, "HardSigmoid": dict(alpha=0.3, beta=0.4),
+}
+
+
+@pytest.mark.parametrize("op", sorted(UNARY))
+def test_unary(tmp_path, op):
+    run(tmp_path, op, [("x", rand(3, 17, lo=-6, hi=6), False)], **UNARY[op])
+
+
+def test_sqrt(tmp_path):
+    run(tmp_path, "Sqrt", [("x", rand(5, 9, lo=0.0, hi=10.0), False)])
+
+
+def test_wide_range_transcendentals(tmp_path):
+    x = np.linspace(-30, 30, 601, dtype=np.float32)
+    for op in ("Sigmoid", "Tanh", "Erf"):
+        run(tmp_path, op, [("x", x, False)])
+    run(tmp_path, "Exp", [("x", np.linspace(-80, 80, 401, dtype=np.float32), False)])
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu(tmp_path, approximate):
+    run(tmp_path, "Gelu", [("x", rand(4, 33, lo=-5, hi=5), False)], opset=20, approximate=approximate)
+
+
+@pytest.mark.parametrize("lo,hi", [(0.0, 6.0), (-1.0, None), (None, 0.5), (None, None), (2.0, 1.0)])
+def test_clip(tmp_path, lo, hi):
+    x = rand(4, 9, lo=-8, hi=8)
+    inits = {n: np.array(v, np.float32) for n, v in (("lo", lo), ("hi", hi)) if v is not None}
+    names = ["x", "lo" if lo is not None else "", "hi" if hi is not None else ""]
+    while names[-1] == "":
+        names.pop()
+    node = helper.make_node("Clip", names, ["y"], name="the_node")
+    graph = helper.make_graph([node], "clip", [helper.make_tensor_value_info("x", 1, x.shape)],
+                              [helper.make_empty_tensor_value_info("y")],
+                              [numpy_helper.from_array(a, n) for n, a in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    check(model, {"x": x}, tmp_path)
+
+
+def test_where(tmp_path):
+    cond = RNG.uniform(size=(3, 1, 5)) > 0.5
+    run(tmp_path, "Where", [("c", cond, False), ("a", rand(3, 4, 5), False), ("b", rand(4, 1), False)])
+
+
+@pytest.mark.parametrize("chain", [("Cast", 7), ("Cast", 1)])
+def test_cast(tmp_path, chain):
+    run(tmp_path, "Cast", [("x", rand(3, 5, lo=-9, hi=9), False)], to=chain[1])
+
+
+def test_cast_int_to_float(tmp_path):
+    run(tmp_path, "Cast", [("x", RNG.integers(-50, 50, (4, 6)).astype(np.int64), False)], to=1)
+
+
+# -- normalisation and reductions -----------------------------------------------------------
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
+@pytest.mark.parametrize("axis", [-1, 1, 0])
+def test_softmax(tmp_path, op, axis):
+    run(tmp_path, op, [("x", rand(3, 7, 5, lo=-10, hi=10), False)], axis=axis)
+
+
+@pytest.mark.parametrize("op", ["ReduceMean", "ReduceSum"])
+@pytest.mark.parametrize("axes,keepdims", [([1], 1), ([0, 2], 0), ([-1], 1), (None, 0), ([1, 2], 1)])
+def test_reduce(tmp_path, op, axes, keepdims):
+    x = ("x", rand(3, 4, 5), False)
+    if op == "ReduceSum":
+        inputs = [x] + ([("axes", np.array(axes, np.int64), True)] if axes else [])
+        run(tmp_path, op, inputs, keepdims=keepdims)
+    else:
+        extra = {"axes": axes} if axes else {}
+        run(tmp_path, op, [x], keepdims=keepdims, **extra)
+
+
+def test_reduce_mean_opset18_axes_input(tmp_path):
+    run(tmp_path, "ReduceMean", [("x", rand(2, 6, 4), False), ("axes", np.array([1], np.int64), True)],
+        opset=18, keepdims=0)
+
+
+@pytest.mark.parametrize("axis,pshape", [(-1, (16,)), (-2, (5, 16)), (1, (5, 16))])
+def test_layer_norm(tmp_path, axis, pshape):
+    run(tmp_path, "LayerNormalization", [("x", rand(3, 5, 16), False), ("s", rand(*pshape), True),
+                                         ("b", rand(*pshape), True)], axis=axis, epsilon=1e-3)
+
+
+def test_layer_norm_no_bias(tmp_path):
+    run(tmp_path, "LayerNormalization", [("x", rand(2, 33), False), ("s", rand(33), True)])
+
+
+def test_batch_norm(tmp_path):
+    c = 6
+    params = [("s", rand(c), True), ("b", rand(c), True), ("m", rand(c), True),
+              ("v", rand(c, lo=0.1, hi=2), True)]
+    run(tmp_path, "BatchNormalization", [("x", rand(2, c, 5, 4), False)] + params, epsilon=1e-3)
+
+
+# -- data movement --------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [[0, -1], [-1, 12], [2, 0, 2, 2]])
+def test_reshape(tmp_path, shape):
+    run(tmp_path, "Reshape", [("x", rand(2, 3, 4), False), ("s", np.array(shape, np.int64), True)])
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2, -1])
+def test_flatten(tmp_path, axis):
+    run(tmp_path, "Flatten", [("x", rand(2, 3, 4), False)], axis=axis)
+
+
+@pytest.mark.parametrize("perm", [[1, 0, 2], [2, 0, 1], [0, 2, 1], None])
+def test_transpose(tmp_path, perm):
+    attrs = {"perm": perm} if perm else {}
+    run(tmp_path, "Transpose", [("x", rand(3, 4, 5), False)], **attrs)
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_concat(tmp_path, axis):
+    shapes = [[2, 3, 4], [2, 3, 4], [2, 3, 4]]
+    for s in shapes[1:]:
+        s[axis] += 1
+    run(tmp_path, "Concat", [(f"x{i}", rand(*s), i == 2) for i, s in enumerate(shapes)], axis=axis)
+
+
+def test_split(tmp_path):
+    run(tmp_path, "Split", [("x", rand(4, 9), False), ("s", np.array([2, 3, 4], np.int64), True)],
+        n_out=3, axis=1)
+    run(tmp_path, "Split", [("x", rand(6, 3), False)], n_out=2, axis=0)
+
+
+def test_split_opset18_num_outputs(tmp_path):
+    run(tmp_path, "Split", [("x", rand(7, 3), False)], n_out=3, opset=18, axis=0, num_outputs=3)
+
+
+@pytest.mark.parametrize("starts,ends,axes,steps", [
+    ([1], [3], [0], [1]), ([0, 1], [100, -1], [1, 2], [2, 1]), ([-1], [-100], [2], [-1]),
+    ([4, -3], [0, 2], [1, 2], [-2, -1]),
+])
+def test_slice(tmp_path, starts, ends, axes, steps):
+    arr = lambda v: np.array(v, np.int64)  # noqa: E731
+    run(tmp_path, "Slice", [("x", rand(4, 6, 5), False), ("st", arr(starts), True), ("en", arr(ends), True),
+                            ("ax", arr(axes), True), ("sp", arr(steps), True)])
+
+
+def test_gather_runtime_indices(tmp_path):
+    idx = np.array([[0, 3], [-1, 2], [4, 4]], np.int64)
+    run(tmp_path, "Gather", [("x", rand(5, 7), False), ("i", idx, False)], axis=0)
+
+
+def test_gather_constant_indices(tmp_path):
+    run(tmp_path, "Gather", [("x", rand(3, 6, 2), False), ("i", np.array([5, 0, -2], np.int64), True)],
+        axis=1)
+
+
+def test_gather_embedding(tmp_path):
+    run(tmp_path, "Gather", [("w", rand(50, 16), True), ("ids", np.array([[3, 49, 0, 7]], np.int64), False)])
+
+
+def test_unsqueeze_squeeze(tmp_path):
+    run(tmp_path, "Unsqueeze", [("x", rand(3, 4), False), ("a", np.array([0, 3], np.int64), True)])
+    run(tmp_path, "Squeeze", [("x", rand(3, 1, 4, 1), False), ("a", np.array([1], np.int64), True)])
+    run(tmp_path, "Squeeze", [("x", rand(1, 3, 1), False)])
+
+
+def test_expand(tmp_path):
+    run(tmp_path, "Expand", [("x", rand(3, 1), False), ("s", np.array([2, 3, 4], np.int64), True)])
+
+
+def test_identity_of_input(tmp_path):
+    run(tmp_path, "Identity", [("x", rand(3, 4), False)])
+
+
+# -- folded shape computations and constants ------------------------------------------------
+def test_shape_constant_of_shape_folded(tmp_path):
+    x = rand(2, 3, 4)
+    nodes = [helper.make_node("Shape", ["x"], ["s"], name="shape"),
+             helper.make_node("ConstantOfShape", ["s"], ["z"], name="zeros",
+                              value=numpy_helper.from_array(np.array([1.5], np.float32))),
+             helper.make_node("Constant", [], ["k"], name="k", value_float=2.0),
+             helper.make_node("Mul", ["z", "k"], ["zk"], name="mul"),
+             helper.make_node("Add", ["x", "zk"], ["y"], name="add"),
+             helper.make_node("Gather", ["s", "one"], ["d1"], name="dim1", axis=0),
+             helper.make_node("Unsqueeze", ["d1", "zero"], ["d1v"], name="unsq"),
+             helper.make_node("Concat", ["minus1", "d1v"], ["shp"], name="cat", axis=0),
+             helper.make_node("Reshape", ["y", "shp"], ["out"], name="reshape")]
+    inits = [numpy_helper.from_array(np.array(1, np.int64), "one"),
+             numpy_helper.from_array(np.array([0], np.int64), "zero"),
+             numpy_helper.from_array(np.array([-1], np.int64), "minus1")]
+    graph = helper.make_graph(nodes, "shapes", [helper.make_tensor_value_info("x", 1, x.shape)],
+                              [helper.make_empty_tensor_value_info("out")], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    check(model, {"x": x}, tmp_path)
+
+
+# -- every x86_64 feature level, on ops whose code depends on the vector width --------------
+@pytest.mark.parametrize("variant", ["x86-64-v4", "x86-64-v3", "x86-64-v2"])
+def test_variants(tmp_path, variant):
+    cases = [
+        single_op("Conv", [("x", rand(1, 5, 9, 9), False), ("w", rand(70, 5, 3, 3), True),
+                           ("b", rand(70), True)], pads=[1, 1, 1, 1]),
+        single_op("Conv", [("x", rand(1, 12, 9, 9), False), ("w", rand(12, 1, 3, 3), True)],
+                  group=12, strides=[2, 2]),
+        single_op("Conv", [("x", rand(1, 16, 5, 27), False), ("w", rand(37, 16, 3, 3), True)],
+                  pads=[1, 1, 1, 1]),
+        single_op("MatMul", [("a", rand(2, 13, 19), False), ("b", rand(2, 19, 37), False)]),
+        single_op("Gemm", [("a", rand(7, 33), False), ("b", rand(33, 21), True), ("c", rand(21), True)]),
+        single_op("Softmax", [("x", rand(5, 23), False)]),
+        single_op("Erf", [("x", rand(3, 29), False)]),
+        single_op("LayerNormalization", [("x", rand(3, 21), False), ("s", rand(21), True)]),
+    ]
+    for i, model in enumerate(cases):
+        feeds = {v.name: rand(*[d.dim_value for d in v.type.tensor_type.shape.dim])
+                 for v in model.graph.input}
+        sub = tmp_path / str(i)
+        sub.mkdir()
+        check(model, feeds, sub, variant)
