@@ -41,9 +41,9 @@ def generated(factory: str):
 MODELS = {
     "mnist": lambda: example("mnist"),
     "mlp": lambda: example("mlp"),
-    "resnet": lambda: generated("resnet_style"),
-    "mobilenet": lambda: generated("mobilenet_style"),
-    "transformer": lambda: generated("transformer_encoder"),
+    "resnet": lambda: generated("resnet"),
+    "mobilenet": lambda: generated("mobilenet_v2"),
+    "transformer": lambda: generated("transformer"),
 }
 
 

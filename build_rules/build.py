@@ -13,12 +13,12 @@ from typing import Iterator
 from kiln.build_rules.analysis import Analyzer
 from kiln.build_rules.actions import Artifact
 from kiln.build_rules.config import Configuration
-from kiln.build_rules.errors import UserError
 from kiln.build_rules.execution import Executor
 from kiln.build_rules.labels import Label
 from kiln.build_rules.loading import Loader
 from kiln.build_rules.progress import Progress
 from kiln.build_rules.providers import Providers
+from kiln.build_rules.remote import RemoteOptions, RemoteStats, connect
 from kiln.build_rules.scheduler import BuildStats, needed_actions, run_actions
 from kiln.build_rules.store import Store
 from kiln.build_rules.workspace import Workspace
@@ -28,6 +28,7 @@ from kiln.build_rules.workspace import Workspace
 class BuildResult:
     targets: dict[Label, Providers]
     stats: BuildStats
+    remote: RemoteStats | None = None
 
     @property
     def ok(self) -> bool:
@@ -35,7 +36,8 @@ class BuildResult:
 
 
 def build(workspace: Workspace, labels: list[Label], loader: Loader, config: Configuration,
-          jobs: int, keep_going: bool = False, quiet: bool = False) -> BuildResult:
+          jobs: int, keep_going: bool = False, quiet: bool = False,
+          remote: RemoteOptions = RemoteOptions()) -> BuildResult:
     started = time.monotonic()
     analyzer = Analyzer(loader)
     targets = {label: analyzer.analyze(label, config) for label in labels}
@@ -43,14 +45,15 @@ def build(workspace: Workspace, labels: list[Label], loader: Loader, config: Con
     actions = needed_actions(analyzer.producers, paths)
     store = Store()
     with workspace_lock(workspace, quiet):
-        progress = Progress(len(actions), quiet)
+        session = connect(remote) if remote.enabled else None
+        progress = Progress(len(actions), quiet, remote.enabled)
         try:
-            executor = Executor(workspace, store)
+            executor = Executor(workspace, store, session)
             stats = run_actions(actions, analyzer.producers, executor, jobs, keep_going, progress)
         finally:
             progress.close()
             store.digests.save()
-    result = BuildResult(targets, stats)
+    result = BuildResult(targets, stats, session.stats if session else None)
     if not quiet:
         _summarize(result, time.monotonic() - started)
     return result
@@ -70,6 +73,8 @@ def _summarize(result: BuildResult, seconds: float) -> None:
             print(f"Target {label} up-to-date:", file=out)
             for f in files:
                 print(f"  {f.path}", file=out)
+    if result.remote is not None:
+        print(f"INFO: {result.remote.summary()}", file=out)
     stats = result.stats
     counts = f"{stats.total} actions ({stats.executed} executed, {stats.cached} cached)"
     if result.ok:

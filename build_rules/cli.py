@@ -40,6 +40,27 @@ def _session(platform: str | None):
     return workspace, Loader(workspace), parse_platforms(platform)
 
 
+def _remote_flags(command):
+    """The --remote_* options of `build` and `run` (also read from the workspace's .kilnrc)."""
+    flags = [
+        click.option("--remote_cache", help="Bazel's HTTP cache (http://HOST:PORT[/prefix]) or a REAPI cache (grpc://HOST:PORT)."),
+        click.option("--remote_executor", help="A REAPI execution service (grpc://HOST:PORT) that runs the actions."),
+        click.option("--remote_header", multiple=True, help="NAME=VALUE sent with every remote request; repeatable."),
+        click.option("--remote_upload_local_results/--noremote_upload_local_results", default=None,
+                     help="Upload the results of local actions to the remote cache (default: yes)."),
+        click.option("--remote_timeout", type=float, help="Seconds to wait for the remote (default: 60)."),
+        click.option("--remote_instance_name", help="The REAPI instance name."),
+    ]
+    for flag in reversed(flags):
+        command = flag(command)
+    return command
+
+
+def _remote_options(workspace, command: str, flags: dict):
+    from kiln.build_rules.remote.options import resolve
+    return resolve(workspace.root, command, flags)
+
+
 def _current_package(workspace) -> str:
     try:
         return workspace.package_of(Path.cwd())
@@ -53,13 +74,15 @@ def _current_package(workspace) -> str:
 @click.option("--jobs", "-j", type=int, default=os.cpu_count(), show_default=True, help="Actions run at once.")
 @click.option("--keep_going", "--keep-going", "-k", is_flag=True, help="Build as much as possible after a failure.")
 @click.option("--execution_log", type=click.Path(dir_okay=False), help="Write a JSON list of the actions and how each ended.")
+@_remote_flags
 def build(patterns: tuple[str, ...], platform: str | None, jobs: int, keep_going: bool,
-          execution_log: str | None) -> None:
+          execution_log: str | None, **remote: object) -> None:
     """Build targets: //pkg:name, //pkg, //pkg:all, //..."""
     from kiln.build_rules.build import build as run_build
     workspace, loader, config = _session(platform)
     labels = loader.expand(list(patterns), _current_package(workspace))
-    result = run_build(workspace, labels, loader, config, jobs, keep_going)
+    options = _remote_options(workspace, "build", remote)
+    result = run_build(workspace, labels, loader, config, jobs, keep_going, remote=options)
     if execution_log:
         import json
         Path(execution_log).write_text(json.dumps(result.stats.log, indent=1))
@@ -71,7 +94,8 @@ def build(patterns: tuple[str, ...], platform: str | None, jobs: int, keep_going
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.option("--platform", help=_PLATFORM_HELP)
 @click.option("--jobs", "-j", type=int, default=os.cpu_count())
-def run(target: str, args: tuple[str, ...], platform: str | None, jobs: int) -> None:
+@_remote_flags
+def run(target: str, args: tuple[str, ...], platform: str | None, jobs: int, **remote: object) -> None:
     """Build TARGET, then run it with ARGS (after --)."""
     from kiln.build_rules.build import build as run_build
     from kiln.build_rules.running import run_target
@@ -79,7 +103,8 @@ def run(target: str, args: tuple[str, ...], platform: str | None, jobs: int) -> 
     labels = loader.expand([target], _current_package(workspace))
     if len(labels) != 1:
         raise UserError(f"kiln run needs exactly one target; '{target}' names {len(labels)}")
-    result = run_build(workspace, labels, loader, config, jobs, quiet=True)
+    result = run_build(workspace, labels, loader, config, jobs, quiet=True,
+                       remote=_remote_options(workspace, "run", remote))
     if not result.ok:
         sys.exit(1)
     sys.exit(run_target(workspace, labels[0], result.targets[labels[0]], config, list(args)))
@@ -146,3 +171,42 @@ def inspect(model: str, weights: str | None, batch: int) -> None:
         click.echo(inspect_model(model, weights=weights, batch=batch))
     except CompileError as error:
         raise UserError(str(error)) from None
+
+
+@main.command()
+@click.argument("patterns", nargs=-1)
+@click.option("--platform", help=_PLATFORM_HELP)
+@click.option("--all", "everything", is_flag=True, help="Every artifact pinned for the host, not only what targets need.")
+def fetch(patterns: tuple[str, ...], platform: str | None, everything: bool) -> None:
+    """Download and verify the pinned external artifacts targets need, for offline builds."""
+    from kiln.build_rules.fetching import fetch_for_targets
+    workspace, loader, config = _session(platform)
+    labels = loader.expand(list(patterns or ("//...",)), _current_package(workspace))
+    for line in fetch_for_targets(loader, labels, config, everything):
+        click.echo(line, err=True)
+
+
+@main.command()
+@click.option("--update", "names", multiple=True, required=True, metavar="NAME", help="Move NAME's pins to the newest version.")
+def lock(names: tuple[str, ...]) -> None:
+    """Rewrite pins in toolchain/lock.toml (version, file name, size, sha256)."""
+    from kiln.toolchain.errors import FetchError
+    from kiln.toolchain.lock import update_pin
+    for name in names:
+        try:
+            for artifact in update_pin(name):
+                click.echo(f"kiln: pinned {artifact.label} sha256:{artifact.sha256}", err=True)
+        except FetchError as error:
+            raise UserError(str(error)) from None
+
+
+@main.command()
+@click.argument("target")
+@click.argument("file")
+@click.option("--platform", help=_PLATFORM_HELP)
+def why(target: str, file: str, platform: str | None) -> None:
+    """Why FILE is (or is not) in TARGET's bundle: the chain from the launcher to it."""
+    from kiln.build_rules.fetching import explain_file
+    workspace, loader, config = _session(platform)
+    labels = loader.expand([target], _current_package(workspace))
+    click.echo(explain_file(workspace, loader, labels[0], config, file))

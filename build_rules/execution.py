@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -14,6 +15,7 @@ from pathlib import Path
 from kiln.build_rules.actions import Action, Artifact, Tool
 from kiln.build_rules.errors import ActionFailed
 from kiln.build_rules.fsutil import atomic_copy
+from kiln.build_rules.remote import InputFile, Remote, RemoteRun
 from kiln.build_rules.sandbox import execroot_path, run_sandboxed
 from kiln.build_rules.store import OutputFile, Store
 from kiln.build_rules.workspace import Workspace
@@ -26,6 +28,7 @@ class Outcome:
     outputs: dict[str, OutputFile]
     cached: bool
     warning: str = ""
+    remote: bool = False  # from the remote cache or executed remotely
 
 
 @dataclass
@@ -38,10 +41,13 @@ class Failure:
 
 
 class Executor:
-    def __init__(self, workspace: Workspace, store: Store):
-        self.workspace, self.store = workspace, store
+    def __init__(self, workspace: Workspace, store: Store, remote: Remote | None = None):
+        self.workspace, self.store, self.remote = workspace, store, remote
         self.results: dict[str, OutputFile] = {}
         self._lock = threading.Lock()
+        # With remote execution --jobs may exceed the cores; actions that fall back to local still get one each.
+        remote_jobs = remote is not None and remote.executor is not None
+        self._local_slots = threading.Semaphore(os.cpu_count() or 1) if remote_jobs else contextlib.nullcontext()
 
     def execute(self, action: Action) -> Outcome:
         """Run `action` (or take its cached result); raises ActionFailed carrying a Failure."""
@@ -53,11 +59,59 @@ class Executor:
                 self._finish(cached)
                 return Outcome(cached, True)
             warning = f"cache entry of {action.describe()} was corrupted (digest mismatch); rebuilding"
+        if self.remote is not None:
+            outputs, note = self.remote.lookup(key, action, self.store)
+            warning = _join(warning, note)
+            if outputs is not None:
+                self.store.put_action(key, outputs)
+                self._finish(outputs)
+                return Outcome(outputs, True, warning, remote=True)
         self._fetch_externals(action)
-        outputs = self._run(action)
+        run, note = self._run_remotely(action)
+        warning = _join(warning, note)
+        if run is not None:
+            outputs = run.outputs
+        else:
+            with self._local_slots:
+                outputs = self._run(action)
         self.store.put_action(key, outputs)
+        if self.remote is not None:  # also a remote run's result, so the next lookup by kiln's key finds it
+            warning = _join(warning, self.remote.upload(key, action, outputs, self.store))
         self._finish(outputs)
-        return Outcome(outputs, False, warning)
+        return Outcome(outputs, bool(run and run.cached), warning, remote=run is not None)
+
+    def _run_remotely(self, action: Action) -> tuple[RemoteRun | None, str]:
+        """Run on the remote executor; (None, warning) when there is none or it cannot be used."""
+        if self.remote is None or self.remote.executor is None:
+            return None, ""
+        argv = [a if isinstance(a, str) else a.path for a in action.argv]
+        run, warning = self.remote.execute(action, argv, self._env(action), self._remote_inputs(action), self.store)
+        if run is None:
+            return None, warning
+        if run.exit_code != 0:
+            raise ActionFailed(Failure(action, argv, run.exit_code, run.stderr, f"exit code {run.exit_code} (remote)"))
+        missing = [o.path for o in action.outputs if o.path not in run.outputs]
+        if missing:
+            raise ActionFailed(Failure(action, argv, 0, run.stderr, f"it did not create the declared output {missing[0]}"))
+        return run, warning
+
+    def _remote_inputs(self, action: Action) -> dict[str, InputFile]:
+        inputs = {}
+        for artifact in action.inputs:
+            if artifact.source:
+                path = self._source_path(artifact)
+                executable = bool(path.stat().st_mode & stat.S_IXUSR)
+                inputs[artifact.path] = InputFile(path, self._input_digest(artifact), executable)
+                continue
+            output = self.results[artifact.path]
+            files = self.store.tree_files(output.digest).items() if output.tree else [("", output)]
+            for relative, file in files:
+                name = f"{artifact.path}/{relative}" if relative else artifact.path
+                inputs[name] = InputFile(self.store.blob_path(file.digest), file.digest, file.executable)
+        return inputs
+
+    def _env(self, action: Action) -> dict[str, str]:
+        return {**ACTION_ENV, **dict(t for tool in action.all_tools() for t in tool.env), **dict(action.env)}
 
     def _fetch_externals(self, action: Action) -> None:
         for tool in action.all_tools():
@@ -130,7 +184,7 @@ class Executor:
         try:
             stamps = self._stage_inputs(action, execroot)
             argv = [self._render(a, execroot) for a in action.argv]
-            env = {**ACTION_ENV, **dict(t for tool in action.all_tools() for t in tool.env), **dict(action.env)}
+            env = self._env(action)
             mounts = [m for tool in action.all_tools() for m in tool.mounts]
             result = run_sandboxed(argv, execroot, env, mounts, list(action.writable_caches))
             if result.returncode != 0:
@@ -205,3 +259,7 @@ class Executor:
                 return (f"it reads '{relative}', which is not a declared input: "
                         f"add it to the srcs (or deps) of {action.owner}")
         return ""
+
+
+def _join(*warnings: str) -> str:
+    return "; ".join(w for w in warnings if w)

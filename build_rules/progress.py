@@ -14,8 +14,10 @@ from kiln.build_rules.execution import Failure
 class Progress:
     """On a terminal a live line via rich; otherwise one plain line per action that runs."""
 
-    def __init__(self, total: int, quiet: bool = False):
+    def __init__(self, total: int, quiet: bool = False, remote: bool = False):
         self.total, self.done, self.quiet = total, 0, quiet
+        self.remote = remote  # show how many actions came from the remote and how many ran here
+        self.remote_done = self.local_done = 0
         self._running: dict[Action, float] = {}
         self._announced: set[Action] = set()
         self._lock = threading.Lock()
@@ -35,9 +37,11 @@ class Progress:
         with self._lock:
             self._running.pop(action, None)
 
-    def completed(self, cached: bool) -> None:
+    def completed(self, cached: bool, remote: bool = False) -> None:
         with self._lock:
             self.done += 1
+            self.remote_done += remote
+            self.local_done += not (cached or remote)
 
     def tick(self) -> None:
         line = self._line()
@@ -52,14 +56,18 @@ class Progress:
             if not self._running:
                 return ""
             action, since = min(self._running.items(), key=lambda item: item[1])
-        return f"[{self.done}/{self.total}] {action.describe()} {time.monotonic() - since:.1f}s"
+        return f"{self._position()} {action.describe()} {time.monotonic() - since:.1f}s"
+
+    def _position(self) -> str:
+        where = f", {self.remote_done} remote, {self.local_done} local" if self.remote else ""
+        return f"[{self.done}/{self.total}{where}]"
 
     def _print_new_starts(self) -> None:
         with self._lock:
             fresh = [a for a, t in self._running.items() if a not in self._announced and time.monotonic() - t > 0.5]
             self._announced.update(fresh)
         for action in fresh:
-            self.message(f"[{self.done}/{self.total}] {action.describe()}")
+            self.message(f"{self._position()} {action.describe()}")
 
     def message(self, text: str) -> None:
         if self._live is not None:

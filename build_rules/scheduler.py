@@ -85,7 +85,7 @@ def _record(action: Action, future: Future, stats: BuildStats, progress: Progres
         stats.log.append({**entry, "status": "failed"})
         progress.failed(failed.args[0])
         return False
-    stats.log.append({**entry, "status": "cached" if outcome.cached else "executed"})
+    stats.log.append({**entry, "status": "cached" if outcome.cached else "executed", "remote": outcome.remote})
     if outcome.warning:
         stats.warnings.append(outcome.warning)
         progress.warn(outcome.warning)
@@ -93,5 +93,5 @@ def _record(action: Action, future: Future, stats: BuildStats, progress: Progres
         stats.cached += 1
     else:
         stats.executed += 1
-    progress.completed(outcome.cached)
+    progress.completed(outcome.cached, outcome.remote)
     return True

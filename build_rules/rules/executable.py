@@ -21,7 +21,8 @@ from kiln.toolchain.zig import zig_target
 
 _COMPILED = (".c",)
 _LINKED = (".o", ".a")
-DETERMINISTIC_FLAGS = ["-O2", "-g0", "-ffile-prefix-map=$EXECROOT=.", "-Wl,--build-id=none"]
+# --strip-debug: zig's cached libc start files carry debug info naming the directory they were built in.
+DETERMINISTIC_FLAGS = ["-O2", "-g0", "-ffile-prefix-map=$EXECROOT=.", "-Wl,--build-id=none", "-Wl,--strip-debug"]
 
 
 def zig_cc_argv(ctx: RuleContext, sources: list, output, copts: list[str], linkopts: list[str]) -> list:
