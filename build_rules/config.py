@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from kiln.build_rules.errors import UserError
 
-ACCELERATORS = ("cpu", "cuda", "rocm", "tpu")
+# cpu-xla: the StableHLO path (tpu's) on XLA's CPU PJRT plugin; its name holds a dash, not a colon.
+ACCELERATORS = ("cpu", "cuda", "rocm", "tpu", "cpu-xla")
 HOSTS = ("linux-amd64", "linux-arm64")
 _MACHINE_HOSTS = {"x86_64": "linux-amd64", "amd64": "linux-amd64", "aarch64": "linux-arm64", "arm64": "linux-arm64"}
 
@@ -64,8 +65,8 @@ def parse_platforms(flag: str | None) -> Configuration:
         if name not in ACCELERATORS:
             raise UserError(f"--platform: unknown platform '{word}'; valid: "
                             f"{', '.join(ACCELERATORS)} (optionally name:arch) and one host of {', '.join(HOSTS)}")
-        if name == "cpu" and arch:
-            raise UserError(f"--platform: 'cpu' takes no arch qualifier (got '{word}')")
+        if name in ("cpu", "cpu-xla") and arch:
+            raise UserError(f"--platform: '{name}' takes no arch qualifier (got '{word}')")
         platforms.add(Platform(name, arch))
     if len(hosts) > 1:
         raise UserError(f"--platform names {len(hosts)} hosts ({', '.join(hosts)}); give exactly one")

@@ -33,6 +33,8 @@ class ModelInfo:
     manifests: tuple[tuple[str, Artifact], ...]
     sources: tuple[Artifact, ...] = ()  # the ONNX graph and weights the user gave, for the SBOM
     runtime_reports: tuple[tuple[str, Artifact], ...] = ()  # trim-report.json per accelerator platform
+    programs: tuple[tuple[str, Artifact], ...] = ()  # files the launcher reads from share/<platform>/ (StableHLO)
+    runtimes: tuple[tuple[str, Artifact], ...] = ()  # trimmed vendor trees holding lib/<platform>/
 
 
 @dataclass(frozen=True)

@@ -64,8 +64,8 @@ def link_flags(host: str, runtime_dir: str | os.PathLike[str], sanitize: bool = 
 
 
 def link_libraries(sanitize: bool = False) -> list[str]:
-    """Libraries after the sources and objects (pthread and libm exist apart from libc in glibc 2.28)."""
-    libraries = ["-lpthread", "-lm"]
+    """Libraries after the sources and objects (pthread, libm and libdl exist apart from libc in glibc 2.28)."""
+    libraries = ["-lpthread", "-lm", "-ldl"]
     if sanitize:
         runtime = asan_runtime()
         if runtime is None:

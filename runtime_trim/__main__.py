@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -47,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--host-lib", action="append", default=[], help="also host-provided (glob): libstdc++.so.6")
     t.add_argument("--vendor-tree", action="append", required=True, type=Path, help="an unpacked pinned artifact")
     t.add_argument("--out", required=True, type=Path)
+    t.add_argument("--report-out", type=Path,
+                   help="move trim-report.json here (and drop the .txt), leaving OUTDIR the bundle tree alone")
     t.add_argument("--lock", type=Path, default=DEFAULT_LOCK, help="lock file with the vendor facts")
     w = commands.add_parser("why", help="why a file is (or is not) in a bundle")
     w.add_argument("--report", required=True, type=Path)
@@ -67,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
             result = trim(args.platform, args.arch, args.root, args.entry, args.vendor_tree, args.out, load(args.lock),
                           tuple(args.host_lib))
             print(result["summary"])
+            if args.report_out is not None:
+                shutil.move(args.out / "trim-report.json", args.report_out)
+                (args.out / "trim-report.txt").unlink()
         elif args.command == "why":
             print(report.explain(args.report, args.file))
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +30,17 @@ def with_parents(entries: list[Entry]) -> list[Entry]:
     return sorted([*entries, *directories.values()])
 
 
+def expand(entry: Entry) -> list[Entry]:
+    """A directory source (a tree output: a trimmed runtime) stands for every file under it."""
+    if entry.source is None or not entry.source.is_dir():
+        return [entry]
+    return [Entry(f"{entry.name}/{path.relative_to(entry.source).as_posix()}", path, os.access(path, os.X_OK))
+            for path in sorted(entry.source.rglob("*")) if path.is_file()]
+
+
 def write_tar(entries: list[Entry], out: BinaryIO) -> None:
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for entry in with_parents(entries):
+        for entry in with_parents([e for entry in entries for e in expand(entry)]):
             info = tarfile.TarInfo(entry.name)
             info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
             if entry.link is not None:

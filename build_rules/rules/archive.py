@@ -4,7 +4,9 @@
 
 Writes `<model>.tar.zst` (or `.tar.gz`, `.tar`) laid out as
 `<model>/bin/<model>` (the launcher), `<model>/weights/<model>.safetensors` and
-`<model>/share/<platform>/manifest.json` and `<model>/share/sbom.spdx.json` (SPDX 2.3).
+`<model>/share/<platform>/manifest.json` and `<model>/share/sbom.spdx.json` (SPDX 2.3); for a PJRT
+platform (tpu, cpu-xla) also `<model>/share/<platform>/model.mlir` and its weights, and the trimmed
+plugin under `<model>/lib/<platform>/`.
 Sorted entries, mtime 0, uid/gid 0, fixed modes.
 """
 
@@ -26,6 +28,9 @@ def bundle_entries(model: ModelInfo) -> list[tuple[str, object, bool]]:
     entries = [(f"{name}/bin/{name}", model.launcher, True),
                (f"{name}/weights/{name}.safetensors", model.weights, False)]
     entries += [(f"{name}/share/{platform}/manifest.json", manifest, False) for platform, manifest in model.manifests]
+    entries += [(f"{name}/share/{platform}/{f.basename}", f, False) for platform, f in model.programs]
+    # a trimmed runtime is a tree holding lib/<platform>/...; a directory stands for every file under it
+    entries += [(name, runtime, False) for _, runtime in model.runtimes]
     return entries
 
 

@@ -10,6 +10,11 @@
 Outputs, under kiln-out/<config>/<package>/: `<name>` (the launcher for the configured host, with
 the CPU code linked in), `<name>.cpu/weights.safetensors` (the weights the compiled code reads)
 and `<name>.cpu/manifest.json`. `kiln run //pkg:<name> -- --input x.npy` runs it here.
+
+With `tpu` or `cpu-xla` in --platform, per such platform: `<name>.<platform>/` (model.mlir,
+weights.safetensors, manifest.json: the StableHLO program the launcher hands to a PJRT plugin),
+`<name>.<platform>.runtime/lib/<platform>/` (the plugin, trimmed from the pinned vendor tree) and
+`<name>.<platform>.trim-report.json`.
 """
 
 from __future__ import annotations
@@ -19,11 +24,13 @@ from kiln.build_rules.analysis import RuleContext
 from kiln.build_rules.attrs import Attr
 from kiln.build_rules.providers import DefaultInfo, ModelInfo, Providers, RunInfo
 from kiln.build_rules.rules import RuleSpec
-from kiln.build_rules.rules.toolchains import python_tool, zig_cache, zig_tool
+from kiln.build_rules.rules.toolchains import python_tool, vendor_trees, zig_cache, zig_tool
 from kiln.compiler import launcher
 
 RUNTIME_DIR = "_kiln/runtime"
-_IMPLEMENTED = ("cpu",)
+PJRT_PLATFORMS = ("tpu", "cpu-xla")  # StableHLO run through a PJRT plugin
+_IMPLEMENTED = ("cpu", *PJRT_PLATFORMS)
+_ARCHS = {"linux-amd64": "amd64", "linux-arm64": "arm64"}
 
 
 def _compile_cpu(ctx: RuleContext, graph: Artifact, weights: Artifact | None) -> tuple[Artifact, Artifact, Artifact]:
@@ -39,6 +46,33 @@ def _compile_cpu(ctx: RuleContext, graph: Artifact, weights: Artifact | None) ->
     ctx.action("ModelCompile", argv, inputs, [obj, packed, manifest],
                progress=f"Compiling {ctx.label} (cpu, {ctx.config.host})")
     return obj, packed, manifest
+
+
+def _compile_stablehlo(ctx: RuleContext, platform: str, graph: Artifact, weights: Artifact | None
+                       ) -> tuple[Artifact, Artifact, Artifact]:
+    outdir = f"{ctx.label.name}.{platform}"
+    program, packed, manifest = (ctx.declare_file(f"{outdir}/{f}")
+                                 for f in ("model.mlir", "weights.safetensors", "manifest.json"))
+    argv = [python_tool("kiln.compiler"), "-m", "kiln.compiler", "compile", "--platform", platform,
+            "--batch", str(ctx.attr["batch"]), "--name", ctx.label.name, "-o", program.path.rsplit("/", 1)[0], graph]
+    if weights is not None:
+        argv += ["--weights", weights]
+    ctx.action("ModelCompile", argv, [graph] + ([weights] if weights else []), [program, packed, manifest],
+               progress=f"Compiling {ctx.label} ({platform}, StableHLO)")
+    return program, packed, manifest
+
+
+def _trim_runtime(ctx: RuleContext, platform: str, program: Artifact) -> tuple[Artifact, Artifact]:
+    """The PJRT plugin and what it needs, trimmed from the pinned vendor tree for the launcher."""
+    runtime = ctx.declare_directory(f"{ctx.label.name}.{platform}.runtime")
+    report = ctx.declare_file(f"{ctx.label.name}.{platform}.trim-report.json")
+    argv = [python_tool("kiln.runtime_trim", "kiln.toolchain"), "-m", "kiln.runtime_trim", "trim",
+            "--platform", platform, "--root", program, "--out", runtime, "--report-out", report]
+    for tree in vendor_trees(platform, _ARCHS[ctx.config.host]):
+        argv += ["--vendor-tree", tree]
+    ctx.action("RuntimeTrim", argv, [program], [runtime, report],
+               progress=f"Trimming the {platform} runtime of {ctx.label}")
+    return runtime, report
 
 
 def _runtime_sources() -> list[Artifact]:
@@ -59,16 +93,27 @@ def _link_launcher(ctx: RuleContext, objects: list[Artifact]) -> Artifact:
 def _implementation(ctx: RuleContext) -> Providers:
     missing = [str(p) for p in ctx.config.platforms if p.name not in _IMPLEMENTED]
     if missing:
-        raise ctx.fail(f"platform {', '.join(missing)} is not supported by model() yet (supported: cpu)")
+        raise ctx.fail(f"platform {', '.join(missing)} is not supported by model() yet "
+                       f"(supported: {', '.join(_IMPLEMENTED)})")
     graph = _single_file(ctx, "graph")
     weights = _single_file(ctx, "weights") if ctx.attr["weights"] else None
     if ctx.attr["batch"] < 1:
         raise ctx.fail(f"batch must be at least 1, got {ctx.attr['batch']}")
     obj, packed, manifest = _compile_cpu(ctx, graph, weights)
     program = _link_launcher(ctx, [obj])
-    info = ModelInfo(ctx.label.name, program, packed, (("cpu", manifest),), (graph, *([weights] if weights else [])))
+    manifests, programs, runtimes, reports = [("cpu", manifest)], [], [], []
+    for platform in (p.name for p in ctx.config.platforms if p.name in PJRT_PLATFORMS):
+        mlir, pjrt_weights, pjrt_manifest = _compile_stablehlo(ctx, platform, graph, weights)
+        runtime, report = _trim_runtime(ctx, platform, program)
+        manifests.append((platform, pjrt_manifest))
+        programs += [(platform, mlir), (platform, pjrt_weights)]
+        runtimes.append((platform, runtime))
+        reports.append((platform, report))
+    info = ModelInfo(ctx.label.name, program, packed, tuple(manifests), (graph, *([weights] if weights else [])),
+                     tuple(reports), tuple(programs), tuple(runtimes))
     run = RunInfo((program,), env=(("KILN_WEIGHTS", packed),))
-    return Providers(DefaultInfo(files=(program, packed, manifest), executable=program), {ModelInfo: info, RunInfo: run})
+    files = (program, packed, *(m for _, m in manifests), *(f for _, f in programs), *(r for _, r in runtimes))
+    return Providers(DefaultInfo(files=files, executable=program), {ModelInfo: info, RunInfo: run})
 
 
 def _single_file(ctx: RuleContext, attribute: str) -> Artifact:

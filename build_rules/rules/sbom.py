@@ -20,6 +20,8 @@ def sbom_action(ctx: RuleContext, model: ModelInfo, name: str, pins: list[str]) 
     argv = [python_tool("kiln.runtime_trim", "kiln.toolchain"), "-m", "kiln.runtime_trim", "sbom",
             "--name", model.name, "--out", output]
     argv += [a for source in model.sources for a in ("--model", source)]
+    argv += [a for _, report in model.runtime_reports for a in ("--report", report)]
     argv += [f"--pin={pin}" for pin in sorted({*toolchain_pins(), *pins})]
-    ctx.action("Sbom", argv, list(model.sources), [output], progress=f"Writing the SBOM of {ctx.label}")
+    inputs = [*model.sources, *(report for _, report in model.runtime_reports)]
+    ctx.action("Sbom", argv, inputs, [output], progress=f"Writing the SBOM of {ctx.label}")
     return output

@@ -50,6 +50,20 @@ def external_tree(name: str, arch: str) -> Tool:
     return Tool(f"{name}:{arch}", path, artifact.sha256, mounts=(path,), fetch=(name, arch))
 
 
+def vendor_trees(platform: str, arch: str) -> list[Tool]:
+    """The unpacked trees a platform's runtime is trimmed from (the lock's [vendor.NAME] `sets`), as tools."""
+    from kiln.toolchain import lockfile
+    lock = _lock()
+    try:
+        sets = lock.vendor(platform).sets
+    except lockfile.LockError as error:
+        raise UserError(str(error)) from None
+    names = [a.name for provides in sets for a in lock.matching(provides, arch)]
+    if not names:
+        raise UserError(f"no pinned runtime for platform {platform} on {arch} in {lock.path.name}")
+    return [external_tree(name, arch) for name in names]
+
+
 @functools.cache
 def _lock():
     from kiln.toolchain import lockfile

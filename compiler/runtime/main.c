@@ -7,12 +7,14 @@
 #include "inputs.h"
 #include "options.h"
 #include "outputs.h"
+#include "pjrt_session.h"
 #include "platform.h"
 #include "pool.h"
 #include "report.h"
 #include "session.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 static void check_abi(const kiln_model_desc *m)
 {
@@ -47,6 +49,48 @@ static void run_inputs(struct session *s, const struct options *o)
     }
 }
 
+/* --info, --idx, or --input runs, on an open session. */
+static void run(struct session *s, const struct options *o, const struct platform_choice *platform,
+                const struct cpu_features *cpu)
+{
+    if (o->info) {
+        note("%s", s->choice);
+        report_info(s, platform, cpu);
+        platform_report_plugins();
+    } else if (o->idx_images != NULL) {
+        dataset_run(s, o);
+    } else {
+        run_inputs(s, o);
+    }
+}
+
+/* tpu and cpu-xla: the StableHLO program from share/<platform>/ through the PJRT plugin. */
+static void run_pjrt(const struct options *o, const struct platform_choice *platform,
+                     const struct cpu_features *cpu)
+{
+    struct pjrt_model model;
+    pjrt_model_load(&model, platform->name);
+    char *path = pjrt_plugin_path(platform->name);
+    struct pjrt_plugin plugin;
+    char why[1024];
+    if (!pjrt_plugin_open(&plugin, path, why, sizeof why)) {
+        fail("%s", why);
+    }
+    struct session s;
+    session_open(&s, &model.desc, NULL, o->weights != NULL ? o->weights : model.weights_path, 1);
+    struct pjrt_session pjrt;
+    pjrt_session_open(&pjrt, &plugin, &model, s.weights.data, o->cache_dir);
+    s.pjrt = &pjrt;
+    snprintf(s.choice, sizeof s.choice, "platform %s (%s), PJRT C API %d.%d, program %s in %.0f ms",
+             platform->name, platform->reason, plugin.major, plugin.minor, pjrt.compiled_how,
+             pjrt.startup_ms);
+    run(&s, o, platform, cpu);
+    pjrt_session_close(&pjrt);
+    session_close(&s);
+    pjrt_model_free(&model);
+    free(path);
+}
+
 int main(int argc, char **argv)
 {
     struct options o;
@@ -55,19 +99,15 @@ int main(int argc, char **argv)
     struct platform_choice platform = platform_choose(o.platform);
     struct cpu_features cpu;
     cpu_features_detect(&cpu);
+    if (platform.pjrt) {
+        run_pjrt(&o, &platform, &cpu);
+        return 0;
+    }
     const kiln_variant_desc *variant = variant_select(&kiln_model, &cpu);
-
     struct session s;
     session_open(&s, &kiln_model, variant, o.weights, o.threads ? o.threads : pool_default_threads());
     describe_choice(&platform, variant, s.choice, sizeof s.choice);
-    if (o.info) {
-        note("%s", s.choice);
-        report_info(&s, &platform, &cpu);
-    } else if (o.idx_images != NULL) {
-        dataset_run(&s, &o);
-    } else {
-        run_inputs(&s, &o);
-    }
+    run(&s, &o, &platform, &cpu);
     session_close(&s);
     return 0;
 }

@@ -25,13 +25,18 @@ static void print_usage(const char *program)
            "  --limit N, --offset N ... on N images / from image N\n"
            "  --bench N             time N runs after a warm-up (missing inputs are zeros)\n"
            "  --threads N           threads to use (default: available cores)\n"
-           "  --platform auto|cpu   accelerator platform (default: $KILN_PLATFORM or auto)\n"
+           "  --platform NAME       auto, cpu, or a bundled PJRT platform: tpu, cpu-xla\n"
+           "                        (default: $KILN_PLATFORM or auto)\n"
+           "  --cache-dir DIR       tpu/cpu-xla: keep the compiled program here so a\n"
+           "                        restart skips XLA compilation\n"
            "  --weights FILE        safetensors weights (default: $KILN_WEIGHTS, else\n"
-           "                        ../weights/%s.safetensors beside the executable)\n"
+           "                        ../weights/%s.safetensors beside the executable;\n"
+           "                        tpu/cpu-xla: ../share/<platform>/weights.safetensors)\n"
            "  --info                describe platform, CPU variant, model and weights\n"
            "  --help                show this help\n"
            "\n"
-           "Environment: KILN_PLATFORM, KILN_WEIGHTS, KILN_CPU_LEVEL (force a CPU variant).\n",
+           "Environment: KILN_PLATFORM, KILN_WEIGHTS, KILN_CPU_LEVEL (force a CPU variant),\n"
+           "KILN_PJRT_PLUGIN (the PJRT plugin file), KILN_TPU_TIMEOUT (seconds, default 60).\n",
            program, kiln_model.model_name, kiln_model.model_name);
 }
 
@@ -56,7 +61,7 @@ static void add_binding(const char **list, int *count, const char *flag, const c
 
 static const char *const value_flags[] = {
     "--input", "--output", "--platform", "--weights", "--pgm", "--idx",
-    "--labels", "--limit", "--offset", "--threads", "--bench",
+    "--labels", "--limit", "--offset", "--threads", "--bench", "--cache-dir",
 };
 
 static bool takes_value(const char *flag)
@@ -76,6 +81,7 @@ static void apply(struct options *o, const char *flag, const char *value)
     else if (strcmp(flag, "--output") == 0) add_binding(o->outputs, &o->n_outputs, flag, value);
     else if (strcmp(flag, "--platform") == 0) o->platform = value;
     else if (strcmp(flag, "--weights") == 0) o->weights = value;
+    else if (strcmp(flag, "--cache-dir") == 0) o->cache_dir = value;
     else if (strcmp(flag, "--pgm") == 0) o->pgm = value;
     else if (strcmp(flag, "--idx") == 0) o->idx_images = value;
     else if (strcmp(flag, "--labels") == 0) o->idx_labels = value;

@@ -9,6 +9,7 @@
 struct options {
     const char *platform;            /* NULL: $KILN_PLATFORM or auto */
     const char *weights;             /* NULL: $KILN_WEIGHTS or next to the executable */
+    const char *cache_dir;           /* PJRT platforms: compiled executables kept here */
     const char *inputs[MAX_BINDINGS];  /* "NAME=FILE" or "FILE" */
     int n_inputs;
     const char *outputs[MAX_BINDINGS];

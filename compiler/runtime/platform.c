@@ -1,13 +1,51 @@
 #include "platform.h"
 
 #include "errors.h"
+#include "pjrt.h"
+#include "pjrt_model.h"
+#include "tpu_probe.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Accelerator platforms join this list as their backends land. */
-static const char *const bundle_platforms = "auto, cpu";
+/* Platforms that run the StableHLO program through a PJRT plugin. */
+static const char *const pjrt_platforms[] = {"tpu", "cpu-xla"};
+#define N_PJRT (sizeof pjrt_platforms / sizeof pjrt_platforms[0])
+
+static struct platform_choice choice(const char *name, bool pjrt, const char *reason)
+{
+    struct platform_choice c = {.name = name, .pjrt = pjrt};
+    snprintf(c.reason, sizeof c.reason, "%s", reason);
+    return c;
+}
+
+static void bundle_platforms(char *buf, size_t size)
+{
+    snprintf(buf, size, "auto, cpu");
+    for (size_t i = 0; i < N_PJRT; i++) {
+        if (pjrt_model_present(pjrt_platforms[i])) {
+            size_t used = strlen(buf);
+            snprintf(buf + used, size - used, ", %s", pjrt_platforms[i]);
+        }
+    }
+}
+
+static struct platform_choice choose_auto(void)
+{
+    if (!pjrt_model_present("tpu")) {
+        return choice("cpu", false, "no accelerator platforms in this bundle");
+    }
+    char found[256], why[256];
+    if (!tpu_probe(found, sizeof found, why, sizeof why)) {
+        struct platform_choice c = choice("cpu", false, "");
+        snprintf(c.reason, sizeof c.reason, "tpu: %s", why);
+        return c;
+    }
+    struct platform_choice c = choice("tpu", true, "");
+    snprintf(c.reason, sizeof c.reason, "found %s and libtpu created a client", found);
+    return c;
+}
 
 struct platform_choice platform_choose(const char *flag_value)
 {
@@ -18,14 +56,39 @@ struct platform_choice platform_choose(const char *flag_value)
         requested = getenv("KILN_PLATFORM");
     }
     if (requested == NULL || requested[0] == '\0' || strcmp(requested, "auto") == 0) {
-        return (struct platform_choice){"cpu", "no accelerator platforms in this bundle"};
+        return choose_auto();
     }
+    const char *why = source[0] == '-' ? "requested by --platform" : "requested by KILN_PLATFORM";
     if (strcmp(requested, "cpu") == 0) {
-        return (struct platform_choice){
-            "cpu", source[0] == '-' ? "requested by --platform" : "requested by KILN_PLATFORM"};
+        return choice("cpu", false, why);
     }
-    fail_usage("platform '%s' (from %s) is not in this bundle; it has: %s", requested, source,
-               bundle_platforms);
+    for (size_t i = 0; i < N_PJRT; i++) {
+        if (strcmp(requested, pjrt_platforms[i]) == 0 && pjrt_model_present(requested)) {
+            return choice(pjrt_platforms[i], true, why);
+        }
+    }
+    char have[128];
+    bundle_platforms(have, sizeof have);
+    fail_usage("platform '%s' (from %s) is not in this bundle; it has: %s", requested, source, have);
+}
+
+void platform_report_plugins(void)
+{
+    for (size_t i = 0; i < N_PJRT; i++) {
+        const char *name = pjrt_platforms[i];
+        if (!pjrt_model_present(name)) {
+            continue;
+        }
+        char *path = pjrt_plugin_path(name);
+        char why[512];
+        struct pjrt_plugin plugin;
+        if (pjrt_plugin_open(&plugin, path, why, sizeof why)) {
+            printf("%-10s %s: %s (PJRT C API %d.%d)\n", "plugin:", name, path, plugin.major, plugin.minor);
+        } else {
+            printf("%-10s %s: %s\n", "plugin:", name, why);
+        }
+        free(path);
+    }
 }
 
 void variant_names(const kiln_model_desc *model, char *buf, size_t size)

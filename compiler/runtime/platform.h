@@ -5,16 +5,23 @@
 #include "cpu_features.h"
 #include "kiln_model.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct platform_choice {
-    const char *name;   /* "cpu" */
-    const char *reason; /* why it was chosen, for the startup line and --info */
+    const char *name;   /* "cpu", "tpu", "cpu-xla" */
+    char reason[320];   /* why it was chosen, for the startup line and --info */
+    bool pjrt;          /* runs the StableHLO program through a PJRT plugin */
 };
 
-/* requested: --platform, else $KILN_PLATFORM, else NULL (= "auto").
- * Anything the bundle does not have is a usage error listing what it has. */
+/* requested: --platform, else $KILN_PLATFORM, else NULL (= "auto": tpu when the
+ * bundle has it and tpu_probe finds one, else cpu with the reason). A PJRT platform
+ * is in the bundle when its share/<platform>/manifest.json is. Anything the bundle
+ * does not have is a usage error listing what it has. */
 struct platform_choice platform_choose(const char *flag_value);
+
+/* --info: each bundled PJRT platform's plugin and its PJRT C API version (dlopen only). */
+void platform_report_plugins(void);
 
 /* The first variant whose required features the CPU has, or the one named by
  * $KILN_CPU_LEVEL; fails if none fits. */

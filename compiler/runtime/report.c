@@ -130,11 +130,13 @@ void report_info(const struct session *s, const struct platform_choice *platform
                  const struct cpu_features *cpu)
 {
     const kiln_model_desc *m = s->model;
-    char required[128], variants[256];
-    cpu_mask_names(s->variant->required_features, required, sizeof required);
-    variant_names(m, variants, sizeof variants);
     printf("%-10s %s (%s)\n", "platform:", platform->name, platform->reason);
-    printf("%-10s %s (requires %s; model has %s)\n", "variant:", s->variant->name, required, variants);
+    if (s->variant != NULL) {
+        char required[128], variants[256];
+        cpu_mask_names(s->variant->required_features, required, sizeof required);
+        variant_names(m, variants, sizeof variants);
+        printf("%-10s %s (requires %s; model has %s)\n", "variant:", s->variant->name, required, variants);
+    }
     printf("%-10s %s\n", "cpu:", cpu->detected);
     printf("%-10s %s\n", "model:", m->model_name);
     print_tensors("input:", m->inputs, m->n_inputs);

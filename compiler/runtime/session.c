@@ -1,6 +1,7 @@
 #include "session.h"
 
 #include "errors.h"
+#include "pjrt_session.h"
 #include "pool.h"
 #include "tensor.h"
 
@@ -43,6 +44,10 @@ void session_run(struct session *s)
         note("%s", s->choice);
     }
     s->ran = true;
+    if (s->pjrt != NULL) {
+        pjrt_session_run(s->pjrt, s->inputs, s->outputs);
+        return;
+    }
     s->variant->entry(s->weights.data, (const void *const *)s->inputs, s->outputs, s->scratch,
                       s->pool);
 }

@@ -9,10 +9,12 @@
 #include <stdbool.h>
 
 struct pool;
+struct pjrt_session;
 
 struct session {
     const kiln_model_desc *model;
-    const kiln_variant_desc *variant;
+    const kiln_variant_desc *variant;  /* NULL when a PJRT plugin runs the model */
+    struct pjrt_session *pjrt;
     struct weights weights;
     void **inputs;   /* one zeroed, aligned buffer per model input */
     void **outputs;

@@ -1,0 +1,82 @@
+"""Elementwise IR ops (numpy broadcasting) as StableHLO."""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+from ...ir.graph import Node
+from .emitter import Emitter, Ref
+
+Lowering = Callable[[Emitter, Node, list], list[Ref]]
+
+UNARY = {"Tanh": "tanh", "Sigmoid": "logistic", "Sqrt": "sqrt", "Exp": "exponential", "Log": "log",
+         "Neg": "negate", "Abs": "abs"}
+BINARY = {"Add": "add", "Sub": "subtract", "Mul": "multiply", "Div": "divide", "Max": "maximum",
+          "Min": "minimum"}
+
+
+def _unary(name: str) -> Lowering:
+    return lambda em, node, xs: [em.op(name, [xs[0]], xs[0].type)]
+
+
+def _binary(name: str) -> Lowering:
+    return lambda em, node, xs: [em.binary(name, xs[0], xs[1])]
+
+
+def erf(em: Emitter, x: Ref) -> Ref:
+    """CHLO's erf, which XLA expands with the polynomial of its own erf."""
+    return em.op("chlo.erf", [x], x.type)
+
+
+def _scaled(em: Emitter, x: Ref, scale: float, shift: float) -> Ref:
+    y = em.binary("multiply", x, em.full(scale, "f32", x.type.shape))
+    return em.binary("add", y, em.full(shift, "f32", x.type.shape))
+
+
+def _clamp01(em: Emitter, x: Ref) -> Ref:
+    lo, hi = em.full(0.0, "f32", x.type.shape), em.full(1.0, "f32", x.type.shape)
+    return em.binary("minimum", em.binary("maximum", x, lo), hi)
+
+
+def _relu(em: Emitter, node: Node, xs: list) -> list[Ref]:
+    return [em.binary("maximum", xs[0], em.full(0, xs[0].type.dtype, xs[0].type.shape))]
+
+
+def _gelu(em: Emitter, node: Node, xs: list) -> list[Ref]:
+    x = xs[0]
+    if node.attr("approximate", "none") == "tanh":
+        cube = em.binary("multiply", em.binary("multiply", x, x), x)
+        inner = em.binary("add", x, _scaled(em, cube, 0.044715, 0.0))
+        t = em.op("tanh", [_scaled(em, inner, math.sqrt(2 / math.pi), 0.0)], x.type)
+    else:
+        t = erf(em, _scaled(em, x, 1 / math.sqrt(2), 0.0))
+    half = _scaled(em, t, 0.5, 0.5)
+    return [em.binary("multiply", x, half)]
+
+
+def _hard_sigmoid(em: Emitter, node: Node, xs: list) -> list[Ref]:
+    return [_clamp01(em, _scaled(em, xs[0], node.attr("alpha", 0.2), node.attr("beta", 0.5)))]
+
+
+def _hard_swish(em: Emitter, node: Node, xs: list) -> list[Ref]:
+    return [em.binary("multiply", xs[0], _clamp01(em, _scaled(em, xs[0], 1 / 6, 0.5)))]
+
+
+def _pow(em: Emitter, node: Node, xs: list) -> list[Ref]:
+    return [em.binary("power", xs[0], em.convert(xs[1], xs[0].type.dtype))]
+
+
+def _where(em: Emitter, node: Node, xs: list) -> list[Ref]:
+    shape = node.outputs[0].type.shape
+    c, a, b = (em.broadcast(x, shape) for x in xs)
+    return [em.op("select", [c, a, b], a.type)]
+
+
+LOWERINGS: dict[str, Lowering] = {
+    **{op: _unary(name) for op, name in UNARY.items()},
+    **{op: _binary(name) for op, name in BINARY.items()},
+    "Relu": _relu, "Erf": lambda em, node, xs: [erf(em, xs[0])], "Gelu": _gelu,
+    "HardSigmoid": _hard_sigmoid, "HardSwish": _hard_swish, "Pow": _pow, "Where": _where,
+    "Identity": lambda em, node, xs: [xs[0]],
+    "Cast": lambda em, node, xs: [em.convert(xs[0], node.attrs["to"])],
+}

@@ -1,0 +1,223 @@
+#define _POSIX_C_SOURCE 200809L
+#include "json.h"
+
+#include "errors.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_DEPTH 32
+
+struct reader {
+    const char *p, *end;
+    char *why;
+    size_t why_size;
+};
+
+static void *checked(void *p)
+{
+    if (p == NULL) {
+        fail("out of memory");
+    }
+    return p;
+}
+
+static bool error(struct reader *r, const char *what)
+{
+    if (r->why[0] == '\0') {
+        snprintf(r->why, r->why_size, "%s", what);
+    }
+    return false;
+}
+
+static void skip_space(struct reader *r)
+{
+    while (r->p < r->end && (*r->p == ' ' || *r->p == '\n' || *r->p == '\r' || *r->p == '\t')) {
+        r->p++;
+    }
+}
+
+static bool accept(struct reader *r, char c)
+{
+    skip_space(r);
+    if (r->p < r->end && *r->p == c) {
+        r->p++;
+        return true;
+    }
+    return false;
+}
+
+/* Manifests hold ASCII names; \uXXXX escapes outside ASCII are refused rather than encoded. */
+static bool read_string(struct reader *r, char **out)
+{
+    if (!accept(r, '"')) {
+        return error(r, "expected a string");
+    }
+    char *s = checked(malloc((size_t)(r->end - r->p) + 1));
+    size_t n = 0;
+    while (r->p < r->end && *r->p != '"') {
+        char c = *r->p++;
+        if (c == '\\' && r->p < r->end) {
+            char e = *r->p++;
+            const char *plain = strchr("\"\\/bfnrt", e);
+            if (plain == NULL || e == 'u') {
+                free(s);
+                return error(r, "unsupported escape in a string");
+            }
+            c = "\"\\/\b\f\n\r\t"[plain - "\"\\/bfnrt"];
+        }
+        s[n++] = c;
+    }
+    if (r->p == r->end) {
+        free(s);
+        return error(r, "unterminated string");
+    }
+    r->p++;
+    s[n] = '\0';
+    *out = s;
+    return true;
+}
+
+static bool read_value(struct reader *r, struct json *v, int depth);
+
+static bool append(struct reader *r, struct json *v, char *key, int depth)
+{
+    v->items = checked(realloc(v->items, (v->count + 1) * sizeof *v->items));
+    v->keys = checked(realloc(v->keys, (v->count + 1) * sizeof *v->keys));
+    v->keys[v->count] = key;
+    v->items[v->count] = (struct json){0};
+    return read_value(r, &v->items[v->count++], depth + 1);
+}
+
+static bool read_container(struct reader *r, struct json *v, char close, int depth)
+{
+    v->type = close == '}' ? JSON_OBJECT : JSON_ARRAY;
+    if (accept(r, close)) {
+        return true;
+    }
+    do {
+        char *key = NULL;
+        if (v->type == JSON_OBJECT && (!read_string(r, &key) || !accept(r, ':'))) {
+            free(key);
+            return error(r, "expected \"name\": in an object");
+        }
+        if (!append(r, v, key, depth)) {
+            return false;
+        }
+    } while (accept(r, ','));
+    return accept(r, close) || error(r, close == '}' ? "expected , or }" : "expected , or ]");
+}
+
+static bool read_literal(struct reader *r, struct json *v)
+{
+    static const char *const words[] = {"null", "true", "false"};
+    for (int i = 0; i < 3; i++) {
+        size_t len = strlen(words[i]);
+        if ((size_t)(r->end - r->p) >= len && memcmp(r->p, words[i], len) == 0) {
+            r->p += len;
+            v->type = i == 0 ? JSON_NULL : JSON_BOOL;
+            v->boolean = i == 1;
+            return true;
+        }
+    }
+    const char *start = r->p;
+    while (r->p < r->end && strchr("+-.0123456789eE", *r->p) != NULL) {
+        r->p++;
+    }
+    if (r->p == start) {
+        return error(r, "unexpected character");
+    }
+    v->type = JSON_NUMBER;
+    v->text = checked(strndup(start, (size_t)(r->p - start)));
+    return true;
+}
+
+static bool read_value(struct reader *r, struct json *v, int depth)
+{
+    if (depth > MAX_DEPTH) {
+        return error(r, "nested too deeply");
+    }
+    skip_space(r);
+    if (r->p == r->end) {
+        return error(r, "unexpected end of input");
+    }
+    if (*r->p == '"') {
+        v->type = JSON_STRING;
+        return read_string(r, &v->text);
+    }
+    if (accept(r, '{')) {
+        return read_container(r, v, '}', depth);
+    }
+    if (accept(r, '[')) {
+        return read_container(r, v, ']', depth);
+    }
+    return read_literal(r, v);
+}
+
+struct json *json_parse(const char *data, size_t size, char *why, size_t why_size)
+{
+    struct reader r = {data, data + size, why, why_size};
+    why[0] = '\0';
+    struct json *root = checked(calloc(1, sizeof *root));
+    bool ok = read_value(&r, root, 0);
+    skip_space(&r);
+    if (ok && r.p != r.end) {
+        ok = error(&r, "trailing characters after the document");
+    }
+    if (!ok) {
+        json_free(root);
+        return NULL;
+    }
+    return root;
+}
+
+static void free_members(struct json *v)
+{
+    for (size_t i = 0; i < v->count; i++) {
+        free_members(&v->items[i]);
+        if (v->keys != NULL) {
+            free(v->keys[i]);
+        }
+    }
+    free(v->items);
+    free(v->keys);
+    free(v->text);
+}
+
+void json_free(struct json *value)
+{
+    if (value != NULL) {
+        free_members(value);
+        free(value);
+    }
+}
+
+const struct json *json_get(const struct json *object, const char *key)
+{
+    if (object == NULL || object->type != JSON_OBJECT) {
+        return NULL;
+    }
+    for (size_t i = 0; i < object->count; i++) {
+        if (strcmp(object->keys[i], key) == 0) {
+            return &object->items[i];
+        }
+    }
+    return NULL;
+}
+
+bool json_int(const struct json *value, int64_t *out)
+{
+    if (value == NULL || value->type != JSON_NUMBER) {
+        return false;
+    }
+    char *end;
+    errno = 0;
+    long long n = strtoll(value->text, &end, 10);
+    if (errno != 0 || *end != '\0') {
+        return false;
+    }
+    *out = n;
+    return true;
+}

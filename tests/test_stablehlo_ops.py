@@ -1,0 +1,123 @@
+"""Every operator through the StableHLO backend and the launcher on XLA's CPU PJRT plugin,
+against onnxruntime (seeded inputs, one-node models)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pjrt_harness
+from onnx_models import single_op
+
+pytestmark = pytest.mark.e2e
+RNG = np.random.default_rng(4321)
+
+
+def rand(*shape: int, lo: float = -2.0, hi: float = 2.0) -> np.ndarray:
+    return RNG.uniform(lo, hi, shape).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def launcher(tmp_path_factory):
+    return pjrt_harness.link_launcher(tmp_path_factory.mktemp("pjrt-launcher"))
+
+
+def ints(*shape: int) -> np.ndarray:
+    return np.array(RNG.integers(-4, 5, shape), np.int64)
+
+
+I = np.array  # noqa: E741
+CASES = {
+    "conv_pads": ("Conv", [("x", rand(1, 3, 9, 9), 0), ("w", rand(5, 3, 3, 3), 1), ("b", rand(5), 1)],
+                  dict(pads=[1, 1, 1, 1])),
+    "conv_dilated": ("Conv", [("x", rand(1, 2, 12, 10), 0), ("w", rand(3, 2, 3, 2), 1)],
+                     dict(dilations=[2, 1], pads=[1, 0, 2, 1])),
+    "conv_depthwise": ("Conv", [("x", rand(1, 8, 10, 10), 0), ("w", rand(8, 1, 3, 3), 1)],
+                       dict(group=8, strides=[2, 2], pads=[1, 1, 1, 1])),
+    "conv_same_lower": ("Conv", [("x", rand(1, 3, 10, 9), 0), ("w", rand(4, 3, 4, 4), 1)],
+                        dict(auto_pad="SAME_LOWER")),
+    "conv_1d": ("Conv", [("x", rand(3, 5, 17), 0), ("w", rand(7, 5, 3), 1)], dict(pads=[1, 1], strides=[2])),
+    "maxpool": ("MaxPool", [("x", rand(2, 3, 11, 10), 0)], dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])),
+    "maxpool_ceil": ("MaxPool", [("x", rand(2, 3, 11, 10), 0)], dict(kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)),
+    "maxpool_dilated": ("MaxPool", [("x", rand(2, 3, 11, 10), 0)], dict(kernel_shape=[3, 2], dilations=[2, 1])),
+    "avgpool_exclude_pad": ("AveragePool", [("x", rand(1, 5, 11, 10), 0)],
+                            dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], count_include_pad=0)),
+    "avgpool_ceil_include_pad": ("AveragePool", [("x", rand(1, 5, 11, 10), 0)],
+                                 dict(kernel_shape=[3, 3], strides=[2, 2], pads=[0, 1, 1, 0], ceil_mode=1,
+                                      count_include_pad=1)),
+    "global_average_pool": ("GlobalAveragePool", [("x", rand(2, 7, 5, 6), 0)], {}),
+    "gemm": ("Gemm", [("a", rand(7, 5), 0), ("b", rand(9, 7), 1), ("c", rand(5, 1), 1)],
+             dict(transA=1, transB=1, alpha=2.0, beta=0.5)),
+    "gemm_no_c": ("Gemm", [("a", rand(3, 70), 0), ("b", rand(70, 13), 0)], {}),
+    "matmul_batched": ("MatMul", [("a", rand(2, 1, 6, 8), 0), ("b", rand(3, 8, 17), 0)], {}),
+    "matmul_weight": ("MatMul", [("a", rand(2, 4, 6, 8), 0), ("b", rand(8, 20), 1)], {}),
+    "matmul_vectors": ("MatMul", [("a", rand(8), 0), ("b", rand(8), 0)], {}),
+    "add_broadcast": ("Add", [("a", rand(2, 1, 4), 0), ("b", rand(1, 3, 1), 0)], {}),
+    "sub": ("Sub", [("a", rand(2, 3, 4), 0), ("b", rand(3, 1), 0)], {}),
+    "mul_const": ("Mul", [("a", rand(3, 5), 0), ("b", rand(5), 1)], {}),
+    "div": ("Div", [("a", rand(4), 0), ("b", rand(2, 3, 4, lo=0.5), 0)], {}),
+    "div_int": ("Div", [("a", ints(3, 4) * 7, 0), ("b", np.array([3, -2, 5, 1], np.int64), 1)], {}),
+    "max": ("Max", [("a", rand(3, 4), 0), ("b", rand(4), 0), ("c", rand(3, 1), 0)], {}),
+    "min": ("Min", [("a", rand(3, 4), 0), ("b", rand(1), 1)], {}),
+    "pow": ("Pow", [("x", rand(4, 7, lo=0.1, hi=3.0), 0), ("y", rand(7), 0)], {}),
+    "pow_square": ("Pow", [("x", rand(4, 7), 0), ("y", np.array(2.0, np.float32), 1)], {}),
+    "relu": ("Relu", [("x", rand(3, 17, lo=-6, hi=6), 0)], {}),
+    "sigmoid": ("Sigmoid", [("x", rand(3, 17, lo=-6, hi=6), 0)], {}),
+    "tanh": ("Tanh", [("x", rand(3, 17, lo=-6, hi=6), 0)], {}),
+    "erf": ("Erf", [("x", np.linspace(-6, 6, 241, dtype=np.float32), 0)], {}),
+    "exp": ("Exp", [("x", rand(3, 17, lo=-6, hi=6), 0)], {}),
+    "log": ("Log", [("x", rand(3, 17, lo=0.01, hi=6), 0)], {}),
+    "sqrt": ("Sqrt", [("x", rand(5, 9, lo=0.0, hi=10.0), 0)], {}),
+    "neg_abs": ("Abs", [("x", rand(3, 17), 0)], {}),
+    "hard_sigmoid": ("HardSigmoid", [("x", rand(3, 17, lo=-6, hi=6), 0)], dict(alpha=0.3, beta=0.4)),
+    "hard_swish": ("HardSwish", [("x", rand(3, 17, lo=-6, hi=6), 0)], {}),
+    "identity": ("Identity", [("x", rand(3, 4), 0)], {}),
+    "clip": ("Clip", [("x", rand(4, 9, lo=-8, hi=8), 0), ("lo", np.array(0.0, np.float32), 1),
+                      ("hi", np.array(6.0, np.float32), 1)], {}),
+    "where": ("Where", [("c", RNG.uniform(size=(3, 1, 5)) > 0.5, 0), ("a", rand(3, 4, 5), 0), ("b", rand(4, 1), 0)], {}),
+    "cast_to_int": ("Cast", [("x", rand(3, 5, lo=-9, hi=9), 0)], dict(to=7)),
+    "cast_to_float": ("Cast", [("x", ints(4, 6), 0)], dict(to=1)),
+    "softmax": ("Softmax", [("x", rand(3, 7, 5, lo=-10, hi=10), 0)], dict(axis=1)),
+    "log_softmax": ("LogSoftmax", [("x", rand(3, 7, 5, lo=-10, hi=10), 0)], dict(axis=-1)),
+    "reduce_mean": ("ReduceMean", [("x", rand(3, 4, 5), 0)], dict(axes=[0, 2], keepdims=0)),
+    "reduce_sum_all": ("ReduceSum", [("x", rand(3, 4, 5), 0)], dict(keepdims=0)),
+    "reduce_sum_axes": ("ReduceSum", [("x", rand(3, 4, 5), 0), ("axes", np.array([-1], np.int64), 1)],
+                        dict(keepdims=1)),
+    "layer_norm": ("LayerNormalization", [("x", rand(3, 5, 16), 0), ("s", rand(5, 16), 1), ("b", rand(5, 16), 1)],
+                   dict(axis=-2, epsilon=1e-3)),
+    "layer_norm_no_bias": ("LayerNormalization", [("x", rand(2, 33), 0), ("s", rand(33), 1)], {}),
+    "batch_norm": ("BatchNormalization", [("x", rand(2, 6, 5, 4), 0), ("s", rand(6), 1), ("b", rand(6), 1),
+                                          ("m", rand(6), 1), ("v", rand(6, lo=0.1), 1)], dict(epsilon=1e-3)),
+    "reshape": ("Reshape", [("x", rand(2, 3, 4), 0), ("s", np.array([2, 0, 2, 2], np.int64), 1)], {}),
+    "flatten": ("Flatten", [("x", rand(2, 3, 4), 0)], dict(axis=2)),
+    "transpose": ("Transpose", [("x", rand(3, 4, 5), 0)], dict(perm=[2, 0, 1])),
+    "concat": ("Concat", [("a", rand(2, 3, 4), 0), ("b", rand(2, 2, 4), 0), ("c", rand(2, 1, 4), 1)], dict(axis=-2)),
+    "slice": ("Slice", [("x", rand(4, 6, 5), 0), ("st", I([0, 1]), 1), ("en", I([100, -1]), 1), ("ax", I([1, 2]), 1),
+                        ("sp", I([2, 1]), 1)], {}),
+    "slice_reversed": ("Slice", [("x", rand(4, 6, 5), 0), ("st", I([4, -3]), 1), ("en", I([0, 2]), 1),
+                                 ("ax", I([1, 2]), 1), ("sp", I([-2, -1]), 1)], {}),
+    "gather_runtime": ("Gather", [("x", rand(5, 7), 0), ("i", I([[0, 3], [-1, 2], [4, 4]]), 0)], dict(axis=0)),
+    "gather_constant": ("Gather", [("x", rand(3, 6, 2), 0), ("i", I([5, 0, -2]), 1)], dict(axis=1)),
+    "gather_embedding": ("Gather", [("w", rand(50, 16), 1), ("ids", I([[3, 49, 0, 7]]), 0)], {}),
+    "unsqueeze": ("Unsqueeze", [("x", rand(3, 4), 0), ("a", I([0, 3]), 1)], {}),
+    "squeeze": ("Squeeze", [("x", rand(3, 1, 4, 1), 0), ("a", I([1]), 1)], {}),
+    "expand": ("Expand", [("x", rand(3, 1), 0), ("s", I([2, 3, 4]), 1)], {}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_operator(launcher, tmp_path, case):
+    op, inputs, attrs = CASES[case]
+    opset = 20 if op == "Gelu" else 17
+    model = single_op(op, [(n, a, bool(init)) for n, a, init in inputs], 1, opset, **attrs)
+    pjrt_harness.check(launcher, model, {n: a for n, a, init in inputs if not init}, tmp_path)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu(launcher, tmp_path, approximate):
+    model = single_op("Gelu", [("x", rand(4, 33, lo=-5, hi=5), False)], 1, 20, approximate=approximate)
+    pjrt_harness.check(launcher, model, {"x": rand(4, 33, lo=-5, hi=5)}, tmp_path)
+
+
+def test_split(launcher, tmp_path):
+    model = single_op("Split", [("x", rand(4, 9), False), ("s", I([2, 3, 4]), True)], 3, axis=1)
+    pjrt_harness.check(launcher, model, {"x": rand(4, 9)}, tmp_path)
