@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+from pathlib import Path
 
 import numpy as np
 
@@ -44,3 +45,12 @@ def safetensors_bytes(table: WeightTable) -> tuple[bytes, int]:
 
 def manifest_bytes(manifest: dict) -> bytes:
     return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+
+
+def write_files(outdir: Path, files: dict[str, bytes]) -> None:
+    """Write a compile's outputs, each through a temp file and a rename (never half-written)."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        tmp = outdir / f".{name}.tmp"
+        tmp.write_bytes(data)
+        tmp.replace(outdir / name)

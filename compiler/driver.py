@@ -5,7 +5,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .artifacts import manifest_bytes, safetensors_bytes, weight_records
+from .artifacts import manifest_bytes, safetensors_bytes, weight_records, write_files
 from .backend.cpu import aarch64, x86_64
 from .backend.cpu.codegen import add_descriptor, build_module
 from .backend.cpu.descriptor import TensorInfo, WeightInfo
@@ -32,15 +32,11 @@ class Compiled:
     kernels: dict           # variant -> [(node, function)] when compiled for profiling
 
     def write(self, outdir: Path) -> None:
-        outdir.mkdir(parents=True, exist_ok=True)
         obj = emit_object(self.llvm_ir, self.host)
         self.manifest["object"] = {"file": "model.o", "sha256": hashlib.sha256(obj).hexdigest()}
         files = {"model.o": obj, "weights.safetensors": self.weights_file,
                  "manifest.json": manifest_bytes(self.manifest)}
-        for name, data in files.items():
-            tmp = outdir / f".{name}.tmp"
-            tmp.write_bytes(data)
-            tmp.replace(outdir / name)
+        write_files(outdir, files)
 
 
 def _tensors(values, names: list[str]) -> list[TensorInfo]:

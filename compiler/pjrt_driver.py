@@ -13,7 +13,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .artifacts import manifest_bytes, safetensors_bytes, weight_records
+from .artifacts import manifest_bytes, safetensors_bytes, weight_records, write_files
 from .backend.cpu.memplan import WeightTable
 from .backend.stablehlo.module import build_program
 from .errors import CompileError
@@ -35,13 +35,9 @@ class CompiledProgram:
     manifest: dict
 
     def write(self, outdir: Path) -> None:
-        outdir.mkdir(parents=True, exist_ok=True)
         files = {"model.mlir": self.mlir.encode(), "weights.safetensors": self.weights_file,
                  "manifest.json": manifest_bytes(self.manifest)}
-        for name, data in files.items():
-            tmp = outdir / f".{name}.tmp"
-            tmp.write_bytes(data)
-            tmp.replace(outdir / name)
+        write_files(outdir, files)
 
 
 def _tensors(values, names: list[str]) -> list[dict]:
