@@ -13,7 +13,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("compile", help="compile an ONNX model (cpu: an object file; tpu, cpu-xla: StableHLO)")
     c.add_argument("model", type=Path)
-    c.add_argument("--platform", default="cpu", choices=["cpu", "tpu", "cpu-xla"])
+    c.add_argument("--platform", default="cpu",
+                   help="cpu, tpu, cpu-xla, cuda[:sm_80,...] or rocm[:gfx90a,...]")
+    c.add_argument("--ptxas", type=Path, help="ptxas to check CUDA kernels with (default: the pinned one)")
     c.add_argument("--host", default="linux-amd64", choices=["linux-amd64", "linux-arm64"])
     c.add_argument("--weights", type=Path)
     c.add_argument("--batch", type=int, default=1)
@@ -30,7 +32,13 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.command == "compile" and args.platform != "cpu":
+        if args.command == "compile" and args.platform.split(":")[0] in ("cuda", "rocm"):
+            from .gpu_driver import compile_gpu
+            compile_gpu(args.model, args.weights, args.platform, args.batch, args.name,
+                        args.ptxas).write(args.output)
+        elif args.command == "compile" and args.platform not in ("cpu", "tpu", "cpu-xla"):
+            raise CompileError(f"unknown platform {args.platform}")
+        elif args.command == "compile" and args.platform != "cpu":
             from .pjrt_driver import compile_pjrt
             compile_pjrt(args.model, args.weights, args.platform, args.batch, args.name).write(args.output)
         elif args.command == "compile":

@@ -4,6 +4,7 @@
 #include "cpu_features.h"
 #include "dataset.h"
 #include "errors.h"
+#include "gpu_session.h"
 #include "inputs.h"
 #include "options.h"
 #include "outputs.h"
@@ -13,8 +14,10 @@
 #include "report.h"
 #include "session.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static void check_abi(const kiln_model_desc *m)
 {
@@ -107,7 +110,17 @@ int main(int argc, char **argv)
     struct session s;
     session_open(&s, &kiln_model, variant, o.weights, o.threads ? o.threads : pool_default_threads());
     describe_choice(&platform, variant, s.choice, sizeof s.choice);
+    struct gpu_session gpu;
+    bool on_gpu = strcmp(platform.name, "cuda") == 0 || strcmp(platform.name, "rocm") == 0;
+    if (on_gpu) {
+        gpu_session_open(&gpu, platform.name, &s);
+        s.gpu = &gpu;
+        snprintf(s.choice, sizeof s.choice, "platform %s (%s), %s", platform.name, platform.reason, gpu.how);
+    }
     run(&s, &o, &platform, &cpu);
+    if (on_gpu) {
+        gpu_session_close(&gpu);
+    }
     session_close(&s);
     return 0;
 }

@@ -1,6 +1,7 @@
 #include "platform.h"
 
 #include "errors.h"
+#include "gpu_platform.h"
 #include "pjrt.h"
 #include "pjrt_model.h"
 #include "tpu_probe.h"
@@ -33,13 +34,23 @@ static void bundle_platforms(char *buf, size_t size)
 
 static struct platform_choice choose_auto(void)
 {
-    if (!pjrt_model_present("tpu")) {
-        return choice("cpu", false, "no accelerator platforms in this bundle");
+    char found[256], why[256], skipped[512] = "";
+    const char *gpu = gpu_choose_auto(found, sizeof found, skipped, sizeof skipped);
+    if (gpu != NULL) {
+        struct platform_choice c = choice(gpu, false, "");
+        snprintf(c.reason, sizeof c.reason, "%sfound %s", skipped, found);
+        return c;
     }
-    char found[256], why[256];
+    if (!pjrt_model_present("tpu")) {
+        struct platform_choice c = choice("cpu", false, "no accelerator platforms in this bundle");
+        if (skipped[0] != '\0') {
+            snprintf(c.reason, sizeof c.reason, "%.*s", (int)strlen(skipped) - 2, skipped);
+        }
+        return c;
+    }
     if (!tpu_probe(found, sizeof found, why, sizeof why)) {
         struct platform_choice c = choice("cpu", false, "");
-        snprintf(c.reason, sizeof c.reason, "tpu: %s", why);
+        snprintf(c.reason, sizeof c.reason, "%stpu: %s", skipped, why);
         return c;
     }
     struct platform_choice c = choice("tpu", true, "");
@@ -61,6 +72,12 @@ struct platform_choice platform_choose(const char *flag_value)
     const char *why = source[0] == '-' ? "requested by --platform" : "requested by KILN_PLATFORM";
     if (strcmp(requested, "cpu") == 0) {
         return choice("cpu", false, why);
+    }
+    char found[256];
+    if (gpu_force(requested, found, sizeof found)) {
+        struct platform_choice c = choice(strcmp(requested, "cuda") == 0 ? "cuda" : "rocm", false, "");
+        snprintf(c.reason, sizeof c.reason, "%s, found %s", why, found);
+        return c;
     }
     for (size_t i = 0; i < N_PJRT; i++) {
         if (strcmp(requested, pjrt_platforms[i]) == 0 && pjrt_model_present(requested)) {

@@ -1,6 +1,7 @@
 #include "session.h"
 
 #include "errors.h"
+#include "gpu_session.h"
 #include "pjrt_session.h"
 #include "pool.h"
 #include "tensor.h"
@@ -46,6 +47,10 @@ void session_run(struct session *s)
     s->ran = true;
     if (s->pjrt != NULL) {
         pjrt_session_run(s->pjrt, s->inputs, s->outputs);
+        return;
+    }
+    if (s->gpu != NULL) {
+        gpu_session_run(s->gpu, s);
         return;
     }
     s->variant->entry(s->weights.data, (const void *const *)s->inputs, s->outputs, s->scratch,

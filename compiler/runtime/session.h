@@ -10,11 +10,13 @@
 
 struct pool;
 struct pjrt_session;
+struct gpu_session;
 
 struct session {
     const kiln_model_desc *model;
     const kiln_variant_desc *variant;  /* NULL when a PJRT plugin runs the model */
     struct pjrt_session *pjrt;
+    struct gpu_session *gpu;           /* cuda or rocm runs the model */
     struct weights weights;
     void **inputs;   /* one zeroed, aligned buffer per model input */
     void **outputs;

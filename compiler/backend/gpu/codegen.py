@@ -1,0 +1,49 @@
+"""Graph -> kernel descriptions, one launch per fused op group, in graph order."""
+from __future__ import annotations
+
+from typing import Callable
+
+from ...errors import CompileError
+from ...ir.graph import Graph, Node
+from . import k_elementwise, k_gemm, k_rows, k_window
+from .kbase import Builder
+from .kir import Kernel
+from .plan import BufferPlan
+
+KernelBuilder = Callable[[Builder, Node], list[Kernel]]
+
+
+def _conv(b: Builder, node: Node) -> list[Kernel]:
+    return (k_window.depthwise if k_window.is_depthwise(node) else k_gemm.conv)(b, node)
+
+
+BUILDERS: dict[str, KernelBuilder] = {
+    "Fused": k_elementwise.fused,
+    "MatMul": k_gemm.matmul,
+    "Conv": _conv,
+    "MaxPool": k_window.pool,
+    "AveragePool": k_window.pool,
+    "ReduceMean": k_rows.reduce,
+    "ReduceSum": k_rows.reduce,
+    "Softmax": k_rows.softmax,
+    "LogSoftmax": k_rows.softmax,
+    "LayerNormalization": k_rows.layer_norm,
+    "Concat": k_elementwise.concat,
+    "Gather": k_elementwise.gather,
+}
+
+
+def build_kernels(graph: Graph) -> tuple[list[Kernel], BufferPlan]:
+    for node in graph.nodes:
+        if node.op != "Reshape" and node.op not in BUILDERS:
+            raise CompileError(f"unsupported operator {node.op} at node {node.name} ({graph.source})")
+    plan = BufferPlan(graph)
+    b = Builder(plan)
+    kernels: list[Kernel] = []
+    for node in graph.nodes:
+        if node.op == "Reshape" or all(v.type.numel == 0 for v in node.outputs):
+            continue
+        if node.op == "Conv" and node.attr("layout") != "NHWC":
+            raise CompileError(f"Conv node {node.name}: only 1-D and 2-D convolutions are supported")
+        kernels += BUILDERS[node.op](b, node)
+    return kernels, plan

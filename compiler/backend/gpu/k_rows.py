@@ -1,0 +1,91 @@
+"""One block per row, threads striding along it, block-wide reductions through warp shuffles and
+shared memory: Softmax/LogSoftmax along any axis, LayerNormalization, ReduceSum/ReduceMean."""
+from __future__ import annotations
+
+import numpy as np
+
+from ...ir.graph import Node
+from ...ir.registry import norm_axis
+from ...ir.ops_nn import reduce_axes
+from ..cpu.k_norm import _row_param
+from .kbase import BID, ROW_BLOCK, TID, Builder, block_reduce, dot, strides, strided_rows, unary, unravel
+from .kir import WARP, Const, If, Kernel, Load, Local, Shared, Store, Sym
+
+RED, STAT = Local("red", "f32", 1), Local("stat", "f32", 2)
+SH = Shared("partial", "f32", ROW_BLOCK // WARP)
+
+
+def _kernel(b: Builder, node: Node, kind: str, rows: int, body: list) -> Kernel:
+    return Kernel(b.name(node, kind), kind, rows, ROW_BLOCK, tuple(body), (SH,), (RED, STAT), (node.name,))
+
+
+def _set(buf, k, value) -> Store:
+    return Store(buf, Const(k), value)
+
+
+def _get(buf, k=0):
+    return Load(buf, Const(k))
+
+
+def _sum_rows(value, var: str, n: int, op: str = "add", init: float = 0.0) -> list:
+    """red[0] := op over j in [0, n) of value(j), for the whole block."""
+    return [_set(RED, 0, Const(init, "f32")),
+            strided_rows(var, n, (_set(RED, 0, Load(RED, Const(0)).max(value) if op == "max"
+                                       else _get(RED) + value),)),
+            *block_reduce(op, RED, SH, ROW_BLOCK)]
+
+
+def softmax(b: Builder, node: Node) -> list[Kernel]:
+    x, y = node.inputs[0], node.outputs[0]
+    shape = x.type.shape
+    axis = norm_axis(node, node.attr("axis", -1), len(shape))
+    n, inner = shape[axis], int(np.prod(shape[axis + 1:], dtype=np.int64))
+    xb, yb = b.plan.buf(x), b.plan.buf(y)
+    at = lambda j: (BID // inner) * (n * inner) + j * inner + BID % inner  # noqa: E731
+    j = Sym("j")
+    body = [*_sum_rows(Load(xb, at(j)), "j", n, "max", float("-inf")), _set(STAT, 0, _get(RED)),
+            *_sum_rows(unary("Exp", Load(xb, at(j)) - _get(STAT)), "j", n)]
+    if node.op == "Softmax":
+        out = unary("Exp", Load(xb, at(j)) - _get(STAT)) / _get(RED)
+    else:
+        out = Load(xb, at(j)) - _get(STAT) - unary("Log", _get(RED))
+    body.append(strided_rows("j", n, (Store(yb, at(j), out),)))
+    return [_kernel(b, node, "softmax", x.type.numel // n, body)]
+
+
+def layer_norm(b: Builder, node: Node) -> list[Kernel]:
+    x, y = node.inputs[0], node.outputs[0]
+    axis = norm_axis(node, node.attr("axis", -1), x.type.rank)
+    n = int(np.prod(x.type.shape[axis:], dtype=np.int64))
+    eps = float(node.attr("epsilon", 1e-5))
+    params = []
+    for k, (i, default) in enumerate(((1, 1.0), (2, 0.0))):
+        p = _row_param(None, node, i, x.type.shape[axis:], default)
+        params.append(b.plan.weight(f"{node.name}.{'scale' if k == 0 else 'bias'}", p)
+                      if isinstance(p, np.ndarray) else b.plan.buf(p))
+    xb, yb = b.plan.buf(x), b.plan.buf(y)
+    j = Sym("j")
+    xj = Load(xb, BID * n + j)
+    centered = xj - _get(STAT)
+    body = [*_sum_rows(xj, "j", n), _set(STAT, 0, _get(RED) * (1.0 / n)),
+            *_sum_rows(centered * centered, "j", n),
+            _set(STAT, 1, Const(1.0, "f32") / unary("Sqrt", _get(RED) * (1.0 / n) + eps)),
+            strided_rows("j", n, (Store(yb, BID * n + j, centered * _get(STAT, 1) * Load(params[0], j)
+                                        + Load(params[1], j)),))]
+    return [_kernel(b, node, "layernorm", x.type.numel // n, body)]
+
+
+def reduce(b: Builder, node: Node) -> list[Kernel]:
+    x, y = node.inputs[0], node.outputs[0]
+    shape = x.type.shape
+    axes = reduce_axes(node)
+    kept = [d for d in range(len(shape)) if d not in axes]
+    red_shape = [shape[d] for d in axes]
+    n = int(np.prod(red_shape, dtype=np.int64))
+    st = strides(shape)
+    base = dot(unravel(BID, [shape[d] for d in kept]), [st[d] for d in kept])
+    j = Sym("j")
+    value = Load(b.plan.buf(x), base + dot(unravel(j, red_shape), [st[d] for d in axes]))
+    total = _get(RED) * (1.0 / n) if node.op == "ReduceMean" else _get(RED)
+    body = [*_sum_rows(value, "j", n), If(TID.eq(0), (Store(b.plan.buf(y), BID, total),))]
+    return [_kernel(b, node, "reduce", y.type.numel, body)]

@@ -1,0 +1,33 @@
+/* A GPU platform's compiled model: share/<platform>/manifest.json next to its code files
+ * (cubins + PTX, or one code object per gfx arch) and weights.safetensors. */
+#ifndef KILN_GPU_MODEL_H
+#define KILN_GPU_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct gpu_kernel {
+    char name[128];
+    uint32_t grid, block;
+};
+
+struct gpu_model {
+    char *dir;                  /* <exe_dir>/../share/<platform> */
+    char targets[16][16];       /* sm_80 ... or gfx90a ... */
+    int n_targets;
+    char ptx_sm[16];            /* cuda: the SM the shipped PTX was emitted for */
+    struct gpu_kernel *kernels;
+    int n_kernels;
+    uint64_t weights_offset, weights_bytes, activation_bytes;
+    uint64_t inputs[16], outputs[16];
+    int n_inputs, n_outputs;
+};
+
+bool gpu_model_present(const char *platform);
+void gpu_model_load(struct gpu_model *m, const char *platform);
+void gpu_model_free(struct gpu_model *m);
+/* "gfx90a, gfx942" into buf. */
+void gpu_model_targets(const struct gpu_model *m, char *buf, size_t size);
+
+#endif

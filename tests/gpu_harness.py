@@ -1,0 +1,33 @@
+"""Compile for a GPU and run the kernels lowered to CPU loops (no GPU needed)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from kiln.compiler.artifacts import safetensors_bytes
+from kiln.compiler.backend.gpu.emulate import EmulatedDevice
+from kiln.compiler.gpu_driver import lower
+from onnx_models import assert_close, run_onnxruntime
+
+
+def emulate(model: onnx.ModelProto, feeds: dict[str, np.ndarray], workdir, batch: int = 1):
+    """(outputs, kernels) of the model's GPU kernels run as CPU loops."""
+    path = Path(workdir) / "model.onnx"
+    onnx.save(model, path)
+    graph, kernels, plan = lower(path, None, batch)
+    weights, start = safetensors_bytes(plan.weights)
+    device = EmulatedDevice(kernels, plan, weights[start:])
+    names = [v.name for v in model.graph.input if v.name in feeds]
+    outs = [(v.type.shape, np.dtype({"f32": np.float32, "i64": np.int64, "i32": np.int32,
+                                      "bool": np.bool_}[v.type.dtype])) for v in graph.outputs]
+    return device.run([feeds[n] for n in names], outs), kernels
+
+
+def check_gpu(model: onnx.ModelProto, feeds: dict[str, np.ndarray], workdir, variant=None, **kw) -> None:
+    got, _ = emulate(model, feeds, workdir, **kw)
+    ref = run_onnxruntime(model, feeds)
+    assert len(got) == len(ref)
+    for g, r in zip(got, ref):
+        assert_close(g, r)

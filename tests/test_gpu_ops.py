@@ -1,0 +1,18 @@
+"""Every operator test of the CPU backend (test_compiler_ops), run instead through the GPU kernel
+descriptions lowered to CPU loops, against onnxruntime."""
+from __future__ import annotations
+
+import pytest
+
+import test_compiler_ops
+from gpu_harness import check_gpu
+from test_compiler_ops import *  # noqa: F401,F403 - the same cases, collected again here
+
+
+@pytest.fixture(autouse=True)
+def _through_gpu_kernels(monkeypatch):
+    monkeypatch.setattr(test_compiler_ops, "check", check_gpu)
+
+
+def test_variants():  # noqa: F811 - CPU feature levels do not apply to GPU kernels
+    pytest.skip("CPU feature levels only")
