@@ -77,15 +77,38 @@ def test_archive_runs_in_a_bare_sandbox(examples_copy, kiln_cache, tmp_path):
     kiln("build", "//mnist:archive", "--platform=cpu,linux-amd64", cache=kiln_cache, cwd=examples_copy)
     server = tmp_path / "server"
     unpack(examples_copy / "kiln-out/linux-amd64-cpu/mnist/mnist.tar.zst", server)
-    shutil.copytree(EXAMPLES / "mnist" / "samples", server / "samples")
     expected = reference_classes()
     for sample in SAMPLES:
-        done = subprocess.run(["bwrap", "--unshare-all", "--bind", str(server), "/srv", "--proc", "/proc",
-                               "--dev", "/dev", *glibc_binds(), "--chdir", "/srv",
-                               "/srv/mnist/bin/mnist", "--input", f"samples/{sample.name}"],
-                              capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr
+        done = run_bare(server, sample)
         assert predicted_class(done.stdout) == expected[sample.name], (sample.name, done.stdout)
+
+
+def run_bare(server: Path, sample: Path) -> subprocess.CompletedProcess:
+    """The unpacked launcher on `sample`, in a sandbox holding only the bundle and a minimal glibc."""
+    shutil.copy(sample, server / sample.name)
+    done = subprocess.run(["bwrap", "--unshare-all", "--bind", str(server), "/srv", "--proc", "/proc",
+                           "--dev", "/dev", *glibc_binds(), "--chdir", "/srv",
+                           "/srv/mnist/bin/mnist", "--input", sample.name], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_gpu_archive_ships_kernels_and_trimmed_hsa_and_runs_on_cpu(examples_copy, kiln_cache, tmp_path):
+    if not shutil.which("bwrap"):
+        pytest.skip("bubblewrap is not installed")
+    kiln("build", "//mnist:archive", "--platform=cuda,rocm,linux-amd64", cache=kiln_cache, cwd=examples_copy)
+    server = tmp_path / "server"
+    unpack(examples_copy / "kiln-out/linux-amd64-cpu-cuda-rocm/mnist/mnist.tar.zst", server)
+    bundle = server / "mnist"
+    for name in ("share/cuda/sm_80.cubin", "share/cuda/sm_90.cubin", "share/cuda/sm_90.ptx",
+                 "share/rocm/gfx90a.co", "share/rocm/gfx942.co", "share/rocm/gfx1100.co",
+                 "lib/rocm/libhsa-runtime64.so.1"):
+        assert (bundle / name).is_file(), name
+    kept = sum(p.stat().st_size for p in (bundle / "lib" / "rocm").iterdir())
+    assert kept < 10_000_000 and not list((bundle / "lib").rglob("libamdhip64*"))
+    done = run_bare(server, SAMPLES[4])
+    assert predicted_class(done.stdout) == reference_classes()[SAMPLES[4].name]
+    assert "cuda: libcuda.so.1 not found" in done.stderr and "rocm: /dev/kfd absent" in done.stderr
 
 
 def test_arm64_launcher_under_qemu(examples_copy, kiln_cache, tmp_path):

@@ -111,3 +111,12 @@ def no_docker_env(cache) -> dict[str, str]:
     import os
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
     return {**env, "XDG_CACHE_HOME": str(cache), "DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+
+
+def test_cuda_image_asks_for_the_host_driver(examples_copy, kiln_cache):
+    require("skopeo")
+    kiln("build", "//mnist:image", "--platform=cuda,linux-amd64", cache=kiln_cache, cwd=examples_copy)
+    layout = examples_copy / "kiln-out/linux-amd64-cpu-cuda/mnist/image"
+    config = json.loads(run("skopeo", "inspect", "--config", f"oci:{layout}").stdout)["config"]
+    assert {"NVIDIA_VISIBLE_DEVICES=all", "NVIDIA_DRIVER_CAPABILITIES=compute,utility"} <= set(config["Env"])
+    assert config["Labels"]["dev.kiln.platforms"] == "cpu,cuda"

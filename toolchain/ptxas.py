@@ -13,6 +13,7 @@ from kiln.toolchain.errors import FetchError
 from kiln.toolchain.fetch import ensure
 
 PIN = "nvidia-cuda-nvcc"
+IN_WHEEL = "nvidia/cu13/bin/ptxas"  # where the pinned wheel keeps ptxas
 _FUNC = re.compile(r"Compiling entry function '(\w+)'")
 _FRAME = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
 _USED = re.compile(r"Used (\d+) registers")

@@ -11,6 +11,11 @@ Outputs, under kiln-out/<config>/<package>/: `<name>` (the launcher for the conf
 the CPU code linked in), `<name>.cpu/weights.safetensors` (the weights the compiled code reads)
 and `<name>.cpu/manifest.json`. `kiln run //pkg:<name> -- --input x.npy` runs it here.
 
+With `cuda` or `rocm` in --platform (archs from `cuda:sm_89`, `rocm:gfx942`; defaults sm_80+sm_90 and
+gfx90a+gfx942+gfx1100): `<name>.<platform>/` holding a cubin per SM plus the newest SM's PTX, or a
+code object per gfx arch, with weights.safetensors and manifest.json; for rocm also the HSA runtime
+trimmed for the launcher (`<name>.rocm.runtime/lib/rocm/`).
+
 With `tpu` or `cpu-xla` in --platform, per such platform: `<name>.<platform>/` (model.mlir,
 weights.safetensors, manifest.json: the StableHLO program the launcher hands to a PJRT plugin),
 `<name>.<platform>.runtime/lib/<platform>/` (the plugin, trimmed from the pinned vendor tree) and
@@ -24,12 +29,14 @@ from kiln.build_rules.analysis import RuleContext
 from kiln.build_rules.attrs import Attr
 from kiln.build_rules.providers import DefaultInfo, ModelInfo, Providers, RunInfo
 from kiln.build_rules.rules import RuleSpec
-from kiln.build_rules.rules.toolchains import python_tool, vendor_trees, zig_cache, zig_tool
+from kiln.build_rules.rules.toolchains import external_tree, python_tool, vendor_trees, zig_cache, zig_tool
 from kiln.compiler import launcher
+from kiln.toolchain import ptxas
 
 RUNTIME_DIR = "_kiln/runtime"
 PJRT_PLATFORMS = ("tpu", "cpu-xla")  # StableHLO run through a PJRT plugin
-_IMPLEMENTED = ("cpu", *PJRT_PLATFORMS)
+GPU_ARCHS = {"cuda": ("sm_80", "sm_90"), "rocm": ("gfx90a", "gfx942", "gfx1100")}  # defaults
+_IMPLEMENTED = ("cpu", *GPU_ARCHS, *PJRT_PLATFORMS)
 _ARCHS = {"linux-amd64": "amd64", "linux-arm64": "arm64"}
 
 
@@ -62,12 +69,38 @@ def _compile_stablehlo(ctx: RuleContext, platform: str, graph: Artifact, weights
     return program, packed, manifest
 
 
-def _trim_runtime(ctx: RuleContext, platform: str, program: Artifact) -> tuple[Artifact, Artifact]:
-    """The PJRT plugin and what it needs, trimmed from the pinned vendor tree for the launcher."""
+def _gpu_files(platform: str, archs: tuple[str, ...]) -> list[str]:
+    if platform == "cuda":
+        newest = max(archs, key=lambda sm: int(sm.removeprefix("sm_")))
+        return [*(f"{sm}.cubin" for sm in archs), f"{newest}.ptx"]
+    return [f"{arch}.co" for arch in archs]
+
+
+def _compile_gpu(ctx: RuleContext, platform: str, graph: Artifact, weights: Artifact | None) -> list[Artifact]:
+    """Kernels for every requested SM or gfx arch, checked at build time (ptxas; code-object structure)."""
+    archs = ctx.config.archs(platform) or GPU_ARCHS[platform]
+    outdir = f"{ctx.label.name}.{platform}"
+    files = [ctx.declare_file(f"{outdir}/{f}") for f in (*_gpu_files(platform, archs), "weights.safetensors", "manifest.json")]
+    argv = [python_tool("kiln.compiler", "kiln.toolchain"), "-m", "kiln.compiler", "compile",
+            "--platform", f"{platform}:{','.join(archs)}", "--batch", str(ctx.attr["batch"]), "--name", ctx.label.name,
+            "-o", files[0].path.rsplit("/", 1)[0], graph]
+    if platform == "cuda":
+        argv += ["--ptxas", external_tree(ptxas.PIN, _ARCHS[ctx.config.host], ptxas.IN_WHEEL)]
+    if weights is not None:
+        argv += ["--weights", weights]
+    ctx.action("ModelCompile", argv, [graph] + ([weights] if weights else []), files,
+               progress=f"Compiling {ctx.label} ({platform}: {', '.join(archs)})")
+    return files
+
+
+def _trim_runtime(ctx: RuleContext, platform: str, program: Artifact, archs: tuple[str, ...] = ()
+                  ) -> tuple[Artifact, Artifact]:
+    """The vendor runtime the launcher loads (a PJRT plugin, HSA), trimmed from the pinned vendor trees."""
     runtime = ctx.declare_directory(f"{ctx.label.name}.{platform}.runtime")
     report = ctx.declare_file(f"{ctx.label.name}.{platform}.trim-report.json")
     argv = [python_tool("kiln.runtime_trim", "kiln.toolchain"), "-m", "kiln.runtime_trim", "trim",
             "--platform", platform, "--root", program, "--out", runtime, "--report-out", report]
+    argv += [f"--arch={arch}" for arch in archs]
     for tree in vendor_trees(platform, _ARCHS[ctx.config.host]):
         argv += ["--vendor-tree", tree]
     ctx.action("RuntimeTrim", argv, [program], [runtime, report],
@@ -102,6 +135,14 @@ def _implementation(ctx: RuleContext) -> Providers:
     obj, packed, manifest = _compile_cpu(ctx, graph, weights)
     program = _link_launcher(ctx, [obj])
     manifests, programs, runtimes, reports = [("cpu", manifest)], [], [], []
+    for platform in (p for p in GPU_ARCHS if ctx.config.has(p)):
+        *kernels, gpu_weights, gpu_manifest = _compile_gpu(ctx, platform, graph, weights)
+        manifests.append((platform, gpu_manifest))
+        programs += [(platform, f) for f in (*kernels, gpu_weights)]
+        if platform == "rocm":
+            runtime, report = _trim_runtime(ctx, platform, program, ctx.config.archs(platform) or GPU_ARCHS[platform])
+            runtimes.append((platform, runtime))
+            reports.append((platform, report))
     for platform in (p.name for p in ctx.config.platforms if p.name in PJRT_PLATFORMS):
         mlir, pjrt_weights, pjrt_manifest = _compile_stablehlo(ctx, platform, graph, weights)
         runtime, report = _trim_runtime(ctx, platform, program)

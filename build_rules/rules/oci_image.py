@@ -49,6 +49,13 @@ def _base_layer(ctx: RuleContext, arch: str) -> Artifact:
     return output
 
 
+def _platform_env(ctx: RuleContext) -> dict[str, str]:
+    """With cuda inside, ask the NVIDIA container toolkit to mount the host driver (libcuda is never bundled)."""
+    if not ctx.config.has("cuda"):
+        return {}
+    return {"NVIDIA_VISIBLE_DEVICES": "all", "NVIDIA_DRIVER_CAPABILITIES": "compute,utility"}
+
+
 def _image(ctx: RuleContext, model: ModelInfo, host: str, name: str) -> Artifact:
     arch = _ARCH[host]
     base = _base_layer(ctx, arch)
@@ -61,7 +68,7 @@ def _image(ctx: RuleContext, model: ModelInfo, host: str, name: str) -> Artifact
             *(f"{dest}={artifact.path}" + (":x" if executable else "") for dest, artifact, executable in entries),
             f"--entrypoint=/{model.name}/bin/{model.name}", "--workdir", "/",
             "--label", f"org.opencontainers.image.title={model.name}"]
-    argv += [f"--env={k}={v}" for k, v in sorted(ctx.attr["env"].items())]
+    argv += [f"--env={k}={v}" for k, v in sorted({**_platform_env(ctx), **ctx.attr["env"]}.items())]
     argv += [f"--label={k}={v}" for k, v in sorted(ctx.attr["labels"].items())]
     argv += [f"--accelerator={p.name}" for p in ctx.config.platforms]
     ctx.action("OciImage", argv, [base, *(a for _, a, _ in entries)], [layout],

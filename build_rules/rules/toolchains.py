@@ -42,12 +42,15 @@ def pinned(name: str, arch: str):
         raise UserError(str(error)) from None
 
 
-def external_tree(name: str, arch: str) -> Tool:
-    """The unpacked tree of a pinned artifact from toolchain/lock.toml, fetched when an action needs it."""
+def external_tree(name: str, arch: str, program: str = "") -> Tool:
+    """The unpacked tree of a pinned artifact from toolchain/lock.toml (or the `program` inside it),
+    fetched when an action needs it."""
     from kiln.toolchain import fetch
     artifact = pinned(name, arch)
-    path = str(fetch.external_root() / artifact.sha256)
-    return Tool(f"{name}:{arch}", path, artifact.sha256, mounts=(path,), fetch=(name, arch))
+    tree = str(fetch.external_root() / artifact.sha256)
+    path = f"{tree}/{program}" if program else tree
+    return Tool(f"{name}:{arch}{'/' + program if program else ''}", path, artifact.sha256, mounts=(tree,),
+                fetch=(name, arch))
 
 
 def vendor_trees(platform: str, arch: str) -> list[Tool]:
