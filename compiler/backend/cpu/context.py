@@ -14,7 +14,7 @@ from .target import Variant
 # ctx argument of every kernel function: {weights, inputs[], outputs[], scratch, pool}
 SLOTS = {"weights": 0, "input": 1, "output": 2, "scratch": 3, "pool": 4}
 # Below this many flops a kiln_parallel_for round trip costs more than it saves.
-PARALLEL_MIN_FLOPS = 1_000_000
+PARALLEL_MIN_FLOPS = 4_000_000  # below this (~20 us of work) waking a second thread costs more than it saves
 
 
 class Context:
