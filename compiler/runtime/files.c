@@ -59,3 +59,23 @@ char *path_join(const char *dir, const char *name)
     snprintf(path, size, "%s/%s", dir, name);
     return path;
 }
+
+char *platform_share_dir(const char *platform)
+{
+    char relative[128];
+    snprintf(relative, sizeof relative, "../share/%s", platform);
+    char *exe_dir = executable_dir();
+    char *dir = path_join(exe_dir, relative);
+    free(exe_dir);
+    return dir;
+}
+
+bool platform_manifest_present(const char *platform)
+{
+    char *dir = platform_share_dir(platform);
+    char *manifest = path_join(dir, "manifest.json");
+    bool present = access(manifest, R_OK) == 0;
+    free(manifest);
+    free(dir);
+    return present;
+}

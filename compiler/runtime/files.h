@@ -2,6 +2,7 @@
 #ifndef KILN_FILES_H
 #define KILN_FILES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -14,5 +15,11 @@ char *executable_dir(void);
 
 /* "dir/name" (malloc'ed, caller frees). */
 char *path_join(const char *dir, const char *name);
+
+/* <exe_dir>/../share/<platform>: where a platform's manifest, kernels or program live. */
+char *platform_share_dir(const char *platform);
+
+/* Whether the bundle holds a manifest for `platform`. */
+bool platform_manifest_present(const char *platform);
 
 #endif

@@ -9,26 +9,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static char *share_dir(const char *platform)
-{
-    char *exe = executable_dir();
-    char rel[64];
-    snprintf(rel, sizeof rel, "../share/%s", platform);
-    char *dir = path_join(exe, rel);
-    free(exe);
-    return dir;
-}
-
-bool gpu_model_present(const char *platform)
-{
-    char *dir = share_dir(platform);
-    char *path = path_join(dir, "manifest.json");
-    bool ok = access(path, R_OK) == 0;
-    free(path);
-    free(dir);
-    return ok;
-}
-
 static uint64_t num(const struct json *j, const char *key, const char *path)
 {
     int64_t v;
@@ -56,7 +36,7 @@ static int offsets(const struct json *list, uint64_t *out, int max, const char *
 void gpu_model_load(struct gpu_model *m, const char *platform)
 {
     memset(m, 0, sizeof *m);
-    m->dir = share_dir(platform);
+    m->dir = platform_share_dir(platform);
     char *path = path_join(m->dir, "manifest.json");
     size_t size;
     uint8_t *text = read_file(path, &size);

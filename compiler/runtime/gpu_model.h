@@ -24,7 +24,6 @@ struct gpu_model {
     int n_inputs, n_outputs;
 };
 
-bool gpu_model_present(const char *platform);
 void gpu_model_load(struct gpu_model *m, const char *platform);
 void gpu_model_free(struct gpu_model *m);
 /* "gfx90a, gfx942" into buf. */

@@ -2,6 +2,7 @@
 
 #include "cuda.h"
 #include "errors.h"
+#include "files.h"
 #include "gpu_model.h"
 #include "hsa.h"
 
@@ -28,7 +29,7 @@ const char *gpu_choose_auto(char *found, size_t found_size, char *skipped, size_
 {
     static const char *const order[] = {"cuda", "rocm"};
     for (size_t i = 0; i < 2; i++) {
-        if (!gpu_model_present(order[i])) {
+        if (!platform_manifest_present(order[i])) {
             continue;
         }
         char why[512];
@@ -43,7 +44,7 @@ const char *gpu_choose_auto(char *found, size_t found_size, char *skipped, size_
 
 bool gpu_force(const char *name, char *found, size_t found_size)
 {
-    if ((strcmp(name, "cuda") != 0 && strcmp(name, "rocm") != 0) || !gpu_model_present(name)) {
+    if ((strcmp(name, "cuda") != 0 && strcmp(name, "rocm") != 0) || !platform_manifest_present(name)) {
         return false;   /* the caller's "not in this bundle" message lists what is */
     }
     char why[512];

@@ -43,25 +43,6 @@ static char *copy(const char *text)
     return s;
 }
 
-static char *share_dir(const char *platform)
-{
-    char relative[128];
-    snprintf(relative, sizeof relative, "../share/%s", platform);
-    char *exe_dir = executable_dir();
-    char *dir = path_join(exe_dir, relative);
-    free(exe_dir);
-    return dir;
-}
-
-bool pjrt_model_present(const char *platform)
-{
-    char *dir = share_dir(platform);
-    char *manifest = path_join(dir, "manifest.json");
-    bool present = access(manifest, R_OK) == 0;
-    free(manifest);
-    free(dir);
-    return present;
-}
 
 static const char *where;  /* the manifest path, for messages */
 
@@ -194,7 +175,7 @@ static void read_manifest(struct pjrt_model *m, const struct json *root)
 
 void pjrt_model_load(struct pjrt_model *m, const char *platform)
 {
-    *m = (struct pjrt_model){.share_dir = share_dir(platform)};
+    *m = (struct pjrt_model){.share_dir = platform_share_dir(platform)};
     char *path = path_join(m->share_dir, "manifest.json");
     size_t size;
     uint8_t *text = read_file(path, &size);

@@ -24,7 +24,6 @@ struct pjrt_model {
 };
 
 /* `<exe_dir>/../share/<platform>/` holds a manifest: the bundle has the platform. */
-bool pjrt_model_present(const char *platform);
 
 /* Reads and checks the manifest; fails with one line naming it on any problem. */
 void pjrt_model_load(struct pjrt_model *m, const char *platform);

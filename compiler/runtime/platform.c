@@ -2,6 +2,7 @@
 
 #include "errors.h"
 #include "gpu_platform.h"
+#include "files.h"
 #include "pjrt.h"
 #include "pjrt_model.h"
 #include "tpu_probe.h"
@@ -25,7 +26,7 @@ static void bundle_platforms(char *buf, size_t size)
 {
     snprintf(buf, size, "auto, cpu");
     for (size_t i = 0; i < N_PJRT; i++) {
-        if (pjrt_model_present(pjrt_platforms[i])) {
+        if (platform_manifest_present(pjrt_platforms[i])) {
             size_t used = strlen(buf);
             snprintf(buf + used, size - used, ", %s", pjrt_platforms[i]);
         }
@@ -41,7 +42,7 @@ static struct platform_choice choose_auto(void)
         snprintf(c.reason, sizeof c.reason, "%sfound %s", skipped, found);
         return c;
     }
-    if (!pjrt_model_present("tpu")) {
+    if (!platform_manifest_present("tpu")) {
         struct platform_choice c = choice("cpu", false, "no accelerator platforms in this bundle");
         if (skipped[0] != '\0') {
             snprintf(c.reason, sizeof c.reason, "%.*s", (int)strlen(skipped) - 2, skipped);
@@ -80,7 +81,7 @@ struct platform_choice platform_choose(const char *flag_value)
         return c;
     }
     for (size_t i = 0; i < N_PJRT; i++) {
-        if (strcmp(requested, pjrt_platforms[i]) == 0 && pjrt_model_present(requested)) {
+        if (strcmp(requested, pjrt_platforms[i]) == 0 && platform_manifest_present(requested)) {
             return choice(pjrt_platforms[i], true, why);
         }
     }
@@ -93,7 +94,7 @@ void platform_report_plugins(void)
 {
     for (size_t i = 0; i < N_PJRT; i++) {
         const char *name = pjrt_platforms[i];
-        if (!pjrt_model_present(name)) {
+        if (!platform_manifest_present(name)) {
             continue;
         }
         char *path = pjrt_plugin_path(name);
