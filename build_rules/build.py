@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import sys
 import time
@@ -55,7 +56,7 @@ def build(workspace: Workspace, labels: list[Label], loader: Loader, config: Con
             store.digests.save()
     result = BuildResult(targets, stats, session.stats if session else None)
     if not quiet:
-        _summarize(result, time.monotonic() - started)
+        _summarize(workspace, result, time.monotonic() - started)
     return result
 
 
@@ -65,7 +66,7 @@ def _top_level_files(providers: Providers) -> list[Artifact]:
     return [*default.files, *extra, *default.runfiles]
 
 
-def _summarize(result: BuildResult, seconds: float) -> None:
+def _summarize(workspace: Workspace, result: BuildResult, seconds: float) -> None:
     out = sys.stderr
     for label, providers in result.targets.items():
         files = [f for f in dict.fromkeys(providers.default.files) if not f.source]
@@ -73,6 +74,8 @@ def _summarize(result: BuildResult, seconds: float) -> None:
             print(f"Target {label} up-to-date:", file=out)
             for f in files:
                 print(f"  {f.path}", file=out)
+    for line in _runtime_summaries(workspace, result.stats):
+        print(f"INFO: {line}", file=out)
     if result.remote is not None:
         print(f"INFO: {result.remote.summary()}", file=out)
     stats = result.stats
@@ -81,6 +84,13 @@ def _summarize(result: BuildResult, seconds: float) -> None:
         print(f"INFO: Build completed successfully, {counts} in {seconds:.2f}s", file=out)
     else:
         print(f"ERROR: Build did NOT complete successfully: {len(stats.failures)} failed, {counts}", file=out)
+
+
+def _runtime_summaries(workspace: Workspace, stats: BuildStats) -> list[str]:
+    """One line per trimmed vendor runtime: files and bytes kept, the glibc it needs."""
+    reports = sorted({path for entry in stats.log if entry["mnemonic"] == "RuntimeTrim" and entry["status"] != "failed"
+                      for path in entry["outputs"] if path.endswith("trim-report.json")})
+    return [json.loads((workspace.root / path).read_text())["summary"] for path in reports]
 
 
 @contextmanager

@@ -96,7 +96,8 @@ def run_bare(server: Path, sample: Path) -> subprocess.CompletedProcess:
 def test_gpu_archive_ships_kernels_and_trimmed_hsa_and_runs_on_cpu(examples_copy, kiln_cache, tmp_path):
     if not shutil.which("bwrap"):
         pytest.skip("bubblewrap is not installed")
-    kiln("build", "//mnist:archive", "--platform=cuda,rocm,linux-amd64", cache=kiln_cache, cwd=examples_copy)
+    built = kiln("build", "//mnist:archive", "--platform=cuda,rocm,linux-amd64", cache=kiln_cache, cwd=examples_copy)
+    assert "INFO: rocm: kept 10 of " in built.stderr and "removed); needs glibc >=" in built.stderr
     server = tmp_path / "server"
     unpack(examples_copy / "kiln-out/linux-amd64-cpu-cuda-rocm/mnist/mnist.tar.zst", server)
     bundle = server / "mnist"
