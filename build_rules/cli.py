@@ -10,7 +10,8 @@ import click
 
 from kiln.build_rules.errors import UserError
 
-_PLATFORM_HELP = "Accelerator platforms (cpu, cuda, rocm, tpu; optionally name:arch) and one host (linux-amd64, linux-arm64)."
+_PLATFORM_HELP = ("Accelerator platforms (cpu, cuda[:sm_XX], rocm[:gfxNNN], tpu, cpu-xla) and one host "
+                  "(linux-amd64, linux-arm64).")
 
 
 class _Group(click.Group):
