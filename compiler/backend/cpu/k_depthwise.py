@@ -5,6 +5,7 @@ from __future__ import annotations
 import llvmlite.ir as ir
 import numpy as np
 
+from ...errors import CompileError
 from ...ir.graph import Node
 from . import program
 from .context import Context
@@ -22,75 +23,93 @@ def is_depthwise(node: Node) -> bool:
 
 
 def emit_depthwise(ctx: Context, f: Fn, node: Node) -> None:
+    """Per output row: for each block of channels (one vector), the taps' weights stay in
+    registers while the row's pixels are computed, each a sum of KH*KW vector FMAs."""
     x, wv, y = node.inputs[0], node.inputs[1], node.outputs[0]
     _, (H, W), (KH, KW), (SH, SW), (DH, DW), (PH, PW), _, (OH, OW) = spatial_2d(node)
     n, c = x.type.shape[0], x.type.shape[-1]
     taps = np.ascontiguousarray(wv.const.reshape(c, KH * KW).T, np.float32)  # [tap, c]
     epi = Epilogue.of(node, 2)
+    vw = ctx.variant.vector_width
+    full, tail = divmod(c, vw)
 
     # Output columns whose whole window is inside the input horizontally (compile time).
     lo = min(OW, -(-PW // SW))
     hi = max(lo, min(OW, (W - 1 - (KW - 1) * DW + PW) // SW + 1))
 
     def task(t: Fn, row: ir.Value) -> None:
-        b = t.b
+        b, vt = t.b, t.vec()
         img, oh = b.udiv(row, t.i64(OH)), b.urem(row, t.i64(OH))
-        xp, yp = ctx.ptr(t, x), ctx.ptr(t, y)
-        wp = ctx.weight(t, f"{wv.name}.taps", taps)
+        xp = t.gep(ctx.ptr(t, x), b.mul(img, t.i64(H * W * c)))
+        yp, wp = ctx.ptr(t, y), ctx.weight(t, f"{wv.name}.taps", taps)
         operands = {k: t.gep(ctx.ptr(t, v), epi.operands[k][0])
                     for k, v in enumerate(node.inputs[2:]) if scalar_const(v) is None}
         top = t.madd((oh, SH), (-PH, 1))
         rows_inside = b.and_(b.icmp_signed(">=", top, t.i64(0)),
                              b.icmp_signed("<", top, t.i64(H - (KH - 1) * DH)))
 
-        def pixels(start: int, stop: int, inside: bool) -> None:
-            if stop <= start:
-                return
-            with t.loop(stop, start) as ow:
-                srcs = []
-                for kh in range(KH):
-                    ih = b.add(top, t.i64(kh * DH))
-                    for kw in range(KW):
-                        iw = t.madd((ow, SW), (kw * DW - PW, 1))
-                        if inside:
-                            srcs.append((None, t.gep(xp, t.madd((img, H * W * c), (ih, W * c), (iw, c)))))
-                            continue
-                        ok = b.and_(in_range(t, ih, 0, H), in_range(t, iw, 0, W))
-                        # Out-of-range taps read a valid address and are zeroed by a select,
-                        # so the channel loop has no branches and vectorises.
-                        ihc, iwc = b.select(ok, ih, t.i64(0)), b.select(ok, iw, t.i64(0))
-                        srcs.append((ok, t.gep(xp, t.madd((img, H * W * c), (ihc, W * c), (iwc, c)))))
-                channels(t.madd((row, OW), (ow, 1)), srcs)
+        def block(ch0: ir.Value, active: int | None) -> None:
+            weights = [t.load_vec(t.gep(wp, t.madd((ch0, 1), (tap * c, 1))), vt, active)
+                       for tap in range(KH * KW)]
 
-        def channels(pixel: ir.Value, srcs: list) -> None:
-            idx = unravel(t, pixel, epi.row_dims)
-            row_off = {k: t.madd(*zip(idx, epi.operands[k][1])) for k in operands}
-            out = t.gep(yp, b.mul(pixel, t.i64(c)))
-            with t.loop(c) as ch:
-                acc = t.const_f(0.0, F32)
-                for tap, (ok, src) in enumerate(srcs):
-                    v = b.load(t.gep(src, ch), typ=F32)
-                    v = v if ok is None else b.select(ok, v, t.const_f(0.0, F32))
-                    acc = t.fmuladd(v, b.load(t.gep(wp, t.madd((ch, 1), (tap * c, 1))), typ=F32), acc)
+            def pixels(start: int, stop: int, inside: bool) -> None:
+                if stop <= start:
+                    return
+                with t.loop(stop, start) as ow:
+                    acc = t.const_f(0.0, vt)
+                    for kh in range(KH):
+                        ih = b.add(top, t.i64(kh * DH))
+                        for kw in range(KW):
+                            iw = t.madd((ow, SW), (kw * DW - PW, 1))
+                            ok = None if inside else b.and_(in_range(t, ih, 0, H), in_range(t, iw, 0, W))
+                            if ok is not None:  # read a valid address, zero it by a select
+                                ih_, iw_ = b.select(ok, ih, t.i64(0)), b.select(ok, iw, t.i64(0))
+                            else:
+                                ih_, iw_ = ih, iw
+                            v = t.load_vec(t.gep(xp, t.madd((ih_, W * c), (iw_, c), (ch0, 1))), vt, active)
+                            v = v if ok is None else b.select(ok, v, t.const_f(0.0, vt))
+                            acc = t.fmuladd(v, weights[kh * KW + kw], acc)
+                    pixel = t.madd((row, OW), (ow, 1))
+                    t.store_vec(_epilogue(t, node, epi, operands, pixel, ch0, acc, active),
+                                t.gep(yp, t.madd((pixel, c), (ch0, 1))), active)
 
-                def load(i: int, ch=ch):
-                    k = i - 2
-                    cval = scalar_const(node.inputs[i])
-                    if cval is not None:
-                        return t.const_f(cval, F32), "f32"
-                    off = t.madd((row_off[k], 1), (ch, epi.operands[k][2]))
-                    return b.load(t.gep(operands[k], off), typ=F32), "f32"
+            with t.if_else(rows_inside) as (then, other):
+                with then:
+                    pixels(0, lo, False)
+                    pixels(lo, hi, True)
+                    pixels(hi, OW, False)
+                with other:
+                    pixels(0, OW, False)
 
-                val, _ = program.run(t, node.attrs.get("program", ()), load,
-                                     lambda i: scalar_const(node.inputs[i]), (acc, "f32"))
-                b.store(val, t.gep(out, ch))
-
-        with t.if_else(rows_inside) as (then, other):
-            with then:
-                pixels(0, lo, False)
-                pixels(lo, hi, True)
-                pixels(hi, OW, False)
-            with other:
-                pixels(0, OW, False)
+        if full:
+            with t.loop(full) as cb:
+                block(b.mul(cb, t.i64(vw)), None)
+        if tail:
+            block(t.i64(full * vw), tail)
 
     ctx.parallel(f, "depthwise", n * OH, 2 * y.type.numel * KH * KW, task)
+
+
+def _epilogue(t: Fn, node: Node, epi: Epilogue, operands: dict, pixel: ir.Value, ch0: ir.Value,
+              acc: ir.Value, active: int | None) -> ir.Value:
+    """The node's fused program on one vector of channels of one output pixel."""
+    program_ops = node.attrs.get("program", ())
+    if not program_ops:
+        return acc
+    b, vt = t.b, acc.type
+    idx = unravel(t, pixel, epi.row_dims)
+    row_off = {k: t.madd(*zip(idx, epi.operands[k][1])) for k in operands}
+
+    def load(i: int):
+        k = i - 2
+        cval = scalar_const(node.inputs[i])
+        if cval is not None:
+            return t.const_f(cval, vt), "f32"
+        col_stride = epi.operands[k][2]
+        if col_stride == 0:
+            return t.splat(b.load(t.gep(operands[k], row_off[k]), typ=F32), vt), "f32"
+        if col_stride != 1:
+            raise CompileError(f"{node.name}: fused operand with channel stride {col_stride}")
+        return t.load_vec(t.gep(operands[k], b.add(row_off[k], ch0)), vt, active), "f32"
+
+    return program.run(t, program_ops, load, lambda i: scalar_const(node.inputs[i]), (acc, "f32"))[0]
