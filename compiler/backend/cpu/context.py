@@ -13,8 +13,9 @@ from .target import Variant
 
 # ctx argument of every kernel function: {weights, inputs[], outputs[], scratch, pool}
 SLOTS = {"weights": 0, "input": 1, "output": 2, "scratch": 3, "pool": 4}
-# Below this many flops a kiln_parallel_for round trip costs more than it saves.
-PARALLEL_MIN_FLOPS = 4_000_000  # below this (~20 us of work) waking a second thread costs more than it saves
+# Below this much work (flops, or flop-equivalents for memory-bound loops: ~1-2 us) a
+# kiln_parallel_for round trip to the pool's spinning threads costs more than it saves.
+PARALLEL_MIN_WORK = 250_000
 
 
 class Context:
@@ -55,7 +56,7 @@ class Context:
         """Pointer to a derived weight tensor (e.g. pre-packed), added to the weights file."""
         return self._at(f, "weights", 0, self.plan.weights.add(name, data))
 
-    def parallel(self, f: Fn, hint: str, n: int, flops: int,
+    def parallel(self, f: Fn, hint: str, n: int, work: int,
                  body: Callable[[Fn, ir.Value], None]) -> None:
         """Run body(task_fn, t) for t in [0, n): over the pool if worth it, else inline-called."""
         task = Fn(self.module, self.name(hint), self.variant, (PTR, I64, I64))
@@ -63,7 +64,7 @@ class Context:
         with task.loop(end, begin) as t:
             body(task, t)
         task.finish()
-        if n > 1 and flops >= PARALLEL_MIN_FLOPS:
+        if n > 1 and work >= PARALLEL_MIN_WORK:
             pfor = self.module.globals.get("kiln_parallel_for") or ir.Function(
                 self.module, ir.FunctionType(VOID, [PTR, PTR, PTR, I64]), "kiln_parallel_for")
             f.b.call(pfor, [self.slot(f, "pool"), task.fn, f.args[0], f.i64(n)])

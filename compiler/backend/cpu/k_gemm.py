@@ -14,6 +14,7 @@ from .k_gemm_micro import MR, Epilogue, micro_kernel, pack_b
 from .loops import contiguous, unravel
 
 NR, KC = 64, 256
+B_CACHE_BYTES = 512 * 1024  # B operands larger than this come from L3 or memory
 PtrAt = Callable[[Fn, ir.Value], ir.Value]  # (task fn, batch index) -> pointer
 
 
@@ -28,18 +29,23 @@ def gemm(ctx: Context, f: Fn, epi: Epilogue, m: int, n: int, k: int, batches: in
     panels = -(-n // NR)
     tiles = -(-m // MR)
     flops = 2 * batches * m * n * k * max(len(taps), 1)
-    # Enough tasks to spread over a pool, but every extra block of rows re-reads all of B.
-    want = max(1, min(16, flops // 1_000_000))
+    # Enough tasks to spread over a pool, but every extra block of rows re-reads its panel
+    # of B: split rows only while there are few tasks, and less so when B is large.
+    b_bytes = 4 * k * max(len(taps), 1) * n * (batches if not packed else 1)
+    want = max(1, min(16 if b_bytes <= B_CACHE_BYTES else 8, flops // 1_000_000))
     mblocks = max(1, min(tiles, -(-want // (batches * panels))))
     mb = -(-tiles // mblocks) * MR
     mblocks = -(-m // mb)
     tw = ctx.variant.vector_width * ctx.variant.tile_vectors
+    # A large packed B streams from memory: fetch the next K block while this one is in use.
+    prefetch = KC * NR if packed and not taps and b_bytes > B_CACHE_BYTES else 0
     last_width = n - (panels - 1) * NR
 
     def task(t: Fn, flat: ir.Value) -> None:
         bt = t.b
-        p, rest = bt.urem(flat, t.i64(panels)), bt.udiv(flat, t.i64(panels))
-        blk, batch = bt.urem(rest, t.i64(mblocks)), bt.udiv(rest, t.i64(mblocks))
+        # Row blocks vary fastest: a thread's run of tasks shares one panel of B.
+        blk, rest = bt.urem(flat, t.i64(mblocks)), bt.udiv(flat, t.i64(mblocks))
+        p, batch = bt.urem(rest, t.i64(panels)), bt.udiv(rest, t.i64(panels))
         m0 = bt.mul(blk, t.i64(mb))
         rows = bt.sub(t.i64(m), m0)
         rows = bt.select(bt.icmp_signed("<", rows, t.i64(mb)), rows, t.i64(mb))
@@ -61,7 +67,7 @@ def gemm(ctx: Context, f: Fn, epi: Epilogue, m: int, n: int, k: int, batches: in
 
                     def call(mr: int, i: ir.Value) -> None:
                         fn = micro_kernel(ctx, epi, mr, cols, masked,
-                                          tuple((a, b * ldb) for a, b in taps) or ((0, 0),))
+                                          tuple((a, b * ldb) for a, b in taps) or ((0, 0),), prefetch)
                         r = bt.mul(i, t.i64(MR))
                         bt.call(fn, [t.args[0], t.gep(a, t.madd((r, lda), (k0, 1))), t.i64(lda),
                                      t.gep(bp, k0 * ldb + s0), t.i64(ldb),
@@ -83,7 +89,8 @@ def gemm(ctx: Context, f: Fn, epi: Epilogue, m: int, n: int, k: int, batches: in
                 with other:
                     panel(NR)
 
-    ctx.parallel(f, "gemm", batches * mblocks * panels, flops, task)
+    # A large B (a GEMV's weights) streams from L3 at about a byte per two flops' time.
+    ctx.parallel(f, "gemm", batches * mblocks * panels, max(flops, 2 * b_bytes), task)
 
 
 def _batch_offsets(t: Fn, batch: ir.Value, dims: tuple[int, ...], strides: tuple[int, ...]

@@ -11,7 +11,7 @@ import numpy as np
 from ...ir.graph import Node
 from . import program
 from .context import Context
-from .emit import F32, I1, I64, PTR, Fn
+from .emit import F32, I1, I32, I64, PTR, VOID, Fn
 from .k_elementwise import scalar_const
 from .loops import unravel
 
@@ -41,13 +41,14 @@ class Epilogue:
 
 
 def micro_kernel(ctx: Context, epi: Epilogue, mr: int, cols: int, masked_b: bool,
-                 taps: tuple[tuple[int, int], ...] = ((0, 0),)) -> ir.Function:
+                 taps: tuple[tuple[int, int], ...] = ((0, 0),), prefetch: int = 0) -> ir.Function:
     """C[mr, cols] (+)= A[mr, k] B[k, cols]; then the epilogue when `last`.
 
     With several taps (implicit-GEMM convolution) the product is summed over them: tap
     (a_off, b_off) multiplies A shifted by a_off elements with B shifted by b_off, each over
-    k steps, all in the same registers."""
-    key = ("ukernel", id(epi.node), mr, cols, masked_b, taps)
+    k steps, all in the same registers. A non-zero `prefetch` brings the B row that many
+    floats ahead into L2 while this one is used (for B streaming from memory)."""
+    key = ("ukernel", id(epi.node), mr, cols, masked_b, taps, prefetch)
     if key in ctx.cache:
         return ctx.cache[key]
     vw = ctx.variant.vector_width
@@ -78,6 +79,10 @@ def micro_kernel(ctx: Context, epi: Epilogue, mr: int, cols: int, masked_b: bool
             brow = f.gep(btap, b.mul(kk, ldb))
             bv = [f.load_vec(f.gep(brow, j * vw), vt, lanes(j) if masked_b else None)
                   for j in range(nv)]
+            if prefetch:
+                for j in range(0, cols, 16):
+                    f.intrinsic("llvm.prefetch.p0", VOID, [f.gep(brow, prefetch + j), ir.Constant(I32, 0),
+                                                           ir.Constant(I32, 2), ir.Constant(I32, 1)])
             for r in range(mr):
                 av = f.splat(b.load(f.gep(arow[r], kk), typ=F32), vt)
                 for j in range(nv):
