@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <time.h>
 
+#define WARM_UP_MS 200.0
+
 static double now_ms(void)
 {
     struct timespec t;
@@ -26,7 +28,12 @@ void bench_run(struct session *s, long runs)
     if (times == NULL) {
         fail("out of memory for %ld timings", runs);
     }
-    session_run(s);
+    /* Warm-up: caches, page faults, and idle cores (a VM's idle vCPU takes a while to run
+     * at speed again) — runs/10 runs and at least WARM_UP_MS. */
+    double warm_until = now_ms() + WARM_UP_MS;
+    for (long i = 0; i <= runs / 10 || now_ms() < warm_until; i++) {
+        session_run(s);
+    }
     for (long i = 0; i < runs; i++) {
         double start = now_ms();
         session_run(s);
