@@ -1,132 +1,450 @@
-"""Batch-1 CPU latency of kiln's compiled launcher against onnxruntime, side by side.
+"""Batch-1 CPU latency of kiln's compiled launcher and its peers, side by side, in one run.
 
-    python bench/cpu_latency.py [--runs 200] [--rounds 3] [--models mnist,mlp,resnet,mobilenet,transformer]
+    python3 bench/cpu_latency.py [--runs 100] [--rounds 3] [--threads 1,2]
+                                 [--models mlp,cnn,resnet18,mobilenet_v2,transformer]
+                                 [--peers onnxruntime,tract,iree,torch] [--launches 10]
 
-Each model is built with `kiln build` in a scratch workspace; the launcher's own `--bench N`
-timer and onnxruntime's session (same thread count) are run in alternating rounds; the table
-shows the median of the rounds' medians and the ratio kiln / onnxruntime (below 1.0: kiln is faster).
+The peers install with `pip install -r bench/requirements.txt`; one that is not installed gets a
+one-line note and "not installed" cells, and the run goes on. TVM (apache-tvm) is left out by
+default: its wheel works, but without MetaSchedule tuning (hours per model) its CPU code is untuned
+single-threaded loops (about 2 s for one ResNet-18), which would take the run far past its budget;
+add it with --peers onnxruntime,tract,iree,torch,tvm.
+
+For each model of bench/models.py and each thread count:
+- kiln builds the model's ONNX export with `kiln build` in a scratch workspace, and its launcher
+  times itself (`--bench RUNS`: median of RUNS runs after a warm-up of RUNS/10 + 1 runs and at least 0.2 s);
+- each peer runs in a worker process of its own (bench/peers.py says how each is set up and limited
+  to the thread count) and is timed there: median of RUNS runs after the same warm-up as kiln's;
+- before timing, every runtime's output for the model's input is checked against onnxruntime's at
+  the same thread count: a WARNING line when the max abs error exceeds 1e-3 of the largest |output|;
+- the runtimes are timed in turn for ROUNDS rounds, in an order that rotates each round; a cell is
+  the median of its round medians.
+
+Printed on stdout (progress goes to stderr): the machine and the runtimes' versions; numpy's sgemm
+peak (2048^3 float32, OpenBLAS limited to each thread count with threadpoolctl); a markdown table
+with, per model and thread count, every runtime's ms, kiln / onnxruntime (below 1: kiln is faster),
+kiln's GFLOP/s (bench/models.flops over kiln's ms) and that as % of the sgemm peak at that thread
+count; how each peer was run; the CPU each peer kept busy while timed and the largest output error
+of each runtime; and exec-to-first-result: the wall time of a whole process answering one MNIST
+image, kiln's launcher (examples/mnist) against `python -c` importing onnxruntime, loading the same
+model and running it once, median of LAUNCHES launches each.
 """
-
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
+import platform
 import re
+import selectors
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import onnx
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "bench"))
+
+import models  # noqa: E402  (bench/ is on the path only now)
+from peers import PEERS, Peer  # noqa: E402
+
+DEFAULT_PEERS = ("onnxruntime", "tract", "iree", "torch")
+REFERENCE = "onnxruntime"
+TOLERANCE = 1e-3    # max abs error over the largest |reference output|
+SETTLE_S = 0.3      # pause before timing a runtime: thread pools of the one before stop spinning
+UNSTEADY = 1.5      # a cell whose slowest round median is this many times its fastest is marked
+SGEMM_N = 2048
+SGEMM_SCRIPT = """
+import sys, time, numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
+threads, n, repeats = (int(a) for a in sys.argv[1:4])
+a, b = (np.random.default_rng(seed).random((n, n), dtype=np.float32) for seed in (0, 1))
+c = np.empty_like(a)
+with threadpool_limits(limits=threads, user_api="blas"):
+    np.matmul(a, b, out=c)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.matmul(a, b, out=c)
+        best = min(best, time.perf_counter() - start)
+blas = [i for i in threadpool_info() if i["user_api"] == "blas"][0]
+print(2 * n ** 3 / best / 1e9, blas["internal_api"], blas["version"], blas.get("architecture"))
+"""
+ORT_FIRST_RESULT = ("import sys, numpy as np, onnxruntime as ort; "
+                    "s = ort.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider']); "
+                    "print(s.run(None, {'input': np.load(sys.argv[2])})[0].argmax())")
 
 
-def example(name: str) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
-    from safetensors.numpy import load_file
-    folder = REPO / "examples" / "mnist"
-    return onnx.load(str(folder / f"{name}.onnx")), load_file(str(folder / f"{name}.safetensors"))
+@dataclass
+class Cell:
+    """One runtime at one model and thread count: its round medians, or why it has none."""
+    rounds: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    status: str = ""            # "not installed" or "failed" when it was not timed
+
+    @property
+    def ms(self) -> float | None:
+        return statistics.median(self.rounds) if self.rounds and not self.status else None
 
 
-def generated(factory: str):
-    import onnx_models
-    model = getattr(onnx_models, factory)()
-    return model, {}
+class WorkerError(Exception):
+    pass
 
 
-MODELS = {
-    "mnist": lambda: example("mnist"),
-    "mlp": lambda: example("mlp"),
-    "resnet": lambda: generated("resnet"),
-    "mobilenet": lambda: generated("mobilenet_v2"),
-    "transformer": lambda: generated("transformer"),
-}
+class Worker:
+    """One peer at one thread count in its own process (the protocol is in bench/peers.py)."""
+
+    def __init__(self, peer: Peer, threads: int, log: Path) -> None:
+        self.peer, self.threads, self.log = peer, threads, log
+        with open(log, "w") as stderr:
+            self.process = subprocess.Popen([sys.executable, str(REPO / "bench" / "peers.py"), peer.name,
+                                             str(threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                            stderr=stderr, text=True, bufsize=1)
+
+    def ask(self, line: str, timeout: float) -> str:
+        try:
+            self.process.stdin.write(line + "\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            pass
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.process.stdout, selectors.EVENT_READ)
+            reply = self.process.stdout.readline() if selector.select(timeout) else None
+        if reply is None:
+            self.process.kill()
+            raise WorkerError(f"no answer in {timeout:.0f} s (killed)")
+        if not reply:
+            tail = self.log.read_text(errors="replace").strip().splitlines()[-1:] or ["no message"]
+            raise WorkerError(f"worker exited ({tail[0][:300]})")
+        reply = reply.strip()
+        if reply.startswith("error "):
+            raise WorkerError(reply[6:])
+        return reply
+
+    def load(self, name: str, onnx_path: Path, input_npy: Path, output_npy: Path) -> None:
+        self.ask(f"load {name} {onnx_path} {input_npy} {output_npy}", timeout=1800)
+
+    def time(self, runs: int) -> tuple[float, float]:
+        """Median ms and CPU time / wall time of `runs` timed runs."""
+        reply = self.ask(f"time {runs} {runs // 10 + 1}", timeout=3600)
+        ms, cpu = re.fullmatch(r"ms (\S+) cpu (\S+)", reply).groups()
+        return float(ms), float(cpu)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
 
 
-def build_launcher(workspace: Path, name: str, model: onnx.ModelProto, weights: dict) -> tuple[Path, Path]:
-    from safetensors.numpy import save_file
+def build_launcher(workspace: Path, name: str, graph: Path, weights: Path | None = None) -> tuple[Path, Path]:
+    """`kiln build //name` of the ONNX file `graph` (and its safetensors weights): the launcher and its weights."""
     package = workspace / name
     package.mkdir(parents=True)
-    onnx.save(model, str(package / "model.onnx"))
+    shutil.copy(graph, package / graph.name)
     attrs = ""
     if weights:
-        save_file(weights, str(package / "model.safetensors"))
-        attrs = ', weights = "model.safetensors"'
-    (package / "BUILD.kiln").write_text(f'model(name = "{name}", graph = "model.onnx"{attrs})\n')
-    subprocess.run([sys.executable, "-m", "kiln.build_rules", "build", f"//{name}"], cwd=workspace, check=True,
-                   capture_output=True)
+        shutil.copy(weights, package / weights.name)
+        attrs = f', weights = "{weights.name}"'
+    (package / "BUILD.kiln").write_text(f'model(name = "{name}", graph = "{graph.name}"{attrs})\n')
+    done = subprocess.run([sys.executable, "-m", "kiln.build_rules", "build", f"//{name}"], cwd=workspace,
+                          capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"kiln build //{name} failed:\n{done.stderr}")
     out = workspace / "kiln-out" / "linux-amd64-cpu" / name
     return out / name, out / f"{name}.cpu" / "weights.safetensors"
 
 
-def ort_session(model: onnx.ModelProto, weights: dict, threads: int):
-    import onnxruntime as ort
-    model = onnx.ModelProto.FromString(model.SerializeToString())
-    model.graph.initializer.extend(onnx.numpy_helper.from_array(v, k) for k, v in weights.items())
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+def kiln_args(launcher: Path, weights: Path, input_npy: Path, threads: int) -> list[str]:
+    return [str(launcher), "--weights", str(weights), "--threads", str(threads), "--input", f"input={input_npy}"]
 
 
-def ort_median_ms(session, feeds: dict, runs: int) -> float:
-    for _ in range(max(10, runs // 10)):
-        session.run(None, feeds)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        session.run(None, feeds)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
-
-
-def kiln_median_ms(launcher: Path, weights: Path, inputs: list[Path], names: list[str], threads: int, runs: int) -> float:
-    args = [a for n, p in zip(names, inputs) for a in ("--input", f"{n}={p}")]
-    done = subprocess.run([str(launcher), "--weights", str(weights), "--threads", str(threads),
-                           "--bench", str(runs), *args], capture_output=True, text=True, check=True)
+def kiln_median_ms(launcher: Path, weights: Path, input_npy: Path, threads: int, runs: int) -> float:
+    done = subprocess.run([*kiln_args(launcher, weights, input_npy, threads), "--bench", str(runs)],
+                          capture_output=True, text=True, check=True)
     return float(re.search(r"median ([0-9.]+) ms", done.stdout + done.stderr).group(1))
+
+
+def sgemm_gflops(threads: int) -> list[tuple[float, str]]:
+    """numpy's float32 SGEMM_N^3 matmul with `threads` BLAS threads: best GFLOP/s of 5, per OpenBLAS kernel.
+
+    OpenBLAS fixes its kernel per process, and an environment may pin one (OPENBLAS_CORETYPE): each is
+    measured in a fresh process as the environment sets it and, when pinned, as OpenBLAS picks it
+    for this CPU. Empty when threadpoolctl (or numpy's OpenBLAS) is missing.
+    """
+    pinned = os.environ.get("OPENBLAS_CORETYPE")
+    variants = {f"OPENBLAS_CORETYPE={pinned} from the environment" if pinned else "picked for this CPU": os.environ}
+    if pinned:
+        variants["picked for this CPU"] = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    results = []
+    for how, env in variants.items():
+        done = subprocess.run([sys.executable, "-c", SGEMM_SCRIPT, str(threads), str(SGEMM_N), "5"], env=env,
+                              capture_output=True, text=True)
+        if done.returncode == 0:
+            gflops, api, version, kernel = done.stdout.split()
+            results.append((float(gflops), f"{api} {version}, {kernel} kernel {how}"))
+    return results
+
+
+def disagreement(output: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
+    """Max abs error, and that over the largest |reference| (both inf when the sizes differ)."""
+    if output.size != reference.size:
+        return float("inf"), float("inf")
+    error = float(np.max(np.abs(output.reshape(reference.shape).astype(np.float64) - reference)))
+    return error, error / max(float(np.max(np.abs(reference))), 1e-30)
+
+
+def installed_version(peer: Peer) -> str | None:
+    versions = []
+    for dist in peer.dists:
+        try:
+            versions.append(f"{dist} {importlib.metadata.version(dist)}")
+        except importlib.metadata.PackageNotFoundError:
+            return None
+    return ", ".join(versions)
+
+
+def cpu_name() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        return re.search(r"^model name\s*:\s*(.+)$", text, re.M).group(1).strip()
+    except (OSError, AttributeError):
+        return platform.processor() or "unknown CPU"
+
+
+def first_result(workspace: Path, launches: int) -> list[str]:
+    """Exec-to-first-result of kiln's mnist launcher against python + onnxruntime, as markdown lines."""
+    mnist = REPO / "examples" / "mnist"
+    launcher, weights = build_launcher(workspace, "mnist", mnist / "mnist.onnx", mnist / "mnist.safetensors")
+    image = mnist / "samples" / "digit_7.npy"
+    commands = {"kiln launcher": [str(launcher), "--weights", str(weights), "--input", f"input={image}"],
+                "python + onnxruntime": [sys.executable, "-c", ORT_FIRST_RESULT, str(mnist / "mnist.onnx"),
+                                         str(image)]}
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    answers: dict[str, str] = {}
+    for launch in range(launches + 1):      # launch 0 warms the page cache and is not counted
+        for name, command in commands.items():
+            start = time.perf_counter()
+            done = subprocess.run(command, capture_output=True, text=True)
+            elapsed = (time.perf_counter() - start) * 1e3
+            if done.returncode:
+                return [f"exec-to-first-result: `{name}` failed: {done.stderr.strip()[-300:]}"]
+            answers[name] = " ".join(done.stdout.split())[:100]
+            if launch:
+                times[name].append(elapsed)
+    kiln_ms, ort_ms = (statistics.median(t) for t in times.values())
+    print(f"mnist first result  kiln {kiln_ms:8.1f} ms  python+onnxruntime {ort_ms:8.1f} ms", file=sys.stderr)
+    lines = [f"Exec-to-first-result: one whole process answering examples/mnist/samples/digit_7.npy with "
+             f"examples/mnist's model (default threads), median of {launches} launches:", "",
+             "| process | ms | what it printed |", "|---|---|---|"]
+    for name, ms in zip(commands, (kiln_ms, ort_ms)):
+        lines.append(f"| {name} | {ms:.1f} | `{answers[name]}` |")
+    lines += ["", f"kiln / python+onnxruntime: {kiln_ms / ort_ms:.3f}"]
+    return lines
+
+
+@dataclass
+class Results:
+    cells: dict[tuple[str, int], dict[str, Cell]] = field(default_factory=dict)   # (model, threads) -> runtime
+    errors: dict[str, dict[str, float]] = field(default_factory=dict)   # model -> runtime -> largest rel. error
+    gflop: dict[str, float] = field(default_factory=dict)               # model -> GFLOP per inference
+    notes: list[str] = field(default_factory=list)                      # failures, printed under the table
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+        print(f"WARNING: {text}", flush=True)
+
+
+def check_outputs(results: Results, name: str, threads: int, outputs: dict[str, np.ndarray]) -> None:
+    """Compare every runtime's output with onnxruntime's (torch's if it has none): WARNING lines past TOLERANCE."""
+    reference = REFERENCE if REFERENCE in outputs else "torch" if "torch" in outputs else "kiln"
+    errors = results.errors.setdefault(name, {})
+    for runtime, output in outputs.items():
+        absolute, relative = disagreement(output, outputs[reference])
+        errors[runtime] = max(errors.get(runtime, 0.0), relative)
+        if relative > TOLERANCE:
+            print(f"WARNING: {runtime} disagrees with {reference} on {name} ({threads} threads): max abs error "
+                  f"{absolute:.3g}, {relative:.3g} of the largest |output| (tolerance {TOLERANCE:g})", flush=True)
+
+
+def measure_model(results: Results, name: str, workspace: Path, data: Path, peers: list[Peer],
+                  workers: dict[tuple[str, int], Worker], thread_counts: list[int], runs: int, rounds: int) -> None:
+    """Build `name` with kiln, load it into every peer's workers, check the outputs, time all in rounds."""
+    model = models.onnx_model(models.torch_model(name), name)
+    results.gflop[name] = models.flops(model) / 1e9
+    onnx_path, input_npy = data / f"{name}.onnx", data / f"{name}.input.npy"
+    onnx_path.write_bytes(model.SerializeToString())
+    np.save(input_npy, models.input_array(name))
+    print(f"{name}: kiln build", file=sys.stderr, flush=True)
+    launcher, packed = build_launcher(workspace, name, onnx_path)
+    for threads in thread_counts:
+        row = results.cells[(name, threads)] = {"kiln": Cell(), **{peer.name: Cell() for peer in peers}}
+        kiln_out = data / f"{name}-kiln-{threads}.npy"
+        subprocess.run([*kiln_args(launcher, packed, input_npy, threads), "--output", f"output={kiln_out}"],
+                       capture_output=True, check=True)
+        outputs = {"kiln": np.load(kiln_out)}
+        for peer in peers:
+            worker = workers.get((peer.name, threads))
+            if worker is None:
+                row[peer.name].status = "not installed"
+                continue
+            print(f"{name} {threads}t: {peer.name} load", file=sys.stderr, flush=True)
+            output = data / f"{name}-{peer.name}-{threads}.npy"
+            try:
+                worker.load(name, onnx_path, input_npy, output)
+                outputs[peer.name] = np.load(output)
+            except WorkerError as error:
+                row[peer.name].status = "failed"
+                results.note(f"{peer.name} failed on {name} ({threads} threads): {error}")
+        check_outputs(results, name, threads, outputs)
+        timed = [runtime for runtime in row if runtime in outputs]
+        for round_ in range(rounds):   # each round starts one runtime later
+            shift = round_ % len(timed)
+            for runtime in timed[shift:] + timed[:shift]:
+                cell = row[runtime]
+                if cell.status:
+                    continue
+                time.sleep(SETTLE_S)  # let the last runtime's spinning threads go to sleep first
+                if runtime == "kiln":
+                    cell.rounds.append(kiln_median_ms(launcher, packed, input_npy, threads, runs))
+                    continue
+                try:
+                    ms, cpu = workers[(runtime, threads)].time(runs)
+                    cell.rounds.append(ms)
+                    cell.cpu.append(cpu)
+                except WorkerError as error:
+                    cell.status = "failed"
+                    results.note(f"{runtime} failed timing {name} ({threads} threads): {error}")
+        print(f"{name:12s} {threads}t  " + "  ".join(
+            f"{r} {c.ms:.3f} ({', '.join(f'{ms:.3f}' for ms in c.rounds)})" if c.ms is not None else f"{r} {c.status}"
+            for r, c in row.items()) + " ms", file=sys.stderr, flush=True)
+
+
+def print_sgemm(sgemm: dict[int, list[tuple[float, str]]]) -> None:
+    print(f"\nsgemm peak: numpy float32 {SGEMM_N}^3 matmul, BLAS threads limited with threadpoolctl, best of 5, "
+          "measured before and after the models; the best kernel's is the peak:")
+    for threads, measured in sgemm.items():
+        text = "; ".join(f"{gflops:.1f} GFLOP/s ({how})" for gflops, how in sorted(measured, reverse=True))
+        print(f"- {threads} thread{'s' * (threads > 1)}: "
+              + (text or "not measured: threadpoolctl is not installed (pip install -r bench/requirements.txt)"))
+
+
+def print_tables(results: Results, peers: list[Peer], peaks: dict[int, float | None], runs: int,
+                 rounds: int) -> None:
+    """The latency table, how each runtime ran, the CPU each peer kept busy and the output errors."""
+    runtimes = ["kiln", *(peer.name for peer in peers)]
+
+    def cell_text(runtime: str, threads: int, cell: Cell) -> str:
+        if cell.ms is None:
+            return cell.status
+        peer = PEERS.get(runtime)
+        capped = peer is not None and peer.max_threads is not None and threads > peer.max_threads
+        unsteady = len(cell.rounds) > 1 and max(cell.rounds) > UNSTEADY * min(cell.rounds)
+        return f"{cell.ms:.3f}" + ("†" if capped else "") + ("‡" if unsteady else "")
+
+    print(f"Median ms of {runs} runs per round, median of {rounds} rounds; kiln / onnxruntime below 1: kiln is "
+          "faster.\n")
+    print("| model | GFLOP | threads | " + " | ".join(f"{r} ms" for r in runtimes)
+          + " | kiln / onnxruntime | kiln GFLOP/s | % of sgemm peak |")
+    print("|---" * (len(runtimes) + 6) + "|")
+    for (name, threads), row in results.cells.items():
+        kiln_ms, ort_ms = row["kiln"].ms, row[REFERENCE].ms if REFERENCE in row else None
+        ratio = f"{kiln_ms / ort_ms:.2f}" if kiln_ms and ort_ms else "n/a"
+        achieved = results.gflop[name] / (kiln_ms * 1e-3) if kiln_ms else None
+        rate = f"{achieved:.1f}" if achieved else "n/a"
+        share = f"{100 * achieved / peaks[threads]:.1f}%" if achieved and peaks[threads] else "n/a"
+        print(f"| {name} | {results.gflop[name]:.3f} | {threads} | "
+              + " | ".join(cell_text(r, threads, c) for r, c in row.items()) + f" | {ratio} | {rate} | {share} |")
+
+    print("\nHow each ran:\n- kiln: the launcher's own `--bench RUNS` timer (after RUNS/10 + 1 and >= 0.2 s of "
+          "warm-up runs), `--threads` = threads")
+    for peer in peers:
+        print(f"- {peer.name}: {peer.note}")
+    if any(peer.max_threads for peer in peers):
+        print("- †: ran on fewer threads than the row's (see above)")
+    print(f"- ‡: its round medians differ by more than {UNSTEADY}x (the machine was busy, or the runtime is "
+          "unsteady); the round medians are on stderr")
+    for note in results.notes:
+        print(f"- {note}")
+
+    names = [peer.name for peer in peers]
+    print("\nCPU each peer kept busy while timed (its process's CPU time / wall time; spinning thread pools "
+          "count too):\n")
+    print("| model | threads | " + " | ".join(names) + " |\n" + "|---" * (len(names) + 2) + "|")
+    for (name, threads), row in results.cells.items():
+        print(f"| {name} | {threads} | " + " | ".join(
+            f"{statistics.median(row[p].cpu):.2f}" if row[p].cpu else "-" for p in names) + " |")
+
+    print(f"\nLargest output error against {REFERENCE} (max abs error / largest |output|, over the thread counts; "
+          f"tolerance {TOLERANCE:g}):\n")
+    print("| model | " + " | ".join(runtimes) + " |\n" + "|---" * (len(runtimes) + 1) + "|")
+    for name, errors in results.errors.items():
+        print(f"| {name} | " + " | ".join(f"{errors[r]:.1e}" if r in errors else "-" for r in runtimes) + " |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=100, help="timed runs per round (>= 50 for the issue's numbers)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", default="1,2")
-    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--models", default=",".join(models.MODELS))
+    parser.add_argument("--peers", default=",".join(DEFAULT_PEERS), help=f"of {', '.join(PEERS)}")
+    parser.add_argument("--launches", type=int, default=10, help="process launches for exec-to-first-result")
     args = parser.parse_args()
-    rows = []
+    thread_counts = [int(t) for t in args.threads.split(",")]
+    model_names, peer_names = args.models.split(","), args.peers.split(",")
+    unknown = [p for p in peer_names if p not in PEERS] + [m for m in model_names if m not in models.MODELS]
+    if unknown:
+        parser.error(f"unknown peer or model: {', '.join(unknown)}")
+    peers = [PEERS[p] for p in peer_names]
+    versions = {peer.name: installed_version(peer) for peer in peers}
+
+    started = time.monotonic()
+    print(f"# kiln vs peers, batch-1 CPU latency\n\nMachine: {cpu_name()}, {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}, numpy {np.__version__}; load average at the start "
+          f"{os.getloadavg()[0]:.2f} (other busy processes slow everything, the 2-thread rows most)\n")
+    print(f"- kiln {importlib.metadata.version('kiln')}")
+    for peer in peers:
+        print(f"- {peer.name}: {versions[peer.name] or 'not installed (pip install -r bench/requirements.txt)'}")
+    if "tvm" not in peer_names:
+        print("- tvm: not run by default (apache-tvm 0.27 installs, but untuned it is ~100x slower; see --help)")
+    sys.stdout.flush()
+    sgemm = {t: sgemm_gflops(t) for t in thread_counts}
+
+    results = Results()
     with tempfile.TemporaryDirectory() as scratch:
-        workspace = Path(scratch)
+        workspace, data = Path(scratch) / "workspace", Path(scratch) / "data"
+        workspace.mkdir()
+        data.mkdir()
         (workspace / "MODULE.kiln").write_text("")
-        for name in args.models.split(","):
-            model, weights = MODELS[name]()
-            launcher, packed = build_launcher(workspace, name, model, weights)
-            rng = np.random.default_rng(0)
-            initializer_names = {i.name for i in model.graph.initializer} | set(weights)
-            graph_inputs = [i for i in model.graph.input if i.name not in initializer_names]
-            feeds, files = {}, []
-            for i in graph_inputs:
-                shape = [d.dim_value or 1 for d in i.type.tensor_type.shape.dim]
-                feeds[i.name] = rng.random(shape, dtype=np.float32)
-                files.append(workspace / f"{name}-{i.name}.npy")
-                np.save(files[-1], feeds[i.name])
-            for threads in (int(t) for t in args.threads.split(",")):
-                session = ort_session(model, weights, threads)
-                ort_times, kiln_times = [], []
-                for _ in range(args.rounds):
-                    ort_times.append(ort_median_ms(session, feeds, args.runs))
-                    kiln_times.append(kiln_median_ms(launcher, packed, files, list(feeds), threads, args.runs))
-                ort_ms, kiln_ms = statistics.median(ort_times), statistics.median(kiln_times)
-                rows.append((name, threads, ort_ms, kiln_ms, kiln_ms / ort_ms))
-                print(f"{name:12s} {threads}t  onnxruntime {ort_ms:8.3f} ms  kiln {kiln_ms:8.3f} ms  "
-                      f"ratio {kiln_ms / ort_ms:5.2f}", file=sys.stderr, flush=True)
-    print(f"\n| model | threads | onnxruntime ms | kiln ms | kiln / onnxruntime |\n|---|---|---|---|---|")
-    for name, threads, ort_ms, kiln_ms, ratio in rows:
-        print(f"| {name} | {threads} | {ort_ms:.3f} | {kiln_ms:.3f} | {ratio:.2f} |")
+        workers = {(peer.name, t): Worker(peer, t, data / f"{peer.name}-{t}.log")
+                   for peer in peers if versions[peer.name] for t in thread_counts}
+        try:
+            for name in model_names:
+                measure_model(results, name, workspace, data, peers, workers, thread_counts, args.runs, args.rounds)
+        finally:
+            for worker in workers.values():
+                worker.close()
+        first = first_result(workspace, args.launches)
+
+    # Measured again at the end: the higher one counts (another busy process lowers it).
+    sgemm = {t: [max(pair) for pair in zip(sgemm[t], sgemm_gflops(t))] for t in thread_counts}
+    print_sgemm(sgemm)
+    print(f"\nRun took {(time.monotonic() - started) / 60:.1f} min; load average at the end "
+          f"{os.getloadavg()[0]:.2f}.\n")
+    peaks = {t: max(sgemm[t])[0] if sgemm[t] else None for t in thread_counts}
+    print_tables(results, peers, peaks, args.runs, args.rounds)
+    print("")
+    for line in first:
+        print(line)
 
 
 if __name__ == "__main__":
