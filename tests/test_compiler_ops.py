@@ -39,8 +39,11 @@ CONV_CASES = [
     ((1, 20, 15, 15), (130, 20, 3, 3), dict(pads=[1, 1, 1, 1])),
     ((3, 5, 17), (7, 5, 3), dict(pads=[1, 1], strides=[2])),
     ((1, 300, 5, 5), (32, 300, 1, 1), {}),
-    # wide enough for the implicit-GEMM route (padded copy + taps)
+    # 3x3 stride 1 with >= 32 output tiles: Winograd F(2x2, 3x3) (odd sizes, channel tails)
     ((2, 16, 7, 26), (20, 16, 3, 3), dict(pads=[1, 1, 1, 1])),
+    ((1, 8, 12, 13), (16, 8, 3, 3), dict(pads=[0, 1, 2, 1])),
+    # wide enough for the implicit-GEMM route (padded copy + taps)
+    ((1, 16, 4, 26), (20, 16, 3, 3), dict(pads=[1, 1, 1, 1])),
     ((1, 17, 9, 50), (70, 17, 3, 3), dict(strides=[2, 2], pads=[0, 1, 2, 1])),
     ((1, 16, 11, 30), (8, 16, 3, 5), dict(dilations=[2, 2], pads=[2, 4, 2, 4])),
     ((1, 32, 6, 28), (40, 16, 3, 3), dict(group=2, auto_pad="SAME_UPPER")),
@@ -353,6 +356,8 @@ def test_variants(tmp_path, variant):
                   group=12, strides=[2, 2]),
         single_op("Conv", [("x", rand(1, 16, 5, 27), False), ("w", rand(37, 16, 3, 3), True)],
                   pads=[1, 1, 1, 1]),
+        single_op("Conv", [("x", rand(1, 9, 12, 12), False), ("w", rand(11, 9, 3, 3), True),
+                           ("b", rand(11), True)], pads=[1, 1, 1, 1]),
         single_op("MatMul", [("a", rand(2, 13, 19), False), ("b", rand(2, 19, 37), False)]),
         single_op("Gemm", [("a", rand(7, 33), False), ("b", rand(33, 21), True), ("c", rand(21), True)]),
         single_op("Softmax", [("x", rand(5, 23), False)]),

@@ -1,4 +1,5 @@
-"""Conv (channels-last) on the GEMM driver, by one of three routes:
+"""Conv (channels-last) on the GEMM driver, by one of four routes:
+- winograd: 3x3 stride 1 with enough output (k_winograd);
 - direct: 1x1, stride 1, no padding — the input rows are A as they are;
 - implicit: the input is copied once into a zero-padded buffer and each output row is a
   GEMM summing KH*KW shifted views of it (taps), so nothing 9x the input is built;
@@ -19,6 +20,7 @@ from .k_depthwise import emit_depthwise, is_depthwise
 from .k_gemm import NR, gemm
 from .k_gemm_micro import Epilogue, pack_b
 from .k_pool import in_range, spatial_2d
+from .k_winograd import emit_winograd, winograd_fits, winograd_temp_bytes
 
 IM2COL_ROWS = 64          # rows per im2col task
 IMPLICIT_MIN_WIDTH = 24   # output rows narrower than this waste too much of a 6-row tile
@@ -51,6 +53,8 @@ class ConvShape:
     def route(self) -> str:
         if self.kernel == (1, 1) and self.strides == (1, 1) and self.pads == (0, 0):
             return "direct"
+        if winograd_fits(self.n, self.out, self.kernel, self.strides, self.dilations, self.groups, self.cin):
+            return "winograd"
         if self.out[1] >= IMPLICIT_MIN_WIDTH and (self.row_taps or self.cg >= IMPLICIT_MIN_CHANNELS):
             return "implicit"
         return "im2col"
@@ -71,6 +75,8 @@ def conv_temp_bytes(node: Node) -> int:
     if node.attr("layout") != "NHWC" or is_depthwise(node):
         return 0
     c = ConvShape.of(node)
+    if c.route == "winograd":
+        return winograd_temp_bytes(c.n, c.out, c.cin, c.coutg)
     if c.route == "implicit":
         return c.n * c.padded[0] * c.padded[1] * c.cin * 4
     if c.route == "im2col":
@@ -87,6 +93,9 @@ def emit_conv(ctx: Context, f: Fn, node: Node) -> None:
         emit_depthwise(ctx, f, node)
         return
     c = ConvShape.of(node)
+    if c.route == "winograd":
+        emit_winograd(ctx, f, node, c.size, c.pads, c.out)
+        return
     wv = node.inputs[1]
     (KH, KW), g = c.kernel, c.groups
     k = KH * KW * c.cg

@@ -70,7 +70,7 @@ def emit_depthwise(ctx: Context, f: Fn, node: Node) -> None:
                             v = v if ok is None else b.select(ok, v, t.const_f(0.0, vt))
                             acc = t.fmuladd(v, weights[kh * KW + kw], acc)
                     pixel = t.madd((row, OW), (ow, 1))
-                    t.store_vec(_epilogue(t, node, epi, operands, pixel, ch0, acc, active),
+                    t.store_vec(fused_epilogue(t, node, epi, operands, pixel, ch0, acc, active),
                                 t.gep(yp, t.madd((pixel, c), (ch0, 1))), active)
 
             with t.if_else(rows_inside) as (then, other):
@@ -90,7 +90,7 @@ def emit_depthwise(ctx: Context, f: Fn, node: Node) -> None:
     ctx.parallel(f, "depthwise", n * OH, 2 * y.type.numel * KH * KW, task)
 
 
-def _epilogue(t: Fn, node: Node, epi: Epilogue, operands: dict, pixel: ir.Value, ch0: ir.Value,
+def fused_epilogue(t: Fn, node: Node, epi: Epilogue, operands: dict, pixel: ir.Value, ch0: ir.Value,
               acc: ir.Value, active: int | None) -> ir.Value:
     """The node's fused program on one vector of channels of one output pixel."""
     program_ops = node.attrs.get("program", ())

@@ -29,6 +29,11 @@ class Epilogue:
     n_args: int
     row_dims: tuple[int, ...]           # output shape without the last dim
     operands: tuple[tuple[int, tuple[int, ...], int], ...]  # (offset, row-dim strides, col stride)
+    plain: bool = False                 # a GEMM inside the node's kernel: no epilogue here
+
+    @property
+    def program(self) -> tuple:
+        return () if self.plain else self.node.attrs.get("program", ())
 
     @staticmethod
     def of(node: Node, n_args: int) -> "Epilogue":
@@ -48,7 +53,7 @@ def micro_kernel(ctx: Context, epi: Epilogue, mr: int, cols: int, masked_b: bool
     (a_off, b_off) multiplies A shifted by a_off elements with B shifted by b_off, each over
     k steps, all in the same registers. A non-zero `prefetch` brings the B row that many
     floats ahead into L2 while this one is used (for B streaming from memory)."""
-    key = ("ukernel", id(epi.node), mr, cols, masked_b, taps, prefetch)
+    key = ("ukernel", id(epi.node), epi.plain, mr, cols, masked_b, taps, prefetch)
     if key in ctx.cache:
         return ctx.cache[key]
     vw = ctx.variant.vector_width
@@ -89,8 +94,7 @@ def micro_kernel(ctx: Context, epi: Epilogue, mr: int, cols: int, masked_b: bool
                     prod = (f.fmuladd(av, bv[j], b.load(acc[r][j], typ=vt)) if ctx.variant.fma else
                             b.fadd(b.fmul(av, bv[j]), b.load(acc[r][j], typ=vt)))
                     b.store(prod, acc[r][j])
-    program_ops = epi.node.attrs.get("program", ())
-    if program_ops:
+    if epi.program:
         with f.if_then(last):
             _epilogue(ctx, f, epi, acc, row0, col0, nv, tail)
     for r in range(mr):
@@ -126,7 +130,7 @@ def _epilogue(ctx: Context, f: Fn, epi: Epilogue, acc, row0, col0, nv: int, tail
                     return f.splat(b.load(f.gep(bases[k], row_off[k]), typ=F32), vt), "f32"
                 return f.load_vec(f.gep(bases[k], b.add(row_off[k], col)), vt, active), "f32"
 
-            val, _ = program.run(f, epi.node.attrs["program"], load,
+            val, _ = program.run(f, epi.program, load,
                                  lambda i: scalar_const(inputs[i]), (b.load(acc[r][j], typ=vt), "f32"))
             b.store(val, acc[r][j])
 
