@@ -351,7 +351,8 @@ def print_tables(results: Results, peers: list[Peer], peaks: dict[int, float | N
         return f"{cell.ms:.3f}" + ("†" if capped else "") + ("‡" if unsteady else "")
 
     print(f"Median ms of {runs} runs per round, median of {rounds} rounds; kiln / onnxruntime below 1: kiln is "
-          "faster.\n")
+          "faster. GFLOP counts a direct convolution's multiply-adds; kiln's Winograd route does fewer, so its "
+          "GFLOP/s can pass the sgemm peak.\n")
     print("| model | GFLOP | threads | " + " | ".join(f"{r} ms" for r in runtimes)
           + " | kiln / onnxruntime | kiln GFLOP/s | % of sgemm peak |")
     print("|---" * (len(runtimes) + 6) + "|")
