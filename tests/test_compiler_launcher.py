@@ -57,3 +57,21 @@ def test_launcher_runs_compiled_model(tmp_path, host, name):
                            capture_output=True, text=True, env=env)
         assert r.returncode == 0, r.stderr
         assert_close(np.load(y), ref)
+
+
+@pytest.mark.skipif(shutil.which("qemu-x86_64") is None, reason="needs qemu-x86_64")
+@pytest.mark.parametrize("cpu,variant", [("Haswell", "x86-64-v3"), ("Nehalem", "x86-64-v2")])
+def test_older_cpu_gets_its_variant_and_portable_sha256(tmp_path, cpu, variant):
+    """On a CPU model without AVX-512 or the SHA extensions (qemu-x86_64 -cpu ...), CPUID picks
+    the variant and the weights' sha256 check runs in portable C — and both give the right answer."""
+    model = M.mnist_cnn()
+    x = np.random.default_rng(4).standard_normal((1, 1, 28, 28)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    out = _build(model, tmp_path, "linux-amd64")
+    y = tmp_path / "y.npy"
+    r = subprocess.run([shutil.which("qemu-x86_64"), "-cpu", cpu, str(out / "model"), "--weights",
+                        str(out / "weights.safetensors"), "--input", str(tmp_path / "x.npy"), "--output", str(y)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert f"cpu variant {variant} " in r.stderr
+    assert_close(np.load(y), run_onnxruntime(model, {"input": x})[0])
