@@ -13,7 +13,7 @@ from .emit import F32, Fn
 from .k_elementwise import scalar_const
 from .k_gemm_micro import Epilogue
 from .k_pool import in_range, spatial_2d
-from .loops import unravel
+from .loops import unravel, vector_blocks
 
 
 def is_depthwise(node: Node) -> bool:
@@ -30,8 +30,6 @@ def emit_depthwise(ctx: Context, f: Fn, node: Node) -> None:
     n, c = x.type.shape[0], x.type.shape[-1]
     taps = np.ascontiguousarray(wv.const.reshape(c, KH * KW).T, np.float32)  # [tap, c]
     epi = Epilogue.of(node, 2)
-    vw = ctx.variant.vector_width
-    full, tail = divmod(c, vw)
 
     # Output columns whose whole window is inside the input horizontally (compile time).
     lo = min(OW, -(-PW // SW))
@@ -81,11 +79,7 @@ def emit_depthwise(ctx: Context, f: Fn, node: Node) -> None:
                 with other:
                     pixels(0, OW, False)
 
-        if full:
-            with t.loop(full) as cb:
-                block(b.mul(cb, t.i64(vw)), None)
-        if tail:
-            block(t.i64(full * vw), tail)
+        vector_blocks(t, c, block)
 
     ctx.parallel(f, "depthwise", n * OH, 2 * y.type.numel * KH * KW, task)
 

@@ -21,6 +21,7 @@ from .k_elementwise import scalar_const
 from .k_gemm import NR, gemm
 from .k_gemm_micro import Epilogue, pack_b
 from .k_pool import in_range
+from .loops import vector_blocks
 
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64)
 MIN_TILES = 32  # below this many 2x2 tiles the 16/9 larger transformed weights cost more than they save
@@ -72,19 +73,10 @@ def emit_winograd(ctx: Context, f: Fn, node: Node, size: tuple[int, int], pads: 
     (H, W), (PH, PW), (OH, OW) = size, pads, out
     TH, TW = -(-OH // 2), -(-OW // 2)
     tiles = n * TH * TW
-    vw = ctx.variant.vector_width
     u = transformed_weights(wv.const)
     packs = [pack_b(ui, NR) for ui in u]
     data, psize = np.concatenate(packs), packs[0].size
     v_off, m_off = 0, 16 * tiles * cin
-
-    def channel_blocks(t: Fn, c: int, body) -> None:
-        full, tail = divmod(c, vw)
-        if full:
-            with t.loop(full) as cb:
-                body(t.b.mul(cb, t.i64(vw)), None)
-        if tail:
-            body(t.i64(full * vw), tail)
 
     def input_row(t: Fn, row: ir.Value) -> None:
         b, vt = t.b, t.vec()
@@ -107,7 +99,7 @@ def emit_winograd(ctx: Context, f: Fn, node: Node, size: tuple[int, int], pads: 
                 for xi, v in enumerate(_input_transform(t, d)):
                     t.store_vec(v, t.gep(vp, t.madd((tile, cin), (ch0, 1), (xi * tiles * cin, 1))), active)
 
-            channel_blocks(t, cin, block)
+            vector_blocks(t, cin, block)
 
     ctx.parallel(f, "winograd_in", n * TH, 16 * tiles * cin * 2, input_row)
 
@@ -142,6 +134,6 @@ def emit_winograd(ctx: Context, f: Fn, node: Node, size: tuple[int, int], pads: 
                             value = fused_epilogue(t, node, epi, operands, pixel, ch0, value, active)
                             t.store_vec(value, t.gep(yp, t.madd((pixel, cout), (ch0, 1))), active)
 
-            channel_blocks(t, cout, block)
+            vector_blocks(t, cout, block)
 
     ctx.parallel(f, "winograd_out", n * TH, 16 * tiles * cout * 2, output_row)

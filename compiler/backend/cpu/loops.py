@@ -87,3 +87,15 @@ def serial_nest(f: Fn, shape: tuple[int, ...], operands: list[Strides],
                           for b, (_, st) in zip(bases, operands)])
 
     level(0, [f.i64(off) if isinstance(off, int) else off for off, _ in operands])
+
+
+def vector_blocks(f: Fn, count: int, body: Callable[[ir.Value, int | None], None]) -> None:
+    """body(first, active) over [0, count) in vectors of f's width: a loop of full vectors,
+    then the tail vector with its `active` lanes (None for a full one)."""
+    vw = f.variant.vector_width
+    full, tail = divmod(count, vw)
+    if full:
+        with f.loop(full) as i:
+            body(f.b.mul(i, f.i64(vw)), None)
+    if tail:
+        body(f.i64(full * vw), tail)
