@@ -45,7 +45,7 @@ def _merge_chain(graph: Graph, node: Node) -> Patch | None:
         both = c1 + c2 if node.op == "Add" else c1 * c2
         return Patch([Node(node.op, node.name, [x, graph.const(f"{y.name}.c", both)], [y])])
     if inner.op == "Add":  # (x + c1) * c2 == x * c2 + c1 * c2: moves the scale next to a producer
-        scaled = graph.value(f"{y.name}.scaled")
+        scaled = graph.value(f"{y.name}.scaled", y.type)
         return Patch([Node("Mul", node.name, [x, graph.const(f"{y.name}.s", c2)], [scaled]),
                       Node("Add", node.name, [scaled, graph.const(f"{y.name}.b", c1 * c2)], [y])])
     return None
