@@ -9,7 +9,7 @@ import llvmlite.ir as ir
 
 from ...errors import CompileError
 from ...ir.graph import Graph, Node
-from . import k_conv, k_data, k_elementwise, k_gemm, k_norm, k_pool
+from . import k_conv, k_data, k_elementwise, k_gemm, k_norm, k_pool, k_pointwise_depthwise
 from .context import SLOTS, Context
 from .descriptor import TensorInfo, WeightInfo, emit_descriptor
 from .emit import I64, PTR, Fn
@@ -31,6 +31,7 @@ EMITTERS: dict[str, Emitter] = {
     "LayerNormalization": k_norm.emit_layer_norm,
     "Concat": k_data.emit_concat,
     "Gather": k_data.emit_gather,
+    "PointwiseDepthwise": k_pointwise_depthwise.emit_pointwise_depthwise,
 }
 TEMP_BYTES: dict[str, Callable[[Node], int]] = {"Conv": k_conv.conv_temp_bytes}
 
@@ -51,8 +52,9 @@ def build_module(graph: Graph, host: Host, weights: WeightTable | None = None,
         if node.op != "Reshape" and node.op not in EMITTERS:
             raise CompileError(f"unsupported operator {node.op} at node {node.name} ({graph.source})")
     weights = weights or WeightTable()
-    temps = {n: TEMP_BYTES[n.op](n) for n in graph.nodes if n.op in TEMP_BYTES}
-    plan = MemoryPlan(graph, temps, weights)
+    nodes = k_pointwise_depthwise.pair_pointwise_depthwise(graph)
+    temps = {n: TEMP_BYTES[n.op](n) for n in nodes if n.op in TEMP_BYTES}
+    plan = MemoryPlan(Graph(graph.source, graph.inputs, graph.outputs, nodes), temps, weights)
     module = ir.Module(name="kiln")
     module.triple = host.triple
     entries, kernels = [], {}
@@ -62,7 +64,7 @@ def build_module(graph: Graph, host: Host, weights: WeightTable | None = None,
         state = entry.pro.alloca(PTR, size=I64(len(SLOTS)))
         for i, arg in enumerate(entry.args):
             entry.pro.store(arg, entry.pro.gep(state, [I64(i)], source_etype=PTR))
-        for node in graph.nodes:
+        for node in nodes:
             if node.op == "Reshape" or all(v.type.numel == 0 for v in node.outputs):
                 continue
             f = ctx.function(node.op.lower())

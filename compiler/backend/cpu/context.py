@@ -59,10 +59,17 @@ class Context:
     def parallel(self, f: Fn, hint: str, n: int, work: int,
                  body: Callable[[Fn, ir.Value], None]) -> None:
         """Run body(task_fn, t) for t in [0, n): over the pool if worth it, else inline-called."""
+        def chunk(task: Fn, begin: ir.Value, end: ir.Value) -> None:
+            with task.loop(end, begin) as t:
+                body(task, t)
+
+        self.parallel_chunks(f, hint, n, work, chunk)
+
+    def parallel_chunks(self, f: Fn, hint: str, n: int, work: int,
+                        body: Callable[[Fn, ir.Value, ir.Value], None]) -> None:
+        """body(task_fn, begin, end) handles tasks [begin, end), a thread's contiguous share."""
         task = Fn(self.module, self.name(hint), self.variant, (PTR, I64, I64))
-        ctx, begin, end = task.args
-        with task.loop(end, begin) as t:
-            body(task, t)
+        body(task, *task.args[1:])
         task.finish()
         if n > 1 and work >= PARALLEL_MIN_WORK:
             pfor = self.module.globals.get("kiln_parallel_for") or ir.Function(

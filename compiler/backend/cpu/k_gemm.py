@@ -2,6 +2,8 @@
 (weights) are pre-packed at compile time into 64-column panels."""
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from typing import Callable
 
 import llvmlite.ir as ir
@@ -36,7 +38,6 @@ def gemm(ctx: Context, f: Fn, epi: Epilogue, m: int, n: int, k: int, batches: in
     mblocks = max(1, min(tiles, -(-want // (batches * panels))))
     mb = -(-tiles // mblocks) * MR
     mblocks = -(-m // mb)
-    tw = ctx.variant.vector_width * ctx.variant.tile_vectors
     # A large packed B streams from memory: fetch the next K block while this one is in use.
     prefetch = KC * NR if packed and not taps and b_bytes > B_CACHE_BYTES else 0
     last_width = n - (panels - 1) * NR
@@ -49,37 +50,15 @@ def gemm(ctx: Context, f: Fn, epi: Epilogue, m: int, n: int, k: int, batches: in
         m0 = bt.mul(blk, t.i64(mb))
         rows = bt.sub(t.i64(m), m0)
         rows = bt.select(bt.icmp_signed("<", rows, t.i64(mb)), rows, t.i64(mb))
-        a, b, c = a_at(t, batch), b_at(t, batch), c_at(t, batch)
-        a = t.gep(a, bt.mul(m0, t.i64(lda)))
-        c = t.gep(c, t.madd((m0, ldc), (p, NR)))
-        row0 = bt.add(row0_at(t, batch), m0)
-        col = bt.add(col0_at(t, batch), bt.mul(p, t.i64(NR)))
-
-        def panel(width: int) -> None:
-            ldb = -(-width // 16) * 16 if packed else n
-            bp = t.gep(b, bt.mul(p, t.i64(k * max(len(taps), 1) * NR if packed else NR)))
-            for k0 in range(0, k, KC if not taps else k):
-                kb = min(KC, k - k0) if not taps else k
-                flags = [ir.Constant(I1, k0 == 0), ir.Constant(I1, k0 + kb == k)]
-                for s0 in range(0, width, tw):
-                    cols = min(tw, width - s0)
-                    masked = not packed and cols % ctx.variant.vector_width != 0
-
-                    def call(mr: int, i: ir.Value) -> None:
-                        fn = micro_kernel(ctx, epi, mr, cols, masked,
-                                          tuple((a, b * ldb) for a, b in taps) or ((0, 0),), prefetch)
-                        r = bt.mul(i, t.i64(MR))
-                        bt.call(fn, [t.args[0], t.gep(a, t.madd((r, lda), (k0, 1))), t.i64(lda),
-                                     t.gep(bp, k0 * ldb + s0), t.i64(ldb),
-                                     t.gep(c, t.madd((r, ldc), (s0, 1))), t.i64(ldc), t.i64(kb),
-                                     *flags, bt.add(row0, r), bt.add(col, t.i64(s0))])
-
-                    with t.loop(bt.udiv(rows, t.i64(MR))) as i:
-                        call(MR, i)
-                    if m % MR:
-                        with t.if_then(bt.icmp_signed("==", blk, t.i64(mblocks - 1))):
-                            call(m % MR, t.i64((m - (mblocks - 1) * mb) // MR))
-
+        a = t.gep(a_at(t, batch), bt.mul(m0, t.i64(lda)))
+        c = t.gep(c_at(t, batch), bt.mul(m0, t.i64(ldc)))
+        tail = None
+        if m % MR:
+            tail = (m % MR, t.i64((m - (mblocks - 1) * mb) // MR),
+                    bt.icmp_signed("==", blk, t.i64(mblocks - 1)))
+        block = RowBlock(a, lda, c, ldc, bt.udiv(rows, t.i64(MR)), tail,
+                         bt.add(row0_at(t, batch), m0), col0_at(t, batch))
+        panel = functools.partial(_panel, ctx, t, epi, k, n, packed, taps, prefetch, b_at(t, batch), p, block)
         if last_width == NR:
             panel(NR)
         else:
@@ -91,6 +70,69 @@ def gemm(ctx: Context, f: Fn, epi: Epilogue, m: int, n: int, k: int, batches: in
 
     # A large B (a GEMV's weights) streams from L3 at about a byte per two flops' time.
     ctx.parallel(f, "gemm", batches * mblocks * panels, max(flops, 2 * b_bytes), task)
+
+
+@dataclass(frozen=True)
+class RowBlock:
+    """Rows of A and C one task computes: `tiles` full MR-row tiles, then the `tail`
+    (rows, tile index, condition or None) of fewer rows; row0/col0 feed the epilogue."""
+    a: ir.Value
+    lda: int
+    c: ir.Value
+    ldc: int
+    tiles: ir.Value
+    tail: tuple[int, ir.Value, ir.Value | None] | None
+    row0: ir.Value
+    col0: ir.Value
+
+
+def _panel(ctx: Context, t: Fn, epi: Epilogue, k: int, n: int, packed: bool,
+           taps: tuple[tuple[int, int], ...], prefetch: int, b: ir.Value, p: ir.Value,
+           rows: RowBlock, width: int) -> None:
+    """Panel p (`width` <= NR columns) of C for a block of rows, K blocked by KC."""
+    bt, tw = t.b, ctx.variant.vector_width * ctx.variant.tile_vectors
+    ldb = -(-width // 16) * 16 if packed else n
+    bp = t.gep(b, bt.mul(p, t.i64(k * max(len(taps), 1) * NR if packed else NR)))
+    c = t.gep(rows.c, bt.mul(p, t.i64(NR)))
+    col = bt.add(rows.col0, bt.mul(p, t.i64(NR)))
+    for k0 in range(0, k, KC if not taps else k):
+        kb = min(KC, k - k0) if not taps else k
+        flags = [ir.Constant(I1, k0 == 0), ir.Constant(I1, k0 + kb == k)]
+        for s0 in range(0, width, tw):
+            cols = min(tw, width - s0)
+            masked = not packed and cols % ctx.variant.vector_width != 0
+
+            def call(mr: int, i: ir.Value) -> None:
+                fn = micro_kernel(ctx, epi, mr, cols, masked,
+                                  tuple((a, b * ldb) for a, b in taps) or ((0, 0),), prefetch)
+                r = bt.mul(i, t.i64(MR))
+                bt.call(fn, [t.args[0], t.gep(rows.a, t.madd((r, rows.lda), (k0, 1))), t.i64(rows.lda),
+                             t.gep(bp, k0 * ldb + s0), t.i64(ldb),
+                             t.gep(c, t.madd((r, rows.ldc), (s0, 1))), t.i64(rows.ldc), t.i64(kb),
+                             *flags, bt.add(rows.row0, r), bt.add(col, t.i64(s0))])
+
+            with t.loop(rows.tiles) as i:
+                call(MR, i)
+            if rows.tail is not None:
+                tail_rows, index, cond = rows.tail
+                if cond is None:
+                    call(tail_rows, index)
+                else:
+                    with t.if_then(cond):
+                        call(tail_rows, index)
+
+
+def gemm_rows(ctx: Context, t: Fn, epi: Epilogue, m: int, n: int, k: int, a: ir.Value,
+              b: ir.Value, c: ir.Value, row0: ir.Value) -> None:
+    """C (m x n, row stride n) = A (m x k, row stride k) B (packed) inline in task `t`, one
+    thread: for a kernel that needs a few rows of a product at a time."""
+    block = RowBlock(a, k, c, n, t.i64(m // MR), (m % MR, t.i64(m // MR), None) if m % MR else None,
+                     row0, t.i64(0))
+    full, last = n // NR, n % NR
+    with t.loop(full) as p:
+        _panel(ctx, t, epi, k, n, True, (), 0, b, p, block, NR)
+    if last:
+        _panel(ctx, t, epi, k, n, True, (), 0, b, t.i64(full), block, last)
 
 
 def _batch_offsets(t: Fn, batch: ir.Value, dims: tuple[int, ...], strides: tuple[int, ...]
