@@ -41,12 +41,16 @@ def gemm(ctx: Context, f: Fn, epi: Epilogue, m: int, n: int, k: int, batches: in
     # A large packed B streams from memory: fetch the next K block while this one is in use.
     prefetch = KC * NR if packed and not taps and b_bytes > B_CACHE_BYTES else 0
     last_width = n - (panels - 1) * NR
+    # Row blocks vary fastest, so a thread's run of tasks shares one panel of B, unless the
+    # last panel is narrower: then threads' runs of whole panels would differ in work.
+    rows_fastest = last_width == NR or mblocks == 1
 
     def task(t: Fn, flat: ir.Value) -> None:
         bt = t.b
-        # Row blocks vary fastest: a thread's run of tasks shares one panel of B.
-        blk, rest = bt.urem(flat, t.i64(mblocks)), bt.udiv(flat, t.i64(mblocks))
-        p, batch = bt.urem(rest, t.i64(panels)), bt.udiv(rest, t.i64(panels))
+        inner, outer = (mblocks, panels) if rows_fastest else (panels, mblocks)
+        first, rest = bt.urem(flat, t.i64(inner)), bt.udiv(flat, t.i64(inner))
+        second, batch = bt.urem(rest, t.i64(outer)), bt.udiv(rest, t.i64(outer))
+        blk, p = (first, second) if rows_fastest else (second, first)
         m0 = bt.mul(blk, t.i64(mb))
         rows = bt.sub(t.i64(m), m0)
         rows = bt.select(bt.icmp_signed("<", rows, t.i64(mb)), rows, t.i64(mb))
