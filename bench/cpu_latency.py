@@ -24,7 +24,8 @@ Printed on stdout (progress goes to stderr): the machine and the runtimes' versi
 peak (2048^3 float32, OpenBLAS limited to each thread count with threadpoolctl); a markdown table
 with, per model and thread count, every runtime's ms, kiln / onnxruntime (below 1: kiln is faster),
 kiln's GFLOP/s (bench/models.flops over kiln's ms) and that as % of the sgemm peak at that thread
-count; how each peer was run; the CPU each peer kept busy while timed and the largest output error
+count, kiln's speed-up over its 1-thread time and how many full cores the host gave that many
+threads during the row's rounds (see host_cores); how each peer was run; the CPU each peer kept busy while timed and the largest output error
 of each runtime; and exec-to-first-result: the wall time of a whole process answering one MNIST
 image, kiln's launcher (examples/mnist) against `python -c` importing onnxruntime, loading the same
 model and running it once, median of LAUNCHES launches each.
@@ -60,6 +61,7 @@ TOLERANCE = 1e-3    # max abs error over the largest |reference output|
 SETTLE_S = 0.3      # pause before timing a runtime: thread pools of the one before stop spinning
 UNSTEADY = 1.5      # a cell whose slowest round median is this many times its fastest is marked
 SGEMM_N = 2048
+PROBE_N = 768  # host_cores: ~10 ms a matmul on one core
 SGEMM_SCRIPT = """
 import sys, time, numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
@@ -194,6 +196,29 @@ def sgemm_gflops(threads: int) -> list[tuple[float, str]]:
     return results
 
 
+def host_cores(threads: int) -> float | None:
+    """How many full cores `threads` threads get right now: numpy's sgemm on 1 BLAS thread over
+    on `threads` (best of 3 each). A VM host may run two vCPUs on one physical core for a while,
+    and then every runtime's multi-thread figure drops. None without threadpoolctl."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return None
+    a = np.random.default_rng(0).random((PROBE_N, PROBE_N), dtype=np.float32)
+
+    def best_s(limit: int) -> float:
+        with threadpool_limits(limits=limit, user_api="blas"):
+            np.matmul(a, a)
+            times = []
+            for _ in range(3):
+                start = time.perf_counter()
+                np.matmul(a, a)
+                times.append(time.perf_counter() - start)
+        return min(times)
+
+    return best_s(1) / best_s(threads)
+
+
 def disagreement(output: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
     """Max abs error, and that over the largest |reference| (both inf when the sizes differ)."""
     if output.size != reference.size:
@@ -256,6 +281,7 @@ class Results:
     cells: dict[tuple[str, int], dict[str, Cell]] = field(default_factory=dict)   # (model, threads) -> runtime
     errors: dict[str, dict[str, float]] = field(default_factory=dict)   # model -> runtime -> largest rel. error
     gflop: dict[str, float] = field(default_factory=dict)               # model -> GFLOP per inference
+    cores: dict[tuple[str, int], list[float]] = field(default_factory=dict)  # host_cores before each round
     notes: list[str] = field(default_factory=list)                      # failures, printed under the table
 
     def note(self, text: str) -> None:
@@ -307,6 +333,8 @@ def measure_model(results: Results, name: str, workspace: Path, data: Path, peer
         check_outputs(results, name, threads, outputs)
         timed = [runtime for runtime in row if runtime in outputs]
         for round_ in range(rounds):   # each round starts one runtime later
+            if threads > 1 and (cores := host_cores(threads)) is not None:
+                results.cores.setdefault((name, threads), []).append(cores)
             shift = round_ % len(timed)
             for runtime in timed[shift:] + timed[:shift]:
                 cell = row[runtime]
@@ -354,16 +382,21 @@ def print_tables(results: Results, peers: list[Peer], peaks: dict[int, float | N
           "faster. GFLOP counts a direct convolution's multiply-adds; kiln's Winograd route does fewer, so its "
           "GFLOP/s can pass the sgemm peak.\n")
     print("| model | GFLOP | threads | " + " | ".join(f"{r} ms" for r in runtimes)
-          + " | kiln / onnxruntime | kiln GFLOP/s | % of sgemm peak |")
-    print("|---" * (len(runtimes) + 6) + "|")
+          + " | kiln / onnxruntime | kiln GFLOP/s | % of sgemm peak | kiln speed-up over 1 thread | host cores |")
+    print("|---" * (len(runtimes) + 8) + "|")
     for (name, threads), row in results.cells.items():
         kiln_ms, ort_ms = row["kiln"].ms, row[REFERENCE].ms if REFERENCE in row else None
         ratio = f"{kiln_ms / ort_ms:.2f}" if kiln_ms and ort_ms else "n/a"
         achieved = results.gflop[name] / (kiln_ms * 1e-3) if kiln_ms else None
         rate = f"{achieved:.1f}" if achieved else "n/a"
         share = f"{100 * achieved / peaks[threads]:.1f}%" if achieved and peaks[threads] else "n/a"
+        single = results.cells.get((name, 1), {}).get("kiln")
+        speedup = f"{single.ms / kiln_ms:.2f}" if threads > 1 and kiln_ms and single and single.ms else "-"
+        cores = results.cores.get((name, threads))
+        host = "-" if not cores else f"{statistics.median(cores):.2f} ({min(cores):.2f}-{max(cores):.2f})"
         print(f"| {name} | {results.gflop[name]:.3f} | {threads} | "
-              + " | ".join(cell_text(r, threads, c) for r, c in row.items()) + f" | {ratio} | {rate} | {share} |")
+              + " | ".join(cell_text(r, threads, c) for r, c in row.items())
+              + f" | {ratio} | {rate} | {share} | {speedup} | {host} |")
 
     print("\nHow each ran:\n- kiln: the launcher's own `--bench RUNS` timer (after RUNS/10 + 1 and >= 0.2 s of "
           "warm-up runs), `--threads` = threads")
@@ -373,6 +406,9 @@ def print_tables(results: Results, peers: list[Peer], peaks: dict[int, float | N
         print("- †: ran on fewer threads than the row's (see above)")
     print(f"- ‡: its round medians differ by more than {UNSTEADY}x (the machine was busy, or the runtime is "
           "unsteady); the round medians are on stderr")
+    print("- host cores: before each round of a multi-thread row, numpy's sgemm on 1 BLAS thread over on the "
+          "row's threads (median, and range over the rounds). On a VM it drops towards 1 when the host runs "
+          "the vCPUs on one physical core; every runtime's figures in that row suffer then")
     for note in results.notes:
         print(f"- {note}")
 
