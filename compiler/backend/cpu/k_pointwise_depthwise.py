@@ -38,7 +38,7 @@ def _fusable_pointwise(graph: Graph, dw: Node, uses: dict) -> Node | None:
         return None
     v = dw.inputs[0]
     pw = v.producer
-    if (pw is None or pw.op != "Conv" or pw.attr("layout") != "NHWC" or pw.inputs[1].const is None
+    if (v.type.rank != 4 or pw is None or pw.op != "Conv" or pw.attr("layout") != "NHWC" or pw.inputs[1].const is None
             or is_depthwise(pw) or v in graph.outputs or uses.get(v) != [dw]):
         return None
     c = ConvShape.of(pw)
