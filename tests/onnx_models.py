@@ -137,6 +137,16 @@ def mobilenet_v2(seed: int = 0, size: int = 64) -> onnx.ModelProto:
     return b.model([("input", F, [1, 3, size, size])], [("logits", F, None)])
 
 
+def pointwise_depthwise(batch: int, k: int, stride: int) -> onnx.ModelProto:
+    """x [batch, 8, 48, 44] -> 1x1 conv to 132 channels + BN + ReLU6 -> depthwise k x k conv + ReLU6.
+    The 48*44*132 intermediate is over 1 MiB: the CPU backend runs the pair as one kernel."""
+    b = Builder(7)
+    six = [b.const(np.float32(0)), b.const(np.float32(6))]
+    hidden = b.op("Clip", [b.bn(b.conv("x", 8, 132, 1), 132), *six])
+    y = b.op("Clip", [b.conv(hidden, 132, 132, k, stride, group=132), *six])
+    return b.model([("x", F, [batch, 8, 48, 44])], [(y, F, None)])
+
+
 def transformer(seed: int = 0, seq: int = 32, hidden: int = 64, heads: int = 4, layers: int = 2
                 ) -> onnx.ModelProto:
     b = Builder(seed)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from onnx import helper, numpy_helper
 
-from onnx_models import F, Builder, check, single_op
+from onnx_models import check, pointwise_depthwise, single_op
 
 RNG = np.random.default_rng(1234)
 
@@ -59,24 +59,10 @@ def test_conv(tmp_path, xs, ws, attrs, bias):
     run(tmp_path, "Conv", inputs, **attrs)
 
 
-@pytest.mark.parametrize("batch,k,stride,threads,variant", [
-    (1, 3, 1, 1, None), (2, 3, 2, 3, None), (1, 5, 2, 2, "x86-64-v3"), (2, 3, 1, 2, "x86-64-v2")])
-def test_pointwise_then_depthwise(tmp_path, batch, k, stride, threads, variant):
-    """A 1x1 conv whose wide output only a depthwise conv reads runs as one kernel (rows of
-    the intermediate in a ring): threads' shares of rows start mid-image and mid-window."""
-    from kiln.compiler.backend.cpu.k_pointwise_depthwise import pair_pointwise_depthwise
-    from kiln.compiler.frontend.onnx import load_onnx
-    from kiln.compiler.passes.pipeline import run_pipeline
-
-    b = Builder(7)
-    six = [b.const(np.float32(0)), b.const(np.float32(6))]
-    hidden = b.op("Clip", [b.bn(b.conv("x", 8, 132, 1), 132), *six])  # 48*44*132 floats: > 1 MiB
-    y = b.op("Clip", [b.conv(hidden, 132, 132, k, stride, group=132), *six])
-    model = b.model([("x", F, [batch, 8, 48, 44])], [(y, F, None)])
-    check(model, {"x": rand(batch, 8, 48, 44)}, tmp_path, variant, threads=threads)
-    graph = run_pipeline(load_onnx(tmp_path / "model.onnx", None, batch))
-    ops = [n.op for n in pair_pointwise_depthwise(graph)]
-    assert ops.count("PointwiseDepthwise") == 1 and "Conv" not in ops
+@pytest.mark.parametrize("batch,k,stride", [(1, 3, 1), (2, 3, 2), (1, 5, 2)])
+def test_pointwise_then_depthwise(tmp_path, batch, k, stride):
+    """MobileNet's expand (1x1 conv with bias, BatchNormalization, ReLU6) then depthwise conv."""
+    check(pointwise_depthwise(batch, k, stride), {"x": rand(batch, 8, 48, 44)}, tmp_path)
 
 
 # -- pooling --------------------------------------------------------------------------------
