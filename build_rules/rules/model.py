@@ -27,6 +27,7 @@ from __future__ import annotations
 from kiln.build_rules.actions import Artifact
 from kiln.build_rules.analysis import RuleContext
 from kiln.build_rules.attrs import Attr
+from kiln.build_rules.config import machine_host
 from kiln.build_rules.providers import DefaultInfo, ModelInfo, Providers, RunInfo
 from kiln.build_rules.rules import RuleSpec
 from kiln.build_rules.rules.toolchains import external_tree, python_tool, vendor_trees, zig_cache, zig_tool
@@ -84,8 +85,8 @@ def _compile_gpu(ctx: RuleContext, platform: str, graph: Artifact, weights: Arti
     argv = [python_tool("kiln.compiler", "kiln.toolchain"), "-m", "kiln.compiler", "compile",
             "--platform", f"{platform}:{','.join(archs)}", "--batch", str(ctx.attr["batch"]), "--name", ctx.label.name,
             "-o", files[0].path.rsplit("/", 1)[0], graph]
-    if platform == "cuda":
-        argv += ["--ptxas", external_tree(ptxas.PIN, _ARCHS[ctx.config.host], ptxas.IN_WHEEL)]
+    if platform == "cuda":  # ptxas runs on the build machine, whatever host the launcher is for
+        argv += ["--ptxas", external_tree(ptxas.PIN, _ARCHS[machine_host()], ptxas.IN_WHEEL)]
     if weights is not None:
         argv += ["--weights", weights]
     ctx.action("ModelCompile", argv, [graph] + ([weights] if weights else []), files,

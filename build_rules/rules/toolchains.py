@@ -62,7 +62,7 @@ def vendor_trees(platform: str, arch: str) -> list[Tool]:
     except lockfile.LockError as error:
         raise UserError(str(error)) from None
     names = [a.name for provides in sets for a in lock.matching(provides, arch)]
-    if not names:
+    if not lock.matching(sets[0], arch):  # the vendor's own set; the C++ runtime sets exist for every arch
         raise UserError(f"no pinned runtime for platform {platform} on {arch} in {lock.path.name}")
     return [external_tree(name, arch) for name in names]
 
