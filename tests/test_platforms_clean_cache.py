@@ -32,7 +32,7 @@ def run(launcher, sample, platform: str, *prefix: str) -> subprocess.CompletedPr
 def test_every_amd64_platform_from_an_empty_cache(examples_copy, tmp_path):
     platforms = "cpu,cuda,rocm,tpu,cpu-xla,linux-amd64"
     kiln("build", "//mnist:archive", f"--platform={platforms}", cache=tmp_path / "empty", cwd=examples_copy)
-    out = examples_copy / "kiln-out/linux-amd64-cpu-cpu-xla-cuda-rocm-tpu/mnist/mnist.tar.zst"
+    out = examples_copy / "kiln-out/linux-amd64-cpu-cpu-xla-cuda-rocm-tpu/mnist/mnist.tar.gz"
     launcher = unpack(out, tmp_path / "server")
     bundle = launcher.parent.parent
     for name in ("lib/cpu-xla/pjrt_c_api_cpu_plugin.so", "lib/cpu-xla/libstdc++.so.6", "lib/tpu/libtpu.so",
@@ -52,7 +52,7 @@ def test_arm64_host_from_an_empty_cache(examples_copy, tmp_path):
     # ptxas runs on the build machine: the cuda compile must not pick the arm64 wheel's ptxas.
     kiln("build", "//mnist:archive", "--platform=cpu,cuda,rocm,linux-arm64", cache=tmp_path / "empty",
          cwd=examples_copy)
-    launcher = unpack(examples_copy / "kiln-out/linux-arm64-cpu-cuda-rocm/mnist/mnist.tar.zst", tmp_path / "srv")
+    launcher = unpack(examples_copy / "kiln-out/linux-arm64-cpu-cuda-rocm/mnist/mnist.tar.gz", tmp_path / "srv")
     sample = SAMPLES[2]
     done = run(launcher, sample, "cpu", qemu, "-L", "/")
     assert predicted_class(done.stdout) == reference_classes()[sample.name]

@@ -1,13 +1,14 @@
 """archive: a deterministic tarball that runs on a bare server.
 
-    archive(name = "archive", model = ":mnist", compression = "zstd")
+    archive(name = "archive", model = ":mnist", compression = "gzip")
 
-Writes `<model>.tar.zst` (or `.tar.gz`, `.tar`) laid out as
+Writes `<model>.tar.gz` (or `.tar.zst`, `.tar`) laid out as
 `<model>/bin/<model>` (the launcher), `<model>/weights/<model>.safetensors` and
 `<model>/share/<platform>/manifest.json` and `<model>/share/sbom.spdx.json` (SPDX 2.3); for a PJRT
 platform (tpu, cpu-xla) also `<model>/share/<platform>/model.mlir` and its weights, and the trimmed
 plugin under `<model>/lib/<platform>/`.
-Sorted entries, mtime 0, uid/gid 0, fixed modes.
+Sorted entries, mtime 0, uid/gid 0, fixed modes. gzip is the default because every `tar` unpacks it with
+no extra tool (minimal servers and slim images often lack zstd).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ RULE = RuleSpec(
     name="archive",
     attrs={
         "model": Attr("label", mandatory=True, doc="A model() target."),
-        "compression": Attr("string", "zstd", doc="zstd, gzip or none."),
+        "compression": Attr("string", "gzip", doc="gzip (the default), zstd or none."),
     },
     implementation=_implementation,
     doc=__doc__,
