@@ -110,3 +110,11 @@ def test_gpu_arch_missing_from_bundle(bundle, tmp_path, forced):
     else:
         assert r.returncode == 0 and "platform cpu" in r.stderr
         _check_output(bundle, tmp_path / "y.npy")
+
+
+def test_platform_help_and_errors_name_the_gpu_platforms(bundle):
+    usage = _run(bundle, "--help")
+    assert "cuda," in usage.stdout and "rocm, tpu, cpu-xla" in usage.stdout
+    r = _run(bundle, "--platform", "tpu")
+    assert r.returncode != 0
+    assert "platform 'tpu' (from --platform) is not in this bundle; it has: auto, cpu, cuda, rocm" in r.stderr

@@ -24,11 +24,12 @@ static struct platform_choice choice(const char *name, bool pjrt, const char *re
 
 static void bundle_platforms(char *buf, size_t size)
 {
+    static const char *const accelerators[] = {"cuda", "rocm", "tpu", "cpu-xla"};
     snprintf(buf, size, "auto, cpu");
-    for (size_t i = 0; i < N_PJRT; i++) {
-        if (platform_manifest_present(pjrt_platforms[i])) {
+    for (size_t i = 0; i < sizeof accelerators / sizeof accelerators[0]; i++) {
+        if (platform_manifest_present(accelerators[i])) {
             size_t used = strlen(buf);
-            snprintf(buf + used, size - used, ", %s", pjrt_platforms[i]);
+            snprintf(buf + used, size - used, ", %s", accelerators[i]);
         }
     }
 }
