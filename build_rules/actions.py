@@ -55,7 +55,7 @@ class Action:
     env: tuple[tuple[str, str], ...] = ()
     tools: tuple[Tool, ...] = ()
     progress: str = field(default="", compare=False)  # kept out of the key
-    writable_caches: tuple[str, ...] = ()  # persistent tool caches (zig's) the sandbox mounts read-write
+    zig_target: str = ""  # the action runs zig for this target: it gets zig's warmed cache (zig_staging)
 
     def key(self, input_digests: dict[str, str]) -> str:
         """sha256 over a canonical encoding of everything that determines the outputs."""

@@ -54,13 +54,13 @@ class RuleContext:
 
     def action(self, mnemonic: str, argv: list[Arg], inputs: list[Artifact], outputs: list[Artifact],
                env: dict[str, str] | None = None, tools: list[Tool] | None = None, progress: str = "",
-               writable_caches: list[str] | None = None) -> Action:
+               zig_target: str = "") -> Action:
         undeclared = [o.path for o in outputs if o not in self.outputs]
         if undeclared:
             raise UserError(f"{self.label}: action output {undeclared[0]} was not declared by this target")
         action = Action(self.label, mnemonic, tuple(argv), tuple(sorted(set(inputs))), tuple(outputs),
                         tuple(sorted((env or {}).items())), tuple(tools or ()),
-                        progress or f"{mnemonic} {self.label}", tuple(writable_caches or ()))
+                        progress or f"{mnemonic} {self.label}", zig_target)
         self._analyzer.register(action)
         return action
 

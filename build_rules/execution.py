@@ -14,11 +14,13 @@ from pathlib import Path
 
 from kiln.build_rules.actions import Action, Artifact, Tool
 from kiln.build_rules.errors import ActionFailed
-from kiln.build_rules.fsutil import atomic_copy
+from kiln.build_rules.fsutil import atomic_copy, clone_file
 from kiln.build_rules.remote import InputFile, Remote, RemoteRun
+from kiln.build_rules import zig_staging
 from kiln.build_rules.sandbox import execroot_path, run_sandboxed
 from kiln.build_rules.store import OutputFile, Store
 from kiln.build_rules.workspace import Workspace
+from kiln.toolchain.zig import ToolchainError, zig_cache_dir
 
 ACTION_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "TZ": "UTC", "SOURCE_DATE_EPOCH": "0", "HOME": "/tmp"}
 
@@ -149,8 +151,9 @@ class Executor:
         self.store.digests.record(target, output.digest)
 
     def _materialize_tree(self, target: Path, output: OutputFile) -> None:
-        """A directory output: its files are hard links to the store's blobs (an OCI layout's layers are
-        written once); executables are copies. Built beside the target, then swapped in."""
+        """A directory output: its files are copies (reflinks where the filesystem has them) of the
+        store's blobs, so editing kiln-out never changes the store. Built beside the target, then
+        swapped in."""
         if self.store.digests.known(target) == output.digest:
             return
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -169,13 +172,11 @@ class Executor:
             self._place_blob(file, directory / relative)
 
     def _place_blob(self, output: OutputFile, target: Path) -> None:
+        """A blob as an input or a tree's file: a copy, so that neither an action nor a user editing
+        kiln-out can write into the store."""
         target.parent.mkdir(parents=True, exist_ok=True)
-        blob = self.store.blob_path(output.digest)
-        if output.executable:
-            shutil.copyfile(blob, target)
-            os.chmod(target, 0o755)
-        else:
-            os.link(blob, target)
+        clone_file(self.store.blob_path(output.digest), target)
+        os.chmod(target, 0o755 if output.executable else 0o644)
 
     def _run(self, action: Action) -> dict[str, OutputFile]:
         sandbox_root = self.store.root / "sandbox"
@@ -186,7 +187,8 @@ class Executor:
             argv = [self._render(a, execroot) for a in action.argv]
             env = self._env(action)
             mounts = [m for tool in action.all_tools() for m in tool.mounts]
-            result = run_sandboxed(argv, execroot, env, mounts, list(action.writable_caches))
+            self._stage_zig_cache(action, execroot)
+            result = run_sandboxed(argv, execroot, env, mounts)
             if result.returncode != 0:
                 reason = self._undeclared_read(action, execroot, result.stderr) or f"exit code {result.returncode}"
                 raise ActionFailed(Failure(action, argv, result.returncode, result.stderr, reason))
@@ -194,6 +196,14 @@ class Executor:
             return self._collect_outputs(action, execroot, argv, result.stderr)
         finally:
             shutil.rmtree(execroot, ignore_errors=True)
+
+    def _stage_zig_cache(self, action: Action, execroot: Path) -> None:
+        if not action.zig_target:
+            return
+        try:
+            zig_staging.stage(Path(zig_cache_dir(self.store.root)), action.zig_target, execroot)
+        except ToolchainError as error:
+            raise ActionFailed(Failure(action, [], 0, "", str(error))) from None
 
     def _stage_inputs(self, action: Action, execroot: Path) -> dict[str, tuple[int, int]]:
         stamps = {}

@@ -46,12 +46,11 @@ def sandbox_name() -> str:
     return "bwrap" if bwrap_path() else "private execroot"
 
 
-def run_sandboxed(argv: list[str], execroot: Path, env: dict[str, str], mounts: list[str],
-                  writable: list[str]) -> Result:
+def run_sandboxed(argv: list[str], execroot: Path, env: dict[str, str], mounts: list[str]) -> Result:
     """Run argv (paths relative to the execution root) and capture its output."""
     bwrap = bwrap_path()
     if bwrap:
-        command = [*_bwrap_prefix(bwrap, execroot, mounts, writable), *argv]
+        command = [*_bwrap_prefix(bwrap, execroot, mounts), *argv]
         cwd = "/"
     else:
         command, cwd = argv, os.fspath(execroot)
@@ -67,13 +66,10 @@ def execroot_path(execroot: Path) -> str:
     return SANDBOX_EXECROOT if bwrap_path() else os.fspath(execroot)
 
 
-def _bwrap_prefix(bwrap: str, execroot: Path, mounts: list[str], writable: list[str]) -> list[str]:
+def _bwrap_prefix(bwrap: str, execroot: Path, mounts: list[str]) -> list[str]:
     args = [bwrap, "--unshare-all", "--die-with-parent", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for directory in _SYSTEM_DIRS:
         args += ["--ro-bind-try", directory, directory]
     for directory in sorted(set(mounts)):
         args += ["--ro-bind", directory, directory]
-    for directory in sorted(set(writable)):
-        os.makedirs(directory, exist_ok=True)
-        args += ["--bind", directory, directory]
     return [*args, "--bind", os.fspath(execroot), SANDBOX_EXECROOT, "--chdir", SANDBOX_EXECROOT]

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import hashlib
 import os
+import subprocess
+import tempfile
 from importlib import metadata
 from pathlib import Path
+from typing import Iterator
 
 ZIG_TARGETS = {"linux-amd64": "x86_64-linux-gnu.2.28", "linux-arm64": "aarch64-linux-gnu.2.28"}
 
@@ -42,6 +47,43 @@ def zig_digest() -> str:
 def zig_cache_dir(cache_root: Path) -> str:
     """zig's own content-addressed cache, kept between actions (first compile for a target ~4 s, then ~0.02 s)."""
     return os.fspath(cache_root / "zig-cache")
+
+
+# The flags kiln's own links use that decide which libc and compiler-rt builds zig needs.
+_WARM_FLAGS = ("-O2", "-Wl,--strip-debug")
+
+
+def warm_cache(cache: Path, target: str) -> None:
+    """Build zig's libc start files and stubs and compiler-rt for `target` into `cache`, once.
+
+    kiln runs this itself, outside any action: actions only ever get a copy of the cache, so a
+    BUILD file's flags cannot replace a crt1.o that every later link would use.
+    """
+    marker = cache / "kiln-warm" / target
+    if marker.exists():
+        return
+    with cache_lock(cache, exclusive=True):
+        if marker.exists():  # another kiln warmed it while we waited
+            return
+        with tempfile.TemporaryDirectory(prefix="kiln-zig-warm-") as tmp:
+            source = Path(tmp) / "warm.c"
+            source.write_text("int main(void) { return 0; }\n")
+            env = {**os.environ, "ZIG_GLOBAL_CACHE_DIR": os.fspath(cache), "ZIG_LOCAL_CACHE_DIR": f"{tmp}/local"}
+            argv = [zig_path(), "cc", "-target", target, *_WARM_FLAGS, "-o", f"{tmp}/warm", os.fspath(source),
+                    "-lpthread", "-lm", "-ldl"]
+            done = subprocess.run(argv, env=env, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise ToolchainError(f"zig could not build its libc for {target}: {done.stderr.strip()}")
+        marker.touch()
+
+
+@contextlib.contextmanager
+def cache_lock(cache: Path, exclusive: bool) -> Iterator[None]:
+    """Held exclusively while kiln warms the cache, shared while an action's copy is taken."""
+    (cache / "kiln-warm").mkdir(parents=True, exist_ok=True)
+    with open(cache / "kiln-warm" / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
 
 
 def zig_target(host: str) -> str:

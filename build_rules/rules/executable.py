@@ -16,13 +16,27 @@ from kiln.build_rules.analysis import RuleContext
 from kiln.build_rules.attrs import Attr
 from kiln.build_rules.providers import DefaultInfo, Providers
 from kiln.build_rules.rules import RuleSpec
-from kiln.build_rules.rules.toolchains import zig_cache, zig_tool
+from kiln.build_rules.rules.toolchains import zig_tool
 from kiln.toolchain.zig import zig_target
 
 _COMPILED = (".c",)
 _LINKED = (".o", ".a")
 # --strip-debug: zig's cached libc start files carry debug info naming the directory they were built in.
 DETERMINISTIC_FLAGS = ["-O2", "-g0", "-ffile-prefix-map=$EXECROOT=.", "-Wl,--build-id=none", "-Wl,--strip-debug"]
+# Flags that choose where zig writes: only the rule does (the declared output; zig's caches).
+_WHERE_TO_WRITE = ("-o", "--output", "-femit-", "-fno-emit-", "--cache-dir", "--global-cache-dir", "--zig-lib-dir",
+                   "-MF", "-MJ", "-save-temps")
+
+
+def check_flags(ctx: RuleContext, attribute: str) -> list[str]:
+    """The attribute's flags, refusing any that would make zig write outside the declared output."""
+    flags = list(ctx.attr[attribute])
+    for flag in flags:
+        parts = flag.split(",")[1:] if flag.startswith("-Wl,") else [flag]
+        if any(part.startswith(_WHERE_TO_WRITE) for part in parts):
+            raise ctx.fail(f"{attribute}: '{flag}' is not allowed: the rule alone decides where zig writes "
+                           "(its output and caches)")
+    return flags
 
 
 def zig_cc_argv(ctx: RuleContext, sources: list, output, copts: list[str], linkopts: list[str]) -> list:
@@ -39,8 +53,8 @@ def _implementation(ctx: RuleContext) -> Providers:
     output = ctx.declare_file(ctx.label.name)
     header_dirs = sorted({f.path.rsplit("/", 1)[0] for f in files if f.path.endswith(".h") and "/" in f.path})
     include = [flag for d in [ctx.label.package or ".", *header_dirs] for flag in ("-I", d)]
-    argv = zig_cc_argv(ctx, sources, output, include + list(ctx.attr["copts"]), list(ctx.attr["linkopts"]))
-    ctx.action("CLink", argv, files, [output], writable_caches=[zig_cache()],
+    argv = zig_cc_argv(ctx, sources, output, include + check_flags(ctx, "copts"), check_flags(ctx, "linkopts"))
+    ctx.action("CLink", argv, files, [output], zig_target=zig_target(ctx.config.host),
                progress=f"Linking {ctx.label} ({ctx.config.host})")
     runfiles = tuple(f for dep in ctx.attr["data"] for f in dep.files)
     return Providers(DefaultInfo(files=(output,), executable=output, runfiles=runfiles))

@@ -30,7 +30,7 @@ from kiln.build_rules.attrs import Attr
 from kiln.build_rules.config import machine_host
 from kiln.build_rules.providers import DefaultInfo, ModelInfo, Providers, RunInfo
 from kiln.build_rules.rules import RuleSpec
-from kiln.build_rules.rules.toolchains import external_tree, python_tool, vendor_trees, zig_cache, zig_tool
+from kiln.build_rules.rules.toolchains import external_tree, python_tool, vendor_trees, zig_tool
 from kiln.compiler import launcher
 from kiln.toolchain import ptxas
 
@@ -119,7 +119,7 @@ def _link_launcher(ctx: RuleContext, objects: list[Artifact]) -> Artifact:
     sources = [a for a in runtime if a.path.endswith(".c")]
     argv = [zig_tool(), *launcher.link_flags(ctx.config.host, RUNTIME_DIR), "-o", output, *sources, *objects,
             *launcher.link_libraries()]
-    ctx.action("LauncherLink", argv, [*runtime, *objects], [output], writable_caches=[zig_cache()],
+    ctx.action("LauncherLink", argv, [*runtime, *objects], [output], zig_target=launcher.zig_target(ctx.config.host),
                progress=f"Linking launcher {ctx.label} ({ctx.config.host})")
     return output
 

@@ -6,7 +6,7 @@ import functools
 
 from kiln.build_rules.actions import Tool
 from kiln.build_rules.errors import UserError
-from kiln.build_rules.store import cache_root
+from kiln.build_rules import zig_staging
 from kiln.toolchain import python, zig
 
 
@@ -16,13 +16,7 @@ def zig_tool() -> Tool:
         home = zig.zig_home()
     except zig.ToolchainError as error:
         raise UserError(str(error)) from None
-    cache = zig.zig_cache_dir(cache_root())
-    env = (("ZIG_GLOBAL_CACHE_DIR", cache), ("ZIG_LOCAL_CACHE_DIR", cache))
-    return Tool("zig", zig.zig_path(), zig.zig_digest(), mounts=(str(home),), env=env)
-
-
-def zig_cache() -> str:
-    return zig.zig_cache_dir(cache_root())
+    return Tool("zig", zig.zig_path(), zig.zig_digest(), mounts=(str(home),), env=zig_staging.ENV)
 
 
 @functools.cache
