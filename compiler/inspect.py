@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .frontend.onnx import load_onnx
+from .frontend.onnx import NATIVE_OPSET, load_onnx
 from .ir.fused import program_text
 from .ir.graph import Graph, Node
 from .ir.ops_nn import window
@@ -68,7 +68,9 @@ def inspect_model(path: Path | str, weights: Path | str | None = None, batch: in
         if every_pass:
             stages.append(format_graph(g, f"== after {name}: {path.name} (batch {batch})"))
 
+    converted = graph.converted_from
     graph = run_pipeline(graph, trace)
+    note = f"  converted from opset {converted} to {NATIVE_OPSET} by onnx.version_converter\n" if converted else ""
     if every_pass:
-        return "\n\n".join(stages) + "\n"
-    return format_graph(graph, f"{path.name} (batch {batch}) after passes") + "\n"
+        return note + "\n\n".join(stages) + "\n"
+    return note + format_graph(graph, f"{path.name} (batch {batch}) after passes") + "\n"

@@ -222,6 +222,13 @@ def test_softmax(tmp_path, op, axis):
     run(tmp_path, op, [("x", rand(3, 7, 5, lo=-10, hi=10), False)], axis=axis)
 
 
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
+@pytest.mark.parametrize("shape,axis", [((2, 60), -1), ((2, 76), -1), ((1, 92, 3), 1), ((4, 124), -1)])
+def test_softmax_rows_llvm_vectorizer_once_aborted_on(tmp_path, op, shape, axis):
+    """LLVM's loop vectorizer hit an assertion (and killed the process) on these row lengths."""
+    run(tmp_path, op, [("x", rand(*shape, lo=-10, hi=10), False)], axis=axis)
+
+
 @pytest.mark.parametrize("op", ["ReduceMean", "ReduceSum"])
 @pytest.mark.parametrize("axes,keepdims", [([1], 1), ([0, 2], 0), ([-1], 1), (None, 0), ([1, 2], 1)])
 def test_reduce(tmp_path, op, axes, keepdims):

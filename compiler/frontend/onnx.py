@@ -7,13 +7,16 @@ from typing import Callable
 import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
-from onnx import helper, numpy_helper
+from onnx import helper, numpy_helper, version_converter
 
 from ..errors import CompileError
 from ..ir.graph import NP_TO_DTYPE, Graph, Node, TensorType, Value
 from .weights import ONNX_DTYPES, inline_weights, onnx_dtype, safetensors_weights
 
-OPSETS = range(13, 22)
+OPSETS = range(7, 24)  # the ai.onnx opsets kiln accepts
+# Models older than this are converted to it by onnx's own version converter; the ops kiln maps
+# changed only in the types they accept between it and the newest accepted opset.
+NATIVE_OPSET = 13
 
 # ONNX ops whose IR op has the same name and attributes.
 SAME = {
@@ -163,10 +166,11 @@ def load_onnx(path: Path, weights: Path | None = None, batch: int = 1) -> Graph:
             from None
     if not model.graph.node and not model.graph.output:
         raise CompileError(f"malformed ONNX file {source}: empty graph")
-    versions = {o.domain: o.version for o in model.opset_import}
-    opset = versions.get("", versions.get("ai.onnx", 0))
+    opset = model_opset(model)
     if opset not in OPSETS:
         raise CompileError(f"{source} uses opset {opset}; supported: {OPSETS.start}-{OPSETS.stop - 1}")
+    if opset < NATIVE_OPSET:
+        model = _convert(model, opset, source)
     if batch < 1:
         raise CompileError(f"batch must be positive, got {batch}")
     data = safetensors_weights(model, weights) if weights else inline_weights(model, path.parent)
@@ -184,4 +188,21 @@ def load_onnx(path: Path, weights: Path | None = None, batch: int = 1) -> Graph:
     for i, n in enumerate(model.graph.node):
         im.node(n, i)
     outputs = [im.get(o.name, "graph output") for o in model.graph.output]
-    return Graph(source, inputs, outputs, im.nodes)
+    graph = Graph(source, inputs, outputs, im.nodes)
+    graph.converted_from = opset if opset < NATIVE_OPSET else None
+    return graph
+
+
+def model_opset(model: onnx.ModelProto) -> int:
+    versions = {o.domain: o.version for o in model.opset_import}
+    return versions.get("", versions.get("ai.onnx", 0))
+
+
+def _convert(model: onnx.ModelProto, opset: int, source: str) -> onnx.ModelProto:
+    """The model at NATIVE_OPSET, by onnx.version_converter (its adapters rewrite changed ops)."""
+    try:
+        return version_converter.convert_version(model, NATIVE_OPSET)
+    except Exception as e:  # the converter raises RuntimeError, ValueError or its own C++ errors
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CompileError(f"{source} uses opset {opset} and onnx's version converter cannot bring it to "
+                           f"{NATIVE_OPSET}: {reason}") from None

@@ -86,6 +86,7 @@ class Graph:
         self.inputs = inputs
         self.outputs = outputs
         self.nodes = nodes
+        self.converted_from: int | None = None  # the ONNX opset the model was converted from
         self._names: set[str] = {v.name for n in nodes for v in n.inputs + n.outputs if v}
         self._names.update(v.name for v in inputs)
 

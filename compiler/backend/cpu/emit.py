@@ -78,9 +78,11 @@ class Fn:
 
     # -- control flow ----------------------------------------------------------------------
     @contextmanager
-    def loop(self, stop: int | ir.Value, start: int | ir.Value = 0, step: int = 1
-             ) -> Iterator[ir.Value]:
-        """for (i = start; i < stop; i += step) — the body is emitted inside the with-block."""
+    def loop(self, stop: int | ir.Value, start: int | ir.Value = 0, step: int = 1,
+             vector_width: int | None = None) -> Iterator[ir.Value]:
+        """for (i = start; i < stop; i += step) — the body is emitted inside the with-block.
+
+        `vector_width` tells LLVM's loop vectorizer the width to use instead of letting it choose."""
         b = self.b
         pre = b.block
         head = self.fn.append_basic_block("loop")
@@ -95,8 +97,18 @@ class Fn:
         yield i
         nxt = b.add(i, self.i64(step))
         i.add_incoming(nxt, b.block)
-        b.branch(head)
+        latch = b.branch(head)
+        if vector_width:
+            latch.set_metadata("llvm.loop", self._vectorize_hint(vector_width))
         b.position_at_end(done)
+
+    def _vectorize_hint(self, width: int) -> ir.MDValue:
+        """Loop metadata fixing the vector width: a loop ID of its own, which refers to itself."""
+        hint = self.module.add_metadata([ir.MetaDataString(self.module, "llvm.loop.vectorize.width"),
+                                         ir.Constant(I32, width)])
+        loop_id = ir.values.MDValue(self.module, [hint], name=str(len(self.module.metadata)))
+        loop_id.operands = (loop_id, hint)
+        return loop_id
 
     @contextmanager
     def if_then(self, cond: ir.Value) -> Iterator[None]:

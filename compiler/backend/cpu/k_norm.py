@@ -70,6 +70,9 @@ def emit_softmax(ctx: Context, f: Fn, node: Node) -> None:
     x, y = node.inputs[0], node.outputs[0]
     outer, n, inner = _rows(x.type.shape, norm_axis(node, node.attr("axis", -1), x.type.rank), False)
     log = node.op == "LogSoftmax"
+    # LLVM 20's vectorizer asserts (its two cost models disagree) on these loops for some row
+    # lengths (60, 72, 76, 92, ...); a fixed width skips the choice.
+    vw = ctx.variant.vector_width
 
     def task(t: Fn, row: ir.Value) -> None:
         b = t.b
@@ -78,24 +81,24 @@ def emit_softmax(ctx: Context, f: Fn, node: Node) -> None:
         at = lambda p, j: t.gep(p, b.add(base, b.mul(j, t.i64(inner))))  # noqa: E731
         mx, total = t.pro.alloca(F32), t.pro.alloca(F32)
         b.store(t.const_f(float("-inf"), F32), mx)
-        with t.loop(n) as j:
+        with t.loop(n, vector_width=vw) as j:
             # maxnum, not compare+select: LLVM vectorises maxnum reductions.
             v = b.load(at(xp, j), typ=F32)
             b.store(t.intrinsic("llvm.maxnum.f32", F32, [b.load(mx, typ=F32), v]), mx)
         m = b.load(mx, typ=F32)
         b.store(t.const_f(0.0, F32), total)
-        with t.loop(n) as j:
+        with t.loop(n, vector_width=vw) as j:
             e = mathfn.exp(t, b.fsub(b.load(at(xp, j), typ=F32), m))
             b.store(e, at(yp, j))
             b.store(_fadd(t, b.load(total, typ=F32), e), total)
         s = b.load(total, typ=F32)
         if log:
             shift = b.fadd(m, mathfn.log(t, s))
-            with t.loop(n) as j:
+            with t.loop(n, vector_width=vw) as j:
                 b.store(b.fsub(b.load(at(xp, j), typ=F32), shift), at(yp, j))
         else:
             inv = b.fdiv(t.const_f(1.0, F32), s)
-            with t.loop(n) as j:
+            with t.loop(n, vector_width=vw) as j:
                 b.store(b.fmul(b.load(at(yp, j), typ=F32), inv), at(yp, j))
 
     ctx.parallel(f, "softmax", outer * inner, 8 * x.type.numel, task)

@@ -1,0 +1,84 @@
+"""Models of old opsets (the ONNX model zoo is mostly opset 7-12) are converted at import by onnx's
+version converter and must compute what onnxruntime computes running them at their own opset."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from kiln.compiler.errors import CompileError
+from kiln.compiler.frontend.onnx import load_onnx
+from kiln.compiler.inspect import inspect_model
+from onnx_models import check
+
+RNG = np.random.default_rng(7)
+
+
+def tensor(name: str, *shape: int, lo: float = -0.5, hi: float = 0.5) -> onnx.TensorProto:
+    return numpy_helper.from_array(RNG.uniform(lo, hi, shape).astype(np.float32), name)
+
+
+def cnn(opset: int) -> onnx.ModelProto:
+    """Conv, BatchNormalization, Clip, MaxPool, Slice, Flatten, Gemm and Softmax as exporters wrote
+    them at `opset` (attributes that later opsets turned into inputs stay attributes)."""
+    inits = [tensor("w", 4, 3, 3, 3), tensor("b", 4), tensor("s", 4, lo=0.5, hi=1.5), tensor("bb", 4),
+             tensor("m", 4), tensor("v", 4, lo=0.5, hi=1.0), tensor("fw", 10, 32), tensor("fb", 10)]
+    if opset < 11:
+        clip = helper.make_node("Clip", ["bn"], ["r"], min=0.0, max=6.0)
+    else:
+        clip = helper.make_node("Clip", ["bn", "lo", "hi"], ["r"])
+        inits += [numpy_helper.from_array(np.float32(0), "lo"), numpy_helper.from_array(np.float32(6), "hi")]
+    if opset < 10:
+        slice_ = helper.make_node("Slice", ["p"], ["sl"], starts=[1], ends=[3], axes=[1])
+    else:
+        slice_ = helper.make_node("Slice", ["p", "st", "en", "ax"], ["sl"])
+        inits += [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in (("st", [1]), ("en", [3]), ("ax", [1]))]
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c", "s", "bb", "m", "v"], ["bn"], epsilon=1e-5),
+        clip,
+        helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+        slice_,
+        helper.make_node("Flatten", ["sl"], ["f"]),
+        helper.make_node("Gemm", ["f", "fw", "fb"], ["g"], transB=1),
+        helper.make_node("Softmax", ["g"], ["y"], axis=1),
+    ]
+    graph = helper.make_graph(nodes, "cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=7 if opset > 11 else 4)
+    onnx.checker.check_model(model)
+    return model
+
+
+def softmax_4d(opset: int) -> onnx.ModelProto:
+    """Before opset 13 Softmax normalised over the flattened axes from `axis` on; since 13 over one axis."""
+    node = helper.make_node("Softmax", ["x"], ["y"], axis=1)
+    graph = helper.make_graph([node], "softmax", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 4, 5])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=7)
+
+
+@pytest.mark.parametrize("opset", [7, 8, 9, 10, 11, 12, 13, 17, 21, 22, 23])
+def test_cnn_at_every_accepted_opset(tmp_path, opset):
+    check(cnn(opset), {"x": RNG.standard_normal((1, 3, 8, 8)).astype(np.float32)}, tmp_path)
+
+
+@pytest.mark.parametrize("opset", [11, 12])
+def test_old_softmax_semantics_survive_the_conversion(tmp_path, opset):
+    check(softmax_4d(opset), {"x": RNG.standard_normal((2, 3, 4, 5)).astype(np.float32)}, tmp_path)
+
+
+def test_inspect_says_the_model_was_converted(tmp_path):
+    path = tmp_path / "old.onnx"
+    onnx.save(cnn(9), path)
+    assert load_onnx(path).converted_from == 9
+    assert "converted from opset 9 to 13 by onnx.version_converter" in inspect_model(path)
+
+
+@pytest.mark.parametrize("opset", [6, 24])
+def test_opsets_outside_the_range_are_one_line(tmp_path, opset):
+    path = tmp_path / "m.onnx"
+    onnx.save(softmax_4d(opset), path)
+    with pytest.raises(CompileError, match=rf"^m.onnx uses opset {opset}; supported: 7-23$"):
+        load_onnx(path)
