@@ -235,10 +235,13 @@ def assert_close(got: np.ndarray, ref: np.ndarray) -> None:
     if got.dtype.kind in "ib":
         np.testing.assert_array_equal(got, ref)
         return
-    tol = 1e-4 * np.maximum(1.0, np.abs(ref))
-    bad = ~(np.abs(got - ref) <= tol) & ~(np.isnan(got) & np.isnan(ref))
-    assert not bad.any(), (f"{bad.sum()} of {bad.size} differ; worst at {np.argmax(np.abs(got - ref))}: "
-                           f"max abs err {np.nanmax(np.abs(got - ref))}")
+    with np.errstate(invalid="ignore", over="ignore"):
+        tol = 1e-4 * np.maximum(1.0, np.abs(ref))
+        err = np.abs(got - ref)
+        # NaN matches NaN and an infinity matches the same infinity
+        bad = ~(err <= tol) & ~(np.isnan(got) & np.isnan(ref)) & ~(got == ref)
+        assert not bad.any(), (f"{bad.sum()} of {bad.size} differ; first at {np.argmax(bad)}: "
+                               f"got {got.ravel()[np.argmax(bad)]}, want {ref.ravel()[np.argmax(bad)]}")
 
 
 def check(model: onnx.ModelProto, feeds: dict[str, np.ndarray], workdir, variant: str | None = None,

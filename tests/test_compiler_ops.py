@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from onnx import helper, numpy_helper
 
-from onnx_models import check, pointwise_depthwise, single_op
+from kiln.compiler.errors import CompileError
+from onnx_models import check, kiln_run, pointwise_depthwise, single_op
 
 RNG = np.random.default_rng(1234)
 
@@ -383,3 +384,34 @@ def test_variants(tmp_path, variant):
         sub = tmp_path / str(i)
         sub.mkdir()
         check(model, feeds, sub, variant)
+
+
+# -- ops the frontend maps onto others (so every backend has them) ---------------------------------
+@pytest.mark.parametrize("op", ["Sum", "Mean"])
+@pytest.mark.parametrize("shapes", [[(3, 4)], [(3, 4), (4,)], [(2, 1, 5), (3, 1), (2, 3, 5)]])
+def test_variadic_sum_and_mean(tmp_path, op, shapes):
+    inputs = [(f"x{i}", rand(*s), False) for i, s in enumerate(shapes)]
+    run(tmp_path, op, inputs)
+
+
+def test_sum_propagates_nan_and_inf(tmp_path):
+    a, b = rand(2, 8), rand(2, 8)
+    a[0, :3] = [np.nan, np.inf, -np.inf]
+    b[1, :2] = [np.nan, 1e38]
+    run(tmp_path, "Sum", [("a", a, False), ("b", b, False)])
+
+
+@pytest.mark.parametrize("opset", [7, 10, 12, 13])
+def test_dropout_is_the_identity_with_its_mask_unread(tmp_path, opset):
+    inputs = [("x", rand(2, 5), False)] + ([("ratio", np.array(0.3, np.float32), True)] if opset >= 12 else [])
+    run(tmp_path, "Dropout", inputs, n_out=1, opset=opset)
+    model = single_op("Dropout", inputs, 2, opset)
+    model.graph.output.pop()  # exporters often leave the mask as an output nobody reads
+    check(model, {"x": inputs[0][1]}, tmp_path)
+
+
+def test_dropout_in_training_mode_is_refused(tmp_path):
+    model = single_op("Dropout", [("x", rand(2, 5), False), ("ratio", np.array(0.5, np.float32), True),
+                                  ("training_mode", np.array(True), True)], 1, 13)
+    with pytest.raises(CompileError, match="Dropout node the_node: training_mode must be a constant false"):
+        kiln_run(model, {"x": rand(2, 5)}, tmp_path)

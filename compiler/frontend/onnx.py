@@ -30,8 +30,9 @@ SAME = {
 
 
 class Importer:
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, used: set[str]) -> None:
         self.source = source
+        self.used = used  # names some node or the graph's outputs read
         self.values: dict[str, Value] = {}
         self.nodes: list[Node] = []
 
@@ -110,6 +111,33 @@ def _chain(op: str) -> Callable:
     return mapper
 
 
+def _variadic(op: str, mean: bool = False) -> Callable:
+    """Sum/Mean of any number of broadcasting inputs as a chain of binary IR ops."""
+    def mapper(im: Importer, name: str, ins: list, outs: list[str], attrs: dict) -> None:
+        total = outs[0] if not mean else f"{outs[0]}.sum"
+        if len(ins) == 1:
+            acc = im.emit("Identity", name, ins, [total])[0]
+        else:
+            _chain(op)(im, name, ins, [total], attrs)
+            acc = im.values[total]
+        if mean:
+            scale = Value(f"{outs[0]}.scale", const=np.float32(1.0 / len(ins)))
+            im.emit("Mul", name, [acc, scale], outs)
+    return mapper
+
+
+def _dropout(im: Importer, name: str, ins: list, outs: list[str], attrs: dict) -> None:
+    """Inference: the identity. Its mask output is accepted only while nothing reads it."""
+    training = ins[2] if len(ins) > 2 else None
+    if training is not None and (training.const is None or bool(np.asarray(training.const).ravel()[0])):
+        raise CompileError(f"Dropout node {name}: training_mode must be a constant false for inference "
+                           f"({im.source})")
+    if len(outs) > 1 and outs[1] in im.used:
+        raise CompileError(f"Dropout node {name}: its mask output {outs[1]} is read, but kiln compiles "
+                           f"for inference only ({im.source})")
+    im.emit("Identity", name, ins[:1], outs[:1])
+
+
 def _clip(im: Importer, name: str, ins: list, outs: list[str], attrs: dict) -> None:
     lo = ins[1] if len(ins) > 1 else None
     hi = ins[2] if len(ins) > 2 else None
@@ -132,7 +160,8 @@ def _global_pool(im: Importer, name: str, ins: list, outs: list[str], attrs: dic
 
 MAPPERS: dict[str, Callable] = {op: _same(op) for op in SAME}
 MAPPERS.update(Constant=_constant, Max=_chain("Max"), Min=_chain("Min"), Clip=_clip,
-               GlobalAveragePool=_global_pool)
+               GlobalAveragePool=_global_pool, Dropout=_dropout, Sum=_variadic("Add"),
+               Mean=_variadic("Add", mean=True))
 
 
 def _input_type(vi: onnx.ValueInfoProto, batch: int, source: str) -> TensorType:
@@ -174,7 +203,8 @@ def load_onnx(path: Path, weights: Path | None = None, batch: int = 1) -> Graph:
     if batch < 1:
         raise CompileError(f"batch must be positive, got {batch}")
     data = safetensors_weights(model, weights) if weights else inline_weights(model, path.parent)
-    im = Importer(source)
+    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+    im = Importer(source, used)
     for name, array in data.items():
         if array.dtype == np.float64:
             array = array.astype(np.float32)
