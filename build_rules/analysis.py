@@ -90,7 +90,22 @@ class Analyzer:
             other = self.producers.get(output.path)
             if other is not None and other != action:
                 raise UserError(f"output conflict: {output.path} is produced by both {other.owner} and {action.owner}")
+            self._check_prefix(output.path, action)
             self.producers[output.path] = action
+
+    def _check_prefix(self, path: str, action: Action) -> None:
+        """No output may lie inside another output (a path cannot be a file and a directory)."""
+        parts = path.split("/")
+        for depth in range(1, len(parts)):
+            holder = self.producers.get("/".join(parts[:depth]))
+            if holder is not None:
+                raise UserError(f"output conflict: {holder.owner} writes {'/'.join(parts[:depth])}, "
+                                f"which {action.owner} needs as the directory of {path}")
+        prefix = path + "/"
+        clash = next((p for p in self.producers if p.startswith(prefix)), None)
+        if clash is not None:
+            raise UserError(f"output conflict: {action.owner} writes {path}, which "
+                            f"{self.producers[clash].owner} needs as the directory of {clash}")
 
     def analyze(self, label: Label, config: Configuration, needed_by: str = "") -> Providers:
         key = (label, config)

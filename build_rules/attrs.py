@@ -14,6 +14,7 @@ _KINDS = {
     "label_list": (list,),
     "string": (str,),
     "string_list": (list,),
+    "output_list": (list,),  # paths of files the rule writes, relative to its package
     "string_dict": (dict,),
     "int": (int,),
     "bool": (bool,),
@@ -52,22 +53,50 @@ def check_attrs(rule: str, schema: dict[str, Attr], given: dict[str, Any], packa
             values[key] = attr.default
             continue
         values[key] = _convert(rule, key, attr, given[key], package)
+    check_package_path(rule, "name", values["name"])
     return values
+
+
+def check_package_path(rule: str, key: str, path: str) -> None:
+    """A target name or output path must stay inside its package's output directory."""
+    if path.startswith("/"):
+        raise UserError(f"{rule}(): {key} '{path}' must be relative to the package, not absolute")
+    if any(part in ("", ".", "..") for part in path.split("/")):
+        raise UserError(f"{rule}(): {key} '{path}' must be a normalized path inside the package "
+                        "(no '..', '.' or empty segments)")
 
 
 def _convert(rule: str, key: str, attr: Attr, value: Any, package: str) -> Any:
     expected = _KINDS[attr.kind]
     if attr.kind == "int" and isinstance(value, bool) or not isinstance(value, expected):
-        raise UserError(f"{rule}(): attribute '{key}' must be a {attr.kind}, got {type(value).__name__}")
+        kind = "string_list" if attr.kind == "output_list" else attr.kind
+        raise UserError(f"{rule}(): attribute '{key}' must be a {kind}, got {type(value).__name__}")
     if attr.kind == "label":
         return parse_label(value, package)
     if attr.kind == "label_list":
         return tuple(parse_label(_string(rule, key, v), package) for v in value)
     if attr.kind == "string_list":
         return tuple(_string(rule, key, v) for v in value)
+    if attr.kind == "output_list":
+        return _outputs(rule, key, tuple(_string(rule, key, v) for v in value))
     if attr.kind == "string_dict":
         return {_string(rule, key, k): _string(rule, key, v) for k, v in value.items()}
     return value
+
+
+def _outputs(rule: str, key: str, paths: tuple[str, ...]) -> tuple[str, ...]:
+    for path in paths:
+        check_package_path(rule, key, path)
+    seen = set()
+    for path in paths:
+        if path in seen:
+            raise UserError(f"{rule}(): {key} lists '{path}' twice")
+        seen.add(path)
+    for path in paths:
+        for other in paths:
+            if other.startswith(path + "/"):
+                raise UserError(f"{rule}(): {key} has '{path}' as a file and as the directory of '{other}'")
+    return paths
 
 
 def _string(rule: str, key: str, value: Any) -> str:

@@ -85,7 +85,7 @@ RULE = RuleSpec(
     name="genrule",
     attrs={
         "srcs": Attr("label_list", (), doc="Input files."),
-        "outs": Attr("string_list", (), mandatory=True, doc="Output file names, relative to the package."),
+        "outs": Attr("output_list", (), mandatory=True, doc="Output file names, relative to the package."),
         "cmd": Attr("string", mandatory=True, doc="Shell command, run by /bin/sh in the sandbox."),
         "tools": Attr("label_list", (), executable_config=True, doc="Programs the command runs, built for this machine."),
         "executable": Attr("bool", False, doc="The single output is a program `kiln run` can run."),
