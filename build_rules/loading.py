@@ -62,6 +62,7 @@ class Loader:
         self.workspace = workspace
         self._packages: dict[str, dict[str, Target]] = {}
         self._extensions: dict[str, sl.FrozenModule] = {}
+        self._loading: list[str] = []  # the chain of .kiln files being evaluated, for cycles
         self._current: _PackageBuilder | None = None
         self._dialect = sl.Dialect.extended()
 
@@ -137,8 +138,15 @@ class Loader:
         if not path.is_file():
             raise UserError(f"load('{text}'): file {path} does not exist")
         key = f"{label.package}/{label.name}"
+        if str(label) in self._loading:
+            chain = self._loading[self._loading.index(str(label)):] + [str(label)]
+            raise UserError(f"load cycle: {' -> '.join(chain)}")
         if key not in self._extensions:
-            self._extensions[key] = self._run(key.lstrip("/"), path.read_text(), label.package).freeze()
+            self._loading.append(str(label))
+            try:
+                self._extensions[key] = self._run(key.lstrip("/"), path.read_text(), label.package).freeze()
+            finally:
+                self._loading.pop()
         return self._extensions[key]
 
 

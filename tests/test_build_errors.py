@@ -74,3 +74,11 @@ def test_bad_platform(workspace):
 def test_unknown_make_variable(workspace):
     workspace.write("p/BUILD.kiln", 'genrule(name = "a", outs = ["o"], cmd = "echo $(FOO) > $@")\n')
     assert "unknown make variable $(FOO)" in one_line_error(workspace.kiln("build", "//p:a"))
+
+
+def test_a_load_cycle_names_the_cycle(workspace):
+    workspace.write("t/a.kiln", 'load("//t:b.kiln", "y")\nx = 1\n')
+    workspace.write("t/b.kiln", 'load("//t:a.kiln", "x")\ny = 2\n')
+    workspace.write("t/BUILD.kiln", 'load("//t:a.kiln", "x")\n')
+    line = one_line_error(workspace.kiln("build", "//t:all"))
+    assert line.endswith("load cycle: //t:a.kiln -> //t:b.kiln -> //t:a.kiln") and len(line) < 300
