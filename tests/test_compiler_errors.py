@@ -1,6 +1,8 @@
 """User mistakes surface as one-line CompileErrors (and exit code 1 from the CLI)."""
 from __future__ import annotations
 
+import json
+import struct
 import subprocess
 import sys
 
@@ -72,9 +74,9 @@ def test_missing_model_file(tmp_path):
 
 def test_unsupported_opset(tmp_path):
     model = _one_node("Relu")
-    model.opset_import[0].version = 9
+    model.opset_import[0].version = 6
     _save(model, tmp_path / "model.onnx")
-    assert "opset 9" in _compile_error(tmp_path / "model.onnx")
+    assert "opset 6; supported: 7-23" in _compile_error(tmp_path / "model.onnx")
 
 
 def _external_weights(tmp_path, tensors: dict[str, np.ndarray]):
@@ -166,3 +168,58 @@ def test_cli_prints_one_line_and_exits_1(tmp_path):
     assert r.returncode == 1
     assert r.stderr == "error: unsupported operator LeakyRelu at node bad_node (model.onnx)\n"
     assert not (tmp_path / "out").exists()
+
+
+def _raw_safetensors(path, tensors: dict[str, tuple[str, list[int], bytes]]) -> None:
+    """A safetensors file written by hand (safetensors' numpy API has no bfloat16)."""
+    header, body = {}, b""
+    for name, (dtype, shape, data) in tensors.items():
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [len(body), len(body) + len(data)]}
+        body += data
+    text = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(text)) + text + body)
+
+
+def _bf16_bits(a: np.ndarray) -> np.ndarray:
+    """Round-to-nearest-even f32 -> bf16 bit patterns."""
+    bits = a.astype(np.float32).view(np.uint32)
+    return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+
+
+@pytest.mark.parametrize("dtype", ["BF16", "F16"])
+def test_half_precision_weights_are_widened_at_build_time(tmp_path, dtype):
+    weights = _weights()
+    model_path, path = _external_weights(tmp_path, weights)
+    floats = {n: a for n, a in weights.items() if a.dtype == np.float32}
+    halves = {n: _bf16_bits(a) if dtype == "BF16" else a.astype(np.float16) for n, a in floats.items()}
+    stored = {n: (dtype, list(a.shape), a.tobytes()) for n, a in halves.items()}
+    stored.update({n: ("I64", list(a.shape), a.tobytes()) for n, a in weights.items() if n not in floats})
+    _raw_safetensors(path, stored)
+    rounded = {n: (h.astype(np.uint32) << 16).view(np.float32) if dtype == "BF16" else h.astype(np.float32)
+               for n, h in halves.items()}
+    rounded.update({n: a for n, a in weights.items() if n not in floats})
+    reference = M.mnist_cnn()
+    for init in reference.graph.initializer:
+        init.CopyFrom(numpy_helper.from_array(rounded[init.name], init.name))
+    x = np.random.default_rng(3).standard_normal((1, 1, 28, 28)).astype(np.float32)
+    want = M.run_onnxruntime(reference, {"input": x})[0]
+    from kiln.compiler.jit import JitModel
+    got = JitModel(compile_model(model_path, path)).run(x)[0]
+    M.assert_close(got, want)
+
+
+def _header(text: bytes, body: bytes = b"") -> bytes:
+    return struct.pack("<Q", len(text)) + text + body
+
+
+@pytest.mark.parametrize("header,message", [
+    (b"\xff" * 8, "the header claims"),
+    (_header(b"{oops"), "the header is not JSON"),
+    (_header(b"[]"), "the header is not a JSON object"),
+    (_header(b'{"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 99]}}'), "data_offsets [0, 99]"),
+    (_header(b'{"w": {"dtype": "C64", "shape": [1], "data_offsets": [0, 8]}}', bytes(8)), "dtype C64"),
+])
+def test_malformed_safetensors_headers_are_one_line(tmp_path, header, message):
+    model, weights = _external_weights(tmp_path, _weights())
+    weights.write_bytes(header)
+    assert message in _compile_error(model, weights)
