@@ -11,7 +11,7 @@ from onnx import helper, numpy_helper
 from safetensors.numpy import save_file
 
 from kiln.compiler import CompileError
-from kiln.compiler.driver import compile_model
+from kiln.compiler import driver
 
 import onnx_models as M
 
@@ -20,9 +20,9 @@ def _save(model: onnx.ModelProto, path) -> None:
     onnx.save(model, path)
 
 
-def _compile_error(*args, **kwargs) -> str:
+def _compile_error(model, weights=None) -> str:
     with pytest.raises(CompileError) as e:
-        compile_model(*args, **kwargs)
+        driver.compile(model, weights=weights)
     message = str(e.value)
     assert "\n" not in message
     return message
@@ -95,7 +95,7 @@ def _weights() -> dict[str, np.ndarray]:
 
 def test_external_weights_ok(tmp_path):
     model, weights = _external_weights(tmp_path, _weights())
-    compiled = compile_model(model, weights)
+    compiled = driver.compile(model, weights=weights)
     assert compiled.manifest["weights"]["tensors"]
 
 
