@@ -39,7 +39,7 @@ class Platform:
     runtime: bool = False        # ships a vendor runtime trimmed for it (lib/<platform>/)
     toolchain: bool = False      # its compile runs pinned toolchain programs (ptxas, zig's ld.lld)
     tools: tuple[str, ...] = ()  # toolchain programs its compile is handed as `--<tool> PATH`
-    linked: bool = False         # its code is an object linked into the launcher (the fallback)
+    host_code: bool = False      # its code runs on the launcher's host CPU (the compile takes --host)
 
     def files(self, archs: tuple[str, ...]) -> tuple[str, ...]:
         """Every file one compile for `archs` writes."""
@@ -50,8 +50,8 @@ class Platform:
         return getattr(importlib.import_module(f"{__package__}.backend.{module}"), name)
 
     def usage(self) -> str:
-        """How --platform spells it: `cuda[:sm_80,...]`."""
-        return f"{self.name}[:{self.default_archs[0]},...]" if self.default_archs else self.name
+        """How --platform spells it: `cuda[:sm_80]`."""
+        return f"{self.name}[:{self.default_archs[0]}]" if self.default_archs else self.name
 
 
 def newest_sm(sms: tuple[str, ...]) -> str:
@@ -69,7 +69,7 @@ HOSTS: dict[str, Host] = {h.name: h for h in (
 )}
 
 PLATFORMS: dict[str, Platform] = {p.name: p for p in (
-    Platform("cpu", "cpu.backend:CPU", lambda archs: ("model.o",), linked=True),
+    Platform("cpu", "cpu.backend:CPU", lambda archs: ("model.o",), host_code=True),
     Platform("cuda", "gpu.backend:CUDA", _cuda_files, ("sm_80", "sm_90"), toolchain=True, tools=("ptxas",)),
     Platform("rocm", "gpu.backend:ROCM", lambda archs: tuple(f"{a}.co" for a in archs),
              ("gfx90a", "gfx942", "gfx1100"), runtime=True, toolchain=True),
