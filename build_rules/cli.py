@@ -9,9 +9,10 @@ from pathlib import Path
 import click
 
 from kiln.build_rules.errors import UserError
+from kiln.compiler.platforms import HOSTS, PLATFORMS
 
-_PLATFORM_HELP = ("Accelerator platforms (cpu, cuda[:sm_XX], rocm[:gfxNNN], tpu, cpu-xla) and one host "
-                  "(linux-amd64, linux-arm64).")
+_PLATFORM_HELP = (f"Accelerator platforms ({', '.join(p.usage() for p in PLATFORMS.values())}) and one host "
+                  f"({', '.join(HOSTS)}).")
 
 
 class _Group(click.Group):

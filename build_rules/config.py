@@ -6,16 +6,14 @@ import platform as _platform
 from dataclasses import dataclass
 
 from kiln.build_rules.errors import UserError
+from kiln.compiler.platforms import FALLBACK, HOSTS, PLATFORMS
 
-# cpu-xla: the StableHLO path (tpu's) on XLA's CPU PJRT plugin; its name holds a dash, not a colon.
-ACCELERATORS = ("cpu", "cuda", "rocm", "tpu", "cpu-xla")
-HOSTS = ("linux-amd64", "linux-arm64")
-_MACHINE_HOSTS = {"x86_64": "linux-amd64", "amd64": "linux-amd64", "aarch64": "linux-arm64", "arm64": "linux-arm64"}
+_MACHINE_HOSTS = {machine: h.name for h in HOSTS.values() for machine in h.machines}
 
 
 @dataclass(frozen=True, order=True)
 class Platform:
-    name: str  # one of ACCELERATORS
+    name: str  # a key of kiln.compiler.platforms.PLATFORMS
     arch: str = ""  # optional qualifier: sm_90, gfx942
 
     def __str__(self) -> str:
@@ -24,7 +22,7 @@ class Platform:
 
 @dataclass(frozen=True)
 class Configuration:
-    platforms: tuple[Platform, ...]  # sorted, always including cpu
+    platforms: tuple[Platform, ...]  # sorted, always including the fallback (cpu)
     host: str
 
     @property
@@ -54,7 +52,7 @@ def machine_host() -> str:
 def parse_platforms(flag: str | None) -> Configuration:
     """Parse `cpu,rocm:gfx942,linux-arm64`; default: cpu and this machine's host."""
     hosts: list[str] = []
-    platforms = {Platform("cpu")}
+    platforms = {Platform(FALLBACK.name)}
     for word in (w.strip() for w in (flag or "").split(",")):
         if not word:
             continue
@@ -62,10 +60,10 @@ def parse_platforms(flag: str | None) -> Configuration:
             hosts.append(word)
             continue
         name, _, arch = word.partition(":")
-        if name not in ACCELERATORS:
+        if name not in PLATFORMS:
             raise UserError(f"--platform: unknown platform '{word}'; valid: "
-                            f"{', '.join(ACCELERATORS)} (optionally name:arch) and one host of {', '.join(HOSTS)}")
-        if name in ("cpu", "cpu-xla") and arch:
+                            f"{', '.join(PLATFORMS)} (optionally name:arch) and one host of {', '.join(HOSTS)}")
+        if arch and not PLATFORMS[name].default_archs:
             raise UserError(f"--platform: '{name}' takes no arch qualifier (got '{word}')")
         platforms.add(Platform(name, arch))
     if len(hosts) > 1:
@@ -75,4 +73,4 @@ def parse_platforms(flag: str | None) -> Configuration:
 
 def exec_configuration() -> Configuration:
     """The configuration tools run in: this machine, cpu only."""
-    return Configuration((Platform("cpu"),), machine_host())
+    return Configuration((Platform(FALLBACK.name),), machine_host())

@@ -9,15 +9,14 @@ from kiln.build_rules.labels import Label
 from kiln.build_rules.loading import Loader
 from kiln.build_rules.providers import ModelInfo
 from kiln.build_rules.workspace import Workspace
-
-_ARCH = {"linux-amd64": "amd64", "linux-arm64": "arm64"}
+from kiln.compiler.platforms import HOSTS
 
 
 def fetch_for_targets(loader: Loader, labels: list[Label], config: Configuration, everything: bool) -> list[str]:
     from kiln.toolchain.fetch import FetchError, ensure, fetch_all
     try:
         if everything:
-            return [f"kiln: have {tree}" for tree in fetch_all(_ARCH[config.host])]
+            return [f"kiln: have {tree}" for tree in fetch_all(HOSTS[config.host].arch)]
         analyzer = Analyzer(loader)
         for label in labels:
             analyzer.analyze(label, config)

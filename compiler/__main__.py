@@ -1,4 +1,4 @@
-"""Command line: `python -m kiln.compiler compile|inspect ...`."""
+"""Command line: `python -m kiln.compiler compile|inspect ...`; platforms come from platforms.py."""
 from __future__ import annotations
 
 import argparse
@@ -6,17 +6,18 @@ import sys
 from pathlib import Path
 
 from .errors import CompileError
+from .platforms import HOSTS, PLATFORMS
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m kiln.compiler")
     sub = p.add_subparsers(dest="command", required=True)
-    c = sub.add_parser("compile", help="compile an ONNX model (cpu: an object file; tpu, cpu-xla: StableHLO)")
+    c = sub.add_parser("compile", help="compile an ONNX model for one platform (code, weights, manifest.json)")
     c.add_argument("model", type=Path)
-    c.add_argument("--platform", default="cpu",
-                   help="cpu, tpu, cpu-xla, cuda[:sm_80,...] or rocm[:gfx90a,...]")
+    c.add_argument("--platform", default="cpu", help=", ".join(p.usage() for p in PLATFORMS.values())
+                   + "; several archs as cuda:sm_80,sm_90")
     c.add_argument("--ptxas", type=Path, help="ptxas to check CUDA kernels with (default: the pinned one)")
-    c.add_argument("--host", default="linux-amd64", choices=["linux-amd64", "linux-arm64"])
+    c.add_argument("--host", default="linux-amd64", choices=list(HOSTS))
     c.add_argument("--weights", type=Path)
     c.add_argument("--batch", type=int, default=1)
     c.add_argument("--name")
@@ -25,6 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("model", type=Path)
     i.add_argument("--weights", type=Path)
     i.add_argument("--batch", type=int, default=1)
+    i.add_argument("--platform", default="cpu", help="show the graph this platform's backend receives")
     i.add_argument("--passes", action="store_true", help="print the graph after every pass")
     return p
 
@@ -32,21 +34,13 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.command == "compile" and args.platform.split(":")[0] in ("cuda", "rocm"):
-            from .gpu_driver import compile_gpu
-            compile_gpu(args.model, args.weights, args.platform, args.batch, args.name,
-                        args.ptxas).write(args.output)
-        elif args.command == "compile" and args.platform not in ("cpu", "tpu", "cpu-xla"):
-            raise CompileError(f"unknown platform {args.platform}")
-        elif args.command == "compile" and args.platform != "cpu":
-            from .pjrt_driver import compile_pjrt
-            compile_pjrt(args.model, args.weights, args.platform, args.batch, args.name).write(args.output)
-        elif args.command == "compile":
-            from .driver import compile_model
-            compile_model(args.model, args.weights, args.host, args.batch, args.name).write(args.output)
+        if args.command == "compile":
+            from .driver import compile
+            compile(args.model, args.platform, args.weights, args.batch, args.name, args.host,
+                    args.ptxas).write(args.output)
         else:
             from .inspect import inspect_model
-            sys.stdout.write(inspect_model(args.model, args.weights, args.batch, args.passes))
+            sys.stdout.write(inspect_model(args.model, args.weights, args.batch, args.passes, args.platform))
     except CompileError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -1,5 +1,5 @@
-"""`kiln inspect`: the graph after the passes (or after each pass), op by op with shapes and
-FLOPs, in the spirit of `tract dump`."""
+"""`kiln inspect`: the graph a platform's backend receives, after its passes (or after each pass),
+op by op with shapes and FLOPs, in the spirit of `tract dump`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,6 +10,7 @@ from .ir.graph import Graph, Node
 from .ir.ops_nn import window
 from .ir.stats import node_flops
 from .passes.pipeline import run_pipeline
+from .platforms import resolve
 
 
 def _flops(n: int) -> str:
@@ -58,8 +59,9 @@ def format_graph(graph: Graph, title: str) -> str:
 
 
 def inspect_model(path: Path | str, weights: Path | str | None = None, batch: int = 1,
-                  every_pass: bool = False) -> str:
-    """The graph after all passes; with every_pass, after each pass of the pipeline."""
+                  every_pass: bool = False, platform: str = "cpu") -> str:
+    """The graph after all of `platform`'s passes; with every_pass, after each of them."""
+    passes = resolve(platform)[0].load_backend().passes
     path = Path(path)
     graph = load_onnx(path, Path(weights) if weights else None, batch)
     stages: list[str] = []
@@ -69,7 +71,7 @@ def inspect_model(path: Path | str, weights: Path | str | None = None, batch: in
             stages.append(format_graph(g, f"== after {name}: {path.name} (batch {batch})"))
 
     converted = graph.converted_from
-    graph = run_pipeline(graph, trace)
+    graph = run_pipeline(graph, trace, passes)
     note = f"  converted from opset {converted} to {NATIVE_OPSET} by onnx.version_converter\n" if converted else ""
     if every_pass:
         return note + "\n\n".join(stages) + "\n"

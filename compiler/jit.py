@@ -50,14 +50,14 @@ class JitModel:
         llvm.add_symbol("kiln_parallel_for", ctypes.cast(_parallel_for, ctypes.c_void_p).value)
         tm = target_machine(llvm.get_process_triple(), llvm.get_host_cpu_name(),
                             llvm.get_host_cpu_features().flatten(), jit=True)
-        self.module = optimize(compiled.llvm_ir, tm)
+        self.module = optimize(compiled.code.llvm_ir, tm)
         self.engine = llvm.create_mcjit_compiler(self.module, tm)
         self.engine.finalize_object()
         m = compiled.manifest
         names = [v["name"] for v in m["variants"]]
         self.variant = variant or names[0]
         entry = m["variants"][names.index(self.variant)]["entry"]
-        self.kernels = compiled.kernels.get(self.variant, [])
+        self.kernels = compiled.code.kernels.get(self.variant, [])
         self.entry = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 5)(
             self.engine.get_function_address(entry))
         data = compiled.weights_file[m["weights"]["data_offset"]:]
@@ -81,7 +81,7 @@ class JitModel:
         return outs, lambda: self.entry(*args)
 
     def profile(self, *inputs: np.ndarray, repeats: int = 20) -> list[tuple[object, float]]:
-        """(node, median seconds) per node; needs compile_model(..., profile=True)."""
+        """(node, median seconds) per node; needs driver.compile(..., profile=True)."""
         if not self.kernels:
             raise ValueError("compile with profile=True to time nodes")
         _, args = self._bind(inputs)

@@ -8,7 +8,9 @@ import onnx
 
 from kiln.compiler.artifacts import safetensors_bytes
 from kiln.compiler.backend.gpu.emulate import EmulatedDevice
-from kiln.compiler.gpu_driver import lower
+from kiln.compiler.backend.gpu.codegen import build_kernels
+from kiln.compiler.frontend.onnx import load_onnx
+from kiln.compiler.passes.pipeline import run_pipeline
 from onnx_models import assert_close, run_onnxruntime
 
 
@@ -16,7 +18,8 @@ def emulate(model: onnx.ModelProto, feeds: dict[str, np.ndarray], workdir, batch
     """(outputs, kernels) of the model's GPU kernels run as CPU loops."""
     path = Path(workdir) / "model.onnx"
     onnx.save(model, path)
-    graph, kernels, plan = lower(path, None, batch)
+    graph = run_pipeline(load_onnx(path, None, batch))
+    kernels, plan = build_kernels(graph)
     weights, start = safetensors_bytes(plan.weights)
     device = EmulatedDevice(kernels, plan, weights[start:])
     names = [v.name for v in model.graph.input if v.name in feeds]

@@ -218,12 +218,12 @@ def kiln_run(model: onnx.ModelProto, feeds: dict[str, np.ndarray], workdir, vari
     """Compile with kiln and run in-process through the JIT harness."""
     from pathlib import Path
 
-    from kiln.compiler.driver import compile_model
+    from kiln.compiler import driver
     from kiln.compiler.jit import JitModel
 
     path = Path(workdir) / "model.onnx"
     onnx.save(model, path)
-    compiled = compile_model(path, **compile_args)
+    compiled = driver.compile(path, **compile_args)
     jit = JitModel(compiled, variant, threads)
     return jit.run(*[feeds[i["name"]] for i in compiled.manifest["inputs"]])
 

@@ -26,12 +26,12 @@ def plugin_path() -> Path:
 def link_launcher(workdir: Path, sanitize: bool = False) -> Path:
     """A launcher with a one-op CPU model linked in."""
     from kiln.compiler import launcher
-    from kiln.compiler.driver import compile_model
+    from kiln.compiler import driver
     from kiln.toolchain.zig import zig_path
 
     model = single_op("Relu", [("x", np.zeros((1, 2), np.float32), False)])
     onnx.save(model, workdir / "stand_in.onnx")
-    compile_model(workdir / "stand_in.onnx", name="stand_in").write(workdir / "cpu")
+    driver.compile(workdir / "stand_in.onnx", name="stand_in").write(workdir / "cpu")
     exe = workdir / "launcher"
     subprocess.run(launcher.link_argv(zig_path(), "linux-amd64", [str(workdir / "cpu" / "model.o")], str(exe),
                                       sanitize), check=True, capture_output=True)
@@ -46,9 +46,9 @@ def bundle(launcher: Path, model: onnx.ModelProto, workdir: Path, name: str = "m
 
 
 def bundle_file(launcher: Path, graph: Path, weights: Path | None, workdir: Path, name: str) -> Path:
-    from kiln.compiler.pjrt_driver import compile_pjrt
+    from kiln.compiler import driver
 
-    compile_pjrt(graph, weights, platform=PLATFORM, name=name).write(workdir / "share" / PLATFORM)
+    driver.compile(graph, PLATFORM, weights, name=name).write(workdir / "share" / PLATFORM)
     (workdir / "bin").mkdir(parents=True, exist_ok=True)
     exe = workdir / "bin" / name
     if not exe.exists():

@@ -18,7 +18,7 @@ from elftools.elf.relocation import RelocationSection
 from safetensors.numpy import load_file
 
 import onnx_models as M
-from kiln.compiler.driver import compile_model
+from kiln.compiler import driver
 from kiln.compiler.inspect import inspect_model
 from kiln.compiler.jit import JitModel
 
@@ -72,7 +72,7 @@ def test_outputs_are_deterministic(tmp_path, cnn):
 
 
 def test_weights_file_layout(tmp_path, cnn):
-    compile_model(cnn).write(tmp_path)
+    driver.compile(cnn).write(tmp_path)
     data = (tmp_path / "weights.safetensors").read_bytes()
     (n,) = struct.unpack("<Q", data[:8])
     assert (8 + n) % 64 == 0
@@ -91,7 +91,7 @@ def test_weights_file_layout(tmp_path, cnn):
 
 
 def test_manifest_schema(tmp_path, cnn):
-    compile_model(cnn, name="digits").write(tmp_path)
+    driver.compile(cnn, name="digits").write(tmp_path)
     m = json.loads((tmp_path / "manifest.json").read_text())
     assert m["name"] == "digits" and m["platform"] == "cpu" and m["host"] == "linux-amd64"
     assert m["inputs"] == [{"name": "input", "dtype": "f32", "shape": [1, 1, 28, 28]}]
@@ -128,7 +128,7 @@ class ModelDesc(ctypes.Structure):
 
 def test_descriptor_matches_manifest(cnn):
     """Read `kiln_model` out of the JIT'd module with the C layout of kiln_model.h."""
-    compiled = compile_model(cnn)
+    compiled = driver.compile(cnn)
     jit = JitModel(compiled)
     desc = ModelDesc.from_address(jit.engine.get_global_value_address("kiln_model"))
     m = compiled.manifest
@@ -158,6 +158,6 @@ def test_inspect(cnn):
 
 
 def test_jit_rejects_wrong_input_shape(cnn):
-    jit = JitModel(compile_model(cnn))
+    jit = JitModel(driver.compile(cnn))
     with pytest.raises(ValueError):
         jit.run(np.zeros((1, 28, 28), np.float32))

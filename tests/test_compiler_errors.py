@@ -13,7 +13,7 @@ from onnx import helper, numpy_helper
 from safetensors.numpy import save_file
 
 from kiln.compiler import CompileError
-from kiln.compiler.driver import compile_model
+from kiln.compiler import driver
 
 import onnx_models as M
 
@@ -22,9 +22,9 @@ def _save(model: onnx.ModelProto, path) -> None:
     onnx.save(model, path)
 
 
-def _compile_error(*args, **kwargs) -> str:
+def _compile_error(model, weights=None) -> str:
     with pytest.raises(CompileError) as e:
-        compile_model(*args, **kwargs)
+        driver.compile(model, weights=weights)
     message = str(e.value)
     assert "\n" not in message
     return message
@@ -97,7 +97,7 @@ def _weights() -> dict[str, np.ndarray]:
 
 def test_external_weights_ok(tmp_path):
     model, weights = _external_weights(tmp_path, _weights())
-    compiled = compile_model(model, weights)
+    compiled = driver.compile(model, weights=weights)
     assert compiled.manifest["weights"]["tensors"]
 
 
@@ -204,7 +204,7 @@ def test_half_precision_weights_are_widened_at_build_time(tmp_path, dtype):
     x = np.random.default_rng(3).standard_normal((1, 1, 28, 28)).astype(np.float32)
     want = M.run_onnxruntime(reference, {"input": x})[0]
     from kiln.compiler.jit import JitModel
-    got = JitModel(compile_model(model_path, path)).run(x)[0]
+    got = JitModel(driver.compile(model_path, weights=path)).run(x)[0]
     M.assert_close(got, want)
 
 

@@ -15,7 +15,7 @@ import pytest
 import onnx_models as M
 from onnx_models import assert_close, run_onnxruntime
 from kiln.compiler import launcher
-from kiln.compiler.driver import compile_model
+from kiln.compiler import driver
 
 pytestmark = pytest.mark.e2e
 
@@ -30,7 +30,7 @@ HOSTS = {
 def _build(model: onnx.ModelProto, workdir: Path, host: str) -> Path:
     onnx.save(model, workdir / "model.onnx")
     out = workdir / host
-    compile_model(workdir / "model.onnx", host=host).write(out)
+    driver.compile(workdir / "model.onnx", host=host).write(out)
     argv = launcher.link_argv("zig", host, [str(out / "model.o")], str(out / "model"))
     r = subprocess.run([sys.executable, "-m", "ziglang", *argv[1:]], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

@@ -68,14 +68,14 @@ def test_latency_vs_onnxruntime(tmp_path, name, capsys):
 
     import onnx
 
-    from kiln.compiler.driver import compile_model
+    from kiln.compiler import driver
     from kiln.compiler.jit import JitModel
 
     model = getattr(M, name)()
     feeds = _feeds(model)
     path = Path(tmp_path) / "m.onnx"
     onnx.save(model, path)
-    jit = JitModel(compile_model(path))
+    jit = JitModel(driver.compile(path))
     sess = session(model, threads=1)
     x = list(feeds.values())
     outs, call = jit.bind(*x)

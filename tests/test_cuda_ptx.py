@@ -10,7 +10,8 @@ import pytest
 import onnx_models as M
 from kiln.compiler.backend.gpu import nvptx
 from kiln.compiler.errors import CompileError
-from kiln.compiler.gpu_driver import compile_gpu, parse_platform
+from kiln.compiler import driver
+from kiln.compiler.platforms import PLATFORMS, resolve
 from kiln.toolchain.ptxas import PtxasError, assemble
 
 MODELS = ["mlp", "mnist_cnn", "resnet", "mobilenet_v2", "transformer"]
@@ -20,7 +21,7 @@ MODELS = ["mlp", "mnist_cnn", "resnet", "mobilenet_v2", "transformer"]
 def test_ptxas_accepts_every_kernel_without_spills(tmp_path, name):
     path = tmp_path / f"{name}.onnx"
     onnx.save(getattr(M, name)(), path)
-    compiled = compile_gpu(path, platform="cuda:sm_80,sm_90")
+    compiled = driver.compile(path, "cuda:sm_80,sm_90")
     compiled.write(tmp_path / "out")
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
@@ -41,12 +42,12 @@ def test_lowest_ptx_isa_per_sm():
     assert ".version 7.8" in nvptx.emit_ptx(text, "sm_89")
 
 
-def test_platform_selection():
-    assert parse_platform("cuda") == ("cuda", ["sm_80", "sm_90"])
-    assert parse_platform("cuda:sm_89") == ("cuda", ["sm_89"])
-    assert parse_platform("rocm:gfx942") == ("rocm", ["gfx942"])
+def test_platform_selection(tmp_path):
+    assert resolve("cuda") == (PLATFORMS["cuda"], ("sm_80", "sm_90"))
+    assert resolve("cuda:sm_89,sm_80,sm_89") == (PLATFORMS["cuda"], ("sm_89", "sm_80"))
+    assert resolve("rocm:gfx942") == (PLATFORMS["rocm"], ("gfx942",))
     with pytest.raises(CompileError, match="unknown cuda target sm_10"):
-        parse_platform("cuda:sm_10")
+        driver.compile(tmp_path / "model.onnx", "cuda:sm_10")
 
 
 def test_ptxas_error_carries_its_message():

@@ -14,8 +14,7 @@ import pytest
 
 import onnx_models as M
 from kiln.compiler import launcher
-from kiln.compiler.driver import compile_model
-from kiln.compiler.gpu_driver import compile_gpu
+from kiln.compiler import driver
 from kiln.toolchain.zig import zig_path
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gpu"
@@ -34,15 +33,15 @@ def bundle(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("gpu-bundle")
     model = work / "mlp.onnx"
     onnx.save(M.mlp(), model)
-    compile_model(model, name="mlp").write(work / "cpu")
+    driver.compile(model, name="mlp").write(work / "cpu")
     root = work / "mlp"
     (root / "bin").mkdir(parents=True)
     subprocess.run(launcher.link_argv(zig_path(), "linux-amd64", [os.fspath(work / "cpu" / "model.o")],
                                       os.fspath(root / "bin" / "mlp")), check=True)
     (root / "weights").mkdir()
     shutil.copy(work / "cpu" / "weights.safetensors", root / "weights" / "mlp.safetensors")
-    compile_gpu(model, platform="cuda", name="mlp").write(root / "share" / "cuda")
-    compile_gpu(model, platform="rocm", name="mlp").write(root / "share" / "rocm")
+    driver.compile(model, "cuda", name="mlp").write(root / "share" / "cuda")
+    driver.compile(model, "rocm", name="mlp").write(root / "share" / "rocm")
     x = np.random.default_rng(0).standard_normal((1, 1, 28, 28)).astype(np.float32)
     np.save(work / "x.npy", x)
     np.save(work / "ref.npy", M.run_onnxruntime(M.mlp(), {"input": x})[0])

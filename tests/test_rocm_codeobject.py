@@ -12,7 +12,7 @@ from elftools.elf.elffile import ELFFile
 import onnx_models as M
 from kiln.compiler.backend.gpu import codeobject
 from kiln.compiler.errors import CompileError
-from kiln.compiler.gpu_driver import compile_gpu
+from kiln.compiler import driver
 
 ARCHS = {"gfx90a": 0x3F, "gfx942": 0x4C, "gfx1100": 0x41}
 
@@ -21,7 +21,7 @@ ARCHS = {"gfx90a": 0x3F, "gfx942": 0x4C, "gfx1100": 0x41}
 def test_code_objects(tmp_path, name):
     path = tmp_path / f"{name}.onnx"
     onnx.save(getattr(M, name)(), path)
-    compiled = compile_gpu(path, platform="rocm")
+    compiled = driver.compile(path, "rocm")
     compiled.write(tmp_path / "out")
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["targets"] == list(ARCHS)
@@ -38,8 +38,8 @@ def test_code_objects(tmp_path, name):
 def test_check_rejects_wrong_arch_and_missing_kernel(tmp_path):
     path = tmp_path / "m.onnx"
     onnx.save(M.mlp(), path)
-    compiled = compile_gpu(path, platform="rocm:gfx90a")
-    data = compiled.files["gfx90a.co"]
+    compiled = driver.compile(path, "rocm:gfx90a")
+    data = compiled.code.files()["gfx90a.co"]
     with pytest.raises(CompileError, match="EF_AMDGPU_MACH"):
         codeobject.check(data, "gfx942", [])
     with pytest.raises(CompileError, match="no kernel descriptor for nope"):

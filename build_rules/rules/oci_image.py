@@ -25,8 +25,8 @@ from kiln.build_rules.rules import RuleSpec
 from kiln.build_rules.rules.archive import bundle_entries
 from kiln.build_rules.rules.sbom import sbom_action
 from kiln.build_rules.rules.toolchains import external_tree, pinned, python_tool
+from kiln.compiler.platforms import HOSTS
 
-_ARCH = {"linux-amd64": "amd64", "linux-arm64": "arm64"}
 _BASE_PACKAGES = ("libc6", "libgcc-s1")
 OCI_TOOL = ("kiln.build_rules.oci", "kiln.build_rules.packaging")
 
@@ -57,7 +57,7 @@ def _platform_env(ctx: RuleContext) -> dict[str, str]:
 
 
 def _image(ctx: RuleContext, model: ModelInfo, host: str, name: str) -> Artifact:
-    arch = _ARCH[host]
+    arch = HOSTS[host].arch
     base = _base_layer(ctx, arch)
     layout = ctx.declare_directory(name)
     pins = [f"{a.name}:{arch}=={a.version}:{a.sha256}" for a in (pinned(p, arch) for p in _base_packages(ctx))]
@@ -78,9 +78,9 @@ def _image(ctx: RuleContext, model: ModelInfo, host: str, name: str) -> Artifact
 
 def _implementation(ctx: RuleContext) -> Providers:
     hosts = list(ctx.attr["hosts"]) or [ctx.config.host]
-    unknown = [h for h in hosts if h not in _ARCH]
+    unknown = [h for h in hosts if h not in HOSTS]
     if unknown:
-        raise ctx.fail(f"hosts: unknown host '{unknown[0]}'; valid: {', '.join(_ARCH)}")
+        raise ctx.fail(f"hosts: unknown host '{unknown[0]}'; valid: {', '.join(HOSTS)}")
     if ctx.attr["compression"] not in ("gzip", "zstd", "none"):
         raise ctx.fail(f"compression must be gzip, zstd or none, got '{ctx.attr['compression']}'")
     models = [ctx.dep_for_host("model", host).get(ModelInfo) for host in hosts]
@@ -89,7 +89,7 @@ def _implementation(ctx: RuleContext) -> Providers:
     if len(hosts) == 1:
         layout = _image(ctx, models[0], hosts[0], ctx.label.name)
     else:
-        images = [_image(ctx, m, h, f"{ctx.label.name}.{_ARCH[h]}") for m, h in zip(models, hosts)]
+        images = [_image(ctx, m, h, f"{ctx.label.name}.{HOSTS[h].arch}") for m, h in zip(models, hosts)]
         layout = ctx.declare_directory(ctx.label.name)
         ctx.action("OciIndex", [python_tool(*OCI_TOOL), "-m", "kiln.build_rules.oci.index", "--out", layout, *images],
                    images, [layout], progress=f"Building OCI index {ctx.label}")

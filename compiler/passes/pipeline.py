@@ -1,7 +1,7 @@
 """The ordered pass list from imported graph to backend-ready graph."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 from ..ir.graph import Graph
 from .algebra import algebra
@@ -27,8 +27,9 @@ PIPELINE: list[tuple[str, Pass]] = [
 ]
 
 
-def run_pipeline(graph: Graph, trace: Callable[[str, Graph], None] | None = None) -> Graph:
-    for name, fn in PIPELINE:
+def run_pipeline(graph: Graph, trace: Callable[[str, Graph], None] | None = None,
+                 passes: Sequence[tuple[str, Pass]] = PIPELINE) -> Graph:
+    for name, fn in passes:
         graph = fn(graph)
         if trace is not None:
             trace(name, graph)

@@ -11,7 +11,6 @@ from . import kir
 from .device import DeviceLowering, new_module
 
 TRIPLE = "amdgcn-amd-amdhsa"
-DEFAULT_ARCHS = ("gfx90a", "gfx942", "gfx1100")
 CODE_OBJECT_VERSION = 400
 
 

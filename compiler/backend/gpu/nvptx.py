@@ -16,7 +16,6 @@ PTX_ISA = {"sm_75": (63, "10.0"), "sm_80": (70, "11.0"), "sm_86": (71, "11.1"), 
 # Minimum Linux driver that JITs each PTX ISA (CUDA release notes, table 3).
 DRIVER_FOR_CUDA = {"10.0": "410.48", "11.0": "450.36.06", "11.1": "455.23", "11.4": "470.42.01",
                    "11.8": "520.61.05", "12.8": "570.26"}
-DEFAULT_SMS = ("sm_80", "sm_90")
 
 
 class NvptxLowering(DeviceLowering):

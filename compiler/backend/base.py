@@ -1,0 +1,42 @@
+"""The interface every backend implements: the compile driver hands it the graph after the passes it
+names and a Target, and gets back Code (files, the weights the code reads, its manifest section)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, Sequence
+
+from ..ir.graph import Graph
+from ..passes.pipeline import Pass
+from .cpu.memplan import WeightTable
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one build is for."""
+    name: str                       # the model's name (descriptor, MLIR module)
+    platform: str                   # registry name: "cuda"
+    archs: tuple[str, ...]          # "sm_80", "gfx942"; () for platforms without archs
+    host: str                       # the launcher's host: "linux-amd64"
+    input_names: tuple[str, ...]    # the model's input and output names as the ONNX file spells them
+    output_names: tuple[str, ...]
+    tools: dict[str, Path | None]   # toolchain programs by name; None = the pinned one
+    profile: bool = False           # cpu: one function per node for JitModel.profile (not for shipping)
+
+
+class Code(Protocol):
+    weights: WeightTable            # the weights the code reads, at their offsets
+    section: dict                   # the backend's manifest keys (compiler/manifest.py)
+
+    def files(self) -> dict[str, bytes]:
+        """The code files by name (a backend may finish its code here: the CPU object is emitted only
+        when written, and its digest joins the section)."""
+
+
+class Backend(Protocol):
+    name: str
+    ops: frozenset[str]             # the IR ops it lowers
+    archs: tuple[str, ...]          # the arch qualifiers it knows; () = it takes none
+    passes: Sequence[tuple[str, Pass]]   # the pass list its graph goes through, in order
+
+    def build(self, graph: Graph, target: Target) -> Code: ...

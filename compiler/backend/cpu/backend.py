@@ -1,0 +1,71 @@
+"""The CPU Backend: every variant of the host in one LLVM module, emitted as model.o (linked into the
+launcher) when written; the JIT harness runs the unoptimised module text instead."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from ...artifacts import weight_records
+from ...ir.graph import Graph, Node
+from ...ir.stats import graph_flops
+from ...passes.pipeline import PIPELINE
+from ..base import Target
+from . import aarch64, x86_64
+from .codegen import EMITTERS, add_descriptor, build_module
+from .descriptor import TensorInfo, WeightInfo
+from .memplan import WeightTable
+from .objfile import data_layout, emit_object
+from .target import Host
+
+HOSTS: dict[str, Host] = {h.name: h for h in (x86_64.HOST, aarch64.HOST)}
+OBJECT_FILE = "model.o"
+
+
+@dataclass
+class CpuCode:
+    host: Host
+    llvm_ir: str            # unoptimised module text (the JIT harness optimises it for the machine)
+    weights: WeightTable
+    section: dict
+    kernels: dict[str, list[tuple[Node, str]]]   # variant -> exported kernels (profile builds)
+
+    def files(self) -> dict[str, bytes]:
+        obj = emit_object(self.llvm_ir, self.host)
+        self.section["object"] = {"file": OBJECT_FILE, "sha256": hashlib.sha256(obj).hexdigest()}
+        return {OBJECT_FILE: obj}
+
+
+class CpuBackend:
+    name = "cpu"
+    ops = frozenset({"Reshape", *EMITTERS})
+    archs: tuple[str, ...] = ()
+    passes = PIPELINE
+
+    def build(self, graph: Graph, target: Target) -> CpuCode:
+        host = HOSTS[target.host]
+        table = WeightTable()
+        mod = build_module(graph, host, table, export_kernels=target.profile)
+        mod.ir.data_layout = data_layout(host)
+        inputs = _tensors(graph.inputs, target.input_names)
+        outputs = _tensors(graph.outputs, target.output_names)
+        add_descriptor(mod, host, target.name, inputs, outputs, _weight_infos(table), table.size)
+        section = {
+            "host": host.name, "triple": host.triple, "abi_version": 1,
+            "scratch_bytes": mod.plan.scratch_bytes,
+            "variants": [{"name": v.name, "entry": e, "required_features": v.required_features}
+                         for v, e in zip(host.variants, mod.entries)],
+            "flops": graph_flops(graph),
+        }
+        return CpuCode(host, str(mod.ir), table, section, mod.kernels)
+
+
+def _tensors(values, names: tuple[str, ...]) -> list[TensorInfo]:
+    return [TensorInfo(n, v.type.dtype, v.type.shape) for v, n in zip(values, names)]
+
+
+def _weight_infos(table: WeightTable) -> list[WeightInfo]:
+    return [WeightInfo(r["name"], r["dtype"], tuple(r["shape"]), r["offset"], r["nbytes"],
+                       bytes.fromhex(r["sha256"])) for r in weight_records(table)]
+
+
+CPU = CpuBackend()

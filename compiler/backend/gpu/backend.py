@@ -1,0 +1,104 @@
+"""The GPU Backends: kernel descriptions lowered to PTX plus a cubin per SM (cuda, checked by ptxas) or
+to a code object per gfx arch (rocm, linked by zig's ld.lld), and the buffer plan the launcher follows."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Callable
+
+from ...errors import CompileError
+from ...ir.graph import Graph
+from ...passes.pipeline import PIPELINE
+from ...platforms import newest_sm
+from ..base import Target
+from ..cpu.memplan import WeightTable
+from . import amdgpu, codeobject, nvptx
+from .codegen import BUILDERS, build_kernels
+from .kir import Kernel
+
+
+@dataclass
+class GpuCode:
+    weights: WeightTable
+    section: dict
+    code_files: dict[str, bytes]
+
+    def files(self) -> dict[str, bytes]:
+        return self.code_files
+
+
+KernelCompiler = Callable[[list[Kernel], Target, dict[str, bytes]], dict]
+
+
+@dataclass(frozen=True)
+class GpuBackend:
+    name: str
+    archs: tuple[str, ...]
+    # per arch: its file's manifest entry and per-kernel facts; the code files go into the dict given
+    compile_kernels: KernelCompiler
+    loader_facts: Callable[[tuple[str, ...]], dict] = lambda archs: {}
+    ops: frozenset[str] = frozenset({"Reshape", *BUILDERS})
+    passes: tuple = tuple(PIPELINE)
+
+    def build(self, graph: Graph, target: Target) -> GpuCode:
+        kernels, plan = build_kernels(graph)
+        files: dict[str, bytes] = {}
+        per_target = self.compile_kernels(kernels, target, files)
+        section = {
+            "targets": list(target.archs),
+            "buffers": plan.manifest(),
+            "kernels": [{"name": k.name, "kind": k.kind, "grid": k.grid, "block": k.block,
+                         "shared_bytes": k.shared_bytes, "nodes": list(k.nodes),
+                         "targets": {t: per_target[t]["kernels"].get(k.name, {}) for t in target.archs}}
+                        for k in kernels],
+            "code": {t: {kk: v for kk, v in per_target[t].items() if kk != "kernels"} for t in target.archs},
+            **self.loader_facts(target.archs),
+        }
+        return GpuCode(plan.weights, section, files)
+
+
+def _cuda(kernels: list[Kernel], target: Target, files: dict[str, bytes]) -> dict:
+    from kiln.toolchain.ptxas import PtxasError, assemble
+
+    text = nvptx.module_ir(kernels)
+    newest = newest_sm(target.archs)
+    out = {}
+    for sm in target.archs:
+        ptx = nvptx.emit_ptx(text, sm)
+        try:
+            cubin, stats = assemble(ptx, sm, target.tools.get("ptxas"))
+        except PtxasError as e:
+            raise CompileError(str(e)) from None
+        spills = [k for k, s in stats.items() if s["spill_store_bytes"] or s["spill_load_bytes"]]
+        if spills:
+            raise CompileError(f"{sm}: kernels spill registers: {', '.join(spills)}")
+        files[f"{sm}.cubin"] = cubin
+        if sm == newest:
+            files[f"{sm}.ptx"] = ptx.encode()
+        isa = nvptx.PTX_ISA[sm][0]
+        out[sm] = {"file": f"{sm}.cubin", "sha256": hashlib.sha256(cubin).hexdigest(),
+                   "ptx_isa": f"{isa // 10}.{isa % 10}", "kernels": stats}
+    return out
+
+
+def _cuda_loader_facts(sms: tuple[str, ...]) -> dict:
+    """The PTX the driver JITs for newer GPUs, and the drivers that load each kind of code."""
+    newest = newest_sm(sms)
+    return {"ptx": {"file": f"{newest}.ptx", "sm": newest},
+            "min_driver": {"cubin": "580.65.06", "ptx": nvptx.min_driver(newest)}}
+
+
+def _rocm(kernels: list[Kernel], target: Target, files: dict[str, bytes]) -> dict:
+    text = amdgpu.module_ir(kernels)
+    out = {}
+    for arch in target.archs:
+        co = codeobject.link(amdgpu.emit_object(text, arch))
+        codeobject.check(co, arch, [k.name for k in kernels])
+        files[f"{arch}.co"] = co
+        out[arch] = {"file": f"{arch}.co", "bytes": len(co), "sha256": hashlib.sha256(co).hexdigest(),
+                     "kernels": {}}
+    return out
+
+
+CUDA = GpuBackend("nvptx", tuple(nvptx.PTX_ISA), _cuda, _cuda_loader_facts)
+ROCM = GpuBackend("amdgpu", tuple(codeobject.EF_AMDGPU_MACH), _rocm)
