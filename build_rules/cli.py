@@ -165,12 +165,19 @@ def info(key: str | None) -> None:
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--weights", type=click.Path(dir_okay=False), help="safetensors file with the initializers.")
 @click.option("--batch", type=int, default=1, show_default=True)
-def inspect(model: str, weights: str | None, batch: int) -> None:
+@click.option("--platform", default="cpu", show_default=True, help="The platform whose backend to show or check.")
+@click.option("--check", is_flag=True, help="List everything kiln cannot compile in the model (exit 1 if any).")
+def inspect(model: str, weights: str | None, batch: int, platform: str, check: bool) -> None:
     """Print a model's graph after the compiler's passes: ops, shapes and FLOPs."""
+    from kiln.compiler.check import check_model, report
     from kiln.compiler.errors import CompileError
     from kiln.compiler.inspect import inspect_model
     try:
-        click.echo(inspect_model(model, weights=weights, batch=batch))
+        if check:
+            problems = check_model(model, weights=weights, batch=batch, platform=platform)
+            click.echo(report(model, problems, platform), nl=False)
+            sys.exit(1 if problems else 0)
+        click.echo(inspect_model(model, weights=weights, batch=batch, platform=platform))
     except CompileError as error:
         raise UserError(str(error)) from None
 

@@ -265,6 +265,8 @@ class Executor:
         prefix = execroot_path(execroot) + "/"
         for token in re.findall(r"[\w./+\-]+", stderr):
             relative = token.removeprefix(prefix).removeprefix("./")
+            if ".." in relative.split("/"):  # not a workspace path as the action saw it
+                continue
             if relative and not relative.startswith("/") and relative not in declared and (self.workspace.root / relative).is_file():
                 return (f"it reads '{relative}', which is not a declared input: "
                         f"add it to the srcs (or deps) of {action.owner}")

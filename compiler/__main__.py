@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--batch", type=int, default=1)
     i.add_argument("--platform", default="cpu", help="show the graph this platform's backend receives")
     i.add_argument("--passes", action="store_true", help="print the graph after every pass")
+    i.add_argument("--check", action="store_true", help="list everything kiln cannot compile (exit 1 if any)")
     return p
 
 
@@ -38,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
             from .driver import compile
             compile(args.model, args.platform, args.weights, args.batch, args.name, args.host,
                     args.ptxas).write(args.output)
+        elif args.check:
+            from .check import check_model, report
+            problems = check_model(args.model, args.weights, args.batch, args.platform)
+            sys.stdout.write(report(args.model, problems, args.platform))
+            return 1 if problems else 0
         else:
             from .inspect import inspect_model
             sys.stdout.write(inspect_model(args.model, args.weights, args.batch, args.passes, args.platform))

@@ -67,6 +67,12 @@ def _check_archs(backend: Backend, platform: str, archs: tuple[str, ...]) -> Non
 
 
 def _check_ops(backend: Backend, graph: Graph) -> None:
-    for node in graph.nodes:
-        if node.op not in backend.ops:
-            raise CompileError(f"unsupported operator {node.op} at node {node.name} ({graph.source})")
+    problems = unsupported_ops(backend, graph)
+    if problems:
+        raise CompileError(problems[0])
+
+
+def unsupported_ops(backend: Backend, graph: Graph) -> list[str]:
+    """A line for every node of the graph (after the backend's passes) the backend cannot lower."""
+    return [f"unsupported operator {node.op} at node {node.name} ({graph.source})"
+            for node in graph.nodes if node.op not in backend.ops]

@@ -40,21 +40,22 @@ def _one_node(op: str, name: str = "bad_node") -> onnx.ModelProto:
 def test_unsupported_operator_named(tmp_path):
     _save(_one_node("LeakyRelu"), tmp_path / "model.onnx")
     assert _compile_error(tmp_path / "model.onnx") == \
-        "unsupported operator LeakyRelu at node bad_node (model.onnx)"
+        "unsupported operator LeakyRelu (opset 17) at node bad_node (model.onnx); nearest supported: Relu"
 
 
 def test_unsupported_operator_unnamed_uses_index(tmp_path):
     model = M.single_op("Relu", [("x", np.zeros((2, 3), np.float32), False)])
     model.graph.node.append(helper.make_node("TopK", ["y0", "k"], ["v", "i"]))
     _save(model, tmp_path / "net.onnx")
-    assert _compile_error(tmp_path / "net.onnx") == "unsupported operator TopK at node 1 (net.onnx)"
+    assert _compile_error(tmp_path / "net.onnx") == "unsupported operator TopK (opset 17) at node 1 (net.onnx)"
 
 
 def test_unsupported_domain(tmp_path):
     model = _one_node("Relu", "ms")
     model.graph.node[0].domain = "com.microsoft"
     _save(model, tmp_path / "model.onnx")
-    assert _compile_error(tmp_path / "model.onnx") == "unsupported operator Relu at node ms (model.onnx)"
+    assert _compile_error(tmp_path / "model.onnx") == \
+        "unsupported operator com.microsoft.Relu at node ms (model.onnx); kiln maps the ai.onnx domain only"
 
 
 def test_malformed_onnx(tmp_path):
@@ -166,7 +167,8 @@ def test_cli_prints_one_line_and_exits_1(tmp_path):
                         "--host", "linux-amd64", str(tmp_path / "model.onnx"), "-o", str(tmp_path / "out")],
                        capture_output=True, text=True)
     assert r.returncode == 1
-    assert r.stderr == "error: unsupported operator LeakyRelu at node bad_node (model.onnx)\n"
+    assert r.stderr == ("error: unsupported operator LeakyRelu (opset 17) at node bad_node (model.onnx); "
+                        "nearest supported: Relu\n")
     assert not (tmp_path / "out").exists()
 
 
@@ -223,3 +225,57 @@ def test_malformed_safetensors_headers_are_one_line(tmp_path, header, message):
     model, weights = _external_weights(tmp_path, _weights())
     weights.write_bytes(header)
     assert message in _compile_error(model, weights)
+
+
+def _zoo_like(opset: int = 9) -> onnx.ModelProto:
+    """A model with several ops kiln does not map, as old zoo models have."""
+    nodes = [helper.make_node("LRN", ["x"], ["a"], name="norm1", size=3),
+             helper.make_node("Relu", ["a"], ["b"], name="relu1"),
+             helper.make_node("ReduceMax", ["b"], ["c"], name="pool", axes=[1]),
+             helper.make_node("LRN", ["c"], ["y"], name="norm2", size=3)]
+    graph = helper.make_graph(nodes, "zoo", [helper.make_tensor_value_info("x", 1, [1, 4, 5, 5])],
+                              [helper.make_tensor_value_info("y", 1, [1, 1, 5, 5])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=4)
+
+
+def test_inspect_check_lists_every_problem_at_once(tmp_path):
+    _save(_zoo_like(), tmp_path / "zoo.onnx")
+    r = subprocess.run([sys.executable, "-m", "kiln.compiler", "inspect", "--check", str(tmp_path / "zoo.onnx")],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and r.stderr == ""
+    assert r.stdout.splitlines() == [
+        "zoo.onnx: 3 problems for cpu",
+        "  unsupported operator LRN (opset 9) at node norm1 (zoo.onnx)",
+        "  unsupported operator ReduceMax (opset 9) at node pool (zoo.onnx); nearest supported: ReduceMean, ReduceSum",
+        "  unsupported operator LRN (opset 9) at node norm2 (zoo.onnx)",
+    ]
+
+
+def test_inspect_check_of_a_model_kiln_compiles(tmp_path):
+    _save(M.mnist_cnn(), tmp_path / "cnn.onnx")
+    for platform in ("cpu", "cuda", "tpu"):
+        r = subprocess.run([sys.executable, "-m", "kiln.compiler", "inspect", "--check", "--platform", platform,
+                            str(tmp_path / "cnn.onnx")], capture_output=True, text=True)
+        assert (r.returncode, r.stdout) == (0, f"cnn.onnx: kiln compiles every node for {platform}\n"), r.stderr
+
+
+def test_kiln_inspect_check_from_the_cli(tmp_path):
+    _save(_zoo_like(), tmp_path / "zoo.onnx")
+    r = subprocess.run([sys.executable, "-m", "kiln.build_rules", "inspect", "--check", str(tmp_path / "zoo.onnx")],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 1 and r.stdout.startswith("zoo.onnx: 3 problems for cpu\n"), r.stderr
+
+
+def test_external_data_outside_the_model_directory(tmp_path):
+    from onnx.external_data_helper import set_external_data
+    weight = numpy_helper.from_array(np.ones((2, 3), np.float32), "w")
+    set_external_data(weight, location="../secret.bin", offset=0, length=24)
+    weight.ClearField("raw_data")
+    weight.data_location = onnx.TensorProto.EXTERNAL
+    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", 1, [2, 3])],
+                              [helper.make_tensor_value_info("y", 1, [2, 3])], [weight])
+    (tmp_path / "m").mkdir()
+    _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m" / "model.onnx")
+    (tmp_path / "secret.bin").write_bytes(bytes(24))
+    assert "'../secret.bin' points outside the directory" in _compile_error(tmp_path / "m" / "model.onnx")

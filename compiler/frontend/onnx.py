@@ -1,6 +1,7 @@
 """ONNX importer: maps each ONNX node onto IR ops. Shapes and semantics live in the IR."""
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Callable
 
@@ -30,8 +31,8 @@ SAME = {
 
 
 class Importer:
-    def __init__(self, source: str, used: set[str]) -> None:
-        self.source = source
+    def __init__(self, source: str, used: set[str], opset: int) -> None:
+        self.source, self.opset = source, opset
         self.used = used  # names some node or the graph's outputs read
         self.values: dict[str, Value] = {}
         self.nodes: list[Node] = []
@@ -55,11 +56,26 @@ class Importer:
 
     def node(self, proto: onnx.NodeProto, index: int) -> None:
         name = proto.name or str(index)
-        if proto.domain not in ("", "ai.onnx") or proto.op_type not in MAPPERS:
-            raise CompileError(f"unsupported operator {proto.op_type} at node {name} ({self.source})")
+        if not mappable(proto):
+            raise CompileError(unsupported_message(proto, index, self.opset, self.source))
         attrs = {a.name: _attr(a) for a in proto.attribute}
         inputs = [self.get(i, name) for i in proto.input]
         MAPPERS[proto.op_type](self, name, inputs, list(proto.output), attrs)
+
+
+def mappable(proto: onnx.NodeProto) -> bool:
+    return proto.domain in ("", "ai.onnx") and proto.op_type in MAPPERS
+
+
+def unsupported_message(proto: onnx.NodeProto, index: int, opset: int, source: str) -> str:
+    """One line: the op, its domain and opset, the node, and the nearest ops kiln does map."""
+    name = proto.name or str(index)
+    if proto.domain not in ("", "ai.onnx"):
+        return (f"unsupported operator {proto.domain}.{proto.op_type} at node {name} ({source}); "
+                "kiln maps the ai.onnx domain only")
+    near = difflib.get_close_matches(proto.op_type, sorted(MAPPERS), n=2, cutoff=0.6)
+    hint = f"; nearest supported: {', '.join(near)}" if near else ""
+    return f"unsupported operator {proto.op_type} (opset {opset}) at node {name} ({source}){hint}"
 
 
 def _attr(a: onnx.AttributeProto):
@@ -184,27 +200,12 @@ def _input_type(vi: onnx.ValueInfoProto, batch: int, source: str) -> TensorType:
 def load_onnx(path: Path, weights: Path | None = None, batch: int = 1) -> Graph:
     """Parse `path` (and optionally its safetensors weights) into an untyped-node IR graph."""
     source = path.name
-    if not path.is_file():
-        raise CompileError(f"cannot read {path}: no such file")
-    if weights is not None and not weights.is_file():
-        raise CompileError(f"cannot read {weights}: no such file")
-    try:
-        model = onnx.load(str(path), load_external_data=weights is None)
-    except (DecodeError, OSError, ValueError, RuntimeError) as e:
-        raise CompileError(f"malformed ONNX file {source}: {str(e).splitlines()[0] if str(e) else e!r}") \
-            from None
-    if not model.graph.node and not model.graph.output:
-        raise CompileError(f"malformed ONNX file {source}: empty graph")
-    opset = model_opset(model)
-    if opset not in OPSETS:
-        raise CompileError(f"{source} uses opset {opset}; supported: {OPSETS.start}-{OPSETS.stop - 1}")
-    if opset < NATIVE_OPSET:
-        model = _convert(model, opset, source)
+    model, opset = read_model(path, weights)
     if batch < 1:
         raise CompileError(f"batch must be positive, got {batch}")
     data = safetensors_weights(model, weights) if weights else inline_weights(model, path.parent)
     used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
-    im = Importer(source, used)
+    im = Importer(source, used, opset)
     for name, array in data.items():
         if array.dtype == np.float64:
             array = array.astype(np.float32)
@@ -221,6 +222,32 @@ def load_onnx(path: Path, weights: Path | None = None, batch: int = 1) -> Graph:
     graph = Graph(source, inputs, outputs, im.nodes)
     graph.converted_from = opset if opset < NATIVE_OPSET else None
     return graph
+
+
+def unsupported_nodes(path: Path) -> list[str]:
+    """A line for every node kiln cannot map, in graph order (not only the first)."""
+    model, opset = read_model(path, None, load_external_data=False)
+    return [unsupported_message(n, i, opset, path.name) for i, n in enumerate(model.graph.node) if not mappable(n)]
+
+
+def read_model(path: Path, weights: Path | None, load_external_data: bool = True) -> tuple[onnx.ModelProto, int]:
+    """The parsed model at an opset kiln maps (converted when older), and the opset it was written in."""
+    source = path.name
+    if not path.is_file():
+        raise CompileError(f"cannot read {path}: no such file")
+    if weights is not None and not weights.is_file():
+        raise CompileError(f"cannot read {weights}: no such file")
+    try:
+        model = onnx.load(str(path), load_external_data=weights is None and load_external_data)
+    except (DecodeError, OSError, ValueError, RuntimeError, onnx.checker.ValidationError) as e:
+        raise CompileError(f"malformed ONNX file {source}: {str(e).splitlines()[0] if str(e) else e!r}") \
+            from None
+    if not model.graph.node and not model.graph.output:
+        raise CompileError(f"malformed ONNX file {source}: empty graph")
+    opset = model_opset(model)
+    if opset not in OPSETS:
+        raise CompileError(f"{source} uses opset {opset}; supported: {OPSETS.start}-{OPSETS.stop - 1}")
+    return (_convert(model, opset, source) if opset < NATIVE_OPSET else model), opset
 
 
 def model_opset(model: onnx.ModelProto) -> int:

@@ -31,7 +31,7 @@ def inline_weights(model: onnx.ModelProto, model_dir: Path) -> dict[str, np.ndar
     for init in model.graph.initializer:
         try:
             out[init.name] = numpy_helper.to_array(init, base_dir=str(model_dir))
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, onnx.checker.ValidationError) as e:
             raise CompileError(f"cannot read initializer {init.name}: {e}") from None
     return out
 
