@@ -16,6 +16,7 @@ _KINDS = {
     "string_list": (list,),
     "output_list": (list,),  # paths of files the rule writes, relative to its package
     "string_dict": (dict,),
+    "shape_dict": (dict,),  # name -> list of positive ints: model(input_shapes = {"x": [1, 3, 224, 224]})
     "int": (int,),
     "bool": (bool,),
 }
@@ -81,6 +82,8 @@ def _convert(rule: str, key: str, attr: Attr, value: Any, package: str) -> Any:
         return _outputs(rule, key, tuple(_string(rule, key, v) for v in value))
     if attr.kind == "string_dict":
         return {_string(rule, key, k): _string(rule, key, v) for k, v in value.items()}
+    if attr.kind == "shape_dict":
+        return {_string(rule, key, k): _shape(rule, key, k, v) for k, v in sorted(value.items())}
     return value
 
 
@@ -97,6 +100,13 @@ def _outputs(rule: str, key: str, paths: tuple[str, ...]) -> tuple[str, ...]:
             if other.startswith(path + "/"):
                 raise UserError(f"{rule}(): {key} has '{path}' as a file and as the directory of '{other}'")
     return paths
+
+
+def _shape(rule: str, key: str, name: str, value: Any) -> tuple[int, ...]:
+    if not isinstance(value, list) or not value or \
+            not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in value):
+        raise UserError(f"{rule}(): {key}[\"{name}\"] must be a list of positive ints, got {value!r}")
+    return tuple(value)
 
 
 def _string(rule: str, key: str, value: Any) -> str:

@@ -9,6 +9,17 @@ from .errors import CompileError
 from .platforms import HOSTS, PLATFORMS
 
 
+def _shape(text: str) -> tuple[str, tuple[int, ...]]:
+    name, sep, dims = text.partition("=")
+    try:
+        shape = tuple(int(d) for d in dims.split(","))
+    except ValueError:
+        shape = ()
+    if not sep or not name or not shape:
+        raise argparse.ArgumentTypeError(f"'{text}': expected NAME=D0,D1,... (e.g. images=1,3,640,640)")
+    return name, shape
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m kiln.compiler")
     sub = p.add_subparsers(dest="command", required=True)
@@ -20,12 +31,16 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--host", default="linux-amd64", choices=list(HOSTS))
     c.add_argument("--weights", type=Path)
     c.add_argument("--batch", type=int, default=1)
+    c.add_argument("--input-shape", type=_shape, action="append", default=[], metavar="NAME=D0,D1,...",
+                   help="fix an input's symbolic dims (repeat per input)")
     c.add_argument("--name")
     c.add_argument("-o", "--output", type=Path, required=True, help="output directory")
     i = sub.add_parser("inspect", help="print the graph after the compiler passes")
     i.add_argument("model", type=Path)
     i.add_argument("--weights", type=Path)
     i.add_argument("--batch", type=int, default=1)
+    i.add_argument("--input-shape", type=_shape, action="append", default=[], metavar="NAME=D0,D1,...",
+                   help="fix an input's symbolic dims (repeat per input)")
     i.add_argument("--platform", default="cpu", help="show the graph this platform's backend receives")
     i.add_argument("--passes", action="store_true", help="print the graph after every pass")
     i.add_argument("--check", action="store_true", help="list everything kiln cannot compile (exit 1 if any)")
@@ -38,15 +53,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "compile":
             from .driver import compile
             compile(args.model, args.platform, args.weights, args.batch, args.name, args.host,
-                    args.ptxas).write(args.output)
+                    args.ptxas, input_shapes=dict(args.input_shape)).write(args.output)
         elif args.check:
             from .check import check_model, report
-            problems = check_model(args.model, args.weights, args.batch, args.platform)
+            problems = check_model(args.model, args.weights, args.batch, args.platform, dict(args.input_shape))
             sys.stdout.write(report(args.model, problems, args.platform))
             return 1 if problems else 0
         else:
             from .inspect import inspect_model
-            sys.stdout.write(inspect_model(args.model, args.weights, args.batch, args.passes, args.platform))
+            sys.stdout.write(inspect_model(args.model, args.weights, args.batch, args.passes, args.platform,
+                                           dict(args.input_shape)))
     except CompileError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .frontend.onnx import NATIVE_OPSET, load_onnx
+from .frontend.onnx import NATIVE_OPSET, Shapes, load_onnx
 from .ir.fused import program_text
 from .ir.graph import Graph, Node
 from .ir.ops_nn import window
@@ -59,11 +59,11 @@ def format_graph(graph: Graph, title: str) -> str:
 
 
 def inspect_model(path: Path | str, weights: Path | str | None = None, batch: int = 1,
-                  every_pass: bool = False, platform: str = "cpu") -> str:
+                  every_pass: bool = False, platform: str = "cpu", input_shapes: Shapes | None = None) -> str:
     """The graph after all of `platform`'s passes; with every_pass, after each of them."""
     passes = resolve(platform)[0].load_backend().passes
     path = Path(path)
-    graph = load_onnx(path, Path(weights) if weights else None, batch)
+    graph = load_onnx(path, Path(weights) if weights else None, batch, input_shapes)
     stages: list[str] = []
 
     def trace(name: str, g: Graph) -> None:

@@ -5,6 +5,7 @@
         graph = "mnist.onnx",
         weights = "mnist.safetensors",   # optional: initializers may live inside the ONNX file
         batch = 1,
+        input_shapes = {},               # e.g. {"images": [1, 3, 640, 640]} for symbolic dims
     )
 
 Outputs, under kiln-out/<config>/<package>/: `<name>` (the launcher for the configured host, with
@@ -61,6 +62,7 @@ def _compile(ctx: RuleContext, platform: Platform, graph: Artifact, weights: Art
         argv += [f"--{tool}", _TOOLS[tool](build_arch)]
     if weights is not None:
         argv += ["--weights", weights]
+    argv += [f"--input-shape={name}={','.join(map(str, shape))}" for name, shape in ctx.attr["input_shapes"].items()]
     what = f": {', '.join(archs)}" if archs else f", {ctx.config.host}" if platform.host_code else ""
     ctx.action("ModelCompile", argv, [graph] + ([weights] if weights else []), files,
                progress=f"Compiling {ctx.label} ({platform.name}{what})")
@@ -138,6 +140,7 @@ RULE = RuleSpec(
         "graph": Attr("label", mandatory=True, doc="The ONNX model."),
         "weights": Attr("label", doc="safetensors file with the initializers, matched by name."),
         "batch": Attr("int", 1, doc="Fixes the model's symbolic leading dimension."),
+        "input_shapes": Attr("shape_dict", {}, doc='Fixes inputs\' symbolic dims: {"images": [1, 3, 640, 640]}.'),
     },
     implementation=_implementation,
     doc=__doc__,

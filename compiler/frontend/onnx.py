@@ -180,25 +180,61 @@ MAPPERS.update(Constant=_constant, Max=_chain("Max"), Min=_chain("Min"), Clip=_c
                Mean=_variadic("Add", mean=True))
 
 
-def _input_type(vi: onnx.ValueInfoProto, batch: int, source: str) -> TensorType:
+Shapes = dict[str, tuple[int, ...]]
+
+
+def _input_type(vi: onnx.ValueInfoProto, batch: int, given: Shapes, named: dict[str, int],
+                source: str) -> TensorType:
+    """The input's static type: its fixed dims, the dims `given` for it or named alike on another
+    given input, else `batch` for a symbolic leading dim."""
     t = vi.type.tensor_type
     dtype = onnx_dtype(t.elem_type, f"input {vi.name}")
     if dtype not in NP_TO_DTYPE:
         raise CompileError(f"input {vi.name} has unsupported dtype {dtype}")
+    if vi.name in given:
+        return TensorType(NP_TO_DTYPE[dtype], given[vi.name])
     shape = []
     for i, d in enumerate(t.shape.dim):
         if d.HasField("dim_value") and d.dim_value > 0:
             shape.append(d.dim_value)
+        elif d.dim_param in named:
+            shape.append(named[d.dim_param])
         elif i == 0:
             shape.append(batch)
         else:
-            raise CompileError(f"input {vi.name} has symbolic dimension {d.dim_param or i} "
-                               f"({source}); only the leading batch dimension may be symbolic")
+            raise CompileError(f"input {vi.name} has symbolic dimension {d.dim_param or i} ({source}); "
+                               f"fix it with model(input_shapes = {{\"{vi.name}\": [...]}}) "
+                               f"or --input-shape {vi.name}=D0,D1,...")
     return TensorType(NP_TO_DTYPE[dtype], tuple(shape))
 
 
-def load_onnx(path: Path, weights: Path | None = None, batch: int = 1) -> Graph:
-    """Parse `path` (and optionally its safetensors weights) into an untyped-node IR graph."""
+def _named_dims(inputs: list[onnx.ValueInfoProto], given: Shapes, source: str) -> dict[str, int]:
+    """Symbolic dim names -> sizes, read off the shapes given for the inputs that use them."""
+    by_name = {vi.name: vi for vi in inputs}
+    unknown = sorted(set(given) - set(by_name))
+    if unknown:
+        raise CompileError(f"input_shapes names {unknown[0]}, which is not an input of {source} "
+                           f"(inputs: {', '.join(by_name)})")
+    named: dict[str, int] = {}
+    for name, shape in given.items():
+        dims = by_name[name].type.tensor_type.shape.dim
+        if len(dims) != len(shape) or any(s < 1 for s in shape):
+            raise CompileError(f"input_shapes gives {name} the shape {list(shape)}; {source} declares rank "
+                               f"{len(dims)} and every dim must be positive")
+        for d, size in zip(dims, shape):
+            if d.HasField("dim_value") and d.dim_value > 0 and d.dim_value != size:
+                raise CompileError(f"input_shapes gives {name} the shape {list(shape)}; {source} fixes "
+                                   f"{[x.dim_value or x.dim_param for x in dims]}")
+            if d.dim_param and named.setdefault(d.dim_param, size) != size:
+                raise CompileError(f"input_shapes gives the symbolic dim {d.dim_param} two sizes: "
+                                   f"{named[d.dim_param]} and {size}")
+    return named
+
+
+def load_onnx(path: Path, weights: Path | None = None, batch: int = 1, input_shapes: Shapes | None = None
+              ) -> Graph:
+    """Parse `path` (and optionally its safetensors weights) into an untyped-node IR graph;
+    `input_shapes` fixes inputs' symbolic dims (by input name)."""
     source = path.name
     model, opset = read_model(path, weights)
     if batch < 1:
@@ -211,11 +247,13 @@ def load_onnx(path: Path, weights: Path | None = None, batch: int = 1) -> Graph:
             array = array.astype(np.float32)
         im.values[name] = Value(name, const=array)
     inputs = []
-    for vi in model.graph.input:
-        if vi.name not in im.values:
-            v = Value(vi.name, _input_type(vi, batch, source))
-            im.values[vi.name] = v
-            inputs.append(v)
+    graph_inputs = [vi for vi in model.graph.input if vi.name not in im.values]
+    given = {k: tuple(v) for k, v in (input_shapes or {}).items()}
+    named = _named_dims(graph_inputs, given, source)
+    for vi in graph_inputs:
+        v = Value(vi.name, _input_type(vi, batch, given, named, source))
+        im.values[vi.name] = v
+        inputs.append(v)
     for i, n in enumerate(model.graph.node):
         im.node(n, i)
     outputs = [im.get(o.name, "graph output") for o in model.graph.output]
