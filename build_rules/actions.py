@@ -10,6 +10,7 @@ from kiln.build_rules.labels import Label
 
 # Bumped whenever the meaning of a cached result changes.
 CACHE_FORMAT_VERSION = 1
+DEFAULT_ACTION_TIMEOUT = 3600  # seconds; generous: a zoo-sized model's compile takes well under a minute
 
 
 @dataclass(frozen=True, order=True)
@@ -56,6 +57,7 @@ class Action:
     tools: tuple[Tool, ...] = ()
     progress: str = field(default="", compare=False)  # kept out of the key
     zig_target: str = ""  # the action runs zig for this target: it gets zig's warmed cache (zig_staging)
+    timeout: float = field(default=0, compare=False)  # seconds; 0 = the build's --action_timeout
 
     def key(self, input_digests: dict[str, str]) -> str:
         """sha256 over a canonical encoding of everything that determines the outputs."""

@@ -35,6 +35,7 @@ COMMON_ATTRS = {
     "name": Attr("string", mandatory=True),
     "visibility": Attr("string_list", ()),
     "tags": Attr("string_list", ()),
+    "timeout": Attr("int", 0, doc="Seconds each of the target's actions may run (0: --action_timeout)."),
 }
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from kiln.build_rules.analysis import Analyzer
-from kiln.build_rules.actions import Artifact
+from kiln.build_rules.actions import DEFAULT_ACTION_TIMEOUT, Artifact
 from kiln.build_rules.config import Configuration
 from kiln.build_rules.execution import Executor
 from kiln.build_rules.labels import Label
@@ -38,7 +38,7 @@ class BuildResult:
 
 def build(workspace: Workspace, labels: list[Label], loader: Loader, config: Configuration,
           jobs: int, keep_going: bool = False, quiet: bool = False,
-          remote: RemoteOptions = RemoteOptions()) -> BuildResult:
+          remote: RemoteOptions = RemoteOptions(), action_timeout: float = DEFAULT_ACTION_TIMEOUT) -> BuildResult:
     started = time.monotonic()
     analyzer = Analyzer(loader)
     targets = {label: analyzer.analyze(label, config) for label in labels}
@@ -49,7 +49,7 @@ def build(workspace: Workspace, labels: list[Label], loader: Loader, config: Con
         session = connect(remote) if remote.enabled else None
         progress = Progress(len(actions), quiet, remote.enabled)
         try:
-            executor = Executor(workspace, store, session)
+            executor = Executor(workspace, store, session, action_timeout)
             stats = run_actions(actions, analyzer.producers, executor, jobs, keep_going, progress)
         finally:
             progress.close()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
 import click
 
+from kiln.build_rules.actions import DEFAULT_ACTION_TIMEOUT
 from kiln.build_rules.errors import UserError
 from kiln.compiler.platforms import HOSTS, PLATFORMS
 
@@ -15,10 +17,23 @@ _PLATFORM_HELP = (f"Accelerator platforms ({', '.join(p.usage() for p in PLATFOR
                   f"({', '.join(HOSTS)}).")
 
 
+class _Terminated(Exception):
+    """kiln got SIGTERM."""
+
+
+def _stop(signum: int, frame) -> None:
+    """SIGINT/SIGTERM: kill the running actions (their execroots go as their threads unwind), then leave."""
+    from kiln.build_rules.sandbox import stop_all
+    stop_all()
+    raise KeyboardInterrupt if signum == signal.SIGINT else _Terminated
+
+
 class _Group(click.Group):
-    """Turns a user mistake into one line on stderr and exit code 1."""
+    """Turns a user mistake into one line on stderr and exit code 1; a signal into 130 or 143."""
 
     def invoke(self, ctx: click.Context):
+        signal.signal(signal.SIGINT, _stop)
+        signal.signal(signal.SIGTERM, _stop)
         try:
             return super().invoke(ctx)
         except UserError as error:
@@ -27,6 +42,9 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("kiln: interrupted", err=True)
             sys.exit(130)
+        except _Terminated:
+            click.echo("kiln: terminated", err=True)
+            sys.exit(143)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -76,15 +94,18 @@ def _current_package(workspace) -> str:
 @click.option("--jobs", "-j", type=int, default=os.cpu_count(), show_default=True, help="Actions run at once.")
 @click.option("--keep_going", "--keep-going", "-k", is_flag=True, help="Build as much as possible after a failure.")
 @click.option("--execution_log", type=click.Path(dir_okay=False), help="Write a JSON list of the actions and how each ended.")
+@click.option("--action_timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_ACTION_TIMEOUT, show_default=True,
+              help="Seconds an action may run unless its target sets timeout.")
 @_remote_flags
 def build(patterns: tuple[str, ...], platform: str | None, jobs: int, keep_going: bool,
-          execution_log: str | None, **remote: object) -> None:
+          execution_log: str | None, action_timeout: float, **remote: object) -> None:
     """Build targets: //pkg:name, //pkg, //pkg:all, //..."""
     from kiln.build_rules.build import build as run_build
     workspace, loader, config = _session(platform)
     labels = loader.expand(list(patterns), _current_package(workspace))
     options = _remote_options(workspace, "build", remote)
-    result = run_build(workspace, labels, loader, config, jobs, keep_going, remote=options)
+    result = run_build(workspace, labels, loader, config, jobs, keep_going, remote=options,
+                       action_timeout=action_timeout)
     if execution_log:
         import json
         Path(execution_log).write_text(json.dumps(result.stats.log, indent=1))

@@ -12,12 +12,12 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from kiln.build_rules.actions import Action, Artifact, Tool
+from kiln.build_rules.actions import DEFAULT_ACTION_TIMEOUT, Action, Artifact, Tool
 from kiln.build_rules.errors import ActionFailed
 from kiln.build_rules.fsutil import atomic_copy, clone_file
+from kiln.build_rules import execroots, zig_staging
 from kiln.build_rules.remote import InputFile, Remote, RemoteRun
-from kiln.build_rules import zig_staging
-from kiln.build_rules.sandbox import execroot_path, run_sandboxed
+from kiln.build_rules.sandbox import Result, execroot_path, run_sandboxed
 from kiln.build_rules.store import OutputFile, Store
 from kiln.build_rules.workspace import Workspace
 from kiln.toolchain.zig import ToolchainError, zig_cache_dir
@@ -43,8 +43,11 @@ class Failure:
 
 
 class Executor:
-    def __init__(self, workspace: Workspace, store: Store, remote: Remote | None = None):
+    def __init__(self, workspace: Workspace, store: Store, remote: Remote | None = None,
+                 action_timeout: float = DEFAULT_ACTION_TIMEOUT):
         self.workspace, self.store, self.remote = workspace, store, remote
+        self.action_timeout = action_timeout
+        execroots.remove_stale(self._sandbox_root)
         self.results: dict[str, OutputFile] = {}
         self._lock = threading.Lock()
         # With remote execution --jobs may exceed the cores; actions that fall back to local still get one each.
@@ -178,24 +181,32 @@ class Executor:
         clone_file(self.store.blob_path(output.digest), target)
         os.chmod(target, 0o755 if output.executable else 0o644)
 
+    @property
+    def _sandbox_root(self) -> Path:
+        return self.store.root / "sandbox"
+
     def _run(self, action: Action) -> dict[str, OutputFile]:
-        sandbox_root = self.store.root / "sandbox"
-        sandbox_root.mkdir(parents=True, exist_ok=True)
-        execroot = Path(tempfile.mkdtemp(dir=sandbox_root, prefix=f"{action.mnemonic}."))
-        try:
+        with execroots.execroot(self._sandbox_root, action.mnemonic) as execroot:
             stamps = self._stage_inputs(action, execroot)
             argv = [self._render(a, execroot) for a in action.argv]
             env = self._env(action)
             mounts = [m for tool in action.all_tools() for m in tool.mounts]
             self._stage_zig_cache(action, execroot)
-            result = run_sandboxed(argv, execroot, env, mounts)
-            if result.returncode != 0:
-                reason = self._undeclared_read(action, execroot, result.stderr) or f"exit code {result.returncode}"
-                raise ActionFailed(Failure(action, argv, result.returncode, result.stderr, reason))
+            timeout = action.timeout or self.action_timeout
+            result = run_sandboxed(argv, execroot, env, mounts, timeout)
+            if result.returncode != 0 or result.interrupted:
+                raise ActionFailed(Failure(action, argv, result.returncode, result.stderr,
+                                           self._why_failed(action, execroot, result, timeout)))
             self._check_inputs_untouched(action, execroot, stamps, argv)
             return self._collect_outputs(action, execroot, argv, result.stderr)
-        finally:
-            shutil.rmtree(execroot, ignore_errors=True)
+
+    def _why_failed(self, action: Action, execroot: Path, result: Result, timeout: float) -> str:
+        if result.interrupted:
+            return "interrupted"
+        if result.timed_out:
+            return (f"timed out after {timeout:g} s (raise it with the target's timeout attribute "
+                    "or --action_timeout)")
+        return self._undeclared_read(action, execroot, result.stderr) or f"exit code {result.returncode}"
 
     def _stage_zig_cache(self, action: Action, execroot: Path) -> None:
         if not action.zig_target:

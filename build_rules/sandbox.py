@@ -10,7 +10,9 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import signal
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +27,29 @@ class Result:
     returncode: int
     stdout: str
     stderr: str
+    timed_out: bool = False
+    interrupted: bool = False  # kiln was told to stop (SIGINT, SIGTERM) while it ran
+
+
+# Every running action's process, so that a signal to kiln alone stops them all.
+_running: set[subprocess.Popen] = set()
+_running_lock = threading.Lock()
+_stopping = threading.Event()
+
+
+def stop_all() -> None:
+    """Stop the running actions and start no more (kiln got SIGINT or SIGTERM)."""
+    _stopping.set()
+    with _running_lock:
+        for process in _running:
+            _kill(process)
+
+
+def _kill(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # the action runs in a session (and group) of its own
+    except ProcessLookupError:
+        pass
 
 
 @functools.cache
@@ -46,19 +71,38 @@ def sandbox_name() -> str:
     return "bwrap" if bwrap_path() else "private execroot"
 
 
-def run_sandboxed(argv: list[str], execroot: Path, env: dict[str, str], mounts: list[str]) -> Result:
-    """Run argv (paths relative to the execution root) and capture its output."""
+def run_sandboxed(argv: list[str], execroot: Path, env: dict[str, str], mounts: list[str],
+                  timeout: float | None = None) -> Result:
+    """Run argv (paths relative to the execution root) and capture its output; after `timeout`
+    seconds the command and everything it started are killed."""
     bwrap = bwrap_path()
     if bwrap:
         command = [*_bwrap_prefix(bwrap, execroot, mounts), *argv]
         cwd = "/"
     else:
         command, cwd = argv, os.fspath(execroot)
+    with _running_lock:
+        if _stopping.is_set():
+            return Result(-signal.SIGKILL, "", "", interrupted=True)
+        try:
+            process = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, start_new_session=True)
+        except OSError as error:
+            return Result(127, "", f"cannot run {argv[0]}: {error.strerror}")
+        _running.add(process)
+    timed_out = False
     try:
-        done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, stdin=subprocess.DEVNULL)
-    except OSError as error:
-        return Result(127, "", f"cannot run {argv[0]}: {error.strerror}")
-    return Result(done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace"))
+        try:
+            out, err = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill(process)
+            out, err = process.communicate()
+    finally:
+        with _running_lock:
+            _running.discard(process)
+    return Result(process.returncode, out.decode(errors="replace"), err.decode(errors="replace"), timed_out,
+                  _stopping.is_set())
 
 
 def execroot_path(execroot: Path) -> str:
