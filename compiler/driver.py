@@ -9,13 +9,13 @@ from .artifacts import manifest_bytes, safetensors_bytes, weight_records, write_
 from .backend.cpu import aarch64, x86_64
 from .backend.cpu.codegen import add_descriptor, build_module
 from .backend.cpu.descriptor import TensorInfo, WeightInfo
-from .backend.cpu.memplan import WeightTable
 from .backend.cpu.objfile import data_layout, emit_object
 from .backend.cpu.target import Host
 from .errors import CompileError
 from .frontend.onnx import load_onnx
 from .ir.graph import Graph
 from .ir.stats import graph_flops
+from .ir.weights import WeightTable
 from .passes.pipeline import run_pipeline
 
 HOSTS: dict[str, Host] = {h.name: h for h in (x86_64.HOST, aarch64.HOST)}

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .artifacts import manifest_bytes, safetensors_bytes, weight_records, write_files
-from .backend.cpu.memplan import WeightTable
 from .backend.stablehlo.module import build_program
 from .errors import CompileError
 from .frontend.onnx import load_onnx
 from .ir.graph import Graph
 from .ir.stats import graph_flops
+from .ir.weights import WeightTable
 from .passes.dce import dce
 from .passes.infer import infer
 
