@@ -15,7 +15,7 @@ INT_CMP = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "=="}
 
 
 class KFn(Fn):
-    """The CPU emitter's function helpers (loops, intrinsics, fused programs) on a GPU kernel."""
+    """The shared emitter's function helpers (loops, intrinsics, fused programs) on a GPU kernel."""
 
     def __init__(self, module: ir.Module, fn: ir.Function, builder: ir.IRBuilder) -> None:
         self.module, self.fn, self.b, self.cache = module, fn, builder, {}
