@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backend.cpu.memplan import ALIGN, WeightTable
+from .ir.weights import ALIGN, WeightTable
 
 ST_DTYPES = {np.dtype(np.float32): "F32", np.dtype(np.int64): "I64", np.dtype(np.int32): "I32",
              np.dtype(np.bool_): "BOOL", np.dtype(np.uint8): "U8"}

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import llvmlite.binding as llvm
 import numpy as np
 
-from .backend.cpu.objfile import optimize, target_machine
+from .backend.llvm.machine import optimize, target_machine
 from .driver import Compiled
 
 TASK = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)

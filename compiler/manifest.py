@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .artifacts import weight_records
-from .backend.cpu.memplan import WeightTable
+from .ir.weights import WeightTable
 from .ir.graph import Value
 from .platforms import WEIGHTS_FILE
 

@@ -1,1 +1,2 @@
-"""Code generators for compiled graphs."""
+"""Code generators for compiled graphs. `cpu`, `gpu` and `stablehlo` are siblings that never
+import each other; what the two llvmlite backends share is the `llvm` layer."""

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Protocol, Sequence
 
 from ..ir.graph import Graph
+from ..ir.weights import WeightTable
 from ..passes.pipeline import Pass
-from .cpu.memplan import WeightTable
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .graph import Node, TensorType
+from .graph import Node, TensorType, Value
 from .registry import const_input, fail, norm_axis, op
 
 
@@ -65,6 +65,22 @@ def window(node: Node) -> Window:
             o -= 1
         out.append(o)
     return Window(size, kernel, strides, dil, tuple(pb), tuple(pe), tuple(out))
+
+
+Pair = tuple[int, int]
+
+
+def spatial_2d(node: Node) -> tuple[Window, Pair, Pair, Pair, Pair, Pair, Pair, Pair]:
+    """Window geometry with 1-D pooling/conv treated as height 1: the window, then (H, W) of
+    size, kernel, strides, dilations, pads_begin, pads_end and out."""
+    w = window(node)
+    if len(w.size) == 2:
+        return w, w.size, w.kernel, w.strides, w.dilations, w.pads_begin, w.pads_end, w.out
+    if len(w.size) == 1:
+        one = lambda t, d=1: (d,) + tuple(t)  # noqa: E731
+        return (w, one(w.size), one(w.kernel), one(w.strides), one(w.dilations),
+                one(w.pads_begin, 0), one(w.pads_end, 0), one(w.out))
+    raise fail(node, f"{len(w.size)}-D windows are not supported")
 
 
 def _with_spatial(node: Node, x: tuple[int, ...], channels: int, out: tuple[int, ...]) -> tuple:
@@ -181,6 +197,19 @@ def _layer_norm(node: Node) -> list[TensorType]:
             except ValueError:
                 raise fail(node, f"scale/bias {v.type} do not fit {x}") from None
     return [x]
+
+
+def layer_norm_param(node: Node, i: int, shape: tuple[int, ...], default: float) -> np.ndarray | Value:
+    """Scale (i=1) or bias (i=2) of LayerNormalization broadcast to the normalised shape: an array
+    when known at build time, else the runtime value, which must have that shape."""
+    v = node.inputs[i] if len(node.inputs) > i else None
+    if v is None:
+        return np.full(shape, default, np.float32)
+    if v.const is not None:
+        return np.ascontiguousarray(np.broadcast_to(v.const, shape), np.float32)
+    if v.type.shape != shape:
+        raise fail(node, f"runtime scale/bias must have shape {list(shape)}")
+    return v
 
 
 def _batch_norm(node: Node) -> list[TensorType]:

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from ...artifacts import weight_records
 from ...ir.graph import Graph, Node
 from ...ir.stats import graph_flops
+from ...ir.weights import WeightTable
 from ...passes.pipeline import PIPELINE
 from ..base import Target
 from . import aarch64, x86_64
 from .codegen import EMITTERS, add_descriptor, build_module
 from .descriptor import TensorInfo, WeightInfo
-from .memplan import WeightTable
 from .objfile import data_layout, emit_object
 from .target import Host
 

@@ -9,11 +9,12 @@ import llvmlite.ir as ir
 
 from ...errors import CompileError
 from ...ir.graph import Graph, Node
+from ...ir.weights import WeightTable
+from ..llvm.emit import I64, PTR, Fn
+from ..llvm.memplan import MemoryPlan
 from . import k_conv, k_data, k_elementwise, k_gemm, k_norm, k_pool, k_pointwise_depthwise
 from .context import SLOTS, Context
 from .descriptor import TensorInfo, WeightInfo, emit_descriptor
-from .emit import I64, PTR, Fn
-from .memplan import MemoryPlan, WeightTable
 from .target import Host
 
 Emitter = Callable[[Context, Fn, Node], None]

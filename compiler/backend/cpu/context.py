@@ -7,8 +7,8 @@ from typing import Callable
 import llvmlite.ir as ir
 
 from ...ir.graph import Node, Value
-from .emit import I8, I64, PTR, VOID, Fn
-from .memplan import MemoryPlan
+from ..llvm.emit import I8, I64, PTR, VOID, Fn
+from ..llvm.memplan import MemoryPlan
 from .target import Variant
 
 # ctx argument of every kernel function: {weights, inputs[], outputs[], scratch, pool}

@@ -7,7 +7,7 @@ from typing import Sequence
 import llvmlite.ir as ir
 
 from ...errors import CompileError
-from .emit import I8, I32, I64, PTR
+from ..llvm.emit import I8, I32, I64, PTR
 
 ABI_VERSION = 1
 MAX_RANK = 8

@@ -14,12 +14,13 @@ import numpy as np
 
 from ...errors import CompileError
 from ...ir.graph import Node
+from ...ir.ops_nn import spatial_2d
+from ..llvm.emit import F32, Fn
 from .context import Context
-from .emit import F32, Fn
 from .k_depthwise import emit_depthwise, is_depthwise
 from .k_gemm import NR, gemm
 from .k_gemm_micro import Epilogue, pack_b
-from .k_pool import in_range, spatial_2d
+from .k_pool import in_range
 from .k_winograd import emit_winograd, winograd_fits, winograd_temp_bytes
 
 IM2COL_ROWS = 64          # rows per im2col task

@@ -5,8 +5,8 @@ import llvmlite.ir as ir
 
 from ...ir.graph import Node
 from ...ir.registry import norm_axis
+from ..llvm.emit import I64, MEM_TYPES, Fn
 from .context import Context
-from .emit import I64, MEM_TYPES, Fn
 from .loops import contiguous, nest
 
 

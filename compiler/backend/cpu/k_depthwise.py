@@ -9,12 +9,13 @@ import numpy as np
 
 from ...errors import CompileError
 from ...ir.graph import Node
-from . import program
+from ...ir.ops_nn import spatial_2d
+from ..llvm import program
+from ..llvm.emit import F32, Fn
 from .context import Context
-from .emit import F32, Fn
 from .k_elementwise import scalar_const
 from .k_gemm_micro import Epilogue
-from .k_pool import in_range, spatial_2d
+from .k_pool import in_range
 from .loops import unravel, vector_blocks
 
 

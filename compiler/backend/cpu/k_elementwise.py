@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from ...ir.graph import Node
-from . import program
+from ..llvm import program
+from ..llvm.emit import MEM_TYPES, Fn
 from .context import Context
-from .emit import MEM_TYPES, Fn
 from .loops import contiguous, nest
 
 

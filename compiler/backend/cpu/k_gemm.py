@@ -10,8 +10,8 @@ import llvmlite.ir as ir
 import numpy as np
 
 from ...ir.graph import Node
+from ..llvm.emit import I1, Fn
 from .context import Context
-from .emit import I1, Fn
 from .k_gemm_micro import MR, Epilogue, micro_kernel, pack_b
 from .loops import contiguous, unravel
 

@@ -9,9 +9,9 @@ import llvmlite.ir as ir
 import numpy as np
 
 from ...ir.graph import Node
-from . import program
+from ..llvm import program
+from ..llvm.emit import F32, I1, I32, I64, PTR, VOID, Fn
 from .context import Context
-from .emit import F32, I1, I32, I64, PTR, VOID, Fn
 from .k_elementwise import scalar_const
 from .loops import unravel
 

@@ -6,11 +6,11 @@ import llvmlite.ir as ir
 
 from ...errors import CompileError
 from ...ir.graph import Node
-from ...ir.ops_nn import reduce_axes
+from ...ir.ops_nn import layer_norm_param, reduce_axes
 from ...ir.registry import norm_axis
-from . import mathfn
+from ..llvm import mathfn
+from ..llvm.emit import F32, Fn
 from .context import Context
-from .emit import F32, Fn
 from .loops import contiguous, serial_nest, unravel
 
 FAST = ("reassoc", "contract")  # lets LLVM vectorise the sums
@@ -104,25 +104,12 @@ def emit_softmax(ctx: Context, f: Fn, node: Node) -> None:
     ctx.parallel(f, "softmax", outer * inner, 8 * x.type.numel, task)
 
 
-def _row_param(ctx: Context, node: Node, i: int, shape: tuple[int, ...], default: float):
-    """Scale/bias of LayerNormalization broadcast to the normalised shape, as a weight."""
-    v = node.inputs[i] if len(node.inputs) > i else None
-    if v is None:
-        return np.full(shape, default, np.float32)
-    if v.const is not None:
-        return np.ascontiguousarray(np.broadcast_to(v.const, shape), np.float32)
-    if v.type.shape != shape:
-        raise CompileError(f"LayerNormalization node {node.name}: runtime scale/bias must have "
-                           f"shape {list(shape)}")
-    return v
-
-
 def emit_layer_norm(ctx: Context, f: Fn, node: Node) -> None:
     x, y = node.inputs[0], node.outputs[0]
     axis = norm_axis(node, node.attr("axis", -1), x.type.rank)
     outer, n, _ = _rows(x.type.shape, axis, True)
     eps = float(node.attr("epsilon", 1e-5))
-    params = [_row_param(ctx, node, i, x.type.shape[axis:], d) for i, d in ((1, 1.0), (2, 0.0))]
+    params = [layer_norm_param(node, i, x.type.shape[axis:], d) for i, d in ((1, 1.0), (2, 0.0))]
 
     def task(t: Fn, row: ir.Value) -> None:
         b = t.b

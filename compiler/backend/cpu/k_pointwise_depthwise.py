@@ -6,13 +6,13 @@ from __future__ import annotations
 import llvmlite.ir as ir
 
 from ...ir.graph import Graph, Node
+from ...ir.ops_nn import spatial_2d
+from ..llvm.emit import F32, I64, Fn
 from .context import Context
-from .emit import F32, I64, Fn
 from .k_conv import ConvShape
 from .k_depthwise import depthwise_row, is_depthwise
 from .k_gemm import NR, gemm_rows
 from .k_gemm_micro import Epilogue, pack_b
-from .k_pool import spatial_2d
 
 # An intermediate that fits a core's L2 stays there between two separate kernels anyway, and
 # fusing would only add the rows recomputed where threads' shares of output rows meet.

@@ -6,22 +6,10 @@ import llvmlite.ir as ir
 
 from ...errors import CompileError
 from ...ir.graph import Node
-from ...ir.ops_nn import window
+from ...ir.ops_nn import spatial_2d
+from ..llvm import mathfn
+from ..llvm.emit import F32, I64, Fn
 from .context import Context
-from .emit import F32, I64, Fn
-from . import mathfn
-
-
-def spatial_2d(node: Node):
-    """Window geometry with 1-D pooling/conv treated as height 1."""
-    w = window(node)
-    if len(w.size) == 2:
-        return w, w.size, w.kernel, w.strides, w.dilations, w.pads_begin, w.pads_end, w.out
-    if len(w.size) == 1:
-        one = lambda t, d=1: (d,) + tuple(t)  # noqa: E731
-        return (w, one(w.size), one(w.kernel), one(w.strides), one(w.dilations),
-                one(w.pads_begin, 0), one(w.pads_end, 0), one(w.out))
-    raise CompileError(f"{node.op} node {node.name}: {len(w.size)}-D windows are not supported")
 
 
 def in_range(f: Fn, i: ir.Value, lo: int, hi: int) -> ir.Value:

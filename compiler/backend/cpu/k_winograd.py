@@ -14,8 +14,8 @@ import llvmlite.ir as ir
 import numpy as np
 
 from ...ir.graph import Node
+from ..llvm.emit import Fn
 from .context import Context
-from .emit import Fn
 from .k_depthwise import fused_epilogue
 from .k_elementwise import scalar_const
 from .k_gemm import NR, gemm

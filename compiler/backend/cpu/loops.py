@@ -6,8 +6,8 @@ from typing import Callable
 import numpy as np
 import llvmlite.ir as ir
 
+from ..llvm.emit import Fn
 from .context import Context
-from .emit import Fn
 
 Strides = tuple[int, tuple[int, ...]]  # element offset, per-dimension element strides
 INNER_BLOCK = 8192

@@ -1,46 +1,8 @@
 """LLVM IR text -> optimised module -> relocatable ELF object, for a host target."""
 from __future__ import annotations
 
-import llvmlite.binding as llvm
-
-from ...errors import CompileError
+from ..llvm.machine import optimize, target_machine
 from .target import Host
-
-_ready = False
-
-
-def _init() -> None:
-    global _ready
-    if not _ready:
-        llvm.initialize_all_targets()
-        llvm.initialize_all_asmprinters()
-        _ready = True
-
-
-def target_machine(triple: str, cpu: str, features: str, jit: bool = False) -> llvm.TargetMachine:
-    _init()
-    target = llvm.Target.from_triple(triple)
-    return target.create_target_machine(cpu=cpu, features=features, opt=3, reloc="pic",
-                                        codemodel="jitdefault" if jit else "default", jit=jit)
-
-
-def optimize(text: str, tm: llvm.TargetMachine) -> llvm.ModuleRef:
-    """Parse, verify and run the O3 pipeline (new pass manager)."""
-    _init()
-    try:
-        mod = llvm.parse_assembly(text)
-        mod.verify()
-    except RuntimeError as e:
-        raise CompileError(f"internal error: generated LLVM IR is invalid: {str(e).splitlines()[0]}") \
-            from None
-    mod.triple = tm.triple
-    mod.data_layout = str(tm.target_data)
-    pto = llvm.create_pipeline_tuning_options(speed_level=3)
-    pto.loop_vectorization = True
-    pto.slp_vectorization = True
-    pb = llvm.create_pass_builder(tm, pto)
-    pb.getModulePassManager().run(mod, pb)
-    return mod
 
 
 def data_layout(host: Host) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import llvmlite.ir as ir
 
-from ..cpu.emit import F32, I32, VOID
-from ..cpu.objfile import optimize, target_machine
+from ..llvm.emit import F32, I32, VOID
+from ..llvm.machine import optimize, target_machine
 from . import kir
 from .device import DeviceLowering, new_module
 

@@ -8,10 +8,10 @@ from typing import Callable
 
 from ...errors import CompileError
 from ...ir.graph import Graph
+from ...ir.weights import WeightTable
 from ...passes.pipeline import PIPELINE
 from ...platforms import newest_sm
 from ..base import Target
-from ..cpu.memplan import WeightTable
 from . import amdgpu, codeobject, nvptx
 from .codegen import BUILDERS, build_kernels
 from .kir import Kernel

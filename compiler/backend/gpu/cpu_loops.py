@@ -7,7 +7,7 @@ from __future__ import annotations
 import llvmlite.ir as ir
 
 from ...errors import CompileError
-from ..cpu.emit import I64, MEM_TYPES, PTR, VOID
+from ..llvm.emit import I64, MEM_TYPES, PTR, VOID
 from . import kir
 from .lower import KFn, Lowering
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import llvmlite.ir as ir
 from llvmlite.ir import instructions
 
-from ..cpu.emit import I32, I64, MEM_TYPES, VOID
+from ..llvm.emit import I32, I64, MEM_TYPES, VOID
 from . import kir
 from .lower import KFn, Lowering
 

@@ -7,7 +7,7 @@ import ctypes
 import llvmlite.binding as llvm
 import numpy as np
 
-from ..cpu.objfile import optimize, target_machine
+from ..llvm.machine import optimize, target_machine
 from . import cpu_loops
 from .kir import Kernel
 from .plan import BufferPlan

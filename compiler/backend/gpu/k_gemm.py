@@ -10,7 +10,7 @@ import numpy as np
 
 from ...errors import CompileError
 from ...ir.graph import Node
-from ..cpu.k_pool import spatial_2d
+from ...ir.ops_nn import spatial_2d
 from .kbase import BID, TID, Builder, dot, strides, unravel
 from .kir import (Apply, Barrier, Const, Expr, For, If, Kernel, Load, Local, Shared, Store, Sym, ceil_div)
 

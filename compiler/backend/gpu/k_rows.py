@@ -6,8 +6,7 @@ import numpy as np
 
 from ...ir.graph import Node
 from ...ir.registry import norm_axis
-from ...ir.ops_nn import reduce_axes
-from ..cpu.k_norm import _row_param
+from ...ir.ops_nn import layer_norm_param, reduce_axes
 from .kbase import BID, ROW_BLOCK, TID, Builder, block_reduce, dot, strides, strided_rows, unary, unravel
 from .kir import WARP, Const, If, Kernel, Load, Local, Shared, Store, Sym
 
@@ -60,7 +59,7 @@ def layer_norm(b: Builder, node: Node) -> list[Kernel]:
     eps = float(node.attr("epsilon", 1e-5))
     params = []
     for k, (i, default) in enumerate(((1, 1.0), (2, 0.0))):
-        p = _row_param(None, node, i, x.type.shape[axis:], default)
+        p = layer_norm_param(node, i, x.type.shape[axis:], default)
         params.append(b.plan.weight(f"{node.name}.{'scale' if k == 0 else 'bias'}", p)
                       if isinstance(p, np.ndarray) else b.plan.buf(p))
     xb, yb = b.plan.buf(x), b.plan.buf(y)

@@ -6,7 +6,7 @@ import numpy as np
 
 from ...errors import CompileError
 from ...ir.graph import Node
-from ..cpu.k_pool import spatial_2d
+from ...ir.ops_nn import spatial_2d
 from .k_gemm import epilogue
 from .kbase import BID, ELEMENT_BLOCK, TID, Builder, unravel
 from .kir import Const, For, If, Kernel, Let, Load, Local, Store, Sym, ceil_div

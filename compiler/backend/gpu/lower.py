@@ -6,8 +6,8 @@ from __future__ import annotations
 import llvmlite.ir as ir
 
 from ...errors import CompileError
-from ..cpu import mathfn, program
-from ..cpu.emit import F32, I1, I8, I32, I64, MEM_TYPES, Fn
+from ..llvm import mathfn, program
+from ..llvm.emit import F32, I1, I8, I32, I64, MEM_TYPES, Fn
 from . import kir
 
 REG_TYPES = {"f32": F32, "i64": I64, "i32": I32, "bool": I1}
@@ -15,7 +15,7 @@ INT_CMP = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "=="}
 
 
 class KFn(Fn):
-    """The CPU emitter's function helpers (loops, intrinsics, fused programs) on a GPU kernel."""
+    """The shared emitter's function helpers (loops, intrinsics, fused programs) on a GPU kernel."""
 
     def __init__(self, module: ir.Module, fn: ir.Function, builder: ir.IRBuilder) -> None:
         self.module, self.fn, self.b, self.cache = module, fn, builder, {}

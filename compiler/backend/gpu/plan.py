@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from ...ir.graph import Graph, Value
-from ..cpu.memplan import MemoryPlan, WeightTable, align, nbytes
+from ...ir.weights import WeightTable, align
+from ..llvm.memplan import MemoryPlan, nbytes
 from . import kir
 
 WEIGHTS, ACTIVATIONS = 0, 1

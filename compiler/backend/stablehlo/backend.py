@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 from ...ir.graph import Graph
 from ...ir.stats import graph_flops
+from ...ir.weights import WeightTable
 from ...passes.dce import dce
 from ...passes.infer import infer
 from ..base import Target
-from ..cpu.memplan import WeightTable
 from .module import LOWERINGS, build_program
 
 PROGRAM_FILE = "model.mlir"

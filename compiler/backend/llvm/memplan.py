@@ -1,20 +1,13 @@
 """Static memory: where every tensor lives (inputs, outputs, weights or one scratch arena with
-offsets fixed at compile time), and the table of tensors the compiled code reads as weights."""
+offsets fixed at compile time)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from ...ir.graph import Graph, Node, Value
+from ...ir.weights import WeightTable, align
 from ...passes.outputs import alias_root
 from .emit import ELEM_BYTES
-
-ALIGN = 64
-
-
-def align(n: int, to: int = ALIGN) -> int:
-    return -(-n // to) * to
 
 
 @dataclass(frozen=True)
@@ -22,22 +15,6 @@ class Loc:
     space: str      # "input" | "output" | "weights" | "scratch"
     index: int      # input/output position; 0 otherwise
     offset: int     # bytes
-
-
-class WeightTable:
-    """Tensors of the output weights file, each at a 64-byte aligned offset, in first-use order."""
-
-    def __init__(self) -> None:
-        self.tensors: dict[str, tuple[np.ndarray, int]] = {}
-        self.size = 0
-
-    def add(self, name: str, data: np.ndarray) -> int:
-        if name not in self.tensors:
-            offset = align(self.size)
-            data = np.array(data, order="C")
-            self.tensors[name] = (data, offset)
-            self.size = offset + data.nbytes
-        return self.tensors[name][1]
 
 
 def nbytes(v: Value) -> int:

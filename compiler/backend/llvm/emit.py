@@ -1,18 +1,24 @@
 """LLVM IR building blocks shared by every kernel: functions with variant attributes, counted
-loops, intrinsics, vectors. One emitter serves every target; `Variant` says what differs."""
+loops, intrinsics, vectors. One emitter serves every target; a `CodeVariant` says what differs."""
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Iterator, Protocol, Sequence
 
 import llvmlite.ir as ir
-
-from .target import Variant
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 F32, PTR, VOID = ir.FloatType(), ir.PointerType(), ir.VoidType()
 MEM_TYPES = {"f32": F32, "i64": I64, "i32": I32, "bool": I8}
 ELEM_BYTES = {"f32": 4, "i64": 8, "i32": 4, "bool": 1}
+
+
+class CodeVariant(Protocol):
+    """What the emitter needs of one code variant (the CPU backend's `target.Variant`)."""
+
+    vector_width: int
+
+    def function_attributes(self) -> list[str]: ...
 
 
 def add_attribute(fn: ir.Function, text: str) -> None:
@@ -23,7 +29,7 @@ def add_attribute(fn: ir.Function, text: str) -> None:
 class Fn:
     """One function under construction, with its builder and the variant it is compiled for."""
 
-    def __init__(self, module: ir.Module, name: str, variant: Variant,
+    def __init__(self, module: ir.Module, name: str, variant: CodeVariant,
                  args: Sequence[ir.Type] = (PTR,), internal: bool = True) -> None:
         self.module, self.variant = module, variant
         self.fn = ir.Function(module, ir.FunctionType(VOID, list(args)), name)
