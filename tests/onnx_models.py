@@ -213,9 +213,8 @@ def session(model: onnx.ModelProto, threads: int = 1):
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 
-def kiln_run(model: onnx.ModelProto, feeds: dict[str, np.ndarray], workdir, variant: str | None = None,
-             threads: int = 1, **compile_args) -> list[np.ndarray]:
-    """Compile with kiln and run in-process through the JIT harness."""
+def kiln_jit(model: onnx.ModelProto, workdir, variant: str | None = None, threads: int = 1, **compile_args):
+    """Compile with kiln for the JIT harness: (JitModel, input names in call order)."""
     from pathlib import Path
 
     from kiln.compiler import driver
@@ -224,8 +223,27 @@ def kiln_run(model: onnx.ModelProto, feeds: dict[str, np.ndarray], workdir, vari
     path = Path(workdir) / "model.onnx"
     onnx.save(model, path)
     compiled = driver.compile(path, **compile_args)
-    jit = JitModel(compiled, variant, threads)
-    return jit.run(*[feeds[i["name"]] for i in compiled.manifest["inputs"]])
+    return JitModel(compiled, variant, threads), [i["name"] for i in compiled.manifest["inputs"]]
+
+
+def kiln_run(model: onnx.ModelProto, feeds: dict[str, np.ndarray], workdir, variant: str | None = None,
+             threads: int = 1, **compile_args) -> list[np.ndarray]:
+    """Compile with kiln and run in-process through the JIT harness."""
+    jit, names = kiln_jit(model, workdir, variant, threads, **compile_args)
+    return jit.run(*[feeds[n] for n in names])
+
+
+def with_specials(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The feeds with NaN, +inf and -inf written into every float input at fixed places."""
+    out = {}
+    for name, array in feeds.items():
+        array = array.copy()
+        if array.dtype.kind == "f" and array.size:
+            flat = array.reshape(-1)
+            for i, value in zip((0, flat.size // 3, 2 * flat.size // 3), (np.nan, np.inf, -np.inf)):
+                flat[i] = value
+        out[name] = array
+    return out
 
 
 def assert_close(got: np.ndarray, ref: np.ndarray) -> None:
@@ -245,9 +263,12 @@ def assert_close(got: np.ndarray, ref: np.ndarray) -> None:
 
 
 def check(model: onnx.ModelProto, feeds: dict[str, np.ndarray], workdir, variant: str | None = None,
-          **compile_args) -> None:
-    ref = run_onnxruntime(model, feeds)
-    got = kiln_run(model, feeds, workdir, variant, **compile_args)
-    assert len(got) == len(ref)
-    for g, r in zip(got, ref):
-        assert_close(g, r)
+          specials: bool = False, **compile_args) -> None:
+    """kiln against onnxruntime on `feeds` and, with `specials`, on them with NaN and infinities."""
+    jit, names = kiln_jit(model, workdir, variant, **compile_args)
+    for case in [feeds, with_specials(feeds)] if specials else [feeds]:
+        ref = run_onnxruntime(model, case)
+        got = jit.run(*[case[n] for n in names])
+        assert len(got) == len(ref)
+        for g, r in zip(got, ref):
+            assert_close(g, r)

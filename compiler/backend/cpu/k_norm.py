@@ -71,8 +71,9 @@ def emit_softmax(ctx: Context, f: Fn, node: Node) -> None:
     outer, n, inner = _rows(x.type.shape, norm_axis(node, node.attr("axis", -1), x.type.rank), False)
     log = node.op == "LogSoftmax"
     # LLVM 20's vectorizer asserts (its two cost models disagree) on these loops for some row
-    # lengths (60, 72, 76, 92, ...); a fixed width skips the choice.
-    vw = ctx.variant.vector_width
+    # lengths (60, 72, 76, 92, ...); a fixed width skips the choice. Rows under LLVM's tiny-trip-count
+    # threshold (16) never crashed, and a hint there only earns a "not vectorized" remark on stderr.
+    vw = ctx.variant.vector_width if n > 16 else None
 
     def task(t: Fn, row: ir.Value) -> None:
         b = t.b

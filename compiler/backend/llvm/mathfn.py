@@ -20,11 +20,15 @@ def _poly(f: Fn, x: ir.Value, coeffs: list[float]) -> ir.Value:
 
 
 def fmin(f: Fn, a: ir.Value, b: ir.Value) -> ir.Value:
-    return f.b.select(f.b.fcmp_ordered("<", a, b), a, b)
+    """min(a, b); NaN when either is (as onnxruntime's Min, Clip and numpy)."""
+    smaller = f.b.select(f.b.fcmp_unordered("<", a, b), a, b)  # a when a < b or either is NaN
+    return f.b.select(f.b.fcmp_unordered("uno", b, b), b, smaller)
 
 
 def fmax(f: Fn, a: ir.Value, b: ir.Value) -> ir.Value:
-    return f.b.select(f.b.fcmp_ordered(">", a, b), a, b)
+    """max(a, b); NaN when either is (Relu(NaN) is NaN, max pooling over a NaN is NaN)."""
+    bigger = f.b.select(f.b.fcmp_unordered(">", a, b), a, b)
+    return f.b.select(f.b.fcmp_unordered("uno", b, b), b, bigger)
 
 
 def clamp(f: Fn, x: ir.Value, lo: float, hi: float) -> ir.Value:
@@ -32,8 +36,10 @@ def clamp(f: Fn, x: ir.Value, lo: float, hi: float) -> ir.Value:
 
 
 def exp(f: Fn, x: ir.Value) -> ir.Value:
-    """Cephes expf: range reduction by ln 2, degree-5 polynomial, exponent bits by shifting."""
+    """Cephes expf: range reduction by ln 2, degree-5 polynomial, exponent bits by shifting;
+    inf past the largest float's log, 0 below the smallest normal's."""
     b, ty = f.b, x.type
+    arg = x
     x = clamp(f, x, -87.3, 88.3)
     fx = f.intrinsic(f"llvm.floor.{f.suffix(ty)}", ty, [
         f.fmuladd(x, f.const_f(1.44269504088896341, ty), f.const_f(0.5, ty))])
@@ -46,7 +52,9 @@ def exp(f: Fn, x: ir.Value) -> ir.Value:
     ity = _int_type(ty)
     n = b.fptosi(fx, ity)
     pow2 = b.bitcast(b.shl(b.add(n, f.const_i(127, ity)), f.const_i(23, ity)), ty)
-    return b.fmul(y, pow2)
+    r = b.select(b.fcmp_ordered(">", arg, f.const_f(88.72283935546875, ty)), f.const_f(float("inf"), ty),
+                 b.fmul(y, pow2))
+    return b.select(b.fcmp_ordered("<", arg, f.const_f(-87.3, ty)), f.const_f(0.0, ty), r)
 
 
 def log(f: Fn, x: ir.Value) -> ir.Value:
@@ -68,6 +76,7 @@ def log(f: Fn, x: ir.Value) -> ir.Value:
     y = f.fmuladd(z, f.const_f(-0.5, ty), y)
     r = f.fmuladd(e, f.const_f(0.693359375, ty), b.fadd(m, y))
     r = b.select(b.fcmp_ordered("==", x, f.const_f(0.0, ty)), f.const_f(float("-inf"), ty), r)
+    r = b.select(b.fcmp_ordered("==", x, f.const_f(float("inf"), ty)), x, r)
     return b.select(b.fcmp_unordered("<", x, f.const_f(0.0, ty)), f.const_f(float("nan"), ty), r)
 
 
