@@ -59,10 +59,16 @@ def imports(repo: Path, module: str, path: Path, known: set[str]) -> list[Import
             if isinstance(child, (ast.Import, ast.ImportFrom)):
                 for target in _targets(child, module, path.name == "__init__.py", known):
                     found.append(Import(module, target, child.lineno, deferred))
-            visit(child, deferred or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)))
+            visit(child, deferred or _runs_later(child))
 
     visit(ast.parse(path.read_text(), str(path)), False)
     return found
+
+
+def _runs_later(node: ast.AST) -> bool:
+    """A function body, or an `if TYPE_CHECKING:` block (never runs at import time)."""
+    return isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)) or (
+        isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING")
 
 
 def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
@@ -143,7 +149,7 @@ def report(repo: Path) -> str:
     lines = ["## 10 largest modules (lines)"]
     sizes = sorted(((len(p.read_text().splitlines()), m) for m, p in modules.items()), reverse=True)
     lines += [f"{n:6d}  {m}" for n, m in sizes[:10]]
-    lines += ["", "## deferred (function-level) imports per package: all / of kiln modules"]
+    lines += ["", "## deferred imports (in functions or `if TYPE_CHECKING:`) per package: all / of kiln modules"]
     deferred = Counter(package_of(i.module) for i in found if i.deferred)
     deferred_kiln = Counter(package_of(i.module) for i in internal if i.deferred)
     lines += [f"{pkg:14s} {deferred[pkg]:4d} / {deferred_kiln[pkg]:4d}" for pkg in PACKAGES]
