@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 17
@@ -219,11 +220,14 @@ def kiln_run(model: onnx.ModelProto, feeds: dict[str, np.ndarray], workdir, vari
     from pathlib import Path
 
     from kiln.compiler.driver import compile_model
-    from kiln.compiler.jit import JitModel
+    from kiln.compiler.jit import JitModel, host_cpu_mask, runnable
 
     path = Path(workdir) / "model.onnx"
     onnx.save(model, path)
     compiled = compile_model(path, **compile_args)
+    wanted = [v for v in compiled.manifest["variants"] if v["name"] == variant]
+    if wanted and not runnable(wanted[0], host_cpu_mask()):
+        pytest.skip(f"this CPU cannot run {variant}")
     jit = JitModel(compiled, variant, threads)
     return jit.run(*[feeds[i["name"]] for i in compiled.manifest["inputs"]])
 
