@@ -9,12 +9,42 @@ from concurrent.futures import ThreadPoolExecutor
 import llvmlite.binding as llvm
 import numpy as np
 
+from .backend.cpu import x86_64
 from .backend.llvm.machine import optimize, target_machine
 from .driver import Compiled
 
 TASK = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
 PARALLEL_FOR = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
 _pools: dict[int, "Pool"] = {}
+# LLVM's host feature names per x86-64 psABI level, as the launcher's CPUID check groups them.
+LEVEL_FEATURES = {
+    x86_64.SSE42: ("sse3", "ssse3", "sse4.1", "sse4.2", "popcnt", "cx16"),
+    x86_64.AVX2: ("avx", "avx2", "bmi", "bmi2", "f16c", "fma", "lzcnt", "movbe"),
+    x86_64.FMA: ("fma",),
+    x86_64.AVX512: ("avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"),
+}
+
+
+def cpu_mask(features: dict[str, bool]) -> int:
+    """The launcher's feature mask for a host with these LLVM features (which already
+    account for the register state the OS saves)."""
+    return sum(bit for bit, names in LEVEL_FEATURES.items() if all(features.get(n) for n in names))
+
+
+def runnable(variant: dict, mask: int) -> bool:
+    return variant["required_features"] & ~mask == 0
+
+
+def best_variant(variants: list[dict], mask: int) -> str:
+    """The first (best) manifest variant whose required features the host has."""
+    for v in variants:
+        if runnable(v, mask):
+            return v["name"]
+    raise ValueError(f"this CPU runs none of the variants {[v['name'] for v in variants]}")
+
+
+def host_cpu_mask() -> int:
+    return cpu_mask(dict(llvm.get_host_cpu_features()))
 
 
 class Pool:
@@ -55,7 +85,7 @@ class JitModel:
         self.engine.finalize_object()
         m = compiled.manifest
         names = [v["name"] for v in m["variants"]]
-        self.variant = variant or names[0]
+        self.variant = variant or best_variant(m["variants"], host_cpu_mask())
         entry = m["variants"][names.index(self.variant)]["entry"]
         self.kernels = compiled.code.kernels.get(self.variant, [])
         self.entry = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 5)(

@@ -11,8 +11,31 @@ from pathlib import Path
 
 import pytest
 
+from tool_skips import MISSING_TOOL
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    fail_missing_tool_in_ci(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    fail_missing_tool_in_ci(outcome.get_result())
+
+
+def fail_missing_tool_in_ci(report: pytest.TestReport | pytest.CollectReport) -> None:
+    if os.environ.get("CI") != "true" or not report.skipped:
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if MISSING_TOOL in reason:
+        report.outcome = "failed"
+        report.longrepr = f"CI=true, {reason.removeprefix('Skipped: ')}: .ci/run must install it"
 
 
 @pytest.fixture(scope="session")

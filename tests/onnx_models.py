@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 17
@@ -218,11 +219,14 @@ def kiln_jit(model: onnx.ModelProto, workdir, variant: str | None = None, thread
     from pathlib import Path
 
     from kiln.compiler import driver
-    from kiln.compiler.jit import JitModel
+    from kiln.compiler.jit import JitModel, host_cpu_mask, runnable
 
     path = Path(workdir) / "model.onnx"
     onnx.save(model, path)
     compiled = driver.compile(path, **compile_args)
+    wanted = [v for v in compiled.manifest["variants"] if v["name"] == variant]
+    if wanted and not runnable(wanted[0], host_cpu_mask()):
+        pytest.skip(f"this CPU cannot run {variant}")
     return JitModel(compiled, variant, threads), [i["name"] for i in compiled.manifest["inputs"]]
 
 

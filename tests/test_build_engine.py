@@ -7,6 +7,7 @@ import sys
 import time
 
 import pytest
+from tool_skips import require_tool
 
 from conftest import executed
 
@@ -116,8 +117,7 @@ def test_undeclared_read_fails_naming_the_file(workspace):
 def test_actions_have_no_network(workspace):
     workspace.write("n/BUILD.kiln", 'genrule(name = "net", outs = ["o.txt"], '
                     'cmd = "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d \' \' > $@")\n')
-    if subprocess.run(["which", "bwrap"], capture_output=True).returncode != 0:
-        pytest.skip("bubblewrap is not installed")
+    require_tool("bubblewrap", subprocess.run(["which", "bwrap"], capture_output=True).returncode == 0)
     workspace.kiln("build", "//n:net", check=True)
     assert workspace.out("n/o.txt").read_text().split() == ["lo"]
 

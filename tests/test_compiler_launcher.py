@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from tool_skips import needs_tool, require_tool
 
 import onnx_models as M
 from onnx_models import assert_close, run_onnxruntime
@@ -41,8 +42,8 @@ def _build(model: onnx.ModelProto, workdir: Path, host: str) -> Path:
 @pytest.mark.parametrize("name", ["mnist_cnn", "mobilenet_v2", "transformer"])
 def test_launcher_runs_compiled_model(tmp_path, host, name):
     levels, prefix = HOSTS[host]
-    if prefix and (QEMU is None or not ARM64_LIBC.exists()):
-        pytest.skip("needs qemu-aarch64 and Debian's arm64 glibc")
+    if prefix:
+        require_tool("qemu-aarch64 and Debian's arm64 glibc", QEMU is not None and ARM64_LIBC.exists())
     model = getattr(M, name)()
     shape = [d.dim_value or 1 for d in model.graph.input[0].type.tensor_type.shape.dim]
     x = np.random.default_rng(3).standard_normal(shape).astype(np.float32)
@@ -59,7 +60,7 @@ def test_launcher_runs_compiled_model(tmp_path, host, name):
         assert_close(np.load(y), ref)
 
 
-@pytest.mark.skipif(shutil.which("qemu-x86_64") is None, reason="needs qemu-x86_64")
+@needs_tool("qemu-x86_64", shutil.which("qemu-x86_64") is not None)
 @pytest.mark.parametrize("cpu,variant", [("Haswell", "x86-64-v3"), ("Nehalem", "x86-64-v2")])
 def test_older_cpu_gets_its_variant_and_portable_sha256(tmp_path, cpu, variant):
     """On a CPU model without AVX-512 or the SHA extensions (qemu-x86_64 -cpu ...), CPUID picks

@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from tool_skips import needs_tool
 
 from kiln.runtime_trim.elf import read_elf
 from kiln.toolchain import debian, fetch
@@ -18,8 +19,8 @@ from kiln.toolchain.errors import FetchError
 from kiln.toolchain.lock import update_pin
 from kiln.toolchain.lockfile import DEFAULT_LOCK, Lock, load
 
-pytestmark = [pytest.mark.e2e, pytest.mark.skipif(shutil.which("apt-get") is None,
-                                                reason="pinned .debs come through apt-get")]
+pytestmark = [pytest.mark.e2e,
+              needs_tool("apt-get (pinned .debs come through apt-get)", shutil.which("apt-get") is not None)]
 UNREACHABLE = "http://127.0.0.1:9/"  # the discard port: nothing listens, every connection is refused
 
 

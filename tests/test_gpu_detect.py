@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from tool_skips import needs_tool
 
 import onnx_models as M
 from kiln.compiler import launcher
@@ -90,7 +91,7 @@ def test_forced_cuda_fails_clearly(bundle, tmp_path):
     assert "platform cuda was requested but is unusable here: libcuda.so.1 not found" in r.stderr
 
 
-@pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+@needs_tool("bubblewrap", shutil.which("bwrap") is not None)
 @pytest.mark.parametrize("forced", [False, True])
 def test_gpu_arch_missing_from_bundle(bundle, tmp_path, forced):
     hsa = bundle / "lib" / "rocm" / "libhsa-runtime64.so.1"

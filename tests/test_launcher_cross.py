@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tool_skips import needs_tool
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures" / "launcher"))
 import launcher_testkit as kit  # noqa: E402
@@ -17,9 +18,8 @@ pytestmark = pytest.mark.e2e
 
 ARM64_LOADER = Path("/lib/ld-linux-aarch64.so.1")
 QEMU = shutil.which("qemu-aarch64")
-needs_qemu = pytest.mark.skipif(
-    QEMU is None or not ARM64_LOADER.exists(),
-    reason="needs qemu-aarch64 and Debian's arm64 glibc (dpkg --add-architecture arm64; apt-get install libc6:arm64)")
+needs_qemu = needs_tool("qemu-aarch64 and Debian's arm64 glibc (dpkg --add-architecture arm64; apt-get install "
+                        "qemu-user libc6:arm64)", QEMU is not None and ARM64_LOADER.exists())
 
 
 def sha256(path: Path) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tool_skips import require_tool
 
 from kiln.compiler import launcher
 
@@ -32,8 +33,8 @@ def no_leak_check_on_failure(monkeypatch):
 
 @pytest.fixture(scope="module", params=["plain", "sanitized"])
 def sanitize(request) -> bool:
-    if request.param == "sanitized" and launcher.asan_runtime() is None:
-        pytest.skip("no ASan runtime (GCC's libasan) on this machine: zig ships only UBSan's")
+    if request.param == "sanitized":
+        require_tool("gcc's ASan runtime (zig ships only UBSan's)", launcher.asan_runtime() is not None)
     return request.param == "sanitized"
 
 

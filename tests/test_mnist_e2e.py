@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tool_skips import require_tool
 
 from conftest import REPO
 
@@ -70,8 +71,7 @@ def glibc_binds() -> list[str]:
 
 
 def test_archive_runs_in_a_bare_sandbox(examples_copy, kiln_cache, tmp_path):
-    if not shutil.which("bwrap"):
-        pytest.skip("bubblewrap is not installed")
+    require_tool("bubblewrap", bool(shutil.which("bwrap")))
     kiln("build", "//mnist:archive", "--platform=cpu,linux-amd64", cache=kiln_cache, cwd=examples_copy)
     server = tmp_path / "server"
     unpack(examples_copy / "kiln-out/linux-amd64-cpu/mnist/mnist.tar.gz", server)
@@ -92,8 +92,7 @@ def run_bare(server: Path, sample: Path) -> subprocess.CompletedProcess:
 
 
 def test_gpu_archive_ships_kernels_and_trimmed_hsa_and_runs_on_cpu(examples_copy, kiln_cache, tmp_path):
-    if not shutil.which("bwrap"):
-        pytest.skip("bubblewrap is not installed")
+    require_tool("bubblewrap", bool(shutil.which("bwrap")))
     built = kiln("build", "//mnist:archive", "--platform=cuda,rocm,linux-amd64", cache=kiln_cache, cwd=examples_copy)
     assert "INFO: rocm: kept 10 of " in built.stderr and "removed); needs glibc >=" in built.stderr
     server = tmp_path / "server"
@@ -112,8 +111,7 @@ def test_gpu_archive_ships_kernels_and_trimmed_hsa_and_runs_on_cpu(examples_copy
 
 def test_arm64_launcher_under_qemu(examples_copy, kiln_cache, tmp_path):
     qemu = shutil.which("qemu-aarch64")
-    if not qemu or not os.path.exists("/lib/ld-linux-aarch64.so.1"):
-        pytest.skip("qemu-user or libc6:arm64 is not installed")
+    require_tool("qemu-user and libc6:arm64", bool(qemu) and os.path.exists("/lib/ld-linux-aarch64.so.1"))
     kiln("build", "//mnist:archive", "--platform=cpu,linux-arm64", cache=kiln_cache, cwd=examples_copy)
     launcher = unpack(examples_copy / "kiln-out/linux-arm64-cpu/mnist/mnist.tar.gz", tmp_path)
     expected = reference_classes()

@@ -10,9 +10,10 @@ import os
 import numpy as np
 import onnx
 import pytest
+from tool_skips import MISSING_TOOL
 from safetensors import safe_open
 
-ort = pytest.importorskip("onnxruntime")
+ort = pytest.importorskip("onnxruntime", reason=MISSING_TOOL + "onnxruntime (pip install -e '.[test]')")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MNIST = os.path.join(REPO, "examples", "mnist")

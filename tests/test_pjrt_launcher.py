@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tool_skips import require_tool
 
 import pjrt_harness
 from onnx_models import mlp, single_op
@@ -139,8 +140,7 @@ def test_cache_dir_skips_compilation(relu, tmp_path):
 def test_no_leaks_under_repeated_runs(tmp_path):
     from kiln.compiler.launcher import asan_runtime
 
-    if asan_runtime() is None:
-        pytest.skip("no libasan from GCC here")
+    require_tool("gcc's ASan runtime", asan_runtime() is not None)
     exe = pjrt_harness.bundle(pjrt_harness.link_launcher(tmp_path, sanitize=True), mlp(), tmp_path / "b")
     # glibc's thread-exit destructor list for the plugin's own worker threads is not the launcher's.
     (tmp_path / "lsan.supp").write_text("leak:__cxa_thread_atexit_impl\n")

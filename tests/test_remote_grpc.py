@@ -7,11 +7,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from tool_skips import MISSING_TOOL
 
 from conftest import REPO, Workspace, executed
 from fixtures.remote.servers import BuildGrid, free_port
 
-pytest.importorskip("buildgrid", reason="BuildGrid is not installed (pip install buildgrid)")
+pytest.importorskip("buildgrid", reason=MISSING_TOOL + "BuildGrid (pip install -e '.[test]')")
 
 CHAIN = """
 genrule(name = "a", srcs = ["in.txt"], outs = ["a.txt"], cmd = "tr a-z A-Z < $< > $@")

@@ -9,12 +9,13 @@ import stat
 from pathlib import Path
 
 import pytest
+from tool_skips import needs_tool
 
 from conftest import Workspace, executed
 from fixtures.remote.servers import Nginx, free_port
 
-pytestmark = pytest.mark.skipif(shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists(),
-                                reason="nginx is not installed (apt-get install nginx-light)")
+pytestmark = needs_tool("nginx (apt-get install nginx-light)",
+                        shutil.which("nginx") is not None or Path("/usr/sbin/nginx").exists())
 
 CHAIN = """
 genrule(name = "a", srcs = ["in.txt"], outs = ["a.txt"], cmd = "tr a-z A-Z < $< > $@")

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tool_skips import needs_tool
 
 from kiln.runtime_trim import closure
 from kiln.runtime_trim.elf import read_elf
@@ -23,8 +24,8 @@ from kiln.runtime_trim.trim import trim
 from kiln.toolchain import fetch
 from kiln.toolchain.lockfile import load
 
-pytestmark = [pytest.mark.e2e, pytest.mark.skipif(shutil.which("apt-get") is None,
-                                                reason="pinned .debs come through apt-get")]
+pytestmark = [pytest.mark.e2e,
+              needs_tool("apt-get (pinned .debs come through apt-get)", shutil.which("apt-get") is not None)]
 LOADER = "/lib64/ld-linux-x86-64.so.2"
 LIBRARY_DIRS = ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib", "usr/lib")
 PROBE = r"""
