@@ -1,38 +1,21 @@
-"""Atomic file writes: a temp file beside the target, then rename. Nothing half-written is ever seen."""
+"""Atomic file writes through kiln.toolchain.fsio, copies that share no inode with their source, tree removal."""
 
 from __future__ import annotations
 
 import fcntl
-import os
 import shutil
-import tempfile
 from pathlib import Path
+
+from kiln.toolchain.fsio import atomic_path, atomic_write
 
 
 def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink(tmp)
-        raise
+    atomic_write(path, data, mode)
 
 
 def atomic_copy(source: Path, path: Path, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path, mode) as tmp:
         shutil.copyfile(source, tmp)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink(tmp)
-        raise
 
 
 _FICLONE = 0x40049409  # linux/fs.h: share the source's extents copy-on-write (btrfs, XFS)
@@ -54,10 +37,3 @@ def remove_tree(path: Path) -> None:
         path.unlink()
     elif path.exists():
         shutil.rmtree(path)
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from kiln.build_rules.digests import DigestCache, sha256_file
 from kiln.build_rules.fsutil import atomic_write_bytes
+from kiln.toolchain.fsio import atomic_path
 
 
 def cache_root() -> Path:
@@ -44,10 +44,8 @@ class Store:
         if self.verify(digest):
             return digest
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mktemp(dir=target.parent, prefix=".put."))
-        os.replace(path, tmp) if _same_device(path, target.parent) else _copy(path, tmp)
-        os.chmod(tmp, 0o444)
-        os.replace(tmp, target)
+        with atomic_path(target, 0o444) as tmp:
+            os.replace(path, tmp) if _same_device(path, target.parent) else _copy(path, tmp)
         self.digests.record(target, digest)
         return digest
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kiln.toolchain.fsio import atomic_write_files
+
 from .ir.weights import ALIGN, WeightTable
 
 ST_DTYPES = {np.dtype(np.float32): "F32", np.dtype(np.int64): "I64", np.dtype(np.int32): "I32",
@@ -50,7 +52,4 @@ def manifest_bytes(manifest: dict) -> bytes:
 def write_files(outdir: Path, files: dict[str, bytes]) -> None:
     """Write a compile's outputs, each through a temp file and a rename (never half-written)."""
     outdir.mkdir(parents=True, exist_ok=True)
-    for name, data in files.items():
-        tmp = outdir / f".{name}.tmp"
-        tmp.write_bytes(data)
-        tmp.replace(outdir / name)
+    atomic_write_files(outdir, files)

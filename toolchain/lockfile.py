@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from kiln.toolchain.errors import FetchError
+from kiln.toolchain.fsio import atomic_write
 
 DEFAULT_LOCK = Path(__file__).with_name("lock.toml")
 KINDS = ("wheel", "deb")
@@ -148,6 +149,4 @@ def rewrite_pin(path: Path, artifact: Artifact) -> None:
         rendered = str(value) if isinstance(value, int) else f'"{value}"'
         block = re.sub(rf"(?m)^{key} = .*$", lambda _: f"{key} = {rendered}", block)
     blocks[matches[0]] = block
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(blocks))
-    tmp.replace(path)
+    atomic_write(path, "".join(blocks))

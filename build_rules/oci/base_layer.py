@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from kiln.build_rules.packaging.tar import Entry, write_tar
+from kiln.toolchain.fsio import atomic_path
 
 TRIPLETS = {"amd64": "x86_64-linux-gnu", "arm64": "aarch64-linux-gnu"}
 LIBRARIES = ("ld-linux-*.so.*", "libc.so.6", "libm.so.6", "libpthread.so.0", "libdl.so.2", "librt.so.1",
@@ -92,11 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     except (BaseLayerError, OSError) as e:
         print(f"oci.base_layer: error: {e}", file=sys.stderr)
         return 1
-    output = Path(args.output)
-    tmp = output.with_name(output.name + ".tmp")
-    with tmp.open("wb") as out:
+    with atomic_path(Path(args.output)) as tmp, tmp.open("wb") as out:
         write_tar(entries, out)
-    os.replace(tmp, output)
     return 0
 
 

@@ -13,7 +13,6 @@ loaded and the image id printed; without one, a message and the tarball path.
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import shutil
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 from kiln.build_rules.oci.layout import CHUNK, INDEX, LAYER, MANIFEST, Descriptor, Layout, LayoutError, \
     canonical_json, decompressed
 from kiln.build_rules.packaging.tar import Entry, write_tar
+from kiln.toolchain.fsio import atomic_path
 
 MACHINES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
@@ -80,10 +80,8 @@ def write_tarball(layout: Layout, tag: str, arch: str, output: Path) -> str:
         root = Path(staging) / "image"
         image_id = stage(layout, pick_manifest(layout, arch), tag, root)
         entries = [Entry(path.relative_to(root).as_posix(), path) for path in root.rglob("*") if path.is_file()]
-        tmp = output.with_name(output.name + ".tmp")
-        with tmp.open("wb") as out:
+        with atomic_path(output) as tmp, tmp.open("wb") as out:
             write_tar(entries, out)
-        os.replace(tmp, output)
     return image_id
 
 

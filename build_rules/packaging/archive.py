@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 import gzip
 import io
-import os
 import sys
 from pathlib import Path
 
 from kiln.build_rules.packaging.tar import Entry, write_tar
+from kiln.toolchain.fsio import atomic_write
 
 ZSTD_LEVEL = 9  # 19 takes minutes on a 470 MB vendor runtime for a few % smaller output
 GZIP_LEVEL = 6  # zlib's default: -9 takes ~2x as long on vendor runtimes for ~1% smaller output
@@ -49,10 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     tar = io.BytesIO()
     write_tar([parse_entry(e) for e in args.entries], tar)
-    output = Path(args.output)
-    tmp = output.with_name(output.name + ".tmp")
-    tmp.write_bytes(compress(tar.getvalue(), args.compression))
-    os.replace(tmp, output)
+    atomic_write(Path(args.output), compress(tar.getvalue(), args.compression))
     return 0
 
 
