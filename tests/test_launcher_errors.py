@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import shutil
 import struct
 import sys
@@ -175,6 +176,13 @@ def test_missing_input_file(tiny, tmp_path):
 
 def test_input_is_a_directory(tiny, tmp_path):
     fails(kit.run(tiny.exe, "--input", str(tmp_path)), USER, str(tmp_path), "not a regular file")
+
+
+@pytest.mark.parametrize("flag", ["--input", "--weights"])
+def test_fifo_fails_fast_instead_of_blocking(tiny, tmp_path, flag):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    fails(kit.run(tiny.exe, flag, str(fifo), timeout=20), USER, str(fifo), "regular file")
 
 
 def test_unwritable_output(tiny, tmp_path):

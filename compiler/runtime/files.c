@@ -4,6 +4,7 @@
 #include "errors.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,13 +14,18 @@
 
 uint8_t *read_file(const char *path, size_t *size)
 {
-    FILE *f = fopen(path, "rb");
+    /* O_NONBLOCK: opening a FIFO for read would otherwise block until a writer appears. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     struct stat st;
-    if (f == NULL || fstat(fileno(f), &st) != 0) {
+    if (fd < 0 || fstat(fd, &st) != 0) {
         fail("%s: cannot open: %s", path, strerror(errno));
     }
     if (!S_ISREG(st.st_mode)) {
         fail("%s: not a regular file", path);
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (f == NULL) {
+        fail("%s: cannot open: %s", path, strerror(errno));
     }
     size_t length = (size_t)st.st_size;
     uint8_t *data = malloc(length > 0 ? length : 1);

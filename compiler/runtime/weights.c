@@ -49,7 +49,8 @@ static char *locate(const kiln_model_desc *model, const char *override)
 
 static void map_file(struct weights *w)
 {
-    int fd = open(w->path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO would otherwise block open() until a writer appears. */
+    int fd = open(w->path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {
         fail("%s: cannot open weights: %s", w->path, strerror(errno));
