@@ -24,6 +24,7 @@ import requests
 
 from kiln.build_rules.oci.auth import AuthError, Authorizer, Credentials
 from kiln.build_rules.oci.layout import Descriptor
+from kiln.build_rules.redact import redact_url
 
 T = TypeVar("T")
 TIMEOUT = (10, 300)  # connect, read (seconds)
@@ -58,8 +59,11 @@ class Reference:
     @classmethod
     def parse(cls, text: str) -> Reference:
         host, _, repository = text.partition("/")
+        if "@" in host:
+            raise RegistryError(f"'{redact_url(text)}': credentials do not belong in the repository; "
+                                "kiln takes them from ~/.docker/config.json and credential helpers")
         if not repository or not ("." in host or ":" in host or host == "localhost"):
-            raise RegistryError(f"'{text}' does not start with a registry host (e.g. 127.0.0.1:5000/mnist)")
+            raise RegistryError(f"'{redact_url(text)}' does not start with a registry host (e.g. 127.0.0.1:5000/mnist)")
         if not _REPOSITORY.fullmatch(repository):
             raise RegistryError(f"'{repository}' is not a valid repository name (lowercase, digits, . _ - /)")
         return cls(host, repository)

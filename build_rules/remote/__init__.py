@@ -14,6 +14,7 @@ from typing import Protocol
 
 from kiln.build_rules.actions import Action
 from kiln.build_rules.store import OutputFile, Store
+from kiln.build_rules.redact import redact_url
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ class Remote:
             if self._down:
                 return ""
             self._down = True
-        return f"remote {url} failed: {error}; building locally from now on"
+        return f"remote {redact_url(url)} failed: {redact_url(str(error))}; building locally from now on"
 
 
 def connect(options: RemoteOptions) -> Remote:

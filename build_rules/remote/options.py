@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from kiln.build_rules.errors import UserError
 from kiln.build_rules.remote import RemoteOptions
+from kiln.build_rules.redact import redact_url
 
 _CACHE_SCHEMES = ("http", "https", "grpc", "grpcs")
 _EXECUTOR_SCHEMES = ("grpc", "grpcs")
@@ -93,7 +94,7 @@ def _header(text: str) -> tuple[str, str]:
 def _check_url(url: str, flag: str, schemes: tuple[str, ...]) -> None:
     parts = urlsplit(url)
     if url and (parts.scheme not in schemes or not parts.netloc):
-        raise UserError(f"{flag}={url}: expected {' or '.join(f'{s}://HOST:PORT' for s in schemes)}")
+        raise UserError(f"{flag}={redact_url(url)}: expected {' or '.join(f'{s}://HOST:PORT' for s in schemes)}")
 
 
 def _netrc_auth(url: str) -> list[tuple[str, str]]:
