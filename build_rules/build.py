@@ -17,6 +17,7 @@ from kiln.build_rules.config import Configuration
 from kiln.build_rules.execution import Executor
 from kiln.build_rules.labels import Label
 from kiln.build_rules.loading import Loader
+from kiln.build_rules.symlinks import open_no_follow, refuse_symlinks
 from kiln.build_rules.progress import Progress
 from kiln.build_rules.providers import Providers
 from kiln.build_rules.remote import RemoteOptions, RemoteStats, connect
@@ -96,14 +97,16 @@ def _runtime_summaries(workspace: Workspace, stats: BuildStats) -> list[str]:
 @contextmanager
 def workspace_lock(workspace: Workspace, quiet: bool = False) -> Iterator[None]:
     """One build at a time per workspace; a second one waits and says so."""
+    refuse_symlinks(workspace.output_root)
     workspace.output_root.mkdir(exist_ok=True)
-    with open(workspace.output_root / ".lock", "w") as handle:
+    with open(open_no_follow(workspace.output_root / ".lock"), "w") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             print(f"kiln: another kiln build is running in {workspace.root}; waiting for it to finish...",
                   file=sys.stderr, flush=True)
             fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.truncate()
         handle.write(str(os.getpid()))
         handle.flush()
         yield

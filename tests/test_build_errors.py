@@ -82,3 +82,27 @@ def test_a_load_cycle_names_the_cycle(workspace):
     workspace.write("t/BUILD.kiln", 'load("//t:a.kiln", "x")\n')
     line = one_line_error(workspace.kiln("build", "//t:all"))
     assert line.endswith("load cycle: //t:a.kiln -> //t:b.kiln -> //t:a.kiln") and len(line) < 300
+
+
+@pytest.mark.parametrize("command", [("build", "//p:a"), ("clean",)])
+def test_symlinked_output_root_is_refused(workspace, tmp_path, command):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("keep me")
+    workspace.write("p/BUILD.kiln", 'genrule(name = "a", outs = ["a.txt"], cmd = "echo a > $@")\n')
+    (workspace.root / "kiln-out").symlink_to(victim)
+    line = one_line_error(workspace.kiln(*command))
+    assert "kiln-out is a symlink" in line and "remove it" in line
+    assert sorted(p.name for p in victim.iterdir()) == ["precious.txt"]
+
+
+@pytest.mark.parametrize("link", [".lock", "linux-amd64-cpu"])
+def test_symlink_inside_output_root_is_refused(workspace, tmp_path, link):
+    victim = tmp_path / "victim"
+    victim.write_text("keep me") if link == ".lock" else victim.mkdir()
+    workspace.write("p/BUILD.kiln", 'genrule(name = "a", outs = ["a.txt"], cmd = "echo a > $@")\n')
+    (workspace.root / "kiln-out").mkdir()
+    (workspace.root / "kiln-out" / link).symlink_to(victim)
+    line = one_line_error(workspace.kiln("build", "//p:a"))
+    assert f"kiln-out/{link} is a symlink" in line
+    assert victim.read_text() == "keep me" if link == ".lock" else not any(victim.iterdir())
