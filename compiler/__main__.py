@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from .errors import CompileError
-from .platforms import HOSTS, PLATFORMS
+from .platforms import HOSTS, PLATFORMS, PRECISIONS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -18,6 +18,8 @@ def _parser() -> argparse.ArgumentParser:
                    + "; several archs as cuda:sm_80,sm_90")
     c.add_argument("--ptxas", type=Path, help="ptxas to check CUDA kernels with (default: the pinned one)")
     c.add_argument("--host", default="linux-amd64", choices=list(HOSTS))
+    c.add_argument("--precision", default="highest", choices=PRECISIONS,
+                   help="StableHLO dots and convolutions: f32 throughout, or the plugin's default (bf16 on TPU)")
     c.add_argument("--weights", type=Path)
     c.add_argument("--batch", type=int, default=1)
     c.add_argument("--name")
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "compile":
             from .driver import compile
             compile(args.model, args.platform, args.weights, args.batch, args.name, args.host,
-                    args.ptxas).write(args.output)
+                    args.ptxas, precision=args.precision).write(args.output)
         else:
             from .inspect import inspect_model
             sys.stdout.write(inspect_model(args.model, args.weights, args.batch, args.passes, args.platform))

@@ -82,3 +82,10 @@ def test_a_load_cycle_names_the_cycle(workspace):
     workspace.write("t/BUILD.kiln", 'load("//t:a.kiln", "x")\n')
     line = one_line_error(workspace.kiln("build", "//t:all"))
     assert line.endswith("load cycle: //t:a.kiln -> //t:b.kiln -> //t:a.kiln") and len(line) < 300
+
+
+def test_unknown_model_precision(workspace):
+    workspace.write("p/m.onnx", "")
+    workspace.write("p/BUILD.kiln", 'model(name = "m", graph = "m.onnx", precision = "bf16")\n')
+    message = one_line_error(workspace.kiln("build", "//p:m"))
+    assert "//p:m" in message and "precision must be one of highest, default, got 'bf16'" in message
