@@ -4,6 +4,8 @@ are in the format the manifest's driver floor says, as ptxas itself reports its 
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import onnx
 import pytest
@@ -12,7 +14,10 @@ import onnx_models as M
 from kiln.compiler.backend.gpu import nvptx
 from kiln.compiler.errors import CompileError
 from kiln.compiler import driver
+from kiln.compiler.launcher import RUNTIME_DIR
 from kiln.compiler.platforms import PLATFORMS, resolve
+from kiln.toolchain.fetch import ensure
+from kiln.toolchain.lockfile import load
 from kiln.toolchain.ptxas import PtxasError, assemble, release
 
 DEFAULT_SMS = ("sm_75", "sm_80", "sm_90")
@@ -77,3 +82,22 @@ def test_platform_selection(tmp_path):
 def test_ptxas_error_carries_its_message():
     with pytest.raises(PtxasError, match="ptxas -arch=sm_80 failed:.*"):
         assemble(".version 7.0\n.target sm_80\n.address_size 64\n.visible .entry k() { bogus; }\n", "sm_80")
+
+
+def test_launcher_and_stub_constants_match_the_vendor_cuda_h():
+    """The launcher declares the driver API itself; the pinned CUDA runtime wheel's cuda.h is the
+    oracle for its constants, the stub libcuda's error codes and the cuDriverGetVersion encoding."""
+    cuda_h = next(ensure("nvidia-cuda-runtime", "amd64").glob("nvidia/*/include/cuda.h")).read_text()
+    vendor = {m.group(1): int(m.group(2)) for m in re.finditer(r"^\s*(CU\w+)\s*=\s*(\d+),", cuda_h, re.M)}
+    stub = Path(__file__).parent / "fixtures" / "gpu" / "stub_libcuda.c"
+    ours = {**_defines(RUNTIME_DIR / "cuda.c"),
+            **{f"CUDA_ERROR_{k}": v for k, v in _defines(stub).items() if k != "CU_JIT_ERROR_LOG_BUFFER"}}
+    assert len(ours) >= 7
+    assert {k: vendor.get(k) for k in ours} == ours
+    release = ".".join(load().find("nvidia-cuda-runtime", "amd64").version.split(".")[:2])
+    version = int(re.search(r"^#define CUDA_VERSION (\d+)", cuda_h, re.M).group(1))
+    assert nvptx.driver_api_version(release) == version
+
+
+def _defines(path) -> dict[str, int]:
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^#define (\w+) (\d+)$", path.read_text(), re.M)}
