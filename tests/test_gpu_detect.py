@@ -109,14 +109,16 @@ def test_driver_older_than_the_code_falls_back(bundle, tmp_path):
 def test_rejected_cubin_is_retried_as_ptx_with_the_jit_log(bundle, tmp_path):
     r = _run(bundle, env={**_stub_gpu(tmp_path, 86, 12040), "KILN_PLATFORM": "cuda"})
     assert r.returncode != 0
-    assert ("cuda: loading sm_75.ptx failed: CUDA_ERROR_INVALID_PTX (218): stub: ptxas fatal   : stub JIT log; "
+    assert ("cuda: loading sm_75.ptx failed: CUDA_ERROR_INVALID_PTX (218): stub: ptxas fatal   : stub JIT log "
+            "ptxas fatal   : second line; "
             "sm_80.cubin was rejected: CUDA_ERROR_NO_BINARY_FOR_GPU (209): stub") in r.stderr
 
 
 def test_driver_too_old_for_the_cubins_jits_the_ptx(bundle, tmp_path):
     r = _run(bundle, env={**_stub_gpu(tmp_path, 90, 11040), "KILN_PLATFORM": "cuda"})
     assert r.returncode != 0
-    assert "cuda: loading sm_75.ptx failed: CUDA_ERROR_INVALID_PTX (218): stub: ptxas fatal   : stub JIT log\n" in r.stderr
+    assert r.stderr.endswith("cuda: loading sm_75.ptx failed: CUDA_ERROR_INVALID_PTX (218): stub: ptxas fatal   : "
+                             "stub JIT log ptxas fatal   : second line\n")
 
 
 def test_forced_cuda_fails_clearly(bundle, tmp_path):

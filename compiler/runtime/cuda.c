@@ -219,6 +219,9 @@ static bool load_module(struct cuda *c, const char *file, char *error, size_t er
     if (r != 0) {
         char name[256];
         error_text(r, name, sizeof name);
+        for (char *nl = strchr(log, '\n'); nl != NULL; nl = strchr(nl, '\n')) {
+            *nl = nl[1] == '\0' ? '\0' : ' ';  /* the JIT's log spans lines; the message is one */
+        }
         snprintf(error, error_size, "%s%s%s", name, log[0] ? ": " : "", log);
     }
     return r == 0;
@@ -229,7 +232,7 @@ static void load_code(struct cuda *c, int cc, int driver, const char *found, cha
 {
     const struct gpu_model *m = c->m;
     const char *cubin = usable_cubin(m, cc, driver);
-    char file[32], error[2600] = "", rejected[2700] = "";
+    char file[32] = "", error[2600] = "", rejected[2700] = "";
     if (cubin != NULL) {
         snprintf(file, sizeof file, "%s.cubin", cubin);
         if (load_module(c, file, error, sizeof error)) {
