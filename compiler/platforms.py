@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from .backend.base import Backend
 
 WEIGHTS_FILE = "weights.safetensors"
-PRECISIONS = ("highest", "default")   # a model's f32 dot precision on PJRT plugins (model(precision=))
 MANIFEST_FILE = "manifest.json"
+PRECISIONS = ("highest", "default")   # a model's f32 dot precision on PJRT plugins (model(precision=))
 
 
 @dataclass(frozen=True)
