@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from .errors import CompileError
-from .platforms import HOSTS, PLATFORMS
+from .platforms import HOSTS, PLATFORMS, PRECISIONS
 
 
 def _shape(text: str) -> tuple[str, tuple[int, ...]]:
@@ -29,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
                    + "; several archs as cuda:sm_80,sm_90")
     c.add_argument("--ptxas", type=Path, help="ptxas to check CUDA kernels with (default: the pinned one)")
     c.add_argument("--host", default="linux-amd64", choices=list(HOSTS))
+    c.add_argument("--precision", default="highest", choices=PRECISIONS,
+                   help="StableHLO dots and convolutions: f32 throughout, or the plugin's default (bf16 on TPU)")
     c.add_argument("--weights", type=Path)
     c.add_argument("--batch", type=int, default=1)
     c.add_argument("--input-shape", type=_shape, action="append", default=[], metavar="NAME=D0,D1,...",
@@ -53,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "compile":
             from .driver import compile
             compile(args.model, args.platform, args.weights, args.batch, args.name, args.host,
-                    args.ptxas, input_shapes=dict(args.input_shape)).write(args.output)
+                    args.ptxas, input_shapes=dict(args.input_shape), precision=args.precision).write(args.output)
         elif args.check:
             from .check import check_model, report
             problems = check_model(args.model, args.weights, args.batch, args.platform, dict(args.input_shape))

@@ -38,10 +38,11 @@ class Compiled:
 
 def compile(model: Path, platform: str = "cpu", weights: Path | None = None, batch: int = 1,
             name: str | None = None, host: str = "linux-amd64", ptxas: Path | None = None,
-            profile: bool = False, input_shapes: Shapes | None = None) -> Compiled:
+            profile: bool = False, input_shapes: Shapes | None = None, precision: str = "highest") -> Compiled:
     """Compile `model` for `platform` (`cpu`, `cuda:sm_89`, ...) and the launcher's `host`; `ptxas`
     checks CUDA kernels (default: the pinned one); `profile` is the CPU's JitModel.profile build;
-    `input_shapes` fixes symbolic input dims by input name."""
+    `input_shapes` fixes symbolic input dims by input name; `precision` ("highest" | "default") is
+    the StableHLO dots' and convolutions'."""
     spec, archs = platforms.resolve(platform)
     host = platforms.host(host).name
     backend = spec.load_backend()
@@ -52,7 +53,7 @@ def compile(model: Path, platform: str = "cpu", weights: Path | None = None, bat
     graph = run_pipeline(graph, passes=backend.passes)
     _check_ops(backend, graph)
     target = Target(name, spec.name, archs, host, in_names, out_names,
-                    {"ptxas": ptxas}, profile)
+                    {"ptxas": ptxas}, profile, precision)
     code = backend.build(graph, target)
     weights_file, data_start = safetensors_bytes(code.weights)
     common = manifest.common(name, spec.name, batch, manifest.tensors(graph.inputs, in_names),

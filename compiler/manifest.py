@@ -13,7 +13,7 @@ Common fields, for every platform:
     source    {"model", "sha256"}: the ONNX file compiled
 plus the backend's section, top-level keys beside them:
     cpu        host, triple, abi_version, scratch_bytes, variants, flops, object
-    cuda/rocm  targets, buffers, kernels, code; cuda also ptx, min_driver
+    cuda/rocm  targets, buffers, kernels, code; cuda also ptx, min_driver, min_cuda (cuDriverGetVersion numbers)
     tpu/cpu-xla  program, arguments, flops
 """
 from __future__ import annotations

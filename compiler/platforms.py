@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 WEIGHTS_FILE = "weights.safetensors"
 MANIFEST_FILE = "manifest.json"
+PRECISIONS = ("highest", "default")   # a model's f32 dot precision on PJRT plugins (model(precision=))
 
 
 @dataclass(frozen=True)
@@ -54,13 +55,14 @@ class Platform:
         return f"{self.name}[:{self.default_archs[0]}]" if self.default_archs else self.name
 
 
-def newest_sm(sms: tuple[str, ...]) -> str:
-    """The SM whose PTX ships too (the driver JITs it for GPUs newer than every cubin)."""
-    return max(sms, key=lambda sm: int(sm.removeprefix("sm_")))
+def lowest_sm(sms: tuple[str, ...]) -> str:
+    """The SM whose PTX ships too: the driver JITs it for every newer GPU without a cubin here
+    (sm_86 under an sm_75-only build, sm_120 under any), and its PTX ISA needs the oldest driver."""
+    return min(sms, key=lambda sm: int(sm.removeprefix("sm_")))
 
 
 def _cuda_files(sms: tuple[str, ...]) -> tuple[str, ...]:
-    return (*(f"{sm}.cubin" for sm in sms), f"{newest_sm(sms)}.ptx")
+    return (*(f"{sm}.cubin" for sm in sms), f"{lowest_sm(sms)}.ptx")
 
 
 HOSTS: dict[str, Host] = {h.name: h for h in (
@@ -70,7 +72,7 @@ HOSTS: dict[str, Host] = {h.name: h for h in (
 
 PLATFORMS: dict[str, Platform] = {p.name: p for p in (
     Platform("cpu", "cpu.backend:CPU", lambda archs: ("model.o",), host_code=True),
-    Platform("cuda", "gpu.backend:CUDA", _cuda_files, ("sm_80", "sm_90"), toolchain=True, tools=("ptxas",)),
+    Platform("cuda", "gpu.backend:CUDA", _cuda_files, ("sm_75", "sm_80", "sm_90"), toolchain=True, tools=("ptxas",)),
     Platform("rocm", "gpu.backend:ROCM", lambda archs: tuple(f"{a}.co" for a in archs),
              ("gfx90a", "gfx942", "gfx1100"), runtime=True, toolchain=True),
     Platform("tpu", "stablehlo.backend:STABLEHLO", lambda archs: ("model.mlir",), runtime=True),

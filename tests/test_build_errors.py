@@ -106,3 +106,10 @@ def test_symlink_inside_output_root_is_refused(workspace, tmp_path, link):
     line = one_line_error(workspace.kiln("build", "//p:a"))
     assert f"kiln-out/{link} is a symlink" in line
     assert victim.read_text() == "keep me" if link == ".lock" else not any(victim.iterdir())
+
+
+def test_unknown_model_precision(workspace):
+    workspace.write("p/m.onnx", "")
+    workspace.write("p/BUILD.kiln", 'model(name = "m", graph = "m.onnx", precision = "bf16")\n')
+    message = one_line_error(workspace.kiln("build", "//p:m"))
+    assert "//p:m" in message and "precision must be one of highest, default, got 'bf16'" in message

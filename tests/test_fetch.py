@@ -30,7 +30,7 @@ def test_lock_pins_everything_without_hosts():
     names = {a.name for a in lock.artifacts}
     assert {"libamdhip64-5", "libhsa-runtime64-1", "libhsakmt1", "libamd-comgr2", "librocsparse0", "librocrand1",
             "rocm-device-libs", "nvidia-cuda-runtime", "nvidia-cublas", "nvidia-cuda-nvrtc", "nvidia-nvjitlink",
-            "nvidia-cuda-nvcc", "libtpu", "libc6", "libgcc-s1", "libstdc++6"} <= names
+            "nvidia-cuda-nvcc-cu12", "libtpu", "libc6", "libgcc-s1", "libstdc++6"} <= names
     for base in ("libc6", "libgcc-s1", "libstdc++6"):
         assert lock.find(base, "amd64").arch == "amd64" and lock.find(base, "arm64").arch == "arm64"
 

@@ -3,6 +3,7 @@ the launcher says what it probed and why it skipped each GPU platform, falls bac
 still answers correctly; stand-in vendor libraries exercise the fallback logic only."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -83,6 +84,42 @@ def test_driver_without_device_falls_back_with_its_reason(bundle, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "cuda: cuInit: CUDA_ERROR_NO_DEVICE (100): no CUDA-capable device is detected" in r.stderr
     _check_output(bundle, tmp_path / "y.npy")
+
+
+def _stub_gpu(tmp_path: Path, cc: int, driver: int) -> dict:
+    lib = _shared_lib(FIXTURES / "stub_libcuda.c", tmp_path / "driver" / "libcuda.so.1")
+    return {"LD_LIBRARY_PATH": os.fspath(lib.parent), "STUB_CUDA_CC": str(cc), "STUB_CUDA_DRIVER": str(driver)}
+
+
+def test_gpu_the_bundle_does_not_cover_falls_back(bundle, tmp_path):
+    r = _run(bundle, "--output", os.fspath(tmp_path / "y.npy"), env=_stub_gpu(tmp_path, 70, 12040))
+    assert r.returncode == 0, r.stderr
+    assert "cuda: the GPU is sm_70; this bundle has code for sm_75, sm_80, sm_90 only" in r.stderr
+    _check_output(bundle, tmp_path / "y.npy")
+
+
+def test_driver_older_than_the_code_falls_back(bundle, tmp_path):
+    manifest = json.loads((bundle / "share" / "cuda" / "manifest.json").read_text())
+    assert manifest["min_cuda"] == {"cubin": 12000, "ptx": 10000}
+    r = _run(bundle, "--output", os.fspath(tmp_path / "y.npy"), env=_stub_gpu(tmp_path, 80, 9020))
+    assert r.returncode == 0, r.stderr
+    assert "cuda: the driver supports CUDA 9.2; this bundle's cubins need 12.0, its PTX 10.0" in r.stderr
+    _check_output(bundle, tmp_path / "y.npy")
+
+
+def test_rejected_cubin_is_retried_as_ptx_with_the_jit_log(bundle, tmp_path):
+    r = _run(bundle, env={**_stub_gpu(tmp_path, 86, 12040), "KILN_PLATFORM": "cuda"})
+    assert r.returncode != 0
+    assert ("cuda: loading sm_75.ptx failed: CUDA_ERROR_INVALID_PTX (218): stub: ptxas fatal   : stub JIT log "
+            "ptxas fatal   : second line; "
+            "sm_80.cubin was rejected: CUDA_ERROR_NO_BINARY_FOR_GPU (209): stub") in r.stderr
+
+
+def test_driver_too_old_for_the_cubins_jits_the_ptx(bundle, tmp_path):
+    r = _run(bundle, env={**_stub_gpu(tmp_path, 90, 11040), "KILN_PLATFORM": "cuda"})
+    assert r.returncode != 0
+    assert r.stderr.endswith("cuda: loading sm_75.ptx failed: CUDA_ERROR_INVALID_PTX (218): stub: ptxas fatal   : "
+                             "stub JIT log ptxas fatal   : second line\n")
 
 
 def test_forced_cuda_fails_clearly(bundle, tmp_path):

@@ -98,7 +98,8 @@ def test_gpu_archive_ships_kernels_and_trimmed_hsa_and_runs_on_cpu(examples_copy
     server = tmp_path / "server"
     unpack(examples_copy / "kiln-out/linux-amd64-cpu-cuda-rocm/mnist/mnist.tar.gz", server)
     bundle = server / "mnist"
-    for name in ("share/cuda/sm_80.cubin", "share/cuda/sm_90.cubin", "share/cuda/sm_90.ptx",
+    for name in ("share/cuda/sm_75.cubin", "share/cuda/sm_80.cubin", "share/cuda/sm_90.cubin",
+                 "share/cuda/sm_75.ptx",
                  "share/rocm/gfx90a.co", "share/rocm/gfx942.co", "share/rocm/gfx1100.co",
                  "lib/rocm/libhsa-runtime64.so.1"):
         assert (bundle / name).is_file(), name

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +126,36 @@ def test_bundled_libtpu_falls_back_to_cpu_here(launcher, tmp_path):
     done = subprocess.run([str(exe), "--bench", "1"], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "platform cpu (tpu: no /dev/accel* or /dev/vfio device)" in done.stderr
+
+
+def _fake_tpu_host(root: Path) -> list[str]:
+    """bwrap arguments showing a TPU's device node and sysfs entries (Google's PCI vendor, a GCE host)."""
+    (root / "class" / "accel" / "accel0" / "device").mkdir(parents=True)
+    (root / "class" / "accel" / "accel0" / "device" / "vendor").write_text("0x1ae0\n")
+    (root / "devices" / "virtual" / "dmi" / "id").mkdir(parents=True)
+    (root / "devices" / "virtual" / "dmi" / "id" / "product_name").write_text("Google Compute Engine\n")
+    return ["bwrap", "--dev-bind", "/", "/", "--bind", str(root), "/sys", "--dev", "/dev",
+            "--ro-bind", "/dev/null", "/dev/accel0"]
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+def test_libtpu_logging_more_than_a_pipe_holds_is_drained(launcher, tmp_path):
+    """The probe's child logs 256 KiB before failing: its reason arrives at once, not as a timeout."""
+    from kiln.compiler.launcher import RUNTIME_DIR
+
+    exe = tpu_bundle(launcher, tmp_path / "bundle")
+    libtpu = tmp_path / "bundle" / "lib" / "tpu" / "libtpu.so"
+    libtpu.unlink()
+    source = (Path(__file__).parent / "fixtures" / "pjrt" / "chatty_libtpu.c").read_text()
+    shutil.copy(shared_library(tmp_path, source, "chatty_libtpu", ["-I", str(RUNTIME_DIR)]), libtpu)
+    env = {k: v for k, v in os.environ.items() if k not in ("KILN_PJRT_PLUGIN", "KILN_PLATFORM")}
+    started = time.monotonic()
+    done = subprocess.run([*_fake_tpu_host(tmp_path / "sys"), str(exe), "--bench", "1"], capture_output=True,
+                          text=True, env={**env, "KILN_TPU_TIMEOUT": "30"}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert ("platform cpu (tpu: libtpu: stub libtpu: TPU initialization failed: no usable TPU)"
+            in done.stderr), done.stderr[-2000:]
+    assert time.monotonic() - started < 30
 
 
 def test_cache_dir_skips_compilation(relu, tmp_path):

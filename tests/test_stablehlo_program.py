@@ -73,3 +73,29 @@ def test_manifest_names_the_platform(tmp_path, platform):
     x = np.zeros((2, 3), np.float32)
     manifest = compile_to(tmp_path, single_op("Relu", [("x", x, False)]), platform)
     assert manifest["platform"] == platform and manifest["program"]["file"] == "model.mlir"
+
+
+@pytest.mark.parametrize("precision", ["highest", "default"])
+def test_dots_and_convolutions_carry_the_precision(tmp_path, precision):
+    """Without precision_config XLA:TPU multiplies f32 in bf16 passes; the model's precision is on every
+    operand of every dot_general and convolution."""
+    from onnx_models import mnist_cnn
+
+    onnx.save(mnist_cnn(), tmp_path / "m.onnx")
+    done = subprocess.run([sys.executable, "-m", "kiln.compiler", "compile", "--platform", "tpu", "--precision",
+                           precision, "-o", str(tmp_path / "out"), str(tmp_path / "m.onnx")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    lines = [l for l in (tmp_path / "out" / "model.mlir").read_text().splitlines()
+             if '"stablehlo.dot_general"' in l or '"stablehlo.convolution"' in l]
+    assert {'"stablehlo.dot_general"', '"stablehlo.convolution"'} <= {l.split("(")[0].split("= ")[1] for l in lines}
+    operand = f"#stablehlo<precision {precision.upper()}>"
+    assert all(f"precision_config = [{operand}, {operand}]" in l for l in lines), lines
+
+
+def test_unknown_precision_is_a_usage_error(tmp_path):
+    onnx.save(mlp(), tmp_path / "m.onnx")
+    done = subprocess.run([sys.executable, "-m", "kiln.compiler", "compile", "--platform", "tpu", "--precision",
+                           "bf16", "-o", str(tmp_path / "out"), str(tmp_path / "m.onnx")],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "invalid choice: 'bf16'" in done.stderr

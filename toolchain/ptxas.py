@@ -1,5 +1,8 @@
-"""ptxas from the pinned nvidia-cuda-nvcc wheel: PTX -> cubin for one SM, with the register and
-spill figures `ptxas -v` reports per kernel."""
+"""ptxas from the pinned nvidia-cuda-nvcc-cu12 wheel: PTX -> cubin for one SM, with the register and
+spill figures `ptxas -v` reports per kernel.
+
+CUDA 12, not 13: a ptxas 13.x cubin has the CUDA 13 cubin format (ELF OS/ABI 0x41, ABI version 8) that
+only drivers >= R580 load, while a CUDA 12 one loads on every R525+ driver that fleets still run."""
 from __future__ import annotations
 
 import os
@@ -12,11 +15,12 @@ from pathlib import Path
 from kiln.toolchain.errors import FetchError
 from kiln.toolchain.fetch import ensure
 
-PIN = "nvidia-cuda-nvcc"
-IN_WHEEL = "nvidia/cu13/bin/ptxas"  # where the pinned wheel keeps ptxas
+PIN = "nvidia-cuda-nvcc-cu12"
+IN_WHEEL = "nvidia/cuda_nvcc/bin/ptxas"  # where the pinned wheel keeps ptxas
 _FUNC = re.compile(r"Compiling entry function '(\w+)'")
 _FRAME = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
 _USED = re.compile(r"Used (\d+) registers")
+_RELEASE = re.compile(r"release (\d+)\.(\d+)")
 
 
 class PtxasError(Exception):
@@ -44,6 +48,15 @@ def assemble(ptx: str, sm: str, ptxas: Path | None = None) -> tuple[bytes, dict[
         if r.returncode != 0:
             raise PtxasError(f"ptxas -arch={sm} failed: {(r.stderr or r.stdout).strip()}")
         return out.read_bytes(), parse_verbose(r.stdout + r.stderr)
+
+
+def release(ptxas: Path | None = None) -> tuple[int, int]:
+    """The CUDA release ptxas belongs to, as `ptxas --version` says it: (12, 9)."""
+    r = subprocess.run([os.fspath(ptxas or ptxas_path()), "--version"], capture_output=True, text=True)
+    m = _RELEASE.search(r.stdout)
+    if r.returncode != 0 or m is None:
+        raise PtxasError(f"ptxas --version gave no CUDA release: {(r.stderr or r.stdout).strip()}")
+    return int(m.group(1)), int(m.group(2))
 
 
 def parse_verbose(text: str) -> dict[str, dict]:

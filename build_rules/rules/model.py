@@ -6,6 +6,7 @@
         weights = "mnist.safetensors",   # optional: initializers may live inside the ONNX file
         batch = 1,
         input_shapes = {},               # e.g. {"images": [1, 3, 640, 640]} for symbolic dims
+        precision = "highest",           # tpu/cpu-xla: "default" lets XLA:TPU run f32 dots in bf16 passes
     )
 
 Outputs, under kiln-out/<config>/<package>/: `<name>` (the launcher for the configured host, with
@@ -13,7 +14,7 @@ the CPU code linked in), `<name>.cpu/weights.safetensors` (the weights the compi
 and `<name>.cpu/manifest.json`. `kiln run //pkg:<name> -- --input x.npy` runs it here.
 
 With `cuda` or `rocm` in --platform (archs from `cuda:sm_89`, `rocm:gfx942`; defaults: the platform
-registry, kiln.compiler.platforms, which also names each platform's files): `<name>.<platform>/` holding a cubin per SM plus the newest SM's PTX, or a
+registry, kiln.compiler.platforms, which also names each platform's files): `<name>.<platform>/` holding a cubin per SM plus the lowest SM's PTX, or a
 code object per gfx arch, with weights.safetensors and manifest.json; for rocm also the HSA runtime
 trimmed for the launcher (`<name>.rocm.runtime/lib/rocm/`).
 
@@ -33,7 +34,7 @@ from kiln.build_rules.rules import RuleSpec
 from kiln.build_rules.config import machine_host
 from kiln.build_rules.rules.toolchains import external_tree, python_tool, vendor_trees, zig_tool
 from kiln.compiler import launcher
-from kiln.compiler.platforms import FALLBACK, HOSTS, PLATFORMS, Platform
+from kiln.compiler.platforms import FALLBACK, HOSTS, PLATFORMS, PRECISIONS, Platform
 from kiln.toolchain import ptxas
 
 RUNTIME_DIR = "_kiln/runtime"
@@ -63,6 +64,8 @@ def _compile(ctx: RuleContext, platform: Platform, graph: Artifact, weights: Art
     if weights is not None:
         argv += ["--weights", weights]
     argv += [f"--input-shape={name}={','.join(map(str, shape))}" for name, shape in ctx.attr["input_shapes"].items()]
+    if ctx.attr["precision"] != PRECISIONS[0]:
+        argv += ["--precision", ctx.attr["precision"]]
     what = f": {', '.join(archs)}" if archs else f", {ctx.config.host}" if platform.host_code else ""
     ctx.action("ModelCompile", argv, [graph] + ([weights] if weights else []), files,
                progress=f"Compiling {ctx.label} ({platform.name}{what})")
@@ -104,6 +107,8 @@ def _implementation(ctx: RuleContext) -> Providers:
     weights = _single_file(ctx, "weights") if ctx.attr["weights"] else None
     if ctx.attr["batch"] < 1:
         raise ctx.fail(f"batch must be at least 1, got {ctx.attr['batch']}")
+    if ctx.attr["precision"] not in PRECISIONS:
+        raise ctx.fail(f"precision must be one of {', '.join(PRECISIONS)}, got '{ctx.attr['precision']}'")
     obj, packed, manifest = _compile(ctx, FALLBACK, graph, weights)
     program = _link_launcher(ctx, [obj])
     manifests, programs, runtimes, reports = [(FALLBACK.name, manifest)], [], [], []
@@ -141,6 +146,8 @@ RULE = RuleSpec(
         "weights": Attr("label", doc="safetensors file with the initializers, matched by name."),
         "batch": Attr("int", 1, doc="Fixes the model's symbolic leading dimension."),
         "input_shapes": Attr("shape_dict", {}, doc='Fixes inputs\' symbolic dims: {"images": [1, 3, 640, 640]}.'),
+        "precision": Attr("string", "highest", doc="tpu/cpu-xla f32 dots and convolutions: 'highest' keeps f32, "
+                          "'default' lets XLA:TPU use bf16 passes (faster, errors ~1e-2)."),
     },
     implementation=_implementation,
     doc=__doc__,

@@ -22,6 +22,8 @@ class Target:
     output_names: tuple[str, ...]
     tools: dict[str, Path | None]   # toolchain programs by name; None = the pinned one
     profile: bool = False           # cpu: one function per node for JitModel.profile (not for shipping)
+    precision: str = "highest"      # stablehlo: f32 dots and convolutions at full f32 precision or
+                                    # the plugin's default (bf16 passes on TPU)
 
 
 class Code(Protocol):

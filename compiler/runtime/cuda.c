@@ -19,9 +19,12 @@ typedef struct CUstream_st *CUstream;
 typedef uint64_t CUdeviceptr;
 #define CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR 75
 #define CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR 76
+#define CU_JIT_ERROR_LOG_BUFFER 5
+#define CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES 6
 
 #define CUDA_FUNCTIONS(X)                                                                      \
     X(cuInit, (unsigned))                                                                      \
+    X(cuDriverGetVersion, (int *))                                                             \
     X(cuGetErrorString, (CUresult, const char **))                                             \
     X(cuGetErrorName, (CUresult, const char **))                                               \
     X(cuDeviceGetCount, (int *))                                                               \
@@ -31,7 +34,7 @@ typedef uint64_t CUdeviceptr;
     X(cuDevicePrimaryCtxRetain, (CUcontext *, CUdevice))                                       \
     X(cuDevicePrimaryCtxRelease_v2, (CUdevice))                                                \
     X(cuCtxSetCurrent, (CUcontext))                                                            \
-    X(cuModuleLoadData, (CUmodule *, const void *))                                            \
+    X(cuModuleLoadDataEx, (CUmodule *, const void *, unsigned, int *, void **))                \
     X(cuModuleGetFunction, (CUfunction *, CUmodule, const char *))                             \
     X(cuModuleUnload, (CUmodule))                                                              \
     X(cuMemAlloc_v2, (CUdeviceptr *, size_t))                                                  \
@@ -125,13 +128,15 @@ bool cuda_probe(char *found, size_t found_size, char *why, size_t why_size)
         return false;
     }
     CUdevice dev;
-    int major = 0, minor = 0;
+    int major = 0, minor = 0, driver = 0;
     char name[128] = "";
     api.cuDeviceGet(&dev, 0);
     api.cuDeviceGetName(name, sizeof name, dev);
     api.cuDeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev);
     api.cuDeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev);
-    snprintf(found, found_size, "%s (sm_%d%d)", name, major, minor);
+    api.cuDriverGetVersion(&driver);
+    snprintf(found, found_size, "%s (sm_%d%d, driver CUDA %d.%d)", name, major, minor, driver / 1000,
+             driver % 1000 / 10);
     return true;
 }
 
@@ -150,40 +155,115 @@ static const char *pick_cubin(const struct gpu_model *m, int cc)
     return best;
 }
 
-struct cuda *cuda_open(const struct gpu_model *m, const void *weights, char *how, size_t how_size)
+static bool ptx_runs_on(const struct gpu_model *m, int cc)
 {
-    char why[256], found[256];
-    if (!cuda_probe(found, sizeof found, why, sizeof why)) {
-        fail("cuda: %s", why);
-    }
-    struct cuda *c = calloc(1, sizeof *c);
-    c->m = m;
+    return m->ptx_sm[0] != '\0' && atoi(m->ptx_sm + 3) <= cc;
+}
+
+/* Device 0's compute capability as 10 * major + minor, and the CUDA version its driver supports. */
+static void device_facts(CUdevice *dev, int *cc, int *driver)
+{
     int major = 0, minor = 0;
-    CHECK(cuDeviceGet(&c->dev, 0));
-    CHECK(cuDeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, c->dev));
-    CHECK(cuDeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, c->dev));
-    CHECK(cuDevicePrimaryCtxRetain(&c->ctx, c->dev));
-    CHECK(cuCtxSetCurrent(c->ctx));
-    int cc = major * 10 + minor;
-    const char *cubin = pick_cubin(m, cc);
-    char file[32];
-    if (cubin != NULL) {
-        snprintf(file, sizeof file, "%s.cubin", cubin);
-    } else if (m->ptx_sm[0] != '\0' && atoi(m->ptx_sm + 3) <= cc) {
-        snprintf(file, sizeof file, "%s.ptx", m->ptx_sm);
-    } else {
+    CHECK(cuDeviceGet(dev, 0));
+    CHECK(cuDeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, *dev));
+    CHECK(cuDeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, *dev));
+    CHECK(cuDriverGetVersion(driver));
+    *cc = major * 10 + minor;
+}
+
+/* The cubin this GPU and driver load, or NULL. */
+static const char *usable_cubin(const struct gpu_model *m, int cc, int driver)
+{
+    return driver >= m->cuda_cubin ? pick_cubin(m, cc) : NULL;
+}
+
+static bool usable_ptx(const struct gpu_model *m, int cc, int driver)
+{
+    return ptx_runs_on(m, cc) && driver >= m->cuda_ptx;
+}
+
+bool cuda_supported(const struct gpu_model *m, char *why, size_t why_size)
+{
+    CUdevice dev;
+    int cc, driver;
+    device_facts(&dev, &cc, &driver);
+    if (usable_cubin(m, cc, driver) != NULL || usable_ptx(m, cc, driver)) {
+        return true;
+    }
+    if (pick_cubin(m, cc) == NULL && !ptx_runs_on(m, cc)) {
         char have[256];
         gpu_model_targets(m, have, sizeof have);
-        fail("cuda: %s is sm_%d; this bundle has code for %s only", found, cc, have);
+        snprintf(why, why_size, "the GPU is sm_%d; this bundle has code for %s only", cc, have);
+    } else {
+        snprintf(why, why_size, "the driver supports CUDA %d.%d; this bundle's cubins need %d.%d, its PTX %d.%d",
+                 driver / 1000, driver % 1000 / 10, m->cuda_cubin / 1000, m->cuda_cubin % 1000 / 10,
+                 m->cuda_ptx / 1000, m->cuda_ptx % 1000 / 10);
     }
-    char *path = path_join(m->dir, file);
+    return false;
+}
+
+/* Loads m->dir/file into c->module; on failure `error` holds the CUDA error and the JIT's log. */
+static bool load_module(struct cuda *c, const char *file, char *error, size_t error_size)
+{
+    char *path = path_join(c->m->dir, file);
     size_t size;
     uint8_t *code = read_file(path, &size);
     uint8_t *text = realloc(code, size + 1);  /* PTX must be NUL-terminated */
     text[size] = '\0';
-    CHECK(cuModuleLoadData(&c->module, text));
+    char log[2048] = "";
+    int options[] = {CU_JIT_ERROR_LOG_BUFFER, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES};
+    void *values[] = {log, (void *)(uintptr_t)sizeof log};
+    CUresult r = api.cuModuleLoadDataEx(&c->module, text, 2, options, values);
     free(text);
     free(path);
+    if (r != 0) {
+        char name[256];
+        error_text(r, name, sizeof name);
+        for (char *nl = strchr(log, '\n'); nl != NULL; nl = strchr(nl, '\n')) {
+            *nl = nl[1] == '\0' ? '\0' : ' ';  /* the JIT's log spans lines; the message is one */
+        }
+        snprintf(error, error_size, "%s%s%s", name, log[0] ? ": " : "", log);
+    }
+    return r == 0;
+}
+
+/* The matching cubin, else (or when the driver rejects it) the PTX; `how` says which was loaded. */
+static void load_code(struct cuda *c, int cc, int driver, const char *found, char *how, size_t how_size)
+{
+    const struct gpu_model *m = c->m;
+    const char *cubin = usable_cubin(m, cc, driver);
+    char file[32] = "", error[2600] = "", rejected[2700] = "";
+    if (cubin != NULL) {
+        snprintf(file, sizeof file, "%s.cubin", cubin);
+        if (load_module(c, file, error, sizeof error)) {
+            snprintf(how, how_size, "%s, %s", found, file);
+            return;
+        }
+        snprintf(rejected, sizeof rejected, "; %s was rejected: %s", file, error);
+    }
+    if (!usable_ptx(m, cc, driver)) {
+        fail("cuda: loading %s failed: %s", file, error);
+    }
+    snprintf(file, sizeof file, "%s.ptx", m->ptx_sm);
+    if (!load_module(c, file, error, sizeof error)) {
+        fail("cuda: loading %s failed: %s%s", file, error, rejected);
+    }
+    snprintf(how, how_size, "%s, %s (JIT%s)", found, file, cubin ? ", the cubin was rejected" : "");
+}
+
+struct cuda *cuda_open(const struct gpu_model *m, const void *weights, char *how, size_t how_size)
+{
+    char why[512], found[256];
+    if (!cuda_probe(found, sizeof found, why, sizeof why) || !cuda_supported(m, why, sizeof why)) {
+        fail("cuda: %s", why);
+    }
+    struct cuda *c = calloc(1, sizeof *c);
+    c->m = m;
+    int cc, driver;
+    device_facts(&c->dev, &cc, &driver);
+    CHECK(cuDevicePrimaryCtxRetain(&c->ctx, c->dev));
+    CHECK(cuCtxSetCurrent(c->ctx));
+    load_code(c, cc, driver, found, how, how_size);
     c->fns = calloc((size_t)m->n_kernels + 1, sizeof *c->fns);
     for (int i = 0; i < m->n_kernels; i++) {
         CHECK(cuModuleGetFunction(&c->fns[i], c->module, m->kernels[i].name));
@@ -194,7 +274,6 @@ struct cuda *cuda_open(const struct gpu_model *m, const void *weights, char *how
         CHECK(cuMemcpyHtoD_v2(c->weights, weights, m->weights_bytes));
     }
     CHECK(cuStreamCreate(&c->stream, 0));
-    snprintf(how, how_size, "%s, %s%s", found, file, cubin ? "" : " (JIT)");
     return c;
 }
 

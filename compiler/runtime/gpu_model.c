@@ -59,6 +59,11 @@ void gpu_model_load(struct gpu_model *m, const char *platform)
     if (ptx != NULL && ptx->type == JSON_STRING) {
         snprintf(m->ptx_sm, sizeof m->ptx_sm, "%s", ptx->text);
     }
+    const struct json *min_cuda = json_get(root, "min_cuda");
+    if (min_cuda != NULL) {
+        m->cuda_cubin = (int)num(min_cuda, "cubin", path);
+        m->cuda_ptx = (int)num(min_cuda, "ptx", path);
+    }
     m->n_kernels = (int)kernels->count;
     m->kernels = calloc(kernels->count + 1, sizeof *m->kernels);
     for (size_t i = 0; i < kernels->count; i++) {

@@ -17,6 +17,7 @@ struct gpu_model {
     char targets[16][16];       /* sm_80 ... or gfx90a ... */
     int n_targets;
     char ptx_sm[16];            /* cuda: the SM the shipped PTX was emitted for */
+    int cuda_cubin, cuda_ptx;   /* cuda: the cuDriverGetVersion the cubins / the PTX need (0: any) */
     struct gpu_kernel *kernels;
     int n_kernels;
     uint64_t weights_offset, weights_bytes, activation_bytes;

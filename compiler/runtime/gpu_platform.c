@@ -12,15 +12,13 @@
 /* Usable here? On false `why` says why not. */
 static bool usable(const char *name, char *found, size_t found_size, char *why, size_t why_size)
 {
-    if (strcmp(name, "cuda") == 0) {
-        return cuda_probe(found, found_size, why, why_size);
-    }
-    if (!hsa_probe(found, found_size, why, why_size)) {
+    bool cuda = strcmp(name, "cuda") == 0;
+    if (!(cuda ? cuda_probe : hsa_probe)(found, found_size, why, why_size)) {
         return false;
     }
     struct gpu_model m;
-    gpu_model_load(&m, "rocm");
-    bool ok = hsa_supported(&m, found, why, why_size);
+    gpu_model_load(&m, name);
+    bool ok = cuda ? cuda_supported(&m, why, why_size) : hsa_supported(&m, found, why, why_size);
     gpu_model_free(&m);
     return ok;
 }

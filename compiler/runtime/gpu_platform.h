@@ -1,5 +1,6 @@
 /* Startup detection of the GPU platforms in this bundle, in ARCHITECTURE.md's order:
- * cuda (libcuda.so.1 loads and reports a device), then rocm (/dev/kfd and a GPU agent whose
+ * cuda (libcuda.so.1 loads and reports a device that the bundle's cubins or PTX cover, with a driver
+ * new enough for them), then rocm (/dev/kfd and a GPU agent whose
  * ISA the bundle has code for). */
 #ifndef KILN_GPU_PLATFORM_H
 #define KILN_GPU_PLATFORM_H

@@ -4,6 +4,7 @@
 #include "pjrt.h"
 
 #include <dirent.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,19 +107,71 @@ static int timeout_seconds(void)
     return seconds > 0 ? seconds : 60;
 }
 
-static bool wait_child(pid_t pid, int seconds, char *why, size_t size)
+/* The child's stderr, read while it runs: libtpu logs freely, and a child blocked on a full pipe
+ * (64 KiB) would look like a hang. Only the last bytes are kept, for the reason. */
+struct drain {
+    int fd;
+    char tail[4096];
+    size_t used;
+};
+
+/* Waits up to `wait_ms` for output and keeps it: the bytes read, 0 if none came, -1 at end of file. */
+static ssize_t drain_some(struct drain *d, int wait_ms)
+{
+    struct pollfd p = {.fd = d->fd, .events = POLLIN};
+    if (poll(&p, 1, wait_ms) <= 0) {
+        return 0;
+    }
+    char chunk[sizeof d->tail / 2];
+    ssize_t n = read(d->fd, chunk, sizeof chunk);
+    if (n <= 0) {
+        return -1;
+    }
+    size_t keep = sizeof d->tail - 1 - (size_t)n;
+    if (d->used > keep) {
+        memmove(d->tail, d->tail + d->used - keep, keep);
+        d->used = keep;
+    }
+    memcpy(d->tail + d->used, chunk, (size_t)n);
+    d->used += (size_t)n;
+    d->tail[d->used] = '\0';
+    return n;
+}
+
+static bool wait_child(pid_t pid, struct drain *d, int seconds, char *why, size_t size)
 {
     int status = 0;
-    for (long waited_ms = 0; waitpid(pid, &status, WNOHANG) == 0; waited_ms += 20) {
-        if (waited_ms >= seconds * 1000L) {
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec - start.tv_sec >= seconds) {
             kill(pid, SIGKILL);
             waitpid(pid, &status, 0);
             snprintf(why, size, "libtpu created no client within %d s (KILN_TPU_TIMEOUT)", seconds);
             return false;
         }
-        nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
+        if (drain_some(d, 20) < 0) {
+            nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);  /* closed early: just wait */
+        }
+    }
+    while (drain_some(d, 0) > 0) {
     }
     return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/* The child's own "kiln: ..." line if it wrote one, else its last line. */
+static void child_reason(struct drain *d, char *why, size_t size)
+{
+    char *line = NULL;
+    for (char *next = strtok(d->tail, "\n"); next != NULL; next = strtok(NULL, "\n")) {
+        if (line == NULL || strncmp(line, "kiln: ", 6) != 0 || strncmp(next, "kiln: ", 6) == 0) {
+            line = next;
+        }
+    }
+    if (line != NULL) {
+        snprintf(why, size, "%s", strncmp(line, "kiln: ", 6) == 0 ? line + 6 : line);
+    }
 }
 
 static bool client_starts(char *why, size_t size)
@@ -135,13 +188,10 @@ static bool client_starts(char *why, size_t size)
     }
     close(fds[1]);
     snprintf(why, size, "libtpu failed to create a client");
-    bool ok = pid > 0 && wait_child(pid, timeout_seconds(), why, size);
-    char text[512];
-    ssize_t n = ok ? 0 : read(fds[0], text, sizeof text - 1);
-    if (n > 0) {
-        text[n] = '\0';
-        text[strcspn(text, "\n")] = '\0';
-        snprintf(why, size, "%s", strncmp(text, "kiln: ", 6) == 0 ? text + 6 : text);
+    struct drain d = {.fd = fds[0]};
+    bool ok = pid > 0 && wait_child(pid, &d, timeout_seconds(), why, size);
+    if (!ok && strstr(why, "KILN_TPU_TIMEOUT") == NULL) {
+        child_reason(&d, why, size);
     }
     close(fds[0]);
     return ok;

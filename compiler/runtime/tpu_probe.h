@@ -7,7 +7,8 @@
 
 /* TPU device nodes (/dev/accel* or /dev/vfio/<group> with Google's PCI vendor id)
  * on a Google Compute Engine host, then libtpu creating a client in a child
- * process within $KILN_TPU_TIMEOUT seconds (default 60). On true `found` says
+ * process within $KILN_TPU_TIMEOUT seconds (default 60; its stderr is drained meanwhile, so no
+ * amount of logging stalls it). On true `found` says
  * what was found; on false `why` says what was missing. */
 bool tpu_probe(char *found, size_t found_size, char *why, size_t why_size);
 

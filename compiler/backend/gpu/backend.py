@@ -10,7 +10,7 @@ from ...errors import CompileError
 from ...ir.graph import Graph
 from ...ir.weights import WeightTable
 from ...passes.pipeline import PIPELINE
-from ...platforms import newest_sm
+from ...platforms import lowest_sm
 from ..base import Target
 from . import amdgpu, codeobject, nvptx
 from .codegen import BUILDERS, build_kernels
@@ -36,7 +36,7 @@ class GpuBackend:
     archs: tuple[str, ...]
     # per arch: its file's manifest entry and per-kernel facts; the code files go into the dict given
     compile_kernels: KernelCompiler
-    loader_facts: Callable[[tuple[str, ...]], dict] = lambda archs: {}
+    loader_facts: Callable[[Target], dict] = lambda target: {}
     ops: frozenset[str] = frozenset({"Reshape", *BUILDERS})
     passes: tuple = tuple(PIPELINE)
 
@@ -52,7 +52,7 @@ class GpuBackend:
                          "targets": {t: per_target[t]["kernels"].get(k.name, {}) for t in target.archs}}
                         for k in kernels],
             "code": {t: {kk: v for kk, v in per_target[t].items() if kk != "kernels"} for t in target.archs},
-            **self.loader_facts(target.archs),
+            **self.loader_facts(target),
         }
         return GpuCode(plan.weights, section, files)
 
@@ -61,7 +61,7 @@ def _cuda(kernels: list[Kernel], target: Target, files: dict[str, bytes]) -> dic
     from kiln.toolchain.ptxas import PtxasError, assemble
 
     text = nvptx.module_ir(kernels)
-    newest = newest_sm(target.archs)
+    lowest = lowest_sm(target.archs)
     out = {}
     for sm in target.archs:
         ptx = nvptx.emit_ptx(text, sm)
@@ -73,7 +73,7 @@ def _cuda(kernels: list[Kernel], target: Target, files: dict[str, bytes]) -> dic
         if spills:
             raise CompileError(f"{sm}: kernels spill registers: {', '.join(spills)}")
         files[f"{sm}.cubin"] = cubin
-        if sm == newest:
+        if sm == lowest:
             files[f"{sm}.ptx"] = ptx.encode()
         isa = nvptx.PTX_ISA[sm][0]
         out[sm] = {"file": f"{sm}.cubin", "sha256": hashlib.sha256(cubin).hexdigest(),
@@ -81,11 +81,17 @@ def _cuda(kernels: list[Kernel], target: Target, files: dict[str, bytes]) -> dic
     return out
 
 
-def _cuda_loader_facts(sms: tuple[str, ...]) -> dict:
-    """The PTX the driver JITs for newer GPUs, and the drivers that load each kind of code."""
-    newest = newest_sm(sms)
-    return {"ptx": {"file": f"{newest}.ptx", "sm": newest},
-            "min_driver": {"cubin": "580.65.06", "ptx": nvptx.min_driver(newest)}}
+def _cuda_loader_facts(target: Target) -> dict:
+    """The PTX the driver JITs for GPUs without a cubin here, and the drivers that load each kind of
+    code: as Linux driver versions for people, as cuDriverGetVersion numbers for the launcher."""
+    from kiln.toolchain.ptxas import release
+
+    lowest = lowest_sm(target.archs)
+    releases = {"cubin": nvptx.cubin_release(release(target.tools.get("ptxas"))[0]),
+                "ptx": nvptx.ptx_release(lowest)}
+    return {"ptx": {"file": f"{lowest}.ptx", "sm": lowest},
+            "min_driver": {kind: nvptx.DRIVER_FOR_CUDA[r] for kind, r in releases.items()},
+            "min_cuda": {kind: nvptx.driver_api_version(r) for kind, r in releases.items()}}
 
 
 def _rocm(kernels: list[Kernel], target: Target, files: dict[str, bytes]) -> dict:

@@ -13,9 +13,10 @@ TRIPLE = "nvptx64-nvidia-cuda"
 # Lowest PTX ISA per SM, and the CUDA release that introduced it.
 PTX_ISA = {"sm_75": (63, "10.0"), "sm_80": (70, "11.0"), "sm_86": (71, "11.1"), "sm_87": (74, "11.4"),
            "sm_89": (78, "11.8"), "sm_90": (78, "11.8"), "sm_100": (86, "12.8"), "sm_120": (87, "12.8")}
-# Minimum Linux driver that JITs each PTX ISA (CUDA release notes, table 3).
+# Minimum Linux driver per CUDA release (CUDA release notes, table 3): it JITs that release's PTX ISA,
+# and loads cubins from a ptxas of the release's major version (minor version compatibility).
 DRIVER_FOR_CUDA = {"10.0": "410.48", "11.0": "450.36.06", "11.1": "455.23", "11.4": "470.42.01",
-                   "11.8": "520.61.05", "12.8": "570.26"}
+                   "11.8": "520.61.05", "12.0": "525.60.13", "12.8": "570.26", "13.0": "580.65.06"}
 
 
 class NvptxLowering(DeviceLowering):
@@ -52,5 +53,17 @@ def emit_ptx(text: str, sm: str) -> str:
     return tm.emit_assembly(optimize(text, tm))
 
 
-def min_driver(sm: str) -> str:
-    return DRIVER_FOR_CUDA[PTX_ISA[sm][1]]
+def ptx_release(sm: str) -> str:
+    """The CUDA release whose driver first JITs this SM's PTX."""
+    return PTX_ISA[sm][1]
+
+
+def cubin_release(ptxas_major: int) -> str:
+    """The CUDA release whose driver first loads cubins from a ptxas of this major version."""
+    return f"{ptxas_major}.0"
+
+
+def driver_api_version(release: str) -> int:
+    """A CUDA release as cuDriverGetVersion reports it: "11.8" -> 11080."""
+    major, minor = release.split(".")
+    return int(major) * 1000 + int(minor) * 10

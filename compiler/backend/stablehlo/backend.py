@@ -35,7 +35,7 @@ class StableHloBackend:
     def build(self, graph: Graph, target: Target) -> ProgramCode:
         """The program's arguments are the weights first, then the model inputs (the manifest's
         "arguments" names them in order); weights use the CPU platform's 64-byte aligned file."""
-        program = build_program(graph, target.name)
+        program = build_program(graph, target.name, target.precision)
         table = WeightTable()
         for weight, data in program.weights:
             table.add(weight, data)

@@ -50,8 +50,9 @@ def dense_literal(data: np.ndarray, dtype: str) -> str:
 class Emitter:
     """Accumulates the body of one function; constants that are weights become its arguments."""
 
-    def __init__(self, is_weight) -> None:
+    def __init__(self, is_weight, precision: str = "highest") -> None:
         self.lines: list[str] = []
+        self.precision = precision.upper()
         self.count = 0
         self.env: dict[Value, Ref] = {}
         self.weights: list[tuple[Value, Ref]] = []
@@ -60,6 +61,12 @@ class Emitter:
     def fresh(self, prefix: str = "v") -> str:
         self.count += 1
         return f"%{prefix}{self.count}"
+
+    def precision_config(self) -> str:
+        """For dot_general and convolution: without it XLA:TPU multiplies f32 in bf16 passes
+        (errors ~1e-2); HIGHEST keeps f32."""
+        operand = f"#stablehlo<precision {self.precision}>"
+        return f"precision_config = [{operand}, {operand}]"
 
     def op(self, name: str, args: list[Ref], out: TensorType, attrs: str = "", region: str = "") -> Ref:
         """One op; `name` is a StableHLO op ("add") or a qualified one ("chlo.erf")."""

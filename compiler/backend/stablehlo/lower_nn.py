@@ -23,7 +23,8 @@ def _conv(em: Emitter, node: Node, xs: list) -> list[Ref]:
     attrs = (f"dimension_numbers = {dims}, window_strides = {i64_array(win.strides)}, "
              f"padding = {_padding(win.pads_begin, win.pads_end)}, "
              f"lhs_dilation = {i64_array([1] * len(win.kernel))}, rhs_dilation = {i64_array(win.dilations)}, "
-             f"feature_group_count = {node.attr('group', 1)} : i64, batch_group_count = 1 : i64")
+             f"feature_group_count = {node.attr('group', 1)} : i64, batch_group_count = 1 : i64, "
+             f"{em.precision_config()}")
     y = em.op("convolution", [x, w], node.outputs[0].type, attrs)
     if len(xs) > 2 and xs[2] is not None:
         y = em.binary("add", y, em.broadcast_dims(xs[2], y.type.shape, [1]))
@@ -81,7 +82,7 @@ def _dot(em: Emitter, a: Ref, b: Ref) -> Ref:
         out = TensorType("f32", a.type.shape[:-1] + b.type.shape[1:])
         dims = (f"#stablehlo.dot<lhs_contracting_dimensions = [{a.type.rank - 1}], "
                 f"rhs_contracting_dimensions = [0]>")
-        return em.op("dot_general", [a, b], out, f"dot_dimension_numbers = {dims}")
+        return em.op("dot_general", [a, b], out, f"dot_dimension_numbers = {dims}, {em.precision_config()}")
     batch = tuple(np.broadcast_shapes(a.type.shape[:-2], b.type.shape[:-2]))
     a = em.broadcast(a, batch + a.type.shape[-2:])
     b = em.broadcast(b, batch + b.type.shape[-2:])
@@ -90,7 +91,7 @@ def _dot(em: Emitter, a: Ref, b: Ref) -> Ref:
     dims = (f"#stablehlo.dot<lhs_batching_dimensions = [{ids}], rhs_batching_dimensions = [{ids}], "
             f"lhs_contracting_dimensions = [{nb + 1}], rhs_contracting_dimensions = [{nb}]>")
     out = TensorType("f32", batch + (a.type.shape[-2], b.type.shape[-1]))
-    return em.op("dot_general", [a, b], out, f"dot_dimension_numbers = {dims}")
+    return em.op("dot_general", [a, b], out, f"dot_dimension_numbers = {dims}, {em.precision_config()}")
 
 
 def _matmul(em: Emitter, node: Node, xs: list) -> list[Ref]:

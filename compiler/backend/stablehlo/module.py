@@ -51,8 +51,8 @@ def _signature(name: str, em: Emitter, inputs: list[Ref], outputs: list[Ref]) ->
     return f"func.func public @main({', '.join(params)}) -> ({results})"
 
 
-def build_program(graph: Graph, name: str) -> Program:
-    em = Emitter(is_weight)
+def build_program(graph: Graph, name: str, precision: str = "highest") -> Program:
+    em = Emitter(is_weight, precision)
     inputs = [Ref(f"%in{i}", v.type) for i, v in enumerate(graph.inputs)]
     em.env.update(zip(graph.inputs, inputs))
     for node in graph.nodes:
