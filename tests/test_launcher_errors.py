@@ -269,6 +269,28 @@ def test_gzip_with_header_fields_still_inflates(tiny, tmp_path, monkeypatch):
     assert done.stdout.count("\n") == 2
 
 
+def test_multi_member_gzip_inflates(tiny, tmp_path, monkeypatch):
+    """`cat a.gz b.gz` is one valid gzip stream (RFC 1952 section 2.2), zero padding after it too."""
+    raw = kit.write_idx_images(tmp_path / "plain", np.zeros((3, 28, 28), np.uint8)).read_bytes()
+    path = tmp_path / "members.gz"
+    path.write_bytes(gzip.compress(raw[:1000], mtime=0) + gzip.compress(raw[1000:], mtime=0) + bytes(16))
+    monkeypatch.setenv("ASAN_OPTIONS", "detect_leaks=1")
+    done = kit.run(tiny.exe, "--idx", str(path))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("\n") == 3
+
+
+def test_gzip_bomb_stops_at_the_size_the_header_implies(tiny, tmp_path):
+    """A header for 5 images followed by 64 MB of zeros: it fails naming the file, having inflated
+    no more than 5 images' worth (before, the whole stream was inflated first)."""
+    header = kit.write_idx_images(tmp_path / "five", np.zeros((5, 28, 28), np.uint8)).read_bytes()
+    path = tmp_path / "bomb.gz"
+    path.write_bytes(gzip.compress(header + bytes(64 << 20), compresslevel=9, mtime=0))
+    assert path.stat().st_size < 100_000
+    done = kit.run(tiny.exe, "--idx", str(path))
+    fails(done, USER, "bomb.gz", "cannot decompress", "more than the expected size")
+
+
 # --- command line, platform, CPU level -------------------------------------------------------------
 
 @pytest.mark.parametrize("args, needles", [

@@ -20,6 +20,8 @@ struct inflater {
     int bit_count;
     uint8_t *out;
     size_t out_size, out_capacity;
+    size_t max_out;  /* more output is an error */
+    size_t head;     /* 0, or stop (successfully) once this much output is made */
     const char *error;
     jmp_buf on_error;
 };
@@ -29,10 +31,12 @@ struct huffman {
     uint16_t symbol[FIXED_LITLEN_CODES]; /* symbols ordered by code */
 };
 
+enum { FAILED = 1, HEAD_DONE = 2 };  /* what longjmp brings back to run() */
+
 static _Noreturn void stop(struct inflater *s, const char *error)
 {
     s->error = error;
-    longjmp(s->on_error, 1);
+    longjmp(s->on_error, FAILED);
 }
 
 static uint32_t bits(struct inflater *s, int need)
@@ -52,6 +56,12 @@ static uint32_t bits(struct inflater *s, int need)
 
 static void reserve(struct inflater *s, size_t more)
 {
+    if (s->head && s->out_size >= s->head) {
+        longjmp(s->on_error, HEAD_DONE);
+    }
+    if (more > s->max_out - s->out_size) {
+        stop(s, "decompresses to more than the expected size (a gzip bomb?)");
+    }
     if (s->out_size + more <= s->out_capacity) {
         return;
     }
@@ -289,17 +299,19 @@ static void skip_zero_terminated(struct inflater *s)
     s->in_pos++;
 }
 
-/* Moves past the gzip member header (RFC 1952 section 2.3). */
+/* Moves past the header of the gzip member at in_pos (RFC 1952 section 2.3). */
 static void skip_gzip_header(struct inflater *s)
 {
     enum { FHCRC = 2, FEXTRA = 4, FNAME = 8, FCOMMENT = 16 };
-    if (s->in_size < 18 || !gzip_has_magic(s->in, s->in_size) || s->in[2] != 8) {
+    const uint8_t *m = s->in + s->in_pos;
+    size_t left = s->in_size - s->in_pos;
+    if (left < 18 || !gzip_has_magic(m, left) || m[2] != 8) {
         stop(s, "not a gzip deflate stream");
     }
-    int flags = s->in[3];
-    s->in_pos = 10;
+    int flags = m[3];
+    s->in_pos += 10;
     if (flags & FEXTRA) {
-        s->in_pos += 2 + (s->in[10] | s->in[11] << 8);
+        s->in_pos += 2 + (m[10] | m[11] << 8);
     }
     if (flags & FNAME) {
         skip_zero_terminated(s);
@@ -318,23 +330,45 @@ static uint32_t load_le32(const uint8_t *p)
     return p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-static void check_gzip_trailer(struct inflater *s)
+/* Checks the trailer of the member whose output starts at `start`. */
+static void check_gzip_trailer(struct inflater *s, size_t start)
 {
     if (s->in_size - s->in_pos < 8) {
         stop(s, "missing gzip trailer (truncated?)");
     }
     const uint8_t *trailer = s->in + s->in_pos;
-    if (load_le32(trailer) != crc32(s->out, s->out_size)) {
+    if (load_le32(trailer) != crc32(s->out + start, s->out_size - start)) {
         stop(s, "CRC-32 mismatch (corrupt data)");
     }
-    if (load_le32(trailer + 4) != (uint32_t)s->out_size) {
+    if (load_le32(trailer + 4) != (uint32_t)(s->out_size - start)) {
         stop(s, "length mismatch (corrupt data)");
     }
+    s->in_pos += 8;
+}
+
+/* Every member in turn (concatenated gzip files are one valid stream); zero
+ * padding after the last member is allowed, other trailing bytes are not. */
+static void inflate_members(struct inflater *s)
+{
+    do {
+        size_t start = s->out_size;
+        skip_gzip_header(s);
+        s->bit_buffer = 0;
+        s->bit_count = 0;
+        inflate_blocks(s);
+        s->bit_buffer = 0;  /* the member's last byte is padded to a byte boundary */
+        s->bit_count = 0;
+        check_gzip_trailer(s, start);
+        while (s->in_pos < s->in_size && s->in[s->in_pos] == 0) {
+            s->in_pos++;
+        }
+    } while (s->in_pos < s->in_size);
 }
 
 /* The state lives on the heap: locals of the function that calls setjmp are
  * indeterminate after longjmp if they changed in between. */
-uint8_t *gunzip(const uint8_t *data, size_t size, size_t *out_size, const char **error)
+static uint8_t *run(const uint8_t *data, size_t size, size_t max_out, size_t head, size_t *out_size,
+                    const char **error)
 {
     struct inflater *s = calloc(1, sizeof *s);
     if (s == NULL) {
@@ -343,17 +377,30 @@ uint8_t *gunzip(const uint8_t *data, size_t size, size_t *out_size, const char *
     }
     s->in = data;
     s->in_size = size;
+    s->max_out = max_out;
+    s->head = head;
     uint8_t *out = NULL;
-    if (setjmp(s->on_error) == 0) {
-        skip_gzip_header(s);
-        inflate_blocks(s);
-        check_gzip_trailer(s);
-        out = s->out;
-        *out_size = s->out_size;
-    } else {
+    int jumped = setjmp(s->on_error);
+    if (jumped == 0) {
+        inflate_members(s);
+    }
+    if (jumped == FAILED) {
         free(s->out);
         *error = s->error;
+    } else {
+        out = s->out ? s->out : malloc(1);
+        *out_size = head && s->out_size > head ? head : s->out_size;
     }
     free(s);
     return out;
+}
+
+uint8_t *gunzip(const uint8_t *data, size_t size, size_t max_out, size_t *out_size, const char **error)
+{
+    return run(data, size, max_out, 0, out_size, error);
+}
+
+uint8_t *gunzip_head(const uint8_t *data, size_t size, size_t head, size_t *out_size, const char **error)
+{
+    return run(data, size, SIZE_MAX, head, out_size, error);
 }
