@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import starlark as sl
@@ -104,7 +105,7 @@ class Loader:
         builder = _PackageBuilder(self.workspace, package, relative)
         previous, self._current = self._current, builder
         try:
-            self._run(relative, path.read_text(), package)
+            self._run(relative, _source_text(path, relative), package)
         finally:
             self._current = previous
         return builder.targets
@@ -144,10 +145,19 @@ class Loader:
         if key not in self._extensions:
             self._loading.append(str(label))
             try:
-                self._extensions[key] = self._run(key.lstrip("/"), path.read_text(), label.package).freeze()
+                self._extensions[key] = self._run(key.lstrip("/"), _source_text(path, key.lstrip("/")), label.package).freeze()
             finally:
                 self._loading.pop()
         return self._extensions[key]
+
+
+def _source_text(path: Path, shown: str) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode()
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise UserError(f"{shown}:{line}: not UTF-8 text (byte 0x{data[error.start]:02x})") from None
 
 
 def starlark_message(error: Exception, filename: str) -> str:

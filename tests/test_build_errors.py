@@ -113,3 +113,9 @@ def test_unknown_model_precision(workspace):
     workspace.write("p/BUILD.kiln", 'model(name = "m", graph = "m.onnx", precision = "bf16")\n')
     message = one_line_error(workspace.kiln("build", "//p:m"))
     assert "//p:m" in message and "precision must be one of highest, default, got 'bf16'" in message
+
+
+def test_a_build_file_that_is_not_utf8(workspace):
+    (workspace.root / "p").mkdir()
+    (workspace.root / "p" / "BUILD.kiln").write_bytes(b'genrule(name = "x",\n outs = ["\x88"], cmd = "true")\n')
+    assert one_line_error(workspace.kiln("build", "//p:all")) == "ERROR: p/BUILD.kiln:2: not UTF-8 text (byte 0x88)"
