@@ -5,6 +5,7 @@ sanitizer report, no hang, no traceback. KILN_FUZZ_SECONDS sets the budget per p
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from onnx import numpy_helper
 from safetensors.numpy import save
@@ -72,10 +74,18 @@ def sanitized(tmp_path_factory) -> kit.DenseModel:
     return kit.build_dense_model(tmp_path_factory.mktemp("fuzz"), sanitize=True)
 
 
+def pjrt_manifest(tmp: Path) -> bytes:
+    """A real cpu-xla manifest.json (the launcher's JSON reader parses it for PJRT platforms)."""
+    onnx.save(mnist_cnn(), tmp / "cnn.onnx")
+    return json.dumps(driver.compile(tmp / "cnn.onnx", "cpu-xla").manifest).encode()
+
+
 def seeds(model: kit.DenseModel, tmp: Path) -> dict[str, tuple[list[str], bytes]]:
     """Per parser: the launcher arguments ({} is the mutated file) and a valid seed."""
     image = np.random.default_rng(1).integers(0, 256, (2, 28, 28), dtype=np.uint8)
+    npy = kit.save_npy(tmp / "seed.npy", image[:1, None].astype(np.float32))
     return {
+        "json": (["--platform", "cpu-xla", "--input", str(npy)], pjrt_manifest(tmp)),
         "npy": (["--input", "{}"], kit.save_npy(tmp / "x.npy", image[:1, None].astype(np.float32)).read_bytes()),
         "pgm": (["--pgm", "{}"], kit.write_pgm(tmp / "x.pgm", image[0]).read_bytes()),
         "idx": (["--idx", "{}"], kit.write_idx_images(tmp / "x.idx", image).read_bytes()),
@@ -84,14 +94,16 @@ def seeds(model: kit.DenseModel, tmp: Path) -> dict[str, tuple[list[str], bytes]
     }
 
 
-@pytest.mark.parametrize("parser", ["npy", "pgm", "idx", "gzip", "safetensors"])
+@pytest.mark.parametrize("parser", ["npy", "pgm", "idx", "gzip", "safetensors", "json"])
 def test_launcher_parsers_survive_mutations(sanitized, tmp_path, parser):
     args, seed = seeds(sanitized, tmp_path)[parser]
+    manifest = sanitized.exe.parent.parent / "share" / "cpu-xla" / "manifest.json"
+    manifest.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(sum(map(ord, parser)))
     env = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0", "UBSAN_OPTIONS": "halt_on_error=1"}
     runs = 0
     for data in mutants(seed, rng):
-        path = tmp_path / f"mutant.{parser}"
+        path = manifest if parser == "json" else tmp_path / f"mutant.{parser}"
         path.write_bytes(data)
         try:
             done = kit.run(sanitized.exe, *[a.replace("{}", str(path)) for a in args], env=env, timeout=20)
@@ -104,6 +116,7 @@ def test_launcher_parsers_survive_mutations(sanitized, tmp_path, parser):
             assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith("kiln: "), done.stderr
     print(f"fuzz {parser}: {runs} executions, 0 findings")
     assert runs > 0
+    manifest.unlink(missing_ok=True)
 
 
 @pytest.mark.parametrize("mutated", ["model.onnx", "weights.safetensors"])
