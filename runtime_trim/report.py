@@ -14,6 +14,7 @@ from kiln.runtime_trim.bundle import Bundled
 from kiln.runtime_trim.closure import Closure, host_provided
 from kiln.runtime_trim.elf import ElfInfo
 from kiln.runtime_trim.sysroot import Sysroot
+from kiln.toolchain.fsio import human_bytes
 
 FORMAT = "kiln-trim-report/1"
 
@@ -77,20 +78,12 @@ def _floor(objects: list[tuple[str, ElfInfo]], files: str, version: str) -> dict
     return {"version": ".".join(map(str, newest)), "set_by": by}
 
 
-def human(size: int) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if size >= scale:
-            value = size / scale
-            return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
-    return f"{size} B"
-
-
 def summary(report: dict) -> str:
     glibc, glibcxx = report["glibc_floor"], report["glibcxx_floor"]
     needs = [f"glibc >= {glibc['version']} ({glibc['set_by']})"] if glibc else []
     needs += [f"libstdc++ >= GLIBCXX_{glibcxx['version']} ({glibcxx['set_by']})"] if glibcxx else []
     return (f"{report['platform']}: kept {len(report['kept'])} of {report['full_set']['files']} files, "
-            f"{human(report['kept_bytes'])} of {human(report['full_set']['bytes'])} "
+            f"{human_bytes(report['kept_bytes'])} of {human_bytes(report['full_set']['bytes'])} "
             f"({report['removed_percent']:.1f}% removed)" + (f"; needs {', '.join(needs)}" if needs else ""))
 
 
@@ -102,7 +95,7 @@ def text(report: dict) -> str:
     width = max([len(k["path"]) for k in report["kept"]] + [4])
     lines = [report["summary"] + (f"  [archs: {', '.join(report['archs'])}]" if report["archs"] else ""), "",
              f"{'size':>8}  {'file':<{width}}  required by"]
-    lines += [f"{human(k['size']):>8}  {k['path']:<{width}}  {chain_text(k['chain'])}" for k in report["kept"]]
+    lines += [f"{human_bytes(k['size']):>8}  {k['path']:<{width}}  {chain_text(k['chain'])}" for k in report["kept"]]
     notes = [("host-provided, never bundled",
               [f"{h['name']} (needed by {h['needed_by']}): {h['why']}" for h in report["host_provided"]]),
              ("declared optional dlopen targets absent",
@@ -132,7 +125,7 @@ def explain(report_json_path: Path, filename: str) -> str:
             origin = f", from {kept['package']['name']} {kept['package']['version']}" if kept["package"] else ""
             steps = [f"  {'' if i == 0 else '-> '}{s['name']}" + ("" if s["how"] == "root" else f"  [{s['how']}]")
                      for i, s in enumerate(kept["chain"])]
-            return "\n".join([f"{kept['path']} is in the {platform} bundle ({human(kept['size'])}{origin}):", *steps])
+            return "\n".join([f"{kept['path']} is in the {platform} bundle ({human_bytes(kept['size'])}{origin}):", *steps])
     for host in report["host_provided"]:
         if base == host["name"]:
             return f"{base} is not in the {platform} bundle: {host['why']} (needed by {host['needed_by']})"

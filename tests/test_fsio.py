@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from kiln.toolchain.fsio import atomic_path, atomic_write, atomic_write_files
+from kiln.toolchain.fsio import atomic_path, atomic_write, atomic_write_files, human_bytes
 
 
 def test_failure_mid_write_keeps_old_file_and_leaves_no_temp(tmp_path: Path) -> None:
@@ -55,3 +55,9 @@ def test_concurrent_readers_never_see_half_file(tmp_path: Path) -> None:
     reader.join()
     assert seen <= set(payloads)
     assert os.listdir(tmp_path) == ["f"]
+
+
+@pytest.mark.parametrize("size,text", [(0, "0 B"), (812, "812 B"), (4_800_000, "4.8 MB"), (204_320_563, "204 MB"),
+                                       (1_600_000_000, "1.6 GB"), (12_345, "12 kB")])
+def test_human_bytes(size, text):
+    assert human_bytes(size) == text

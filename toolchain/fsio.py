@@ -1,4 +1,5 @@
-"""Bottom-layer file I/O: atomic writes (temp file beside the target, then rename)."""
+"""Bottom-layer file I/O: atomic writes (temp file beside the target, then rename), and sizes as
+kiln prints them."""
 
 from __future__ import annotations
 
@@ -44,3 +45,12 @@ def _default_mode() -> int:
     umask = os.umask(0)
     os.umask(umask)
     return 0o666 & ~umask
+
+
+def human_bytes(size: float) -> str:
+    """Decimal units, as registries and `du --si` print them: 812 B, 4.8 MB, 204 MB, 1.6 GB."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            value = size / scale
+            return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
+    return f"{size:.0f} B"

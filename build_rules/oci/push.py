@@ -20,16 +20,7 @@ from pathlib import Path
 from kiln.build_rules.oci.auth import AuthError, credentials_for
 from kiln.build_rules.oci.layout import INDEX, MANIFEST, Descriptor, Layout, LayoutError
 from kiln.build_rules.oci.registry import Reference, RegistryError, Repository, check_tag
-
-
-def human(size: float) -> str:
-    if size < 1000:
-        return f"{size:.0f} B"
-    for unit in ("kB", "MB"):
-        size /= 1000
-        if size < 1000:
-            return f"{size:.1f} {unit}"
-    return f"{size / 1000:.1f} GB"
+from kiln.toolchain.fsio import human_bytes
 
 
 @dataclass
@@ -39,12 +30,12 @@ class Report:
     sizes: Counter = field(default_factory=Counter)
 
     def add(self, status: str, blob: Descriptor) -> None:
-        print(f"{status:>8} {blob.digest} {human(blob.size)}", file=sys.stderr)
+        print(f"{status:>8} {blob.digest} {human_bytes(blob.size)}", file=sys.stderr)
         self.blobs[status] += 1
         self.sizes[status] += blob.size
 
     def __str__(self) -> str:
-        return ", ".join(f"{self.blobs[s]} {s} ({human(self.sizes[s])})" for s in ("uploaded", "mounted", "skipped"))
+        return ", ".join(f"{self.blobs[s]} {s} ({human_bytes(self.sizes[s])})" for s in ("uploaded", "mounted", "skipped"))
 
 
 def push(layout: Layout, repository: Repository, tags: list[str]) -> tuple[str, Report]:

@@ -15,6 +15,7 @@ from typing import Protocol
 from kiln.build_rules.actions import Action
 from kiln.build_rules.store import OutputFile, Store
 from kiln.build_rules.redact import redact_url
+from kiln.toolchain.fsio import human_bytes
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ class RemoteStats:
         rate = f" ({100 * self.hits / looked_up:.0f}% hit rate)" if looked_up else ""
         return (f"remote cache: {self.hits} hits, {self.misses} misses{rate}, {self.uploads} uploads; "
                 f"{self.remote_executions} executed remotely; "
-                f"{_size(self.bytes_down)} down, {_size(self.bytes_up)} up")
+                f"{human_bytes(self.bytes_down)} down, {human_bytes(self.bytes_up)} up")
 
 
 class Remote:
@@ -173,8 +174,3 @@ def connect(options: RemoteOptions) -> Remote:
     return Remote(options, ProtocolCache(transport), executor, stats)
 
 
-def _size(count: int) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if count >= scale:
-            return f"{count / scale:.1f} {unit}"
-    return f"{count} B"
