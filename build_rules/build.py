@@ -39,7 +39,8 @@ class BuildResult:
 
 def build(workspace: Workspace, labels: list[Label], loader: Loader, config: Configuration,
           jobs: int, keep_going: bool = False, quiet: bool = False,
-          remote: RemoteOptions = RemoteOptions(), action_timeout: float = DEFAULT_ACTION_TIMEOUT) -> BuildResult:
+          remote: RemoteOptions = RemoteOptions(), action_timeout: float = DEFAULT_ACTION_TIMEOUT,
+          sandbox_debug: bool = False) -> BuildResult:
     started = time.monotonic()
     analyzer = Analyzer(loader)
     targets = {label: analyzer.analyze(label, config) for label in labels}
@@ -50,7 +51,7 @@ def build(workspace: Workspace, labels: list[Label], loader: Loader, config: Con
         session = connect(remote) if remote.enabled else None
         progress = Progress(len(actions), quiet, remote.enabled)
         try:
-            executor = Executor(workspace, store, session, action_timeout)
+            executor = Executor(workspace, store, session, action_timeout, sandbox_debug)
             stats = run_actions(actions, analyzer.producers, executor, jobs, keep_going, progress)
         finally:
             progress.close()

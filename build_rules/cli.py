@@ -96,16 +96,17 @@ def _current_package(workspace) -> str:
 @click.option("--execution_log", type=click.Path(dir_okay=False), help="Write a JSON list of the actions and how each ended.")
 @click.option("--action_timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_ACTION_TIMEOUT, show_default=True,
               help="Seconds an action may run unless its target sets timeout.")
+@click.option("--sandbox_debug", is_flag=True, help="Keep a failed action's sandbox and write a script that replays it.")
 @_remote_flags
 def build(patterns: tuple[str, ...], platform: str | None, jobs: int, keep_going: bool,
-          execution_log: str | None, action_timeout: float, **remote: object) -> None:
+          execution_log: str | None, action_timeout: float, sandbox_debug: bool, **remote: object) -> None:
     """Build targets: //pkg:name, //pkg, //pkg:all, //..."""
     from kiln.build_rules.build import build as run_build
     workspace, loader, config = _session(platform)
     labels = loader.expand(list(patterns), _current_package(workspace))
     options = _remote_options(workspace, "build", remote)
     result = run_build(workspace, labels, loader, config, jobs, keep_going, remote=options,
-                       action_timeout=action_timeout)
+                       action_timeout=action_timeout, sandbox_debug=sandbox_debug)
     if execution_log:
         import json
         Path(execution_log).write_text(json.dumps(result.stats.log, indent=1))

@@ -15,7 +15,7 @@ from pathlib import Path
 from kiln.build_rules.actions import DEFAULT_ACTION_TIMEOUT, Action, Artifact, Tool
 from kiln.build_rules.errors import ActionFailed
 from kiln.build_rules.fsutil import atomic_copy, clone_file
-from kiln.build_rules import execroots, zig_staging
+from kiln.build_rules import execroots, sandbox_debug, zig_staging
 from kiln.build_rules.remote import InputFile, Remote, RemoteRun
 from kiln.build_rules.sandbox import Result, execroot_path, run_sandboxed
 from kiln.build_rules.store import OutputFile, Store
@@ -44,9 +44,9 @@ class Failure:
 
 class Executor:
     def __init__(self, workspace: Workspace, store: Store, remote: Remote | None = None,
-                 action_timeout: float = DEFAULT_ACTION_TIMEOUT):
+                 action_timeout: float = DEFAULT_ACTION_TIMEOUT, sandbox_debug: bool = False):
         self.workspace, self.store, self.remote = workspace, store, remote
-        self.action_timeout = action_timeout
+        self.action_timeout, self.sandbox_debug = action_timeout, sandbox_debug
         execroots.remove_stale(self._sandbox_root)
         self.results: dict[str, OutputFile] = {}
         self._lock = threading.Lock()
@@ -195,8 +195,11 @@ class Executor:
             timeout = action.timeout or self.action_timeout
             result = run_sandboxed(argv, execroot, env, mounts, timeout)
             if result.returncode != 0 or result.interrupted:
-                raise ActionFailed(Failure(action, argv, result.returncode, result.stderr,
-                                           self._why_failed(action, execroot, result, timeout)))
+                reason = self._why_failed(action, execroot, result, timeout)
+                if self.sandbox_debug and not result.interrupted:
+                    script = sandbox_debug.keep(action, execroot, self.store.root / "sandbox-debug", argv, env, mounts)
+                    reason += f"; sandbox kept, replay with {script}"
+                raise ActionFailed(Failure(action, argv, result.returncode, result.stderr, reason))
             self._check_inputs_untouched(action, execroot, stamps, argv)
             return self._collect_outputs(action, execroot, argv, result.stderr)
 

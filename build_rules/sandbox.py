@@ -75,12 +75,7 @@ def run_sandboxed(argv: list[str], execroot: Path, env: dict[str, str], mounts: 
                   timeout: float | None = None) -> Result:
     """Run argv (paths relative to the execution root) and capture its output; after `timeout`
     seconds the command and everything it started are killed."""
-    bwrap = bwrap_path()
-    if bwrap:
-        command = [*_bwrap_prefix(bwrap, execroot, mounts), *argv]
-        cwd = "/"
-    else:
-        command, cwd = argv, os.fspath(execroot)
+    command, cwd = sandbox_command(argv, execroot, mounts)
     with _running_lock:
         if _stopping.is_set():
             return Result(-signal.SIGKILL, "", "", interrupted=True)
@@ -103,6 +98,14 @@ def run_sandboxed(argv: list[str], execroot: Path, env: dict[str, str], mounts: 
             _running.discard(process)
     return Result(process.returncode, out.decode(errors="replace"), err.decode(errors="replace"), timed_out,
                   _stopping.is_set())
+
+
+def sandbox_command(argv: list[str], execroot: Path, mounts: list[str]) -> tuple[list[str], str]:
+    """The full command line that runs argv in the sandbox, and the directory to start it from."""
+    bwrap = bwrap_path()
+    if bwrap:
+        return [*_bwrap_prefix(bwrap, execroot, mounts), *argv], "/"
+    return argv, os.fspath(execroot)
 
 
 def execroot_path(execroot: Path) -> str:

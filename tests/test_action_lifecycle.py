@@ -4,6 +4,8 @@ execution roots, and execution roots a killed kiln left behind go with the next 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import executed
+from tool_skips import require_tool
 
 SLOW = 'genrule(name = "slow", outs = ["slow.txt"], cmd = "sleep 37.5; echo done > $@"{extra})\n'
 
@@ -81,3 +84,20 @@ def test_execution_roots_of_a_killed_kiln_go_with_the_next_build(workspace):
     assert sandbox_dirs(workspace.cache), "SIGKILL leaves the execution root behind"
     assert executed(workspace.build_log("//t:quick")) == ["//t:quick"]
     assert not sandbox_dirs(workspace.cache)
+
+
+@pytest.mark.parametrize("sandbox", ["bwrap", "none"])
+def test_sandbox_debug_keeps_a_failed_action_and_replays_it(workspace, sandbox):
+    if sandbox == "bwrap":
+        require_tool("bubblewrap", bool(shutil.which("bwrap")))
+    workspace.write("t/in.txt", "input\n")
+    workspace.write("t/BUILD.kiln", 'genrule(name = "bad", srcs = ["in.txt"], outs = ["o.txt"], '
+                    'cmd = "cat $< > $@; echo broken >&2; exit 3")\n')
+    done = workspace.kiln("build", "--sandbox_debug", "//t:bad", env={"KILN_SANDBOX": sandbox})
+    assert done.returncode == 1
+    script = Path(re.search(r"sandbox kept, replay with (\S+\.replay\.sh)", done.stderr).group(1))
+    kept = Path(str(script).removesuffix(".replay.sh"))
+    assert (kept / "t" / "in.txt").read_text() == "input\n"
+    replay = subprocess.run([str(script)], capture_output=True, text=True)
+    assert replay.returncode == 3 and replay.stderr == "broken\n"
+    assert not sandbox_dirs(workspace.cache)  # the live sandbox went; only the kept copy stays
