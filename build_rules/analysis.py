@@ -6,16 +6,25 @@ Analysis plans; it never runs a tool, touches the network or writes a file.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from kiln.build_rules.actions import Action, Arg, Artifact, Tool
 from kiln.build_rules.attrs import label_values
 from kiln.build_rules.config import Configuration, exec_configuration
 from kiln.build_rules.errors import UserError
 from kiln.build_rules.labels import Label
-from kiln.build_rules.loading import Loader, Target
+from kiln.build_rules.targets import Target
 from kiln.build_rules.providers import DefaultInfo, Providers
-from kiln.build_rules.workspace import OUTPUT_DIR
+from kiln.build_rules.workspace import OUTPUT_DIR, Workspace
+
+
+class TargetSource(Protocol):
+    """The loading phase as analysis sees it (loading.Loader)."""
+    workspace: Workspace
+
+    def target(self, label: Label) -> Target | None: ...
+
+    def suggestion(self, label: Label) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -75,7 +84,7 @@ class RuleContext:
 
 
 class Analyzer:
-    def __init__(self, loader: Loader):
+    def __init__(self, loader: TargetSource):
         self.loader = loader
         self.configured: dict[tuple[Label, Configuration], Providers] = {}
         self.producers: dict[str, Action] = {}

@@ -1,4 +1,7 @@
-"""The `kiln` command: build, run, query, clean, info, inspect."""
+"""The `kiln` command: build, run, query, clean, info, inspect.
+
+Each command imports the parts of the engine it uses when it runs (the imports inside the command
+functions): `kiln --help` or `kiln clean` should not pay for starlark, onnx, llvmlite or gRPC."""
 
 from __future__ import annotations
 

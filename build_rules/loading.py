@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -13,18 +12,11 @@ import starlark as sl
 from kiln.build_rules.attrs import check_attrs
 from kiln.build_rules.errors import UserError
 from kiln.build_rules.labels import Label, parse_label, parse_pattern
-from kiln.build_rules.rules import RuleSpec, all_rules
+from kiln.build_rules.rules import all_rules
+from kiln.build_rules.targets import RuleSpec, Target
 from kiln.build_rules.workspace import Workspace
 
 _LOCATION = re.compile(r"-->\s*(\S+?):(\d+):(\d+)")
-
-
-@dataclass(frozen=True)
-class Target:
-    label: Label
-    rule: RuleSpec
-    attrs: dict[str, Any]
-    build_file: str  # workspace-relative
 
 
 class _PackageBuilder:

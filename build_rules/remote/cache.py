@@ -16,7 +16,7 @@ from typing import Protocol
 from google.protobuf.message import DecodeError
 
 from kiln.build_rules.actions import Action
-from kiln.build_rules.remote import BadEntry
+from kiln.build_rules.remote.base import BadEntry
 from kiln.build_rules.remote.merkle import FileNode, checked_hash, digest_of, tree, tree_files
 from kiln.build_rules.remote.protos import ActionResult, Digest, Tree
 from kiln.build_rules.store import OutputFile, Store

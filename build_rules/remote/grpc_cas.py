@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from kiln.build_rules.remote import BadEntry, RemoteError, RemoteStats
+from kiln.build_rules.remote.base import BadEntry, RemoteError, RemoteStats
 from kiln.build_rules.remote.cache import Blob
 from kiln.build_rules.remote.protos import ActionResult, Digest, bytestream, bytestream_grpc, grpc, reapi, reapi_grpc
 _CHUNK = 1 << 20

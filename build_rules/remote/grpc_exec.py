@@ -16,7 +16,7 @@ import platform
 from typing import Iterable
 
 from kiln.build_rules.actions import Action
-from kiln.build_rules.remote import InputFile, RemoteError, RemoteRun
+from kiln.build_rules.remote.base import InputFile, RemoteError, RemoteRun
 from kiln.build_rules.remote.cache import Blob, describe_blob, fetch_outputs, upload_missing
 from kiln.build_rules.remote.grpc_cas import GrpcCas, rpc_reason
 from kiln.build_rules.remote.merkle import FileNode, digest_of, input_root

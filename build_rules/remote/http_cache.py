@@ -13,7 +13,7 @@ from pathlib import Path
 import requests
 from google.protobuf.message import DecodeError
 
-from kiln.build_rules.remote import BadEntry, RemoteError, RemoteStats
+from kiln.build_rules.remote.base import BadEntry, RemoteError, RemoteStats
 from kiln.build_rules.remote.cache import Blob
 from kiln.build_rules.remote.protos import ActionResult, Digest
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from kiln.build_rules.errors import UserError
-from kiln.build_rules.remote import RemoteOptions
+from kiln.build_rules.remote.base import RemoteOptions
 from kiln.build_rules.redact import redact_url
 
 _CACHE_SCHEMES = ("http", "https", "grpc", "grpcs")

@@ -16,7 +16,7 @@ from __future__ import annotations
 from kiln.build_rules.analysis import RuleContext
 from kiln.build_rules.attrs import Attr
 from kiln.build_rules.providers import DefaultInfo, ModelInfo, Providers
-from kiln.build_rules.rules import RuleSpec
+from kiln.build_rules.targets import RuleSpec
 from kiln.build_rules.rules.sbom import sbom_action
 from kiln.build_rules.rules.toolchains import python_tool
 

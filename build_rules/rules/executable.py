@@ -15,7 +15,7 @@ from __future__ import annotations
 from kiln.build_rules.analysis import RuleContext
 from kiln.build_rules.attrs import Attr
 from kiln.build_rules.providers import DefaultInfo, Providers
-from kiln.build_rules.rules import RuleSpec
+from kiln.build_rules.targets import RuleSpec
 from kiln.build_rules.rules.toolchains import zig_tool
 from kiln.toolchain.zig import zig_target
 

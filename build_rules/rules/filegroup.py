@@ -8,7 +8,7 @@ from __future__ import annotations
 from kiln.build_rules.analysis import RuleContext
 from kiln.build_rules.attrs import Attr
 from kiln.build_rules.providers import DefaultInfo, Providers
-from kiln.build_rules.rules import RuleSpec
+from kiln.build_rules.targets import RuleSpec
 
 
 def _implementation(ctx: RuleContext) -> Providers:

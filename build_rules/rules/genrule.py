@@ -19,7 +19,7 @@ from kiln.build_rules.analysis import Dep, RuleContext
 from kiln.build_rules.attrs import Attr
 from kiln.build_rules.labels import parse_label
 from kiln.build_rules.providers import DefaultInfo, Providers
-from kiln.build_rules.rules import RuleSpec
+from kiln.build_rules.targets import RuleSpec
 
 _VARIABLE = re.compile(r"\$\$|\$@|\$<|\$\((\w+)(?:\s+([^)]*))?\)")
 

@@ -30,7 +30,7 @@ from kiln.build_rules.actions import Artifact
 from kiln.build_rules.analysis import RuleContext
 from kiln.build_rules.attrs import Attr
 from kiln.build_rules.providers import DefaultInfo, ModelInfo, Providers, RunInfo
-from kiln.build_rules.rules import RuleSpec
+from kiln.build_rules.targets import RuleSpec
 from kiln.build_rules.config import machine_host
 from kiln.build_rules.rules.toolchains import external_tree, python_tool, vendor_trees, zig_tool
 from kiln.compiler import launcher

@@ -21,7 +21,7 @@ from kiln.build_rules.actions import Artifact
 from kiln.build_rules.analysis import RuleContext
 from kiln.build_rules.attrs import Attr
 from kiln.build_rules.providers import DefaultInfo, ModelInfo, Providers
-from kiln.build_rules.rules import RuleSpec
+from kiln.build_rules.targets import RuleSpec
 from kiln.build_rules.rules.archive import bundle_entries
 from kiln.build_rules.rules.sbom import sbom_action
 from kiln.build_rules.rules.toolchains import external_tree, pinned, python_tool

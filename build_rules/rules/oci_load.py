@@ -13,7 +13,7 @@ from kiln.build_rules.actions import Artifact
 from kiln.build_rules.analysis import RuleContext
 from kiln.build_rules.attrs import Attr
 from kiln.build_rules.providers import DefaultInfo, Providers, RunInfo
-from kiln.build_rules.rules import RuleSpec
+from kiln.build_rules.targets import RuleSpec
 from kiln.build_rules.rules.oci_image import OCI_TOOL
 from kiln.build_rules.rules.oci_push import image_layout
 from kiln.build_rules.rules.toolchains import python_tool
