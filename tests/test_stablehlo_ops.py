@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import pjrt_harness
-from onnx_models import single_op
+from onnx_models import single_op, with_specials
 
 pytestmark = pytest.mark.e2e
 RNG = np.random.default_rng(4321)
@@ -121,3 +121,18 @@ def test_gelu(launcher, tmp_path, approximate):
 def test_split(launcher, tmp_path):
     model = single_op("Split", [("x", rand(4, 9), False), ("s", I([2, 3, 4]), True)], 3, axis=1)
     pjrt_harness.check(launcher, model, {"x": rand(4, 9)}, tmp_path)
+
+
+# Not with specials: convolutions and dots (XLA's blocked sums order inf and NaN differently), max
+# pooling (onnxruntime drops a NaN in a window's first place), casts of NaN to int (undefined), Pow
+# (C's pow(-inf, y)) and integer division.
+SPECIALS_SKIPPED = {"Conv", "Gemm", "MatMul", "MaxPool", "Cast", "Pow", "Where"}
+
+
+@pytest.mark.parametrize("case", [c for c, (op, _, _) in CASES.items()
+                                  if op not in SPECIALS_SKIPPED and c != "div_int"])
+def test_operator_with_nan_and_inf(launcher, tmp_path, case):
+    op, inputs, attrs = CASES[case]
+    model = single_op(op, [(n, a, bool(init)) for n, a, init in inputs], 1, 17, **attrs)
+    feeds = with_specials({n: a for n, a, init in inputs if not init})
+    pjrt_harness.check(launcher, model, feeds, tmp_path)

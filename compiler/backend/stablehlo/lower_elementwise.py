@@ -11,8 +11,7 @@ Lowering = Callable[[Emitter, Node, list], list[Ref]]
 
 UNARY = {"Tanh": "tanh", "Sigmoid": "logistic", "Sqrt": "sqrt", "Exp": "exponential", "Log": "log",
          "Neg": "negate", "Abs": "abs"}
-BINARY = {"Add": "add", "Sub": "subtract", "Mul": "multiply", "Div": "divide", "Max": "maximum",
-          "Min": "minimum"}
+BINARY = {"Add": "add", "Sub": "subtract", "Mul": "multiply", "Div": "divide"}
 
 
 def _unary(name: str) -> Lowering:
@@ -21,6 +20,21 @@ def _unary(name: str) -> Lowering:
 
 def _binary(name: str) -> Lowering:
     return lambda em, node, xs: [em.binary(name, xs[0], xs[1])]
+
+
+def extremum(em: Emitter, name: str, a: Ref, b: Ref) -> Ref:
+    """maximum or minimum, NaN when either operand is NaN as ONNX and onnxruntime have it (XLA:CPU's
+    own maximum drops a NaN)."""
+    r = em.binary(name, a, b)
+    if r.type.dtype != "f32":
+        return r
+    a, b = em.broadcast(a, r.type.shape), em.broadcast(b, r.type.shape)
+    r = em.op("select", [em.compare(b, b, "NE"), b, r], r.type)
+    return em.op("select", [em.compare(a, a, "NE"), a, r], r.type)
+
+
+def _extremum(name: str) -> Lowering:
+    return lambda em, node, xs: [extremum(em, name, xs[0], xs[1])]
 
 
 def erf(em: Emitter, x: Ref) -> Ref:
@@ -35,11 +49,11 @@ def _scaled(em: Emitter, x: Ref, scale: float, shift: float) -> Ref:
 
 def _clamp01(em: Emitter, x: Ref) -> Ref:
     lo, hi = em.full(0.0, "f32", x.type.shape), em.full(1.0, "f32", x.type.shape)
-    return em.binary("minimum", em.binary("maximum", x, lo), hi)
+    return extremum(em, "minimum", extremum(em, "maximum", x, lo), hi)
 
 
 def _relu(em: Emitter, node: Node, xs: list) -> list[Ref]:
-    return [em.binary("maximum", xs[0], em.full(0, xs[0].type.dtype, xs[0].type.shape))]
+    return [extremum(em, "maximum", xs[0], em.full(0, xs[0].type.dtype, xs[0].type.shape))]
 
 
 def _gelu(em: Emitter, node: Node, xs: list) -> list[Ref]:
@@ -75,6 +89,7 @@ def _where(em: Emitter, node: Node, xs: list) -> list[Ref]:
 LOWERINGS: dict[str, Lowering] = {
     **{op: _unary(name) for op, name in UNARY.items()},
     **{op: _binary(name) for op, name in BINARY.items()},
+    "Max": _extremum("maximum"), "Min": _extremum("minimum"),
     "Relu": _relu, "Erf": lambda em, node, xs: [erf(em, xs[0])], "Gelu": _gelu,
     "HardSigmoid": _hard_sigmoid, "HardSwish": _hard_swish, "Pow": _pow, "Where": _where,
     "Identity": lambda em, node, xs: [xs[0]],
