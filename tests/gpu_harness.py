@@ -11,7 +11,7 @@ from kiln.compiler.backend.gpu.emulate import EmulatedDevice
 from kiln.compiler.backend.gpu.codegen import build_kernels
 from kiln.compiler.frontend.onnx import load_onnx
 from kiln.compiler.passes.pipeline import run_pipeline
-from onnx_models import assert_close, run_onnxruntime
+from onnx_models import assert_close, run_onnxruntime, with_specials
 
 
 def emulate(model: onnx.ModelProto, feeds: dict[str, np.ndarray], workdir, batch: int = 1):
@@ -28,9 +28,12 @@ def emulate(model: onnx.ModelProto, feeds: dict[str, np.ndarray], workdir, batch
     return device.run([feeds[n] for n in names], outs), kernels
 
 
-def check_gpu(model: onnx.ModelProto, feeds: dict[str, np.ndarray], workdir, variant=None, **kw) -> None:
-    got, _ = emulate(model, feeds, workdir, **kw)
-    ref = run_onnxruntime(model, feeds)
-    assert len(got) == len(ref)
-    for g, r in zip(got, ref):
-        assert_close(g, r)
+def check_gpu(model: onnx.ModelProto, feeds: dict[str, np.ndarray], workdir, variant=None,
+              specials: bool = False, **kw) -> None:
+    """As onnx_models.check, through the GPU kernels lowered to CPU loops."""
+    for case in [feeds, with_specials(feeds)] if specials else [feeds]:
+        got, _ = emulate(model, case, workdir, **kw)
+        ref = run_onnxruntime(model, case)
+        assert len(got) == len(ref)
+        for g, r in zip(got, ref):
+            assert_close(g, r)
