@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import pjrt_harness
-from onnx_models import single_op, with_specials
+from onnx_models import kiln_run, single_op, with_specials
 
 pytestmark = pytest.mark.e2e
 RNG = np.random.default_rng(4321)
@@ -136,3 +136,17 @@ def test_operator_with_nan_and_inf(launcher, tmp_path, case):
     model = single_op(op, [(n, a, bool(init)) for n, a, init in inputs], 1, 17, **attrs)
     feeds = with_specials({n: a for n, a, init in inputs if not init})
     pjrt_harness.check(launcher, model, feeds, tmp_path)
+
+
+@pytest.mark.parametrize("case", ["maxpool", "maxpool_ceil", "maxpool_dilated"])
+def test_max_pool_propagates_nan(launcher, tmp_path, case):
+    """A window holding NaN pools to NaN wherever the NaN sits (kiln's CPU and GPU lowerings agree)."""
+    op, inputs, attrs = CASES[case]
+    x = inputs[0][1].copy()
+    x.reshape(-1)[[0, 37, 101]] = np.nan
+    model = single_op(op, [("x", x, False)], 1, 17, **attrs)
+    got = pjrt_harness.run_model(pjrt_harness.bundle(launcher, model, tmp_path), model, {"x": x})[0]
+    (tmp_path / "cpu").mkdir()
+    want = kiln_run(model, {"x": x}, tmp_path / "cpu")[0]
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(np.nan_to_num(got), np.nan_to_num(want), rtol=1e-6)

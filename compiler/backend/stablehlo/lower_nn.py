@@ -45,14 +45,14 @@ def _pool_window(node: Node) -> str:
     return attrs
 
 
-def _reduce_window(em: Emitter, node: Node, x: Ref, op: str, init: float) -> Ref:
+def _reduce_window(em: Emitter, node: Node, x: Ref, region: str, init: float) -> Ref:
     attrs = _pool_window(node)
     start = em.constant(init, "f32")
-    return em.op("reduce_window", [x, start], node.outputs[0].type, attrs, em.scalar_region(op, "f32"))
+    return em.op("reduce_window", [x, start], node.outputs[0].type, attrs, region)
 
 
 def _max_pool(em: Emitter, node: Node, xs: list) -> list[Ref]:
-    return [_reduce_window(em, node, xs[0], "maximum", -np.inf)]
+    return [_reduce_window(em, node, xs[0], em.nan_max_region(), -np.inf)]
 
 
 def _pool_counts(node: Node) -> np.ndarray:
@@ -71,7 +71,7 @@ def _pool_counts(node: Node) -> np.ndarray:
 
 
 def _average_pool(em: Emitter, node: Node, xs: list) -> list[Ref]:
-    total = _reduce_window(em, node, xs[0], "add", 0.0)
+    total = _reduce_window(em, node, xs[0], em.scalar_region("add", "f32"), 0.0)
     counts = em.constant(_pool_counts(node), "f32")
     return [em.binary("divide", total, counts)]
 
