@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import struct
+import subprocess
 import sys
 from pathlib import Path
 
@@ -329,6 +330,20 @@ def test_platform_from_the_environment(tiny):
 def test_unknown_cpu_level_lists_the_variants(tiny):
     fails(kit.run(tiny.exe, "--info", env={"KILN_CPU_LEVEL": "x86-64-v9"}), USER,
           "KILN_CPU_LEVEL=x86-64-v9", "x86-64-v4, x86-64-v3, x86-64-v2, x86-64")
+
+
+def test_bytes_quoted_from_a_file_are_escaped(tiny, tmp_path):
+    """A manifest naming a dtype with control bytes and broken UTF-8 still gives one line of text."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny.exe.parent.parent, bundle)
+    manifest = bundle / "share" / "cpu-xla" / "manifest.json"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_bytes(b'{"name": "m", "inputs": [{"name": "x", "shape": [1], "dtype": "f3\xed\x1b[31m\xc3\xa9"}]}')
+    done = subprocess.run([bundle / "bin" / tiny.exe.name, "--platform", "cpu-xla", "--input", "x.npy"],
+                          capture_output=True)
+    text = subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode(), done.stderr.decode())
+    line = fails(text, USER)
+    assert line.endswith("unsupported dtype 'f3\\xed\\x1b[31m\u00e9'"), line
 
 
 def test_model_with_another_abi_version(tmp_path):
