@@ -8,7 +8,7 @@ import threading
 import time
 
 from kiln.build_rules.actions import Action
-from kiln.build_rules.execution import Failure
+from kiln.build_rules.runners import Failure
 
 
 class Progress:

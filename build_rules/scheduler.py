@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 from kiln.build_rules.actions import Action
 from kiln.build_rules.errors import ActionFailed
-from kiln.build_rules.execution import Executor, Failure
+from kiln.build_rules.execution import Executor
+from kiln.build_rules.runners import Failure
 from kiln.build_rules.progress import Progress
 
 
