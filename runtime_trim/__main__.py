@@ -4,7 +4,7 @@
         --vendor-tree DIR [--vendor-tree DIR ...] [--entry libamdhip64.so.5] --out OUTDIR
     python -m kiln.runtime_trim why --report OUTDIR/trim-report.json libdrm_amdgpu.so.1
     python -m kiln.runtime_trim sbom --name mnist --report OUTDIR/trim-report.json \\
-        --model mnist.onnx --pin ziglang==0.17.1:SHA256 --out sbom.spdx.json
+        --model mnist.onnx --pin ziglang==0.17.1@linux-amd64 --out sbom.spdx.json
 
 `trim` writes OUTDIR/lib/<platform>/ (libraries, RUNPATH $ORIGIN), OUTDIR/share/<platform>/ (data
 files), OUTDIR/trim-report.json and OUTDIR/trim-report.txt, and prints the summary line.
@@ -27,13 +27,21 @@ from kiln.toolchain.lockfile import DEFAULT_LOCK, LockError, load
 
 def _components(models: list[Path], pins: list[str]) -> list[sbom.Component]:
     components = [sbom.Component(m.name, "", hashlib.sha256(m.read_bytes()).hexdigest(), "model") for m in models]
-    for pin in pins:
-        name, _, rest = pin.partition("==")
-        version, _, digest = rest.rpartition(":")
-        if not (name and version and len(digest) == 64):
-            raise ValueError(f"--pin {pin}: expected NAME==VERSION:SHA256")
-        components.append(sbom.Component(name, version, digest, "toolchain"))
-    return components
+    return components + [_pin(pin) for pin in pins]
+
+
+def _pin(pin: str) -> sbom.Component:
+    """NAME==VERSION:SHA256 (a pinned package) or NAME==VERSION@TARGET (a toolchain, by what it built for)."""
+    name, _, rest = pin.partition("==")
+    version, at, target = rest.partition("@")
+    if at:
+        if not (name and version and target):
+            raise ValueError(f"--pin {pin}: expected NAME==VERSION@TARGET")
+        return sbom.Component(name, version, "", "toolchain", target)
+    version, _, digest = rest.rpartition(":")
+    if not (name and version and len(digest) == 64):
+        raise ValueError(f"--pin {pin}: expected NAME==VERSION:SHA256 or NAME==VERSION@TARGET")
+    return sbom.Component(name, version, digest, "toolchain")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--name", required=True)
     s.add_argument("--report", action="append", default=[], type=Path)
     s.add_argument("--model", action="append", default=[], type=Path, help="a model file (hashed)")
-    s.add_argument("--pin", action="append", default=[], help="a toolchain pin NAME==VERSION:SHA256")
+    s.add_argument("--pin", action="append", default=[], help="a pin: NAME==VERSION:SHA256, or NAME==VERSION@TARGET for a toolchain")
     s.add_argument("--out", required=True, type=Path)
     return parser
 

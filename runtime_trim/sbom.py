@@ -24,8 +24,9 @@ class Component:
     """Something the bundle was built from that is not a vendor file: a model file or a toolchain pin."""
     name: str
     version: str
-    sha256: str
+    sha256: str  # "" for a toolchain, which is named by the target it built for instead
     role: str  # model | toolchain
+    target: str = ""
 
 
 def document(name: str, reports: list[dict], components: list[Component]) -> dict:
@@ -82,11 +83,15 @@ def _vendor_package(package_id: str, package: dict) -> dict:
 
 
 def _component_package(component_id: str, component: Component) -> dict:
-    return {"SPDXID": component_id, "name": component.name, "versionInfo": component.version,
-            "downloadLocation": "NOASSERTION", "filesAnalyzed": False,
-            "primaryPackagePurpose": "FILE" if component.role == "model" else "INSTALL",
-            "checksums": [{"algorithm": "SHA256", "checksumValue": component.sha256}],
-            "comment": f"kiln {component.role}"}
+    package = {"SPDXID": component_id, "name": component.name, "versionInfo": component.version,
+               "downloadLocation": "NOASSERTION", "filesAnalyzed": False,
+               "primaryPackagePurpose": "FILE" if component.role == "model" else "INSTALL",
+               "comment": f"kiln {component.role}"}
+    if component.sha256:
+        package["checksums"] = [{"algorithm": "SHA256", "checksumValue": component.sha256}]
+    if component.target:
+        package["comment"] += f", built code for {component.target}"
+    return package
 
 
 def _key(package: dict) -> str:

@@ -214,10 +214,14 @@ def test_cli_trim_why_and_sbom(demo, tmp_path):
     model = tmp_path / "model.onnx"
     model.write_bytes(b"onnx")
     done = run_cli("sbom", "--name", "demo", "--report", str(out / "trim-report.json"), "--model", str(model),
-                   "--pin", f"ziglang==0.17.1:{'ab' * 32}", "--out", str(tmp_path / "sbom.json"))
+                   "--pin", f"libc6:amd64==2.36-9:{'ab' * 32}", "--pin", "ziglang==0.17.1@linux-arm64",
+                   "--out", str(tmp_path / "sbom.json"))
     assert done.returncode == 0, done.stderr
-    names = {p["name"] for p in json.loads((tmp_path / "sbom.json").read_text())["packages"]}
-    assert names == {"demo", "demo-core", "model.onnx", "ziglang"}
+    packages = {p["name"]: p for p in json.loads((tmp_path / "sbom.json").read_text())["packages"]}
+    assert set(packages) == {"demo", "demo-core", "model.onnx", "libc6:amd64", "ziglang"}
+    assert packages["libc6:amd64"]["checksums"] == [{"algorithm": "SHA256", "checksumValue": "ab" * 32}]
+    assert packages["ziglang"]["comment"] == "kiln toolchain, built code for linux-arm64"
+    assert "checksums" not in packages["ziglang"]
 
 
 def test_cli_errors_are_one_line(demo, tmp_path):
@@ -230,6 +234,9 @@ def test_cli_errors_are_one_line(demo, tmp_path):
     assert done.stderr.count("\n") == 1 and "libdep.so.1 needs libdeep.so.1" in done.stderr
     done = run_cli("trim", "--platform", "quantum", "--lock", str(lock), *trees, "--out", str(tmp_path / "out"))
     assert done.stderr == "runtime_trim: error: lock.toml has no [vendor.quantum] table (have: demo)\n"
+    for pin, form in (("ziglang==0.17.1@", "NAME==VERSION@TARGET"), ("ziglang==0.17.1:ab", "NAME==VERSION:SHA256")):
+        done = run_cli("sbom", "--name", "demo", "--pin", pin, "--out", str(tmp_path / "sbom.json"))
+        assert done.returncode == 1 and done.stderr.count("\n") == 1 and form in done.stderr, done.stderr
 
 
 def test_runtime_trim_never_imports_the_build_engine():
