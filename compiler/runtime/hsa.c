@@ -3,6 +3,7 @@
 
 #include "errors.h"
 #include "files.h"
+#include "hsa_api.h"
 
 #include <dlfcn.h>
 #include <stdint.h>
@@ -10,58 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-/* Our own declarations of the HSA 1.x API subset used (values as in hsa.h of ROCm 5/6). */
-typedef int hsa_status_t;
-typedef struct { uint64_t handle; } hsa_agent_t, hsa_isa_t, hsa_region_t, hsa_signal_t,
-    hsa_executable_t, hsa_code_object_reader_t, hsa_executable_symbol_t;
-typedef struct {
-    uint32_t type, features;
-    void *base_address;
-    hsa_signal_t doorbell_signal;
-    uint32_t size, reserved1;
-    uint64_t id;
-} hsa_queue_t;
-typedef struct {
-    uint16_t header, setup, workgroup_size_x, workgroup_size_y, workgroup_size_z, reserved0;
-    uint32_t grid_size_x, grid_size_y, grid_size_z, private_segment_size, group_segment_size;
-    uint64_t kernel_object;
-    void *kernarg_address;
-    uint64_t reserved2;
-    hsa_signal_t completion_signal;
-} aql_dispatch_t;
-enum { AGENT_INFO_DEVICE = 17, DEVICE_GPU = 1, ISA_INFO_NAME = 1, REGION_INFO_SEGMENT = 0,
-       REGION_INFO_GLOBAL_FLAGS = 1, SEGMENT_GLOBAL = 0, FLAG_KERNARG = 1, FLAG_COARSE = 4,
-       SYM_KERNEL_OBJECT = 22, SYM_KERNARG_SIZE = 11, SYM_GROUP_SIZE = 13, SYM_PRIVATE_SIZE = 14,
-       PROFILE_FULL = 1, QUEUE_SINGLE = 1, SIGNAL_LT = 2, WAIT_BLOCKED = 0,
-       PACKET_DISPATCH = 2, PACKET_INVALID = 1, SCOPE_SYSTEM = 2, HSA_STATUS_INFO_BREAK = 1 };
-#define HSA_FUNCTIONS(X)                                                                                 \
-    X(hsa_init, (void))                                                                                  \
-    X(hsa_status_string, (hsa_status_t, const char **))                                                  \
-    X(hsa_iterate_agents, (hsa_status_t (*)(hsa_agent_t, void *), void *))                              \
-    X(hsa_agent_get_info, (hsa_agent_t, int, void *))                                                    \
-    X(hsa_agent_iterate_isas, (hsa_agent_t, hsa_status_t (*)(hsa_isa_t, void *), void *))               \
-    X(hsa_isa_get_info_alt, (hsa_isa_t, int, void *))                                                    \
-    X(hsa_agent_iterate_regions, (hsa_agent_t, hsa_status_t (*)(hsa_region_t, void *), void *))         \
-    X(hsa_region_get_info, (hsa_region_t, int, void *))                                                  \
-    X(hsa_memory_allocate, (hsa_region_t, size_t, void **))                                              \
-    X(hsa_memory_copy, (void *, const void *, size_t))                                                   \
-    X(hsa_memory_free, (void *))                                                                         \
-    X(hsa_code_object_reader_create_from_memory, (const void *, size_t, hsa_code_object_reader_t *))     \
-    X(hsa_executable_create_alt, (int, int, const char *, hsa_executable_t *))                           \
-    X(hsa_executable_load_agent_code_object, (hsa_executable_t, hsa_agent_t, hsa_code_object_reader_t,  \
-                                              const char *, void *))                                     \
-    X(hsa_executable_freeze, (hsa_executable_t, const char *))                                           \
-    X(hsa_executable_get_symbol_by_name, (hsa_executable_t, const char *, const hsa_agent_t *,          \
-                                          hsa_executable_symbol_t *))                                    \
-    X(hsa_executable_symbol_get_info, (hsa_executable_symbol_t, int, void *))                            \
-    X(hsa_queue_create, (hsa_agent_t, uint32_t, int, void *, void *, uint32_t, uint32_t, hsa_queue_t **)) \
-    X(hsa_signal_create, (int64_t, uint32_t, const hsa_agent_t *, hsa_signal_t *))
-#define HSA_VALUE_FUNCTIONS(X)                                                  \
-    X(uint64_t, hsa_queue_add_write_index_relaxed, (const hsa_queue_t *, uint64_t)) \
-    X(void, hsa_signal_store_screlease, (hsa_signal_t, int64_t))                 \
-    X(void, hsa_signal_store_relaxed, (hsa_signal_t, int64_t))                   \
-    X(int64_t, hsa_signal_wait_scacquire, (hsa_signal_t, int, int64_t, uint64_t, int))
 
 static struct {
     void *lib;
@@ -74,8 +23,9 @@ static struct {
 } api;
 
 struct hsa {
-    hsa_agent_t gpu;
-    hsa_region_t device, kernarg;
+    hsa_agent_t gpu, cpu;
+    hsa_amd_memory_pool_t device, kernarg; /* the GPU's own VRAM; host memory for kernel arguments */
+    hsa_executable_t exe;
     hsa_queue_t *queue;
     hsa_signal_t done;
     void *weights, *act, **kernargs;
@@ -126,8 +76,8 @@ missing:
 static hsa_status_t find_gpu(hsa_agent_t agent, void *data)
 {
     int type = -1;
-    api.hsa_agent_get_info(agent, AGENT_INFO_DEVICE, &type);
-    if (type == DEVICE_GPU) {
+    api.hsa_agent_get_info(agent, HSA_AGENT_INFO_DEVICE, &type);
+    if (type == HSA_DEVICE_TYPE_GPU) {
         *(hsa_agent_t *)data = agent;
         return HSA_STATUS_INFO_BREAK;
     }
@@ -138,7 +88,7 @@ static hsa_status_t find_gpu(hsa_agent_t agent, void *data)
 static hsa_status_t isa_name(hsa_isa_t isa, void *data)
 {
     char name[128] = "";
-    api.hsa_isa_get_info_alt(isa, ISA_INFO_NAME, name);
+    api.hsa_isa_get_info_alt(isa, HSA_ISA_INFO_NAME, name);
     const char *gfx = strstr(name, "gfx");
     if (gfx != NULL) {
         snprintf(data, 32, "%.*s", (int)strcspn(gfx, ":"), gfx);
@@ -198,28 +148,101 @@ bool hsa_supported(const struct gpu_model *m, const char *isa, char *why, size_t
     return false;
 }
 
-static hsa_status_t pick_regions(hsa_region_t region, void *data)
+static hsa_status_t find_cpu(hsa_agent_t agent, void *data)
 {
-    struct hsa *h = data;
-    int segment = -1;
-    uint32_t flags = 0;
-    api.hsa_region_get_info(region, REGION_INFO_SEGMENT, &segment);
-    if (segment != SEGMENT_GLOBAL) {
-        return 0;
-    }
-    api.hsa_region_get_info(region, REGION_INFO_GLOBAL_FLAGS, &flags);
-    if ((flags & FLAG_KERNARG) && h->kernarg.handle == 0) {
-        h->kernarg = region;
-    }
-    if ((flags & FLAG_COARSE) && h->device.handle == 0) {
-        h->device = region;
+    int type = -1;
+    api.hsa_agent_get_info(agent, HSA_AGENT_INFO_DEVICE, &type);
+    if (type == HSA_DEVICE_TYPE_CPU) {
+        *(hsa_agent_t *)data = agent;
+        return HSA_STATUS_INFO_BREAK;
     }
     return 0;
 }
 
-static hsa_status_t cpu_kernarg(hsa_agent_t agent, void *data)
+/* The first global pool the runtime may allocate from whose flags include *data's flags. */
+struct pool_query {
+    uint32_t flags;
+    hsa_amd_memory_pool_t found;
+};
+
+static hsa_status_t pick_pool(hsa_amd_memory_pool_t pool, void *data)
 {
-    return api.hsa_agent_iterate_regions(agent, pick_regions, data);
+    struct pool_query *q = data;
+    int segment = -1;
+    uint32_t flags = 0;
+    bool allowed = false;
+    api.hsa_amd_memory_pool_get_info(pool, HSA_AMD_MEMORY_POOL_INFO_SEGMENT, &segment);
+    api.hsa_amd_memory_pool_get_info(pool, HSA_AMD_MEMORY_POOL_INFO_GLOBAL_FLAGS, &flags);
+    api.hsa_amd_memory_pool_get_info(pool, HSA_AMD_MEMORY_POOL_INFO_RUNTIME_ALLOC_ALLOWED, &allowed);
+    if (segment == HSA_AMD_SEGMENT_GLOBAL && (flags & q->flags) == q->flags && allowed) {
+        q->found = pool;
+        return HSA_STATUS_INFO_BREAK;
+    }
+    return 0;
+}
+
+static hsa_amd_memory_pool_t agent_pool(hsa_agent_t agent, uint32_t flags, const char *what)
+{
+    struct pool_query q = {.flags = flags};
+    CHECK(hsa_amd_agent_iterate_memory_pools(agent, pick_pool, &q));
+    if (q.found.handle == 0) {
+        fail("rocm: the runtime offers no %s memory pool", what);
+    }
+    return q.found;
+}
+
+static void *device_alloc(struct hsa *h, size_t bytes)
+{
+    void *p;
+    CHECK(hsa_amd_memory_pool_allocate(h->device, bytes ? bytes : 1, 0, &p));
+    return p;
+}
+
+/* Kernel arguments live in host memory the GPU is then allowed to read. */
+static void *kernarg_alloc(struct hsa *h, size_t bytes)
+{
+    void *p;
+    CHECK(hsa_amd_memory_pool_allocate(h->kernarg, bytes, 0, &p));
+    CHECK(hsa_amd_agents_allow_access(1, &h->gpu, NULL, p));
+    return p;
+}
+
+static void load_code(struct hsa *h, const char *path)
+{
+    size_t size;
+    uint8_t *code = read_file(path, &size);
+    hsa_code_object_reader_t reader;
+    CHECK(hsa_code_object_reader_create_from_memory(code, size, &reader));
+    CHECK(hsa_executable_create_alt(HSA_PROFILE_FULL, HSA_DEFAULT_FLOAT_ROUNDING_MODE_DEFAULT, NULL, &h->exe));
+    CHECK(hsa_executable_load_agent_code_object(h->exe, h->gpu, reader, NULL, NULL));
+    CHECK(hsa_executable_freeze(h->exe, NULL));
+    CHECK(hsa_code_object_reader_destroy(reader));
+    free(code);
+}
+
+static void find_kernels(struct hsa *h)
+{
+    int n = h->m->n_kernels;
+    h->objects = calloc((size_t)n + 1, sizeof *h->objects);
+    h->group = calloc((size_t)n + 1, sizeof *h->group);
+    h->private_ = calloc((size_t)n + 1, sizeof *h->private_);
+    h->kernargs = calloc((size_t)n + 1, sizeof *h->kernargs);
+    for (int i = 0; i < n; i++) {
+        char symbol[160];
+        hsa_executable_symbol_t sym;
+        uint32_t kernarg_size = 0;
+        snprintf(symbol, sizeof symbol, "%s.kd", h->m->kernels[i].name);
+        CHECK(hsa_executable_get_symbol_by_name(h->exe, symbol, &h->gpu, &sym));
+        CHECK(hsa_executable_symbol_get_info(sym, HSA_EXECUTABLE_SYMBOL_INFO_KERNEL_OBJECT, &h->objects[i]));
+        CHECK(hsa_executable_symbol_get_info(sym, HSA_EXECUTABLE_SYMBOL_INFO_KERNEL_KERNARG_SEGMENT_SIZE,
+                                             &kernarg_size));
+        CHECK(hsa_executable_symbol_get_info(sym, HSA_EXECUTABLE_SYMBOL_INFO_KERNEL_GROUP_SEGMENT_SIZE, &h->group[i]));
+        CHECK(hsa_executable_symbol_get_info(sym, HSA_EXECUTABLE_SYMBOL_INFO_KERNEL_PRIVATE_SEGMENT_SIZE,
+                                             &h->private_[i]));
+        void *args[2] = {h->weights, h->act};
+        h->kernargs[i] = kernarg_alloc(h, kernarg_size > sizeof args ? kernarg_size : sizeof args);
+        memcpy(h->kernargs[i], args, sizeof args);
+    }
 }
 
 struct hsa *hsa_open(const struct gpu_model *m, const void *weights, char *how, size_t how_size)
@@ -233,53 +256,25 @@ struct hsa *hsa_open(const struct gpu_model *m, const void *weights, char *how, 
     if (!hsa_supported(m, isa, why, sizeof why)) {
         fail("rocm: %s", why);
     }
+    CHECK(hsa_iterate_agents(find_cpu, &h->cpu));
+    h->device = agent_pool(h->gpu, HSA_AMD_MEMORY_POOL_GLOBAL_FLAG_COARSE_GRAINED, "GPU");
+    h->kernarg = agent_pool(h->cpu, HSA_AMD_MEMORY_POOL_GLOBAL_FLAG_KERNARG_INIT, "kernel argument");
     char file[48];
     snprintf(file, sizeof file, "%s.co", isa);
     char *path = path_join(m->dir, file);
-    size_t size;
-    uint8_t *code = read_file(path, &size);
-    hsa_code_object_reader_t reader;
-    hsa_executable_t exe;
-    CHECK(hsa_code_object_reader_create_from_memory(code, size, &reader));
-    CHECK(hsa_executable_create_alt(PROFILE_FULL, 0, NULL, &exe));
-    CHECK(hsa_executable_load_agent_code_object(exe, h->gpu, reader, NULL, NULL));
-    CHECK(hsa_executable_freeze(exe, NULL));
-    api.hsa_agent_iterate_regions(h->gpu, pick_regions, h);
-    if (h->kernarg.handle == 0) {
-        CHECK(hsa_iterate_agents(cpu_kernarg, h));
-    }
-    if (h->device.handle == 0 || h->kernarg.handle == 0) {
-        fail("rocm: the GPU agent has no device or kernarg memory region");
-    }
-    int n = m->n_kernels;
-    h->objects = calloc((size_t)n + 1, sizeof *h->objects);
-    h->group = calloc((size_t)n + 1, sizeof *h->group);
-    h->private_ = calloc((size_t)n + 1, sizeof *h->private_);
-    h->kernargs = calloc((size_t)n + 1, sizeof *h->kernargs);
-    CHECK(hsa_memory_allocate(h->device, m->weights_bytes ? m->weights_bytes : 1, &h->weights));
-    CHECK(hsa_memory_allocate(h->device, m->activation_bytes ? m->activation_bytes : 1, &h->act));
+    load_code(h, path);
+    free(path);
+    h->weights = device_alloc(h, m->weights_bytes);
+    h->act = device_alloc(h, m->activation_bytes);
     if (m->weights_bytes) {
         CHECK(hsa_memory_copy(h->weights, weights, m->weights_bytes));
     }
-    for (int i = 0; i < n; i++) {
-        char symbol[160];
-        hsa_executable_symbol_t sym;
-        uint32_t kernarg_size = 0;
-        snprintf(symbol, sizeof symbol, "%s.kd", m->kernels[i].name);
-        CHECK(hsa_executable_get_symbol_by_name(exe, symbol, &h->gpu, &sym));
-        CHECK(hsa_executable_symbol_get_info(sym, SYM_KERNEL_OBJECT, &h->objects[i]));
-        CHECK(hsa_executable_symbol_get_info(sym, SYM_KERNARG_SIZE, &kernarg_size));
-        CHECK(hsa_executable_symbol_get_info(sym, SYM_GROUP_SIZE, &h->group[i]));
-        CHECK(hsa_executable_symbol_get_info(sym, SYM_PRIVATE_SIZE, &h->private_[i]));
-        void *args[2] = {h->weights, h->act};
-        CHECK(hsa_memory_allocate(h->kernarg, kernarg_size > sizeof args ? kernarg_size : sizeof args,
-                                  &h->kernargs[i]));
-        memcpy(h->kernargs[i], args, sizeof args);
-    }
-    CHECK(hsa_queue_create(h->gpu, 1024, QUEUE_SINGLE, NULL, NULL, UINT32_MAX, UINT32_MAX, &h->queue));
+    find_kernels(h);
+    uint32_t queue_size = 0;
+    CHECK(hsa_agent_get_info(h->gpu, HSA_AGENT_INFO_QUEUE_MAX_SIZE, &queue_size));
+    CHECK(hsa_queue_create(h->gpu, queue_size < 1024 ? queue_size : 1024, HSA_QUEUE_TYPE_SINGLE, NULL, NULL,
+                           UINT32_MAX, UINT32_MAX, &h->queue));
     CHECK(hsa_signal_create(1, 0, NULL, &h->done));
-    free(code);
-    free(path);
     snprintf(how, how_size, "%s, %s", isa, file);
     return h;
 }
@@ -288,9 +283,12 @@ static void dispatch(struct hsa *h, int i, bool last)
 {
     hsa_queue_t *q = h->queue;
     uint64_t index = api.hsa_queue_add_write_index_relaxed(q, 1);
-    aql_dispatch_t *p = (aql_dispatch_t *)q->base_address + (index & (q->size - 1));
+    while (index - api.hsa_queue_load_read_index_scacquire(q) >= q->size) {
+        /* the ring is full: the packet processor has not consumed the packet in this slot yet */
+    }
+    hsa_kernel_dispatch_packet_t *p = (hsa_kernel_dispatch_packet_t *)q->base_address + (index & (q->size - 1));
     memset((uint8_t *)p + 4, 0, sizeof *p - 4);
-    p->setup = 1;  /* one dimension */
+    p->setup = 1 << HSA_KERNEL_DISPATCH_PACKET_SETUP_DIMENSIONS;  /* one dimension */
     p->workgroup_size_x = (uint16_t)h->m->kernels[i].block;
     p->workgroup_size_y = p->workgroup_size_z = 1;
     p->grid_size_x = h->m->kernels[i].grid * h->m->kernels[i].block;  /* work-items, not blocks */
@@ -303,7 +301,9 @@ static void dispatch(struct hsa *h, int i, bool last)
         p->completion_signal = h->done;
     }
     /* the barrier bit orders the launches; system-scope fences make host copies visible */
-    uint16_t header = PACKET_DISPATCH | 1 << 8 | SCOPE_SYSTEM << 9 | SCOPE_SYSTEM << 11;
+    uint16_t header = HSA_PACKET_TYPE_KERNEL_DISPATCH | 1 << HSA_PACKET_HEADER_BARRIER |
+                      HSA_FENCE_SCOPE_SYSTEM << HSA_PACKET_HEADER_SCACQUIRE_FENCE_SCOPE |
+                      HSA_FENCE_SCOPE_SYSTEM << HSA_PACKET_HEADER_SCRELEASE_FENCE_SCOPE;
     __atomic_store_n(&p->header, header, __ATOMIC_RELEASE);
     api.hsa_signal_store_screlease(q->doorbell_signal, (int64_t)index);
 }
@@ -319,7 +319,7 @@ void hsa_run(struct hsa *h, void *const *inputs, const size_t *in_bytes, void *c
     for (int i = 0; i < m->n_kernels; i++) {
         dispatch(h, i, i == m->n_kernels - 1);
     }
-    while (m->n_kernels && api.hsa_signal_wait_scacquire(h->done, SIGNAL_LT, 1, UINT64_MAX, WAIT_BLOCKED) != 0) {
+    while (m->n_kernels && api.hsa_signal_wait_scacquire(h->done, HSA_SIGNAL_CONDITION_LT, 1, UINT64_MAX, HSA_WAIT_STATE_BLOCKED) != 0) {
     }
     for (int i = 0; i < m->n_outputs; i++) {
         CHECK(hsa_memory_copy(outputs[i], (uint8_t *)h->act + m->outputs[i], out_bytes[i]));
@@ -329,10 +329,13 @@ void hsa_run(struct hsa *h, void *const *inputs, const size_t *in_bytes, void *c
 void hsa_close(struct hsa *h)
 {
     for (int i = 0; i < h->m->n_kernels; i++) {
-        api.hsa_memory_free(h->kernargs[i]);
+        api.hsa_amd_memory_pool_free(h->kernargs[i]);
     }
-    api.hsa_memory_free(h->act);
-    api.hsa_memory_free(h->weights);
+    api.hsa_amd_memory_pool_free(h->act);
+    api.hsa_amd_memory_pool_free(h->weights);
+    api.hsa_signal_destroy(h->done);
+    api.hsa_queue_destroy(h->queue);
+    api.hsa_executable_destroy(h->exe);
     free(h->objects);
     free(h->group);
     free(h->private_);
