@@ -1,11 +1,12 @@
-"""Debian packages through the machine's own apt (`apt-get download`, `apt-cache policy`), and unpacking a
-.deb without dpkg: an `ar` archive whose `data.tar.*` member holds the files."""
+"""Debian packages through the machine's apt-get with kiln's own lists per suite (apt_sources.py), and
+unpacking a .deb without dpkg: an `ar` archive whose `data.tar.*` member holds the files."""
 
 from __future__ import annotations
 
 import gzip
 import io
 import lzma
+import os
 import re
 import subprocess
 import tarfile
@@ -14,6 +15,7 @@ from typing import BinaryIO
 
 import zstandard
 
+from kiln.toolchain.apt_sources import PrivateApt
 from kiln.toolchain.errors import FetchError
 from kiln.toolchain.lockfile import Artifact
 
@@ -24,47 +26,82 @@ _MISSING = re.compile(r"Version '[^']*' for '[^']*' was not found|Unable to loca
                       r"Can't select (candidate )?version|has no installation candidate")
 
 
+class NotInLists(FetchError):
+    """apt's lists have no such package or version."""
+
+
 def apt_spec(name: str, arch: str) -> str:
     return name if arch == "all" else f"{name}:{arch}"
 
 
 def download(artifact: Artifact, directory: Path) -> Path:
-    """`apt-get download NAME:ARCH=VERSION` into `directory`; returns the .deb."""
+    """`apt-get download NAME:ARCH=VERSION` into `directory` from kiln's lists for the pin's suite."""
     directory.mkdir(parents=True, exist_ok=True)
-    _apt(["apt-get", "download", f"{apt_spec(artifact.name, artifact.arch)}={artifact.version}"], artifact.label,
-         cwd=directory)
+    apt = private_apt(artifact.suite)
+    _with_lists(apt, ["apt-get", *apt.options, "download", f"{apt_spec(artifact.name, artifact.arch)}={artifact.version}"],
+                artifact.label, cwd=directory)
     debs = sorted(directory.glob("*.deb"))
     if len(debs) != 1:
         raise FetchError(f"{artifact.label}: apt-get download left {len(debs)} .deb files, expected one")
     return debs[0]
 
 
-def candidate(name: str, arch: str) -> str:
-    """The newest version apt would install for NAME:ARCH (from `apt-cache policy`)."""
-    spec = apt_spec(name, arch)
-    out = _apt(["apt-cache", "policy", spec], spec)
-    found = re.search(r"Candidate: (\S+)", out)
-    if not found or found.group(1) == "(none)":
-        raise FetchError(f"{spec}: apt has no candidate version (is the architecture added and apt-get update run?)")
-    return found.group(1)
+def candidate(artifact: Artifact) -> str:
+    """The newest version of the pin's package in its suite (any pocket: -updates, -security)."""
+    spec = apt_spec(artifact.name, artifact.arch)
+    apt = private_apt(artifact.suite)
+    for line in _with_lists(apt, ["apt-cache", *apt.options, "madison", spec], spec).splitlines():
+        fields = [f.strip() for f in line.split("|")]
+        if len(fields) >= 3 and _release(fields[2]) == artifact.suite:
+            return fields[1]  # madison lists the newest first
+    raise FetchError(f"{spec}: apt's {artifact.suite} lists have no version of it")
 
 
-def _apt(argv: list[str], what: str, cwd: Path | None = None) -> str:
+def _release(source: str) -> str:
+    """'http://mirror/debian bookworm-security/main amd64 Packages' -> 'bookworm'"""
+    words = source.split()
+    return words[1].split("/")[0].partition("-")[0] if len(words) > 1 else ""
+
+
+def private_apt(suite: str) -> PrivateApt:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return PrivateApt(suite, Path(base) / "kiln")
+
+
+def _with_lists(apt: PrivateApt, argv: list[str], what: str, cwd: Path | None = None) -> str:
+    """Runs apt on kiln's lists: fetched first if there are none, and again once if they lack the package."""
+    with apt.locked():
+        if not apt.has_lists():
+            _update(apt, what)
+        try:
+            return _apt(argv, what, apt.suite, cwd)
+        except NotInLists:
+            _update(apt, what)
+            return _apt(argv, what, apt.suite, cwd)
+
+
+def _update(apt: PrivateApt, what: str) -> None:
+    _apt(["apt-get", *apt.options, "update"], what, apt.suite)
+    if not apt.has_lists():
+        raise FetchError(f"{what}: apt-get update fetched no package lists for {apt.suite} (see the machine's apt sources)")
+
+
+def _apt(argv: list[str], what: str, suite: str, cwd: Path | None = None) -> str:
     try:
         done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
     except FileNotFoundError:
         raise FetchError(f"{what}: {argv[0]} is not installed; .deb artifacts need apt") from None
+    unreachable = _UNREACHABLE.search(done.stderr)
     errors = [line for line in done.stderr.splitlines() if line.startswith("E:")]
-    if done.returncode != 0 or errors:
+    if done.returncode != 0 or errors or unreachable:
         detail = errors[-1] if errors else " ".join(done.stderr.split())[-300:] or f"exit status {done.returncode}"
-        unreachable = _UNREACHABLE.search(done.stderr)
         if unreachable:
             reason = done.stderr[unreachable.start():].splitlines()[0]
             raise FetchError(f"{what}: apt could not reach the package archive ({reason})")
         if _MISSING.search(done.stderr):
-            raise FetchError(f"{what}: not available from apt's package lists ({detail}); "
-                             f"run apt-get update, or update the pin")
-        raise FetchError(f"{what}: {' '.join(argv[:2])} failed ({detail})")
+            raise NotInLists(f"{what}: not available from apt's package lists for {suite} ({detail}); update the pin")
+        command = " ".join([a for a in argv if not a.startswith("-o")][:2])
+        raise FetchError(f"{what}: {command} failed ({detail})")
     return done.stdout
 
 

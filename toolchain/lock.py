@@ -2,9 +2,9 @@
 
     python -m kiln.toolchain.lock --update libhsa-runtime64-1 --update libtpu
 
-For every architecture NAME is pinned for: a .deb takes apt's candidate (`apt-cache policy`) and is
-downloaded with `apt-get download`; a wheel takes the newest `pip download` for the architecture's
-manylinux tags. The downloaded bytes give the new file name, size and sha256; nothing else in the
+For every architecture NAME is pinned for: a .deb takes the newest version in its suite (`apt-cache
+madison` on kiln's own lists, toolchain/apt_sources.py) and is downloaded with `apt-get download`; a
+wheel takes the newest `pip download` for the architecture's manylinux tags. The downloaded bytes give the new file name, size and sha256; nothing else in the
 lock file changes.
 """
 
@@ -35,7 +35,7 @@ def update_pin(name: str, lock_path: Path = DEFAULT_LOCK) -> list[Artifact]:
 def _newest(artifact: Artifact) -> Artifact:
     with tempfile.TemporaryDirectory(prefix="kiln-lock-") as scratch:
         if artifact.kind == "deb":
-            version = debian.candidate(artifact.name, artifact.arch)
+            version = debian.candidate(artifact)
             file = debian.download(artifact.pinned(version, "", 0, ""), Path(scratch))
         else:
             file = wheels.download_newest(artifact.name, artifact.arch, Path(scratch))

@@ -10,6 +10,7 @@ per-vendor facts the runtime trimmer needs (entry libraries, dlopen lists, data 
     size = 54204
     sha256 = "8e57..."
     provides = "rocm runtime"
+    suite = "bookworm"
 
 It never names a download host: the ordinary clients (pip, apt-get) decide where bytes come from.
 """
@@ -45,6 +46,7 @@ class Artifact:
     size: int
     sha256: str
     provides: str
+    suite: str = ""  # a .deb's Debian release (bookworm, trixie): kiln's private apt lists for it fetch the pin
 
     @property
     def label(self) -> str:
@@ -117,7 +119,9 @@ def load(path: Path = DEFAULT_LOCK) -> Lock:
 def _artifact(entry: dict) -> Artifact:
     artifact = Artifact(name=entry["name"], kind=entry["kind"], arch=entry["arch"], version=entry["version"],
                         filename=entry["filename"], size=int(entry["size"]), sha256=entry["sha256"],
-                        provides=entry["provides"])
+                        provides=entry["provides"], suite=entry.get("suite", ""))
+    if artifact.kind == "deb" and not re.fullmatch(r"[a-z]+", artifact.suite):
+        raise ValueError(f"{artifact.name}: a deb pin needs suite = \"<Debian release>\" (bookworm, trixie)")
     if artifact.kind not in KINDS or artifact.arch not in (*ARCHS, "all"):
         raise ValueError(f"{artifact.name}: kind must be one of {KINDS} and arch one of {ARCHS} or 'all'")
     if artifact.sha256 and not re.fullmatch(r"[0-9a-f]{64}", artifact.sha256):
