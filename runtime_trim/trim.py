@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from kiln.runtime_trim import bundle, closure, report
+from kiln.runtime_trim import bundle, closure, isa_table, report
 from kiln.runtime_trim.sysroot import Sysroot
 from kiln.toolchain.lockfile import Lock
 
@@ -19,6 +19,8 @@ def trim(platform: str, archs: list[str], roots: list[Path], entries: list[str],
                       for name in (*other.entry, *(d.opens for d in other.dlopen), *(d.by for d in other.dlopen)))
     sysroot = Sysroot(trees)
     kept = closure.compute(vendor, sysroot, roots, [*vendor.entry, *entries], archs, known, host)
+    if vendor.arch_table:
+        isa_table.check(kept, vendor.arch_table, archs, sysroot)
     out.mkdir(parents=True, exist_ok=True)
     for stale in (out / "lib" / platform, out / "share" / platform):
         shutil.rmtree(stale, ignore_errors=True)

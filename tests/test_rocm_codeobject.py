@@ -44,3 +44,6 @@ def test_check_rejects_wrong_arch_and_missing_kernel(tmp_path):
         codeobject.check(data, "gfx942", [])
     with pytest.raises(CompileError, match="no kernel descriptor for nope"):
         codeobject.check(data, "gfx90a", ["nope"])
+    v6 = data[:8] + bytes([4]) + data[9:]  # LLVM's default code object v6, which the 5.2 loader refused
+    with pytest.raises(CompileError, match="OS/ABI 64 version 4, expected AMDHSA code object v4"):
+        codeobject.check(v6, "gfx90a", [])

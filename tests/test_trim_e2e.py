@@ -15,14 +15,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from elftools.elf.elffile import ELFFile
 from tool_skips import needs_tool
 
-from kiln.runtime_trim import closure
+from kiln.runtime_trim import closure, isa_table
 from kiln.runtime_trim.elf import read_elf
 from kiln.runtime_trim.sysroot import Sysroot
 from kiln.runtime_trim.trim import trim
 from kiln.toolchain import fetch
-from kiln.toolchain.lockfile import load
+from kiln.toolchain.lockfile import Artifact, Lock, load
 
 pytestmark = [pytest.mark.e2e,
               needs_tool("apt-get (pinned .debs come through apt-get)", shutil.which("apt-get") is not None)]
@@ -118,6 +119,14 @@ def test_rocm_bundle_is_small(rocm_bundle):
     assert report["full_set"]["bytes"] > 1_000_000_000
     assert {k["path"] for k in report["kept"]} >= {"lib/rocm/libhsa-runtime64.so.1", "share/rocm/libdrm/amdgpu.ids"}
     assert report["glibc_floor"]["version"] == "2.36" and report["glibc_floor"]["set_by"] == "libstdc++.so.6"
+    kept = {k["path"]: k for k in report["kept"]}
+    hsa = kept["lib/rocm/libhsa-runtime64.so.1"]
+    assert hsa["package"]["version"].startswith("6.1")
+    # built against glibc 2.41, the runtime's C23 imports alone would set the floor to 2.38
+    assert hsa["c23_repointed"] == ["__isoc23_sscanf", "__isoc23_strtol", "__isoc23_strtoul", "__isoc23_strtoull"]
+    with (rocm_bundle[0] / hsa["path"]).open("rb") as handle:
+        imports = {s.name for s in ELFFile(handle).get_section_by_name(".dynsym").iter_symbols()}
+    assert "__isoc99_sscanf" in imports and not any(name.startswith("__isoc23_") for name in imports)
 
 
 def test_trimmed_rocm_bundle_loads_and_calls_hsa_init(rocm_bundle):
@@ -130,6 +139,27 @@ def test_trimmed_rocm_bundle_loads_and_calls_hsa_init(rocm_bundle):
     assert bundled <= loaded  # every bundled library was loaded from the bundle ...
     for path in loaded - bundled:  # ... and nothing else but the host's glibc
         assert closure.host_provided(path.name, ()), path
+
+
+def test_every_default_gfx_arch_is_in_the_runtimes_isa_table(rocm_bundle, rocm_trees, tmp_path):
+    out, _ = rocm_bundle
+    probe = out / "bin" / "probe"
+    trim("rocm", ["gfx90a", "gfx942", "gfx1100"], [probe], [], rocm_trees, tmp_path, load())
+    with pytest.raises(closure.ClosureError) as refused:
+        trim("rocm", ["gfx942", "gfx1200"], [probe], [], rocm_trees, tmp_path, load())
+    message = str(refused.value)
+    assert message.startswith("gfx1200 is not in the ISA table of the bundled libhsa-runtime64.so.1 "
+                              "(libhsa-runtime64-1 6.1.2-3), so it would never find that GPU")
+
+
+def test_debian_12s_rocm_runtime_lacks_mi300_and_rdna3():
+    """Why the runtime comes from Debian 13: bookworm's ROCm 5.2.3 ISA table stops at gfx1035."""
+    bookworm = Artifact("libhsa-runtime64-1", "deb", "amd64", "5.2.3-3", "libhsa-runtime64-1_5.2.3-3_amd64.deb",
+                        439400, "9b633756945b16124376b274dbc681e4022c2b9704b8bdfa04637b09c7bfad93", "rocm runtime",
+                        "bookworm")
+    tree = fetch.ensure(bookworm.name, lock=Lock(Path("old.toml"), (bookworm,), {}))
+    known = isa_table.known_isas(next(tree.rglob("libhsa-runtime64.so.1.*")))
+    assert {"gfx90a", "gfx1030", "gfx1035"} <= known and not known & {"gfx942", "gfx1100"}
 
 
 @pytest.fixture(scope="module")

@@ -77,6 +77,7 @@ class Vendor:
     dlopen: tuple[Dlopen, ...]
     data: tuple[DataFiles, ...]
     arch_data: tuple[DataFiles, ...]
+    arch_table: str = ""  # the library whose ISA table must name every requested arch (runtime_trim/isa_table.py)
 
 
 @dataclass(frozen=True)
@@ -134,16 +135,16 @@ def _vendor(name: str, table: dict) -> Vendor:
         return tuple(DataFiles(d["by"], tuple(d["paths"])) for d in table.get(key, []))
     return Vendor(name=name, sets=tuple(table["sets"]), entry=tuple(table.get("entry", [])),
                   dlopen=tuple(Dlopen(d["by"], d["opens"], d.get("optional", False)) for d in table.get("dlopen", [])),
-                  data=files("data"), arch_data=files("arch_data"))
+                  data=files("data"), arch_data=files("arch_data"), arch_table=table.get("arch_table", ""))
 
 
 def rewrite_pin(path: Path, artifact: Artifact) -> None:
     """Rewrite the pinned fields of one [[artifact]] block in place, keeping every comment and other line."""
     text = path.read_text()
     blocks = re.split(r"(?m)^(?=\[)", text)
+    keys = {"name": artifact.name, "arch": artifact.arch, **({"suite": artifact.suite} if artifact.suite else {})}
     matches = [i for i, block in enumerate(blocks) if block.startswith("[[artifact]]")
-               and re.search(rf'(?m)^name = "{re.escape(artifact.name)}"$', block)
-               and re.search(rf'(?m)^arch = "{artifact.arch}"$', block)]
+               and all(re.search(rf'(?m)^{key} = "{re.escape(value)}"$', block) for key, value in keys.items())]
     if len(matches) != 1:
         raise LockError(f"{path.name}: expected one [[artifact]] block for {artifact.name} ({artifact.arch}), "
                         f"found {len(matches)}")

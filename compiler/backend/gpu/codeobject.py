@@ -15,6 +15,10 @@ from kiln.toolchain.zig import zig_path
 from ...errors import CompileError
 
 EM_AMDGPU = 224
+ELFOSABI_AMDGPU_HSA = 64
+# e_ident[EI_ABIVERSION] per code object version (LLVM's ELFABIVERSION_AMDGPU_HSA_V3 = 1 ...): kiln emits
+# v4, which every ROCm 5.x/6.x loader accepts (the 5.2 loader rejects LLVM's default v6; 6.1 takes v2-v5).
+ABI_VERSION_V4 = 2
 NT_AMDGPU_METADATA = 32
 EF_AMDGPU_MACH_MASK = 0xFF
 EF_AMDGPU_MACH = {"gfx900": 0x2C, "gfx906": 0x2F, "gfx908": 0x30, "gfx90a": 0x3F, "gfx940": 0x40,
@@ -37,6 +41,10 @@ def check(code_object: bytes, arch: str, kernels: list[str]) -> None:
     elf = ELFFile(io.BytesIO(code_object))
     if elf.header.e_machine != "EM_AMDGPU":
         raise CompileError(f"{arch} code object: machine {elf.header.e_machine}, expected AMDGPU ({EM_AMDGPU})")
+    osabi, abi = code_object[7], code_object[8]  # e_ident[EI_OSABI], [EI_ABIVERSION] (pyelftools names 64 as ARM's)
+    if osabi != ELFOSABI_AMDGPU_HSA or abi != ABI_VERSION_V4:
+        raise CompileError(f"{arch} code object: OS/ABI {osabi} version {abi}, expected AMDHSA code object v4 "
+                           f"(ABI version {ABI_VERSION_V4})")
     mach = elf.header.e_flags & EF_AMDGPU_MACH_MASK
     if arch in EF_AMDGPU_MACH and mach != EF_AMDGPU_MACH[arch]:
         raise CompileError(f"{arch} code object: EF_AMDGPU_MACH is {mach:#x}, expected {EF_AMDGPU_MACH[arch]:#x}")
