@@ -128,6 +128,17 @@ def test_bundled_libtpu_falls_back_to_cpu_here(launcher, tmp_path):
     assert "platform cpu (tpu: no /dev/accel* or /dev/vfio device)" in done.stderr
 
 
+@pytest.mark.skipif(bool(list(Path("/dev").glob("accel*"))), reason="this machine has TPU device nodes")
+def test_forced_tpu_without_a_device_fails_at_once(launcher, tmp_path):
+    """Not after minutes of libtpu asking the GCE metadata server for its topology."""
+    exe = tpu_bundle(launcher, tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "KILN_PJRT_PLUGIN"}
+    done = subprocess.run([str(exe), "--info"], capture_output=True, text=True, env={**env, "KILN_PLATFORM": "tpu"},
+                          timeout=20)
+    assert done.returncode == 1
+    assert done.stderr == "kiln: platform tpu was requested but is unusable here: no /dev/accel* or /dev/vfio device\n"
+
+
 def _fake_tpu_host(root: Path) -> list[str]:
     """bwrap arguments showing a TPU's device node and sysfs entries (Google's PCI vendor, a GCE host)."""
     (root / "class" / "accel" / "accel0" / "device").mkdir(parents=True)

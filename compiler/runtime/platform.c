@@ -83,6 +83,10 @@ struct platform_choice platform_choose(const char *flag_value)
     }
     for (size_t i = 0; i < N_PJRT; i++) {
         if (strcmp(requested, pjrt_platforms[i]) == 0 && platform_manifest_present(requested)) {
+            char unusable[256];
+            if (strcmp(requested, "tpu") == 0 && !tpu_device(found, sizeof found, unusable, sizeof unusable)) {
+                fail("platform tpu was requested but is unusable here: %s", unusable);
+            }
             return choice(pjrt_platforms[i], true, why);
         }
     }

@@ -197,7 +197,7 @@ static bool client_starts(char *why, size_t size)
     return ok;
 }
 
-bool tpu_probe(char *found, size_t found_size, char *why, size_t why_size)
+bool tpu_device(char *found, size_t found_size, char *why, size_t why_size)
 {
     if (!scan("/dev", accel_is_tpu, found, found_size) && !scan("/dev/vfio", vfio_is_tpu, found, found_size)) {
         snprintf(why, why_size, "no /dev/accel* or /dev/vfio device");
@@ -207,5 +207,10 @@ bool tpu_probe(char *found, size_t found_size, char *why, size_t why_size)
         snprintf(why, why_size, "%s is there, but this is not a Google Compute Engine host", found);
         return false;
     }
-    return client_starts(why, why_size);
+    return true;
+}
+
+bool tpu_probe(char *found, size_t found_size, char *why, size_t why_size)
+{
+    return tpu_device(found, found_size, why, why_size) && client_starts(why, why_size);
 }

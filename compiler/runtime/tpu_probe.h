@@ -12,4 +12,8 @@
  * what was found; on false `why` says what was missing. */
 bool tpu_probe(char *found, size_t found_size, char *why, size_t why_size);
 
+/* The first half of tpu_probe alone: the device nodes on a Google Compute Engine host. A forced
+ * --platform tpu needs them (without, libtpu spends minutes asking the GCE metadata server). */
+bool tpu_device(char *found, size_t found_size, char *why, size_t why_size);
+
 #endif
