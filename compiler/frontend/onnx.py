@@ -14,7 +14,10 @@ from ..errors import CompileError
 from ..ir.graph import NP_TO_DTYPE, Graph, Node, TensorType, Value
 from .weights import ONNX_DTYPES, inline_weights, onnx_dtype, safetensors_weights
 
-OPSETS = range(7, 24)  # the ai.onnx opsets kiln accepts
+# The ai.onnx opsets kiln accepts: up to the newest of the pinned onnx wheel. Between opset 23 and
+# it, the ops kiln maps changed only in the types they accept (Cast's new round_mode attribute
+# rounds to float8e8m0 only); tests/test_compiler_opsets.py checks that against onnx's schemas.
+OPSETS = range(7, 29)
 # Models older than this are converted to it by onnx's own version converter; the ops kiln maps
 # changed only in the types they accept between it and the newest accepted opset.
 NATIVE_OPSET = 13
@@ -201,6 +204,9 @@ def _input_type(vi: onnx.ValueInfoProto, batch: int, given: Shapes, named: dict[
             shape.append(named[d.dim_param])
         elif i == 0:
             shape.append(batch)
+        elif d.HasField("dim_value"):
+            raise CompileError(f"input {vi.name} has an empty dimension {i} (size {d.dim_value}) ({source}); "
+                               "kiln does not support empty tensors")
         else:
             raise CompileError(f"input {vi.name} has symbolic dimension {d.dim_param or i} ({source}); "
                                f"fix it with model(input_shapes = {{\"{vi.name}\": [...]}}) "
