@@ -366,6 +366,22 @@ def test_shape_constant_of_shape_folded(tmp_path):
     check(model, {"x": x}, tmp_path)
 
 
+@pytest.mark.parametrize("value", [np.array([7], np.int32), np.array([True]), np.array([2.5], np.float64)])
+def test_constant_of_shape_keeps_its_value_dtype(tmp_path, value):
+    """int32 and bool fill values stay int32/bool (the IR has them); float64 becomes f32."""
+    x = rand(2, 3)
+    nodes = [helper.make_node("Shape", ["x"], ["s"], name="shape"),
+             helper.make_node("ConstantOfShape", ["s"], ["y"], name="fill", value=numpy_helper.from_array(value))]
+    graph = helper.make_graph(nodes, "fill", [helper.make_tensor_value_info("x", 1, x.shape)],
+                              [helper.make_empty_tensor_value_info("y")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    got, = kiln_run(model, {"x": x}, tmp_path)
+    want = value.astype(np.float32) if value.dtype == np.float64 else value
+    np.testing.assert_array_equal(got, np.full(x.shape, want[0], want.dtype))
+    assert got.dtype == want.dtype
+
+
 # -- every x86_64 feature level, on ops whose code depends on the vector width --------------
 @pytest.mark.parametrize("variant", ["x86-64-v4", "x86-64-v3", "x86-64-v2"])
 def test_variants(tmp_path, variant):
