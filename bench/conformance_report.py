@@ -1,4 +1,4 @@
-"""The conformance report: markdown that people read and tests parse (`parse_statuses`)."""
+"""The conformance report: markdown that people read and tests parse (`parse_cases`)."""
 from __future__ import annotations
 
 import re
@@ -13,7 +13,7 @@ from conformance_cases import Case
 
 STATUSES = ("pass", "fail", "unsupported", "excluded")
 UNSUPPORTED_OP = re.compile(r"unsupported operator (\S+)")
-CASE_LINE = re.compile(r"^\| `(?P<name>[^`]+)` \| (?P<op>[^|]*) \| (?P<status>\w+) \|")
+CASE_LINE = re.compile(r"^\| `(?P<name>[^`]+)` \| (?P<op>[^|]*) \| (?P<status>\w+) \| (?P<reason>.*) \|$")
 RUNNERS = {"cpu": "kiln.compiler.driver.compile for cpu, run in-process by compiler/jit.py's JitModel",
            "gpu": "the GPU kernel description lowered to CPU loops, run by backend/gpu/emulate.py"}
 
@@ -36,9 +36,9 @@ def render(results: list[Result], backend: str, command: str, repo: Path) -> str
     return "\n".join(lines).rstrip() + "\n"
 
 
-def parse_statuses(text: str) -> dict[str, str]:
-    """case name -> status, from a report's per-case table."""
-    return {m["name"]: m["status"] for m in map(CASE_LINE.match, text.splitlines()) if m}
+def parse_cases(text: str) -> dict[str, tuple[str, str]]:
+    """case name -> (status, reason), from a report's per-case table."""
+    return {m["name"]: (m["status"], m["reason"]) for m in map(CASE_LINE.match, text.splitlines()) if m}
 
 
 def _commit(repo: Path) -> str:

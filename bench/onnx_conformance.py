@@ -57,7 +57,7 @@ TRAINING_DOMAIN = "ai.onnx.preview.training"
 UNSUPPORTED = re.compile(r"unsupported|not support|is supported|are supported|supported:"
                          r"|must be (a )?constant|expects f32")
 # kiln's CompileError messages that ask for a value at build time that the case feeds at run time
-BUILD_TIME = re.compile(r"must be known at build time|must be constant")
+BUILD_TIME = re.compile(r"must be known at build time|must be constant|need build-time")
 
 
 # --- exclusion ----------------------------------------------------------------------------------
