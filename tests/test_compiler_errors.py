@@ -80,6 +80,15 @@ def test_unsupported_opset(tmp_path):
     assert "opset 6; supported: 7-28" in _compile_error(tmp_path / "model.onnx")
 
 
+def test_model_without_an_ai_onnx_opset(tmp_path):
+    model = _one_node("Relu")
+    model.opset_import[0].domain = "ai.onnx.ml"
+    model.opset_import[0].version = 3
+    _save(model, tmp_path / "model.onnx")
+    assert _compile_error(tmp_path / "model.onnx") == ("model.onnx imports no ai.onnx opset (imports: ai.onnx.ml); "
+                                                       "operators of other domains are not supported")
+
+
 def _external_weights(tmp_path, tensors: dict[str, np.ndarray]):
     """mnist CNN with its initializers stripped to declarations, weights in safetensors."""
     model = M.mnist_cnn()

@@ -432,6 +432,18 @@ def test_dropout_is_the_identity_with_its_mask_unread(tmp_path, opset):
     check(model, {"x": inputs[0][1]}, tmp_path)
 
 
+@pytest.mark.parametrize("opset", [12, 13, 22])
+def test_dropout_mask_read_in_inference_keeps_everything(tmp_path, opset):
+    x = rand(2, 5)
+    check(single_op("Dropout", [("x", x, False), ("ratio", np.array(0.3, np.float32), True)], 2, opset),
+          {"x": x}, tmp_path)
+
+
+def test_dropout_mask_read_before_opset_12_is_refused(tmp_path):
+    with pytest.raises(CompileError, match="Dropout node the_node: its mask output y1 is read, and before opset 12"):
+        kiln_run(single_op("Dropout", [("x", rand(2, 5), False)], 2, 10), {"x": rand(2, 5)}, tmp_path)
+
+
 def test_dropout_in_training_mode_is_refused(tmp_path):
     model = single_op("Dropout", [("x", rand(2, 5), False), ("ratio", np.array(0.5, np.float32), True),
                                   ("training_mode", np.array(True), True)], 1, 13)

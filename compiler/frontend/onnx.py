@@ -146,15 +146,19 @@ def _variadic(op: str, mean: bool = False) -> Callable:
 
 
 def _dropout(im: Importer, name: str, ins: list, outs: list[str], attrs: dict) -> None:
-    """Inference: the identity. Its mask output is accepted only while nothing reads it."""
+    """Inference: the identity, and a mask (when read) that keeps every element."""
     training = ins[2] if len(ins) > 2 else None
     if training is not None and (training.const is None or bool(np.asarray(training.const).ravel()[0])):
         raise CompileError(f"Dropout node {name}: training_mode must be a constant false for inference "
                            f"({im.source})")
-    if len(outs) > 1 and outs[1] in im.used:
-        raise CompileError(f"Dropout node {name}: its mask output {outs[1]} is read, but kiln compiles "
-                           f"for inference only ({im.source})")
     im.emit("Identity", name, ins[:1], outs[:1])
+    if len(outs) < 2 or outs[1] not in im.used:
+        return
+    if im.opset < 12:
+        raise CompileError(f"Dropout node {name}: its mask output {outs[1]} is read, and before opset 12 ONNX "
+                           f"leaves its inference value undefined ({im.source})")
+    shape = im.emit("Shape", name, ins[:1], [f"{outs[1]}.shape"])
+    im.emit("ConstantOfShape", name, shape, outs[1:2], {"value": np.array([True])})
 
 
 def _clip(im: Importer, name: str, ins: list, outs: list[str], attrs: dict) -> None:
@@ -289,6 +293,10 @@ def read_model(path: Path, weights: Path | None, load_external_data: bool = True
     if not model.graph.node and not model.graph.output:
         raise CompileError(f"malformed ONNX file {source}: empty graph")
     opset = model_opset(model)
+    if opset == 0 and model.graph.node:
+        domains = ", ".join(sorted(o.domain for o in model.opset_import)) or "none"
+        raise CompileError(f"{source} imports no ai.onnx opset (imports: {domains}); "
+                           "operators of other domains are not supported")
     if opset not in OPSETS:
         raise CompileError(f"{source} uses opset {opset}; supported: {OPSETS.start}-{OPSETS.stop - 1}")
     return (_convert(model, opset, source) if opset < NATIVE_OPSET else model), opset
