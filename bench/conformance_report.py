@@ -15,7 +15,8 @@ STATUSES = ("pass", "fail", "unsupported", "excluded")
 UNSUPPORTED_OP = re.compile(r"unsupported operator (\S+)")
 CASE_LINE = re.compile(r"^\| `(?P<name>[^`]+)` \| (?P<op>[^|]*) \| (?P<status>\w+) \| (?P<reason>.*) \|$")
 RUNNERS = {"cpu": "kiln.compiler.driver.compile for cpu, run in-process by compiler/jit.py's JitModel",
-           "gpu": "the GPU kernel description lowered to CPU loops, run by backend/gpu/emulate.py"}
+           "gpu": "the GPU kernel description lowered to CPU loops, run by backend/gpu/emulate.py",
+           "stablehlo": "the StableHLO program run by kiln's C launcher on XLA's CPU PJRT plugin"}
 
 
 @dataclass(frozen=True)

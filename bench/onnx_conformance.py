@@ -1,6 +1,6 @@
 """ONNX's node conformance suite through kiln (issue 14, item 4), reported per case and per op.
 
-    python bench/onnx_conformance.py [--backend cpu|gpu] [--out bench/onnx_conformance.md]
+    python bench/onnx_conformance.py [--backend cpu|gpu|stablehlo] [--out bench/onnx_conformance.md]
                                      [-k PATTERN] [--jobs N] [--timeout S]
 
 The node test cases are generated with onnx's own generators (`onnx.backend.test.case.node`) into
@@ -10,12 +10,14 @@ Every case is compiled by kiln and run on its inputs, and its outputs are compar
 reference outputs as onnx's backend test runner does (assert_allclose with the case's rtol/atol,
 1e-3/1e-7; NaN where NaN is expected; same dtype and shape).
 
-Runners (both in-process llvmlite MCJIT, in worker processes, so a case that crashes or hangs
-costs its worker, which is replaced, and never the run):
+Runners (in worker processes, so a case that crashes or hangs costs its worker, which is replaced,
+and never the run):
 - cpu: kiln.compiler.driver.compile for cpu, run by kiln.compiler.jit.JitModel (the best variant
   this host runs), as tests/onnx_models.py:kiln_run does;
 - gpu: the GPU kernel description (backend/gpu/codegen.build_kernels) lowered to CPU loops and run
-  by backend/gpu/emulate.EmulatedDevice, as tests/gpu_harness.py does.
+  by backend/gpu/emulate.EmulatedDevice, as tests/gpu_harness.py does;
+- stablehlo: the StableHLO program run by the C launcher on XLA's CPU PJRT plugin
+  (conformance_pjrt.py, as tests/pjrt_harness.py does).
 
 Each case is `pass`, `fail` (compiled but wrong, or crashed: the one-line reason), `unsupported`
 (kiln's CompileError says an op, dtype or attribute is not supported) or `excluded` (by the rule
@@ -44,6 +46,7 @@ from onnx import TensorProto, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conformance_cases import Case, case_root, load_cases  # noqa: E402
+from conformance_pjrt import run_stablehlo  # noqa: E402
 from conformance_report import Result, render  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -136,7 +139,7 @@ def _run_gpu(path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     return device.run([feeds[v.name] for v in graph.inputs], outs)
 
 
-RUNNERS = {"cpu": _run_cpu, "gpu": _run_gpu}
+RUNNERS = {"cpu": _run_cpu, "gpu": _run_gpu, "stablehlo": run_stablehlo}
 
 
 def mismatch(got: list[np.ndarray], want: list[np.ndarray], case: Case) -> str | None:
