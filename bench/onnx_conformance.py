@@ -39,6 +39,7 @@ from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import onnx
@@ -60,6 +61,7 @@ TRAINING_DOMAIN = "ai.onnx.preview.training"
 UNSUPPORTED = re.compile(r"unsupported|not support|is supported|are supported|supported:"
                          r"|must be (a )?constant|expects f32")
 # kiln's CompileError messages that ask for a value at build time that the case feeds at run time
+STARTUP_SECONDS = 120
 BUILD_TIME = re.compile(r"must be known at build time|must be constant|need build-time")
 
 
@@ -155,7 +157,7 @@ def mismatch(got: list[np.ndarray], want: list[np.ndarray], case: Case) -> str |
             else:
                 np.testing.assert_array_equal(g, w)
         except AssertionError as e:
-            lines = [x.strip() for x in str(e).splitlines() if x.strip().startswith("Mismatch")]
+            lines = [x.strip().rstrip(":") for x in str(e).splitlines() if "ismatch" in x]
             return f"output {i}: {lines[0] if lines else 'values differ'}"
     return None
 
@@ -213,7 +215,11 @@ def _first_line(e: BaseException) -> str:
 
 
 def _serve(conn, backend: str) -> None:
-    """Worker: run the cases the parent sends until it sends None."""
+    """Worker: say it is ready (kiln imported), then run the cases the parent sends until None."""
+    import kiln.compiler.driver  # noqa: F401 - the import is not any case's time
+    import kiln.compiler.jit  # noqa: F401
+
+    conn.send("ready")
     while (case := conn.recv()) is not None:
         conn.send(run_case(case, backend))
 
@@ -242,15 +248,20 @@ class Pool:
         process = self.context.Process(target=_serve, args=(child, self.backend), daemon=True)
         process.start()
         child.close()
+        if not parent.poll(STARTUP_SECONDS) or parent.recv() != "ready":
+            raise RuntimeError(f"a conformance worker did not start within {STARTUP_SECONDS} s")
         return Worker(process, parent)
 
-    def run(self, cases: list[Case], progress) -> list[Result]:
+    def run(self, cases: list[Case], progress: Callable[[int, Result], None]) -> list[Result]:
         pending, results = deque(cases), []
         while pending or any(w.case for w in self.workers):
             for w in self.workers:
                 if w.case is None and pending:
                     w.case, w.deadline = pending.popleft(), time.monotonic() + self.timeout
-                    w.conn.send(w.case)
+                    try:
+                        w.conn.send(w.case)
+                    except OSError:  # it died between cases: _collect fails this case and replaces it
+                        pass
             busy = [w for w in self.workers if w.case]
             wait([w.conn for w in busy] + [w.process.sentinel for w in busy],
                  timeout=max(0.0, min(w.deadline for w in busy) - time.monotonic()))
@@ -281,7 +292,10 @@ class Pool:
 
     def close(self) -> None:
         for w in self.workers:
-            w.conn.send(None)
+            try:
+                w.conn.send(None)
+            except OSError:  # it died after its last case
+                pass
             w.process.join(5)
             if w.process.is_alive():
                 w.process.kill()
