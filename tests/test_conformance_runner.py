@@ -42,7 +42,7 @@ def test_mismatch_follows_onnx_backend_runner():
     assert oc.mismatch([want * (1 + 5e-4)], [want], case) is None
     assert "Mismatched elements: 1 / 3" in oc.mismatch([want + np.float32([0, 0, 0.1])], [want], case)
     assert oc.mismatch([np.zeros(3, np.float32)], [want], case) == "output 0: nan location mismatch"
-    assert oc.mismatch([want.astype(np.int64)], [want], case) == "output 0: int64[3], expected float32[3]"
+    assert oc.mismatch([np.zeros(3, np.int64)], [want], case) == "output 0: int64[3], expected float32[3]"
     assert oc.mismatch([want, want], [want], case) == "2 outputs, expected 1"
 
 
