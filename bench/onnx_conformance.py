@@ -39,7 +39,7 @@ from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import onnx
@@ -60,14 +60,14 @@ TRAINING_DOMAIN = "ai.onnx.preview.training"
 # kiln's CompileError messages that name a limitation of kiln rather than a wrong result
 UNSUPPORTED = re.compile(r"unsupported|not support|is supported|are supported|supported:"
                          r"|must be (a )?constant|expects f32")
+STARTUP_SECONDS = 120  # for a worker to import kiln
 # kiln's CompileError messages that ask for a value at build time that the case feeds at run time
-STARTUP_SECONDS = 120
 BUILD_TIME = re.compile(r"must be known at build time|must be constant|need build-time")
 
 
 # --- exclusion ----------------------------------------------------------------------------------
 
-def _nodes(graph: onnx.GraphProto):
+def _nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
     for node in graph.node:
         yield node
         for attr in node.attribute:
@@ -130,14 +130,14 @@ def _run_gpu(path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     from kiln.compiler.backend.gpu.codegen import build_kernels
     from kiln.compiler.backend.gpu.emulate import EmulatedDevice
     from kiln.compiler.frontend.onnx import load_onnx
-    from kiln.compiler.jit import _np_dtype
+    from kiln.compiler.ir.graph import DTYPES
     from kiln.compiler.passes.pipeline import run_pipeline
 
     graph = run_pipeline(load_onnx(path))
     kernels, plan = build_kernels(graph)
     weights, start = safetensors_bytes(plan.weights)
     device = EmulatedDevice(kernels, plan, weights[start:])
-    outs = [(v.type.shape, _np_dtype(v.type.dtype)) for v in graph.outputs]
+    outs = [(v.type.shape, np.dtype(DTYPES[v.type.dtype])) for v in graph.outputs]
     return device.run([feeds[v.name] for v in graph.inputs], outs)
 
 
