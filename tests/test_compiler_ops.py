@@ -259,6 +259,12 @@ def test_layer_norm(tmp_path, axis, pshape):
                                          ("b", rand(*pshape), True)], axis=axis, epsilon=1e-3)
 
 
+@pytest.mark.parametrize("axis", [-3, 1, 2])
+def test_layer_norm_mean_and_inv_std_dev_outputs(tmp_path, axis):
+    run(tmp_path, "LayerNormalization", [("x", rand(3, 5, 16), False), ("s", rand(16), True)], n_out=3,
+        axis=axis, epsilon=1e-3)
+
+
 def test_layer_norm_no_bias(tmp_path):
     run(tmp_path, "LayerNormalization", [("x", rand(2, 33), False), ("s", rand(33), True)])
 

@@ -26,7 +26,7 @@ NATIVE_OPSET = 13
 SAME = {
     "Conv", "MaxPool", "AveragePool", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Relu",
     "Sigmoid", "Tanh", "Erf", "Gelu", "Softmax", "LogSoftmax", "ReduceMean", "ReduceSum",
-    "LayerNormalization", "BatchNormalization", "Reshape", "Flatten", "Transpose", "Concat",
+    "BatchNormalization", "Reshape", "Flatten", "Transpose", "Concat",
     "Split", "Slice", "Gather", "Unsqueeze", "Squeeze", "Identity", "Pow", "Sqrt", "Exp", "Neg",
     "HardSigmoid", "HardSwish", "Expand", "Where", "Shape", "ConstantOfShape", "Cast", "Log",
     "Abs", "Size",
@@ -177,6 +177,31 @@ def _clip(im: Importer, name: str, ins: list, outs: list[str], attrs: dict) -> N
         im.emit("Identity", name, [x], outs)
 
 
+def _layer_norm(im: Importer, name: str, ins: list, outs: list[str], attrs: dict) -> None:
+    """LayerNormalization; its Mean and InvStdDev outputs, when read, are computed beside it over x
+    flattened at `axis` and shaped [*x.shape[:axis], 1, ..., 1]."""
+    im.emit("LayerNormalization", name, ins, outs[:1], attrs)
+    stash = [(o, i) for i, o in enumerate(outs[1:3]) if o in im.used]
+    if not stash:
+        return
+    axis, x, tmp = attrs.get("axis", -1), ins[0], lambda s: f"{outs[0]}.{s}"
+    flat = im.emit("Flatten", name, [x], [tmp("flat")], {"axis": axis})[0]
+    mean = im.emit("ReduceMean", name, [flat], [tmp("mean")], {"axes": (1,), "keepdims": 1})[0]
+    dev = im.emit("Sub", name, [flat, mean], [tmp("dev")])[0]
+    var = im.emit("ReduceMean", name, [im.emit("Mul", name, [dev, dev], [tmp("sq")])[0]], [tmp("var")],
+                  {"axes": (1,), "keepdims": 1})[0]
+    eps = Value(tmp("eps"), const=np.float32(attrs.get("epsilon", 1e-5)))
+    std = im.emit("Sqrt", name, im.emit("Add", name, [var, eps], [tmp("vareps")]), [tmp("std")])[0]
+    inv = im.emit("Div", name, [Value(tmp("one"), const=np.float32(1)), std], [tmp("inv")])[0]
+    head = im.emit("Shape", name, [x], [tmp("head")], {"end": axis})[0]
+    tail = im.emit("Shape", name, [x], [tmp("tail")], {"start": axis})[0]
+    ones = im.emit("ConstantOfShape", name, im.emit("Shape", name, [tail], [tmp("tail_rank")]), [tmp("ones")],
+                   {"value": np.ones(1, np.int64)})[0]
+    target = im.emit("Concat", name, [head, ones], [tmp("stash_shape")], {"axis": 0})[0]
+    for out, i in stash:
+        im.emit("Reshape", name, [(mean, inv)[i], target], [out])
+
+
 def _global_pool(im: Importer, name: str, ins: list, outs: list[str], attrs: dict) -> None:
     im.emit("ReduceMean", name, ins, outs, {"global_pool": True, "keepdims": 1})
 
@@ -184,7 +209,7 @@ def _global_pool(im: Importer, name: str, ins: list, outs: list[str], attrs: dic
 MAPPERS: dict[str, Callable] = {op: _same(op) for op in SAME}
 MAPPERS.update(Constant=_constant, Max=_chain("Max"), Min=_chain("Min"), Clip=_clip,
                GlobalAveragePool=_global_pool, Dropout=_dropout, Sum=_variadic("Add"),
-               Mean=_variadic("Add", mean=True))
+               Mean=_variadic("Add", mean=True), LayerNormalization=_layer_norm)
 
 
 Shapes = dict[str, tuple[int, ...]]
