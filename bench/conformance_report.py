@@ -30,7 +30,10 @@ def render(results: list[Result], backend: str, command: str, repo: Path) -> str
     lines = [f"# ONNX node conformance: kiln {backend}", "",
              f"Regenerate with `{command}` (kiln commit {_commit(repo)}, onnx {onnx.__version__}). "
              f"Cases: onnx's node test generators; runner: {RUNNERS[backend]}, one worker process per core; "
-             "outputs compared as onnx's backend runner does (rtol 1e-3, atol 1e-7, NaN where NaN is expected).",
+             "outputs compared as onnx's backend runner does (rtol 1e-3, atol 1e-7, NaN where NaN is expected). "
+             "kiln compiles for static shapes and build-time weights: a case it refuses because an input must be "
+             "known at build time is compiled again with its inputs after the first made initializers, as a "
+             "deployed model holds them, and its line says so.",
              ""]
     for section in (_summary, _per_op, _missing_ops, _excluded, _cases):
         lines += section(results) + [""]

@@ -8,7 +8,10 @@ $XDG_CACHE_HOME/kiln/onnx-node-cases/<onnx version>/ (never into the repository)
 `backend-test-tools generate-data` writes: <case>/model.onnx and <case>/test_data_set_0/{input,output}_N.pb.
 Every case is compiled by kiln and run on its inputs, and its outputs are compared with onnx's
 reference outputs as onnx's backend test runner does (assert_allclose with the case's rtol/atol,
-1e-3/1e-7; NaN where NaN is expected; same dtype and shape).
+1e-3/1e-7; NaN where NaN is expected; same dtype and shape). onnx's node cases feed axes, shapes
+and weights as graph inputs; kiln compiles them as build-time values, so a case that kiln refuses
+because an input must be known at build time is compiled again with every input after the first
+made an initializer holding the case's value (the case's line names them).
 
 Runners (in worker processes, so a case that crashes or hangs costs its worker, which is replaced,
 and never the run):
