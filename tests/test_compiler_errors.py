@@ -77,7 +77,16 @@ def test_unsupported_opset(tmp_path):
     model = _one_node("Relu")
     model.opset_import[0].version = 6
     _save(model, tmp_path / "model.onnx")
-    assert "opset 6; supported: 7-23" in _compile_error(tmp_path / "model.onnx")
+    assert "opset 6; supported: 7-28" in _compile_error(tmp_path / "model.onnx")
+
+
+def test_model_without_an_ai_onnx_opset(tmp_path):
+    model = _one_node("Relu")
+    model.opset_import[0].domain = "ai.onnx.ml"
+    model.opset_import[0].version = 3
+    _save(model, tmp_path / "model.onnx")
+    assert _compile_error(tmp_path / "model.onnx") == ("model.onnx imports no ai.onnx opset (imports: ai.onnx.ml); "
+                                                       "operators of other domains are not supported")
 
 
 def _external_weights(tmp_path, tensors: dict[str, np.ndarray]):
@@ -159,6 +168,15 @@ def test_symbolic_inner_dimension(tmp_path):
                               [helper.make_tensor_value_info("y", 1, None)])
     _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx")
     assert "symbolic dimension T" in _compile_error(tmp_path / "m.onnx")
+
+
+def test_empty_dimension_is_named_as_such(tmp_path):
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", 1, [2, 0, 4])],
+                              [helper.make_tensor_value_info("y", 1, None)])
+    _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx")
+    assert _compile_error(tmp_path / "m.onnx") == ("input x has an empty dimension 1 (size 0) (m.onnx); "
+                                                   "kiln does not support empty tensors")
 
 
 def test_cli_prints_one_line_and_exits_1(tmp_path):

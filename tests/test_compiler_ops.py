@@ -259,6 +259,12 @@ def test_layer_norm(tmp_path, axis, pshape):
                                          ("b", rand(*pshape), True)], axis=axis, epsilon=1e-3)
 
 
+@pytest.mark.parametrize("axis", [-3, 1, 2])
+def test_layer_norm_mean_and_inv_std_dev_outputs(tmp_path, axis):
+    run(tmp_path, "LayerNormalization", [("x", rand(3, 5, 16), False), ("s", rand(16), True)], n_out=3,
+        axis=axis, epsilon=1e-3)
+
+
 def test_layer_norm_no_bias(tmp_path):
     run(tmp_path, "LayerNormalization", [("x", rand(2, 33), False), ("s", rand(33), True)])
 
@@ -366,6 +372,22 @@ def test_shape_constant_of_shape_folded(tmp_path):
     check(model, {"x": x}, tmp_path)
 
 
+@pytest.mark.parametrize("value", [np.array([7], np.int32), np.array([True]), np.array([2.5], np.float64)])
+def test_constant_of_shape_keeps_its_value_dtype(tmp_path, value):
+    """int32 and bool fill values stay int32/bool (the IR has them); float64 becomes f32."""
+    x = rand(2, 3)
+    nodes = [helper.make_node("Shape", ["x"], ["s"], name="shape"),
+             helper.make_node("ConstantOfShape", ["s"], ["y"], name="fill", value=numpy_helper.from_array(value))]
+    graph = helper.make_graph(nodes, "fill", [helper.make_tensor_value_info("x", 1, x.shape)],
+                              [helper.make_empty_tensor_value_info("y")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    got, = kiln_run(model, {"x": x}, tmp_path)
+    want = value.astype(np.float32) if value.dtype == np.float64 else value
+    np.testing.assert_array_equal(got, np.full(x.shape, want[0], want.dtype))
+    assert got.dtype == want.dtype
+
+
 # -- every x86_64 feature level, on ops whose code depends on the vector width --------------
 @pytest.mark.parametrize("variant", ["x86-64-v4", "x86-64-v3", "x86-64-v2"])
 def test_variants(tmp_path, variant):
@@ -414,6 +436,18 @@ def test_dropout_is_the_identity_with_its_mask_unread(tmp_path, opset):
     model = single_op("Dropout", inputs, 2, opset)
     model.graph.output.pop()  # exporters often leave the mask as an output nobody reads
     check(model, {"x": inputs[0][1]}, tmp_path)
+
+
+@pytest.mark.parametrize("opset", [12, 13, 22])
+def test_dropout_mask_read_in_inference_keeps_everything(tmp_path, opset):
+    x = rand(2, 5)
+    check(single_op("Dropout", [("x", x, False), ("ratio", np.array(0.3, np.float32), True)], 2, opset),
+          {"x": x}, tmp_path)
+
+
+def test_dropout_mask_read_before_opset_12_is_refused(tmp_path):
+    with pytest.raises(CompileError, match="Dropout node the_node: its mask output y1 is read, and before opset 12"):
+        kiln_run(single_op("Dropout", [("x", rand(2, 5), False)], 2, 10), {"x": rand(2, 5)}, tmp_path)
 
 
 def test_dropout_in_training_mode_is_refused(tmp_path):

@@ -14,7 +14,10 @@ from ..errors import CompileError
 from ..ir.graph import NP_TO_DTYPE, Graph, Node, TensorType, Value
 from .weights import ONNX_DTYPES, inline_weights, onnx_dtype, safetensors_weights
 
-OPSETS = range(7, 24)  # the ai.onnx opsets kiln accepts
+# The ai.onnx opsets kiln accepts: up to the newest of the pinned onnx wheel. Between opset 23 and
+# it, the ops kiln maps changed only in the types they accept (Cast's new round_mode attribute
+# rounds to float8e8m0 only); tests/test_compiler_opsets.py checks that against onnx's schemas.
+OPSETS = range(7, 29)
 # Models older than this are converted to it by onnx's own version converter; the ops kiln maps
 # changed only in the types they accept between it and the newest accepted opset.
 NATIVE_OPSET = 13
@@ -23,7 +26,7 @@ NATIVE_OPSET = 13
 SAME = {
     "Conv", "MaxPool", "AveragePool", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Relu",
     "Sigmoid", "Tanh", "Erf", "Gelu", "Softmax", "LogSoftmax", "ReduceMean", "ReduceSum",
-    "LayerNormalization", "BatchNormalization", "Reshape", "Flatten", "Transpose", "Concat",
+    "BatchNormalization", "Reshape", "Flatten", "Transpose", "Concat",
     "Split", "Slice", "Gather", "Unsqueeze", "Squeeze", "Identity", "Pow", "Sqrt", "Exp", "Neg",
     "HardSigmoid", "HardSwish", "Expand", "Where", "Shape", "ConstantOfShape", "Cast", "Log",
     "Abs", "Size",
@@ -143,15 +146,19 @@ def _variadic(op: str, mean: bool = False) -> Callable:
 
 
 def _dropout(im: Importer, name: str, ins: list, outs: list[str], attrs: dict) -> None:
-    """Inference: the identity. Its mask output is accepted only while nothing reads it."""
+    """Inference: the identity, and a mask (when read) that keeps every element."""
     training = ins[2] if len(ins) > 2 else None
     if training is not None and (training.const is None or bool(np.asarray(training.const).ravel()[0])):
         raise CompileError(f"Dropout node {name}: training_mode must be a constant false for inference "
                            f"({im.source})")
-    if len(outs) > 1 and outs[1] in im.used:
-        raise CompileError(f"Dropout node {name}: its mask output {outs[1]} is read, but kiln compiles "
-                           f"for inference only ({im.source})")
     im.emit("Identity", name, ins[:1], outs[:1])
+    if len(outs) < 2 or outs[1] not in im.used:
+        return
+    if im.opset < 12:
+        raise CompileError(f"Dropout node {name}: its mask output {outs[1]} is read, and before opset 12 ONNX "
+                           f"leaves its inference value undefined ({im.source})")
+    shape = im.emit("Shape", name, ins[:1], [f"{outs[1]}.shape"])
+    im.emit("ConstantOfShape", name, shape, outs[1:2], {"value": np.array([True])})
 
 
 def _clip(im: Importer, name: str, ins: list, outs: list[str], attrs: dict) -> None:
@@ -170,6 +177,31 @@ def _clip(im: Importer, name: str, ins: list, outs: list[str], attrs: dict) -> N
         im.emit("Identity", name, [x], outs)
 
 
+def _layer_norm(im: Importer, name: str, ins: list, outs: list[str], attrs: dict) -> None:
+    """LayerNormalization; its Mean and InvStdDev outputs, when read, are computed beside it over x
+    flattened at `axis` and shaped [*x.shape[:axis], 1, ..., 1]."""
+    im.emit("LayerNormalization", name, ins, outs[:1], attrs)
+    stash = [(o, i) for i, o in enumerate(outs[1:3]) if o in im.used]
+    if not stash:
+        return
+    axis, x, tmp = attrs.get("axis", -1), ins[0], lambda s: f"{outs[0]}.{s}"
+    flat = im.emit("Flatten", name, [x], [tmp("flat")], {"axis": axis})[0]
+    mean = im.emit("ReduceMean", name, [flat], [tmp("mean")], {"axes": (1,), "keepdims": 1})[0]
+    dev = im.emit("Sub", name, [flat, mean], [tmp("dev")])[0]
+    var = im.emit("ReduceMean", name, [im.emit("Mul", name, [dev, dev], [tmp("sq")])[0]], [tmp("var")],
+                  {"axes": (1,), "keepdims": 1})[0]
+    eps = Value(tmp("eps"), const=np.float32(attrs.get("epsilon", 1e-5)))
+    std = im.emit("Sqrt", name, im.emit("Add", name, [var, eps], [tmp("vareps")]), [tmp("std")])[0]
+    inv = im.emit("Div", name, [Value(tmp("one"), const=np.float32(1)), std], [tmp("inv")])[0]
+    head = im.emit("Shape", name, [x], [tmp("head")], {"end": axis})[0]
+    tail = im.emit("Shape", name, [x], [tmp("tail")], {"start": axis})[0]
+    ones = im.emit("ConstantOfShape", name, im.emit("Shape", name, [tail], [tmp("tail_rank")]), [tmp("ones")],
+                   {"value": np.ones(1, np.int64)})[0]
+    target = im.emit("Concat", name, [head, ones], [tmp("stash_shape")], {"axis": 0})[0]
+    for out, i in stash:
+        im.emit("Reshape", name, [(mean, inv)[i], target], [out])
+
+
 def _global_pool(im: Importer, name: str, ins: list, outs: list[str], attrs: dict) -> None:
     im.emit("ReduceMean", name, ins, outs, {"global_pool": True, "keepdims": 1})
 
@@ -177,7 +209,7 @@ def _global_pool(im: Importer, name: str, ins: list, outs: list[str], attrs: dic
 MAPPERS: dict[str, Callable] = {op: _same(op) for op in SAME}
 MAPPERS.update(Constant=_constant, Max=_chain("Max"), Min=_chain("Min"), Clip=_clip,
                GlobalAveragePool=_global_pool, Dropout=_dropout, Sum=_variadic("Add"),
-               Mean=_variadic("Add", mean=True))
+               Mean=_variadic("Add", mean=True), LayerNormalization=_layer_norm)
 
 
 Shapes = dict[str, tuple[int, ...]]
@@ -201,6 +233,9 @@ def _input_type(vi: onnx.ValueInfoProto, batch: int, given: Shapes, named: dict[
             shape.append(named[d.dim_param])
         elif i == 0:
             shape.append(batch)
+        elif d.HasField("dim_value"):
+            raise CompileError(f"input {vi.name} has an empty dimension {i} (size {d.dim_value}) ({source}); "
+                               "kiln does not support empty tensors")
         else:
             raise CompileError(f"input {vi.name} has symbolic dimension {d.dim_param or i} ({source}); "
                                f"fix it with model(input_shapes = {{\"{vi.name}\": [...]}}) "
@@ -283,6 +318,10 @@ def read_model(path: Path, weights: Path | None, load_external_data: bool = True
     if not model.graph.node and not model.graph.output:
         raise CompileError(f"malformed ONNX file {source}: empty graph")
     opset = model_opset(model)
+    if opset == 0 and model.graph.node:
+        domains = ", ".join(sorted(o.domain for o in model.opset_import)) or "none"
+        raise CompileError(f"{source} imports no ai.onnx opset (imports: {domains}); "
+                           "operators of other domains are not supported")
     if opset not in OPSETS:
         raise CompileError(f"{source} uses opset {opset}; supported: {OPSETS.start}-{OPSETS.stop - 1}")
     return (_convert(model, opset, source) if opset < NATIVE_OPSET else model), opset

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .graph import Node, TensorType
+from .graph import NP_TO_DTYPE, Node, TensorType
 from .registry import broadcast_shapes, const_input, fail, norm_axis, op
 
 
@@ -194,15 +194,21 @@ def _shape_slice(node: Node) -> tuple[int, ...]:
 
 
 def _constant_of_shape(node: Node) -> list[TensorType]:
-    value = node.attr("value", np.zeros(1, np.float32))
     shape = tuple(int(d) for d in const_input(node, 0, "the shape"))
-    return [TensorType({np.float32: "f32"}.get(value.dtype.type, "i64"), shape)]
+    return [TensorType(NP_TO_DTYPE[_fill_value(node).dtype], shape)]
 
 
 def _eval_constant_of_shape(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
-    value = node.attr("value", np.zeros(1, np.float32))
-    dtype = value.dtype if value.dtype in (np.float32, np.int64) else np.int64
-    return [np.full(tuple(int(d) for d in xs[0]), value.ravel()[0], dtype)]
+    value = _fill_value(node)
+    return [np.full(tuple(int(d) for d in xs[0]), value, value.dtype)]
+
+
+def _fill_value(node: Node) -> np.ndarray:
+    """The fill value in its own dtype, or (like a Value's data) in f32/i64 when the IR lacks it."""
+    value = np.asarray(node.attr("value", np.zeros(1, np.float32))).ravel()[0]
+    if value.dtype not in NP_TO_DTYPE:
+        value = value.astype(np.float32 if value.dtype.kind == "f" else np.int64)
+    return value
 
 
 op("Reshape", _reshape, lambda n, xs: [xs[0].reshape(n.outputs[0].type.shape)])
