@@ -45,7 +45,8 @@ class GrpcCas:
     def server_capabilities(self) -> reapi.ServerCapabilities:
         capabilities = self.call(self.capabilities_service.GetCapabilities,
                                  reapi.GetCapabilitiesRequest(instance_name=self.instance))
-        functions = capabilities.cache_capabilities.digest_functions
+        # field 1: REAPI 2.3 renamed it digest_functions; the protos kiln uses are of the revision before
+        functions = capabilities.cache_capabilities.digest_function
         if functions and reapi.DigestFunction.SHA256 not in functions:
             raise RemoteError("the server does not take SHA-256 digests")
         return capabilities
