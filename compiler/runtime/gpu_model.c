@@ -75,6 +75,11 @@ void gpu_model_load(struct gpu_model *m, const char *platform)
         m->kernels[i].grid = (uint32_t)num(k, "grid", path);
         m->kernels[i].block = (uint32_t)num(k, "block", path);
     }
+    const struct json *file = json_get(weights, "file");
+    if (file == NULL || file->type != JSON_STRING) {
+        fail("%s: \"weights\" names no \"file\"", path);
+    }
+    m->weights_path = path_join(m->dir, file->text);
     m->weights_offset = num(weights, "data_offset", path);
     m->weights_bytes = num(weights, "data_bytes", path);
     m->activation_bytes = num(buffers, "activation_bytes", path);
@@ -88,6 +93,7 @@ void gpu_model_load(struct gpu_model *m, const char *platform)
 void gpu_model_free(struct gpu_model *m)
 {
     free(m->kernels);
+    free(m->weights_path);
     free(m->dir);
 }
 

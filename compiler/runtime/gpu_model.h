@@ -1,5 +1,6 @@
 /* A GPU platform's compiled model: share/<platform>/manifest.json next to its code files
- * (cubins + PTX, or one code object per gfx arch) and weights.safetensors. */
+ * (cubins + PTX, or one code object per gfx arch); the weights file it names (weights.file, relative
+ * to the manifest) may be shared with other platforms. */
 #ifndef KILN_GPU_MODEL_H
 #define KILN_GPU_MODEL_H
 
@@ -14,6 +15,7 @@ struct gpu_kernel {
 
 struct gpu_model {
     char *dir;                  /* <exe_dir>/../share/<platform> */
+    char *weights_path;         /* dir joined with the manifest's weights.file */
     char targets[16][16];       /* sm_80 ... or gfx90a ... */
     int n_targets;
     char ptx_sm[16];            /* cuda: the SM the shipped PTX was emitted for */

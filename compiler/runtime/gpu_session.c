@@ -24,13 +24,11 @@ void gpu_session_open(struct gpu_session *g, const char *platform, const struct 
     for (int i = 0; i < m->n_outputs; i++) {
         g->out_bytes[i] = tensor_bytes(&s->model->outputs[i]);
     }
-    char *path = path_join(m->dir, "weights.safetensors");
     size_t size;
-    g->weights_file = read_file(path, &size);
+    g->weights_file = read_file(m->weights_path, &size);
     if (m->weights_offset + m->weights_bytes > size) {
-        fail("%s: truncated (%zu bytes)", path, size);
+        fail("%s: truncated (%zu bytes)", m->weights_path, size);
     }
-    free(path);
     const uint8_t *weights = g->weights_file + m->weights_offset;
     if (strcmp(platform, "cuda") == 0) {
         g->cuda = cuda_open(m, weights, g->how, sizeof g->how);
