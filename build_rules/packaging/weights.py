@@ -5,6 +5,8 @@
         --platform cuda=kiln-out/.../mnist.cuda/manifest.json,kiln-out/.../mnist.cuda/weights.safetensors \\
         --manifests-out share-tree --weights-out weights-tree
 
+Writes two trees to lay under `<name>/` in a bundle: the weight files, and the manifests with the report.
+
 Files are told apart by the sha256 of their bytes, never by name: platforms whose compiles wrote equal
 bytes (cuda and rocm; tpu and cpu-xla) read one file. The primary platform's file stays where the
 launcher looks by default, `weights/<name>.safetensors`; every other distinct file goes to
@@ -116,11 +118,9 @@ def write_trees(name: str, primary: str, inputs: list[PlatformWeights], manifest
     files = distinct_files(name, primary, inputs)
     manifests = {i.platform: json.loads(i.manifest.read_text()) for i in inputs}
     for file in files:
-        if not file.path.startswith("weights/"):
-            place(file.source, weights_out / file.path)
+        place(file.source, weights_out / file.path)
         for platform in file.platforms:
             manifests[platform]["weights"]["file"] = relative_to_share(platform, file.path)
-    weights_out.mkdir(parents=True, exist_ok=True)
     for platform, manifest in manifests.items():
         target = manifests_out / "share" / platform / "manifest.json"
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--platform", action="append", required=True, type=parse_platform,
                         metavar="PLATFORM=MANIFEST,WEIGHTS")
     parser.add_argument("--manifests-out", required=True, type=Path, help="tree for share/<platform>/manifest.json")
-    parser.add_argument("--weights-out", required=True, type=Path, help="tree for share/weights/*.safetensors")
+    parser.add_argument("--weights-out", required=True, type=Path, help="tree for the distinct weight files")
     args = parser.parse_args(argv)
     if args.primary not in {i.platform for i in args.platform}:
         print(f"weights: error: --primary {args.primary} is not among the --platform entries", file=sys.stderr)

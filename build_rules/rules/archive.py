@@ -52,7 +52,7 @@ def bundle_entries(ctx: RuleContext, model: ModelInfo, prefix: str) -> tuple[Ent
     code += [(f"{name}/share/{platform}/{f.basename}", f, False) for platform, f in model.programs]
     # a trimmed runtime is a tree holding lib/<platform>/...; a directory stands for every file under it
     code += [(name, runtime, False) for _, runtime in model.runtimes]
-    return code, [(f"{name}/weights/{name}.safetensors", model.weights, False), (name, weights, False)]
+    return code, [(name, weights, False)]
 
 
 def _implementation(ctx: RuleContext) -> Providers:
