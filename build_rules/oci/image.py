@@ -9,8 +9,8 @@
 Layers stack in the order given: `--layer-tar TAR` takes an uncompressed tar as is, `--layer
 DEST=SOURCE[:x] ...` packs files (`:x` executable) into a deterministic tar, `--split-layers
 DEST=SOURCE[:x] ...` packs files into as many tars as it takes to keep each at most 512 MB of file
-bytes (in path order; a larger file gets a layer of its own), so big weights push and pull in parallel
-and in pieces a retry can resume. `created` is
+bytes (in path order; a larger file is cut into DEST.part-000, -001, ... that the launcher maps back
+to back), so big weights push and pull in parallel and in pieces a retry can resume. `created` is
 `SOURCE_DATE_EPOCH` or 1970-01-01T00:00:00Z. Prints the manifest digest.
 """
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from kiln.build_rules.oci.layout import LAYER, PLATFORMS, Descriptor, Layout, LayoutError, created_time, put_image, \
@@ -66,12 +67,23 @@ def entries_layer(layout: Layout, entries: list[Entry], compression: str) -> tup
         return put_layer(layout, Path(tar.name), compression)
 
 
+def parts(entry: Entry, limit: int) -> list[Entry]:
+    """A file over `limit` bytes as NAME.part-000, -001, ... of `limit` bytes each (the launcher maps them
+    back to back; `limit` is a whole number of pages)."""
+    size = entry.source.stat().st_size
+    if size <= limit:
+        return [entry]
+    return [replace(entry, name=f"{entry.name}.part-{i:03d}", offset=offset, size=min(limit, size - offset))
+            for i, offset in enumerate(range(0, size, limit))]
+
+
 def split(entries: list[Entry], limit: int) -> list[list[Entry]]:
-    """Files in path order, cut into groups of at most `limit` bytes (one larger file: a group alone)."""
+    """Files in path order, larger ones cut into parts, grouped into layers of at most `limit` bytes."""
     groups: list[list[Entry]] = []
     size = 0
-    for entry in sorted(e for entry in entries for e in expand(entry)):
-        nbytes = entry.source.stat().st_size
+    files = sorted(e for entry in entries for e in expand(entry))
+    for entry in (part for file in files for part in parts(file, limit)):
+        nbytes = entry.size if entry.size is not None else entry.source.stat().st_size
         if not groups or size + nbytes > limit:
             groups.append([])
             size = 0
