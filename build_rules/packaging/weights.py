@@ -91,13 +91,21 @@ def report(files: list[WeightFile], manifests: dict[str, dict]) -> dict:
                  "platforms": file.platforms, "tensors": len(listed),
                  "tensor_bytes_no_earlier_file_holds": sum(t["nbytes"] for t in own)}
         if seen:
-            entry["why"] = (f"{', '.join(file.platforms)} code reads its own layout: {len(own)} of {len(listed)} "
-                            f"tensors ({', '.join(t['name'] for t in own[:8])}{', ...' if len(own) > 8 else ''}) "
-                            "are stored in a form no earlier file holds")
+            entry["why"] = _why(file.platforms, own, len(listed))
         seen.update(t["sha256"] for t in listed)
         entries.append(entry)
     per_platform = sum(f.source.stat().st_size * len(f.platforms) for f in files)
     return {"files": entries, "bytes": sum(e["bytes"] for e in entries), "bytes_one_file_per_platform": per_platform}
+
+
+def _why(platforms: list[str], own: list[dict], listed: int) -> str:
+    readers = ", ".join(platforms)
+    if not own:
+        return (f"{readers} code reads tensors whose bytes an earlier file holds, under other names or in "
+                "another order: only a file shared tensor by tensor would drop this copy")
+    names = ", ".join(t["name"] for t in own[:8]) + (", ..." if len(own) > 8 else "")
+    return (f"{readers} code reads its own layout: {len(own)} of {listed} tensors ({names}) are stored in a "
+            "form no earlier file holds")
 
 
 def relative_to_share(platform: str, path: str) -> str:
