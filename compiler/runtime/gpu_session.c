@@ -31,6 +31,7 @@ void gpu_session_open(struct gpu_session *g, const char *platform, const struct 
         fail("%s: truncated (%zu bytes)", m->weights_path, g->weights_file_bytes);
     }
     const uint8_t *weights = g->weights_file + m->weights_offset;
+    gpu_model_check_weights(m, weights);
     if (strcmp(platform, "cuda") == 0) {
         g->cuda = cuda_open(m, weights, g->how, sizeof g->how);
     } else {
