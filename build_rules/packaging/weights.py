@@ -28,6 +28,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from kiln.toolchain.fsio import human_bytes
+
 REPORT = "share/weights.json"
 
 
@@ -95,7 +97,12 @@ def report(files: list[WeightFile], manifests: dict[str, dict]) -> dict:
         seen.update(t["sha256"] for t in listed)
         entries.append(entry)
     per_platform = sum(f.source.stat().st_size * len(f.platforms) for f in files)
-    return {"files": entries, "bytes": sum(e["bytes"] for e in entries), "bytes_one_file_per_platform": per_platform}
+    total = sum(e["bytes"] for e in entries)
+    shared = "; ".join(f"{', '.join(f.platforms)} share one" for f in files if len(f.platforms) > 1)
+    summary = (f"weights: {len(files)} distinct file{'s' if len(files) > 1 else ''}, {human_bytes(total)} "
+               f"({human_bytes(per_platform)} as one per platform){'; ' + shared if shared else ''}"
+               f"{'; why each extra file: share/weights.json' if len(files) > 1 else ''}")
+    return {"summary": summary, "files": entries, "bytes": total, "bytes_one_file_per_platform": per_platform}
 
 
 def _why(platforms: list[str], own: list[dict], listed: int) -> str:
