@@ -95,7 +95,8 @@ def _runtime_summaries(workspace: Workspace, stats: BuildStats) -> list[str]:
     weights = sorted({f"{path}/share/weights.json" for entry in stats.log
                       if entry["mnemonic"] == "BundleWeights" and entry["status"] != "failed"
                       for path in entry["outputs"] if path.endswith(".manifests")})
-    return [json.loads((workspace.root / path).read_text())["summary"] for path in [*reports, *weights]]
+    summaries = [json.loads((workspace.root / path).read_text())["summary"] for path in [*reports, *weights]]
+    return [line for line in summaries if line]
 
 
 @contextmanager

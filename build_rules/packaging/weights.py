@@ -99,9 +99,11 @@ def report(files: list[WeightFile], manifests: dict[str, dict]) -> dict:
     per_platform = sum(f.source.stat().st_size * len(f.platforms) for f in files)
     total = sum(e["bytes"] for e in entries)
     shared = "; ".join(f"{', '.join(f.platforms)} share one" for f in files if len(f.platforms) > 1)
-    summary = (f"weights: {len(files)} distinct file{'s' if len(files) > 1 else ''}, {human_bytes(total)} "
-               f"({human_bytes(per_platform)} as one per platform){'; ' + shared if shared else ''}"
-               f"{'; why each extra file: share/weights.json' if len(files) > 1 else ''}")
+    readers = sum(len(f.platforms) for f in files)
+    summary = "" if readers == 1 else (
+        f"weights: {len(files)} distinct file{'s' if len(files) > 1 else ''} for {readers} platforms, "
+        f"{human_bytes(total)} ({human_bytes(per_platform)} as one per platform){'; ' + shared if shared else ''}"
+        f"{'; why each extra file: share/weights.json' if len(files) > 1 else ''}")
     return {"summary": summary, "files": entries, "bytes": total, "bytes_one_file_per_platform": per_platform}
 
 
