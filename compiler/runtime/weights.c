@@ -121,6 +121,9 @@ static void *map_parts(const char *path, size_t *size)
         close(fd);
         free(part);
     }
+    if (offset != *size) {
+        fail("%s: its parts changed size while being mapped", path);
+    }
     return base;
 }
 
