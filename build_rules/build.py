@@ -89,10 +89,14 @@ def _summarize(workspace: Workspace, result: BuildResult, seconds: float) -> Non
 
 
 def _runtime_summaries(workspace: Workspace, stats: BuildStats) -> list[str]:
-    """One line per trimmed vendor runtime: files and bytes kept, the glibc it needs."""
+    """One line per trimmed vendor runtime (files and bytes kept, the glibc it needs) and per bundle's weights."""
     reports = sorted({path for entry in stats.log if entry["mnemonic"] == "RuntimeTrim" and entry["status"] != "failed"
                       for path in entry["outputs"] if path.endswith("trim-report.json")})
-    return [json.loads((workspace.root / path).read_text())["summary"] for path in reports]
+    weights = sorted({f"{path}/share/weights.json" for entry in stats.log
+                      if entry["mnemonic"] == "BundleWeights" and entry["status"] != "failed"
+                      for path in entry["outputs"] if path.endswith(".manifests")})
+    summaries = [json.loads((workspace.root / path).read_text())["summary"] for path in [*reports, *weights]]
+    return [line for line in summaries if line]
 
 
 @contextmanager

@@ -35,6 +35,7 @@ class ModelInfo:
     runtime_reports: tuple[tuple[str, Artifact], ...] = ()  # trim-report.json per accelerator platform
     programs: tuple[tuple[str, Artifact], ...] = ()  # files the launcher reads from share/<platform>/ (StableHLO)
     runtimes: tuple[tuple[str, Artifact], ...] = ()  # trimmed vendor trees holding lib/<platform>/
+    platform_weights: tuple[tuple[str, Artifact], ...] = ()  # weights.safetensors each platform's compile wrote
 
 
 @dataclass(frozen=True)

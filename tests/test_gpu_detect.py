@@ -155,3 +155,24 @@ def test_platform_help_and_errors_name_the_gpu_platforms(bundle):
     r = _run(bundle, "--platform", "tpu")
     assert r.returncode != 0
     assert "platform 'tpu' (from --platform) is not in this bundle; it has: auto, cpu, cuda, rocm" in r.stderr
+
+
+def test_weight_file_the_manifest_names_is_checked_tensor_by_tensor(bundle, tmp_path):
+    copy = tmp_path / "mlp"
+    shutil.copytree(bundle, copy)
+    shutil.copy(bundle.parent / "x.npy", tmp_path / "x.npy")
+    manifest_path = copy / "share" / "cuda" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    (copy / "share" / "weights").mkdir()
+    os.replace(copy / "share" / "cuda" / manifest["weights"]["file"], copy / "share" / "weights" / "shared.safetensors")
+    manifest["weights"]["file"] = "../weights/shared.safetensors"
+    manifest_path.write_text(json.dumps(manifest))
+    env = {**_stub_gpu(tmp_path, 86, 12040), "KILN_PLATFORM": "cuda"}
+    assert "sha256" not in _run(copy, env=env).stderr  # the shared file is found and passes
+    manifest["weights"]["file"] = "../../weights/mlp.safetensors"  # the CPU's layout: other bytes
+    manifest_path.write_text(json.dumps(manifest))
+    r = _run(copy, env=env)
+    first = manifest["weights"]["tensors"][0]["name"]
+    assert r.returncode != 0 and r.stderr.strip().endswith(
+        f"weights/mlp.safetensors: tensor '{first}' fails its sha256 check (not the file this platform was "
+        "compiled with, or corrupt)")

@@ -261,6 +261,33 @@ def test_weights_override(tiny, tmp_path, how):
     assert f"{moved} (2 tensors" in ok(kit.run(tmp_path / "tiny", "--info", *args, env=env))
 
 
+def write_parts(source: Path, target: Path, size: int) -> int:
+    """The file as target.part-000, -001, ... of `size` bytes, the way an OCI image's weight layers hold it."""
+    data = source.read_bytes()
+    for i, offset in enumerate(range(0, len(data), size)):
+        Path(f"{target}.part-{i:03d}").write_bytes(data[offset:offset + size])
+    return -(-len(data) // size)
+
+
+def test_weights_cut_into_parts_are_mapped_back_to_back(tiny, tmp_path):
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "weights").mkdir()
+    exe = shutil.copy(tiny.exe, tmp_path / "bin" / "tiny")
+    assert write_parts(tiny.weights_file, tmp_path / "weights" / "tiny.safetensors", 8192) >= 3
+    x = image()
+    out = tmp_path / "y.npy"
+    ok(kit.run(exe, "--input", str(kit.save_npy(tmp_path / "x.npy", x)), "--output", str(out)))
+    np.testing.assert_allclose(np.load(out), tiny.reference(x), rtol=1e-4, atol=1e-4)
+
+
+def test_weight_parts_must_be_whole_pages(tiny, tmp_path):
+    target = tmp_path / "w.safetensors"
+    write_parts(tiny.weights_file, target, 1000)
+    done = kit.run(tiny.exe, "--info", "--weights", str(target))
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert f"{target}.part-001: the part before it is not a whole number of pages" in done.stderr
+
+
 def test_aligned_data_section_is_used_in_place(tmp_path):
     model = kit.build_dense_model(tmp_path, name="aligned", align_data=True)
     x = image()

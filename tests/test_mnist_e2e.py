@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -103,6 +104,12 @@ def test_gpu_archive_ships_kernels_and_trimmed_hsa_and_runs_on_cpu(examples_copy
                  "share/rocm/gfx90a.co", "share/rocm/gfx942.co", "share/rocm/gfx1100.co",
                  "lib/rocm/libhsa-runtime64.so.1"):
         assert (bundle / name).is_file(), name
+    weight_files = sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*.safetensors"))
+    assert len(weight_files) == 2 and "weights/mnist.safetensors" in weight_files  # cuda and rocm share one
+    cuda, rocm = (json.loads((bundle / "share" / p / "manifest.json").read_text())["weights"] for p in ("cuda", "rocm"))
+    assert cuda["file"] == rocm["file"] and (bundle / "share" / "cuda" / cuda["file"]).is_file()
+    report = json.loads((bundle / "share" / "weights.json").read_text())
+    assert [f["platforms"] for f in report["files"]] == [["cpu"], ["cuda", "rocm"]] and "why" in report["files"][1]
     kept = sum(p.stat().st_size for p in (bundle / "lib" / "rocm").iterdir())
     assert kept < 10_000_000 and not list((bundle / "lib").rglob("libamdhip64*"))
     done = run_bare(server, SAMPLES[4])

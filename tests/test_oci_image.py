@@ -84,6 +84,26 @@ def test_layers_stack_in_the_order_given(inputs):
     assert app.getnames() == ["app", "app/data.bin", "app/prog"]
 
 
+def test_split_layers_cut_big_files_into_parts_and_layers_of_at_most_the_limit(inputs, monkeypatch):
+    weights = inputs / "src" / "weights"
+    weights.mkdir()
+    (weights / "big.safetensors").write_bytes(bytes(range(256)) * 40)  # 10240 bytes: parts of 4096
+    (weights / "small.safetensors").write_bytes(b"s" * 3000)
+    monkeypatch.setattr(image, "SPLIT_LAYER_BYTES", 4096)
+    layouts = [build(inputs, out, "--split-layers", f"app={weights}") for out in ("a", "b")]
+    assert (layouts[0].root / "index.json").read_bytes() == (layouts[1].root / "index.json").read_bytes()
+    _, manifest, _ = image_parts(layouts[0])
+    _, app, *split = [tarfile.open(fileobj=io.BytesIO(gzip.decompress(layouts[0].blob(d["digest"]).read_bytes())))
+                      for d in manifest["layers"]]
+    files = [[m for m in tar.getmembers() if m.isfile()] for tar in split]
+    assert [[(m.name, m.size) for m in layer] for layer in files] == [
+        [("app/big.safetensors.part-000", 4096)], [("app/big.safetensors.part-001", 4096)],
+        [("app/big.safetensors.part-002", 2048)], [("app/small.safetensors", 3000)]]
+    joined = b"".join(tar.extractfile(layer[0]).read() for tar, layer in zip(split[:3], files))
+    assert joined == (weights / "big.safetensors").read_bytes()
+    assert app.getnames() == ["app", "app/data.bin", "app/prog"]
+
+
 def test_config_carries_what_was_asked(inputs, monkeypatch):
     _, _, config = image_parts(build(inputs, "epoch"))
     assert config["created"] == "1970-01-01T00:00:00Z"

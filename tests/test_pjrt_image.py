@@ -19,7 +19,7 @@ OUT = "kiln-out/linux-amd64-cpu-tpu/mnist"
 
 @pytest.fixture(scope="module")
 def image_root(tmp_path_factory, kiln_cache):
-    """The image's app layer unpacked."""
+    """The image's weight and app layers unpacked."""
     examples = tmp_path_factory.mktemp("examples-tpu") / "examples"
     shutil.copytree(EXAMPLES, examples, ignore=shutil.ignore_patterns("kiln-out"))
     kiln("build", "//mnist:image", "--platform=tpu,linux-amd64", cache=kiln_cache, cwd=examples)
@@ -30,7 +30,7 @@ def image_root(tmp_path_factory, kiln_cache):
     root = tmp_path_factory.mktemp("rootfs")
     for layer in manifest["layers"]:
         with tarfile.open(fileobj=io.BytesIO(blob(layer["digest"]).read_bytes()), mode="r:*") as tar:
-            if "mnist/bin/mnist" in tar.getnames():
+            if any(name.startswith("mnist/") for name in tar.getnames()):
                 tar.extractall(root)
     report = json.loads((examples / OUT / "mnist.tpu.trim-report.json").read_text())
     return root / "mnist", report
@@ -39,10 +39,13 @@ def image_root(tmp_path_factory, kiln_cache):
 def test_image_ships_the_tpu_platform(image_root):
     bundle, report = image_root
     for path in ("bin/mnist", "lib/tpu/libtpu.so", "share/tpu/model.mlir", "share/tpu/manifest.json",
-                 "share/tpu/weights.safetensors", "share/cpu/manifest.json", "weights/mnist.safetensors"):
+                 "share/cpu/manifest.json", "weights/mnist.safetensors"):
         assert (bundle / path).is_file(), path
     assert os.access(bundle / "lib" / "tpu" / "libtpu.so", os.X_OK)
-    assert json.loads((bundle / "share" / "tpu" / "manifest.json").read_text())["platform"] == "tpu"
+    manifest = json.loads((bundle / "share" / "tpu" / "manifest.json").read_text())
+    assert manifest["platform"] == "tpu"
+    assert manifest["weights"]["file"].startswith("../weights/mnist-")
+    assert (bundle / "share" / "tpu" / manifest["weights"]["file"]).is_file()
     assert "libtpu.so" in json.dumps(report)
 
 

@@ -7,7 +7,10 @@
         --label org.opencontainers.image.source=... --accelerator cpu --accelerator cuda
 
 Layers stack in the order given: `--layer-tar TAR` takes an uncompressed tar as is, `--layer
-DEST=SOURCE[:x] ...` packs files (`:x` executable) into a deterministic tar. `created` is
+DEST=SOURCE[:x] ...` packs files (`:x` executable) into a deterministic tar, `--split-layers
+DEST=SOURCE[:x] ...` packs files into as many tars as it takes to keep each at most 512 MB of file
+bytes (in path order; a larger file is cut into DEST.part-000, -001, ... that the launcher maps back
+to back), so big weights push and pull in parallel and in pieces a retry can resume. `created` is
 `SOURCE_DATE_EPOCH` or 1970-01-01T00:00:00Z. Prints the manifest digest.
 """
 
@@ -16,21 +19,23 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from kiln.build_rules.oci.layout import LAYER, PLATFORMS, Descriptor, Layout, LayoutError, created_time, put_image, \
     put_layer
 from kiln.build_rules.packaging.archive import parse_entry
-from kiln.build_rules.packaging.tar import Entry, write_tar
+from kiln.build_rules.packaging.tar import Entry, expand, write_tar
 
 PLATFORMS_LABEL = "dev.kiln.platforms"
+SPLIT_LAYER_BYTES = 512 << 20
 
 
 class _AppendLayer(argparse.Action):
     """Keep `--layer-tar` and `--layer` in one ordered list: layer order is image content."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        kind = "tar" if option_string == "--layer-tar" else "entries"
+        kind = {"--layer-tar": "tar", "--layer": "entries", "--split-layers": "split"}[option_string]
         namespace.layers = [*namespace.layers, (kind, values)]
 
 
@@ -62,6 +67,31 @@ def entries_layer(layout: Layout, entries: list[Entry], compression: str) -> tup
         return put_layer(layout, Path(tar.name), compression)
 
 
+def parts(entry: Entry, limit: int) -> list[Entry]:
+    """A file over `limit` bytes as NAME.part-000, -001, ... of `limit` bytes each (the launcher maps them
+    back to back; `limit` is a whole number of pages)."""
+    size = entry.source.stat().st_size
+    if size <= limit:
+        return [entry]
+    return [replace(entry, name=f"{entry.name}.part-{i:03d}", offset=offset, size=min(limit, size - offset))
+            for i, offset in enumerate(range(0, size, limit))]
+
+
+def split(entries: list[Entry], limit: int) -> list[list[Entry]]:
+    """Files in path order, larger ones cut into parts, grouped into layers of at most `limit` bytes."""
+    groups: list[list[Entry]] = []
+    size = 0
+    files = sorted(e for entry in entries for e in expand(entry))
+    for entry in (part for file in files for part in parts(file, limit)):
+        nbytes = entry.size if entry.size is not None else entry.source.stat().st_size
+        if not groups or size + nbytes > limit:
+            groups.append([])
+            size = 0
+        groups[-1].append(entry)
+        size += nbytes
+    return groups
+
+
 def checked_tar(path: Path) -> Path:
     """A compressed tar here would be compressed twice and get a wrong diff_id: refuse it."""
     with path.open("rb") as f:
@@ -77,8 +107,11 @@ def build(args: argparse.Namespace) -> Descriptor:
     for kind, values in args.layers:
         if kind == "tar":
             layers.append(put_layer(layout, checked_tar(Path(values)), args.compression))
-        else:
+        elif kind == "entries":
             layers.append(entries_layer(layout, [parse_entry(v) for v in values], args.compression))
+        else:
+            groups = split([parse_entry(v) for v in values], SPLIT_LAYER_BYTES)
+            layers += [entries_layer(layout, group, args.compression) for group in groups]
     manifest = put_image(layout, layers, args.arch, runtime_config(args), created_time())
     layout.set_index([manifest], ref_name=args.ref_name)
     return manifest
@@ -93,6 +126,8 @@ def parser() -> argparse.ArgumentParser:
                    help="an uncompressed tar, as one layer")
     p.add_argument("--layer", action=_AppendLayer, dest="layers", nargs="+", metavar="DEST=SOURCE[:x]",
                    help="files, as one layer")
+    p.add_argument("--split-layers", action=_AppendLayer, dest="layers", nargs="+", metavar="DEST=SOURCE[:x]",
+                   help=f"files, as layers of at most {SPLIT_LAYER_BYTES >> 20} MB each")
     p.set_defaults(layers=[])
     p.add_argument("--entrypoint", action="append", default=[], help="one argv element per flag (--entrypoint=X)")
     p.add_argument("--cmd", action="append", default=[], help="one default argument per flag (--cmd=X)")

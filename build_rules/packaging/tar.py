@@ -15,6 +15,8 @@ class Entry:
     source: Path | None = None  # None: a directory, or a symlink when `link` is set
     executable: bool = False
     link: str | None = None  # symlink target, as it will be written
+    offset: int = 0  # a file entry may hold only part of its source: `size` bytes from `offset`
+    size: int | None = None  # None: to the end of the source
 
 
 def with_parents(entries: list[Entry]) -> list[Entry]:
@@ -50,6 +52,8 @@ def write_tar(entries: list[Entry], out: BinaryIO) -> None:
                 info.name, info.type, info.mode = entry.name + "/", tarfile.DIRTYPE, 0o755
                 tar.addfile(info)
             else:
-                info.size, info.mode = entry.source.stat().st_size, 0o755 if entry.executable else 0o644
+                info.size = entry.source.stat().st_size - entry.offset if entry.size is None else entry.size
+                info.mode = 0o755 if entry.executable else 0o644
                 with entry.source.open("rb") as data:
+                    data.seek(entry.offset)
                     tar.addfile(info, data)

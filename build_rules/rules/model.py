@@ -112,18 +112,21 @@ def _implementation(ctx: RuleContext) -> Providers:
     obj, packed, manifest = _compile(ctx, FALLBACK, graph, weights)
     program = _link_launcher(ctx, [obj])
     manifests, programs, runtimes, reports = [(FALLBACK.name, manifest)], [], [], []
+    platform_weights = [(FALLBACK.name, packed)]
     for platform in _accelerators(ctx):
-        *code, platform_manifest = _compile(ctx, platform, graph, weights)
+        *code, compiled_weights, platform_manifest = _compile(ctx, platform, graph, weights)
         manifests.append((platform.name, platform_manifest))
+        platform_weights.append((platform.name, compiled_weights))
         programs += [(platform.name, f) for f in code]
         if platform.runtime:
             runtime, report = _trim_runtime(ctx, platform.name, program, _archs(ctx, platform))
             runtimes.append((platform.name, runtime))
             reports.append((platform.name, report))
     info = ModelInfo(ctx.label.name, program, packed, tuple(manifests), (graph, *([weights] if weights else [])),
-                     tuple(reports), tuple(programs), tuple(runtimes))
+                     tuple(reports), tuple(programs), tuple(runtimes), tuple(platform_weights))
     run = RunInfo((program,), env=(("KILN_WEIGHTS", packed),))
-    files = (program, packed, *(m for _, m in manifests), *(f for _, f in programs), *(r for _, r in runtimes))
+    files = (program, *(w for _, w in platform_weights), *(m for _, m in manifests), *(f for _, f in programs),
+             *(r for _, r in runtimes))
     return Providers(DefaultInfo(files=files, executable=program), {ModelInfo: info, RunInfo: run})
 
 

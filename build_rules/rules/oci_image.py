@@ -9,8 +9,12 @@
     )
 
 Layers: a base layer made from pinned Debian packages (glibc, libgcc; libstdc++ with
-`libstdcxx = True`), then the model bundle laid out as in `archive` under `/<model>/`. The
-entrypoint is the launcher. Same inputs, same digests. Output: a layout directory `<name>/`.
+`libstdcxx = True`), then the weights (each distinct file once, packed into layers of at most
+512 MB), then the rest of the model bundle (launcher, manifests, programs, runtimes), all laid out
+as in `archive` under `/<model>/`. A code change then leaves the weight layers' blobs alone (a push
+re-sends only the small top layer) and, since they sit below the code, their chain IDs too (a pull
+keeps their unpacked snapshots). The entrypoint is the launcher.
+Same inputs, same digests. Output: a layout directory `<name>/`.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from kiln.build_rules.analysis import RuleContext
 from kiln.build_rules.attrs import Attr
 from kiln.build_rules.providers import DefaultInfo, ModelInfo, Providers
 from kiln.build_rules.targets import RuleSpec
-from kiln.build_rules.rules.archive import bundle_entries
+from kiln.build_rules.rules.archive import Entries, bundle_entries
 from kiln.build_rules.rules.sbom import sbom_action
 from kiln.build_rules.rules.toolchains import external_tree, pinned, python_tool
 from kiln.compiler.platforms import HOSTS
@@ -56,22 +60,26 @@ def _platform_env(ctx: RuleContext) -> dict[str, str]:
     return {"NVIDIA_VISIBLE_DEVICES": "all", "NVIDIA_DRIVER_CAPABILITIES": "compute,utility"}
 
 
+def _specs(entries: Entries) -> list[str]:
+    return [f"{dest}={artifact.path}" + (":x" if executable else "") for dest, artifact, executable in entries]
+
+
 def _image(ctx: RuleContext, model: ModelInfo, host: str, name: str) -> Artifact:
     arch = HOSTS[host].arch
     base = _base_layer(ctx, arch)
     layout = ctx.declare_directory(name)
     pins = [f"{a.name}:{arch}=={a.version}:{a.sha256}" for a in (pinned(p, arch) for p in _base_packages(ctx))]
     sbom = sbom_action(ctx, model, f"{name}.spdx.json", pins)
-    entries = [*bundle_entries(model), (f"{model.name}/share/sbom.spdx.json", sbom, False)]
+    code, weights = bundle_entries(ctx, model, name)
+    code.append((f"{model.name}/share/sbom.spdx.json", sbom, False))
     argv = [python_tool(*OCI_TOOL), "-m", "kiln.build_rules.oci.image", "--out", layout, "--arch", arch,
-            "--compression", ctx.attr["compression"], "--layer-tar", base, "--layer",
-            *(f"{dest}={artifact.path}" + (":x" if executable else "") for dest, artifact, executable in entries),
-            f"--entrypoint=/{model.name}/bin/{model.name}", "--workdir", "/",
+            "--compression", ctx.attr["compression"], "--layer-tar", base, "--split-layers", *_specs(weights),
+            "--layer", *_specs(code), f"--entrypoint=/{model.name}/bin/{model.name}", "--workdir", "/",
             "--label", f"org.opencontainers.image.title={model.name}"]
     argv += [f"--env={k}={v}" for k, v in sorted({**_platform_env(ctx), **ctx.attr["env"]}.items())]
     argv += [f"--label={k}={v}" for k, v in sorted(ctx.attr["labels"].items())]
     argv += [f"--accelerator={p.name}" for p in ctx.config.platforms]
-    ctx.action("OciImage", argv, [base, *(a for _, a, _ in entries)], [layout],
+    ctx.action("OciImage", argv, [base, *(a for _, a, _ in [*weights, *code])], [layout],
                progress=f"Building OCI image {ctx.label} ({host})")
     return layout
 

@@ -3,6 +3,7 @@
 #include "errors.h"
 #include "files.h"
 #include "json.h"
+#include "sha256.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,53 @@ static int offsets(const struct json *list, uint64_t *out, int max, const char *
         out[i] = (uint64_t)v;
     }
     return (int)list->count;
+}
+
+static void read_digest(const char *hex, uint8_t digest[32], const char *path)
+{
+    for (int i = 0; i < 32; i++) {
+        unsigned byte;
+        if (strlen(hex) != 64 || sscanf(hex + 2 * i, "%2x", &byte) != 1) {
+            fail("%s: a weight's sha256 is not 64 hex digits", path);
+        }
+        digest[i] = (uint8_t)byte;
+    }
+}
+
+static void read_weights(struct gpu_model *m, const struct json *weights, const char *path)
+{
+    const struct json *tensors = json_get(weights, "tensors");
+    if (tensors == NULL || tensors->type != JSON_ARRAY) {
+        fail("%s: \"weights\" lists no \"tensors\"", path);
+    }
+    m->n_weights = (int)tensors->count;
+    m->weights = calloc(tensors->count + 1, sizeof *m->weights);
+    for (size_t i = 0; i < tensors->count; i++) {
+        const struct json *t = &tensors->items[i], *name = json_get(t, "name"), *digest = json_get(t, "sha256");
+        if (name == NULL || name->type != JSON_STRING || digest == NULL || digest->type != JSON_STRING) {
+            fail("%s: a weight without a name or sha256", path);
+        }
+        snprintf(m->weights[i].name, sizeof m->weights[i].name, "%s", name->text);
+        m->weights[i].offset = num(t, "offset", path);
+        m->weights[i].nbytes = num(t, "nbytes", path);
+        read_digest(digest->text, m->weights[i].sha256, path);
+    }
+}
+
+void gpu_model_check_weights(const struct gpu_model *m, const uint8_t *data)
+{
+    for (int i = 0; i < m->n_weights; i++) {
+        const struct gpu_weight *w = &m->weights[i];
+        uint8_t digest[32];
+        if (w->offset > m->weights_bytes || w->nbytes > m->weights_bytes - w->offset) {
+            fail("%s: tensor '%s' lies outside the weights data", m->weights_path, w->name);
+        }
+        sha256(data + w->offset, w->nbytes, digest);
+        if (memcmp(digest, w->sha256, sizeof digest) != 0) {
+            fail("%s: tensor '%s' fails its sha256 check (not the file this platform was compiled with, or "
+                 "corrupt)", m->weights_path, w->name);
+        }
+    }
 }
 
 void gpu_model_load(struct gpu_model *m, const char *platform)
@@ -75,8 +123,14 @@ void gpu_model_load(struct gpu_model *m, const char *platform)
         m->kernels[i].grid = (uint32_t)num(k, "grid", path);
         m->kernels[i].block = (uint32_t)num(k, "block", path);
     }
+    const struct json *file = json_get(weights, "file");
+    if (file == NULL || file->type != JSON_STRING) {
+        fail("%s: \"weights\" names no \"file\"", path);
+    }
+    m->weights_path = path_join(m->dir, file->text);
     m->weights_offset = num(weights, "data_offset", path);
     m->weights_bytes = num(weights, "data_bytes", path);
+    read_weights(m, weights, path);
     m->activation_bytes = num(buffers, "activation_bytes", path);
     m->n_inputs = offsets(json_get(buffers, "inputs"), m->inputs, 16, path);
     m->n_outputs = offsets(json_get(buffers, "outputs"), m->outputs, 16, path);
@@ -88,6 +142,8 @@ void gpu_model_load(struct gpu_model *m, const char *platform)
 void gpu_model_free(struct gpu_model *m)
 {
     free(m->kernels);
+    free(m->weights_path);
+    free(m->weights);
     free(m->dir);
 }
 

@@ -6,9 +6,11 @@
 #include "hsa.h"
 #include "session.h"
 #include "tensor.h"
+#include "weights.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 void gpu_session_open(struct gpu_session *g, const char *platform, const struct session *s)
 {
@@ -24,14 +26,12 @@ void gpu_session_open(struct gpu_session *g, const char *platform, const struct 
     for (int i = 0; i < m->n_outputs; i++) {
         g->out_bytes[i] = tensor_bytes(&s->model->outputs[i]);
     }
-    char *path = path_join(m->dir, "weights.safetensors");
-    size_t size;
-    g->weights_file = read_file(path, &size);
-    if (m->weights_offset + m->weights_bytes > size) {
-        fail("%s: truncated (%zu bytes)", path, size);
+    g->weights_file = weights_map_file(m->weights_path, &g->weights_file_bytes);
+    if (m->weights_offset + m->weights_bytes > g->weights_file_bytes) {
+        fail("%s: truncated (%zu bytes)", m->weights_path, g->weights_file_bytes);
     }
-    free(path);
     const uint8_t *weights = g->weights_file + m->weights_offset;
+    gpu_model_check_weights(m, weights);
     if (strcmp(platform, "cuda") == 0) {
         g->cuda = cuda_open(m, weights, g->how, sizeof g->how);
     } else {
@@ -56,6 +56,8 @@ void gpu_session_close(struct gpu_session *g)
     if (g->hsa != NULL) {
         hsa_close(g->hsa);
     }
-    free(g->weights_file);
+    if (g->weights_file != NULL) {
+        munmap(g->weights_file, g->weights_file_bytes);
+    }
     gpu_model_free(&g->model);
 }

@@ -13,7 +13,8 @@ struct gpu_session {
     struct gpu_model model;
     struct cuda *cuda;
     struct hsa *hsa;
-    uint8_t *weights_file;
+    uint8_t *weights_file;      /* the mapped weight file the manifest names */
+    size_t weights_file_bytes;
     size_t in_bytes[16], out_bytes[16];
     char how[256];
 };

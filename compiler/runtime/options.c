@@ -32,7 +32,7 @@ static void print_usage(const char *program)
            "                        restart skips XLA compilation\n"
            "  --weights FILE        safetensors weights (default: $KILN_WEIGHTS, else\n"
            "                        ../weights/%s.safetensors beside the executable;\n"
-           "                        tpu/cpu-xla: ../share/<platform>/weights.safetensors)\n"
+           "                        tpu/cpu-xla: the file share/<platform>/manifest.json names)\n"
            "  --info                describe platform, CPU variant, model and weights\n"
            "  --help                show this help\n"
            "\n"

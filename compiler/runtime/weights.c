@@ -35,11 +35,11 @@ static char *locate(const kiln_model_desc *model, const char *override)
     char *bundled = candidate(exe_dir, "../weights/", model->model_name);
     char *beside = candidate(exe_dir, "", model->model_name);
     free(exe_dir);
-    if (access(bundled, F_OK) == 0) {
+    if (weights_file_exists(bundled)) {
         free(beside);
         return bundled;
     }
-    if (access(beside, F_OK) == 0) {
+    if (weights_file_exists(beside)) {
         free(bundled);
         return beside;
     }
@@ -47,27 +47,118 @@ static char *locate(const kiln_model_desc *model, const char *override)
          bundled, beside);
 }
 
-static void map_file(struct weights *w)
+/* O_NONBLOCK: a FIFO would otherwise block open() until a writer appears. */
+static int open_regular(const char *path, size_t *bytes)
 {
-    /* O_NONBLOCK: a FIFO would otherwise block open() until a writer appears. */
-    int fd = open(w->path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        fail("%s: cannot open weights: %s", w->path, strerror(errno));
+    if (fd < 0) {
+        return -1;
+    }
+    if (fstat(fd, &st) != 0) {
+        fail("%s: cannot open weights: %s", path, strerror(errno));
     }
     if (!S_ISREG(st.st_mode)) {
-        fail("%s: weights must be a regular file", w->path);
+        fail("%s: weights must be a regular file", path);
     }
-    w->file_bytes = (size_t)st.st_size;
+    *bytes = (size_t)st.st_size;
+    return fd;
+}
+
+static char *part_path(const char *path, int index)
+{
+    char suffix[32];
+    snprintf(suffix, sizeof suffix, ".part-%03d", index);
+    char *part = malloc(strlen(path) + sizeof suffix);
+    if (part == NULL) {
+        fail("out of memory");
+    }
+    strcpy(part, path);
+    strcat(part, suffix);
+    return part;
+}
+
+static size_t parts_bytes(const char *path, int *count)
+{
+    size_t total = 0, bytes;
+    for (*count = 0;; (*count)++) {
+        char *part = part_path(path, *count);
+        int fd = open_regular(part, &bytes);
+        free(part);
+        if (fd < 0) {
+            return total;
+        }
+        close(fd);
+        if (total % (size_t)sysconf(_SC_PAGESIZE) != 0) {
+            fail("%s.part-%03d: the part before it is not a whole number of pages", path, *count);
+        }
+        total += bytes;
+    }
+}
+
+/* An OCI image cuts a weight file larger than its layer limit into NAME.part-000, -001, ... (all but
+ * the last a whole number of pages): map them back to back into one range, so the rest of the
+ * launcher sees one file and nothing is copied. */
+static void *map_parts(const char *path, size_t *size)
+{
+    int count;
+    *size = parts_bytes(path, &count);
+    if (count == 0 || *size == 0) {
+        fail("%s: cannot open weights: %s", path, strerror(ENOENT));
+    }
+    uint8_t *base = mmap(NULL, *size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED) {
+        fail("%s: cannot reserve %zu bytes for weights: %s", path, *size, strerror(errno));
+    }
+    size_t offset = 0, bytes;
+    for (int i = 0; i < count; i++, offset += bytes) {
+        char *part = part_path(path, i);
+        int fd = open_regular(part, &bytes);
+        if (fd < 0 || offset + bytes > *size
+            || (bytes > 0 && mmap(base + offset, bytes, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0) == MAP_FAILED)) {
+            fail("%s: cannot map weights: %s", part, strerror(errno));
+        }
+        close(fd);
+        free(part);
+    }
+    if (offset != *size) {
+        fail("%s: its parts changed size while being mapped", path);
+    }
+    return base;
+}
+
+void *weights_map_file(const char *path, size_t *size)
+{
+    int fd = open_regular(path, size);
+    if (fd < 0) {
+        if (errno == ENOENT) {
+            return map_parts(path, size);
+        }
+        fail("%s: cannot open weights: %s", path, strerror(errno));
+    }
+    void *map = *size == 0 ? NULL : mmap(NULL, *size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (map == MAP_FAILED) {
+        fail("%s: cannot map weights: %s", path, strerror(errno));
+    }
+    close(fd);
+    return map;
+}
+
+bool weights_file_exists(const char *path)
+{
+    char *first = part_path(path, 0);
+    bool exists = access(path, F_OK) == 0 || access(first, F_OK) == 0;
+    free(first);
+    return exists;
+}
+
+static void map_file(struct weights *w)
+{
+    w->map = weights_map_file(w->path, &w->file_bytes);
     if (w->file_bytes < 8) {
         fail("%s: not a safetensors file (%zu bytes, too short for the header length)", w->path,
              w->file_bytes);
     }
-    w->map = mmap(NULL, w->file_bytes, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (w->map == MAP_FAILED) {
-        fail("%s: cannot map weights: %s", w->path, strerror(errno));
-    }
-    close(fd);
 }
 
 /* The generated code may use aligned vector loads on weights. */

@@ -4,6 +4,7 @@
 
 #include "kiln_model.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct weights {
@@ -18,5 +19,9 @@ struct weights {
  * else <exe_dir>/<model>.safetensors), maps it and checks it against the model. */
 void weights_load(struct weights *w, const kiln_model_desc *model, const char *override);
 void weights_unload(struct weights *w);
+/* Maps a weight file read-only, or its parts PATH.part-000, ... back to back when PATH is absent
+ * (munmap(map, *size) releases either); fails with a one-line reason. */
+void *weights_map_file(const char *path, size_t *size);
+bool weights_file_exists(const char *path);
 
 #endif
