@@ -60,6 +60,27 @@ def test_launcher_runs_compiled_model(tmp_path, host, name):
         assert_close(np.load(y), ref)
 
 
+def test_bool_input_and_output_are_npy_bools(tmp_path):
+    """A comparison's bool output is written as numpy's bool ('|b1'); a bool input reads alike."""
+    x = np.random.default_rng(5).standard_normal((3, 4)).astype(np.float32)
+    m = np.array([[True], [False], [True]])
+    model = M.single_op("And", [("m", m, False), ("y", np.zeros((3, 4), np.bool_), False)])
+    less = onnx.helper.make_node("Less", ["x", "zero"], ["y"], name="less")
+    model.graph.node.insert(0, less)
+    model.graph.input[1].CopyFrom(onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, x.shape))
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.float32(0), "zero"))
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "m.npy", m)
+    out = _build(model, tmp_path, "linux-amd64")
+    r = subprocess.run([str(out / "model"), "--weights", str(out / "weights.safetensors"), "--input",
+                        f"m={tmp_path / 'm.npy'}", "--input", f"x={tmp_path / 'x.npy'}", "--output",
+                        str(tmp_path / "y.npy")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    got = np.load(tmp_path / "y.npy")
+    assert got.dtype == np.bool_
+    np.testing.assert_array_equal(got, run_onnxruntime(model, {"m": m, "x": x})[0])
+
+
 @needs_tool("qemu-x86_64", shutil.which("qemu-x86_64") is not None)
 @pytest.mark.parametrize("cpu,variant", [("Haswell", "x86-64-v3"), ("Nehalem", "x86-64-v2")])
 def test_older_cpu_gets_its_variant_and_portable_sha256(tmp_path, cpu, variant):

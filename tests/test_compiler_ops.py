@@ -213,6 +213,62 @@ def test_where(tmp_path):
     run(tmp_path, "Where", [("c", cond, False), ("a", rand(3, 4, 5), False), ("b", rand(4, 1), False)])
 
 
+def ints(*shape: int, dtype=np.int64) -> np.ndarray:
+    return RNG.integers(-3, 4, shape).astype(dtype)
+
+
+def bools(*shape: int) -> np.ndarray:
+    return np.asarray(RNG.uniform(size=shape) > 0.5)
+
+
+COMPARISONS = ["Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual"]
+
+
+@pytest.mark.parametrize("op", COMPARISONS)
+@pytest.mark.parametrize("sa,sb", BROADCASTS)
+def test_comparison(tmp_path, op, sa, sb):
+    a, b = rand(*sa), rand(*sb)
+    a.reshape(-1)[::3] = b.reshape(-1)[0] if b.size else 0  # ties, so the "or equal" matters
+    run(tmp_path, op, [("a", a, False), ("b", b, False)])
+
+
+@pytest.mark.parametrize("op", COMPARISONS)
+@pytest.mark.parametrize("dtype", [np.int64, np.int32])
+def test_comparison_of_integers(tmp_path, op, dtype):
+    run(tmp_path, op, [("a", ints(3, 4, dtype=dtype), False), ("b", ints(4, dtype=dtype), False)])
+
+
+def test_equal_of_bools_and_constant(tmp_path):
+    run(tmp_path, "Equal", [("a", bools(2, 5), False), ("b", bools(5), True)])
+    run(tmp_path, "Less", [("a", rand(2, 5), False), ("b", np.array(0.5, np.float32), True)])
+
+
+@pytest.mark.parametrize("op", ["And", "Or", "Xor"])
+@pytest.mark.parametrize("sa,sb", BROADCASTS)
+def test_logic(tmp_path, op, sa, sb):
+    run(tmp_path, op, [("a", bools(*sa), False), ("b", bools(*sb), False)])
+
+
+def test_not(tmp_path):
+    run(tmp_path, "Not", [("x", bools(3, 7), False)])
+
+
+def test_where_of_a_comparison_and_a_bool_output(tmp_path):
+    """Greater feeds Where and is a graph output too; Not and And on the way (one fused program)."""
+    x, y = rand(4, 6), rand(6)
+    nodes = [helper.make_node("Greater", ["x", "y"], ["gt"], name="gt"),
+             helper.make_node("Not", ["gt"], ["le"], name="not"),
+             helper.make_node("And", ["le", "m"], ["pick"], name="and"),
+             helper.make_node("Where", ["pick", "x", "y"], ["out"], name="where")]
+    graph = helper.make_graph(nodes, "cmp", [helper.make_tensor_value_info("x", 1, x.shape),
+                                             helper.make_tensor_value_info("y", 1, y.shape),
+                                             helper.make_tensor_value_info("m", 9, (4, 1))],
+                              [helper.make_empty_tensor_value_info("out"), helper.make_empty_tensor_value_info("gt")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    check(model, {"x": x, "y": y, "m": bools(4, 1)}, tmp_path, specials=True)
+
+
 @pytest.mark.parametrize("chain", [("Cast", 7), ("Cast", 1)])
 def test_cast(tmp_path, chain):
     run(tmp_path, "Cast", [("x", rand(3, 5, lo=-9, hi=9), False)], to=chain[1])

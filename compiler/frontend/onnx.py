@@ -26,7 +26,7 @@ SAME = {
     "LayerNormalization", "BatchNormalization", "Reshape", "Flatten", "Transpose", "Concat",
     "Split", "Slice", "Gather", "Unsqueeze", "Squeeze", "Identity", "Pow", "Sqrt", "Exp", "Neg",
     "HardSigmoid", "HardSwish", "Expand", "Where", "Shape", "ConstantOfShape", "Cast", "Log",
-    "Abs", "Size",
+    "Abs", "Size", "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or", "Xor",
 }
 
 
