@@ -231,7 +231,7 @@ def _zoo_like(opset: int = 9) -> onnx.ModelProto:
     """A model with several ops kiln does not map, as old zoo models have."""
     nodes = [helper.make_node("LRN", ["x"], ["a"], name="norm1", size=3),
              helper.make_node("Relu", ["a"], ["b"], name="relu1"),
-             helper.make_node("ReduceMax", ["b"], ["c"], name="pool", axes=[1]),
+             helper.make_node("LpNormalization", ["b"], ["c"], name="pool", axis=1),
              helper.make_node("LRN", ["c"], ["y"], name="norm2", size=3)]
     graph = helper.make_graph(nodes, "zoo", [helper.make_tensor_value_info("x", 1, [1, 4, 5, 5])],
                               [helper.make_tensor_value_info("y", 1, [1, 1, 5, 5])])
@@ -246,7 +246,8 @@ def test_inspect_check_lists_every_problem_at_once(tmp_path):
     assert r.stdout.splitlines() == [
         "zoo.onnx: 3 problems for cpu",
         "  unsupported operator LRN (opset 9) at node norm1 (zoo.onnx)",
-        "  unsupported operator ReduceMax (opset 9) at node pool (zoo.onnx); nearest supported: ReduceMean, ReduceSum",
+        "  unsupported operator LpNormalization (opset 9) at node pool (zoo.onnx); nearest supported: "
+        "LayerNormalization, BatchNormalization",
         "  unsupported operator LRN (opset 9) at node norm2 (zoo.onnx)",
     ]
 

@@ -304,6 +304,48 @@ def test_reduce(tmp_path, op, axes, keepdims):
         run(tmp_path, op, [x], keepdims=keepdims, **extra)
 
 
+REDUCE_FAMILY = ["ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum",
+                 "ReduceLogSumExp", "ReduceSumSquare", "ReduceMean", "ReduceSum"]
+
+
+def reduce_input(op: str, *shape: int) -> np.ndarray:
+    """Positive where a log needs it; near 1 for products, so they stay in range."""
+    if op == "ReduceLogSum":
+        return rand(*shape, lo=0.1, hi=2.0)
+    return rand(*shape, lo=0.5, hi=1.5) if op == "ReduceProd" else rand(*shape, lo=-3, hi=3)
+
+
+@pytest.mark.parametrize("op", REDUCE_FAMILY)
+@pytest.mark.parametrize("axes,keepdims", [([1], 1), ([0, 2], 0), ([-1], 0), (None, 1), ([2, 0, 1], 0)])
+def test_reduce_family_opset18(tmp_path, op, axes, keepdims):
+    inputs = [("x", reduce_input(op, 3, 4, 5), False)]
+    inputs += [("axes", np.array(axes, np.int64), True)] if axes else []
+    run(tmp_path, op, inputs, opset=18, keepdims=keepdims)
+
+
+@pytest.mark.parametrize("op", [op for op in REDUCE_FAMILY if op != "ReduceSum"])
+def test_reduce_family_axes_attribute(tmp_path, op):
+    run(tmp_path, op, [("x", reduce_input(op, 2, 3, 4, 5), False)], opset=13, axes=[1, 3], keepdims=0)
+    run(tmp_path, op, [("x", reduce_input(op, 2, 70), False)], opset=11, axes=[1])
+
+
+@pytest.mark.parametrize("op", REDUCE_FAMILY)
+def test_reduce_family_noop_with_empty_axes(tmp_path, op):
+    """Reducing over no axes: each element's own reduction (|x| for L1, x*x for SumSquare, ...)."""
+    run(tmp_path, op, [("x", reduce_input(op, 3, 4), False)], opset=18, noop_with_empty_axes=1)
+
+
+@pytest.mark.parametrize("op", ["ReduceMax", "ReduceMin"])
+def test_reduce_max_min_propagate_nan(tmp_path, op):
+    """A slice holding NaN reduces to NaN wherever the NaN sits (as numpy; onnxruntime drops a NaN
+    that is not first in its slice); infinities reduce as numbers do."""
+    x = rand(4, 6)
+    x[0, 3], x[1, 0], x[2, 5], x[3, 2] = np.nan, np.nan, np.inf, -np.inf
+    model = single_op(op, [("x", x, False), ("axes", np.array([1], np.int64), True)], opset=18, keepdims=0)
+    got = kiln_run(model, {"x": x}, tmp_path)[0]
+    np.testing.assert_array_equal(got, (np.max if op == "ReduceMax" else np.min)(x, axis=1))
+
+
 def test_reduce_mean_opset18_axes_input(tmp_path):
     run(tmp_path, "ReduceMean", [("x", rand(2, 6, 4), False), ("axes", np.array([1], np.int64), True)],
         opset=18, keepdims=0)

@@ -92,6 +92,14 @@ CASES = {
     "reduce_sum_all": ("ReduceSum", [("x", rand(3, 4, 5), 0)], dict(keepdims=0)),
     "reduce_sum_axes": ("ReduceSum", [("x", rand(3, 4, 5), 0), ("axes", np.array([-1], np.int64), 1)],
                         dict(keepdims=1)),
+    "reduce_max": ("ReduceMax", [("x", rand(3, 4, 5), 0)], dict(axes=[1], keepdims=0)),
+    "reduce_min": ("ReduceMin", [("x", rand(3, 4, 5), 0)], dict(axes=[0, 2], keepdims=1)),
+    "reduce_prod": ("ReduceProd", [("x", rand(3, 4, 5, lo=0.5, hi=1.5), 0)], dict(axes=[-1], keepdims=0)),
+    "reduce_l1": ("ReduceL1", [("x", rand(3, 4, 5), 0)], dict(axes=[1], keepdims=1)),
+    "reduce_l2": ("ReduceL2", [("x", rand(3, 4, 5), 0)], dict(keepdims=0)),
+    "reduce_log_sum": ("ReduceLogSum", [("x", rand(3, 4, 5, lo=0.1), 0)], dict(axes=[2], keepdims=0)),
+    "reduce_log_sum_exp": ("ReduceLogSumExp", [("x", rand(3, 4, 5, lo=-3, hi=3), 0)], dict(axes=[0, 1], keepdims=0)),
+    "reduce_sum_square": ("ReduceSumSquare", [("x", rand(3, 4, 5), 0)], dict(axes=[1], keepdims=1)),
     "layer_norm": ("LayerNormalization", [("x", rand(3, 5, 16), 0), ("s", rand(5, 16), 1), ("b", rand(5, 16), 1)],
                    dict(axis=-2, epsilon=1e-3)),
     "layer_norm_no_bias": ("LayerNormalization", [("x", rand(2, 33), 0), ("s", rand(33), 1)], {}),
@@ -120,6 +128,25 @@ def test_operator(launcher, tmp_path, case):
     opset = 20 if op == "Gelu" else 17
     model = single_op(op, [(n, a, bool(init)) for n, a, init in inputs], 1, opset, **attrs)
     pjrt_harness.check(launcher, model, {n: a for n, a, init in inputs if not init}, tmp_path)
+
+
+@pytest.mark.parametrize("op", ["ReduceMax", "ReduceLogSumExp", "ReduceL2", "ReduceMean"])
+@pytest.mark.parametrize("noop", [0, 1])
+def test_reduce_opset18(launcher, tmp_path, op, noop):
+    """Axes as an input (opset 18), and no axes at all: everything, or with noop_with_empty_axes, nothing."""
+    x = rand(2, 3, 4)
+    inputs = [("x", x, False)] + ([] if noop else [("axes", np.array([2, 0], np.int64), True)])
+    model = single_op(op, inputs, 1, 18, keepdims=0, noop_with_empty_axes=noop)
+    pjrt_harness.check(launcher, model, with_specials({"x": x}), tmp_path)
+
+
+@pytest.mark.parametrize("op", ["ReduceMax", "ReduceMin"])
+def test_reduce_max_min_propagate_nan(launcher, tmp_path, op):
+    x = rand(4, 6)
+    x[0, 3], x[1, 0], x[2, 5], x[3, 2] = np.nan, np.nan, np.inf, -np.inf
+    model = single_op(op, [("x", x, False)], 1, 17, axes=[1], keepdims=0)
+    got = pjrt_harness.run_model(pjrt_harness.bundle(launcher, model, tmp_path), model, {"x": x})[0]
+    np.testing.assert_array_equal(got, (np.max if op == "ReduceMax" else np.min)(x, axis=1))
 
 
 @pytest.mark.parametrize("approximate", ["none", "tanh"])

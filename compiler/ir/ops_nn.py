@@ -173,9 +173,19 @@ def _reduce(node: Node) -> list[TensorType]:
     return [TensorType(x.dtype, shape)]
 
 
+REDUCE = {
+    "ReduceMean": np.mean, "ReduceSum": np.sum, "ReduceMax": np.max, "ReduceMin": np.min, "ReduceProd": np.prod,
+    "ReduceL1": lambda x, **kw: np.sum(np.abs(x), **kw),
+    "ReduceL2": lambda x, **kw: np.sqrt(np.sum(x * x, **kw)),
+    "ReduceSumSquare": lambda x, **kw: np.sum(x * x, **kw),
+    "ReduceLogSum": lambda x, **kw: np.log(np.sum(x, **kw)),
+    "ReduceLogSumExp": lambda x, **kw: np.log(np.sum(np.exp(x), **kw)),
+}
+
+
 def _eval_reduce(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
-    fn = {"ReduceMean": np.mean, "ReduceSum": np.sum}[node.op]
-    out = fn(xs[0], axis=reduce_axes(node), keepdims=bool(node.attr("keepdims", 1)))
+    with np.errstate(all="ignore"):
+        out = REDUCE[node.op](xs[0], axis=reduce_axes(node), keepdims=bool(node.attr("keepdims", 1)))
     return [np.asarray(out, xs[0].dtype)]
 
 
@@ -233,8 +243,8 @@ op("MaxPool", _pool, flops=lambda n: n.outputs[0].type.numel * int(np.prod(windo
 op("AveragePool", _pool, flops=lambda n: n.outputs[0].type.numel * int(np.prod(window(n).kernel)))
 op("MatMul", _matmul, lambda n, xs: [np.matmul(xs[0], xs[1])], _matmul_flops)
 op("Gemm", _gemm, flops=_gemm_flops)
-op("ReduceMean", _reduce, _eval_reduce, lambda n: n.inputs[0].type.numel)
-op("ReduceSum", _reduce, _eval_reduce, lambda n: n.inputs[0].type.numel)
+for _name in REDUCE:
+    op(_name, _reduce, _eval_reduce, lambda n: n.inputs[0].type.numel)
 op("Softmax", _same_as_input, _softmax, lambda n: 5 * n.outputs[0].type.numel)
 op("LogSoftmax", _same_as_input, _softmax, lambda n: 6 * n.outputs[0].type.numel)
 op("LayerNormalization", _layer_norm, flops=lambda n: 8 * n.outputs[0].type.numel)

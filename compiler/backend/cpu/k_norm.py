@@ -1,4 +1,4 @@
-"""Reductions and normalisations: ReduceMean/ReduceSum, Softmax/LogSoftmax, LayerNormalization."""
+"""Reductions and normalisations: ReduceSum/Mean/Max/Min/Prod, Softmax/LogSoftmax, LayerNormalization."""
 from __future__ import annotations
 
 import numpy as np
@@ -20,8 +20,15 @@ def _fadd(f: Fn, a: ir.Value, b: ir.Value) -> ir.Value:
     return f.b.fadd(a, b, flags=FAST)
 
 
+# op -> (start value, combine); Max and Min give NaN for a slice holding one, as numpy does.
+REDUCERS = {
+    "ReduceSum": (0.0, _fadd), "ReduceMean": (0.0, _fadd), "ReduceMax": (float("-inf"), mathfn.fmax),
+    "ReduceMin": (float("inf"), mathfn.fmin), "ReduceProd": (1.0, lambda f, a, b: f.b.fmul(a, b, flags=FAST)),
+}
+
+
 def emit_reduce(ctx: Context, f: Fn, node: Node) -> None:
-    """Tasks own the leading non-reduced dims; inside, out[...] += x[...] over the rest."""
+    """Tasks own the leading non-reduced dims; inside, out[...] = out[...] (op) x[...] over the rest."""
     x, y = node.inputs[0], node.outputs[0]
     if x.type.dtype != "f32":
         raise CompileError(f"{node.op} node {node.name}: only f32 is supported")
@@ -34,19 +41,19 @@ def emit_reduce(ctx: Context, f: Fn, node: Node) -> None:
     count = int(np.prod([shape[d] for d in axes], dtype=np.int64)) or 1
     slice_size = int(np.prod([s for d, s in enumerate(shape) if d >= lead and d not in axes],
                              dtype=np.int64))
+    start, combine = REDUCERS[node.op]
 
     def task(t: Fn, flat: ir.Value) -> None:
         idx = unravel(t, flat, shape[:lead])
         xo = t.madd(*zip(idx, in_strides[:lead]))
         yo = t.madd(*zip(idx, out_strides[:lead]))
         xp, yp = ctx.ptr(t, x), ctx.ptr(t, y)
-        zero = t.const_f(0.0, F32)
         with t.loop(slice_size) as j:
-            t.b.store(zero, t.gep(yp, t.b.add(yo, j)))
+            t.b.store(t.const_f(start, F32), t.gep(yp, t.b.add(yo, j)))
 
         def acc(offs: list[ir.Value]) -> None:
             p = t.gep(yp, offs[1])
-            t.b.store(_fadd(t, t.b.load(p, typ=F32), t.b.load(t.gep(xp, offs[0]), typ=F32)), p)
+            t.b.store(combine(t, t.b.load(p, typ=F32), t.b.load(t.gep(xp, offs[0]), typ=F32)), p)
 
         serial_nest(t, rest, [(xo, in_strides[lead:]), (yo, out_strides[lead:])], acc)
         if node.op == "ReduceMean" and count > 1:

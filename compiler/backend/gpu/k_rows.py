@@ -1,5 +1,5 @@
 """One block per row, threads striding along it, block-wide reductions through warp shuffles and
-shared memory: Softmax/LogSoftmax along any axis, LayerNormalization, ReduceSum/ReduceMean."""
+shared memory: Softmax/LogSoftmax along any axis, LayerNormalization, ReduceSum/Mean/Max/Min/Prod."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +8,7 @@ from ...ir.graph import Node
 from ...ir.registry import norm_axis
 from ...ir.ops_nn import layer_norm_param, reduce_axes
 from .kbase import BID, ROW_BLOCK, TID, Builder, block_reduce, dot, strides, strided_rows, unary, unravel
-from .kir import WARP, Const, If, Kernel, Load, Local, Shared, Store, Sym
+from .kir import WARP, Bin, Const, If, Kernel, Load, Local, Shared, Store, Sym
 
 RED, STAT = Local("red", "f32", 1), Local("stat", "f32", 2)
 SH = Shared("partial", "f32", ROW_BLOCK // WARP)
@@ -29,8 +29,7 @@ def _get(buf, k=0):
 def _sum_rows(value, var: str, n: int, op: str = "add", init: float = 0.0) -> list:
     """red[0] := op over j in [0, n) of value(j), for the whole block."""
     return [_set(RED, 0, Const(init, "f32")),
-            strided_rows(var, n, (_set(RED, 0, Load(RED, Const(0)).max(value) if op == "max"
-                                       else _get(RED) + value),)),
+            strided_rows(var, n, (_set(RED, 0, Bin(op, _get(RED), value)),)),
             *block_reduce(op, RED, SH, ROW_BLOCK)]
 
 
@@ -74,6 +73,11 @@ def layer_norm(b: Builder, node: Node) -> list[Kernel]:
     return [_kernel(b, node, "layernorm", x.type.numel // n, body)]
 
 
+# op -> (kernel description op, start value); "max" and "min" propagate NaN
+REDUCERS = {"ReduceSum": ("add", 0.0), "ReduceMean": ("add", 0.0), "ReduceMax": ("max", float("-inf")),
+            "ReduceMin": ("min", float("inf")), "ReduceProd": ("mul", 1.0)}
+
+
 def reduce(b: Builder, node: Node) -> list[Kernel]:
     x, y = node.inputs[0], node.outputs[0]
     shape = x.type.shape
@@ -86,5 +90,5 @@ def reduce(b: Builder, node: Node) -> list[Kernel]:
     j = Sym("j")
     value = Load(b.plan.buf(x), base + dot(unravel(j, red_shape), [st[d] for d in axes]))
     total = _get(RED) * (1.0 / n) if node.op == "ReduceMean" else _get(RED)
-    body = [*_sum_rows(value, "j", n), If(TID.eq(0), (Store(b.plan.buf(y), BID, total),))]
+    body = [*_sum_rows(value, "j", n, *REDUCERS[node.op]), If(TID.eq(0), (Store(b.plan.buf(y), BID, total),))]
     return [_kernel(b, node, "reduce", y.type.numel, body)]

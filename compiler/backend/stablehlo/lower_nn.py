@@ -52,7 +52,7 @@ def _reduce_window(em: Emitter, node: Node, x: Ref, region: str, init: float) ->
 
 
 def _max_pool(em: Emitter, node: Node, xs: list) -> list[Ref]:
-    return [_reduce_window(em, node, xs[0], em.nan_max_region(), -np.inf)]
+    return [_reduce_window(em, node, xs[0], em.nan_extremum_region(), -np.inf)]
 
 
 def _pool_counts(node: Node) -> np.ndarray:
@@ -120,11 +120,21 @@ def _gemm(em: Emitter, node: Node, xs: list) -> list[Ref]:
     return [y]
 
 
+# op -> (StableHLO reduction op, start value)
+REDUCERS = {"ReduceSum": ("add", 0), "ReduceMean": ("add", 0), "ReduceMax": ("maximum", -np.inf),
+            "ReduceMin": ("minimum", np.inf), "ReduceProd": ("multiply", 1)}
+
+
 def _reduce(em: Emitter, node: Node, xs: list) -> list[Ref]:
     x, axes = xs[0], reduce_axes(node)
     if not axes:
         return [x]
-    y = em.reduce(x, axes, "add", 0)
+    op, init = REDUCERS[node.op]
+    nan_safe = op in ("maximum", "minimum") and x.type.dtype == "f32"
+    if op in ("maximum", "minimum") and x.type.dtype != "f32":
+        limits = np.iinfo(x.type.dtype.replace("i", "int"))
+        init = limits.min if op == "maximum" else limits.max
+    y = em.reduce(x, axes, op, init, em.nan_extremum_region(op) if nan_safe else None)
     if node.op == "ReduceMean":
         count = int(np.prod([x.type.shape[a] for a in axes]))
         y = em.binary("divide", y, em.full(count, x.type.dtype, y.type.shape))
@@ -173,6 +183,6 @@ def _batch_norm(em: Emitter, node: Node, xs: list) -> list[Ref]:
 
 LOWERINGS: dict[str, Lowering] = {
     "Conv": _conv, "MaxPool": _max_pool, "AveragePool": _average_pool, "MatMul": _matmul, "Gemm": _gemm,
-    "ReduceMean": _reduce, "ReduceSum": _reduce, "Softmax": _softmax, "LogSoftmax": _softmax,
+    **{op: _reduce for op in REDUCERS}, "Softmax": _softmax, "LogSoftmax": _softmax,
     "LayerNormalization": _layer_norm, "BatchNormalization": _batch_norm,
 }

@@ -1,0 +1,78 @@
+"""The Reduce family in terms of the five reductions every backend implements (Sum, Mean, Max,
+Min, Prod) and elementwise ops: L1, L2, SumSquare, LogSum and LogSumExp become patches."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir.graph import Graph, Node, Patch, Value
+from ..ir.ops_nn import reduce_axes
+from .infer import infer
+
+PRIMITIVE = ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd")
+# op -> (elementwise op before the sum, after it)
+COMPOSITE = {"ReduceL1": ("Abs", None), "ReduceL2": ("Square", "Sqrt"), "ReduceSumSquare": ("Square", None),
+             "ReduceLogSum": (None, "Log")}
+
+
+class _Chain:
+    """New nodes named after the rewritten one, each reading the last value by default."""
+
+    def __init__(self, graph: Graph, node: Node) -> None:
+        self.graph, self.node, self.nodes = graph, node, []
+
+    def add(self, op: str, inputs: list[Value], out: Value | None = None, **attrs) -> Value:
+        y = self.node.outputs[0]
+        out = out or self.graph.value(f"{y.name}.{op.lower()}")
+        self.nodes.append(Node(op, self.node.name, inputs, [out], attrs))
+        return out
+
+    def reduce(self, op: str, x: Value, keepdims: int, out: Value | None = None) -> Value:
+        return self.add(op, [x], out, axes_norm=reduce_axes(self.node), keepdims=keepdims)
+
+
+def _log_sum_exp(c: _Chain, x: Value, y: Value) -> None:
+    """log(sum(exp(x - m))) + m with m the max, or 0 where the max is infinite (as onnxruntime:
+    inf - inf would make NaN of an infinite result)."""
+    m = c.reduce("ReduceMax", x, 1)
+    infinite = c.add("Equal", [c.add("Abs", [m]), c.graph.const("inf", np.float32(np.inf))])
+    m = c.add("Where", [infinite, c.graph.const("zero", np.float32(0)), m])
+    total = c.reduce("ReduceSum", c.add("Exp", [c.add("Sub", [x, m])]), 1)
+    c.add("Reshape", [c.add("Add", [c.add("Log", [total]), m])], y, shape=y.type.shape)
+
+
+def decompose(graph: Graph, node: Node) -> Patch | None:
+    if node.op != "ReduceLogSumExp" and node.op not in COMPOSITE:
+        return None
+    x, y = node.inputs[0], node.outputs[0]
+    c = _Chain(graph, node)
+    if node.op == "ReduceLogSumExp":
+        _log_sum_exp(c, x, y)
+        return Patch(c.nodes)
+    pre, post = COMPOSITE[node.op]
+    if pre:
+        x = c.add("Mul", [x, x]) if pre == "Square" else c.add(pre, [x])
+    total = c.reduce("ReduceSum", x, node.attr("keepdims", 1), None if post else y)
+    if post:
+        c.add(post, [total], y)
+    return Patch(c.nodes)
+
+
+def normalise(graph: Graph, node: Node) -> Patch | None:
+    """Axes from inputs or attributes into one attribute; a reduction over no axes is a copy."""
+    if node.op not in PRIMITIVE:
+        return None
+    axes = reduce_axes(node)
+    if not axes:
+        return Patch([Node("Reshape", node.name, node.inputs[:1], node.outputs,
+                           {"shape": node.outputs[0].type.shape})])
+    if "axes_norm" in node.attrs:
+        return None
+    return Patch([Node(node.op, node.name, node.inputs[:1], node.outputs, dict(node.attrs, axes_norm=axes))])
+
+
+def reductions(graph: Graph) -> Graph:
+    """The pass for backends that skip `lower` (StableHLO)."""
+    for rule in (decompose, normalise):
+        if graph.rewrite(rule):
+            infer(graph)
+    return graph
