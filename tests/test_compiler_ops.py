@@ -346,6 +346,29 @@ def test_reduce_max_min_propagate_nan(tmp_path, op):
     np.testing.assert_array_equal(got, (np.max if op == "ReduceMax" else np.min)(x, axis=1))
 
 
+@pytest.mark.parametrize("op", ["ArgMax", "ArgMin"])
+@pytest.mark.parametrize("axis,keepdims,last", [(0, 1, 0), (1, 0, 0), (-1, 1, 1), (2, 0, 1)])
+def test_arg_max_min(tmp_path, op, axis, keepdims, last):
+    x = RNG.integers(-3, 4, (3, 4, 5)).astype(np.float32)  # ties, so first and last index differ
+    run(tmp_path, op, [("x", x, False)], axis=axis, keepdims=keepdims, select_last_index=last)
+
+
+@pytest.mark.parametrize("op", ["ArgMax", "ArgMin"])
+@pytest.mark.parametrize("dtype", [np.int64, np.int32])
+def test_arg_max_min_of_integers(tmp_path, op, dtype):
+    run(tmp_path, op, [("x", ints(4, 70, dtype=dtype), False)], axis=1, keepdims=0)
+
+
+@pytest.mark.parametrize("op", ["ArgMax", "ArgMin"])
+@pytest.mark.parametrize("last", [0, 1])
+def test_arg_max_min_of_rows_with_nan(tmp_path, op, last):
+    """A NaN wins only when it comes first in its slice (onnxruntime's scan), else it is passed over."""
+    x = rand(5, 6)
+    x[0, 0], x[1, 3], x[2, 5], x[3, 0], x[3, 1] = np.nan, np.nan, np.nan, -np.inf, np.nan
+    x[4] = np.nan
+    run(tmp_path, op, [("x", x, False)], axis=1, keepdims=0, select_last_index=last, specials=False)
+
+
 def test_reduce_mean_opset18_axes_input(tmp_path):
     run(tmp_path, "ReduceMean", [("x", rand(2, 6, 4), False), ("axes", np.array([1], np.int64), True)],
         opset=18, keepdims=0)

@@ -100,6 +100,11 @@ CASES = {
     "reduce_log_sum": ("ReduceLogSum", [("x", rand(3, 4, 5, lo=0.1), 0)], dict(axes=[2], keepdims=0)),
     "reduce_log_sum_exp": ("ReduceLogSumExp", [("x", rand(3, 4, 5, lo=-3, hi=3), 0)], dict(axes=[0, 1], keepdims=0)),
     "reduce_sum_square": ("ReduceSumSquare", [("x", rand(3, 4, 5), 0)], dict(axes=[1], keepdims=1)),
+    "argmax": ("ArgMax", [("x", ints(3, 4, 5).astype(np.float32), 0)], dict(axis=1)),
+    "argmax_last": ("ArgMax", [("x", ints(3, 4, 5).astype(np.float32), 0)], dict(axis=-1, keepdims=0,
+                                                                                select_last_index=1)),
+    "argmin": ("ArgMin", [("x", ints(3, 4, 5).astype(np.float32), 0)], dict(axis=0, keepdims=0)),
+    "argmin_last_int": ("ArgMin", [("x", ints(3, 4, 5), 0)], dict(axis=2, select_last_index=1)),
     "layer_norm": ("LayerNormalization", [("x", rand(3, 5, 16), 0), ("s", rand(5, 16), 1), ("b", rand(5, 16), 1)],
                    dict(axis=-2, epsilon=1e-3)),
     "layer_norm_no_bias": ("LayerNormalization", [("x", rand(2, 33), 0), ("s", rand(33), 1)], {}),
@@ -147,6 +152,17 @@ def test_reduce_max_min_propagate_nan(launcher, tmp_path, op):
     model = single_op(op, [("x", x, False)], 1, 17, axes=[1], keepdims=0)
     got = pjrt_harness.run_model(pjrt_harness.bundle(launcher, model, tmp_path), model, {"x": x})[0]
     np.testing.assert_array_equal(got, (np.max if op == "ReduceMax" else np.min)(x, axis=1))
+
+
+@pytest.mark.parametrize("op", ["ArgMax", "ArgMin"])
+@pytest.mark.parametrize("last", [0, 1])
+def test_arg_max_min_of_rows_with_nan(launcher, tmp_path, op, last):
+    """A NaN wins only in its slice's first place (onnxruntime's scan), else it is passed over."""
+    x = rand(5, 6)
+    x[0, 0], x[1, 3], x[2, 5], x[3, 0], x[3, 1] = np.nan, np.nan, np.nan, -np.inf, np.nan
+    x[4] = np.nan
+    model = single_op(op, [("x", x, False)], 1, 17, axis=1, keepdims=0, select_last_index=last)
+    pjrt_harness.check(launcher, model, {"x": x}, tmp_path)
 
 
 @pytest.mark.parametrize("approximate", ["none", "tanh"])

@@ -189,6 +189,31 @@ def _eval_reduce(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     return [np.asarray(out, xs[0].dtype)]
 
 
+def arg_axis(node: Node) -> int:
+    return norm_axis(node, node.attr("axis", 0), node.inputs[0].type.rank)
+
+
+def _arg_reduce(node: Node) -> list[TensorType]:
+    x = node.inputs[0].type
+    axis = arg_axis(node)
+    if x.dtype == "bool":
+        raise fail(node, "expects a number input, got bool")
+    keep = node.attr("keepdims", 1)
+    shape = tuple(1 if i == axis else d for i, d in enumerate(x.shape) if keep or i != axis)
+    return [TensorType("i64", shape)]
+
+
+def _eval_arg_reduce(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    """First (or with select_last_index, last) position of the extremum along the axis."""
+    axis, x = arg_axis(node), xs[0]
+    pick = np.argmax if node.op == "ArgMax" else np.argmin
+    if node.attr("select_last_index", 0):
+        index = x.shape[axis] - 1 - pick(np.flip(x, axis), axis=axis)
+    else:
+        index = pick(x, axis=axis)
+    return [np.expand_dims(index, axis) if node.attr("keepdims", 1) else index]
+
+
 def _same_as_input(node: Node) -> list[TensorType]:
     x = node.inputs[0].type
     if x.dtype != "f32":
@@ -245,6 +270,8 @@ op("MatMul", _matmul, lambda n, xs: [np.matmul(xs[0], xs[1])], _matmul_flops)
 op("Gemm", _gemm, flops=_gemm_flops)
 for _name in REDUCE:
     op(_name, _reduce, _eval_reduce, lambda n: n.inputs[0].type.numel)
+op("ArgMax", _arg_reduce, _eval_arg_reduce, lambda n: n.inputs[0].type.numel)
+op("ArgMin", _arg_reduce, _eval_arg_reduce, lambda n: n.inputs[0].type.numel)
 op("Softmax", _same_as_input, _softmax, lambda n: 5 * n.outputs[0].type.numel)
 op("LogSoftmax", _same_as_input, _softmax, lambda n: 6 * n.outputs[0].type.numel)
 op("LayerNormalization", _layer_norm, flops=lambda n: 8 * n.outputs[0].type.numel)

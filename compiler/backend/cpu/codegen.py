@@ -26,6 +26,8 @@ EMITTERS: dict[str, Emitter] = {
     "MaxPool": k_pool.emit_pool,
     "AveragePool": k_pool.emit_pool,
     **{op: k_norm.emit_reduce for op in k_norm.REDUCERS},
+    "ArgMax": k_norm.emit_arg_reduce,
+    "ArgMin": k_norm.emit_arg_reduce,
     "Softmax": k_norm.emit_softmax,
     "LogSoftmax": k_norm.emit_softmax,
     "LayerNormalization": k_norm.emit_layer_norm,

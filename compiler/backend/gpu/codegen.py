@@ -24,6 +24,8 @@ BUILDERS: dict[str, KernelBuilder] = {
     "MaxPool": k_window.pool,
     "AveragePool": k_window.pool,
     **{op: k_rows.reduce for op in k_rows.REDUCERS},
+    "ArgMax": k_rows.arg_reduce,
+    "ArgMin": k_rows.arg_reduce,
     "Softmax": k_rows.softmax,
     "LogSoftmax": k_rows.softmax,
     "LayerNormalization": k_rows.layer_norm,
