@@ -436,6 +436,45 @@ def test_slice(tmp_path, starts, ends, axes, steps):
                             ("ax", arr(axes), True), ("sp", arr(steps), True)])
 
 
+PADS = [[0, 2, 0, 3], [1, 1, 2, 0], [1, -1, 2, 1], [0, 0, 0, 0]]
+
+
+@pytest.mark.parametrize("mode", ["constant", "reflect", "edge"])
+@pytest.mark.parametrize("pads", PADS)
+def test_pad(tmp_path, mode, pads):
+    inputs = [("x", rand(2, 3, 4), False), ("p", np.array([0] + pads[:2] + [0] + pads[2:], np.int64), True)]
+    if mode == "constant":
+        inputs.append(("v", np.array(1.5, np.float32), True))
+    run(tmp_path, "Pad", inputs, mode=mode)
+
+
+@pytest.mark.parametrize("mode", ["constant", "reflect", "edge", "wrap"])
+def test_pad_opset19_axes_input(tmp_path, mode):
+    """wrap (opset 19) pads more than the dimension holds; axes name the padded dimensions."""
+    x = rand(2, 3, 4)
+    pads = [1, 2, 2, 0] if mode == "reflect" else [5, 2, 6, 0]
+    node = helper.make_node("Pad", ["x", "p", "", "a"], ["y"], name="the_node", mode=mode)
+    inits = [numpy_helper.from_array(np.array(pads, np.int64), "p"),
+             numpy_helper.from_array(np.array([-1, 1], np.int64), "a")]
+    graph = helper.make_graph([node], "pad", [helper.make_tensor_value_info("x", 1, x.shape)],
+                              [helper.make_empty_tensor_value_info("y")], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    model.ir_version = 8
+    check(model, {"x": x}, tmp_path, specials=True)
+
+
+def test_pad_runtime_value_and_integers(tmp_path):
+    run(tmp_path, "Pad", [("x", rand(3, 4), False), ("p", np.array([1, 0, 0, 2], np.int64), True),
+                          ("v", np.array(-7.0, np.float32), False)])
+    run(tmp_path, "Pad", [("x", ints(3, 4), False), ("p", np.array([0, 1, 2, 1], np.int64), True)], mode="edge")
+
+
+@pytest.mark.parametrize("mode", ["constant", "reflect"])
+def test_pad_opset10_attributes(tmp_path, mode):
+    run(tmp_path, "Pad", [("x", rand(1, 2, 4, 5), False)], opset=10, mode=mode, pads=[0, 0, 1, 2, 0, 0, 2, 1],
+        **({"value": 0.5} if mode == "constant" else {}))
+
+
 def test_gather_runtime_indices(tmp_path):
     idx = np.array([[0, 3], [-1, 2], [4, 4]], np.int64)
     run(tmp_path, "Gather", [("x", rand(5, 7), False), ("i", idx, False)], axis=0)

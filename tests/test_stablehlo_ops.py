@@ -121,6 +121,11 @@ CASES = {
     "gather_runtime": ("Gather", [("x", rand(5, 7), 0), ("i", I([[0, 3], [-1, 2], [4, 4]]), 0)], dict(axis=0)),
     "gather_constant": ("Gather", [("x", rand(3, 6, 2), 0), ("i", I([5, 0, -2]), 1)], dict(axis=1)),
     "gather_embedding": ("Gather", [("w", rand(50, 16), 1), ("ids", I([[3, 49, 0, 7]]), 0)], {}),
+    "pad_constant": ("Pad", [("x", rand(2, 3, 4), 0), ("p", I([0, 1, -1, 0, 2, 1]), 1),
+                             ("v", I(1.5, np.float32), 1)], {}),
+    "pad_reflect": ("Pad", [("x", rand(2, 3, 4), 0), ("p", I([0, 2, 1, 0, 1, 3]), 1)], dict(mode="reflect")),
+    "pad_edge": ("Pad", [("x", rand(2, 3, 4), 0), ("p", I([1, 0, 5, 0, 2, 1]), 1)], dict(mode="edge")),
+    "pad_runtime_value": ("Pad", [("x", rand(3, 4), 0), ("p", I([1, 0, 0, 2]), 1), ("v", I(-7.0, np.float32), 0)], {}),
     "unsqueeze": ("Unsqueeze", [("x", rand(3, 4), 0), ("a", I([0, 3]), 1)], {}),
     "squeeze": ("Squeeze", [("x", rand(3, 1, 4, 1), 0), ("a", I([1]), 1)], {}),
     "expand": ("Expand", [("x", rand(3, 1), 0), ("s", I([2, 3, 4]), 1)], {}),
@@ -163,6 +168,11 @@ def test_arg_max_min_of_rows_with_nan(launcher, tmp_path, op, last):
     x[4] = np.nan
     model = single_op(op, [("x", x, False)], 1, 17, axis=1, keepdims=0, select_last_index=last)
     pjrt_harness.check(launcher, model, {"x": x}, tmp_path)
+
+
+def test_pad_wrap_opset19(launcher, tmp_path):
+    model = single_op("Pad", [("x", rand(2, 3, 4), False), ("p", I([0, 5, 2, 0, 6, 0]), True)], 1, 19, mode="wrap")
+    pjrt_harness.check(launcher, model, with_specials({"x": rand(2, 3, 4)}), tmp_path)
 
 
 @pytest.mark.parametrize("approximate", ["none", "tanh"])

@@ -1,5 +1,5 @@
 """The StableHLO Backend (tpu, cpu-xla): one MLIR module for a PJRT plugin. Its graph goes only through
-shape inference, constant folding, the Reduce family's decomposition and DCE: XLA does the fusion and layout work itself."""
+shape inference, constant folding, the decomposition of Pad and the Reduce family, and DCE: XLA does the fusion and layout work itself."""
 from __future__ import annotations
 
 import hashlib
@@ -10,7 +10,7 @@ from ...ir.stats import graph_flops
 from ...ir.weights import WeightTable
 from ...passes.dce import dce
 from ...passes.infer import infer
-from ...passes.reductions import reductions
+from ...passes.decompose import decompose
 from ..base import Target
 from .module import LOWERINGS, build_program
 
@@ -31,7 +31,7 @@ class StableHloBackend:
     name = "stablehlo"
     ops = frozenset(LOWERINGS)
     archs: tuple[str, ...] = ()
-    passes = (("infer", infer), ("reductions", reductions), ("dce", dce))
+    passes = (("infer", infer), ("decompose", decompose), ("dce", dce))
 
     def build(self, graph: Graph, target: Target) -> ProgramCode:
         """The program's arguments are the weights first, then the model inputs (the manifest's

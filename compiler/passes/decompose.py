@@ -1,11 +1,14 @@
-"""The Reduce family in terms of the five reductions every backend implements (Sum, Mean, Max,
-Min, Prod) and elementwise ops: L1, L2, SumSquare, LogSum and LogSumExp become patches."""
+"""Ops every backend gets from others it already has: the Reduce family in terms of the five
+reductions each implements (Sum, Mean, Max, Min, Prod) and elementwise ops; Pad as a Gather per
+padded axis (the source positions of every mode are build-time constants) and, for constant
+padding, a Where."""
 from __future__ import annotations
 
 import numpy as np
 
-from ..ir.graph import Graph, Node, Patch, Value
+from ..ir.graph import DTYPES, Graph, Node, Patch, Value
 from ..ir.ops_nn import reduce_axes
+from ..ir.ops_shape import pad_amounts, pad_source
 from .infer import infer
 
 PRIMITIVE = ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd")
@@ -40,7 +43,26 @@ def _log_sum_exp(c: _Chain, x: Value, y: Value) -> None:
     c.add("Reshape", [c.add("Add", [c.add("Log", [total]), m])], y, shape=y.type.shape)
 
 
-def decompose(graph: Graph, node: Node) -> Patch | None:
+def pad(graph: Graph, node: Node) -> Patch | None:
+    if node.op != "Pad":
+        return None
+    x, y = node.inputs[0], node.outputs[0]
+    value = node.inputs[2] if len(node.inputs) > 2 else None
+    value = value or graph.const("zero", np.zeros((), DTYPES[x.type.dtype]))
+    c = _Chain(graph, node)
+    for axis, (begin, end) in enumerate(zip(*pad_amounts(node))):
+        if begin == end == 0:
+            continue
+        src, inside = pad_source(node, axis)
+        x = c.add("Gather", [x, graph.const("pad_source", src.astype(np.int64))], axis=axis)
+        if not inside.all() and node.attr("mode", "constant") == "constant":
+            mask = inside.reshape([-1 if d == axis else 1 for d in range(y.type.rank)])
+            x = c.add("Where", [graph.const("pad_inside", mask), x, value])
+    c.add("Reshape", [x], y, shape=y.type.shape)
+    return Patch(c.nodes)
+
+
+def reduction(graph: Graph, node: Node) -> Patch | None:
     if node.op != "ReduceLogSumExp" and node.op not in COMPOSITE:
         return None
     x, y = node.inputs[0], node.outputs[0]
@@ -70,9 +92,9 @@ def normalise(graph: Graph, node: Node) -> Patch | None:
     return Patch([Node(node.op, node.name, node.inputs[:1], node.outputs, dict(node.attrs, axes_norm=axes))])
 
 
-def reductions(graph: Graph) -> Graph:
+def decompose(graph: Graph) -> Graph:
     """The pass for backends that skip `lower` (StableHLO)."""
-    for rule in (decompose, normalise):
+    for rule in (pad, reduction, normalise):
         if graph.rewrite(rule):
             infer(graph)
     return graph
