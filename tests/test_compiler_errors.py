@@ -229,10 +229,10 @@ def test_malformed_safetensors_headers_are_one_line(tmp_path, header, message):
 
 def _zoo_like(opset: int = 9) -> onnx.ModelProto:
     """A model with several ops kiln does not map, as old zoo models have."""
-    nodes = [helper.make_node("LRN", ["x"], ["a"], name="norm1", size=3),
+    nodes = [helper.make_node("Softsign", ["x"], ["a"], name="norm1"),
              helper.make_node("Relu", ["a"], ["b"], name="relu1"),
              helper.make_node("LpNormalization", ["b"], ["c"], name="pool", axis=1),
-             helper.make_node("LRN", ["c"], ["y"], name="norm2", size=3)]
+             helper.make_node("Softsign", ["c"], ["y"], name="norm2")]
     graph = helper.make_graph(nodes, "zoo", [helper.make_tensor_value_info("x", 1, [1, 4, 5, 5])],
                               [helper.make_tensor_value_info("y", 1, [1, 1, 5, 5])])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=4)
@@ -245,10 +245,10 @@ def test_inspect_check_lists_every_problem_at_once(tmp_path):
     assert r.returncode == 1 and r.stderr == ""
     assert r.stdout.splitlines() == [
         "zoo.onnx: 3 problems for cpu",
-        "  unsupported operator LRN (opset 9) at node norm1 (zoo.onnx)",
+        "  unsupported operator Softsign (opset 9) at node norm1 (zoo.onnx)",
         "  unsupported operator LpNormalization (opset 9) at node pool (zoo.onnx); nearest supported: "
         "LayerNormalization, BatchNormalization",
-        "  unsupported operator LRN (opset 9) at node norm2 (zoo.onnx)",
+        "  unsupported operator Softsign (opset 9) at node norm2 (zoo.onnx)",
     ]
 
 

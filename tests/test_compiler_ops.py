@@ -374,6 +374,39 @@ def test_reduce_mean_opset18_axes_input(tmp_path):
         opset=18, keepdims=0)
 
 
+@pytest.mark.parametrize("shape,attrs", [
+    ((2, 7, 5, 6), dict(size=3)),
+    ((1, 16, 4, 5), dict(size=5, alpha=0.3, beta=0.6, bias=2.0)),
+    ((1, 3, 6, 2), dict(size=7, alpha=1e-3, beta=1.2)),
+])
+def test_lrn(tmp_path, shape, attrs):
+    # No specials: onnxruntime slides its channel sum (adds the square entering the window, subtracts
+    # the one leaving), so one NaN or infinity makes NaN of every later channel; see test_lrn_definition.
+    run(tmp_path, "LRN", [("x", rand(*shape), False)], specials=False, **attrs)
+
+
+def lrn_reference(x: np.ndarray, size: int, alpha: float, beta: float, bias: float) -> np.ndarray:
+    """ONNX's definition, in float64: the window is (size-1)//2 channels before, size//2 after."""
+    x = x.astype(np.float64)
+    pad = [(0, 0)] * x.ndim
+    pad[1] = ((size - 1) // 2, size // 2)
+    sq = np.pad(x * x, pad)
+    with np.errstate(invalid="ignore"):
+        return (x / (bias + alpha / size * sum(sq[:, k:k + x.shape[1]] for k in range(size))) ** beta
+                ).astype(np.float32)
+
+
+@pytest.mark.parametrize("size,shape", [(2, (2, 6, 5)), (4, (1, 5, 2, 3, 2)), (3, (1, 9, 4, 4))])
+def test_lrn_definition(tmp_path, size, shape):
+    """What onnxruntime does not take (even sizes, inputs not 4-D), and NaN and infinities, which reach
+    only the windows holding them, against ONNX's definition."""
+    x = rand(*shape)
+    x.reshape(-1)[[0, 7, 40]] = [np.nan, np.inf, -np.inf]
+    model = single_op("LRN", [("x", x, False)], size=size, alpha=0.2, beta=0.9, bias=1.5)
+    got = kiln_run(model, {"x": x}, tmp_path)[0]
+    np.testing.assert_allclose(got, lrn_reference(x, size, 0.2, 0.9, 1.5), rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("axis,pshape", [(-1, (16,)), (-2, (5, 16)), (1, (5, 16))])
 def test_layer_norm(tmp_path, axis, pshape):
     run(tmp_path, "LayerNormalization", [("x", rand(3, 5, 16), False), ("s", rand(*pshape), True),

@@ -23,7 +23,7 @@ NATIVE_OPSET = 13
 SAME = {
     "Conv", "MaxPool", "AveragePool", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Relu",
     "Sigmoid", "Tanh", "Erf", "Gelu", "Softmax", "LogSoftmax", "ReduceMean", "ReduceSum", "ReduceMax",
-    "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare", "ArgMax", "ArgMin", "Pad",
+    "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare", "ArgMax", "ArgMin", "Pad", "LRN",
     "LayerNormalization", "BatchNormalization", "Reshape", "Flatten", "Transpose", "Concat",
     "Split", "Slice", "Gather", "Unsqueeze", "Squeeze", "Identity", "Pow", "Sqrt", "Exp", "Neg",
     "HardSigmoid", "HardSwish", "Expand", "Where", "Shape", "ConstantOfShape", "Cast", "Log",

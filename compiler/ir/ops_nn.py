@@ -1,4 +1,4 @@
-"""Compute-heavy and normalisation ops: Conv, pooling, MatMul/Gemm, reductions, norms."""
+"""Compute-heavy and normalisation ops: Conv, pooling, MatMul/Gemm, reductions, norms, LRN."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -247,6 +247,32 @@ def layer_norm_param(node: Node, i: int, shape: tuple[int, ...], default: float)
     return v
 
 
+def lrn_params(node: Node) -> tuple[int, float, float, float]:
+    """size, alpha, beta, bias (ONNX's defaults)."""
+    return (int(node.attrs["size"]), float(node.attr("alpha", 1e-4)), float(node.attr("beta", 0.75)),
+            float(node.attr("bias", 1.0)))
+
+
+def _lrn(node: Node) -> list[TensorType]:
+    x = node.inputs[0].type
+    if x.dtype != "f32" or x.rank < 2:
+        raise fail(node, f"expects an f32 input of rank 2 or more, got {x}")
+    if "size" not in node.attrs or node.attrs["size"] < 1:
+        raise fail(node, "needs a positive size")
+    return [x]
+
+
+def _eval_lrn(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    """x / (bias + alpha / size * sum of x^2 over the channels c - (size-1)//2 .. c + size//2)^beta."""
+    size, alpha, beta, bias = lrn_params(node)
+    x = xs[0]
+    pad = [(0, 0)] * x.ndim
+    pad[1] = ((size - 1) // 2, size // 2)
+    sq = np.pad(x * x, pad)
+    total = sum(sq[:, k:k + x.shape[1]] for k in range(size))
+    return [x / (bias + alpha / size * total) ** beta]
+
+
 def _batch_norm(node: Node) -> list[TensorType]:
     x = node.inputs[0].type
     for v in node.inputs[1:5]:
@@ -275,4 +301,5 @@ op("ArgMin", _arg_reduce, _eval_arg_reduce, lambda n: n.inputs[0].type.numel)
 op("Softmax", _same_as_input, _softmax, lambda n: 5 * n.outputs[0].type.numel)
 op("LogSoftmax", _same_as_input, _softmax, lambda n: 6 * n.outputs[0].type.numel)
 op("LayerNormalization", _layer_norm, flops=lambda n: 8 * n.outputs[0].type.numel)
+op("LRN", _lrn, _eval_lrn, lambda n: (lrn_params(n)[0] + 4) * n.outputs[0].type.numel)
 op("BatchNormalization", _batch_norm, flops=lambda n: 2 * n.outputs[0].type.numel)

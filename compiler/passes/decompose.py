@@ -1,13 +1,13 @@
 """Ops every backend gets from others it already has: the Reduce family in terms of the five
 reductions each implements (Sum, Mean, Max, Min, Prod) and elementwise ops; Pad as a Gather per
 padded axis (the source positions of every mode are build-time constants) and, for constant
-padding, a Where."""
+padding, a Where; LRN's sum over neighbouring channels as an average pooling of the squares."""
 from __future__ import annotations
 
 import numpy as np
 
 from ..ir.graph import DTYPES, Graph, Node, Patch, Value
-from ..ir.ops_nn import reduce_axes
+from ..ir.ops_nn import lrn_params, reduce_axes
 from ..ir.ops_shape import pad_amounts, pad_source
 from .infer import infer
 
@@ -62,6 +62,26 @@ def pad(graph: Graph, node: Node) -> Patch | None:
     return Patch(c.nodes)
 
 
+def lrn(graph: Graph, node: Node) -> Patch | None:
+    """x * (bias + alpha * mean of x^2 over the size channels around)^-beta, the mean taken by an
+    average pooling (zeros past the edges count) of x^2 reshaped to [N, 1, C, rest]."""
+    if node.op != "LRN":
+        return None
+    x, y = node.inputs[0], node.outputs[0]
+    size, alpha, beta, bias = lrn_params(node)
+    shape = x.type.shape
+    c = _Chain(graph, node)
+    rest = int(np.prod(shape[2:], dtype=np.int64))
+    square = c.add("Reshape", [c.add("Mul", [x, x])], shape=(shape[0], 1, shape[1], rest))
+    mean = c.add("AveragePool", [square], kernel_shape=(size, 1), pads=((size - 1) // 2, 0, size // 2, 0),
+                 count_include_pad=1)
+    mean = c.add("Reshape", [mean], shape=shape)
+    scale = c.add("Add", [c.add("Mul", [mean, graph.const("alpha", np.float32(alpha))]),
+                          graph.const("bias", np.float32(bias))])
+    c.add("Mul", [x, c.add("Pow", [scale, graph.const("beta", np.float32(-beta))])], y)
+    return Patch(c.nodes)
+
+
 def reduction(graph: Graph, node: Node) -> Patch | None:
     if node.op != "ReduceLogSumExp" and node.op not in COMPOSITE:
         return None
@@ -94,7 +114,7 @@ def normalise(graph: Graph, node: Node) -> Patch | None:
 
 def decompose(graph: Graph) -> Graph:
     """The pass for backends that skip `lower` (StableHLO)."""
-    for rule in (pad, reduction, normalise):
+    for rule in (pad, lrn, reduction, normalise):
         if graph.rewrite(rule):
             infer(graph)
     return graph

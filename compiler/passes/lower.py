@@ -7,7 +7,7 @@ from ..ir.graph import Graph, Node, Patch, TensorType, Value
 from ..ir.ops_shape import slice_params, split_sizes
 from ..ir.registry import norm_axis
 from .infer import infer
-from .decompose import normalise, pad, reduction
+from .decompose import lrn, normalise, pad, reduction
 
 ALIASES = {"Flatten", "Squeeze", "Unsqueeze", "Identity", "Reshape"}
 
@@ -136,7 +136,7 @@ def _normalise_attrs(graph: Graph, node: Node) -> Patch | None:
     return None
 
 
-RULES = [pad, reduction, _alias, _gemm, _batch_norm, _conv_bias, _matmul_vectors, _split, _normalise_attrs, normalise]
+RULES = [pad, lrn, reduction, _alias, _gemm, _batch_norm, _conv_bias, _matmul_vectors, _split, _normalise_attrs, normalise]
 
 
 def lower(graph: Graph) -> Graph:
