@@ -174,7 +174,8 @@ def _reduce(node: Node) -> list[TensorType]:
 
 
 REDUCE = {
-    "ReduceMean": np.mean, "ReduceSum": np.sum, "ReduceMax": np.max, "ReduceMin": np.min, "ReduceProd": np.prod,
+    "ReduceMean": np.mean, "ReduceSum": np.sum, "ReduceMax": np.max, "ReduceMin": np.min,
+    "ReduceProd": np.prod,
     "ReduceL1": lambda x, **kw: np.sum(np.abs(x), **kw),
     "ReduceL2": lambda x, **kw: np.sqrt(np.sum(x * x, **kw)),
     "ReduceSumSquare": lambda x, **kw: np.sum(x * x, **kw),

@@ -232,10 +232,12 @@ def pad_source(node: Node, axis: int) -> tuple[np.ndarray, np.ndarray]:
     begin, end = (p[axis] for p in pad_amounts(node))
     start, kept = max(-begin, 0), n - max(-begin, 0) - max(-end, 0)
     before, after = max(begin, 0), max(end, 0)
-    if (n == 0 or kept <= 0 and mode != "constant") and (before or after):
+    if not (before or after):
+        return np.arange(start, start + kept), np.ones(kept, bool)
+    if n == 0 or kept <= 0 and mode != "constant":
         raise fail(node, f"cannot {mode}-pad axis {axis}: it is empty")
     if mode == "reflect" and max(before, after) >= kept:
-        raise fail(node, f"reflect pads {before}, {after} of axis {axis} must be smaller than its size {kept}")
+        raise fail(node, f"reflect pads {before}, {after} of axis {axis} must be less than its size {kept}")
     i = np.arange(before + kept + after) - before
     inside = (i >= 0) & (i < kept)
     if mode == "wrap":

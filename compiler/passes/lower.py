@@ -136,7 +136,8 @@ def _normalise_attrs(graph: Graph, node: Node) -> Patch | None:
     return None
 
 
-RULES = [pad, lrn, reduction, _alias, _gemm, _batch_norm, _conv_bias, _matmul_vectors, _split, _normalise_attrs, normalise]
+RULES = [pad, lrn, reduction, _alias, _gemm, _batch_norm, _conv_bias, _matmul_vectors, _split, _normalise_attrs,
+         normalise]
 
 
 def lower(graph: Graph) -> Graph:

@@ -8,8 +8,8 @@ import numpy as np
 from ...ir.graph import Node
 from ...ir.registry import norm_axis
 from ...ir.ops_nn import arg_axis, layer_norm_param, reduce_axes
-from .kbase import (BID, ROW_BLOCK, TID, Builder, block_reduce, dot, per_element, strides, strided_rows, unary,
-                    unravel)
+from .kbase import (BID, ROW_BLOCK, TID, Builder, block_reduce, dot, per_element, strides, strided_rows,
+                    unary, unravel)
 from .kir import WARP, Bin, Const, For, If, Kernel, Load, Local, Shared, Store, Sym
 
 RED, STAT = Local("red", "f32", 1), Local("stat", "f32", 2)

@@ -1,5 +1,6 @@
 """The StableHLO Backend (tpu, cpu-xla): one MLIR module for a PJRT plugin. Its graph goes only through
-shape inference, constant folding, the decomposition of Pad and the Reduce family, and DCE: XLA does the fusion and layout work itself."""
+shape inference, constant folding, the decompositions every backend shares (passes/decompose.py) and
+DCE: XLA does the fusion and layout work itself."""
 from __future__ import annotations
 
 import hashlib

@@ -156,7 +156,8 @@ def _arg_reduce(em: Emitter, node: Node, xs: list) -> list[Ref]:
     op = "maximum" if node.op == "ArgMax" else "minimum"
     values = x
     if x.type.dtype == "f32":
-        values = em.op("select", [em.compare(x, x, "NE"), em.full(_limit("f32", op), "f32", shape), x], x.type)
+        nan = em.compare(x, x, "NE")
+        values = em.op("select", [nan, em.full(_limit("f32", op), "f32", shape), x], x.type)
     extremum = em.reduce_keep(values, (axis,), op, _limit(x.type.dtype, op))
     iota = em.op("iota", [], TensorType("i64", shape), f"iota_dimension = {axis} : i64")
     last = node.attr("select_last_index", 0)
@@ -164,7 +165,8 @@ def _arg_reduce(em: Emitter, node: Node, xs: list) -> list[Ref]:
     hits = em.op("select", [em.compare(x, extremum, "EQ"), iota, em.full(none, "i64", shape)], iota.type)
     index = em.reduce(hits, (axis,), "maximum" if last else "minimum", none)
     if x.type.dtype == "f32":
-        first = slice_range(em, x, [0] * len(shape), [1] * len(shape), [1 if d == axis else s for d, s in enumerate(shape)])
+        ones = [1] * len(shape)
+        first = slice_range(em, x, [0] * len(shape), ones, [1 if d == axis else s for d, s in enumerate(shape)])
         first = em.reshape(first, index.type.shape)
         index = em.op("select", [em.compare(first, first, "NE"), em.full(0, "i64", index.type.shape), index],
                       index.type)
@@ -213,6 +215,7 @@ def _batch_norm(em: Emitter, node: Node, xs: list) -> list[Ref]:
 
 LOWERINGS: dict[str, Lowering] = {
     "Conv": _conv, "MaxPool": _max_pool, "AveragePool": _average_pool, "MatMul": _matmul, "Gemm": _gemm,
-    **{op: _reduce for op in REDUCERS}, "ArgMax": _arg_reduce, "ArgMin": _arg_reduce, "Softmax": _softmax, "LogSoftmax": _softmax,
+    **{op: _reduce for op in REDUCERS}, "ArgMax": _arg_reduce, "ArgMin": _arg_reduce,
+    "Softmax": _softmax, "LogSoftmax": _softmax,
     "LayerNormalization": _layer_norm, "BatchNormalization": _batch_norm,
 }

@@ -17,8 +17,7 @@ LOWERINGS = {**ELEMENTWISE, **NN, **SHAPE}
 # Ops whose later inputs carry shapes, axes or sizes (read at build time): how many lead
 # inputs are tensors the program computes with.
 DATA_INPUTS = {"Reshape": 1, "Squeeze": 1, "Unsqueeze": 1, "Slice": 1, "Split": 1, "Expand": 1,
-               "ReduceMean": 1, "ReduceSum": 1, "ReduceMax": 1, "ReduceMin": 1, "ReduceProd": 1,
-               "ConstantOfShape": 0}
+               "ReduceMean": 1, "ReduceSum": 1, "ConstantOfShape": 0}
 
 
 @dataclass
