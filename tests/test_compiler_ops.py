@@ -269,6 +269,20 @@ def test_where_of_a_comparison_and_a_bool_output(tmp_path):
     check(model, {"x": x, "y": y, "m": bools(4, 1)}, tmp_path, specials=True)
 
 
+@pytest.mark.parametrize("producer", ["Conv", "MatMul"])
+def test_comparison_in_a_gemm_epilogue(tmp_path, producer):
+    """Greater and Where fused into a convolution's (or matmul's) vectorised epilogue: a leaky ReLU."""
+    from onnx_models import Builder, F
+    b = Builder(1)
+    if producer == "Conv":
+        h, shape = b.conv("x", 8, 24, 3), [1, 8, 9, 9]
+    else:
+        h, shape = b.op("MatMul", ["x", b.weight((16, 33))]), [5, 16]
+    y = b.op("Where", [b.op("Greater", [h, b.const(np.float32(0))]), h, b.op("Mul", [h, b.const(np.float32(0.1))])])
+    # No specials through Conv: see test_conv
+    check(b.model([("x", F, shape)], [(y, F, None)]), {"x": rand(*shape)}, tmp_path, specials=producer == "MatMul")
+
+
 @pytest.mark.parametrize("chain", [("Cast", 7), ("Cast", 1)])
 def test_cast(tmp_path, chain):
     run(tmp_path, "Cast", [("x", rand(3, 5, lo=-9, hi=9), False)], to=chain[1])
