@@ -177,6 +177,13 @@ def test_operator_misuse_is_one_line(tmp_path, op, inputs, attrs, message):
     assert message in _compile_error(tmp_path / "model.onnx")
 
 
+@pytest.mark.parametrize("platform", ["cpu", "cuda"])
+def test_reduction_of_integers_at_run_time(tmp_path, platform):
+    _save(M.single_op("ReduceMax", [("x", np.zeros((2, 3), np.int64), False)], keepdims=0), tmp_path / "m.onnx")
+    with pytest.raises(CompileError, match="^ReduceMax node the_node: only f32 is supported$"):
+        driver.compile(tmp_path / "m.onnx", platform)
+
+
 def test_symbolic_inner_dimension(tmp_path):
     graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
                               [helper.make_tensor_value_info("x", 1, ["N", "T"])],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...errors import CompileError
 from ...ir.graph import Node
 from ...ir.registry import norm_axis
 from ...ir.ops_nn import arg_axis, layer_norm_param, reduce_axes
@@ -82,6 +83,8 @@ REDUCERS = {"ReduceSum": ("add", 0.0), "ReduceMean": ("add", 0.0), "ReduceMax": 
 
 def reduce(b: Builder, node: Node) -> list[Kernel]:
     x, y = node.inputs[0], node.outputs[0]
+    if x.type.dtype != "f32":
+        raise CompileError(f"{node.op} node {node.name}: only f32 is supported")
     shape = x.type.shape
     axes = reduce_axes(node)
     kept = [d for d in range(len(shape)) if d not in axes]
