@@ -154,8 +154,8 @@ static void check_dtype(const char *path, const char *descr, const kiln_tensor_d
     /* bytes for a bool input too: kiln's launcher took them before it had a bool dtype */
     bool same = strcmp(descr + 1, kind) == 0 || (want->dtype == KILN_BOOL && strcmp(descr + 1, "u1") == 0);
     if (!byte_order_ok || !same) {
-        fail("%s: dtype '%s', but input '%s' needs '<%s' (%s)", path, descr, want->name, kind,
-             dtype_name(want->dtype));
+        fail("%s: dtype '%s', but input '%s' needs '%c%s' (%s)", path, descr, want->name,
+             kind[1] == '1' ? '|' : '<', kind, dtype_name(want->dtype));
     }
 }
 
