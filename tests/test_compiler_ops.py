@@ -6,7 +6,7 @@ import pytest
 from onnx import helper, numpy_helper
 
 from kiln.compiler.errors import CompileError
-from onnx_models import check, kiln_run, pointwise_depthwise, single_op
+from onnx_models import F, Builder, check, kiln_run, pointwise_depthwise, single_op
 
 RNG = np.random.default_rng(1234)
 
@@ -272,7 +272,6 @@ def test_where_of_a_comparison_and_a_bool_output(tmp_path):
 @pytest.mark.parametrize("producer", ["Conv", "MatMul"])
 def test_comparison_in_a_gemm_epilogue(tmp_path, producer):
     """Greater and Where fused into a convolution's (or matmul's) vectorised epilogue: a leaky ReLU."""
-    from onnx_models import Builder, F
     b = Builder(1)
     if producer == "Conv":
         h, shape = b.conv("x", 8, 24, 3), [1, 8, 9, 9]
