@@ -138,6 +138,24 @@ def mobilenet_v2(seed: int = 0, size: int = 64) -> onnx.ModelProto:
     return b.model([("input", F, [1, 3, size, size])], [("logits", F, None)])
 
 
+def alexnet_like(seed: int = 0, size: int = 32) -> onnx.ModelProto:
+    """Reflect padding, LRN, a channel-wise max, and a head that picks the class (ArgMax) and marks it
+    (a bool output from Equal, through Not and Where): the ops older CNNs and their heads use."""
+    b = Builder(seed)
+    h = b.op("Pad", ["input", b.const(np.array([0, 0, 2, 2, 0, 0, 2, 2], np.int64))], mode="reflect")
+    h = b.op("LRN", [b.op("Relu", [b.conv(h, 3, 16, 5)])], size=5, alpha=1e-2, beta=0.75, bias=2.0)
+    h = b.op("MaxPool", [h], kernel_shape=[3, 3], strides=[2, 2])
+    h = b.op("LRN", [b.op("Relu", [b.conv(h, 16, 32, 3)])], size=3)
+    h = b.op("ReduceMax", [h, b.const(np.array([2, 3], np.int64))], keepdims=0)
+    logits = b.op("Gemm", [h, b.weight((32, 10)), b.weight((10,), 0.1)])
+    top = b.op("Equal", [logits, b.op("ReduceMax", [logits, b.const(np.array([1], np.int64))], keepdims=1)])
+    b.nodes.append(helper.make_node("ArgMax", [logits], ["class"], name="class", axis=1, keepdims=0))
+    b.nodes.append(helper.make_node("Where", [b.op("Not", [top]), b.const(np.float32(0)), logits], ["top"],
+                                    name="top"))
+    return b.model([("input", F, [1, 3, size, size])], [("class", TensorProto.INT64, None), ("top", F, None)],
+                   opset=18)
+
+
 def pointwise_depthwise(batch: int, k: int, stride: int) -> onnx.ModelProto:
     """x [batch, 8, 48, 44] -> 1x1 conv to 132 channels + BN + ReLU6 -> depthwise k x k conv + ReLU6.
     The 48*44*132 intermediate is over 1 MiB: the CPU backend runs the pair as one kernel."""

@@ -162,6 +162,37 @@ def test_bad_shape_semantics(tmp_path):
     assert "inner dimensions differ" in _compile_error(tmp_path / "model.onnx")
 
 
+F32, I64 = np.zeros((2, 3), np.float32), np.array([0, 3, 0, 3], np.int64)
+
+
+@pytest.mark.parametrize("op,inputs,attrs,message", [
+    ("Pad", [("x", F32, False), ("p", I64, True)], dict(mode="reflect"),
+     "Pad node the_node: reflect pads 3, 3 of axis 1 must be less than its size 3"),
+    ("Pad", [("x", F32, False), ("p", I64, True)], dict(mode="mirror"),
+     "Pad node the_node: mode 'mirror' is not one of constant, reflect, edge, wrap"),
+    ("Pad", [("x", F32, False), ("p", I64[:3], True)], {}, "Pad node the_node: 3 pads for 2 axes"),
+    ("Pad", [("x", F32, False), ("p", I64, False)], {}, "Pad node the_node: pads must be known at build time"),
+    ("And", [("a", F32, False), ("b", F32, False)], {}, "And node the_node: expects bool inputs, got f32"),
+    ("Less", [("a", F32, False), ("b", I64, False)], {}, "Less node the_node: input dtypes differ (f32 and i64)"),
+    ("Where", [("c", F32, False), ("a", F32, False), ("b", F32, False)], {},
+     "Where node the_node: expects a bool condition, got f32"),
+    ("ReduceMax", [("x", F32, False), ("a", np.array([2], np.int64), True)], {},
+     "ReduceMax node the_node: axis 2 out of range for rank 2"),
+    ("ArgMax", [("x", F32, False)], dict(axis=-3), "ArgMax node the_node: axis -3 out of range for rank 2"),
+    ("LRN", [("x", F32, False)], dict(size=0), "LRN node the_node: needs a positive size"),
+])
+def test_operator_misuse_is_one_line(tmp_path, op, inputs, attrs, message):
+    _save(M.single_op(op, inputs, opset=18, **attrs), tmp_path / "model.onnx")
+    assert message in _compile_error(tmp_path / "model.onnx")
+
+
+@pytest.mark.parametrize("platform", ["cpu", "cuda"])
+def test_reduction_of_integers_at_run_time(tmp_path, platform):
+    _save(M.single_op("ReduceMax", [("x", np.zeros((2, 3), np.int64), False)], keepdims=0), tmp_path / "m.onnx")
+    with pytest.raises(CompileError, match="^ReduceMax node the_node: only f32 is supported$"):
+        driver.compile(tmp_path / "m.onnx", platform)
+
+
 def test_symbolic_inner_dimension(tmp_path):
     graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
                               [helper.make_tensor_value_info("x", 1, ["N", "T"])],
@@ -247,10 +278,10 @@ def test_malformed_safetensors_headers_are_one_line(tmp_path, header, message):
 
 def _zoo_like(opset: int = 9) -> onnx.ModelProto:
     """A model with several ops kiln does not map, as old zoo models have."""
-    nodes = [helper.make_node("LRN", ["x"], ["a"], name="norm1", size=3),
+    nodes = [helper.make_node("Softsign", ["x"], ["a"], name="norm1"),
              helper.make_node("Relu", ["a"], ["b"], name="relu1"),
-             helper.make_node("ReduceMax", ["b"], ["c"], name="pool", axes=[1]),
-             helper.make_node("LRN", ["c"], ["y"], name="norm2", size=3)]
+             helper.make_node("LpNormalization", ["b"], ["c"], name="pool", axis=1),
+             helper.make_node("Softsign", ["c"], ["y"], name="norm2")]
     graph = helper.make_graph(nodes, "zoo", [helper.make_tensor_value_info("x", 1, [1, 4, 5, 5])],
                               [helper.make_tensor_value_info("y", 1, [1, 1, 5, 5])])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=4)
@@ -263,9 +294,10 @@ def test_inspect_check_lists_every_problem_at_once(tmp_path):
     assert r.returncode == 1 and r.stderr == ""
     assert r.stdout.splitlines() == [
         "zoo.onnx: 3 problems for cpu",
-        "  unsupported operator LRN (opset 9) at node norm1 (zoo.onnx)",
-        "  unsupported operator ReduceMax (opset 9) at node pool (zoo.onnx); nearest supported: ReduceMean, ReduceSum",
-        "  unsupported operator LRN (opset 9) at node norm2 (zoo.onnx)",
+        "  unsupported operator Softsign (opset 9) at node norm1 (zoo.onnx)",
+        "  unsupported operator LpNormalization (opset 9) at node pool (zoo.onnx); nearest supported: "
+        "LayerNormalization, BatchNormalization",
+        "  unsupported operator Softsign (opset 9) at node norm2 (zoo.onnx)",
     ]
 
 

@@ -60,6 +60,33 @@ def test_launcher_runs_compiled_model(tmp_path, host, name):
         assert_close(np.load(y), ref)
 
 
+def test_bool_input_and_output_are_npy_bools(tmp_path):
+    """A comparison's bool output is written as numpy's bool ('|b1'); a bool input reads alike; the
+    constant Pad's bool mask is a weight the launcher checks."""
+    x = np.random.default_rng(5).standard_normal((3, 4)).astype(np.float32)
+    m = np.array([[True], [False], [True]])
+    b = M.Builder()
+    padded = b.op("Pad", ["x", b.const(np.array([0, 1, 0, 2], np.int64)), b.const(np.float32(-1))])
+    b.nodes.append(onnx.helper.make_node("And", ["m", b.op("Less", [padded, b.const(np.float32(0))])], ["y"]))
+    model = b.model([("m", onnx.TensorProto.BOOL, [3, 1]), ("x", M.F, [3, 4])], [("y", onnx.TensorProto.BOOL, None)])
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "m.npy", m)
+    out = _build(model, tmp_path, "linux-amd64")
+    r = subprocess.run([str(out / "model"), "--weights", str(out / "weights.safetensors"), "--input",
+                        f"m={tmp_path / 'm.npy'}", "--input", f"x={tmp_path / 'x.npy'}", "--output",
+                        str(tmp_path / "y.npy")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    got = np.load(tmp_path / "y.npy")
+    assert got.dtype == np.bool_
+    np.testing.assert_array_equal(got, run_onnxruntime(model, {"m": m, "x": x})[0])
+    for fed, error in ((m.astype(np.uint8), ""), (m.astype(np.float32), "but input 'm' needs '|b1' (bool)\n")):
+        np.save(tmp_path / "m.npy", fed)
+        r = subprocess.run([str(out / "model"), "--weights", str(out / "weights.safetensors"), "--input",
+                            f"m={tmp_path / 'm.npy'}", "--input", f"x={tmp_path / 'x.npy'}"],
+                           capture_output=True, text=True)
+        assert (r.returncode != 0, r.stderr.endswith(error)) == (bool(error), True), r.stderr
+
+
 @needs_tool("qemu-x86_64", shutil.which("qemu-x86_64") is not None)
 @pytest.mark.parametrize("cpu,variant", [("Haswell", "x86-64-v3"), ("Nehalem", "x86-64-v2")])
 def test_older_cpu_gets_its_variant_and_portable_sha256(tmp_path, cpu, variant):

@@ -9,7 +9,7 @@ import pytest
 import onnx_models as M
 from onnx_models import assert_close, kiln_run, run_onnxruntime, session
 
-MODELS = ["mlp", "mnist_cnn", "resnet", "mobilenet_v2", "transformer"]
+MODELS = ["mlp", "mnist_cnn", "resnet", "mobilenet_v2", "transformer", "alexnet_like"]
 
 
 def _feeds(model, batch: int = 1) -> dict[str, np.ndarray]:

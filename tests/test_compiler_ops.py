@@ -6,7 +6,7 @@ import pytest
 from onnx import helper, numpy_helper
 
 from kiln.compiler.errors import CompileError
-from onnx_models import check, kiln_run, pointwise_depthwise, single_op
+from onnx_models import F, Builder, check, kiln_run, pointwise_depthwise, single_op
 
 RNG = np.random.default_rng(1234)
 
@@ -213,6 +213,75 @@ def test_where(tmp_path):
     run(tmp_path, "Where", [("c", cond, False), ("a", rand(3, 4, 5), False), ("b", rand(4, 1), False)])
 
 
+def ints(*shape: int, dtype=np.int64) -> np.ndarray:
+    return RNG.integers(-3, 4, shape).astype(dtype)
+
+
+def bools(*shape: int) -> np.ndarray:
+    return np.asarray(RNG.uniform(size=shape) > 0.5)
+
+
+COMPARISONS = ["Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual"]
+
+
+@pytest.mark.parametrize("op", COMPARISONS)
+@pytest.mark.parametrize("sa,sb", BROADCASTS)
+def test_comparison(tmp_path, op, sa, sb):
+    a, b = rand(*sa), rand(*sb)
+    a.reshape(-1)[::3] = b.reshape(-1)[0] if b.size else 0  # ties, so the "or equal" matters
+    run(tmp_path, op, [("a", a, False), ("b", b, False)])
+
+
+@pytest.mark.parametrize("op", COMPARISONS)
+@pytest.mark.parametrize("dtype", [np.int64, np.int32])
+def test_comparison_of_integers(tmp_path, op, dtype):
+    run(tmp_path, op, [("a", ints(3, 4, dtype=dtype), False), ("b", ints(4, dtype=dtype), False)])
+
+
+def test_equal_of_bools_and_constant(tmp_path):
+    run(tmp_path, "Equal", [("a", bools(2, 5), False), ("b", bools(5), True)])
+    run(tmp_path, "Less", [("a", rand(2, 5), False), ("b", np.array(0.5, np.float32), True)])
+
+
+@pytest.mark.parametrize("op", ["And", "Or", "Xor"])
+@pytest.mark.parametrize("sa,sb", BROADCASTS)
+def test_logic(tmp_path, op, sa, sb):
+    run(tmp_path, op, [("a", bools(*sa), False), ("b", bools(*sb), False)])
+
+
+def test_not(tmp_path):
+    run(tmp_path, "Not", [("x", bools(3, 7), False)])
+
+
+def test_where_of_a_comparison_and_a_bool_output(tmp_path):
+    """Greater feeds Where and is a graph output too; Not and And on the way (one fused program)."""
+    x, y = rand(4, 6), rand(6)
+    nodes = [helper.make_node("Greater", ["x", "y"], ["gt"], name="gt"),
+             helper.make_node("Not", ["gt"], ["le"], name="not"),
+             helper.make_node("And", ["le", "m"], ["pick"], name="and"),
+             helper.make_node("Where", ["pick", "x", "y"], ["out"], name="where")]
+    graph = helper.make_graph(nodes, "cmp", [helper.make_tensor_value_info("x", 1, x.shape),
+                                             helper.make_tensor_value_info("y", 1, y.shape),
+                                             helper.make_tensor_value_info("m", 9, (4, 1))],
+                              [helper.make_empty_tensor_value_info("out"), helper.make_empty_tensor_value_info("gt")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    check(model, {"x": x, "y": y, "m": bools(4, 1)}, tmp_path, specials=True)
+
+
+@pytest.mark.parametrize("producer", ["Conv", "MatMul"])
+def test_comparison_in_a_gemm_epilogue(tmp_path, producer):
+    """Greater and Where fused into a convolution's (or matmul's) vectorised epilogue: a leaky ReLU."""
+    b = Builder(1)
+    if producer == "Conv":
+        h, shape = b.conv("x", 8, 24, 3), [1, 8, 9, 9]
+    else:
+        h, shape = b.op("MatMul", ["x", b.weight((16, 33))]), [5, 16]
+    y = b.op("Where", [b.op("Greater", [h, b.const(np.float32(0))]), h, b.op("Mul", [h, b.const(np.float32(0.1))])])
+    # No specials through Conv: see test_conv
+    check(b.model([("x", F, shape)], [(y, F, None)]), {"x": rand(*shape)}, tmp_path, specials=producer == "MatMul")
+
+
 @pytest.mark.parametrize("chain", [("Cast", 7), ("Cast", 1)])
 def test_cast(tmp_path, chain):
     run(tmp_path, "Cast", [("x", rand(3, 5, lo=-9, hi=9), False)], to=chain[1])
@@ -248,9 +317,107 @@ def test_reduce(tmp_path, op, axes, keepdims):
         run(tmp_path, op, [x], keepdims=keepdims, **extra)
 
 
+REDUCE_FAMILY = ["ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum",
+                 "ReduceLogSumExp", "ReduceSumSquare", "ReduceMean", "ReduceSum"]
+
+
+def reduce_input(op: str, *shape: int) -> np.ndarray:
+    """Positive where a log needs it; near 1 for products, so they stay in range."""
+    if op == "ReduceLogSum":
+        return rand(*shape, lo=0.1, hi=2.0)
+    return rand(*shape, lo=0.5, hi=1.5) if op == "ReduceProd" else rand(*shape, lo=-3, hi=3)
+
+
+@pytest.mark.parametrize("op", REDUCE_FAMILY)
+@pytest.mark.parametrize("axes,keepdims", [([1], 1), ([0, 2], 0), ([-1], 0), (None, 1), ([2, 0, 1], 0)])
+def test_reduce_family_opset18(tmp_path, op, axes, keepdims):
+    inputs = [("x", reduce_input(op, 3, 4, 5), False)]
+    inputs += [("axes", np.array(axes, np.int64), True)] if axes else []
+    run(tmp_path, op, inputs, opset=18, keepdims=keepdims)
+
+
+@pytest.mark.parametrize("op", [op for op in REDUCE_FAMILY if op != "ReduceSum"])
+def test_reduce_family_axes_attribute(tmp_path, op):
+    run(tmp_path, op, [("x", reduce_input(op, 2, 3, 4, 5), False)], opset=13, axes=[1, 3], keepdims=0)
+    run(tmp_path, op, [("x", reduce_input(op, 2, 70), False)], opset=11, axes=[1])
+
+
+@pytest.mark.parametrize("op", REDUCE_FAMILY)
+def test_reduce_family_noop_with_empty_axes(tmp_path, op):
+    """Reducing over no axes: each element's own reduction (|x| for L1, x*x for SumSquare, ...)."""
+    run(tmp_path, op, [("x", reduce_input(op, 3, 4), False)], opset=18, noop_with_empty_axes=1)
+
+
+@pytest.mark.parametrize("op", ["ReduceMax", "ReduceMin"])
+def test_reduce_max_min_propagate_nan(tmp_path, op):
+    """A slice holding NaN reduces to NaN wherever the NaN sits (as numpy; onnxruntime drops a NaN
+    that is not first in its slice); infinities reduce as numbers do."""
+    x = rand(4, 6)
+    x[0, 3], x[1, 0], x[2, 5], x[3, 2] = np.nan, np.nan, np.inf, -np.inf
+    model = single_op(op, [("x", x, False), ("axes", np.array([1], np.int64), True)], opset=18, keepdims=0)
+    got = kiln_run(model, {"x": x}, tmp_path)[0]
+    np.testing.assert_array_equal(got, (np.max if op == "ReduceMax" else np.min)(x, axis=1))
+
+
+@pytest.mark.parametrize("op", ["ArgMax", "ArgMin"])
+@pytest.mark.parametrize("axis,keepdims,last", [(0, 1, 0), (1, 0, 0), (-1, 1, 1), (2, 0, 1)])
+def test_arg_max_min(tmp_path, op, axis, keepdims, last):
+    x = RNG.integers(-3, 4, (3, 4, 5)).astype(np.float32)  # ties, so first and last index differ
+    run(tmp_path, op, [("x", x, False)], axis=axis, keepdims=keepdims, select_last_index=last)
+
+
+@pytest.mark.parametrize("op", ["ArgMax", "ArgMin"])
+@pytest.mark.parametrize("dtype", [np.int64, np.int32])
+def test_arg_max_min_of_integers(tmp_path, op, dtype):
+    run(tmp_path, op, [("x", ints(4, 70, dtype=dtype), False)], axis=1, keepdims=0)
+
+
+@pytest.mark.parametrize("op", ["ArgMax", "ArgMin"])
+@pytest.mark.parametrize("last", [0, 1])
+def test_arg_max_min_of_rows_with_nan(tmp_path, op, last):
+    """A NaN wins only when it comes first in its slice (onnxruntime's scan), else it is passed over."""
+    x = rand(5, 6)
+    x[0, 0], x[1, 3], x[2, 5], x[3, 0], x[3, 1] = np.nan, np.nan, np.nan, -np.inf, np.nan
+    x[4] = np.nan
+    run(tmp_path, op, [("x", x, False)], axis=1, keepdims=0, select_last_index=last, specials=False)
+
+
 def test_reduce_mean_opset18_axes_input(tmp_path):
     run(tmp_path, "ReduceMean", [("x", rand(2, 6, 4), False), ("axes", np.array([1], np.int64), True)],
         opset=18, keepdims=0)
+
+
+@pytest.mark.parametrize("shape,attrs", [
+    ((2, 7, 5, 6), dict(size=3)),
+    ((1, 16, 4, 5), dict(size=5, alpha=0.3, beta=0.6, bias=2.0)),
+    ((1, 3, 6, 2), dict(size=7, alpha=1e-3, beta=1.2)),
+])
+def test_lrn(tmp_path, shape, attrs):
+    # No specials: onnxruntime slides its channel sum (adds the square entering the window, subtracts
+    # the one leaving), so one NaN or infinity makes NaN of every later channel; see test_lrn_definition.
+    run(tmp_path, "LRN", [("x", rand(*shape), False)], specials=False, **attrs)
+
+
+def lrn_reference(x: np.ndarray, size: int, alpha: float, beta: float, bias: float) -> np.ndarray:
+    """ONNX's definition, in float64: the window is (size-1)//2 channels before, size//2 after."""
+    x = x.astype(np.float64)
+    pad = [(0, 0)] * x.ndim
+    pad[1] = ((size - 1) // 2, size // 2)
+    sq = np.pad(x * x, pad)
+    with np.errstate(invalid="ignore"):
+        return (x / (bias + alpha / size * sum(sq[:, k:k + x.shape[1]] for k in range(size))) ** beta
+                ).astype(np.float32)
+
+
+@pytest.mark.parametrize("size,shape", [(2, (2, 6, 5)), (4, (1, 5, 2, 3, 2)), (3, (1, 9, 4, 4))])
+def test_lrn_definition(tmp_path, size, shape):
+    """What onnxruntime does not take (even sizes, inputs not 4-D), and NaN and infinities, which reach
+    only the windows holding them, against ONNX's definition."""
+    x = rand(*shape)
+    x.reshape(-1)[[0, 7, 40]] = [np.nan, np.inf, -np.inf]
+    model = single_op("LRN", [("x", x, False)], size=size, alpha=0.2, beta=0.9, bias=1.5)
+    got = kiln_run(model, {"x": x}, tmp_path)[0]
+    np.testing.assert_allclose(got, lrn_reference(x, size, 0.2, 0.9, 1.5), rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("axis,pshape", [(-1, (16,)), (-2, (5, 16)), (1, (5, 16))])
@@ -319,6 +486,45 @@ def test_slice(tmp_path, starts, ends, axes, steps):
     arr = lambda v: np.array(v, np.int64)  # noqa: E731
     run(tmp_path, "Slice", [("x", rand(4, 6, 5), False), ("st", arr(starts), True), ("en", arr(ends), True),
                             ("ax", arr(axes), True), ("sp", arr(steps), True)])
+
+
+PADS = [[0, 2, 0, 3], [1, 1, 2, 0], [1, -1, 2, 1], [0, 0, 0, 0]]
+
+
+@pytest.mark.parametrize("mode", ["constant", "reflect", "edge"])
+@pytest.mark.parametrize("pads", PADS)
+def test_pad(tmp_path, mode, pads):
+    inputs = [("x", rand(2, 3, 4), False), ("p", np.array([0] + pads[:2] + [0] + pads[2:], np.int64), True)]
+    if mode == "constant":
+        inputs.append(("v", np.array(1.5, np.float32), True))
+    run(tmp_path, "Pad", inputs, mode=mode)
+
+
+@pytest.mark.parametrize("mode", ["constant", "reflect", "edge", "wrap"])
+def test_pad_opset19_axes_input(tmp_path, mode):
+    """wrap (opset 19) pads more than the dimension holds; axes name the padded dimensions."""
+    x = rand(2, 3, 4)
+    pads = [1, 2, 2, 0] if mode == "reflect" else [5, 2, 6, 0]
+    node = helper.make_node("Pad", ["x", "p", "", "a"], ["y"], name="the_node", mode=mode)
+    inits = [numpy_helper.from_array(np.array(pads, np.int64), "p"),
+             numpy_helper.from_array(np.array([-1, 1], np.int64), "a")]
+    graph = helper.make_graph([node], "pad", [helper.make_tensor_value_info("x", 1, x.shape)],
+                              [helper.make_empty_tensor_value_info("y")], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    model.ir_version = 8
+    check(model, {"x": x}, tmp_path, specials=True)
+
+
+def test_pad_runtime_value_and_integers(tmp_path):
+    run(tmp_path, "Pad", [("x", rand(3, 4), False), ("p", np.array([1, 0, 0, 2], np.int64), True),
+                          ("v", np.array(-7.0, np.float32), False)])
+    run(tmp_path, "Pad", [("x", ints(3, 4), False), ("p", np.array([0, 1, 2, 1], np.int64), True)], mode="edge")
+
+
+@pytest.mark.parametrize("mode", ["constant", "reflect"])
+def test_pad_opset10_attributes(tmp_path, mode):
+    run(tmp_path, "Pad", [("x", rand(1, 2, 4, 5), False)], opset=10, mode=mode, pads=[0, 0, 1, 2, 0, 0, 2, 1],
+        **({"value": 0.5} if mode == "constant" else {}))
 
 
 def test_gather_runtime_indices(tmp_path):

@@ -25,7 +25,7 @@ DEFAULT_SMS = ("sm_75", "sm_80", "sm_90")
 # format needs a R580 driver (CUDA 13.0 release notes).
 CUBIN_ABI = {12: (0x33, 7), 13: (0x41, 8)}
 
-MODELS = ["mlp", "mnist_cnn", "resnet", "mobilenet_v2", "transformer"]
+MODELS = ["mlp", "mnist_cnn", "resnet", "mobilenet_v2", "transformer", "alexnet_like"]
 
 
 @pytest.mark.parametrize("name", MODELS)

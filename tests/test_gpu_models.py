@@ -10,7 +10,7 @@ from gpu_harness import emulate
 from onnx_models import assert_close, run_onnxruntime
 
 # launches per inference: one per fused op group
-KERNELS = {"mlp": 3, "mnist_cnn": 6, "resnet": 13, "mobilenet_v2": 19, "transformer": 30}
+KERNELS = {"mlp": 3, "mnist_cnn": 6, "resnet": 13, "mobilenet_v2": 19, "transformer": 30, "alexnet_like": 20}
 
 
 def _feeds(model) -> dict[str, np.ndarray]:

@@ -26,7 +26,7 @@ def feeds_for(model: onnx.ModelProto, seed: int = 0) -> dict[str, np.ndarray]:
             for i in model.graph.input}
 
 
-@pytest.mark.parametrize("name", ["mlp", "mnist_cnn", "resnet", "mobilenet_v2", "transformer"])
+@pytest.mark.parametrize("name", ["mlp", "mnist_cnn", "resnet", "mobilenet_v2", "transformer", "alexnet_like"])
 def test_example_model(launcher, tmp_path, name):
     model = getattr(onnx_models, name)()
     pjrt_harness.check(launcher, model, feeds_for(model), tmp_path)

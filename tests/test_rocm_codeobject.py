@@ -17,7 +17,7 @@ from kiln.compiler import driver
 ARCHS = {"gfx90a": 0x3F, "gfx942": 0x4C, "gfx1100": 0x41}
 
 
-@pytest.mark.parametrize("name", ["mlp", "mnist_cnn", "resnet", "mobilenet_v2", "transformer"])
+@pytest.mark.parametrize("name", ["mlp", "mnist_cnn", "resnet", "mobilenet_v2", "transformer", "alexnet_like"])
 def test_code_objects(tmp_path, name):
     path = tmp_path / f"{name}.onnx"
     onnx.save(getattr(M, name)(), path)

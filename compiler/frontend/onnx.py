@@ -25,11 +25,13 @@ NATIVE_OPSET = 13
 # ONNX ops whose IR op has the same name and attributes.
 SAME = {
     "Conv", "MaxPool", "AveragePool", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Relu",
-    "Sigmoid", "Tanh", "Erf", "Gelu", "Softmax", "LogSoftmax", "ReduceMean", "ReduceSum",
-    "BatchNormalization", "Reshape", "Flatten", "Transpose", "Concat",
-    "Split", "Slice", "Gather", "Unsqueeze", "Squeeze", "Identity", "Pow", "Sqrt", "Exp", "Neg",
-    "HardSigmoid", "HardSwish", "Expand", "Where", "Shape", "ConstantOfShape", "Cast", "Log",
-    "Abs", "Size",
+    "Sigmoid", "Tanh", "Erf", "Gelu", "Softmax", "LogSoftmax", "BatchNormalization",
+    "LRN", "Reshape", "Flatten", "Transpose", "Concat", "Split", "Slice", "Gather", "Unsqueeze", "Squeeze",
+    "Identity", "Pow", "Sqrt", "Exp", "Neg", "HardSigmoid", "HardSwish", "Expand", "Where", "Shape",
+    "ConstantOfShape", "Cast", "Log", "Abs", "Size", "Pad",
+    "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or", "Xor",
+    "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum",
+    "ReduceLogSumExp", "ReduceSumSquare", "ArgMax", "ArgMin",
 }
 
 

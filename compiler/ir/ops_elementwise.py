@@ -1,4 +1,4 @@
-"""Elementwise ops (unary, binary with numpy broadcasting, Where, Cast)."""
+"""Elementwise ops (unary, binary with numpy broadcasting, comparisons and logic, Where, Cast)."""
 from __future__ import annotations
 
 import math
@@ -42,6 +42,12 @@ BINARY = {
     "Div": lambda a, b: (np.trunc(a / b) if a.dtype.kind == "i" else a / b),
 }
 
+COMPARE = {
+    "Equal": np.equal, "Less": np.less, "Greater": np.greater, "LessOrEqual": np.less_equal,
+    "GreaterOrEqual": np.greater_equal,
+}
+LOGIC = {"And": np.logical_and, "Or": np.logical_or, "Xor": np.logical_xor}
+
 FLOAT_ONLY = {"Sigmoid", "Tanh", "Erf", "Gelu", "Sqrt", "Exp", "Log", "HardSigmoid", "HardSwish"}
 
 
@@ -61,8 +67,26 @@ def _infer_binary(node: Node) -> list[TensorType]:
     return [TensorType(a.dtype, broadcast_shapes(node, a.shape, b.shape))]
 
 
+def _infer_compare(node: Node) -> list[TensorType]:
+    shape = _infer_binary(node)[0].shape
+    if node.op in LOGIC and node.inputs[0].type.dtype != "bool":
+        raise fail(node, f"expects bool inputs, got {node.inputs[0].type.dtype}")
+    if node.op == "Equal" or node.op in LOGIC or node.inputs[0].type.dtype != "bool":
+        return [TensorType("bool", shape)]
+    raise fail(node, "cannot order bool inputs")
+
+
+def _infer_not(node: Node) -> list[TensorType]:
+    t = node.inputs[0].type
+    if t.dtype != "bool":
+        raise fail(node, f"expects a bool input, got {t.dtype}")
+    return [t]
+
+
 def _infer_where(node: Node) -> list[TensorType]:
     c, x, y = (v.type for v in node.inputs)
+    if c.dtype != "bool":
+        raise fail(node, f"expects a bool condition, got {c.dtype}")
     if x.dtype != y.dtype:
         raise fail(node, f"input dtypes differ ({x.dtype} and {y.dtype})")
     return [TensorType(x.dtype, broadcast_shapes(node, c.shape, x.shape, y.shape))]
@@ -77,6 +101,9 @@ for _name, _fn in UNARY.items():
 for _name, _fn in BINARY.items():
     op(_name, _infer_binary,
        lambda n, xs, f=_fn: [np.asarray(f(xs[0], xs[1])).astype(xs[0].dtype)], _numel_flops)
+for _name, _fn in {**COMPARE, **LOGIC}.items():
+    op(_name, _infer_compare, lambda n, xs, f=_fn: [np.asarray(f(xs[0], xs[1]))], _numel_flops)
+op("Not", _infer_not, lambda n, xs: [np.logical_not(xs[0])], _numel_flops)
 op("Where", _infer_where, lambda n, xs: [np.where(xs[0], xs[1], xs[2])], _numel_flops)
 
-ELEMENTWISE = set(UNARY) | set(BINARY) | {"Where"}
+ELEMENTWISE = set(UNARY) | set(BINARY) | set(COMPARE) | set(LOGIC) | {"Not", "Where"}

@@ -1,4 +1,4 @@
-"""Compute-heavy and normalisation ops: Conv, pooling, MatMul/Gemm, reductions, norms."""
+"""Compute-heavy and normalisation ops: Conv, pooling, MatMul/Gemm, reductions, norms, LRN."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -173,10 +173,46 @@ def _reduce(node: Node) -> list[TensorType]:
     return [TensorType(x.dtype, shape)]
 
 
+REDUCE = {
+    "ReduceMean": np.mean, "ReduceSum": np.sum, "ReduceMax": np.max, "ReduceMin": np.min,
+    "ReduceProd": np.prod,
+    "ReduceL1": lambda x, **kw: np.sum(np.abs(x), **kw),
+    "ReduceL2": lambda x, **kw: np.sqrt(np.sum(x * x, **kw)),
+    "ReduceSumSquare": lambda x, **kw: np.sum(x * x, **kw),
+    "ReduceLogSum": lambda x, **kw: np.log(np.sum(x, **kw)),
+    "ReduceLogSumExp": lambda x, **kw: np.log(np.sum(np.exp(x), **kw)),
+}
+
+
 def _eval_reduce(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
-    fn = {"ReduceMean": np.mean, "ReduceSum": np.sum}[node.op]
-    out = fn(xs[0], axis=reduce_axes(node), keepdims=bool(node.attr("keepdims", 1)))
+    with np.errstate(all="ignore"):
+        out = REDUCE[node.op](xs[0], axis=reduce_axes(node), keepdims=bool(node.attr("keepdims", 1)))
     return [np.asarray(out, xs[0].dtype)]
+
+
+def arg_axis(node: Node) -> int:
+    return norm_axis(node, node.attr("axis", 0), node.inputs[0].type.rank)
+
+
+def _arg_reduce(node: Node) -> list[TensorType]:
+    x = node.inputs[0].type
+    axis = arg_axis(node)
+    if x.dtype == "bool":
+        raise fail(node, "expects a number input, got bool")
+    keep = node.attr("keepdims", 1)
+    shape = tuple(1 if i == axis else d for i, d in enumerate(x.shape) if keep or i != axis)
+    return [TensorType("i64", shape)]
+
+
+def _eval_arg_reduce(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    """First (or with select_last_index, last) position of the extremum along the axis."""
+    axis, x = arg_axis(node), xs[0]
+    pick = np.argmax if node.op == "ArgMax" else np.argmin
+    if node.attr("select_last_index", 0):
+        index = x.shape[axis] - 1 - pick(np.flip(x, axis), axis=axis)
+    else:
+        index = pick(x, axis=axis)
+    return [np.expand_dims(index, axis) if node.attr("keepdims", 1) else index]
 
 
 def _same_as_input(node: Node) -> list[TensorType]:
@@ -212,6 +248,32 @@ def layer_norm_param(node: Node, i: int, shape: tuple[int, ...], default: float)
     return v
 
 
+def lrn_params(node: Node) -> tuple[int, float, float, float]:
+    """size, alpha, beta, bias (ONNX's defaults)."""
+    return (int(node.attrs["size"]), float(node.attr("alpha", 1e-4)), float(node.attr("beta", 0.75)),
+            float(node.attr("bias", 1.0)))
+
+
+def _lrn(node: Node) -> list[TensorType]:
+    x = node.inputs[0].type
+    if x.dtype != "f32" or x.rank < 2:
+        raise fail(node, f"expects an f32 input of rank 2 or more, got {x}")
+    if "size" not in node.attrs or node.attrs["size"] < 1:
+        raise fail(node, "needs a positive size")
+    return [x]
+
+
+def _eval_lrn(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    """x / (bias + alpha / size * sum of x^2 over the channels c - (size-1)//2 .. c + size//2)^beta."""
+    size, alpha, beta, bias = lrn_params(node)
+    x = xs[0]
+    pad = [(0, 0)] * x.ndim
+    pad[1] = ((size - 1) // 2, size // 2)
+    sq = np.pad(x * x, pad)
+    total = sum(sq[:, k:k + x.shape[1]] for k in range(size))
+    return [x / (bias + alpha / size * total) ** beta]
+
+
 def _batch_norm(node: Node) -> list[TensorType]:
     x = node.inputs[0].type
     for v in node.inputs[1:5]:
@@ -233,9 +295,12 @@ op("MaxPool", _pool, flops=lambda n: n.outputs[0].type.numel * int(np.prod(windo
 op("AveragePool", _pool, flops=lambda n: n.outputs[0].type.numel * int(np.prod(window(n).kernel)))
 op("MatMul", _matmul, lambda n, xs: [np.matmul(xs[0], xs[1])], _matmul_flops)
 op("Gemm", _gemm, flops=_gemm_flops)
-op("ReduceMean", _reduce, _eval_reduce, lambda n: n.inputs[0].type.numel)
-op("ReduceSum", _reduce, _eval_reduce, lambda n: n.inputs[0].type.numel)
+for _name in REDUCE:
+    op(_name, _reduce, _eval_reduce, lambda n: n.inputs[0].type.numel)
+op("ArgMax", _arg_reduce, _eval_arg_reduce, lambda n: n.inputs[0].type.numel)
+op("ArgMin", _arg_reduce, _eval_arg_reduce, lambda n: n.inputs[0].type.numel)
 op("Softmax", _same_as_input, _softmax, lambda n: 5 * n.outputs[0].type.numel)
 op("LogSoftmax", _same_as_input, _softmax, lambda n: 6 * n.outputs[0].type.numel)
 op("LayerNormalization", _layer_norm, flops=lambda n: 8 * n.outputs[0].type.numel)
+op("LRN", _lrn, _eval_lrn, lambda n: (lrn_params(n)[0] + 4) * n.outputs[0].type.numel)
 op("BatchNormalization", _batch_norm, flops=lambda n: 2 * n.outputs[0].type.numel)

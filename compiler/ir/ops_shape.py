@@ -211,6 +211,78 @@ def _fill_value(node: Node) -> np.ndarray:
     return value
 
 
+PAD_MODES = ("constant", "reflect", "edge", "wrap")
+
+
+def pad_amounts(node: Node) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Per-dimension (begin, end) pads, from the pads input (opset >= 11) or attribute, over the
+    axes input's dimensions (opset >= 18) or all of them; negative pads crop."""
+    rank = _t(node).rank
+    pads = const_input(node, 1, "pads")
+    pads = [int(p) for p in np.ravel(node.attr("pads", ()) if pads is None else pads)]
+    axes = const_input(node, 3, "axes")
+    axes = list(range(rank)) if axes is None else [norm_axis(node, int(a), rank) for a in np.ravel(axes)]
+    if len(pads) != 2 * len(axes):
+        raise fail(node, f"{len(pads)} pads for {len(axes)} axes")
+    begin, end = [0] * rank, [0] * rank
+    for k, a in enumerate(axes):
+        begin[a], end[a] = pads[k], pads[k + len(axes)]
+    return tuple(begin), tuple(end)
+
+
+def pad_source(node: Node, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each output position along `axis`: the input position it reads and whether it lies
+    inside the input (else it is constant_value). Cropping comes first, then padding the rest."""
+    mode = node.attr("mode", "constant")
+    n = _t(node).shape[axis]
+    begin, end = (p[axis] for p in pad_amounts(node))
+    start, kept = max(-begin, 0), n - max(-begin, 0) - max(-end, 0)
+    before, after = max(begin, 0), max(end, 0)
+    if not (before or after):
+        return np.arange(start, start + kept), np.ones(kept, bool)
+    if n == 0 or kept <= 0 and mode != "constant":
+        raise fail(node, f"cannot {mode}-pad axis {axis}: it is empty")
+    if mode == "reflect" and max(before, after) >= kept:
+        raise fail(node, f"reflect pads {before}, {after} of axis {axis} must be less than its size {kept}")
+    i = np.arange(before + kept + after) - before
+    inside = (i >= 0) & (i < kept)
+    if mode == "wrap":
+        i = i % kept
+    elif mode == "reflect" and kept > 1:
+        m = i % (2 * kept - 2)
+        i = np.where(m < kept, m, 2 * kept - 2 - m)
+    elif mode == "edge":
+        i = np.clip(i, 0, kept - 1)
+    return np.clip(start + i, 0, max(n - 1, 0)), inside
+
+
+def _pad(node: Node) -> list[TensorType]:
+    mode = node.attr("mode", "constant")
+    if mode not in PAD_MODES:
+        raise fail(node, f"mode {mode!r} is not one of {', '.join(PAD_MODES)}")
+    begin, end = pad_amounts(node)
+    shape = tuple(d + b + e for d, b, e in zip(_t(node).shape, begin, end))
+    if any(d < 0 for d in shape):
+        raise fail(node, f"pads {list(begin + end)} crop more than the shape {list(_t(node).shape)}")
+    for axis in range(len(shape)):
+        pad_source(node, axis)
+    return [TensorType(_t(node).dtype, shape)]
+
+
+def _eval_pad(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    x = xs[0]
+    value = xs[2] if len(xs) > 2 and xs[2] is not None else np.zeros((), x.dtype)
+    for axis in range(x.ndim):
+        src, inside = pad_source(node, axis)
+        shape = [1] * x.ndim
+        shape[axis] = len(src)
+        if node.attr("mode", "constant") == "constant":
+            x = np.where(inside.reshape(shape), np.take(x, src, axis=axis), value).astype(x.dtype)
+        else:
+            x = np.take(x, src, axis=axis)
+    return [x]
+
+
 op("Reshape", _reshape, lambda n, xs: [xs[0].reshape(n.outputs[0].type.shape)])
 op("Flatten", _flatten, lambda n, xs: [xs[0].reshape(n.outputs[0].type.shape)])
 op("Squeeze", _squeeze, lambda n, xs: [xs[0].reshape(n.outputs[0].type.shape)])
@@ -227,5 +299,6 @@ op("Shape", lambda n: [TensorType("i64", (len(_shape_slice(n)),))],
 op("Size", lambda n: [TensorType("i64", ())],
    lambda n, xs: [np.array(_t(n).numel, np.int64)], from_types=True)
 op("ConstantOfShape", _constant_of_shape, _eval_constant_of_shape)
+op("Pad", _pad, _eval_pad)
 
 VIEW_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.graph import Graph, Node, Patch, TensorType, Value
-from ..ir.ops_nn import reduce_axes
 from ..ir.ops_shape import slice_params, split_sizes
 from ..ir.registry import norm_axis
 from .infer import infer
+from .decompose import lrn, normalise, pad, reduction
 
 ALIASES = {"Flatten", "Squeeze", "Unsqueeze", "Identity", "Reshape"}
 
@@ -128,10 +128,7 @@ def _split(graph: Graph, node: Node) -> Patch | None:
 
 
 def _normalise_attrs(graph: Graph, node: Node) -> Patch | None:
-    """Fold build-time inputs of Reduce*/Slice into attributes so backends read one form."""
-    if node.op in ("ReduceMean", "ReduceSum") and "axes_norm" not in node.attrs:
-        attrs = dict(node.attrs, axes_norm=reduce_axes(node))
-        return Patch([Node(node.op, node.name, node.inputs[:1], node.outputs, attrs)])
+    """Fold build-time inputs of Slice into attributes so backends read one form."""
     if node.op == "Slice" and len(node.inputs) > 1:
         first, step, length = slice_params(node)
         return Patch([Node("Slice", node.name, node.inputs[:1], node.outputs,
@@ -139,7 +136,8 @@ def _normalise_attrs(graph: Graph, node: Node) -> Patch | None:
     return None
 
 
-RULES = [_alias, _gemm, _batch_norm, _conv_bias, _matmul_vectors, _split, _normalise_attrs]
+RULES = [pad, lrn, reduction, _alias, _gemm, _batch_norm, _conv_bias, _matmul_vectors, _split, _normalise_attrs,
+         normalise]
 
 
 def lower(graph: Graph) -> Graph:

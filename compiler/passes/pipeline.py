@@ -16,7 +16,7 @@ Pass = Callable[[Graph], Graph]
 
 PIPELINE: list[tuple[str, Pass]] = [
     ("infer", infer),            # shapes, dtypes, constant folding (Shape, ConstantOfShape, ...)
-    ("lower", lower),            # Gemm, BatchNormalization, bias, Split, views -> core ops
+    ("lower", lower),            # Gemm, BatchNormalization, bias, Split, Reduce*, Pad, LRN, views -> core ops
     ("fold", infer),
     ("algebra", algebra),        # constant Mul/Add chains; BN scales into conv/matmul weights
     ("refold", infer),

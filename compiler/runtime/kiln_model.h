@@ -26,6 +26,7 @@ enum kiln_dtype {
     KILN_U8 = 5,
     KILN_I32 = 6,
     KILN_I64 = 7,
+    KILN_BOOL = 8,     /* one byte, 0 or 1 */
 };
 
 /* CPU features an entry point may require (bit mask, x86_64). */

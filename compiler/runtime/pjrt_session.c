@@ -54,7 +54,7 @@ static void destroy_buffer(const PJRT_Api *api, PJRT_Buffer *buffer)
     pjrt_check(api, api->PJRT_Buffer_Destroy(&args), "freeing a device buffer");
 }
 
-/* bool weights are stored as U8 in safetensors and as PRED on the device. */
+/* bool weights are stored as BOOL in safetensors and as PRED on the device. */
 static int weight_type(const kiln_weight_desc *w)
 {
     switch (w->dtype) {

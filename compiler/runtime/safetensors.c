@@ -267,6 +267,7 @@ static const char *safetensors_dtype(uint32_t dtype)
     case KILN_U8: return "U8";
     case KILN_I32: return "I32";
     case KILN_I64: return "I64";
+    case KILN_BOOL: return "BOOL";
     default: return "?";
     }
 }

@@ -12,7 +12,7 @@ size_t dtype_size(uint32_t dtype)
     switch (dtype) {
     case KILN_F32: case KILN_I32: return 4;
     case KILN_F16: case KILN_BF16: return 2;
-    case KILN_I8: case KILN_U8: return 1;
+    case KILN_I8: case KILN_U8: case KILN_BOOL: return 1;
     case KILN_I64: return 8;
     default: return 0;
     }
@@ -28,6 +28,7 @@ const char *dtype_name(uint32_t dtype)
     case KILN_U8: return "u8";
     case KILN_I32: return "i32";
     case KILN_I64: return "i64";
+    case KILN_BOOL: return "bool";
     default: return "unknown";
     }
 }
@@ -105,7 +106,7 @@ double tensor_value(const kiln_tensor_desc *desc, const void *data, int64_t i)
     case KILN_F16: return half_to_double(((const uint16_t *)data)[i]);
     case KILN_BF16: return bfloat_to_double(((const uint16_t *)data)[i]);
     case KILN_I8: return ((const int8_t *)data)[i];
-    case KILN_U8: return ((const uint8_t *)data)[i];
+    case KILN_U8: case KILN_BOOL: return ((const uint8_t *)data)[i];
     case KILN_I32: return ((const int32_t *)data)[i];
     case KILN_I64: return (double)((const int64_t *)data)[i];
     default: return NAN;

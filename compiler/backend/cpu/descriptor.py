@@ -11,7 +11,7 @@ from ..llvm.emit import I8, I32, I64, PTR
 
 ABI_VERSION = 1
 MAX_RANK = 8
-DTYPE_CODES = {"f32": 1, "f16": 2, "bf16": 3, "i8": 4, "u8": 5, "i32": 6, "i64": 7, "bool": 5}
+DTYPE_CODES = {"f32": 1, "f16": 2, "bf16": 3, "i8": 4, "u8": 5, "i32": 6, "i64": 7, "bool": 8}
 
 TENSOR = ir.LiteralStructType([PTR, I32, I32, ir.ArrayType(I64, MAX_RANK)])
 WEIGHT = ir.LiteralStructType([PTR, I32, I32, ir.ArrayType(I64, MAX_RANK), I64, I64,

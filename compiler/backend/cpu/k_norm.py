@@ -1,4 +1,5 @@
-"""Reductions and normalisations: ReduceMean/ReduceSum, Softmax/LogSoftmax, LayerNormalization."""
+"""Reductions and normalisations: ReduceSum/Mean/Max/Min/Prod, ArgMax/ArgMin, Softmax/LogSoftmax,
+LayerNormalization."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,10 +7,10 @@ import llvmlite.ir as ir
 
 from ...errors import CompileError
 from ...ir.graph import Node
-from ...ir.ops_nn import layer_norm_param, reduce_axes
+from ...ir.ops_nn import arg_axis, layer_norm_param, reduce_axes
 from ...ir.registry import norm_axis
 from ..llvm import mathfn
-from ..llvm.emit import F32, Fn
+from ..llvm.emit import F32, I64, MEM_TYPES, Fn
 from .context import Context
 from .loops import contiguous, serial_nest, unravel
 
@@ -20,8 +21,15 @@ def _fadd(f: Fn, a: ir.Value, b: ir.Value) -> ir.Value:
     return f.b.fadd(a, b, flags=FAST)
 
 
+# op -> (start value, combine); Max and Min give NaN for a slice holding one, as numpy does.
+REDUCERS = {
+    "ReduceSum": (0.0, _fadd), "ReduceMean": (0.0, _fadd), "ReduceMax": (float("-inf"), mathfn.fmax),
+    "ReduceMin": (float("inf"), mathfn.fmin), "ReduceProd": (1.0, lambda f, a, b: f.b.fmul(a, b, flags=FAST)),
+}
+
+
 def emit_reduce(ctx: Context, f: Fn, node: Node) -> None:
-    """Tasks own the leading non-reduced dims; inside, out[...] += x[...] over the rest."""
+    """Tasks own the leading non-reduced dims; inside, out[...] = out[...] (op) x[...] over the rest."""
     x, y = node.inputs[0], node.outputs[0]
     if x.type.dtype != "f32":
         raise CompileError(f"{node.op} node {node.name}: only f32 is supported")
@@ -34,19 +42,19 @@ def emit_reduce(ctx: Context, f: Fn, node: Node) -> None:
     count = int(np.prod([shape[d] for d in axes], dtype=np.int64)) or 1
     slice_size = int(np.prod([s for d, s in enumerate(shape) if d >= lead and d not in axes],
                              dtype=np.int64))
+    start, combine = REDUCERS[node.op]
 
     def task(t: Fn, flat: ir.Value) -> None:
         idx = unravel(t, flat, shape[:lead])
         xo = t.madd(*zip(idx, in_strides[:lead]))
         yo = t.madd(*zip(idx, out_strides[:lead]))
         xp, yp = ctx.ptr(t, x), ctx.ptr(t, y)
-        zero = t.const_f(0.0, F32)
         with t.loop(slice_size) as j:
-            t.b.store(zero, t.gep(yp, t.b.add(yo, j)))
+            t.b.store(t.const_f(start, F32), t.gep(yp, t.b.add(yo, j)))
 
         def acc(offs: list[ir.Value]) -> None:
             p = t.gep(yp, offs[1])
-            t.b.store(_fadd(t, t.b.load(p, typ=F32), t.b.load(t.gep(xp, offs[0]), typ=F32)), p)
+            t.b.store(combine(t, t.b.load(p, typ=F32), t.b.load(t.gep(xp, offs[0]), typ=F32)), p)
 
         serial_nest(t, rest, [(xo, in_strides[lead:]), (yo, out_strides[lead:])], acc)
         if node.op == "ReduceMean" and count > 1:
@@ -64,6 +72,38 @@ def _rows(shape: tuple[int, ...], axis: int, to_end: bool) -> tuple[int, int, in
     if to_end:
         return outer, int(np.prod(shape[axis:], dtype=np.int64)), 1
     return outer, shape[axis], int(np.prod(shape[axis + 1:], dtype=np.int64))
+
+
+def _better(f: Fn, op: str, last: bool, v: ir.Value, best: ir.Value, dtype: str) -> ir.Value:
+    """Whether v replaces the best so far in an ArgMax/ArgMin scan: strictly (ties keep the first),
+    or with `last` also on ties. Ordered, so a NaN never wins unless it came first (as onnxruntime)."""
+    cmp = {("ArgMax", False): ">", ("ArgMax", True): ">=", ("ArgMin", False): "<", ("ArgMin", True): "<="}
+    sign = cmp[op, last]
+    return f.b.fcmp_ordered(sign, v, best) if dtype == "f32" else f.b.icmp_signed(sign, v, best)
+
+
+def emit_arg_reduce(ctx: Context, f: Fn, node: Node) -> None:
+    """One task per (outer, inner) position scans the axis."""
+    x, y = node.inputs[0], node.outputs[0]
+    outer, n, inner = _rows(x.type.shape, arg_axis(node), False)
+    dtype, last = x.type.dtype, bool(node.attr("select_last_index", 0))
+    ty = MEM_TYPES[dtype]
+
+    def task(t: Fn, row: ir.Value) -> None:
+        b = t.b
+        base = t.madd((b.udiv(row, t.i64(inner)), n * inner), (b.urem(row, t.i64(inner)), 1))
+        xp = ctx.ptr(t, x)
+        best, arg = t.pro.alloca(ty), t.pro.alloca(I64)
+        b.store(b.load(t.gep(xp, base, ty), typ=ty), best)
+        b.store(t.i64(0), arg)
+        with t.loop(n, 1) as j:
+            v = b.load(t.gep(xp, b.add(base, b.mul(j, t.i64(inner))), ty), typ=ty)
+            take = _better(t, node.op, last, v, b.load(best, typ=ty), dtype)
+            b.store(b.select(take, v, b.load(best, typ=ty)), best)
+            b.store(b.select(take, j, b.load(arg, typ=I64)), arg)
+        b.store(b.load(arg, typ=I64), t.gep(ctx.ptr(t, y), row, I64))
+
+    ctx.parallel(f, "argreduce", outer * inner, x.type.numel, task)
 
 
 def emit_softmax(ctx: Context, f: Fn, node: Node) -> None:

@@ -1,14 +1,17 @@
 """One block per row, threads striding along it, block-wide reductions through warp shuffles and
-shared memory: Softmax/LogSoftmax along any axis, LayerNormalization, ReduceSum/ReduceMean."""
+shared memory: Softmax/LogSoftmax along any axis, LayerNormalization, ReduceSum/Mean/Max/Min/Prod;
+and ArgMax/ArgMin, one thread scanning each slice."""
 from __future__ import annotations
 
 import numpy as np
 
+from ...errors import CompileError
 from ...ir.graph import Node
 from ...ir.registry import norm_axis
-from ...ir.ops_nn import layer_norm_param, reduce_axes
-from .kbase import BID, ROW_BLOCK, TID, Builder, block_reduce, dot, strides, strided_rows, unary, unravel
-from .kir import WARP, Const, If, Kernel, Load, Local, Shared, Store, Sym
+from ...ir.ops_nn import arg_axis, layer_norm_param, reduce_axes
+from .kbase import (BID, ROW_BLOCK, TID, Builder, block_reduce, dot, per_element, strides, strided_rows,
+                    unary, unravel)
+from .kir import WARP, Bin, Const, For, If, Kernel, Load, Local, Shared, Store, Sym
 
 RED, STAT = Local("red", "f32", 1), Local("stat", "f32", 2)
 SH = Shared("partial", "f32", ROW_BLOCK // WARP)
@@ -29,8 +32,7 @@ def _get(buf, k=0):
 def _sum_rows(value, var: str, n: int, op: str = "add", init: float = 0.0) -> list:
     """red[0] := op over j in [0, n) of value(j), for the whole block."""
     return [_set(RED, 0, Const(init, "f32")),
-            strided_rows(var, n, (_set(RED, 0, Load(RED, Const(0)).max(value) if op == "max"
-                                       else _get(RED) + value),)),
+            strided_rows(var, n, (_set(RED, 0, Bin(op, _get(RED), value)),)),
             *block_reduce(op, RED, SH, ROW_BLOCK)]
 
 
@@ -74,8 +76,15 @@ def layer_norm(b: Builder, node: Node) -> list[Kernel]:
     return [_kernel(b, node, "layernorm", x.type.numel // n, body)]
 
 
+# op -> (kernel description op, start value); "max" and "min" propagate NaN
+REDUCERS = {"ReduceSum": ("add", 0.0), "ReduceMean": ("add", 0.0), "ReduceMax": ("max", float("-inf")),
+            "ReduceMin": ("min", float("inf")), "ReduceProd": ("mul", 1.0)}
+
+
 def reduce(b: Builder, node: Node) -> list[Kernel]:
     x, y = node.inputs[0], node.outputs[0]
+    if x.type.dtype != "f32":
+        raise CompileError(f"{node.op} node {node.name}: only f32 is supported")
     shape = x.type.shape
     axes = reduce_axes(node)
     kept = [d for d in range(len(shape)) if d not in axes]
@@ -86,5 +95,29 @@ def reduce(b: Builder, node: Node) -> list[Kernel]:
     j = Sym("j")
     value = Load(b.plan.buf(x), base + dot(unravel(j, red_shape), [st[d] for d in axes]))
     total = _get(RED) * (1.0 / n) if node.op == "ReduceMean" else _get(RED)
-    body = [*_sum_rows(value, "j", n), If(TID.eq(0), (Store(b.plan.buf(y), BID, total),))]
+    body = [*_sum_rows(value, "j", n, *REDUCERS[node.op]), If(TID.eq(0), (Store(b.plan.buf(y), BID, total),))]
     return [_kernel(b, node, "reduce", y.type.numel, body)]
+
+
+def arg_reduce(b: Builder, node: Node) -> list[Kernel]:
+    """As the CPU scan: strictly better replaces (or also equal, with select_last_index); ordered
+    comparisons, so a NaN wins only when it comes first."""
+    x, y = node.inputs[0], node.outputs[0]
+    shape, axis = x.type.shape, arg_axis(node)
+    n, inner = shape[axis], int(np.prod(shape[axis + 1:], dtype=np.int64))
+    best, arg = Local("best", x.type.dtype, 1), Local("arg", "i64", 1)
+    sign = ("gt" if node.op == "ArgMax" else "lt") if not node.attr("select_last_index", 0) else \
+        ("ge" if node.op == "ArgMax" else "le")
+    xb = b.plan.buf(x)
+
+    def body(i):
+        at = lambda j: (i // inner) * (n * inner) + j * inner + i % inner  # noqa: E731
+        j = Sym("j")
+        take = Bin(sign, Load(xb, at(j)), _get(best))
+        return [_set(best, 0, Load(xb, at(Const(0)))), _set(arg, 0, Const(0)),
+                For("j", n, (If(take, (_set(best, 0, Load(xb, at(j))), _set(arg, 0, j))),), start=1),
+                Store(b.plan.buf(y), i, _get(arg))]
+
+    kernel = per_element(b, node, "argreduce", y.type.numel, body)
+    return [Kernel(kernel.name, kernel.kind, kernel.grid, kernel.block, kernel.body, locals=(best, arg),
+                   nodes=kernel.nodes)]

@@ -166,7 +166,7 @@ class Barrier:
 @dataclass(frozen=True, eq=False)
 class WarpReduce:
     """local[index] := op over the 32 lanes of each warp (a butterfly of shuffles)."""
-    op: str           # "add" | "max"
+    op: str           # "add" | "mul" | "max" | "min"
     buf: Local
     index: int = 0
 

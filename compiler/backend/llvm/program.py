@@ -140,6 +140,23 @@ def _int_op(f: Fn, instr: Instr, xs: list[ir.Value]) -> ir.Value:
     return binary[op](x, xs[1])
 
 
+CMP = {"Equal": "==", "Less": "<", "Greater": ">", "LessOrEqual": "<=", "GreaterOrEqual": ">="}
+
+
+def _compare(f: Fn, op: str, x: ir.Value, y: ir.Value, dtype: str) -> ir.Value:
+    """Ordered for floats: every comparison with NaN is false."""
+    if dtype == "f32":
+        return f.b.fcmp_ordered(CMP[op], x, y)
+    return (f.b.icmp_unsigned if dtype == "bool" else f.b.icmp_signed)(CMP[op], x, y)
+
+
+def _logic(f: Fn, op: str, xs: list[ir.Value]) -> ir.Value:
+    b = f.b
+    if op == "Not":
+        return b.xor(xs[0], f.const_i(1, xs[0].type))
+    return {"And": b.and_, "Or": b.or_, "Xor": b.xor}[op](xs[0], xs[1])
+
+
 def _apply(f: Fn, instr: Instr, ops: list[Operand], exponent: float | None) -> Operand:
     values = [v for v, _ in ops]
     dtype = ops[0][1]
@@ -149,6 +166,10 @@ def _apply(f: Fn, instr: Instr, ops: list[Operand], exponent: float | None) -> O
         return _cast(f, values[0], dtype, instr.attr("to")), instr.attr("to")
     if instr.op == "Where":
         return f.b.select(values[0], values[1], values[2]), ops[1][1]
+    if instr.op in CMP:
+        return _compare(f, instr.op, values[0], values[1], dtype), "bool"
+    if instr.op in ("Not", "And", "Or", "Xor"):
+        return _logic(f, instr.op, values), "bool"
     if dtype == "f32":
         if instr.op == "Pow" and ops[1][1] != "f32":
             values[1] = _cast(f, values[1], ops[1][1], "f32")

@@ -1,5 +1,6 @@
 """The StableHLO Backend (tpu, cpu-xla): one MLIR module for a PJRT plugin. Its graph goes only through
-shape inference, constant folding and DCE: XLA does the fusion and layout work itself."""
+shape inference, constant folding, the decompositions every backend shares (passes/decompose.py) and
+DCE: XLA does the fusion and layout work itself."""
 from __future__ import annotations
 
 import hashlib
@@ -10,6 +11,7 @@ from ...ir.stats import graph_flops
 from ...ir.weights import WeightTable
 from ...passes.dce import dce
 from ...passes.infer import infer
+from ...passes.decompose import decompose
 from ..base import Target
 from .module import LOWERINGS, build_program
 
@@ -30,7 +32,7 @@ class StableHloBackend:
     name = "stablehlo"
     ops = frozenset(LOWERINGS)
     archs: tuple[str, ...] = ()
-    passes = (("infer", infer), ("dce", dce))
+    passes = (("infer", infer), ("decompose", decompose), ("dce", dce))
 
     def build(self, graph: Graph, target: Target) -> ProgramCode:
         """The program's arguments are the weights first, then the model inputs (the manifest's

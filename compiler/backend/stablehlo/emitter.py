@@ -147,26 +147,26 @@ class Emitter:
         return (f"{{\n  ^bb0({a}: {t}, {b}: {t}):\n    {r} = \"stablehlo.{op}\"({a}, {b}) : ({t}, {t}) -> {t}\n"
                 f"    \"stablehlo.return\"({r}) : ({t}) -> ()\n  }}")
 
-    def nan_max_region(self) -> str:
-        """The body of a max reduction that gives NaN when either scalar is NaN (XLA:CPU's maximum
-        alone drops it)."""
+    def nan_extremum_region(self, op: str = "maximum") -> str:
+        """The body of a max (or min) reduction that gives NaN when either scalar is NaN (XLA:CPU's
+        maximum alone drops it)."""
         t, b = tensor_type(TensorType("f32", ())), tensor_type(TensorType("bool", ()))
         a, c, m, na, r1, nc, r = (self.fresh(p) for p in ("a", "b", "m", "na", "r", "nb", "r"))
         ne = "{comparison_direction = #stablehlo<comparison_direction NE>}"
         return (f"{{\n  ^bb0({a}: {t}, {c}: {t}):\n"
-                f"    {m} = \"stablehlo.maximum\"({a}, {c}) : ({t}, {t}) -> {t}\n"
+                f"    {m} = \"stablehlo.{op}\"({a}, {c}) : ({t}, {t}) -> {t}\n"
                 f"    {na} = \"stablehlo.compare\"({a}, {a}) {ne} : ({t}, {t}) -> {b}\n"
                 f"    {r1} = \"stablehlo.select\"({na}, {a}, {m}) : ({b}, {t}, {t}) -> {t}\n"
                 f"    {nc} = \"stablehlo.compare\"({c}, {c}) {ne} : ({t}, {t}) -> {b}\n"
                 f"    {r} = \"stablehlo.select\"({nc}, {c}, {r1}) : ({b}, {t}, {t}) -> {t}\n"
                 f"    \"stablehlo.return\"({r}) : ({t}) -> ()\n  }}")
 
-    def reduce(self, x: Ref, axes: tuple[int, ...], op: str, init) -> Ref:
-        """Reduces `axes` away (no kept dimensions)."""
+    def reduce(self, x: Ref, axes: tuple[int, ...], op: str, init, region: str | None = None) -> Ref:
+        """Reduces `axes` away (no kept dimensions); `region` replaces the plain `op` body."""
         out = TensorType(x.type.dtype, tuple(d for i, d in enumerate(x.type.shape) if i not in axes))
         start = self.constant(init, x.type.dtype)
         return self.op("reduce", [x, start], out, f"dimensions = {i64_array(sorted(axes))}",
-                       self.scalar_region(op, x.type.dtype))
+                       region or self.scalar_region(op, x.type.dtype))
 
     def reduce_keep(self, x: Ref, axes: tuple[int, ...], op: str, init) -> Ref:
         """Reduces `axes` to size 1 and broadcasts the result back to x's shape."""

@@ -11,7 +11,9 @@ Lowering = Callable[[Emitter, Node, list], list[Ref]]
 
 UNARY = {"Tanh": "tanh", "Sigmoid": "logistic", "Sqrt": "sqrt", "Exp": "exponential", "Log": "log",
          "Neg": "negate", "Abs": "abs"}
-BINARY = {"Add": "add", "Sub": "subtract", "Mul": "multiply", "Div": "divide"}
+BINARY = {"Add": "add", "Sub": "subtract", "Mul": "multiply", "Div": "divide", "And": "and", "Or": "or",
+          "Xor": "xor"}
+COMPARE = {"Equal": "EQ", "Less": "LT", "Greater": "GT", "LessOrEqual": "LE", "GreaterOrEqual": "GE"}
 
 
 def _unary(name: str) -> Lowering:
@@ -20,6 +22,13 @@ def _unary(name: str) -> Lowering:
 
 def _binary(name: str) -> Lowering:
     return lambda em, node, xs: [em.binary(name, xs[0], xs[1])]
+
+
+def _compare(direction: str) -> Lowering:
+    def lower(em: Emitter, node: Node, xs: list) -> list[Ref]:
+        shape = node.outputs[0].type.shape
+        return [em.compare(em.broadcast(xs[0], shape), em.broadcast(xs[1], shape), direction)]
+    return lower
 
 
 def extremum(em: Emitter, name: str, a: Ref, b: Ref) -> Ref:
@@ -89,6 +98,8 @@ def _where(em: Emitter, node: Node, xs: list) -> list[Ref]:
 LOWERINGS: dict[str, Lowering] = {
     **{op: _unary(name) for op, name in UNARY.items()},
     **{op: _binary(name) for op, name in BINARY.items()},
+    **{op: _compare(direction) for op, direction in COMPARE.items()},
+    "Not": _unary("not"),
     "Max": _extremum("maximum"), "Min": _extremum("minimum"),
     "Relu": _relu, "Erf": lambda em, node, xs: [erf(em, xs[0])], "Gelu": _gelu,
     "HardSigmoid": _hard_sigmoid, "HardSwish": _hard_swish, "Pow": _pow, "Where": _where,

@@ -4,10 +4,11 @@ from __future__ import annotations
 import numpy as np
 
 from ...ir.graph import Node, TensorType
-from ...ir.ops_nn import reduce_axes, window
+from ...ir.ops_nn import arg_axis, reduce_axes, window
 from ...ir.registry import norm_axis
 from .emitter import Emitter, Ref, i64_array
 from .lower_elementwise import Lowering
+from .lower_shape import slice_range
 
 
 def _padding(begin, end) -> str:
@@ -52,7 +53,7 @@ def _reduce_window(em: Emitter, node: Node, x: Ref, region: str, init: float) ->
 
 
 def _max_pool(em: Emitter, node: Node, xs: list) -> list[Ref]:
-    return [_reduce_window(em, node, xs[0], em.nan_max_region(), -np.inf)]
+    return [_reduce_window(em, node, xs[0], em.nan_extremum_region(), -np.inf)]
 
 
 def _pool_counts(node: Node) -> np.ndarray:
@@ -120,15 +121,56 @@ def _gemm(em: Emitter, node: Node, xs: list) -> list[Ref]:
     return [y]
 
 
+def _limit(dtype: str, op: str):
+    """The start value of a max (or min) reduction: the lowest (highest) value of the dtype."""
+    if dtype == "f32":
+        return -np.inf if op == "maximum" else np.inf
+    limits = np.iinfo(dtype.replace("i", "int"))
+    return limits.min if op == "maximum" else limits.max
+
+
+# op -> (StableHLO reduction op, start value)
+REDUCERS = {"ReduceSum": ("add", 0), "ReduceMean": ("add", 0), "ReduceMax": ("maximum", -np.inf),
+            "ReduceMin": ("minimum", np.inf), "ReduceProd": ("multiply", 1)}
+
+
 def _reduce(em: Emitter, node: Node, xs: list) -> list[Ref]:
     x, axes = xs[0], reduce_axes(node)
     if not axes:
         return [x]
-    y = em.reduce(x, axes, "add", 0)
+    op, init = REDUCERS[node.op]
+    nan_safe = op in ("maximum", "minimum") and x.type.dtype == "f32"
+    init = _limit(x.type.dtype, op) if op in ("maximum", "minimum") else init
+    y = em.reduce(x, axes, op, init, em.nan_extremum_region(op) if nan_safe else None)
     if node.op == "ReduceMean":
         count = int(np.prod([x.type.shape[a] for a in axes]))
         y = em.binary("divide", y, em.full(count, x.type.dtype, y.type.shape))
     return [em.reshape(y, node.outputs[0].type.shape)]
+
+
+def _arg_reduce(em: Emitter, node: Node, xs: list) -> list[Ref]:
+    """The first (or last) index holding the extremum of the values other than NaN, as the CPU
+    backend's scan gives it; a NaN in a slice's first place wins that slice."""
+    x, axis = xs[0], arg_axis(node)
+    shape, n = x.type.shape, x.type.shape[axis]
+    op = "maximum" if node.op == "ArgMax" else "minimum"
+    values = x
+    if x.type.dtype == "f32":
+        nan = em.compare(x, x, "NE")
+        values = em.op("select", [nan, em.full(_limit("f32", op), "f32", shape), x], x.type)
+    extremum = em.reduce_keep(values, (axis,), op, _limit(x.type.dtype, op))
+    iota = em.op("iota", [], TensorType("i64", shape), f"iota_dimension = {axis} : i64")
+    last = node.attr("select_last_index", 0)
+    none = -1 if last else n
+    hits = em.op("select", [em.compare(x, extremum, "EQ"), iota, em.full(none, "i64", shape)], iota.type)
+    index = em.reduce(hits, (axis,), "maximum" if last else "minimum", none)
+    if x.type.dtype == "f32":
+        ones = [1] * len(shape)
+        first = slice_range(em, x, [0] * len(shape), ones, [1 if d == axis else s for d, s in enumerate(shape)])
+        first = em.reshape(first, index.type.shape)
+        index = em.op("select", [em.compare(first, first, "NE"), em.full(0, "i64", index.type.shape), index],
+                      index.type)
+    return [em.reshape(index, node.outputs[0].type.shape)]
 
 
 def _softmax(em: Emitter, node: Node, xs: list) -> list[Ref]:
@@ -173,6 +215,7 @@ def _batch_norm(em: Emitter, node: Node, xs: list) -> list[Ref]:
 
 LOWERINGS: dict[str, Lowering] = {
     "Conv": _conv, "MaxPool": _max_pool, "AveragePool": _average_pool, "MatMul": _matmul, "Gemm": _gemm,
-    "ReduceMean": _reduce, "ReduceSum": _reduce, "Softmax": _softmax, "LogSoftmax": _softmax,
+    **{op: _reduce for op in REDUCERS}, "ArgMax": _arg_reduce, "ArgMin": _arg_reduce,
+    "Softmax": _softmax, "LogSoftmax": _softmax,
     "LayerNormalization": _layer_norm, "BatchNormalization": _batch_norm,
 }
