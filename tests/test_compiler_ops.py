@@ -174,6 +174,33 @@ def test_unary(tmp_path, op):
     run(tmp_path, op, [("x", rand(3, 17, lo=-6, hi=6), False)], **UNARY[op])
 
 
+# Ops the frontend builds from IR ops (compiler/frontend/composites.py): (op, attrs, opset).
+COMPOSITES = {
+    "reciprocal": ("Reciprocal", {}, 17), "leaky_relu": ("LeakyRelu", dict(alpha=0.2), 17),
+    "leaky_relu_steep": ("LeakyRelu", dict(alpha=1.5), 17), "elu": ("Elu", dict(alpha=0.7), 17),
+    "celu": ("Celu", dict(alpha=2.0), 17), "selu": ("Selu", {}, 17), "softplus": ("Softplus", {}, 17),
+    "softsign": ("Softsign", {}, 17), "mish": ("Mish", {}, 18),
+}
+
+
+@pytest.mark.parametrize("case", sorted(COMPOSITES))
+def test_composite(tmp_path, case):
+    op, attrs, opset = COMPOSITES[case]
+    x = np.concatenate([rand(3, 17, lo=-6, hi=6).ravel(), np.float32([0, -0.0, 30, -30, 1e-3, 90, -90])])
+    run(tmp_path, op, [("x", x, False)], opset=opset, **attrs)
+
+
+@pytest.mark.parametrize("slope", [(1, 5), (3, 1), (1,)])
+def test_prelu(tmp_path, slope):
+    run(tmp_path, "PRelu", [("x", rand(2, 3, 5), False), ("slope", rand(*slope), True)])
+
+
+@pytest.mark.parametrize("axis,scale", [(-1, (8,)), (-2, (3, 8)), (1, (3, 8))])
+def test_rms_normalization(tmp_path, axis, scale):
+    run(tmp_path, "RMSNormalization", [("x", rand(2, 3, 8), False), ("s", rand(*scale), True)], opset=23, axis=axis,
+        epsilon=1e-3)
+
+
 def test_sqrt(tmp_path):
     run(tmp_path, "Sqrt", [("x", rand(5, 9, lo=0.0, hi=10.0), False)])
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import pjrt_harness
+import test_compiler_ops
 from onnx_models import kiln_run, single_op, with_specials
 
 pytestmark = pytest.mark.e2e
@@ -121,6 +122,23 @@ def test_gelu(launcher, tmp_path, approximate):
 def test_split(launcher, tmp_path):
     model = single_op("Split", [("x", rand(4, 9), False), ("s", I([2, 3, 4]), True)], 3, axis=1)
     pjrt_harness.check(launcher, model, {"x": rand(4, 9)}, tmp_path)
+
+
+@pytest.mark.parametrize("case", sorted(test_compiler_ops.COMPOSITES))
+def test_composite(launcher, tmp_path, case):
+    op, attrs, opset = test_compiler_ops.COMPOSITES[case]
+    x = rand(3, 17, lo=-6, hi=6)
+    model = single_op(op, [("x", x, False)], 1, opset, **attrs)
+    for feeds in ({"x": x}, with_specials({"x": x})):
+        pjrt_harness.check(launcher, model, feeds, tmp_path)
+
+
+def test_prelu_and_rms_normalization(launcher, tmp_path):
+    x = rand(2, 3, 8)
+    prelu = single_op("PRelu", [("x", x, False), ("slope", rand(3, 1), True)], 1, 17)
+    rms = single_op("RMSNormalization", [("x", x, False), ("s", rand(3, 8), True)], 1, 23, axis=-2)
+    for model in (prelu, rms):
+        pjrt_harness.check(launcher, model, with_specials({"x": x}), tmp_path)
 
 
 # Not with specials: convolutions and dots (XLA's blocked sums order inf and NaN differently), max
