@@ -201,6 +201,28 @@ def test_rms_normalization(tmp_path, axis, scale):
         epsilon=1e-3)
 
 
+@pytest.mark.parametrize("x,like", [(rand(3, 5, lo=-9, hi=9), np.zeros(2, np.int64)),
+                                    (np.arange(-6, 6, dtype=np.int64).reshape(3, 4), np.zeros(1, np.float32))])
+def test_cast_like(tmp_path, x, like):
+    run(tmp_path, "CastLike", [("x", x, False), ("like", like, True)], opset=19, specials=x.dtype != np.float32)
+
+
+@pytest.mark.parametrize("start,limit,delta", [(0, 10, 3), (10, -2, -4), (2.5, -1.0, -0.75), (5, 5, 1)])
+def test_range_folds(tmp_path, start, limit, delta):
+    dtype = np.float32 if isinstance(start, float) else np.int64
+    inputs = [(n, np.array(v, dtype), True) for n, v in (("s", start), ("l", limit), ("d", delta))]
+    check(single_op("Range", inputs, 1, 17), {}, tmp_path)  # the whole graph folds to its output
+
+
+@pytest.mark.parametrize("upper,k", [(1, 0), (0, 0), (1, 2), (0, -1), (1, -7)])
+def test_trilu(tmp_path, upper, k):
+    run(tmp_path, "Trilu", [("x", rand(2, 4, 5), False), ("k", np.array(k, np.int64), True)], opset=14, upper=upper)
+
+
+def test_trilu_of_integers_without_k(tmp_path):
+    run(tmp_path, "Trilu", [("x", np.arange(12, dtype=np.int64).reshape(3, 4), False)], opset=14, upper=0)
+
+
 def test_sqrt(tmp_path):
     run(tmp_path, "Sqrt", [("x", rand(5, 9, lo=0.0, hi=10.0), False)])
 

@@ -30,7 +30,7 @@ SAME = {
     "BatchNormalization", "Reshape", "Flatten", "Transpose", "Concat",
     "Split", "Slice", "Gather", "Unsqueeze", "Squeeze", "Identity", "Pow", "Sqrt", "Exp", "Neg",
     "HardSigmoid", "HardSwish", "Expand", "Where", "Shape", "ConstantOfShape", "Cast", "Log",
-    "Abs", "Size",
+    "Abs", "Size", "CastLike", "Range", "Trilu",
 }
 
 

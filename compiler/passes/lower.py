@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir.graph import Graph, Node, Patch, TensorType, Value
+from ..ir.graph import DTYPES, Graph, Node, Patch, TensorType, Value
+from ..ir.ops_elementwise import trilu_mask
 from ..ir.ops_nn import reduce_axes
 from ..ir.ops_shape import slice_params, split_sizes
 from ..ir.registry import norm_axis
@@ -139,7 +140,23 @@ def _normalise_attrs(graph: Graph, node: Node) -> Patch | None:
     return None
 
 
-RULES = [_alias, _gemm, _batch_norm, _conv_bias, _matmul_vectors, _split, _normalise_attrs]
+def _cast_like(graph: Graph, node: Node) -> Patch | None:
+    if node.op != "CastLike":
+        return None
+    return Patch([Node("Cast", node.name, node.inputs[:1], node.outputs, {"to": node.inputs[1].type.dtype})])
+
+
+def _trilu(graph: Graph, node: Node) -> Patch | None:
+    """Where(mask, x, 0): zeroes even NaN and infinities, which a multiply by 0 would not."""
+    if node.op != "Trilu":
+        return None
+    x = node.inputs[0]
+    mask = graph.const(f"{node.name}.mask", trilu_mask(node))
+    zero = graph.const(f"{node.name}.zero", np.zeros((), DTYPES[x.type.dtype]))
+    return Patch([Node("Where", node.name, [mask, x, zero], node.outputs)])
+
+
+RULES = [_alias, _gemm, _batch_norm, _conv_bias, _matmul_vectors, _split, _normalise_attrs, _cast_like, _trilu]
 
 
 def lower(graph: Graph) -> Graph:
