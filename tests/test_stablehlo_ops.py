@@ -102,6 +102,8 @@ CASES = {
     "unsqueeze": ("Unsqueeze", [("x", rand(3, 4), 0), ("a", I([0, 3]), 1)], {}),
     "squeeze": ("Squeeze", [("x", rand(3, 1, 4, 1), 0), ("a", I([1]), 1)], {}),
     "expand": ("Expand", [("x", rand(3, 1), 0), ("s", I([2, 3, 4]), 1)], {}),
+    "cast_like": ("CastLike", [("x", rand(3, 5, lo=-9, hi=9), 0), ("like", np.zeros(1, np.int64), 1)], {}),
+    "trilu": ("Trilu", [("x", rand(2, 4, 5), 0), ("k", I(-1), 1)], dict(upper=0)),
 }
 
 
@@ -144,7 +146,7 @@ def test_prelu_and_rms_normalization(launcher, tmp_path):
 # Not with specials: convolutions and dots (XLA's blocked sums order inf and NaN differently), max
 # pooling (onnxruntime drops a NaN in a window's first place), casts of NaN to int (undefined), Pow
 # (C's pow(-inf, y)) and integer division.
-SPECIALS_SKIPPED = {"Conv", "Gemm", "MatMul", "MaxPool", "Cast", "Pow", "Where"}
+SPECIALS_SKIPPED = {"Conv", "Gemm", "MatMul", "MaxPool", "Cast", "CastLike", "Pow", "Where"}
 
 
 @pytest.mark.parametrize("case", [c for c, (op, _, _) in CASES.items()
