@@ -38,9 +38,9 @@ def _one_node(op: str, name: str = "bad_node") -> onnx.ModelProto:
 
 
 def test_unsupported_operator_named(tmp_path):
-    _save(_one_node("LeakyRelu"), tmp_path / "model.onnx")
+    _save(_one_node("Tan"), tmp_path / "model.onnx")
     assert _compile_error(tmp_path / "model.onnx") == \
-        "unsupported operator LeakyRelu (opset 17) at node bad_node (model.onnx); nearest supported: Relu"
+        "unsupported operator Tan (opset 17) at node bad_node (model.onnx); nearest supported: Tanh"
 
 
 def test_unsupported_operator_unnamed_uses_index(tmp_path):
@@ -193,6 +193,14 @@ def test_reduction_of_integers_at_run_time(tmp_path, platform):
         driver.compile(tmp_path / "m.onnx", platform)
 
 
+def test_range_of_runtime_values_names_the_input(tmp_path):
+    model = M.single_op("Range", [("s", np.array(0, np.int64), False), ("l", np.array(5, np.int64), True),
+                                  ("d", np.array(1, np.int64), True)])
+    _save(model, tmp_path / "model.onnx")
+    assert _compile_error(tmp_path / "model.onnx").startswith(
+        "Range node the_node: start must be known at build time (shapes are static)")
+
+
 def test_symbolic_inner_dimension(tmp_path):
     graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
                               [helper.make_tensor_value_info("x", 1, ["N", "T"])],
@@ -211,13 +219,13 @@ def test_empty_dimension_is_named_as_such(tmp_path):
 
 
 def test_cli_prints_one_line_and_exits_1(tmp_path):
-    _save(_one_node("LeakyRelu"), tmp_path / "model.onnx")
+    _save(_one_node("Tan"), tmp_path / "model.onnx")
     r = subprocess.run([sys.executable, "-m", "kiln.compiler", "compile", "--platform", "cpu",
                         "--host", "linux-amd64", str(tmp_path / "model.onnx"), "-o", str(tmp_path / "out")],
                        capture_output=True, text=True)
     assert r.returncode == 1
-    assert r.stderr == ("error: unsupported operator LeakyRelu (opset 17) at node bad_node (model.onnx); "
-                        "nearest supported: Relu\n")
+    assert r.stderr == ("error: unsupported operator Tan (opset 17) at node bad_node (model.onnx); "
+                        "nearest supported: Tanh\n")
     assert not (tmp_path / "out").exists()
 
 

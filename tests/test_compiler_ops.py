@@ -174,6 +174,55 @@ def test_unary(tmp_path, op):
     run(tmp_path, op, [("x", rand(3, 17, lo=-6, hi=6), False)], **UNARY[op])
 
 
+# Ops the frontend builds from IR ops (compiler/frontend/composites.py): (op, attrs, opset).
+COMPOSITES = {
+    "reciprocal": ("Reciprocal", {}, 17), "leaky_relu": ("LeakyRelu", dict(alpha=0.2), 17),
+    "leaky_relu_steep": ("LeakyRelu", dict(alpha=1.5), 17), "elu": ("Elu", dict(alpha=0.7), 17),
+    "celu": ("Celu", dict(alpha=2.0), 17), "selu": ("Selu", {}, 17), "softplus": ("Softplus", {}, 17),
+    "softsign": ("Softsign", {}, 17), "mish": ("Mish", {}, 18),
+}
+
+
+@pytest.mark.parametrize("case", sorted(COMPOSITES))
+def test_composite(tmp_path, case):
+    op, attrs, opset = COMPOSITES[case]
+    x = np.concatenate([rand(3, 17, lo=-6, hi=6).ravel(), np.float32([0, -0.0, 30, -30, 1e-3, 90, -90])])
+    run(tmp_path, op, [("x", x, False)], opset=opset, **attrs)
+
+
+@pytest.mark.parametrize("slope", [(1, 5), (3, 1), (1,)])
+def test_prelu(tmp_path, slope):
+    run(tmp_path, "PRelu", [("x", rand(2, 3, 5), False), ("slope", rand(*slope), True)])
+
+
+@pytest.mark.parametrize("axis,scale", [(-1, (8,)), (-2, (3, 8)), (1, (3, 8))])
+def test_rms_normalization(tmp_path, axis, scale):
+    run(tmp_path, "RMSNormalization", [("x", rand(2, 3, 8), False), ("s", rand(*scale), True)], opset=23, axis=axis,
+        epsilon=1e-3)
+
+
+@pytest.mark.parametrize("x,like", [(rand(3, 5, lo=-9, hi=9), np.zeros(2, np.int64)),
+                                    (np.arange(-6, 6, dtype=np.int64).reshape(3, 4), np.zeros(1, np.float32))])
+def test_cast_like(tmp_path, x, like):
+    run(tmp_path, "CastLike", [("x", x, False), ("like", like, True)], opset=19, specials=x.dtype != np.float32)
+
+
+@pytest.mark.parametrize("start,limit,delta", [(0, 10, 3), (10, -2, -4), (2.5, -1.0, -0.75), (5, 5, 1)])
+def test_range_folds(tmp_path, start, limit, delta):
+    dtype = np.float32 if isinstance(start, float) else np.int64
+    inputs = [(n, np.array(v, dtype), True) for n, v in (("s", start), ("l", limit), ("d", delta))]
+    check(single_op("Range", inputs, 1, 17), {}, tmp_path)  # the whole graph folds to its output
+
+
+@pytest.mark.parametrize("upper,k", [(1, 0), (0, 0), (1, 2), (0, -1), (1, -7)])
+def test_trilu(tmp_path, upper, k):
+    run(tmp_path, "Trilu", [("x", rand(2, 4, 5), False), ("k", np.array(k, np.int64), True)], opset=14, upper=upper)
+
+
+def test_trilu_of_integers_without_k(tmp_path):
+    run(tmp_path, "Trilu", [("x", np.arange(12, dtype=np.int64).reshape(3, 4), False)], opset=14, upper=0)
+
+
 def test_sqrt(tmp_path):
     run(tmp_path, "Sqrt", [("x", rand(5, 9, lo=0.0, hi=10.0), False)])
 

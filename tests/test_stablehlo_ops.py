@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import pjrt_harness
+import test_compiler_ops
 from onnx_models import kiln_run, single_op, with_specials
 
 pytestmark = pytest.mark.e2e
@@ -131,6 +132,8 @@ CASES = {
     "unsqueeze": ("Unsqueeze", [("x", rand(3, 4), 0), ("a", I([0, 3]), 1)], {}),
     "squeeze": ("Squeeze", [("x", rand(3, 1, 4, 1), 0), ("a", I([1]), 1)], {}),
     "expand": ("Expand", [("x", rand(3, 1), 0), ("s", I([2, 3, 4]), 1)], {}),
+    "cast_like": ("CastLike", [("x", rand(3, 5, lo=-9, hi=9), 0), ("like", np.zeros(1, np.int64), 1)], {}),
+    "trilu": ("Trilu", [("x", rand(2, 4, 5), 0), ("k", I(-1), 1)], dict(upper=0)),
 }
 
 
@@ -188,11 +191,28 @@ def test_split(launcher, tmp_path):
     pjrt_harness.check(launcher, model, {"x": rand(4, 9)}, tmp_path)
 
 
+@pytest.mark.parametrize("case", sorted(test_compiler_ops.COMPOSITES))
+def test_composite(launcher, tmp_path, case):
+    op, attrs, opset = test_compiler_ops.COMPOSITES[case]
+    x = rand(3, 17, lo=-6, hi=6)
+    model = single_op(op, [("x", x, False)], 1, opset, **attrs)
+    for feeds in ({"x": x}, with_specials({"x": x})):
+        pjrt_harness.check(launcher, model, feeds, tmp_path)
+
+
+def test_prelu_and_rms_normalization(launcher, tmp_path):
+    x = rand(2, 3, 8)
+    prelu = single_op("PRelu", [("x", x, False), ("slope", rand(3, 1), True)], 1, 17)
+    rms = single_op("RMSNormalization", [("x", x, False), ("s", rand(3, 8), True)], 1, 23, axis=-2)
+    for model in (prelu, rms):
+        pjrt_harness.check(launcher, model, with_specials({"x": x}), tmp_path)
+
+
 # Not with specials: convolutions and dots (XLA's blocked sums order inf and NaN differently), max
 # pooling (onnxruntime drops a NaN in a window's first place), casts of NaN to int (undefined), Pow
 # (C's pow(-inf, y)) and integer division.
 # LRN: onnxruntime slides its channel sum, so one NaN or infinity makes NaN of every later channel.
-SPECIALS_SKIPPED = {"Conv", "Gemm", "MatMul", "MaxPool", "Cast", "Pow", "Where", "LRN"}
+SPECIALS_SKIPPED = {"Conv", "Gemm", "MatMul", "MaxPool", "Cast", "CastLike", "Pow", "Where", "LRN"}
 
 
 @pytest.mark.parametrize("case", [c for c, (op, _, _) in CASES.items()

@@ -12,6 +12,7 @@ from onnx import helper, numpy_helper, version_converter
 
 from ..errors import CompileError
 from ..ir.graph import NP_TO_DTYPE, Graph, Node, TensorType, Value
+from .composites import COMPOSITES
 from .weights import ONNX_DTYPES, inline_weights, onnx_dtype, safetensors_weights
 
 # The ai.onnx opsets kiln accepts: up to the newest of the pinned onnx wheel. Between opset 23 and
@@ -31,7 +32,7 @@ SAME = {
     "ConstantOfShape", "Cast", "Log", "Abs", "Size", "Pad",
     "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or", "Xor",
     "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum",
-    "ReduceLogSumExp", "ReduceSumSquare", "ArgMax", "ArgMin",
+    "ReduceLogSumExp", "ReduceSumSquare", "ArgMax", "ArgMin", "CastLike", "Range", "Trilu",
 }
 
 
@@ -211,7 +212,7 @@ def _global_pool(im: Importer, name: str, ins: list, outs: list[str], attrs: dic
 MAPPERS: dict[str, Callable] = {op: _same(op) for op in SAME}
 MAPPERS.update(Constant=_constant, Max=_chain("Max"), Min=_chain("Min"), Clip=_clip,
                GlobalAveragePool=_global_pool, Dropout=_dropout, Sum=_variadic("Add"),
-               Mean=_variadic("Add", mean=True), LayerNormalization=_layer_norm)
+               Mean=_variadic("Add", mean=True), LayerNormalization=_layer_norm, **COMPOSITES)
 
 
 Shapes = dict[str, tuple[int, ...]]

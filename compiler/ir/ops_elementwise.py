@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from .graph import DTYPES, Node, TensorType
-from .registry import broadcast_shapes, fail, op
+from .registry import broadcast_shapes, const_input, fail, op
 
 
 def _erf(x: np.ndarray) -> np.ndarray:
@@ -105,5 +105,29 @@ for _name, _fn in {**COMPARE, **LOGIC}.items():
     op(_name, _infer_compare, lambda n, xs, f=_fn: [np.asarray(f(xs[0], xs[1]))], _numel_flops)
 op("Not", _infer_not, lambda n, xs: [np.logical_not(xs[0])], _numel_flops)
 op("Where", _infer_where, lambda n, xs: [np.where(xs[0], xs[1], xs[2])], _numel_flops)
+
+
+
+def _infer_cast_like(node: Node) -> list[TensorType]:
+    return [TensorType(node.inputs[1].type.dtype, node.inputs[0].type.shape)]
+
+
+def _infer_trilu(node: Node) -> list[TensorType]:
+    if node.inputs[0].type.rank < 2:
+        raise fail(node, f"needs a tensor of rank 2 or more, got rank {node.inputs[0].type.rank}")
+    return [node.inputs[0].type]
+
+
+def trilu_mask(node: Node) -> np.ndarray:
+    """The [rows, cols] positions Trilu keeps: on and above (upper) or below (lower) diagonal k."""
+    k = const_input(node, 1, "k")
+    rows, cols = node.inputs[0].type.shape[-2:]
+    keep = np.triu if node.attr("upper", 1) else np.tril
+    return keep(np.ones((rows, cols), np.bool_), int(k.ravel()[0]) if k is not None else 0)
+
+
+# Rewritten to Cast and Where (passes/decompose.py) once their operands' types are known.
+op("CastLike", _infer_cast_like, lambda n, xs: [xs[0].astype(xs[1].dtype)], _numel_flops)
+op("Trilu", _infer_trilu, lambda n, xs: [np.where(trilu_mask(n), xs[0], np.zeros((), xs[0].dtype))], _numel_flops)
 
 ELEMENTWISE = set(UNARY) | set(BINARY) | set(COMPARE) | set(LOGIC) | {"Not", "Where"}

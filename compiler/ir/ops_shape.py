@@ -301,4 +301,20 @@ op("Size", lambda n: [TensorType("i64", ())],
 op("ConstantOfShape", _constant_of_shape, _eval_constant_of_shape)
 op("Pad", _pad, _eval_pad)
 
+
+def _range_values(node: Node) -> np.ndarray:
+    start, limit, delta = (const_input(node, i, what) for i, what in enumerate(("start", "limit", "delta")))
+    if not delta:
+        raise fail(node, "delta is 0")
+    count = max(int(np.ceil((limit - start) / delta)), 0)
+    return (start + np.arange(count) * delta).astype(start.dtype)
+
+
+def _range(node: Node) -> list[TensorType]:
+    """Range's length is its value: the inputs must be known at build time, and it always folds."""
+    return [TensorType(_t(node).dtype, (len(_range_values(node)),))]
+
+
+op("Range", _range, lambda n, xs: [_range_values(n)])
+
 VIEW_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}

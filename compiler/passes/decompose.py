@@ -1,12 +1,14 @@
 """Ops every backend gets from others it already has: the Reduce family in terms of the five
 reductions each implements (Sum, Mean, Max, Min, Prod) and elementwise ops; Pad as a Gather per
 padded axis (the source positions of every mode are build-time constants) and, for constant
-padding, a Where; LRN's sum over neighbouring channels as an average pooling of the squares."""
+padding, a Where; LRN's sum over neighbouring channels as an average pooling of the squares;
+CastLike as a Cast; Trilu as a Where with a constant mask."""
 from __future__ import annotations
 
 import numpy as np
 
 from ..ir.graph import DTYPES, Graph, Node, Patch, Value
+from ..ir.ops_elementwise import trilu_mask
 from ..ir.ops_nn import lrn_params, reduce_axes
 from ..ir.ops_shape import pad_amounts, pad_source
 from .infer import infer
@@ -112,9 +114,28 @@ def normalise(graph: Graph, node: Node) -> Patch | None:
     return Patch([Node(node.op, node.name, node.inputs[:1], node.outputs, dict(node.attrs, axes_norm=axes))])
 
 
+def cast_like(graph: Graph, node: Node) -> Patch | None:
+    if node.op != "CastLike":
+        return None
+    return Patch([Node("Cast", node.name, node.inputs[:1], node.outputs, {"to": node.inputs[1].type.dtype})])
+
+
+def trilu(graph: Graph, node: Node) -> Patch | None:
+    """Where(mask, x, 0): zeroes NaN and infinities too, which a multiply by 0 would not."""
+    if node.op != "Trilu":
+        return None
+    x = node.inputs[0]
+    mask = graph.const(f"{node.name}.mask", trilu_mask(node))
+    zero = graph.const(f"{node.name}.zero", np.zeros((), DTYPES[x.type.dtype]))
+    return Patch([Node("Where", node.name, [mask, x, zero], node.outputs)])
+
+
+RULES = [pad, lrn, reduction, normalise, cast_like, trilu]
+
+
 def decompose(graph: Graph) -> Graph:
     """The pass for backends that skip `lower` (StableHLO)."""
-    for rule in (pad, lrn, reduction, normalise):
+    for rule in RULES:
         if graph.rewrite(rule):
             infer(graph)
     return graph
