@@ -180,6 +180,9 @@ COMPOSITES = {
     "leaky_relu_steep": ("LeakyRelu", dict(alpha=1.5), 17), "elu": ("Elu", dict(alpha=0.7), 17),
     "celu": ("Celu", dict(alpha=2.0), 17), "selu": ("Selu", {}, 17), "softplus": ("Softplus", {}, 17),
     "softsign": ("Softsign", {}, 17), "mish": ("Mish", {}, 18),
+    "thresholded_relu": ("ThresholdedRelu", dict(alpha=0.5), 17), "shrink": ("Shrink", dict(bias=0.3, lambd=0.7), 17),
+    "is_nan": ("IsNaN", {}, 17), "is_inf": ("IsInf", {}, 17), "is_inf_positive": ("IsInf", dict(detect_negative=0), 17),
+    "sign": ("Sign", {}, 17),
 }
 
 
@@ -188,6 +191,18 @@ def test_composite(tmp_path, case):
     op, attrs, opset = COMPOSITES[case]
     x = np.concatenate([rand(3, 17, lo=-6, hi=6).ravel(), np.float32([0, -0.0, 30, -30, 1e-3, 90, -90])])
     run(tmp_path, op, [("x", x, False)], opset=opset, **attrs)
+
+
+def test_sign_of_integers(tmp_path):
+    run(tmp_path, "Sign", [("x", np.arange(-3, 4, dtype=np.int64), False)])
+
+
+@pytest.mark.parametrize("op,attrs", [("GlobalMaxPool", {}), ("MeanVarianceNormalization", {}),
+                                      ("MeanVarianceNormalization", dict(axes=[1, 2])),
+                                      ("LpNormalization", dict(axis=1, p=1)), ("LpNormalization", {})])
+def test_normalisations_and_global_max(tmp_path, op, attrs):
+    # onnxruntime's GlobalMaxPool drops a NaN; kiln's max propagates it, as its MaxPool and ReduceMax do
+    run(tmp_path, op, [("x", rand(2, 3, 4, 5), False)], specials=op != "GlobalMaxPool", **attrs)
 
 
 @pytest.mark.parametrize("slope", [(1, 5), (3, 1), (1,)])

@@ -208,6 +208,14 @@ def test_prelu_and_rms_normalization(launcher, tmp_path):
         pjrt_harness.check(launcher, model, with_specials({"x": x}), tmp_path)
 
 
+@pytest.mark.parametrize("op,attrs", [("GlobalMaxPool", {}), ("MeanVarianceNormalization", {}),
+                                      ("LpNormalization", dict(axis=1, p=1))])
+def test_normalisations_and_global_max(launcher, tmp_path, op, attrs):
+    x = rand(2, 3, 4, 5)
+    model = single_op(op, [("x", x, False)], 1, 17, **attrs)
+    pjrt_harness.check(launcher, model, {"x": x} if op == "GlobalMaxPool" else with_specials({"x": x}), tmp_path)
+
+
 # Not with specials: convolutions and dots (XLA's blocked sums order inf and NaN differently), max
 # pooling (onnxruntime drops a NaN in a window's first place), casts of NaN to int (undefined), Pow
 # (C's pow(-inf, y)) and integer division.

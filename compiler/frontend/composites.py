@@ -8,6 +8,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..errors import CompileError
 from ..ir.graph import Value
 
 
@@ -56,6 +57,47 @@ def _softplus(b: _Build, x: Value) -> Value:
     return b("Add", b("Max", x, b.const(0)), b("Log", b("Add", b.const(1), b("Exp", b("Neg", b("Abs", x))))))
 
 
+def _where_zero(b: _Build, keep: Value, x: Value) -> Value:
+    return b("Where", keep, x, b.const(0))
+
+
+def _shrink(b: _Build, ins: list, attrs: dict) -> Value:
+    x, bias, lambd = ins[0], attrs.get("bias", 0.0), attrs.get("lambd", 0.5)
+    above = b("Where", b("Greater", x, b.const(lambd)), b("Sub", x, b.const(bias)), b.const(0))
+    return b("Where", b("Less", x, b.const(-lambd)), b("Add", x, b.const(bias)), above)
+
+
+def _is_inf(b: _Build, ins: list, attrs: dict) -> Value:
+    x = ins[0]
+    checks = [b("Equal", x, b.const(sign * np.inf))
+              for sign, key in ((1, "detect_positive"), (-1, "detect_negative")) if attrs.get(key, 1)]
+    if not checks:
+        return b("Less", x, x)  # detecting neither sign: all false
+    return checks[0] if len(checks) == 1 else b("Or", *checks)
+
+
+def _sign(b: _Build, ins: list, attrs: dict) -> Value:
+    """1, -1, or x itself (0 and NaN stay), in x's own dtype."""
+    x = ins[0]
+    one, zero = b("CastLike", b.const(1), x), b("CastLike", b.const(0), x)
+    return b("Where", b("Greater", x, zero), one, b("Where", b("Less", x, zero), b("Neg", one), x))
+
+
+def _mean_variance_norm(b: _Build, ins: list, attrs: dict) -> Value:
+    """ONNX's function: (x - mean) / (sqrt(mean(x^2) - mean^2) + 1e-9) over `axes`."""
+    x, axes = ins[0], tuple(attrs.get("axes", (0, 2, 3)))
+    mean = b("ReduceMean", x, axes=axes, keepdims=1)
+    variance = b("Sub", b("ReduceMean", b("Mul", x, x), axes=axes, keepdims=1), b("Mul", mean, mean))
+    return b("Div", b("Sub", x, mean), b("Add", b("Sqrt", variance), b.const(1e-9)))
+
+
+def _lp_norm(b: _Build, ins: list, attrs: dict) -> Value:
+    op = {1: "ReduceL1", 2: "ReduceL2"}.get(attrs.get("p", 2))
+    if op is None:
+        raise CompileError(f"LpNormalization node {b.name}: p must be 1 or 2, got {attrs['p']}")
+    return b("Div", ins[0], b(op, ins[0], axes=(attrs.get("axis", -1),), keepdims=1))
+
+
 def _rms_norm(b: _Build, ins: list, attrs: dict) -> Value:
     """x / sqrt(mean(x^2 over the dims from `axis` on) + epsilon) * scale."""
     x, scale = ins[0], ins[1]
@@ -78,4 +120,13 @@ COMPOSITES: dict[str, Callable] = {
     "Softsign": _composite(lambda b, ins, a: b("Div", ins[0], b("Add", b.const(1), b("Abs", ins[0])))),
     "Mish": _composite(lambda b, ins, a: b("Mul", ins[0], b("Tanh", _softplus(b, ins[0])))),
     "RMSNormalization": _composite(_rms_norm),
+    "ThresholdedRelu": _composite(lambda b, ins, a: _where_zero(b, b("Greater", ins[0], b.const(a.get("alpha", 1.0))),
+                                                                ins[0])),
+    "Shrink": _composite(_shrink),
+    "IsNaN": _composite(lambda b, ins, a: b("Not", b("Equal", ins[0], ins[0]))),
+    "IsInf": _composite(_is_inf),
+    "Sign": _composite(_sign),
+    "GlobalMaxPool": _composite(lambda b, ins, a: b("ReduceMax", ins[0], global_pool=True, keepdims=1)),
+    "MeanVarianceNormalization": _composite(_mean_variance_norm),
+    "LpNormalization": _composite(_lp_norm),
 }
