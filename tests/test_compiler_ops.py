@@ -205,6 +205,35 @@ def test_normalisations_and_global_max(tmp_path, op, attrs):
     run(tmp_path, op, [("x", rand(2, 3, 4, 5), False)], specials=op != "GlobalMaxPool", **attrs)
 
 
+@pytest.mark.parametrize("shape", [(2, 3, 4, 5), (1, 4, 7)])
+def test_instance_normalization(tmp_path, shape):
+    run(tmp_path, "InstanceNormalization", [("x", rand(*shape), False), ("s", rand(shape[1]), True),
+                                            ("b", rand(shape[1]), True)], epsilon=1e-3)
+
+
+def test_group_normalization(tmp_path):
+    run(tmp_path, "GroupNormalization", [("x", rand(2, 6, 3, 4), False), ("s", rand(6), True), ("b", rand(6), True)],
+        opset=21, num_groups=3, epsilon=1e-4)
+
+
+@pytest.mark.parametrize("op,attrs", [("DepthToSpace", dict(blocksize=2)), ("DepthToSpace", dict(blocksize=2, mode="CRD")),
+                                      ("SpaceToDepth", dict(blocksize=2))])
+def test_space_and_depth(tmp_path, op, attrs):
+    run(tmp_path, op, [("x", rand(2, 8, 4, 6), False)], **attrs)
+
+
+@pytest.mark.parametrize("x,repeats", [(rand(2, 3), [2, 3]), (np.arange(6, dtype=np.int64).reshape(1, 2, 3), [3, 1, 2]),
+                                       (rand(4), [1])])
+def test_tile(tmp_path, x, repeats):
+    run(tmp_path, "Tile", [("x", x, False), ("r", np.array(repeats, np.int64), True)], specials=x.dtype == np.float32)
+
+
+@pytest.mark.parametrize("k,dtype", [(0, None), (1, 7), (-2, None)])
+def test_eye_like(tmp_path, k, dtype):
+    attrs = dict(k=k, **({"dtype": dtype} if dtype else {}))
+    run(tmp_path, "EyeLike", [("x", rand(3, 5), False)], specials=False, **attrs)
+
+
 @pytest.mark.parametrize("slope", [(1, 5), (3, 1), (1,)])
 def test_prelu(tmp_path, slope):
     run(tmp_path, "PRelu", [("x", rand(2, 3, 5), False), ("slope", rand(*slope), True)])

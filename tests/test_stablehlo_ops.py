@@ -134,6 +134,10 @@ CASES = {
     "expand": ("Expand", [("x", rand(3, 1), 0), ("s", I([2, 3, 4]), 1)], {}),
     "cast_like": ("CastLike", [("x", rand(3, 5, lo=-9, hi=9), 0), ("like", np.zeros(1, np.int64), 1)], {}),
     "trilu": ("Trilu", [("x", rand(2, 4, 5), 0), ("k", I(-1), 1)], dict(upper=0)),
+    "instance_norm": ("InstanceNormalization", [("x", rand(2, 3, 4, 5), 0), ("s", rand(3), 1), ("b", rand(3), 1)], {}),
+    "depth_to_space": ("DepthToSpace", [("x", rand(2, 8, 4, 6), 0)], dict(blocksize=2, mode="CRD")),
+    "space_to_depth": ("SpaceToDepth", [("x", rand(2, 8, 4, 6), 0)], dict(blocksize=2)),
+    "tile": ("Tile", [("x", rand(2, 3), 0), ("r", I([2, 3]), 1)], {}),
 }
 
 

@@ -33,6 +33,7 @@ SAME = {
     "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or", "Xor",
     "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum",
     "ReduceLogSumExp", "ReduceSumSquare", "ArgMax", "ArgMin", "CastLike", "Range", "Trilu",
+    "DepthToSpace", "SpaceToDepth", "Tile", "EyeLike", "InstanceNormalization", "GroupNormalization",
 }
 
 
@@ -99,6 +100,8 @@ def _same(op: str) -> Callable:
     def mapper(im: Importer, name: str, ins: list, outs: list[str], attrs: dict) -> None:
         if op == "Cast":
             attrs = {"to": _cast_target(attrs["to"], name)}
+        if op == "EyeLike" and "dtype" in attrs:
+            attrs = dict(attrs, dtype=_cast_target(attrs["dtype"], name))
         im.emit(op, name, ins, outs, attrs)
     return mapper
 

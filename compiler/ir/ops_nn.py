@@ -302,5 +302,26 @@ op("ArgMin", _arg_reduce, _eval_arg_reduce, lambda n: n.inputs[0].type.numel)
 op("Softmax", _same_as_input, _softmax, lambda n: 5 * n.outputs[0].type.numel)
 op("LogSoftmax", _same_as_input, _softmax, lambda n: 6 * n.outputs[0].type.numel)
 op("LayerNormalization", _layer_norm, flops=lambda n: 8 * n.outputs[0].type.numel)
+
+
+def group_count(node: Node) -> int:
+    """InstanceNormalization as GroupNormalization with one group per channel."""
+    x = node.inputs[0].type
+    if x.rank < 3:
+        raise fail(node, f"needs an input of rank 3 or more (N, C, ...), got rank {x.rank}")
+    groups = x.shape[1] if node.op == "InstanceNormalization" else int(node.attrs.get("num_groups", 0))
+    if groups <= 0 or x.shape[1] % groups:
+        raise fail(node, f"num_groups {groups} must divide the {x.shape[1]} channels")
+    return groups
+
+
+def _group_norm(node: Node) -> list[TensorType]:
+    group_count(node)
+    return [node.inputs[0].type]
+
+
+# Decomposed into reductions and elementwise ops for every backend (passes/decompose.py).
+op("InstanceNormalization", _group_norm, flops=lambda n: 8 * n.outputs[0].type.numel)
+op("GroupNormalization", _group_norm, flops=lambda n: 8 * n.outputs[0].type.numel)
 op("LRN", _lrn, _eval_lrn, lambda n: (lrn_params(n)[0] + 4) * n.outputs[0].type.numel)
 op("BatchNormalization", _batch_norm, flops=lambda n: 2 * n.outputs[0].type.numel)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .graph import NP_TO_DTYPE, Node, TensorType
+from .graph import DTYPES, NP_TO_DTYPE, Node, TensorType
 from .registry import broadcast_shapes, const_input, fail, norm_axis, op
 
 
@@ -318,3 +318,55 @@ def _range(node: Node) -> list[TensorType]:
 op("Range", _range, lambda n, xs: [_range_values(n)])
 
 VIEW_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}
+
+
+def space_depth_shapes(node: Node) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """DepthToSpace/SpaceToDepth as reshape -> transpose -> reshape: (first shape, perm, final shape)."""
+    if _t(node).rank != 4:
+        raise fail(node, f"needs a 4-D input, got rank {_t(node).rank}")
+    n, c, h, w = _t(node).shape
+    b = int(node.attrs.get("blocksize", 0))
+    if node.op == "SpaceToDepth":
+        if b <= 0 or h % b or w % b:
+            raise fail(node, f"blocksize {b} must divide height {h} and width {w}")
+        perm = (0, 1, 3, 5, 2, 4) if node.attr("mode", "DCR") == "CRD" else (0, 3, 5, 1, 2, 4)
+        return (n, c, h // b, b, w // b, b), perm, (n, c * b * b, h // b, w // b)
+    if b <= 0 or c % (b * b):
+        raise fail(node, f"blocksize {b} squared must divide the {c} channels")
+    if node.attr("mode", "DCR") == "CRD":
+        return (n, c // (b * b), b, b, h, w), (0, 1, 4, 2, 5, 3), (n, c // (b * b), h * b, w * b)
+    return (n, b, b, c // (b * b), h, w), (0, 3, 4, 1, 5, 2), (n, c // (b * b), h * b, w * b)
+
+
+def _space_depth(node: Node) -> list[TensorType]:
+    return [TensorType(_t(node).dtype, space_depth_shapes(node)[2])]
+
+
+def _eval_space_depth(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    first, perm, final = space_depth_shapes(node)
+    return [xs[0].reshape(first).transpose(perm).reshape(final)]
+
+
+def tile_repeats(node: Node) -> tuple[int, ...]:
+    repeats = tuple(int(r) for r in np.ravel(const_input(node, 1, "repeats")))
+    if len(repeats) != _t(node).rank or min(repeats, default=1) < 0:
+        raise fail(node, f"repeats {list(repeats)} must be {_t(node).rank} non-negative counts")
+    return repeats
+
+
+def _tile(node: Node) -> list[TensorType]:
+    return [TensorType(_t(node).dtype, tuple(d * r for d, r in zip(_t(node).shape, tile_repeats(node))))]
+
+
+def _eye_like(node: Node) -> list[TensorType]:
+    if _t(node).rank != 2:
+        raise fail(node, f"needs a 2-D input, got rank {_t(node).rank}")
+    dtype = node.attrs.get("dtype")
+    return [TensorType(dtype or _t(node).dtype, _t(node).shape)]
+
+
+op("DepthToSpace", _space_depth, _eval_space_depth)
+op("SpaceToDepth", _space_depth, _eval_space_depth)
+op("Tile", _tile, lambda n, xs: [np.tile(xs[0], tile_repeats(n))])
+op("EyeLike", _eye_like, lambda n, xs: [np.eye(*_t(n).shape, k=int(n.attr("k", 0)),
+                                               dtype=DTYPES[n.outputs[0].type.dtype])], from_types=True)

@@ -2,15 +2,17 @@
 reductions each implements (Sum, Mean, Max, Min, Prod) and elementwise ops; Pad as a Gather per
 padded axis (the source positions of every mode are build-time constants) and, for constant
 padding, a Where; LRN's sum over neighbouring channels as an average pooling of the squares;
-CastLike as a Cast; Trilu as a Where with a constant mask."""
+CastLike as a Cast; Trilu as a Where with a constant mask; Instance/GroupNormalization as
+reductions over each group; DepthToSpace/SpaceToDepth as reshape, transpose, reshape; Tile as a
+Gather per repeated axis."""
 from __future__ import annotations
 
 import numpy as np
 
 from ..ir.graph import DTYPES, Graph, Node, Patch, Value
 from ..ir.ops_elementwise import trilu_mask
-from ..ir.ops_nn import lrn_params, reduce_axes
-from ..ir.ops_shape import pad_amounts, pad_source
+from ..ir.ops_nn import group_count, lrn_params, reduce_axes
+from ..ir.ops_shape import pad_amounts, pad_source, space_depth_shapes, tile_repeats
 from .infer import infer
 
 PRIMITIVE = ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd")
@@ -130,7 +132,55 @@ def trilu(graph: Graph, node: Node) -> Patch | None:
     return Patch([Node("Where", node.name, [mask, x, zero], node.outputs)])
 
 
-RULES = [pad, lrn, reduction, normalise, cast_like, trilu]
+def group_norm(graph: Graph, node: Node) -> Patch | None:
+    """(x - mean) / sqrt(var + epsilon) over each group of channels (with its spatial dims), then
+    scale and bias per channel."""
+    if node.op not in ("InstanceNormalization", "GroupNormalization"):
+        return None
+    x, scale, bias = node.inputs[:3]
+    n, channels = x.type.shape[:2]
+    groups, c = group_count(node), _Chain(graph, node)
+    grouped = c.add("Reshape", [x], shape=(n, groups, x.type.numel // (n * groups)))
+    mean = c.add("ReduceMean", [grouped], axes_norm=(2,), keepdims=1)
+    centred = c.add("Sub", [grouped, mean])
+    var = c.add("ReduceMean", [c.add("Mul", [centred, centred])], axes_norm=(2,), keepdims=1)
+    std = c.add("Sqrt", [c.add("Add", [var, graph.const("epsilon", np.float32(node.attr("epsilon", 1e-5)))])])
+    normed = c.add("Reshape", [c.add("Div", [centred, std])], shape=x.type.shape)
+    per_channel = (channels,) + (1,) * (x.type.rank - 2)
+    scale, bias = (_per_channel(c, v, channels, groups, per_channel) for v in (scale, bias))
+    c.add("Add", [c.add("Mul", [normed, scale]), bias], node.outputs[0])
+    return Patch(c.nodes)
+
+
+def _per_channel(c: _Chain, v: Value, channels: int, groups: int, shape: tuple[int, ...]) -> Value:
+    """A [C] (or, GroupNormalization-18's, [G]) vector shaped to broadcast over [N, C, ...]."""
+    if v.type.numel == groups != channels:
+        v = c.add("Gather", [v, c.graph.const("group_of", np.arange(channels) // (channels // groups))], axis=0)
+    return c.add("Reshape", [v], shape=shape)
+
+
+def space_depth(graph: Graph, node: Node) -> Patch | None:
+    if node.op not in ("DepthToSpace", "SpaceToDepth"):
+        return None
+    first, perm, _ = space_depth_shapes(node)
+    c = _Chain(graph, node)
+    moved = c.add("Transpose", [c.add("Reshape", node.inputs[:1], shape=first)], perm=perm)
+    c.add("Reshape", [moved], node.outputs[0], shape=node.outputs[0].type.shape)
+    return Patch(c.nodes)
+
+
+def tile(graph: Graph, node: Node) -> Patch | None:
+    if node.op != "Tile":
+        return None
+    x, c = node.inputs[0], _Chain(graph, node)
+    for axis, (size, times) in enumerate(zip(x.type.shape, tile_repeats(node))):
+        if times != 1:
+            x = c.add("Gather", [x, graph.const("tile_source", np.arange(size * times) % max(size, 1))], axis=axis)
+    c.add("Reshape", [x], node.outputs[0], shape=node.outputs[0].type.shape)
+    return Patch(c.nodes)
+
+
+RULES = [pad, lrn, reduction, normalise, cast_like, trilu, group_norm, space_depth, tile]
 
 
 def decompose(graph: Graph) -> Graph:
