@@ -3,6 +3,7 @@ variant choice, weights lookup and the thread pool."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import sys
@@ -210,6 +211,11 @@ def test_info_describes_platform_variant_model_and_weights(tiny):
     assert fields["output:"] == "logits: f32 [1, 10]"
     assert fields["weights:"] == f"{tiny.exe.parent}/../weights/tiny.safetensors (2 tensors, 31400 bytes, sha256 verified)"
     assert fields["threads:"] == "3"
+
+
+def test_threads_auto_is_the_available_cores(tiny):
+    fields = dict(line.split(None, 1) for line in ok(kit.run(tiny.exe, "--info", "--threads", "auto")).splitlines())
+    assert fields["threads:"] == str(len(os.sched_getaffinity(0)))
 
 
 def test_one_stderr_line_names_platform_and_variant(tiny, tmp_path):
