@@ -5,11 +5,12 @@
  * much slower than one.
  *
  * Waiting threads spin for SPIN_NS, then, inside an inference (pool_begin ..
- * pool_end) keep polling while yielding the core (threads may outnumber cores,
- * and the thread that is late must get to run), and outside one sleep on a
- * futex, so an idle launcher or a server between requests burns no core. The
- * pool_begin of the next inference wakes the sleepers while the first, small
- * layers still run inline. Wake-ups are syscalls only when someone sleeps. */
+ * pool_end) and for SPIN_NS after it, keep polling while yielding the core
+ * (threads may outnumber cores, and the thread that is late must get to run),
+ * and then sleep on a futex, so an idle launcher or a server between requests
+ * burns no core. The pool_begin of the next inference wakes the sleepers while
+ * the first, small layers still run inline. Wake-ups are syscalls only when
+ * someone sleeps. */
 #define _GNU_SOURCE
 #include "pool.h"
 
@@ -89,14 +90,25 @@ static void sleep_while(atomic_uint *word, unsigned value, atomic_uint *sleepers
     atomic_fetch_sub(sleepers, 1);
 }
 
-/* Waits while *word == value: spins, then yields while the pool is hot, else sleeps. */
+/* Waits while *word == value: spins for SPIN_NS, then while the pool is hot
+ * polls giving the core away, and sleeps once it has been cold for SPIN_NS (so
+ * back-to-back inferences never sleep in between). */
 static void wait_while(struct pool *pool, atomic_uint *word, unsigned value, atomic_uint *sleepers)
 {
     int64_t spin_until = now_ns() + SPIN_NS;
+    int64_t sleep_at = spin_until;
     for (unsigned i = 1; atomic_load(word) == value; i++) {
-        if (i % 64 != 0 || now_ns() < spin_until) {
+        if (i % 64 != 0) {
             cpu_relax();
-        } else if (atomic_load(&pool->hot)) {
+            continue;
+        }
+        int64_t now = now_ns();
+        if (atomic_load(&pool->hot)) {
+            sleep_at = now + SPIN_NS;
+        }
+        if (now < spin_until) {
+            cpu_relax();
+        } else if (now < sleep_at) {
             sched_yield();
         } else {
             sleep_while(word, value, sleepers);
