@@ -296,6 +296,7 @@ def test_parallel_for_covers_each_index_once(probe, tmp_path, threads, nested):
 
 
 def test_parallel_for_many_calls(probe, tmp_path):
-    """Enough back-to-back calls that workers alternate between spinning and sleeping."""
+    """Enough back-to-back calls that a race between claiming chunks, finishing a job and publishing
+    the next would show."""
     visits = run_probe(probe, tmp_path, 5, repeat=100000, nested=0, threads=2)
     assert (visits[:5] == 100000).all() and (visits[5:] == 0).all()

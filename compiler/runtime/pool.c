@@ -4,11 +4,10 @@
  * take: the caller takes them instead of waiting, and two threads are never
  * much slower than one.
  *
- * Waiting threads spin for SPIN_NS, then, inside an inference (pool_begin ..
- * pool_end) and for SPIN_NS after it, keep polling while yielding the core
- * (threads may outnumber cores, and the thread that is late must get to run),
- * and then sleep on a futex, so an idle launcher or a server between requests
- * burns no core. The pool_begin of the next inference wakes the sleepers while
+ * Waiting threads poll, yielding the core now and then (threads may outnumber
+ * cores, and the thread that is late must get to run), inside an inference
+ * (pool_begin .. pool_end) and for SPIN_NS after it, and then sleep on a futex,
+ * so an idle launcher or a server between requests burns no core. The pool_begin of the next inference wakes the sleepers while
  * the first, small layers still run inline. Wake-ups are syscalls only when
  * someone sleeps. */
 #define _GNU_SOURCE
@@ -30,7 +29,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SPIN_NS 50000          /* busy polls before yielding or sleeping: the gap between two layers */
+#define SPIN_NS 50000          /* polls before sleeping, once the pool is cold */
+/* A thread that polls without yielding halves the speed of the one it waits for
+ * when both share a core (another process has the other one): a yield is cheap
+ * when nobody else wants the core. */
+#define POLLS_PER_YIELD 64
 #define CHUNKS_PER_THREAD 4    /* enough that a late thread's share is small, few enough to keep runs long */
 #define CACHE_LINE 64
 
@@ -90,15 +93,14 @@ static void sleep_while(atomic_uint *word, unsigned value, atomic_uint *sleepers
     atomic_fetch_sub(sleepers, 1);
 }
 
-/* Waits while *word == value: spins for SPIN_NS, then while the pool is hot
- * polls giving the core away, and sleeps once it has been cold for SPIN_NS (so
- * back-to-back inferences never sleep in between). */
+/* Waits while *word == value: polls, giving the core away every POLLS_PER_YIELD
+ * polls, while the pool is hot and for SPIN_NS after (so back-to-back
+ * inferences never sleep in between); then sleeps. */
 static void wait_while(struct pool *pool, atomic_uint *word, unsigned value, atomic_uint *sleepers)
 {
-    int64_t spin_until = now_ns() + SPIN_NS;
-    int64_t sleep_at = spin_until;
+    int64_t sleep_at = now_ns() + SPIN_NS;
     for (unsigned i = 1; atomic_load(word) == value; i++) {
-        if (i % 64 != 0) {
+        if (i % POLLS_PER_YIELD != 0) {
             cpu_relax();
             continue;
         }
@@ -106,9 +108,7 @@ static void wait_while(struct pool *pool, atomic_uint *word, unsigned value, ato
         if (atomic_load(&pool->hot)) {
             sleep_at = now + SPIN_NS;
         }
-        if (now < spin_until) {
-            cpu_relax();
-        } else if (now < sleep_at) {
+        if (now < sleep_at) {
             sched_yield();
         } else {
             sleep_while(word, value, sleepers);
