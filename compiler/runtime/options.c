@@ -56,16 +56,7 @@ static long parse_count(const char *flag, const char *text, long min, long max)
 /* 0 for auto. */
 static int parse_threads(const char *text)
 {
-    if (strcmp(text, "auto") == 0) {
-        return 0;
-    }
-    char *end;
-    errno = 0;
-    long value = strtol(text, &end, 10);
-    if (errno != 0 || end == text || *end != '\0' || value < 1 || value > POOL_MAX_THREADS) {
-        fail_usage("--threads needs auto or an integer from 1 to %d, got '%s'", POOL_MAX_THREADS, text);
-    }
-    return (int)value;
+    return strcmp(text, "auto") == 0 ? 0 : (int)parse_count("--threads", text, 1, POOL_MAX_THREADS);
 }
 
 static void add_binding(const char **list, int *count, const char *flag, const char *value)
