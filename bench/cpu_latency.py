@@ -1,6 +1,6 @@
 """Batch-1 CPU latency of kiln's compiled launcher and its peers, side by side, in one run.
 
-    python3 bench/cpu_latency.py [--runs 100] [--rounds 3] [--threads 1,2]
+    python3 bench/cpu_latency.py [--runs 100] [--processes 5] [--threads 1,2]
                                  [--models mlp,cnn,resnet18,mobilenet_v2,transformer]
                                  [--peers onnxruntime,tract,iree,torch] [--launches 10]
 
@@ -12,20 +12,25 @@ add it with --peers onnxruntime,tract,iree,torch,tvm.
 
 For each model of bench/models.py and each thread count:
 - kiln builds the model's ONNX export with `kiln build` in a scratch workspace, and its launcher
-  times itself (`--bench RUNS`: median of RUNS runs after a warm-up of RUNS/10 + 1 runs and at least 0.2 s);
+  times itself (`--bench RUNS`: median, p90 and p99 of RUNS runs after a warm-up of RUNS/10 + 1 runs
+  and at least 0.2 s);
 - each peer runs in a worker process of its own (bench/peers.py says how each is set up and limited
-  to the thread count) and is timed there: median of RUNS runs after the same warm-up as kiln's;
+  to the thread count) and is timed there: median, p90 and p99 of RUNS runs after the same warm-up;
 - before timing, every runtime's output for the model's input is checked against onnxruntime's at
   the same thread count: a WARNING line when the max abs error exceeds 1e-3 of the largest |output|;
-- the runtimes are timed in turn for ROUNDS rounds, in an order that rotates each round; a cell is
-  the median of its round medians.
+- every runtime is timed in PROCESSES fresh processes per cell (a launcher run, or a new peer worker
+  that loads the model again), in turn, in an order that rotates each time: thread placement and
+  memory layout differ between processes, and so can a runtime's speed. A cell is the median over
+  its processes of their p50, p90 and p99, and its spread, the slowest process's median over the
+  fastest's.
 
 Printed on stdout (progress goes to stderr): the machine and the runtimes' versions; numpy's sgemm
 peak (2048^3 float32, OpenBLAS limited to each thread count with threadpoolctl); a markdown table
-with, per model and thread count, every runtime's ms, kiln / onnxruntime (below 1: kiln is faster),
-kiln's GFLOP/s (bench/models.flops over kiln's ms) and that as % of the sgemm peak at that thread
-count, kiln's speed-up over its 1-thread time and how many full cores the host gave that many
-threads during the row's rounds (see host_cores); how each peer was run; the CPU each peer kept busy while timed and the largest output error
+with, per model and thread count, every runtime's p50 / p90 / p99 ms, kiln's and onnxruntime's spread,
+kiln / onnxruntime at p50 and p99 (below 1: kiln is faster), kiln's GFLOP/s (bench/models.flops over
+kiln's p50) and that as % of the sgemm peak at that thread count, kiln's speed-up over its 1-thread
+time and how many full cores the host gave that many threads meanwhile (see host_cores); how each
+peer was run; the CPU each peer kept busy while timed and the largest output error
 of each runtime; and exec-to-first-result: the wall time of a whole process answering one MNIST
 image, kiln's launcher (examples/mnist) against `python -c` importing onnxruntime, loading the same
 model and running it once, median of LAUNCHES launches each.
@@ -59,7 +64,6 @@ DEFAULT_PEERS = ("onnxruntime", "tract", "iree", "torch")
 REFERENCE = "onnxruntime"
 TOLERANCE = 1e-3    # max abs error over the largest |reference output|
 SETTLE_S = 0.3      # pause before timing a runtime: thread pools of the one before stop spinning
-UNSTEADY = 1.5      # a cell whose slowest round median is this many times its fastest is marked
 SGEMM_N = 2048
 PROBE_N = 768  # host_cores: ~10 ms a matmul on one core
 SGEMM_SCRIPT = """
@@ -83,16 +87,35 @@ ORT_FIRST_RESULT = ("import sys, numpy as np, onnxruntime as ort; "
                     "print(s.run(None, {'input': np.load(sys.argv[2])})[0].argmax())")
 
 
+@dataclass(frozen=True)
+class Process:
+    """One timed process: ms percentiles of its runs."""
+    p50: float
+    p90: float
+    p99: float
+
+
 @dataclass
 class Cell:
-    """One runtime at one model and thread count: its round medians, or why it has none."""
-    rounds: list[float] = field(default_factory=list)
+    """One runtime at one model and thread count: its processes' timings, or why it has none."""
+    processes: list[Process] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
     status: str = ""            # "not installed" or "failed" when it was not timed
 
     @property
     def ms(self) -> float | None:
-        return statistics.median(self.rounds) if self.rounds and not self.status else None
+        return self.median("p50")
+
+    def median(self, percentile: str) -> float | None:
+        """The median over the processes of their `percentile` ("p50", "p90", "p99")."""
+        if not self.processes or self.status:
+            return None
+        return statistics.median(getattr(p, percentile) for p in self.processes)
+
+    @property
+    def spread(self) -> float:
+        """The slowest process's median over the fastest's."""
+        return max(p.p50 for p in self.processes) / min(p.p50 for p in self.processes)
 
 
 class WorkerError(Exception):
@@ -132,11 +155,11 @@ class Worker:
     def load(self, name: str, onnx_path: Path, input_npy: Path, output_npy: Path) -> None:
         self.ask(f"load {name} {onnx_path} {input_npy} {output_npy}", timeout=1800)
 
-    def time(self, runs: int) -> tuple[float, float]:
-        """Median ms and CPU time / wall time of `runs` timed runs."""
+    def time(self, runs: int) -> tuple[Process, float]:
+        """Percentiles and CPU time / wall time of `runs` timed runs."""
         reply = self.ask(f"time {runs} {runs // 10 + 1}", timeout=3600)
-        ms, cpu = re.fullmatch(r"ms (\S+) cpu (\S+)", reply).groups()
-        return float(ms), float(cpu)
+        *ms, cpu = re.fullmatch(r"ms (\S+) p90 (\S+) p99 (\S+) cpu (\S+)", reply).groups()
+        return Process(*map(float, ms)), float(cpu)
 
     def close(self) -> None:
         if self.process.poll() is None:
@@ -169,10 +192,12 @@ def kiln_args(launcher: Path, weights: Path, input_npy: Path, threads: int) -> l
     return [str(launcher), "--weights", str(weights), "--threads", str(threads), "--input", f"input={input_npy}"]
 
 
-def kiln_median_ms(launcher: Path, weights: Path, input_npy: Path, threads: int, runs: int) -> float:
+def kiln_process(launcher: Path, weights: Path, input_npy: Path, threads: int, runs: int) -> Process:
+    """One launcher process timing itself."""
     done = subprocess.run([*kiln_args(launcher, weights, input_npy, threads), "--bench", str(runs)],
                           capture_output=True, text=True, check=True)
-    return float(re.search(r"median ([0-9.]+) ms", done.stdout + done.stderr).group(1))
+    found = re.search(r"median ([0-9.]+) ms, p90 ([0-9.]+) ms, p99 ([0-9.]+) ms", done.stdout)
+    return Process(*map(float, found.groups()))
 
 
 def sgemm_gflops(threads: int) -> list[tuple[float, str]]:
@@ -281,7 +306,7 @@ class Results:
     cells: dict[tuple[str, int], dict[str, Cell]] = field(default_factory=dict)   # (model, threads) -> runtime
     errors: dict[str, dict[str, float]] = field(default_factory=dict)   # model -> runtime -> largest rel. error
     gflop: dict[str, float] = field(default_factory=dict)               # model -> GFLOP per inference
-    cores: dict[tuple[str, int], list[float]] = field(default_factory=dict)  # host_cores before each round
+    cores: dict[tuple[str, int], list[float]] = field(default_factory=dict)  # host_cores before each set
     notes: list[str] = field(default_factory=list)                      # failures, printed under the table
 
     def note(self, text: str) -> None:
@@ -301,59 +326,97 @@ def check_outputs(results: Results, name: str, threads: int, outputs: dict[str, 
                   f"{absolute:.3g}, {relative:.3g} of the largest |output| (tolerance {TOLERANCE:g})", flush=True)
 
 
-def measure_model(results: Results, name: str, workspace: Path, data: Path, peers: list[Peer],
-                  workers: dict[tuple[str, int], Worker], thread_counts: list[int], runs: int, rounds: int) -> None:
-    """Build `name` with kiln, load it into every peer's workers, check the outputs, time all in rounds."""
+@dataclass(frozen=True)
+class Subject:
+    """One model as every runtime gets it."""
+    name: str
+    onnx_path: Path
+    input_npy: Path
+    launcher: Path          # kiln's
+    weights: Path
+    data: Path              # scratch directory for outputs and worker logs
+
+
+def peer_process(peer: Peer, threads: int, subject: Subject) -> tuple[Worker, Path]:
+    """A fresh worker process for `peer` with the model loaded, and where it saved the model's output."""
+    output = subject.data / f"{subject.name}-{peer.name}-{threads}.npy"
+    worker = Worker(peer, threads, subject.data / f"{peer.name}-{threads}.log")
+    try:
+        worker.load(subject.name, subject.onnx_path, subject.input_npy, output)
+    except WorkerError:
+        worker.close()
+        raise
+    return worker, output
+
+
+def one_process(runtime: str, threads: int, subject: Subject, runs: int) -> tuple[Process, float | None]:
+    """Time `runtime` in a process of its own: its percentiles, and for a peer the CPU it kept busy."""
+    if runtime == "kiln":
+        return kiln_process(subject.launcher, subject.weights, subject.input_npy, threads, runs), None
+    worker, _ = peer_process(PEERS[runtime], threads, subject)
+    try:
+        return worker.time(runs)
+    finally:
+        worker.close()
+
+
+def check_row(results: Results, row: dict[str, Cell], subject: Subject, peers: list[Peer], installed: set[str],
+              threads: int) -> None:
+    """Run every runtime once on the model's input and compare the outputs; mark the ones that cannot run."""
+    kiln_out = subject.data / f"{subject.name}-kiln-{threads}.npy"
+    subprocess.run([*kiln_args(subject.launcher, subject.weights, subject.input_npy, threads), "--output",
+                    f"output={kiln_out}"], capture_output=True, check=True)
+    outputs = {"kiln": np.load(kiln_out)}
+    for peer in peers:
+        if peer.name not in installed:
+            row[peer.name].status = "not installed"
+            continue
+        print(f"{subject.name} {threads}t: {peer.name} load", file=sys.stderr, flush=True)
+        try:
+            worker, output = peer_process(peer, threads, subject)
+            worker.close()
+            outputs[peer.name] = np.load(output)
+        except WorkerError as error:
+            row[peer.name].status = "failed"
+            results.note(f"{peer.name} failed on {subject.name} ({threads} threads): {error}")
+    check_outputs(results, subject.name, threads, outputs)
+
+
+def measure_model(results: Results, name: str, workspace: Path, data: Path, peers: list[Peer], installed: set[str],
+                  thread_counts: list[int], runs: int, processes: int) -> None:
+    """Build `name` with kiln, check every runtime's output, time each in `processes` fresh processes."""
     model = models.onnx_model(models.torch_model(name), name)
     results.gflop[name] = models.flops(model) / 1e9
     onnx_path, input_npy = data / f"{name}.onnx", data / f"{name}.input.npy"
     onnx_path.write_bytes(model.SerializeToString())
     np.save(input_npy, models.input_array(name))
     print(f"{name}: kiln build", file=sys.stderr, flush=True)
-    launcher, packed = build_launcher(workspace, name, onnx_path)
+    subject = Subject(name, onnx_path, input_npy, *build_launcher(workspace, name, onnx_path), data)
     for threads in thread_counts:
         row = results.cells[(name, threads)] = {"kiln": Cell(), **{peer.name: Cell() for peer in peers}}
-        kiln_out = data / f"{name}-kiln-{threads}.npy"
-        subprocess.run([*kiln_args(launcher, packed, input_npy, threads), "--output", f"output={kiln_out}"],
-                       capture_output=True, check=True)
-        outputs = {"kiln": np.load(kiln_out)}
-        for peer in peers:
-            worker = workers.get((peer.name, threads))
-            if worker is None:
-                row[peer.name].status = "not installed"
-                continue
-            print(f"{name} {threads}t: {peer.name} load", file=sys.stderr, flush=True)
-            output = data / f"{name}-{peer.name}-{threads}.npy"
-            try:
-                worker.load(name, onnx_path, input_npy, output)
-                outputs[peer.name] = np.load(output)
-            except WorkerError as error:
-                row[peer.name].status = "failed"
-                results.note(f"{peer.name} failed on {name} ({threads} threads): {error}")
-        check_outputs(results, name, threads, outputs)
-        timed = [runtime for runtime in row if runtime in outputs]
-        for round_ in range(rounds):   # each round starts one runtime later
+        check_row(results, row, subject, peers, installed, threads)
+        timed = [runtime for runtime, cell in row.items() if not cell.status]
+        for launch in range(processes):   # each time one runtime later
             if threads > 1 and (cores := host_cores(threads)) is not None:
                 results.cores.setdefault((name, threads), []).append(cores)
-            shift = round_ % len(timed)
+            shift = launch % len(timed)
             for runtime in timed[shift:] + timed[:shift]:
                 cell = row[runtime]
                 if cell.status:
                     continue
                 time.sleep(SETTLE_S)  # let the last runtime's spinning threads go to sleep first
-                if runtime == "kiln":
-                    cell.rounds.append(kiln_median_ms(launcher, packed, input_npy, threads, runs))
-                    continue
                 try:
-                    ms, cpu = workers[(runtime, threads)].time(runs)
-                    cell.rounds.append(ms)
-                    cell.cpu.append(cpu)
+                    process, cpu = one_process(runtime, threads, subject, runs)
                 except WorkerError as error:
                     cell.status = "failed"
                     results.note(f"{runtime} failed timing {name} ({threads} threads): {error}")
+                    continue
+                cell.processes.append(process)
+                if cpu is not None:
+                    cell.cpu.append(cpu)
         print(f"{name:12s} {threads}t  " + "  ".join(
-            f"{r} {c.ms:.3f} ({', '.join(f'{ms:.3f}' for ms in c.rounds)})" if c.ms is not None else f"{r} {c.status}"
-            for r, c in row.items()) + " ms", file=sys.stderr, flush=True)
+            f"{r} p50 {', '.join(f'{p.p50:.3f}' for p in c.processes)} p99 {', '.join(f'{p.p99:.3f}' for p in c.processes)}"
+            if c.ms is not None else f"{r} {c.status}" for r, c in row.items()) + " ms", file=sys.stderr, flush=True)
 
 
 def print_sgemm(sgemm: dict[int, list[tuple[float, str]]]) -> None:
@@ -366,7 +429,7 @@ def print_sgemm(sgemm: dict[int, list[tuple[float, str]]]) -> None:
 
 
 def print_tables(results: Results, peers: list[Peer], peaks: dict[int, float | None], runs: int,
-                 rounds: int) -> None:
+                 processes: int) -> None:
     """The latency table, how each runtime ran, the CPU each peer kept busy and the output errors."""
     runtimes = ["kiln", *(peer.name for peer in peers)]
 
@@ -375,18 +438,26 @@ def print_tables(results: Results, peers: list[Peer], peaks: dict[int, float | N
             return cell.status
         peer = PEERS.get(runtime)
         capped = peer is not None and peer.max_threads is not None and threads > peer.max_threads
-        unsteady = len(cell.rounds) > 1 and max(cell.rounds) > UNSTEADY * min(cell.rounds)
-        return f"{cell.ms:.3f}" + ("†" if capped else "") + ("‡" if unsteady else "")
+        p50, p90, p99 = (cell.median(p) for p in ("p50", "p90", "p99"))
+        return f"{p50:.3f} / {p90:.3f} / {p99:.3f}" + ("†" if capped else "")
 
-    print(f"Median ms of {runs} runs per round, median of {rounds} rounds; kiln / onnxruntime below 1: kiln is "
-          "faster. GFLOP counts a direct convolution's multiply-adds; kiln's Winograd route does fewer, so its "
-          "GFLOP/s can pass the sgemm peak.\n")
-    print("| model | GFLOP | threads | " + " | ".join(f"{r} ms" for r in runtimes)
-          + " | kiln / onnxruntime | kiln GFLOP/s | % of sgemm peak | kiln speed-up over 1 thread | host cores |")
-    print("|---" * (len(runtimes) + 8) + "|")
+    def ratio(row: dict[str, Cell], percentile: str) -> str:
+        kiln, reference = row["kiln"].median(percentile), row[REFERENCE].median(percentile) if REFERENCE in row else None
+        return f"{kiln / reference:.2f}" if kiln and reference else "n/a"
+
+    spread_of = ["kiln", REFERENCE] if REFERENCE in runtimes else ["kiln"]
+    print(f"ms of {runs} runs per process, p50 / p90 / p99, each the median over {processes} fresh processes; "
+          "spread: the slowest process's median over the fastest's; kiln / onnxruntime below 1: kiln is faster. "
+          "GFLOP counts a direct convolution's multiply-adds; kiln's Winograd route does fewer, so its GFLOP/s "
+          "can pass the sgemm peak.\n")
+    print("| model | GFLOP | threads | " + " | ".join(f"{r} p50 / p90 / p99 ms" for r in runtimes)
+          + "".join(f" | {r} spread" for r in spread_of)
+          + " | kiln / onnxruntime p50 | kiln / onnxruntime p99 | kiln GFLOP/s | % of sgemm peak"
+            " | kiln speed-up over 1 thread | host cores |")
+    print("|---" * (len(runtimes) + len(spread_of) + 9) + "|")
     for (name, threads), row in results.cells.items():
-        kiln_ms, ort_ms = row["kiln"].ms, row[REFERENCE].ms if REFERENCE in row else None
-        ratio = f"{kiln_ms / ort_ms:.2f}" if kiln_ms and ort_ms else "n/a"
+        kiln_ms = row["kiln"].ms
+        spreads = "".join(f" | {row[r].spread:.2f}" if row[r].ms else " | -" for r in spread_of)
         achieved = results.gflop[name] / (kiln_ms * 1e-3) if kiln_ms else None
         rate = f"{achieved:.1f}" if achieved else "n/a"
         share = f"{100 * achieved / peaks[threads]:.1f}%" if achieved and peaks[threads] else "n/a"
@@ -395,8 +466,8 @@ def print_tables(results: Results, peers: list[Peer], peaks: dict[int, float | N
         cores = results.cores.get((name, threads))
         host = "-" if not cores else f"{statistics.median(cores):.2f} ({min(cores):.2f}-{max(cores):.2f})"
         print(f"| {name} | {results.gflop[name]:.3f} | {threads} | "
-              + " | ".join(cell_text(r, threads, c) for r, c in row.items())
-              + f" | {ratio} | {rate} | {share} | {speedup} | {host} |")
+              + " | ".join(cell_text(r, threads, c) for r, c in row.items()) + spreads
+              + f" | {ratio(row, 'p50')} | {ratio(row, 'p99')} | {rate} | {share} | {speedup} | {host} |")
 
     print("\nHow each ran:\n- kiln: the launcher's own `--bench RUNS` timer (after RUNS/10 + 1 and >= 0.2 s of "
           "warm-up runs), `--threads` = threads")
@@ -404,11 +475,11 @@ def print_tables(results: Results, peers: list[Peer], peaks: dict[int, float | N
         print(f"- {peer.name}: {peer.note}")
     if any(peer.max_threads for peer in peers):
         print("- †: ran on fewer threads than the row's (see above)")
-    print(f"- ‡: its round medians differ by more than {UNSTEADY}x (the machine was busy, or the runtime is "
-          "unsteady); the round medians are on stderr")
-    print("- host cores: before each round of a multi-thread row, numpy's sgemm on 1 BLAS thread over on the "
-          "row's threads (median, and range over the rounds). On a VM it drops towards 1 when the host runs "
-          "the vCPUs on one physical core; every runtime's figures in that row suffer then")
+    print("- every process's p50 and p99 are on stderr")
+    print("- host cores: before each set of processes of a multi-thread row, numpy's sgemm on 1 BLAS thread over "
+          "on the row's threads (median, and range over the sets). On a VM it drops towards 1 when the host "
+          "runs the vCPUs on one physical core, or when other processes keep the cores busy; every runtime's "
+          "figures in that row suffer then")
     for note in results.notes:
         print(f"- {note}")
 
@@ -429,8 +500,9 @@ def print_tables(results: Results, peers: list[Peer], peaks: dict[int, float | N
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=100, help="timed runs per round (>= 50 for the issue's numbers)")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=100,
+                        help="timed runs per process (>= 100 for a p99 that is not just the slowest run)")
+    parser.add_argument("--processes", type=int, default=5, help="fresh processes per runtime and cell")
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--models", default=",".join(models.MODELS))
     parser.add_argument("--peers", default=",".join(DEFAULT_PEERS), help=f"of {', '.join(PEERS)}")
@@ -462,14 +534,9 @@ def main() -> None:
         workspace.mkdir()
         data.mkdir()
         (workspace / "MODULE.kiln").write_text("")
-        workers = {(peer.name, t): Worker(peer, t, data / f"{peer.name}-{t}.log")
-                   for peer in peers if versions[peer.name] for t in thread_counts}
-        try:
-            for name in model_names:
-                measure_model(results, name, workspace, data, peers, workers, thread_counts, args.runs, args.rounds)
-        finally:
-            for worker in workers.values():
-                worker.close()
+        installed = {peer.name for peer in peers if versions[peer.name]}
+        for name in model_names:
+            measure_model(results, name, workspace, data, peers, installed, thread_counts, args.runs, args.processes)
         first = first_result(workspace, args.launches)
 
     # Measured again at the end: the higher one counts (another busy process lowers it).
@@ -478,7 +545,7 @@ def main() -> None:
     print(f"\nRun took {(time.monotonic() - started) / 60:.1f} min; load average at the end "
           f"{os.getloadavg()[0]:.2f}.\n")
     peaks = {t: max(sgemm[t])[0] if sgemm[t] else None for t in thread_counts}
-    print_tables(results, peers, peaks, args.runs, args.rounds)
+    print_tables(results, peers, peaks, args.runs, args.processes)
     print("")
     for line in first:
         print(line)

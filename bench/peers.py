@@ -12,8 +12,9 @@ The worker talks one line each way, on its stdin and a private copy of its stdou
 libraries print goes to stderr):
 
     load NAME ONNX INPUT_NPY OUTPUT_NPY   ->  ok | error MESSAGE    (runs once, saves the output)
-    time RUNS WARMUP                      ->  ms MEDIAN cpu CPU_PER_WALL
+    time RUNS WARMUP                      ->  ms MEDIAN p90 P90 p99 P99 cpu CPU_PER_WALL
 
+MEDIAN, P90 and P99 are ms over the RUNS timed runs (nearest rank, as kiln's launcher counts them);
 CPU_PER_WALL is the worker's CPU time over wall time while timing: how many cores it kept busy.
 """
 from __future__ import annotations
@@ -142,9 +143,14 @@ PEERS: dict[str, Peer] = {peer.name: peer for peer in (
 
 WARM_UP_S = 0.2  # idle cores (a VM's idle vCPU) take a while to run at speed again
 
-def time_run(run: Run, runs: int, warmup: int) -> tuple[float, float]:
-    """Median ms of `runs` calls after a warm-up of `warmup` calls and at least WARM_UP_S (as kiln's
-    launcher does), and the process's CPU time over wall time meanwhile."""
+def percentile(sorted_ms: list[float], p: int) -> float:
+    """Nearest rank: the smallest time that at least p percent of the runs do not exceed."""
+    return sorted_ms[max(0, -(-len(sorted_ms) * p // 100) - 1)]
+
+
+def time_run(run: Run, runs: int, warmup: int) -> tuple[tuple[float, float, float], float]:
+    """(median, p90, p99) ms of `runs` calls after a warm-up of `warmup` calls and at least WARM_UP_S
+    (as kiln's launcher does), and the process's CPU time over wall time meanwhile."""
     warm_until = time.perf_counter() + WARM_UP_S
     done = 0
     while done < warmup or time.perf_counter() < warm_until:
@@ -157,7 +163,8 @@ def time_run(run: Run, runs: int, warmup: int) -> tuple[float, float]:
         run()
         times.append((time.perf_counter() - start) * 1e3)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    return statistics.median(times), cpu / wall
+    times.sort()
+    return (statistics.median(times), percentile(times, 90), percentile(times, 99)), cpu / wall
 
 
 def worker(peer: Peer, threads: int) -> None:
@@ -176,8 +183,8 @@ def worker(peer: Peer, threads: int) -> None:
                 reply.write("ok\n")
             elif command == "time":
                 assert run is not None, "time before load"
-                ms, cpu = time_run(run, int(args[0]), int(args[1]))
-                reply.write(f"ms {ms:.6f} cpu {cpu:.3f}\n")
+                (median, p90, p99), cpu = time_run(run, int(args[0]), int(args[1]))
+                reply.write(f"ms {median:.6f} p90 {p90:.6f} p99 {p99:.6f} cpu {cpu:.3f}\n")
             else:
                 reply.write(f"error unknown command {command!r}\n")
         except Exception as error:   # report it and stay up: the next model may well work

@@ -22,6 +22,13 @@ static int compare_doubles(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* Nearest rank: the smallest time that at least `p` percent of the sorted runs do not exceed. */
+static double percentile(const double *sorted, long runs, int p)
+{
+    long rank = (runs * p + 99) / 100;
+    return sorted[rank < 1 ? 0 : rank - 1];
+}
+
 void bench_run(struct session *s, long runs)
 {
     double *times = malloc((size_t)runs * sizeof *times);
@@ -41,7 +48,8 @@ void bench_run(struct session *s, long runs)
     }
     qsort(times, (size_t)runs, sizeof *times, compare_doubles);
     double median = runs % 2 ? times[runs / 2] : (times[runs / 2 - 1] + times[runs / 2]) / 2;
-    printf("bench: %ld runs, %d threads: min %.3f ms, median %.3f ms\n", runs, s->threads, times[0],
-           median);
+    printf("bench: %ld runs, %d threads: min %.3f ms, median %.3f ms, p90 %.3f ms, p99 %.3f ms, "
+           "max %.3f ms\n", runs, s->threads, times[0], median, percentile(times, runs, 90),
+           percentile(times, runs, 99), times[runs - 1]);
     free(times);
 }

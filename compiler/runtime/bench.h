@@ -4,7 +4,7 @@
 
 #include "session.h"
 
-/* One warm-up run, then `runs` timed runs; prints min and median in ms. */
+/* Warm-up runs, then `runs` timed runs; prints min, median, p90, p99 and max in ms. */
 void bench_run(struct session *s, long runs);
 
 #endif

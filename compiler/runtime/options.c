@@ -24,7 +24,8 @@ static void print_usage(const char *program)
            "  --labels LABELS       ... and print the accuracy against this IDX label file\n"
            "  --limit N, --offset N ... on N images / from image N\n"
            "  --bench N             time N runs after a warm-up (missing inputs are zeros)\n"
-           "  --threads N           threads to use (default: available cores)\n"
+           "  --threads N|auto      threads to use (default auto: the cores this process may\n"
+           "                        run on; a layer too small to share runs on one)\n"
            "  --platform NAME       auto, cpu, or a platform the bundle carries: cuda,\n"
            "                        rocm, tpu, cpu-xla (--info lists them)\n"
            "                        (default: $KILN_PLATFORM or auto)\n"
@@ -50,6 +51,12 @@ static long parse_count(const char *flag, const char *text, long min, long max)
         fail_usage("%s needs an integer from %ld to %ld, got '%s'", flag, min, max, text);
     }
     return value;
+}
+
+/* 0 for auto. */
+static int parse_threads(const char *text)
+{
+    return strcmp(text, "auto") == 0 ? 0 : (int)parse_count("--threads", text, 1, POOL_MAX_THREADS);
 }
 
 static void add_binding(const char **list, int *count, const char *flag, const char *value)
@@ -88,8 +95,7 @@ static void apply(struct options *o, const char *flag, const char *value)
     else if (strcmp(flag, "--labels") == 0) o->idx_labels = value;
     else if (strcmp(flag, "--limit") == 0) o->limit = parse_count(flag, value, 1, LONG_MAX);
     else if (strcmp(flag, "--offset") == 0) o->offset = parse_count(flag, value, 0, LONG_MAX);
-    else if (strcmp(flag, "--threads") == 0)
-        o->threads = (int)parse_count(flag, value, 1, POOL_MAX_THREADS);
+    else if (strcmp(flag, "--threads") == 0) o->threads = parse_threads(value);
     else o->bench = parse_count(flag, value, 1, 100000000);
 }
 

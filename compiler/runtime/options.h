@@ -19,7 +19,7 @@ struct options {
     const char *idx_labels;
     long limit;                      /* 0: to the end */
     long offset;
-    int threads;                     /* 0: one per available core */
+    int threads;                     /* 0 (auto): one per available core */
     long bench;                      /* 0: no benchmark */
     bool info;
 };

@@ -1,10 +1,15 @@
-/* kiln_parallel_for splits [0, n) into one contiguous chunk per thread; the
- * caller runs chunk 0. Generated code calls it many times per inference, so a
- * call costs one atomic bump to start the workers and one to collect them.
- * Waiting threads poll briefly, then poll while yielding the core (threads
- * may outnumber cores, e.g. under a container CPU quota, and the thread that
- * is late must get to run), and only then sleep on a futex; wake-ups are
- * syscalls only when someone actually sleeps. */
+/* kiln_parallel_for splits [0, n) into a few contiguous chunks per thread that
+ * the caller and the workers claim one at a time, so a worker that is late
+ * (asleep, or preempted on a busy host) costs at most the chunks it did not
+ * take: the caller takes them instead of waiting, and two threads are never
+ * much slower than one.
+ *
+ * Waiting threads poll, yielding the core now and then (threads may outnumber
+ * cores, and the thread that is late must get to run), inside an inference
+ * (pool_begin .. pool_end) and for SPIN_NS after it, and then sleep on a futex,
+ * so an idle launcher or a server between requests burns no core. The pool_begin of the next inference wakes the sleepers while
+ * the first, small layers still run inline. Wake-ups are syscalls only when
+ * someone sleeps. */
 #define _GNU_SOURCE
 #include "pool.h"
 
@@ -17,35 +22,49 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
-#define SPIN_ITERATIONS 100   /* busy polls, a few us: back-to-back calls never sleep */
-#define YIELD_ITERATIONS 2000 /* then polls that give the core away, should threads outnumber cores */
+#define SPIN_NS 50000          /* polls before sleeping, once the pool is cold */
+/* A thread that polls without yielding halves the speed of the one it waits for
+ * when both share a core (another process has the other one): a yield is cheap
+ * when nobody else wants the core. */
+#define POLLS_PER_YIELD 64
+#define CHUNKS_PER_THREAD 4    /* enough that a late thread's share is small, few enough to keep runs long */
+#define CACHE_LINE 64
 
 struct worker {
     struct pool *pool;
-    int index;
     pthread_t thread;
 };
 
+/* Fields on separate cache lines by who writes them, so spinning readers of one
+ * do not steal the line another thread is writing. */
 struct pool {
     int threads;
     struct worker *workers;  /* [1, threads); the caller is thread 0 */
-    kiln_task_fn fn;         /* the current job, published by bumping generation */
+    /* The current job: written by the caller before it publishes `claim`, and not
+     * again until every chunk is done. */
+    _Alignas(CACHE_LINE) kiln_task_fn fn;
     void *ctx;
     int64_t n;
-    atomic_uint generation;  /* one per job */
-    atomic_uint finished;    /* generation of the last job every worker finished */
-    atomic_int pending;      /* workers still in the current job */
-    atomic_uint worker_sleepers;
+    unsigned job;
+    /* chunks << 32 | next unclaimed chunk */
+    _Alignas(CACHE_LINE) atomic_uint_least64_t claim;
+    _Alignas(CACHE_LINE) atomic_uint done;      /* chunks of the current job finished */
+    atomic_uint finished;                        /* the last job whose chunks all finished */
     atomic_uint caller_sleepers;
+    _Alignas(CACHE_LINE) atomic_uint generation; /* bumped on a new job or a pool_begin */
+    atomic_uint worker_sleepers;
+    atomic_bool hot;                             /* inside an inference */
     atomic_bool stop;
 };
 
-/* Set on pool threads and on the caller while it runs its chunk: a nested
+/* Set on pool threads and on the caller while it runs chunks: a nested
  * kiln_parallel_for then runs inline instead of deadlocking. */
 static _Thread_local bool inside_task;
 
@@ -58,18 +77,15 @@ static void cpu_relax(void)
 #endif
 }
 
-static void wait_while(atomic_uint *word, unsigned value, atomic_uint *sleepers)
+static int64_t now_ns(void)
 {
-    for (int i = 0; i < SPIN_ITERATIONS + YIELD_ITERATIONS; i++) {
-        if (atomic_load(word) != value) {
-            return;
-        }
-        if (i < SPIN_ITERATIONS) {
-            cpu_relax();
-        } else {
-            sched_yield();
-        }
-    }
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+static void sleep_while(atomic_uint *word, unsigned value, atomic_uint *sleepers)
+{
     atomic_fetch_add(sleepers, 1);
     while (atomic_load(word) == value) {
         syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, value, NULL, NULL, 0);
@@ -77,7 +93,30 @@ static void wait_while(atomic_uint *word, unsigned value, atomic_uint *sleepers)
     atomic_fetch_sub(sleepers, 1);
 }
 
-/* Sequentially consistent with wait_while: a sleeper either sees the new value
+/* Waits while *word == value: polls, giving the core away every POLLS_PER_YIELD
+ * polls, while the pool is hot and for SPIN_NS after (so back-to-back
+ * inferences never sleep in between); then sleeps. */
+static void wait_while(struct pool *pool, atomic_uint *word, unsigned value, atomic_uint *sleepers)
+{
+    int64_t sleep_at = now_ns() + SPIN_NS;
+    for (unsigned i = 1; atomic_load(word) == value; i++) {
+        if (i % POLLS_PER_YIELD != 0) {
+            cpu_relax();
+            continue;
+        }
+        int64_t now = now_ns();
+        if (atomic_load(&pool->hot)) {
+            sleep_at = now + SPIN_NS;
+        }
+        if (now < sleep_at) {
+            sched_yield();
+        } else {
+            sleep_while(word, value, sleepers);
+        }
+    }
+}
+
+/* Sequentially consistent with sleep_while: a sleeper either sees the new value
  * before sleeping or is counted here. */
 static void wake_all(atomic_uint *word, atomic_uint *sleepers)
 {
@@ -86,50 +125,75 @@ static void wake_all(atomic_uint *word, atomic_uint *sleepers)
     }
 }
 
-static void run_chunk(const struct pool *pool, int index)
+/* Claims the next chunk of whatever job is published; -1 when none is left. A
+ * claimed chunk pins the job: the caller rewrites it only after all are done. */
+static int64_t claim_chunk(struct pool *pool, int64_t *chunks)
 {
-    int64_t base = pool->n / pool->threads;
-    int64_t extra = pool->n % pool->threads;
-    int64_t begin = index * base + (index < extra ? index : extra);
-    int64_t end = begin + base + (index < extra ? 1 : 0);
-    if (begin < end) {
-        pool->fn(pool->ctx, begin, end);
+    uint_least64_t word = atomic_load(&pool->claim);
+    while ((word & UINT32_MAX) < word >> 32) {
+        if (atomic_compare_exchange_weak(&pool->claim, &word, word + 1)) {
+            *chunks = (int64_t)(word >> 32);
+            return (int64_t)(word & UINT32_MAX);
+        }
     }
+    return -1;
 }
 
-static void *worker_main(void *arg)
+static void run_chunk(const struct pool *pool, int64_t chunk, int64_t chunks)
 {
-    struct worker *self = arg;
-    struct pool *pool = self->pool;
-    unsigned seen = 0;
-    inside_task = true;
-    for (;;) {
-        wait_while(&pool->generation, seen, &pool->worker_sleepers);
-        seen++; /* the caller starts no job before every worker finished the last */
-        if (atomic_load(&pool->stop)) {
-            return NULL;
-        }
-        run_chunk(pool, self->index);
-        if (atomic_fetch_sub(&pool->pending, 1) == 1) {
-            atomic_store(&pool->finished, seen);
+    int64_t base = pool->n / chunks;
+    int64_t extra = pool->n % chunks;
+    int64_t begin = chunk * base + (chunk < extra ? chunk : extra);
+    pool->fn(pool->ctx, begin, begin + base + (chunk < extra ? 1 : 0));
+}
+
+/* Runs chunks until none is left to claim; the thread finishing the job's last
+ * one tells the caller. */
+static void run_chunks(struct pool *pool)
+{
+    int64_t chunks;
+    for (int64_t chunk; (chunk = claim_chunk(pool, &chunks)) >= 0;) {
+        unsigned job = pool->job;
+        run_chunk(pool, chunk, chunks);
+        if (atomic_fetch_add(&pool->done, 1) + 1 == (unsigned)chunks) {
+            atomic_store(&pool->finished, job);
             wake_all(&pool->finished, &pool->caller_sleepers);
         }
     }
 }
 
-/* Hands the job to the workers, runs chunk 0, waits for the rest. */
+static void *worker_main(void *arg)
+{
+    struct pool *pool = ((struct worker *)arg)->pool;
+    unsigned seen = 0;
+    inside_task = true;
+    for (;;) {
+        wait_while(pool, &pool->generation, seen, &pool->worker_sleepers);
+        seen = atomic_load(&pool->generation);
+        if (atomic_load(&pool->stop)) {
+            return NULL;
+        }
+        run_chunks(pool);
+    }
+}
+
 static void run_job(struct pool *pool, kiln_task_fn fn, void *ctx, int64_t n)
 {
+    int64_t most = (int64_t)pool->threads * CHUNKS_PER_THREAD;
+    uint_least64_t chunks = (uint_least64_t)(n < most ? n : most);
+    unsigned previous = pool->job;
     pool->fn = fn;
     pool->ctx = ctx;
     pool->n = n;
-    atomic_store(&pool->pending, pool->threads - 1);
-    unsigned previous = atomic_fetch_add(&pool->generation, 1);
+    pool->job = previous + 1;
+    atomic_store(&pool->done, 0);
+    atomic_store(&pool->claim, chunks << 32);
+    atomic_fetch_add(&pool->generation, 1);
     wake_all(&pool->generation, &pool->worker_sleepers);
     inside_task = true;
-    run_chunk(pool, 0);
+    run_chunks(pool);
     inside_task = false;
-    wait_while(&pool->finished, previous, &pool->caller_sleepers);
+    wait_while(pool, &pool->finished, previous, &pool->caller_sleepers);
 }
 
 void kiln_parallel_for(void *handle, kiln_task_fn fn, void *ctx, int64_t n)
@@ -145,18 +209,31 @@ void kiln_parallel_for(void *handle, kiln_task_fn fn, void *ctx, int64_t n)
     run_job(pool, fn, ctx, n);
 }
 
+void pool_begin(struct pool *pool)
+{
+    atomic_store(&pool->hot, true);
+    atomic_fetch_add(&pool->generation, 1);
+    wake_all(&pool->generation, &pool->worker_sleepers);
+}
+
+void pool_end(struct pool *pool)
+{
+    atomic_store(&pool->hot, false);
+}
+
 struct pool *pool_create(int threads)
 {
     threads = threads > POOL_MAX_THREADS ? POOL_MAX_THREADS : threads;
-    struct pool *pool = calloc(1, sizeof *pool);
+    struct pool *pool = aligned_alloc(CACHE_LINE, sizeof(struct pool));
     struct worker *workers = calloc((size_t)threads, sizeof *workers);
     if (pool == NULL || workers == NULL) {
         fail("out of memory creating %d threads", threads);
     }
+    memset(pool, 0, sizeof *pool);
     pool->threads = threads;
     pool->workers = workers;
     for (int i = 1; i < threads; i++) {
-        workers[i] = (struct worker){.pool = pool, .index = i};
+        workers[i].pool = pool;
         int err = pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]);
         if (err != 0) {
             fail("cannot start thread %d of %d: %s", i + 1, threads, strerror(err));

@@ -11,6 +11,11 @@ struct pool;
 struct pool *pool_create(int threads);
 void pool_destroy(struct pool *pool);
 
+/* Bracket one inference: between them waiting workers stay awake (polling, giving
+ * the core away when it is wanted) instead of sleeping between layers. */
+void pool_begin(struct pool *pool);
+void pool_end(struct pool *pool);
+
 /* Cores this process may run on (sched_getaffinity), at least 1. */
 int pool_default_threads(void);
 

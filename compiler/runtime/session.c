@@ -53,8 +53,10 @@ void session_run(struct session *s)
         gpu_session_run(s->gpu, s);
         return;
     }
+    pool_begin(s->pool);
     s->variant->entry(s->weights.data, (const void *const *)s->inputs, s->outputs, s->scratch,
                       s->pool);
+    pool_end(s->pool);
 }
 
 void session_close(struct session *s)

@@ -13,8 +13,8 @@ from .target import Variant
 
 # ctx argument of every kernel function: {weights, inputs[], outputs[], scratch, pool}
 SLOTS = {"weights": 0, "input": 1, "output": 2, "scratch": 3, "pool": 4}
-# Below this much work (flops, or flop-equivalents for memory-bound loops: ~1-2 us) a
-# kiln_parallel_for round trip to the pool's spinning threads costs more than it saves.
+# Below this much work (flops, or flop-equivalents for memory-bound loops: ~1-2 us) handing
+# a piece of a layer to another thread of the pool costs more than it saves.
 PARALLEL_MIN_WORK = 250_000
 
 
@@ -67,13 +67,20 @@ class Context:
 
     def parallel_chunks(self, f: Fn, hint: str, n: int, work: int,
                         body: Callable[[Fn, ir.Value, ir.Value], None]) -> None:
-        """body(task_fn, begin, end) handles tasks [begin, end), a thread's contiguous share."""
+        """body(task_fn, begin, end) handles tasks [begin, end), a contiguous run of them.
+
+        The pool gets at most one piece per PARALLEL_MIN_WORK of work, so a layer uses only as
+        many threads as pay for themselves, and one too small to split runs on the caller."""
+        pieces = min(n, work // PARALLEL_MIN_WORK)
         task = Fn(self.module, self.name(hint), self.variant, (PTR, I64, I64))
-        body(task, *task.args[1:])
+        begin, end = task.args[1:]
+        if 1 < pieces < n:
+            begin, end = (task.b.udiv(task.b.mul(x, task.i64(n)), task.i64(pieces)) for x in (begin, end))
+        body(task, begin, end)
         task.finish()
-        if n > 1 and work >= PARALLEL_MIN_WORK:
+        if pieces > 1:
             pfor = self.module.globals.get("kiln_parallel_for") or ir.Function(
                 self.module, ir.FunctionType(VOID, [PTR, PTR, PTR, I64]), "kiln_parallel_for")
-            f.b.call(pfor, [self.slot(f, "pool"), task.fn, f.args[0], f.i64(n)])
+            f.b.call(pfor, [self.slot(f, "pool"), task.fn, f.args[0], f.i64(pieces)])
         else:
             f.b.call(task.fn, [f.args[0], f.i64(0), f.i64(n)])
