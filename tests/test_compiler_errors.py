@@ -193,6 +193,12 @@ def test_reduction_of_integers_at_run_time(tmp_path, platform):
         driver.compile(tmp_path / "m.onnx", platform)
 
 
+def test_attention_window_is_refused_in_one_line(tmp_path):
+    qkv = [(n, np.zeros((1, 2, 3, 4), np.float32), False) for n in "qkv"]
+    _save(M.single_op("Attention", qkv, opset=25, left_window_size=2), tmp_path / "model.onnx")
+    assert _compile_error(tmp_path / "model.onnx").startswith("Attention node the_node: left_window_size is not supported")
+
+
 def test_range_of_runtime_values_names_the_input(tmp_path):
     model = M.single_op("Range", [("s", np.array(0, np.int64), False), ("l", np.array(5, np.int64), True),
                                   ("d", np.array(1, np.int64), True)])

@@ -6,7 +6,7 @@ import pytest
 from onnx import helper, numpy_helper
 
 from kiln.compiler.errors import CompileError
-from onnx_models import F, Builder, check, kiln_run, pointwise_depthwise, single_op
+from onnx_models import F, Builder, assert_close, check, kiln_run, pointwise_depthwise, single_op
 
 RNG = np.random.default_rng(1234)
 
@@ -232,6 +232,51 @@ def test_tile(tmp_path, x, repeats):
 def test_eye_like(tmp_path, k, dtype):
     attrs = dict(k=k, **({"dtype": dtype} if dtype else {}))
     run(tmp_path, "EyeLike", [("x", rand(3, 5), False)], specials=False, **attrs)
+
+
+ATTENTION = {
+    "4d": ([("q", (2, 3, 4, 8)), ("k", (2, 3, 6, 8)), ("v", (2, 3, 6, 5))], 1, {}),
+    "3d_gqa_causal": ([("q", (2, 4, 12)), ("k", (2, 4, 6)), ("v", (2, 4, 6))], 1,
+                      dict(q_num_heads=4, kv_num_heads=2, is_causal=1)),
+    "scale_softcap": ([("q", (1, 2, 3, 4)), ("k", (1, 2, 5, 4)), ("v", (1, 2, 5, 4))], 1, dict(scale=0.7, softcap=2.0)),
+    "float_mask_qk_out": ([("q", (1, 2, 3, 4)), ("k", (1, 2, 5, 4)), ("v", (1, 2, 5, 4)), ("m", (3, 5))], 4,
+                          dict(qk_matmul_output_mode=1)),
+    "past": ([("q", (1, 2, 2, 4)), ("k", (1, 2, 2, 4)), ("v", (1, 2, 2, 4)), ("", None), ("pk", (1, 2, 3, 4)),
+              ("pv", (1, 2, 3, 4))], 3, dict(is_causal=1)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ATTENTION))
+def test_attention(tmp_path, case):
+    inputs, n_out, attrs = ATTENTION[case]
+    feeds = [(n, rand(*shape), False) if n else ("", None, False) for n, shape in inputs]
+    model = single_op("Attention", [f for f in feeds if f[0]], n_out, 23, **attrs)
+    if any(not n for n, _ in inputs):  # an optional input left out keeps its place
+        model.graph.node[0].input[:] = [n for n, _ in inputs]
+    check(model, {n: a for n, a, _ in feeds if n}, tmp_path)
+
+
+@pytest.mark.parametrize("mode,attrs", [(3, dict(is_causal=1)), (3, dict(softcap=1.5)), (0, {})])
+def test_attention_with_a_bool_mask(tmp_path, mode, attrs):
+    """Row 0 is masked entirely: its weights and output are 0."""
+    mask = np.tril(np.ones((3, 5), np.bool_), 1)
+    mask[0] = False
+    model = single_op("Attention", [("q", rand(1, 2, 3, 4), False), ("k", rand(1, 2, 5, 4), False),
+                                    ("v", rand(1, 2, 5, 4), False), ("m", mask, True)], 4, 23,
+                      qk_matmul_output_mode=mode, **attrs)
+    check(model, {"q": rand(1, 2, 3, 4), "k": rand(1, 2, 5, 4), "v": rand(1, 2, 5, 4)}, tmp_path)
+
+
+@pytest.mark.parametrize("mask", [rand(3, 4), np.tril(np.ones((3, 4), np.bool_))])
+def test_attention_as_onnx_defines(tmp_path, mask):
+    """Where onnxruntime 1.31 differs from onnx's reference: a mask shorter than the keys (refused;
+    the reference pads it as masked) and the masked scores (-FLT_MAX; the reference says -inf)."""
+    from onnx.reference import ReferenceEvaluator
+    feeds = {"q": rand(1, 2, 3, 4), "k": rand(1, 2, 5, 4), "v": rand(1, 2, 5, 4)}
+    model = single_op("Attention", [*((n, a, False) for n, a in feeds.items()), ("m", mask, True)], 4, 23,
+                      is_causal=1, qk_matmul_output_mode=2)
+    for got, want in zip(kiln_run(model, feeds, tmp_path), ReferenceEvaluator(model).run(None, feeds)):
+        assert_close(got, want)
 
 
 @pytest.mark.parametrize("slope", [(1, 5), (3, 1), (1,)])

@@ -87,15 +87,18 @@ def test_opsets_outside_the_range_are_one_line(tmp_path, opset):
 def _signature(op: str, opset: int) -> tuple:
     schema = onnx.defs.get_schema(op, opset)
     attrs = {name: str(a.default_value) for name, a in schema.attributes.items()
-             if name not in TYPE_ONLY_ATTRS and (op, name) not in IMPLEMENTED_NEW_ATTRS}
-    return (attrs, [(i.name, i.option) for i in schema.inputs], [(o.name, o.option) for o in schema.outputs])
+             if name not in TYPE_ONLY_ATTRS and (op, name) not in HANDLED_ADDITIONS}
+    inputs = [(i.name, i.option) for i in schema.inputs if (op, i.name) not in HANDLED_ADDITIONS]
+    return attrs, inputs, [(o.name, o.option) for o in schema.outputs]
 
 
 # Cast's round_mode (opset 24) rounds to float8e8m0, a type kiln does not cast to; Range's stash_type
 # (opset 27) is the intermediate type for float16/bfloat16 ranges, which kiln widens to f32.
 TYPE_ONLY_ATTRS = {"round_mode", "stash_type"}
-# Attributes newer opsets added that kiln implements, whose defaults keep the old meaning.
-IMPLEMENTED_NEW_ATTRS = {("SpaceToDepth", "mode")}
+# Attributes and optional inputs newer opsets added, whose absence keeps the old meaning: kiln
+# implements them (SpaceToDepth's mode) or refuses a model that sets them (Attention's windows).
+HANDLED_ADDITIONS = {("SpaceToDepth", "mode"), ("Attention", "left_window_size"), ("Attention", "right_window_size"),
+                     ("Attention", "nonpad_kv_seqlen")}
 
 
 @pytest.mark.parametrize("op", sorted(MAPPERS))

@@ -139,6 +139,10 @@ CASES = {
     "space_to_depth": ("SpaceToDepth", [("x", rand(2, 8, 4, 6), 0)], dict(blocksize=2)),
     "tile": ("Tile", [("x", rand(2, 3), 0), ("r", I([2, 3]), 1)], {}),
 }
+CASES_AT_OPSET = {  # case -> (op, inputs, attrs, opset)
+    "attention_gqa_causal": ("Attention", [("q", rand(2, 4, 12), 0), ("k", rand(2, 4, 6), 0), ("v", rand(2, 4, 6), 0)],
+                             dict(q_num_heads=4, kv_num_heads=2, is_causal=1), 23),
+}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -182,6 +186,13 @@ def test_arg_max_min_of_rows_with_nan(launcher, tmp_path, op, last):
 def test_pad_wrap_opset19(launcher, tmp_path):
     model = single_op("Pad", [("x", rand(2, 3, 4), False), ("p", I([0, 5, 2, 0, 6, 0]), True)], 1, 19, mode="wrap")
     pjrt_harness.check(launcher, model, with_specials({"x": rand(2, 3, 4)}), tmp_path)
+
+
+@pytest.mark.parametrize("case", sorted(CASES_AT_OPSET))
+def test_operator_at_its_opset(launcher, tmp_path, case):
+    op, inputs, attrs, opset = CASES_AT_OPSET[case]
+    model = single_op(op, [(n, a, bool(init)) for n, a, init in inputs], 1, opset, **attrs)
+    pjrt_harness.check(launcher, model, {n: a for n, a, init in inputs if not init}, tmp_path)
 
 
 @pytest.mark.parametrize("approximate", ["none", "tanh"])

@@ -325,3 +325,61 @@ op("InstanceNormalization", _group_norm, flops=lambda n: 8 * n.outputs[0].type.n
 op("GroupNormalization", _group_norm, flops=lambda n: 8 * n.outputs[0].type.numel)
 op("LRN", _lrn, _eval_lrn, lambda n: (lrn_params(n)[0] + 4) * n.outputs[0].type.numel)
 op("BatchNormalization", _batch_norm, flops=lambda n: 2 * n.outputs[0].type.numel)
+
+
+@dataclass(frozen=True)
+class AttentionShape:
+    batch: int
+    q_heads: int
+    kv_heads: int
+    q_seq: int
+    past_seq: int
+    kv_seq: int  # new keys/values, without the past
+    head: int
+    v_head: int
+    three_d: bool  # Q, K, V as [batch, seq, heads * head]
+
+    @property
+    def total_seq(self) -> int:
+        return self.past_seq + self.kv_seq
+
+
+def attention_shape(node: Node) -> AttentionShape:
+    q, k, v = (node.inputs[i].type for i in range(3))
+    if any(len(node.inputs) > i and node.inputs[i] is not None for i in (6,)):
+        raise fail(node, "nonpad_kv_seqlen is not supported")
+    for window in ("left_window_size", "right_window_size"):
+        if node.attr(window, -1) != -1:
+            raise fail(node, f"{window} is not supported")
+    if q.rank == 3:
+        q_heads, kv_heads = int(node.attrs.get("q_num_heads", 0)), int(node.attrs.get("kv_num_heads", 0))
+        if q_heads <= 0 or kv_heads <= 0 or q.shape[2] % q_heads or k.shape[2] % kv_heads:
+            raise fail(node, "3-D inputs need q_num_heads and kv_num_heads dividing their hidden sizes")
+        shape = (q.shape[0], q_heads, kv_heads, q.shape[1], k.shape[1], q.shape[2] // q_heads, v.shape[2] // kv_heads)
+    elif q.rank == 4:
+        shape = (q.shape[0], q.shape[1], k.shape[1], q.shape[2], k.shape[2], q.shape[3], v.shape[3])
+    else:
+        raise fail(node, f"Q must be 3-D or 4-D, got rank {q.rank}")
+    batch, q_heads, kv_heads, q_seq, kv_seq, head, v_head = shape
+    if q_heads % kv_heads:
+        raise fail(node, f"{q_heads} query heads are not a multiple of {kv_heads} key/value heads")
+    past = node.inputs[4] if len(node.inputs) > 4 else None
+    return AttentionShape(batch, q_heads, kv_heads, q_seq, past.type.shape[2] if past is not None else 0, kv_seq,
+                          head, v_head, q.rank == 3)
+
+
+def _attention(node: Node) -> list[TensorType]:
+    s, dtype = attention_shape(node), node.inputs[0].type.dtype
+    y = (s.batch, s.q_seq, s.q_heads * s.v_head) if s.three_d else (s.batch, s.q_heads, s.q_seq, s.v_head)
+    return [TensorType(dtype, shape) for shape in (
+        y, (s.batch, s.kv_heads, s.total_seq, s.head), (s.batch, s.kv_heads, s.total_seq, s.v_head),
+        (s.batch, s.q_heads, s.q_seq, s.total_seq))][:len(node.outputs)]
+
+
+# Decomposed into matrix products, a softmax and elementwise ops (passes/decompose.py).
+def _attention_flops(node: Node) -> int:
+    s = attention_shape(node)
+    return 2 * s.batch * s.q_heads * s.q_seq * s.total_seq * (s.head + s.v_head)
+
+
+op("Attention", _attention, flops=_attention_flops)

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..ir.graph import DTYPES, Graph, Node, Patch, Value
 from ..ir.ops_elementwise import trilu_mask
-from ..ir.ops_nn import group_count, lrn_params, reduce_axes
+from ..ir.ops_nn import attention_shape, group_count, lrn_params, reduce_axes
 from ..ir.ops_shape import pad_amounts, pad_source, space_depth_shapes, tile_repeats
 from .infer import infer
 
@@ -180,7 +180,82 @@ def tile(graph: Graph, node: Node) -> Patch | None:
     return Patch(c.nodes)
 
 
-RULES = [pad, lrn, reduction, normalise, cast_like, trilu, group_norm, space_depth, tile]
+def attention(graph: Graph, node: Node) -> Patch | None:
+    """softmax(softcap(Q K^T * scale) + bias) V over heads, as onnx's reference computes it: GQA
+    repeats each key/value head for its group of query heads; past keys/values are prepended (and
+    returned as present); the bias is attn_mask (bool: 0 where true, else -inf) plus the causal
+    mask, aligned bottom-right by the past length; a row the bias masks entirely gives 0."""
+    if node.op != "Attention":
+        return None
+    s, c = attention_shape(node), _Chain(graph, node)
+    q, k, v = (_heads_first(c, node.inputs[i], s, heads) for i, heads in ((0, s.q_heads), (1, s.kv_heads),
+                                                                            (2, s.kv_heads)))
+    outs = node.outputs + [None] * (4 - len(node.outputs))
+    k, v = (_with_past(c, node, i, x, out) for i, x, out in ((4, k, outs[1]), (5, v, outs[2])))
+    if s.q_heads != s.kv_heads:
+        group = graph.const("kv_head_of", np.arange(s.q_heads) // (s.q_heads // s.kv_heads))
+        k, v = (c.add("Gather", [x, group], axis=1) for x in (k, v))
+    scale = node.attr("scale", None)
+    scores = c.add("MatMul", [q, c.add("Transpose", [k], perm=(0, 1, 3, 2))])
+    scores = c.add("Mul", [scores, graph.const("scale", np.float32(scale if scale else 1 / np.sqrt(s.head)))])
+    if node.attr("softcap", 0.0) > 0:
+        cap = graph.const("softcap", np.float32(node.attr("softcap", 0.0)))
+        scores = c.add("Mul", [c.add("Tanh", [c.add("Div", [scores, cap])]), cap])
+    stages = [scores, scores]
+    bias = _attention_bias(c, node, s)
+    if bias is not None:
+        scores = c.add("Add", [scores, bias])
+    stages.append(scores)
+    weights = c.add("Softmax", [scores], axis=-1)
+    if bias is not None:
+        row_max = c.add("ReduceMax", [bias], axes=(-1,), keepdims=1)
+        masked_row = c.add("Equal", [row_max, graph.const("minus_inf", np.float32(-np.inf))])
+        weights = c.add("Where", [masked_row, graph.const("zero", np.float32(0)), weights])
+    stages.append(weights)
+    if outs[3] is not None:
+        c.add("Reshape", [stages[node.attr("qk_matmul_output_mode", 0)]], outs[3], shape=outs[3].type.shape)
+    y = c.add("MatMul", [weights, v])
+    if s.three_d:
+        y = c.add("Transpose", [y], perm=(0, 2, 1, 3))
+    c.add("Reshape", [y], outs[0], shape=outs[0].type.shape)
+    return Patch(c.nodes)
+
+
+def _heads_first(c: _Chain, x: Value, s, heads: int) -> Value:
+    """[batch, heads, seq, head]: a 3-D [batch, seq, heads * head] input split into heads."""
+    if not s.three_d:
+        return x
+    batch, seq, hidden = x.type.shape
+    return c.add("Transpose", [c.add("Reshape", [x], shape=(batch, seq, heads, hidden // heads))], perm=(0, 2, 1, 3))
+
+
+def _with_past(c: _Chain, node: Node, i: int, x: Value, present: Value | None) -> Value:
+    past = node.inputs[i] if len(node.inputs) > i else None
+    if past is not None:
+        x = c.add("Concat", [past, x], axis=2)
+    if present is not None:
+        c.add("Reshape", [x], present, shape=present.type.shape)
+    return x
+
+
+def _attention_bias(c: _Chain, node: Node, s) -> Value | None:
+    """attn_mask as an additive bias (a shorter one padded with -inf) plus the causal bias."""
+    mask, bias = node.inputs[3] if len(node.inputs) > 3 else None, None
+    minus_inf, zero = c.graph.const("minus_inf", np.float32(-np.inf)), c.graph.const("zero", np.float32(0))
+    if mask is not None:
+        bias = c.add("Where", [mask, zero, minus_inf]) if mask.type.dtype == "bool" else mask
+        short = s.total_seq - mask.type.shape[-1]
+        if short > 0:
+            fill = c.graph.const("mask_pad", np.full(mask.type.shape[:-1] + (short,), -np.inf, np.float32))
+            bias = c.add("Concat", [bias, fill], axis=mask.type.rank - 1)
+    if node.attr("is_causal", 0):
+        allowed = np.tril(np.ones((s.q_seq, s.total_seq), np.bool_), s.past_seq)
+        causal = c.graph.const("causal", np.where(allowed, np.float32(0), np.float32(-np.inf)))
+        bias = causal if bias is None else c.add("Add", [bias, causal])
+    return bias
+
+
+RULES = [pad, lrn, attention, reduction, normalise, cast_like, trilu, group_norm, space_depth, tile]
 
 
 def decompose(graph: Graph) -> Graph:
