@@ -44,5 +44,5 @@ def test_a_section_never_redefines_a_common_field():
 def test_inspect_shows_the_passes_of_the_platform(mlp):
     text = inspect_model(mlp, every_pass=True, platform="tpu")
     assert [line.split(":")[0] for line in text.splitlines() if line.startswith("==")] == \
-        ["== after infer", "== after dce"]
+        ["== after infer", "== after decompose", "== after dce"]
     assert "== after fuse" in inspect_model(mlp, every_pass=True)
