@@ -95,7 +95,8 @@ def _lp_norm(b: _Build, ins: list, attrs: dict) -> Value:
     op = {1: "ReduceL1", 2: "ReduceL2"}.get(attrs.get("p", 2))
     if op is None:
         raise CompileError(f"LpNormalization node {b.name}: p must be 1 or 2, got {attrs['p']}")
-    return b("Div", ins[0], b(op, ins[0], axes=(attrs.get("axis", -1),), keepdims=1))
+    norm = b(op, ins[0], axes=(attrs.get("axis", -1),), keepdims=1)
+    return b("Div", ins[0], b("Where", b("Equal", norm, b.const(0)), b.const(1), norm))  # a zero vector stays 0
 
 
 def _rms_norm(b: _Build, ins: list, attrs: dict) -> Value:
