@@ -20,7 +20,6 @@ the bytes they cost.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -28,6 +27,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from kiln.toolchain.fetch import sha256_file
 from kiln.toolchain.fsio import human_bytes
 
 REPORT = "share/weights.json"
@@ -46,14 +46,6 @@ class WeightFile:
     source: Path
     sha256: str
     platforms: list[str]
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def parse_platform(text: str) -> PlatformWeights:

@@ -73,12 +73,19 @@ missing:
     return false;
 }
 
-static hsa_status_t find_gpu(hsa_agent_t agent, void *data)
+/* The first agent of a device type: hsa_iterate_agents with a struct agent_query. */
+struct agent_query {
+    int type;
+    hsa_agent_t found;
+};
+
+static hsa_status_t find_type(hsa_agent_t agent, void *data)
 {
+    struct agent_query *q = data;
     int type = -1;
     api.hsa_agent_get_info(agent, HSA_AGENT_INFO_DEVICE, &type);
-    if (type == HSA_DEVICE_TYPE_GPU) {
-        *(hsa_agent_t *)data = agent;
+    if (type == q->type) {
+        q->found = agent;
         return HSA_STATUS_INFO_BREAK;
     }
     return 0;
@@ -113,8 +120,9 @@ static bool find_agent(hsa_agent_t *gpu, char *isa, char *why, size_t why_size)
         snprintf(why, why_size, "hsa_init: %s", t ? t : "failed");
         return false;
     }
-    gpu->handle = 0;
-    api.hsa_iterate_agents(find_gpu, gpu);
+    struct agent_query query = {.type = HSA_DEVICE_TYPE_GPU};
+    api.hsa_iterate_agents(find_type, &query);
+    *gpu = query.found;
     if (gpu->handle == 0) {
         snprintf(why, why_size, "HSA finds no GPU agent");
         return false;
@@ -146,17 +154,6 @@ bool hsa_supported(const struct gpu_model *m, const char *isa, char *why, size_t
     gpu_model_targets(m, have, sizeof have);
     snprintf(why, why_size, "the GPU is %s; this bundle has code objects for %s only", isa, have);
     return false;
-}
-
-static hsa_status_t find_cpu(hsa_agent_t agent, void *data)
-{
-    int type = -1;
-    api.hsa_agent_get_info(agent, HSA_AGENT_INFO_DEVICE, &type);
-    if (type == HSA_DEVICE_TYPE_CPU) {
-        *(hsa_agent_t *)data = agent;
-        return HSA_STATUS_INFO_BREAK;
-    }
-    return 0;
 }
 
 /* The first global pool the runtime may allocate from whose flags include *data's flags. */
@@ -256,7 +253,9 @@ struct hsa *hsa_open(const struct gpu_model *m, const void *weights, char *how, 
     if (!hsa_supported(m, isa, why, sizeof why)) {
         fail("rocm: %s", why);
     }
-    CHECK(hsa_iterate_agents(find_cpu, &h->cpu));
+    struct agent_query cpu = {.type = HSA_DEVICE_TYPE_CPU};
+    CHECK(hsa_iterate_agents(find_type, &cpu));
+    h->cpu = cpu.found;
     h->device = agent_pool(h->gpu, HSA_AMD_MEMORY_POOL_GLOBAL_FLAG_COARSE_GRAINED, "GPU");
     h->kernarg = agent_pool(h->cpu, HSA_AMD_MEMORY_POOL_GLOBAL_FLAG_KERNARG_INIT, "kernel argument");
     char file[48];
