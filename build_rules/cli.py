@@ -226,12 +226,39 @@ def lock(names: tuple[str, ...]) -> None:
     """Rewrite pins in toolchain/lock.toml (version, file name, size, sha256)."""
     from kiln.toolchain.errors import FetchError
     from kiln.toolchain.lock import update_pin
+    from kiln.toolchain.lockfile import DEFAULT_LOCK
     for name in names:
+        previous = DEFAULT_LOCK.read_text()
         try:
-            for artifact in update_pin(name):
-                click.echo(f"kiln: pinned {artifact.label} sha256:{artifact.sha256}", err=True)
+            updated = update_pin(name)
+            _check_pjrt_plugins(updated)
         except FetchError as error:
             raise UserError(str(error)) from None
+        except UserError:
+            DEFAULT_LOCK.write_text(previous)
+            raise
+        for artifact in updated:
+            click.echo(f"kiln: pinned {artifact.label} sha256:{artifact.sha256}", err=True)
+
+
+def _check_pjrt_plugins(artifacts: list) -> None:
+    """A new PJRT plugin pin is kept only if it takes the struct sizes kiln's launcher passes."""
+    import tempfile
+    from kiln.compiler import pjrt_struct_check
+    from kiln.toolchain.fetch import ensure
+    from kiln.toolchain.lockfile import load
+    plugins = [a for a in artifacts if a.provides.endswith("pjrt plugin") and a.arch == "amd64"]
+    if not plugins:
+        return
+    with tempfile.TemporaryDirectory(prefix="kiln-pjrt-") as scratch:
+        probe = pjrt_struct_check.build_probe(Path(scratch) / "probe")
+        for artifact in plugins:
+            entry = load().vendor(artifact.provides.split()[0]).entry[0]
+            plugin = next(ensure(artifact.name, artifact.arch).rglob(entry))
+            found = pjrt_struct_check.problems(probe, plugin)
+            if found:
+                raise UserError(f"{artifact.label} is not kept: {found[0]}" +
+                                (f" (and {len(found) - 1} more)" if len(found) > 1 else ""))
 
 
 @main.command()

@@ -1,25 +1,15 @@
-"""PJRT forward compatibility, asked of the pinned plugins themselves: a plugin rejects an argument
-struct smaller than the one it was built with, so each function kiln calls is called with struct_size 1
-on XLA's CPU plugin and on libtpu (loading it needs no TPU), the plugin's "expected N" is read from its
-error (or, for the two error functions that return nothing, from its log), and N must not exceed the
-size kiln builds the struct with."""
+"""PJRT forward compatibility on the pinned plugins (XLA's CPU plugin and libtpu, which loads with no
+TPU): each function kiln calls, asked with struct_size 1, must not want a larger struct than kiln
+builds (compiler/pjrt_struct_check.py)."""
 from __future__ import annotations
 
-import os
-import re
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from kiln.compiler.launcher import RUNTIME_DIR
+from kiln.compiler import pjrt_struct_check
 from kiln.toolchain.fetch import ensure
-from kiln.toolchain.zig import zig_path
 from pjrt_harness import plugin_path
-
-PROBE = Path(__file__).parent / "fixtures" / "pjrt" / "struct_sizes.c"
-_TYPED = re.compile(r"\(\*(PJRT_\w+)\)\(")
-_EXPECTED = re.compile(r"Unexpected (\w+) size: expected (\d+), got 1")
 
 
 def _plugins() -> dict[str, Path]:
@@ -28,28 +18,30 @@ def _plugins() -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def probe(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("pjrt-probe") / "struct_sizes"
-    subprocess.run([zig_path(), "cc", "-target", "x86_64-linux-gnu.2.28", "-I", os.fspath(RUNTIME_DIR), "-o",
-                    os.fspath(out), os.fspath(PROBE)], check=True)
-    return out
-
-
-def _functions_kiln_calls() -> set[str]:
-    return set(_TYPED.findall((RUNTIME_DIR / "pjrt_api.h").read_text()))
+    return pjrt_struct_check.build_probe(tmp_path_factory.mktemp("pjrt-probe") / "struct_sizes")
 
 
 @pytest.mark.parametrize("platform", ["cpu-xla", "tpu"])
 def test_kiln_struct_sizes_are_at_least_the_plugins(probe, platform):
-    done = subprocess.run([os.fspath(probe), os.fspath(_plugins()[platform])], capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr
-    logged = {name: int(n) for name, n in _EXPECTED.findall(done.stderr)}
-    seen = set()
-    for line in done.stdout.splitlines():
-        name, size, message = line.split("\t")
-        m = _EXPECTED.search(message)
-        expected = int(m.group(2)) if m else logged.get(f"{name}_Args")
-        assert expected is not None, f"{platform}: {name} did not say what size it expects: {message}"
-        assert expected <= int(size), f"{platform}: {name} needs {expected} bytes, kiln passes {size}"
-        seen.add(name)
-    assert seen == _functions_kiln_calls()
+    assert pjrt_struct_check.problems(probe, _plugins()[platform]) == []
+
+
+def test_a_plugin_wanting_more_than_kiln_passes_is_a_problem(tmp_path):
+    """The parsing, with a stand-in probe that answers as a newer plugin would."""
+    fake = tmp_path / "probe"
+    fake.write_text("#!/bin/sh\nprintf 'PJRT_Client_Create\\t48\\tUnexpected PJRT_Client_Create_Args size: "
+                    "expected 56, got 1\\n'\necho 'Unexpected PJRT_Error_Destroy_Args size: expected 24, got 1' >&2\n"
+                    "printf 'PJRT_Error_Destroy\\t16\\t(ok)\\n'\n")
+    fake.chmod(0o755)
+    found = pjrt_struct_check.problems(fake, tmp_path / "libnewer.so")
+    assert found[:2] == ["libnewer.so: PJRT_Client_Create needs 56 bytes, kiln passes 48",
+                         "libnewer.so: PJRT_Error_Destroy needs 24 bytes, kiln passes 16"]
+    assert all(line.startswith("libnewer.so: the probe never called PJRT_") for line in found[2:])
+
+
+def test_kiln_lock_update_checks_the_pinned_plugins():
+    """`kiln lock --update` runs this check on a new PJRT plugin pin; the current pins pass it."""
+    from kiln.build_rules.cli import _check_pjrt_plugins
+    from kiln.toolchain.lockfile import load
+    lock = load()
+    _check_pjrt_plugins([lock.find("libtpu", "amd64"), lock.find("lammps-jax-pjrt-cpu", "amd64")])
