@@ -40,7 +40,7 @@ class Tool:
     digest: str
     mounts: tuple[str, ...] = ()  # directories the sandbox must show read-only for it to run
     env: tuple[tuple[str, str], ...] = ()
-    fetch: tuple[str, str] | None = None  # a pinned external artifact (name, arch) fetched before use
+    fetch: tuple[str, str, str] | None = None  # a pinned external artifact (name, arch, suite) fetched before use
 
 
 Arg = str | Tool | Artifact

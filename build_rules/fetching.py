@@ -21,7 +21,7 @@ def fetch_for_targets(loader: Loader, labels: list[Label], config: Configuration
         for label in labels:
             analyzer.analyze(label, config)
         wanted = sorted({t.fetch for a in analyzer.actions for t in a.all_tools() if t.fetch})
-        return [f"kiln: have {name} ({arch}) in {ensure(name, arch)}" for name, arch in wanted]
+        return [f"kiln: have {name} ({arch}) in {ensure(name, arch, suite)}" for name, arch, suite in wanted]
     except FetchError as error:
         raise UserError(str(error)) from None
 

@@ -34,6 +34,7 @@ class ElfInfo:
     rpath: tuple[str, ...]
     runpath: tuple[str, ...]
     version_needs: dict[str, tuple[str, ...]]  # needed file -> version names, e.g. libc.so.6 -> (GLIBC_2.34,)
+    version_defs: frozenset[str] = frozenset()  # the versions it defines, e.g. GLIBCXX_3.4.32
 
     def compatible(self, other: ElfInfo) -> bool:
         """Whether the dynamic linker would load `other` into the same process."""
@@ -94,7 +95,14 @@ def _info(path: Path, elf: ELFFile) -> ElfInfo:
                    needed=tuple(tags["DT_NEEDED"]),
                    rpath=tuple(p for value in tags["DT_RPATH"] for p in value.split(":") if p),
                    runpath=tuple(p for value in tags["DT_RUNPATH"] for p in value.split(":") if p),
-                   version_needs=_version_needs(elf))
+                   version_needs=_version_needs(elf), version_defs=_version_defs(elf))
+
+
+def _version_defs(elf: ELFFile) -> frozenset[str]:
+    section = next((s for s in elf.iter_sections() if s["sh_type"] == "SHT_GNU_verdef"), None)
+    if section is None:
+        return frozenset()
+    return frozenset(aux.name for verdef, auxiliaries in section.iter_versions() for aux in list(auxiliaries)[:1])
 
 
 def _dynamic_tags(elf: ELFFile):

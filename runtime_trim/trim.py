@@ -24,6 +24,23 @@ def trim(platform: str, archs: list[str], roots: list[Path], entries: list[str],
     out.mkdir(parents=True, exist_ok=True)
     for stale in (out / "lib" / platform, out / "share" / platform):
         shutil.rmtree(stale, ignore_errors=True)
-    result = report.build(kept, bundle.write(kept, out), sysroot, archs)
+    bundled = bundle.write(kept, out)
+    _check_versions(bundled, sysroot)
+    result = report.build(kept, bundled, sysroot, archs)
     report.write(result, out)
     return result
+
+
+def _check_versions(bundled: list[bundle.Bundled], sysroot: Sysroot) -> None:
+    """Every symbol version a bundled library needs from another bundled one is defined there (two
+    suites can pin one library: the bundle must hold the copy its users were built against)."""
+    provider = {b.kept.name: b for b in bundled if b.info}
+    for b in bundled:
+        for needed, versions in (b.info.version_needs.items() if b.info else ()):
+            other = provider.get(needed)
+            missing = sorted(set(versions) - other.info.version_defs) if other else []
+            if missing:
+                package = sysroot.package(other.kept.located.tree)
+                copy = f"{package['name']} {package['version']}" if package else other.kept.located.rel
+                raise closure.ClosureError(f"{b.kept.name} needs {missing[-1]} from {needed}, which the bundled "
+                                           f"copy ({copy}) does not define")

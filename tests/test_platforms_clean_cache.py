@@ -10,9 +10,21 @@ from pathlib import Path
 
 import pytest
 
+from kiln.toolchain.zig import zig_path
 from test_mnist_e2e import EXAMPLES, SAMPLES, kiln, predicted_class, reference_classes, unpack
 
 pytestmark = pytest.mark.e2e
+HSA_PROBE = r"""
+#include <dlfcn.h>
+#include <stdio.h>
+int main(int argc, char **argv) {
+    void *hsa = dlopen(argv[1], RTLD_NOW);
+    if (!hsa) { printf("dlopen: %s\n", dlerror()); return 1; }
+    int (*hsa_init)(void) = (int (*)(void))dlsym(hsa, "hsa_init");
+    printf("hsa_init returned 0x%x\n", hsa_init());  /* no GPU: an error status, not a crash */
+    return 0;
+}
+"""
 
 
 @pytest.fixture
@@ -56,6 +68,14 @@ def test_arm64_host_from_an_empty_cache(examples_copy, tmp_path):
     sample = SAMPLES[2]
     done = run(launcher, sample, "cpu", qemu, "-L", "/")
     assert predicted_class(done.stdout) == reference_classes()[sample.name]
+    # ROCm 6.1's runtime, built against glibc 2.41, loads on Debian 12's arm64 glibc 2.36 and starts
+    probe = tmp_path / "hsa_probe"
+    (tmp_path / "hsa_probe.c").write_text(HSA_PROBE)
+    subprocess.run([zig_path(), "cc", "-target", "aarch64-linux-gnu.2.28", str(tmp_path / "hsa_probe.c"), "-o",
+                    str(probe), "-ldl"], check=True)
+    hsa = launcher.parent.parent / "lib" / "rocm" / "libhsa-runtime64.so.1"
+    loaded = subprocess.run([qemu, "-L", "/", str(probe), str(hsa)], capture_output=True, text=True, timeout=120)
+    assert loaded.returncode == 0 and loaded.stdout.startswith("hsa_init returned 0x"), loaded.stdout
 
 
 def test_a_platform_with_no_pin_for_the_host_is_one_line(examples_copy, tmp_path):

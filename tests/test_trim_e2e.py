@@ -152,6 +152,15 @@ def test_every_default_gfx_arch_is_in_the_runtimes_isa_table(rocm_bundle, rocm_t
                               "(libhsa-runtime64-1 6.1.2-3), so it would never find that GPU")
 
 
+def test_a_bundled_library_without_a_needed_version_is_refused(rocm_bundle, rocm_trees, tmp_path):
+    """bookworm's libstdc++ ahead of trixie's in the trees: the bundle would not load, so no bundle."""
+    old_cxx = fetch.ensure("libstdc++6", "amd64", "bookworm")
+    with pytest.raises(closure.ClosureError) as refused:
+        trim("rocm", ["gfx90a"], [rocm_bundle[0] / "bin" / "probe"], [], [old_cxx, *rocm_trees], tmp_path, load())
+    assert str(refused.value).startswith("libhsa-runtime64.so.1 needs GLIBCXX_3.4.32 from libstdc++.so.6, which the "
+                                         "bundled copy (libstdc++6 12.2.0-14+deb12u1) does not define")
+
+
 def test_debian_12s_rocm_runtime_lacks_mi300_and_rdna3():
     """Why the runtime comes from Debian 13: bookworm's ROCm 5.2.3 ISA table stops at gfx1035."""
     bookworm = Artifact("libhsa-runtime64-1", "deb", "amd64", "5.2.3-3", "libhsa-runtime64-1_5.2.3-3_amd64.deb",

@@ -35,9 +35,10 @@ def external_root() -> Path:
     return Path(base) / "kiln" / "external"
 
 
-def ensure(name: str, arch: str = "amd64", *, lock: Lock | None = None) -> Path:
-    """The unpacked tree of the pinned artifact `name` for `arch`, fetched first if the cache lacks it."""
-    return _ensure((lock or load()).find(name, arch))
+def ensure(name: str, arch: str = "amd64", suite: str = "", *, lock: Lock | None = None) -> Path:
+    """The unpacked tree of the pinned artifact `name` for `arch` (and Debian `suite`, when a name is
+    pinned from several), fetched first if the cache lacks it."""
+    return _ensure((lock or load()).find(name, arch, suite))
 
 
 def ensure_set(provides: str, arch: str, *, lock: Lock | None = None) -> list[Path]:

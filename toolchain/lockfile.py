@@ -86,10 +86,11 @@ class Lock:
     artifacts: tuple[Artifact, ...]
     vendors: dict[str, Vendor]
 
-    def find(self, name: str, arch: str) -> Artifact:
-        pins = [a for a in self.artifacts if a.name == name]
+    def find(self, name: str, arch: str, suite: str = "") -> Artifact:
+        """The pin of `name` for `arch` (from `suite` when a name is pinned in several; else the first)."""
+        pins = [a for a in self.artifacts if a.name == name and (not suite or a.suite == suite)]
         if not pins:
-            raise LockError(f"{name} is not in {self.path.name}")
+            raise LockError(f"{name}{' from ' + suite if suite else ''} is not in {self.path.name}")
         for artifact in pins:
             if artifact.arch in (arch, "all"):
                 return artifact

@@ -39,12 +39,17 @@ def pinned(name: str, arch: str):
 def external_tree(name: str, arch: str, program: str = "") -> Tool:
     """The unpacked tree of a pinned artifact from toolchain/lock.toml (or the `program` inside it),
     fetched when an action needs it."""
+    return artifact_tree(pinned(name, arch), program)
+
+
+def artifact_tree(artifact, program: str = "") -> Tool:
+    """external_tree of one lock entry (kiln.toolchain.lockfile.Artifact): a name pinned from two
+    Debian suites (libstdc++6 for the base image and for ROCm) is fetched from its own suite."""
     from kiln.toolchain import fetch
-    artifact = pinned(name, arch)
     tree = str(fetch.external_root() / artifact.sha256)
     path = f"{tree}/{program}" if program else tree
-    return Tool(f"{name}:{arch}{'/' + program if program else ''}", path, artifact.sha256, mounts=(tree,),
-                fetch=(name, arch))
+    return Tool(f"{artifact.name}:{artifact.arch}{'/' + program if program else ''}", path, artifact.sha256,
+                mounts=(tree,), fetch=(artifact.name, artifact.arch, artifact.suite))
 
 
 def vendor_trees(platform: str, arch: str) -> list[Tool]:
@@ -55,10 +60,9 @@ def vendor_trees(platform: str, arch: str) -> list[Tool]:
         sets = lock.vendor(platform).sets
     except lockfile.LockError as error:
         raise UserError(str(error)) from None
-    names = [a.name for provides in sets for a in lock.matching(provides, arch)]
     if not lock.matching(sets[0], arch):  # the vendor's own set; the C++ runtime sets exist for every arch
         raise UserError(f"no pinned runtime for platform {platform} on {arch} in {lock.path.name}")
-    return [external_tree(name, arch) for name in names]
+    return [artifact_tree(a) for provides in sets for a in lock.matching(provides, arch)]
 
 
 @functools.cache
