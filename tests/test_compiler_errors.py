@@ -199,6 +199,12 @@ def test_attention_window_is_refused_in_one_line(tmp_path):
     assert _compile_error(tmp_path / "model.onnx").startswith("Attention node the_node: left_window_size is not supported")
 
 
+def test_float_mod_is_one_line(tmp_path):
+    _save(M.single_op("Mod", [("a", np.ones(3, np.float32), False), ("b", np.ones(3, np.float32), False)], fmod=1),
+          tmp_path / "model.onnx")
+    assert _compile_error(tmp_path / "model.onnx").startswith("Mod node the_node: only integer Mod is supported, got f32")
+
+
 def test_range_of_runtime_values_names_the_input(tmp_path):
     model = M.single_op("Range", [("s", np.array(0, np.int64), False), ("l", np.array(5, np.int64), True),
                                   ("d", np.array(1, np.int64), True)])

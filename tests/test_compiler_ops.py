@@ -281,6 +281,14 @@ def test_attention_as_onnx_defines(tmp_path, mask):
         assert_close(got, want)
 
 
+@pytest.mark.parametrize("fmod", [0, 1])
+@pytest.mark.parametrize("dtype", [np.int64, np.int32])
+def test_integer_mod(tmp_path, fmod, dtype):
+    a = np.array([[-7, -6, -1, 0, 1, 6, 7, 13]], dtype)
+    b = np.array([[3], [-3], [5]], dtype)
+    run(tmp_path, "Mod", [("a", a, False), ("b", b, False)], fmod=fmod)
+
+
 @pytest.mark.parametrize("slope", [(1, 5), (3, 1), (1,)])
 def test_prelu(tmp_path, slope):
     run(tmp_path, "PRelu", [("x", rand(2, 3, 5), False), ("slope", rand(*slope), True)])

@@ -138,6 +138,8 @@ CASES = {
     "depth_to_space": ("DepthToSpace", [("x", rand(2, 8, 4, 6), 0)], dict(blocksize=2, mode="CRD")),
     "space_to_depth": ("SpaceToDepth", [("x", rand(2, 8, 4, 6), 0)], dict(blocksize=2)),
     "tile": ("Tile", [("x", rand(2, 3), 0), ("r", I([2, 3]), 1)], {}),
+    "mod": ("Mod", [("a", I([[-7, -1, 0, 6, 13]]), 0), ("b", I([[3], [-3]]), 0)], {}),
+    "mod_fmod": ("Mod", [("a", I([[-7, -1, 0, 6, 13]]), 0), ("b", I([[3], [-3]]), 0)], dict(fmod=1)),
 }
 CASES_AT_OPSET = {  # case -> (op, inputs, attrs, opset)
     "attention_gqa_causal": ("Attention", [("q", rand(2, 4, 12), 0), ("k", rand(2, 4, 6), 0), ("v", rand(2, 4, 6), 0)],

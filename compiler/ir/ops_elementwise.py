@@ -126,6 +126,19 @@ def trilu_mask(node: Node) -> np.ndarray:
     return keep(np.ones((rows, cols), np.bool_), int(k.ravel()[0]) if k is not None else 0)
 
 
+def _infer_mod(node: Node) -> list[TensorType]:
+    if node.inputs[0].type.dtype not in ("i64", "i32"):
+        raise fail(node, f"only integer Mod is supported, got {node.inputs[0].type.dtype}")
+    return _infer_binary(node)
+
+
+def _eval_mod(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    return [np.fmod(xs[0], xs[1]) if node.attr("fmod", 0) else np.mod(xs[0], xs[1])]
+
+
+# Rewritten from integer Div, Mul, Sub and Where (passes/decompose.py).
+op("Mod", _infer_mod, _eval_mod, _numel_flops)
+
 # Rewritten to Cast and Where (passes/decompose.py) once their operands' types are known.
 op("CastLike", _infer_cast_like, lambda n, xs: [xs[0].astype(xs[1].dtype)], _numel_flops)
 op("Trilu", _infer_trilu, lambda n, xs: [np.where(trilu_mask(n), xs[0], np.zeros((), xs[0].dtype))], _numel_flops)

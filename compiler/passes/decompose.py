@@ -255,7 +255,25 @@ def _attention_bias(c: _Chain, node: Node, s) -> Value | None:
     return bias
 
 
-RULES = [pad, lrn, attention, reduction, normalise, cast_like, trilu, group_norm, space_depth, tile]
+def mod(graph: Graph, node: Node) -> Patch | None:
+    """Integer a - b * (a / b) with C's truncating division (fmod = 1: the dividend's sign); for
+    fmod = 0, a nonzero remainder whose sign differs from the divisor's moves by b (Python's %)."""
+    if node.op != "Mod":
+        return None
+    a, b = node.inputs
+    c = _Chain(graph, node)
+    rem = c.add("Sub", [a, c.add("Mul", [b, c.add("Div", [a, b])])])
+    if node.attr("fmod", 0):
+        c.add("Reshape", [rem], node.outputs[0], shape=node.outputs[0].type.shape)
+        return Patch(c.nodes)
+    zero = graph.const("zero", np.zeros((), DTYPES[a.type.dtype]))
+    signs_differ = c.add("Xor", [c.add("Less", [rem, zero]), c.add("Less", [b, zero])])
+    moves = c.add("And", [c.add("Not", [c.add("Equal", [rem, zero])]), signs_differ])
+    c.add("Where", [moves, c.add("Add", [rem, b]), rem], node.outputs[0])
+    return Patch(c.nodes)
+
+
+RULES = [pad, lrn, attention, reduction, normalise, cast_like, trilu, group_norm, space_depth, tile, mod]
 
 
 def decompose(graph: Graph) -> Graph:
