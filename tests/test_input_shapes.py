@@ -73,3 +73,13 @@ def test_model_rule_rejects_a_bad_shape_with_its_location(workspace):
     done = workspace.kiln("build", "//p:enc")
     assert done.returncode == 1
     assert 'p/BUILD.kiln:2:1: model(): input_shapes["tokens"] must be a list of positive ints, got [1, 0]' in done.stderr
+
+
+def test_question_mark_dims_are_each_their_own(tmp_path):
+    """Paddle writes "?" for every unknown dim: a 48x192 image must not be refused as "? has two sizes"."""
+    nodes = [helper.make_node("Relu", ["x"], ["y"])]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["?", 3, "?", "?"])
+    graph = helper.make_graph(nodes, "paddle", [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    feeds = {"x": np.random.default_rng(0).standard_normal((1, 3, 48, 192)).astype(np.float32)}
+    check(model, feeds, tmp_path, input_shapes={"x": (1, 3, 48, 192)})

@@ -236,7 +236,7 @@ def _input_type(vi: onnx.ValueInfoProto, batch: int, given: Shapes, named: dict[
     for i, d in enumerate(t.shape.dim):
         if d.HasField("dim_value") and d.dim_value > 0:
             shape.append(d.dim_value)
-        elif d.dim_param in named:
+        elif _shared_name(d) in named:
             shape.append(named[d.dim_param])
         elif i == 0:
             shape.append(batch)
@@ -248,6 +248,12 @@ def _input_type(vi: onnx.ValueInfoProto, batch: int, given: Shapes, named: dict[
                                f"fix it with model(input_shapes = {{\"{vi.name}\": [...]}}) "
                                f"or --input-shape {vi.name}=D0,D1,...")
     return TensorType(NP_TO_DTYPE[dtype], tuple(shape))
+
+
+def _shared_name(d: onnx.TensorShapeProto.Dimension) -> str:
+    """The dim's symbolic name if it ties it to other dims of that name. Paddle's exporter names every
+    unknown dim "?", which says nothing about equality."""
+    return "" if d.dim_param == "?" else d.dim_param
 
 
 def _named_dims(inputs: list[onnx.ValueInfoProto], given: Shapes, source: str) -> dict[str, int]:
@@ -267,7 +273,7 @@ def _named_dims(inputs: list[onnx.ValueInfoProto], given: Shapes, source: str) -
             if d.HasField("dim_value") and d.dim_value > 0 and d.dim_value != size:
                 raise CompileError(f"input_shapes gives {name} the shape {list(shape)}; {source} fixes "
                                    f"{[x.dim_value or x.dim_param for x in dims]}")
-            if d.dim_param and named.setdefault(d.dim_param, size) != size:
+            if _shared_name(d) and named.setdefault(d.dim_param, size) != size:
                 raise CompileError(f"input_shapes gives the symbolic dim {d.dim_param} two sizes: "
                                    f"{named[d.dim_param]} and {size}")
     return named
