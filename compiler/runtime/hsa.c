@@ -318,7 +318,8 @@ void hsa_run(struct hsa *h, void *const *inputs, const size_t *in_bytes, void *c
     for (int i = 0; i < m->n_kernels; i++) {
         dispatch(h, i, i == m->n_kernels - 1);
     }
-    while (m->n_kernels && api.hsa_signal_wait_scacquire(h->done, HSA_SIGNAL_CONDITION_LT, 1, UINT64_MAX, HSA_WAIT_STATE_BLOCKED) != 0) {
+    while (m->n_kernels &&
+           api.hsa_signal_wait_scacquire(h->done, HSA_SIGNAL_CONDITION_LT, 1, UINT64_MAX, HSA_WAIT_STATE_BLOCKED) != 0) {
     }
     for (int i = 0; i < m->n_outputs; i++) {
         CHECK(hsa_memory_copy(outputs[i], (uint8_t *)h->act + m->outputs[i], out_bytes[i]));

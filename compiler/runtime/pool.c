@@ -7,8 +7,9 @@
  * Waiting threads poll, yielding the core now and then (threads may outnumber
  * cores, and the thread that is late must get to run), inside an inference
  * (pool_begin .. pool_end) and for SPIN_NS after it, and then sleep on a futex,
- * so an idle launcher or a server between requests burns no core. The pool_begin of the next inference wakes the sleepers while
- * the first, small layers still run inline. Wake-ups are syscalls only when
+ * so an idle launcher or a server between requests burns no core. The
+ * pool_begin of the next inference wakes the sleepers while the first, small
+ * layers still run inline. Wake-ups are syscalls only when
  * someone sleeps. */
 #define _GNU_SOURCE
 #include "pool.h"
