@@ -31,6 +31,8 @@ class _PackageBuilder:
             if args:
                 raise UserError(f"{rule.name}() takes keyword arguments only")
             attrs = check_attrs(rule.name, rule.attrs, kwargs, self.package)
+            if rule.check is not None:
+                rule.check(attrs)
             name = attrs["name"]
             if name in self.targets:
                 raise UserError(f"duplicate target name '{name}' in package //{self.package}")

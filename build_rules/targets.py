@@ -15,6 +15,9 @@ class RuleSpec:
     attrs: dict[str, Attr]
     implementation: Callable[..., Any]  # RuleContext -> Providers (analysis.py)
     doc: str = ""
+    # checks of attribute values that need no deps, run while the BUILD file is evaluated so an error
+    # names the file, line and column of the call; raises UserError
+    check: Callable[[dict[str, Any]], None] | None = None
 
 
 @dataclass(frozen=True)
