@@ -26,3 +26,10 @@ class Target:
     rule: RuleSpec
     attrs: dict[str, Any]
     build_file: str  # workspace-relative
+    line: int = 0  # of the call that declared it, when the BUILD file names it literally (0: unknown)
+    column: int = 0
+
+    @property
+    def location(self) -> str:
+        """`pkg/BUILD.kiln:LINE:COL` of the declaring call, or just the file."""
+        return f"{self.build_file}:{self.line}:{self.column}" if self.line else self.build_file

@@ -140,7 +140,8 @@ def deployment(spec: Spec, platform: str) -> dict:
     labels = {NAME_LABEL: spec.app, PLATFORM_LABEL: platform}
     accelerator, selector = _accelerator(spec, platform)
     pod = {"containers": [_container(spec, platform, accelerator)], **({"nodeSelector": selector} if selector else {})}
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _metadata(spec, f"{spec.app}-{platform}", labels),
+    metadata = _metadata(spec, f"{spec.app}-{platform}", labels)
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata,
             "spec": {"replicas": spec.replicas, "selector": {"matchLabels": labels},
                      "template": {"metadata": {"labels": labels}, "spec": pod}}}
 

@@ -133,7 +133,8 @@ def _implementation(ctx: RuleContext) -> Providers:
 
 def _check(attrs: dict) -> None:
     if not 0 <= attrs["serve_port"] <= 65535:
-        raise UserError(f"oci_image(): serve_port must be a TCP port (1-65535, or 0 for none), got {attrs['serve_port']}")
+        raise UserError(f"oci_image(): serve_port must be a TCP port (1-65535, or 0 for none), "
+                        f"got {attrs['serve_port']}")
 
 
 RULE = RuleSpec(
