@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from kiln.build_rules.k8s import deploy, manifests
 from kiln.build_rules.oci import image, index
 from kiln.build_rules.oci.layout import Layout
 from test_build_errors import one_line_error
+from conftest import REPO
 
 KUBERNETES = ("1.31.0", "1.37.0")  # the oldest still supported upstream and the newest the package ships
 REPOSITORY = "registry.example/team/mnist"
@@ -60,6 +62,7 @@ def test_cpu_image_gives_one_deployment_and_a_service(layout):
     text, documents = write(layout, "--platform", "cpu")
     validate(documents)
     assert [d["kind"] for d in documents] == ["Deployment", "Service"]
+    assert not re.search(r"[&*]id\d", text)  # no YAML anchors and aliases
     digest = Layout.open(layout).single_manifest().digest
     cpu = container(deployments(documents)["cpu"])
     assert cpu["image"] == f"{REPOSITORY}@{digest}" and re.fullmatch(r".+@sha256:[0-9a-f]{64}", cpu["image"])
@@ -166,12 +169,22 @@ IMAGE = 'model(name = "m", graph = "m.onnx")\noci_image(name = "image", model = 
      "k8s_deployment(): platforms: unknown platform 'gpu'"),
     ('k8s_deployment(name = "d", image = ":image", repository = "r.example/m", app = "My_Model")',
      "k8s_deployment(): app 'My_Model' must be at most"),
+    ('k8s_deployment(name = "d", image = ":image", repository = "mnist:v1")',
+     "k8s_deployment(): 'mnist:v1' does not start with a registry host"),
     ('oci_image(name = "bad", model = ":m", serve_port = 70000)', "oci_image(): serve_port must be a TCP port"),
 ])
 def test_attribute_mistakes_name_the_build_file_line(workspace, rule, message):
     workspace.write("p/BUILD.kiln", IMAGE + rule + "\n")
     line = one_line_error(workspace.kiln("build", "//p:all"))
     assert line.startswith("ERROR: p/BUILD.kiln:3:1: ") and message in line, line
+
+
+def test_a_deployment_needs_a_repository(workspace):
+    workspace.write("p/BUILD.kiln", IMAGE + 'oci_push(name = "push", image = ":image")\n'
+                    'k8s_deployment(name = "d", image = ":push")\n')
+    shutil.copy(REPO / "examples" / "mnist" / "mnist.onnx", workspace.root / "p" / "m.onnx")
+    line = one_line_error(workspace.kiln("build", "//p:d"))
+    assert "//p:d (p/BUILD.kiln:4:1): no repository to pull the image from" in line, line
 
 
 def test_an_image_that_is_not_an_image_is_one_line(workspace):

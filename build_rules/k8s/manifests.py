@@ -158,8 +158,14 @@ def objects(spec: Spec) -> list[dict]:
     return [*(deployment(spec, p) for p in sorted(spec.platforms)), service(spec)]
 
 
+class _Dumper(yaml.SafeDumper):
+    def ignore_aliases(self, data: object) -> bool:
+        return True  # a label map used twice is written twice, not as &anchor/*alias: plain YAML for every reader
+
+
 def to_yaml(documents: list[dict]) -> str:
-    return "".join("---\n" + yaml.safe_dump(d, sort_keys=True, default_flow_style=False) for d in documents)
+    return "".join("---\n" + yaml.dump(d, Dumper=_Dumper, sort_keys=True, default_flow_style=False)
+                   for d in documents)
 
 
 def _spec(args: argparse.Namespace) -> Spec:

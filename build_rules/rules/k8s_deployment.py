@@ -29,6 +29,7 @@ from kiln.build_rules.analysis import RuleContext
 from kiln.build_rules.attrs import Attr
 from kiln.build_rules.errors import UserError
 from kiln.build_rules.k8s import manifests
+from kiln.build_rules.oci.registry import Reference, RegistryError
 from kiln.build_rules.providers import DefaultInfo, Providers, RunInfo
 from kiln.build_rules.rules.oci_image import OCI_TOOL, ImageInfo
 from kiln.build_rules.rules.oci_push import PushInfo
@@ -52,7 +53,10 @@ def _repository(ctx: RuleContext) -> str:
     if not repository:
         raise ctx.fail("no repository to pull the image from: set repository, or make image an oci_push() "
                        "target that has one")
-    return repository
+    try:
+        return str(Reference.parse(repository))
+    except RegistryError as error:
+        raise ctx.fail(f"repository: {error}") from None
 
 
 def _platforms(ctx: RuleContext, image: ImageInfo) -> list[str]:
@@ -100,7 +104,9 @@ def _check(attrs: dict) -> None:
     """Values that need no deps, so their errors name the BUILD file's line."""
     try:
         _check_values(attrs)
-    except manifests.ManifestError as error:
+        if attrs["repository"]:
+            Reference.parse(attrs["repository"])
+    except (manifests.ManifestError, RegistryError) as error:
         raise UserError(f"k8s_deployment(): {error}") from None
 
 
