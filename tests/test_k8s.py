@@ -179,12 +179,16 @@ def test_attribute_mistakes_name_the_build_file_line(workspace, rule, message):
     assert line.startswith("ERROR: p/BUILD.kiln:3:1: ") and message in line, line
 
 
-def test_a_deployment_needs_a_repository(workspace):
-    workspace.write("p/BUILD.kiln", IMAGE + 'oci_push(name = "push", image = ":image")\n'
-                    'k8s_deployment(name = "d", image = ":push")\n')
+@pytest.mark.parametrize("deploy, message", [
+    ('k8s_deployment(name = "d", image = ":push")', "//p:d (p/BUILD.kiln:4:1): no repository to pull the image from"),
+    ('k8s_deployment(name = "d", image = ":push", repository = "r.example/m", platforms = ["cuda"])',
+     "//p:d (p/BUILD.kiln:4:1): platforms: image //p:push carries no 'cuda' (it has cpu; build with --platform=cuda)"),
+])
+def test_analysis_mistakes_name_the_build_file_line(workspace, deploy, message):
+    workspace.write("p/BUILD.kiln", IMAGE + 'oci_push(name = "push", image = ":image")\n' + deploy + "\n")
     shutil.copy(REPO / "examples" / "mnist" / "mnist.onnx", workspace.root / "p" / "m.onnx")
     line = one_line_error(workspace.kiln("build", "//p:d"))
-    assert "//p:d (p/BUILD.kiln:4:1): no repository to pull the image from" in line, line
+    assert message in line, line
 
 
 def test_an_image_that_is_not_an_image_is_one_line(workspace):

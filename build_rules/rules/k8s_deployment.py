@@ -25,6 +25,7 @@ v2 health endpoints. Memory is limited to its request by default (predictable OO
 
 from __future__ import annotations
 
+from kiln.build_rules.actions import Arg, Artifact
 from kiln.build_rules.analysis import RuleContext
 from kiln.build_rules.attrs import Attr
 from kiln.build_rules.errors import UserError
@@ -78,7 +79,7 @@ def _app(ctx: RuleContext, image: ImageInfo) -> str:
     return app
 
 
-def _argv(ctx: RuleContext, image: ImageInfo, output) -> list:
+def _argv(ctx: RuleContext, image: ImageInfo, output: Artifact) -> list[Arg]:
     limits = {**{k: v for k, v in ctx.attr["resources"].items() if k == "memory"}, **ctx.attr["limits"]}
     argv = [python_tool(*K8S_TOOL), "-m", "kiln.build_rules.k8s.manifests", "--layout", image.layout,
             "--repository", _repository(ctx), "--app", _app(ctx, image), "--replicas", str(ctx.attr["replicas"]),
