@@ -155,7 +155,7 @@ def _calls_by_name(source: str) -> dict[str, tuple[int, int]]:
     one that is not just gets no positions."""
     try:
         tree = ast.parse(source)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return {}
     calls = {}
     for call in (node for node in ast.walk(tree) if isinstance(node, ast.Call)):

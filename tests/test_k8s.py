@@ -77,7 +77,7 @@ def test_cpu_image_gives_one_deployment_and_a_service(layout):
 
 def test_each_accelerator_gets_its_deployment_resources_and_node_selectors(layout):
     text, documents = write(layout, "--platform", "tpu", "--platform", "cuda", "--platform", "rocm", "--gpus", "2",
-                            "--tpu-accelerator", "tpu-v5-lite-podslice", "--tpu-topology", "2x2")
+                            "--tpu-accelerator", "tpu-v5-lite-podslice", "--tpu-topology", "2x2", "--image-has-cuda")
     validate(documents)
     by_platform = deployments(documents)
     assert [d["metadata"]["name"] for d in documents] == ["mnist-cuda", "mnist-rocm", "mnist-tpu", "mnist"]
@@ -88,6 +88,8 @@ def test_each_accelerator_gets_its_deployment_resources_and_node_selectors(layou
     selectors = {p: d["spec"]["template"]["spec"].get("nodeSelector") for p, d in by_platform.items()}
     assert selectors == {"cuda": None, "rocm": None, "tpu": {
         "cloud.google.com/gke-tpu-accelerator": "tpu-v5-lite-podslice", "cloud.google.com/gke-tpu-topology": "2x2"}}
+    hidden = {"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"}  # only the cuda pods see NVIDIA GPUs
+    assert [p for p, d in by_platform.items() if hidden in container(d)["env"]] == ["rocm", "tpu"]
     service = documents[-1]
     assert service["kind"] == "Service" and service["spec"]["selector"] == {"app.kubernetes.io/name": "mnist"}
     for deployment in by_platform.values():

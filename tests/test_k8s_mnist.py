@@ -38,6 +38,18 @@ def test_deploy_prints_yaml_naming_the_serving_image_by_digest(examples_copy, ki
     assert documents[0]["spec"]["replicas"] == 2
 
 
+def test_deploy_for_gpu_platforms_asks_for_each_gpu(examples_copy, kiln_cache):
+    kiln("build", "//mnist:deploy", "--platform=cuda,rocm,linux-amd64", cache=kiln_cache, cwd=examples_copy)
+    out = examples_copy / "kiln-out/linux-amd64-cpu-cuda-rocm/mnist"
+    documents = list(yaml.safe_load_all((out / "deploy.yaml").read_text()))
+    validate(documents)
+    assert [d["metadata"]["name"] for d in documents] == ["mnist-cuda", "mnist-rocm", "mnist"]
+    limits = [container(d)["resources"]["limits"] for d in documents[:2]]
+    assert limits == [{"memory": "256Mi", "nvidia.com/gpu": "1"}, {"memory": "256Mi", "amd.com/gpu": "1"}]
+    digest = Layout.open(out / "serving_image").single_manifest().digest
+    assert {container(d)["image"] for d in documents[:2]} == {f"registry.example/mnist@{digest}"}
+
+
 def test_serving_image_runs_serve_and_carries_its_health_check(examples_copy, kiln_cache, tmp_path):
     require("skopeo", "umoci")
     kiln("build", "//mnist:serving_image", cache=kiln_cache, cwd=examples_copy)

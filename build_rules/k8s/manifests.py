@@ -9,7 +9,9 @@ One Deployment per platform (`<app>-<platform>`): a pod requests one kind of acc
 node pool holds one kind, so each platform scales and schedules on its own; one Service (`<app>`)
 selects the pods of all of them. The image is named by the digest of the layout's manifest or index
 (`REPOSITORY@sha256:...`), never by a tag. Each container runs `serve --port PORT` with
-`KILN_PLATFORM` set, so a pod that got a GPU fails loudly instead of serving on the CPU fallback.
+`KILN_PLATFORM` set, so a pod that got a GPU fails loudly instead of serving on the CPU fallback;
+pods of other platforms get `NVIDIA_VISIBLE_DEVICES=void` when the image carries cuda (its env asks
+the NVIDIA runtime for all GPUs, which a pod that requested none must not get).
 Keys are sorted and objects come in a fixed order: the same inputs give the same bytes.
 """
 
@@ -100,6 +102,7 @@ class Spec:
     gpus: int = 1
     tpu_accelerator: str = ""
     tpu_topology: str = ""
+    image_has_cuda: bool = False
 
 
 def image_reference(layout: Path, repository: str) -> str:
@@ -125,10 +128,18 @@ def _probe(path: str, period: int, failures: int) -> dict:
     return {"httpGet": {"path": path, "port": "http"}, "periodSeconds": period, "failureThreshold": failures}
 
 
+def _env(spec: Spec, platform: str) -> list[dict]:
+    env = [{"name": "KILN_PLATFORM", "value": platform}]
+    if spec.image_has_cuda and platform != "cuda":
+        # the image asks the NVIDIA runtime for every GPU; a pod that requested none must get none
+        env.append({"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"})
+    return env
+
+
 def _container(spec: Spec, platform: str, accelerator: dict[str, str]) -> dict:
     resources = {"requests": spec.requests, "limits": {**spec.limits, **accelerator}}
     return {"name": spec.app, "image": spec.image, "args": ["serve", "--port", str(spec.port)],
-            "env": [{"name": "KILN_PLATFORM", "value": platform}],
+            "env": _env(spec, platform),
             "ports": [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}],
             # readiness stays false until weights are loaded and a warm-up inference ran
             "startupProbe": _probe(HEALTH["liveness"], 2, 30), "livenessProbe": _probe(HEALTH["liveness"], 10, 3),
@@ -174,7 +185,8 @@ def _spec(args: argparse.Namespace) -> Spec:
     check_resources("limits", limits)
     check_limits(requests, limits)
     return Spec(args.app, image_reference(Path(args.layout), args.repository), args.replicas, args.port, requests,
-                limits, tuple(args.platform), args.namespace, args.gpus, args.tpu_accelerator, args.tpu_topology)
+                limits, tuple(args.platform), args.namespace, args.gpus, args.tpu_accelerator, args.tpu_topology,
+                args.image_has_cuda)
 
 
 def _pairs(items: list[str]) -> dict[str, str]:
@@ -195,6 +207,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus", type=int, default=1, help="GPUs per pod (cuda, rocm)")
     p.add_argument("--tpu-accelerator", default="tpu-v5-lite-podslice")
     p.add_argument("--tpu-topology", default="1x1")
+    p.add_argument("--image-has-cuda", action="store_true", help="the image sets NVIDIA_VISIBLE_DEVICES=all")
     p.add_argument("--out", required=True)
     return p
 

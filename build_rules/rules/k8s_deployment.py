@@ -89,6 +89,7 @@ def _argv(ctx: RuleContext, image: ImageInfo, output: Artifact) -> list[Arg]:
     argv += [f"--request={k}={v}" for k, v in sorted(ctx.attr["resources"].items())]
     argv += [f"--limit={k}={v}" for k, v in sorted(limits.items())]
     argv += [f"--platform={p}" for p in _platforms(ctx, image)]
+    argv += ["--image-has-cuda"] if "cuda" in image.platforms else []
     return argv + ([f"--namespace={ctx.attr['namespace']}"] if ctx.attr["namespace"] else [])
 
 
