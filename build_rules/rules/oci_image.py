@@ -44,8 +44,6 @@ from kiln.compiler.platforms import HOSTS
 
 _BASE_PACKAGES = ("libc6", "libgcc-s1")
 OCI_TOOL = ("kiln.build_rules.oci", "kiln.build_rules.packaging")
-
-
 HEALTH_LABEL = "dev.kiln.healthcheck."
 
 
@@ -80,7 +78,8 @@ def _platform_env(ctx: RuleContext) -> dict[str, str]:
 def _serve_args(port: int) -> list[str]:
     if not port:
         return []
-    labels = [f"--label={HEALTH_LABEL}{probe}=http://localhost:{port}{path}" for probe, path in sorted(HEALTH.items())]
+    labels = [f"--label={HEALTH_LABEL}{probe}=http://localhost:{port}{path}"
+              for probe, path in sorted(HEALTH.items())]
     return ["--cmd=serve", "--cmd=--port", f"--cmd={port}", f"--expose={port}/tcp", *labels]
 
 
@@ -146,7 +145,7 @@ RULE = RuleSpec(
         "labels": Attr("string_dict", {}, doc="Extra image labels."),
         "compression": Attr("string", "gzip", doc="Layer compression: gzip, zstd or none."),
         "libstdcxx": Attr("bool", False, doc="Add libstdc++ to the base layer."),
-        "serve_port": Attr("int", 0, doc="Run `serve --port PORT` and expose the port (0: run the launcher as a CLI)."),
+        "serve_port": Attr("int", 0, doc="Run `serve --port PORT` and expose it (0: the launcher as a CLI)."),
     },
     implementation=_implementation,
     doc=__doc__,
