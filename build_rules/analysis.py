@@ -80,7 +80,7 @@ class RuleContext:
         return Dep(label, self._analyzer.analyze(label, config, f"{attribute} of {self.label}"))
 
     def fail(self, message: str) -> UserError:
-        return UserError(f"{self.label} ({self.target.build_file}): {message}")
+        return UserError(f"{self.label} ({self.target.location}): {message}")
 
 
 class Analyzer:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import difflib
 import re
 from pathlib import Path
@@ -22,19 +23,23 @@ _LOCATION = re.compile(r"-->\s*(\S+?):(\d+):(\d+)")
 class _PackageBuilder:
     """Receives rule calls while one BUILD file is evaluated."""
 
-    def __init__(self, workspace: Workspace, package: str, build_file: str):
+    def __init__(self, workspace: Workspace, package: str, build_file: str, source: str):
         self.workspace, self.package, self.build_file = workspace, package, build_file
         self.targets: dict[str, Target] = {}
+        self.calls = _calls_by_name(source)
 
     def rule_function(self, rule: RuleSpec) -> Callable[..., None]:
         def declare(*args: Any, **kwargs: Any) -> None:
             if args:
                 raise UserError(f"{rule.name}() takes keyword arguments only")
             attrs = check_attrs(rule.name, rule.attrs, kwargs, self.package)
+            if rule.check is not None:
+                rule.check(attrs)
             name = attrs["name"]
             if name in self.targets:
                 raise UserError(f"duplicate target name '{name}' in package //{self.package}")
-            self.targets[name] = Target(Label(self.package, name), rule, attrs, self.build_file)
+            self.targets[name] = Target(Label(self.package, name), rule, attrs, self.build_file,
+                                        *self.calls.get(name, (0, 0)))
         declare.__name__ = rule.name
         return declare
 
@@ -94,10 +99,11 @@ class Loader:
             raise UserError(f"no such package '//{package}': no BUILD.kiln or BUILD file in "
                             f"{self.workspace.root / package}")
         relative = path.relative_to(self.workspace.root).as_posix()
-        builder = _PackageBuilder(self.workspace, package, relative)
+        source = _source_text(path, relative)
+        builder = _PackageBuilder(self.workspace, package, relative, source)
         previous, self._current = self._current, builder
         try:
-            self._run(relative, _source_text(path, relative), package)
+            self._run(relative, source, package)
         finally:
             self._current = previous
         return builder.targets
@@ -141,6 +147,23 @@ class Loader:
             finally:
                 self._loading.pop()
         return self._extensions[key]
+
+
+def _calls_by_name(source: str) -> dict[str, tuple[int, int]]:
+    """Line and column of each call with a literal `name = "..."`, so analysis errors can point at the
+    declaration (starlark-rust hands callbacks no call site). Starlark BUILD files are Python syntax;
+    one that is not just gets no positions."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return {}
+    calls = {}
+    for call in (node for node in ast.walk(tree) if isinstance(node, ast.Call)):
+        for keyword in call.keywords:
+            value = keyword.value.value if isinstance(keyword.value, ast.Constant) else None
+            if keyword.arg == "name" and isinstance(value, str):
+                calls.setdefault(value, (call.lineno, call.col_offset + 1))
+    return calls
 
 
 def _source_text(path: Path, shown: str) -> str:

@@ -119,6 +119,13 @@ def test_config_carries_what_was_asked(inputs, monkeypatch):
     assert top.annotations == {"org.opencontainers.image.ref.name": "latest"}
 
 
+def test_a_serving_image_exposes_its_port(inputs):
+    _, _, config = image_parts(build(inputs, "serve", "--expose", "8000/tcp", "--expose", "9090/tcp"))
+    assert config["config"]["ExposedPorts"] == {"8000/tcp": {}, "9090/tcp": {}}
+    _, _, config = image_parts(build(inputs, "cli"))
+    assert "ExposedPorts" not in config["config"]
+
+
 def test_index_lists_each_platform_once(inputs, capsys):
     amd64, arm64 = build(inputs, "amd64"), build(inputs, "arm64", "--arch", "arm64")
     assert index.main(["--out", str(inputs / "multi"), str(amd64.root), str(arm64.root)]) == 0

@@ -4,7 +4,7 @@
         --layer-tar base-amd64.tar \\
         --layer app/bin/mnist=kiln-out/.../mnist:x app/weights/mnist.safetensors=kiln-out/.../w.safetensors \\
         --entrypoint=/app/bin/mnist --env PATH=/app/bin --workdir /app \\
-        --label org.opencontainers.image.source=... --accelerator cpu --accelerator cuda
+        --label org.opencontainers.image.source=... --accelerator cpu --accelerator cuda --expose 8000/tcp
 
 Layers stack in the order given: `--layer-tar TAR` takes an uncompressed tar as is, `--layer
 DEST=SOURCE[:x] ...` packs files (`:x` executable) into a deterministic tar, `--split-layers
@@ -56,7 +56,7 @@ def runtime_config(args: argparse.Namespace) -> dict:
         labels[PLATFORMS_LABEL] = ",".join(sorted(set(args.accelerator)))
     env = [f"{key}={value}" for key, value in pairs(args.env, "--env").items()]
     config = {"Entrypoint": args.entrypoint, "Cmd": args.cmd, "Env": env, "WorkingDir": args.workdir,
-              "User": args.user, "Labels": labels}
+              "User": args.user, "Labels": labels, "ExposedPorts": {port: {} for port in sorted(args.expose)}}
     return {key: value for key, value in config.items() if value}
 
 
@@ -135,6 +135,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--label", action="append", default=[], metavar="K=V")
     p.add_argument("--accelerator", action="append", default=[],
                    help=f"an accelerator platform inside (cpu, cuda, ...), listed in the {PLATFORMS_LABEL} label")
+    p.add_argument("--expose", action="append", default=[], metavar="PORT/PROTO", help="a port in ExposedPorts")
     p.add_argument("--workdir", default="")
     p.add_argument("--user", default="")
     p.add_argument("--ref-name", default="latest", help="org.opencontainers.image.ref.name in index.json")

@@ -6,6 +6,7 @@
         hosts = ["linux-amd64", "linux-arm64"],   # default: the configured host; two make an index
         env = {"KILN_THREADS": "2"},
         labels = {"org.opencontainers.image.source": "https://example.invalid/mnist"},
+        serve_port = 8000,                        # default 0: the image runs the launcher as a CLI
     )
 
 Layers: a base layer made from pinned Debian packages (glibc, libgcc; libstdc++ with
@@ -14,6 +15,14 @@ Layers: a base layer made from pinned Debian packages (glibc, libgcc; libstdc++ 
 as in `archive` under `/<model>/`. A code change then leaves the weight layers' blobs alone (a push
 re-sends only the small top layer) and, since they sit below the code, their chain IDs too (a pull
 keeps their unpacked snapshots). The entrypoint is the launcher.
+
+With `serve_port`, the image is a server: Cmd is `serve --port PORT` (the KServe v2 server in the
+launcher), ExposedPorts holds `PORT/tcp`, and the health check is carried by two labels,
+`dev.kiln.healthcheck.liveness` and `dev.kiln.healthcheck.readiness`, each an HTTP URL on localhost
+(`http://localhost:8000/v2/health/live`, `.../v2/health/ready`). Not Docker's `Healthcheck` config
+field: it is a Docker extension the OCI image-spec lacks (podman ignores it in OCI images), Kubernetes
+ignores it too (k8s_deployment writes probes), and its test is a command run inside the container,
+whose base layer has no HTTP client. Orchestrators read the labels and probe from outside.
 Same inputs, same digests. Output: a layout directory `<name>/`.
 """
 
@@ -24,6 +33,8 @@ from dataclasses import dataclass
 from kiln.build_rules.actions import Artifact
 from kiln.build_rules.analysis import RuleContext
 from kiln.build_rules.attrs import Attr
+from kiln.build_rules.errors import UserError
+from kiln.build_rules.k8s.manifests import HEALTH
 from kiln.build_rules.providers import DefaultInfo, ModelInfo, Providers
 from kiln.build_rules.targets import RuleSpec
 from kiln.build_rules.rules.archive import Entries, bundle_entries
@@ -33,11 +44,15 @@ from kiln.compiler.platforms import HOSTS
 
 _BASE_PACKAGES = ("libc6", "libgcc-s1")
 OCI_TOOL = ("kiln.build_rules.oci", "kiln.build_rules.packaging")
+HEALTH_LABEL = "dev.kiln.healthcheck."
 
 
 @dataclass(frozen=True)
 class ImageInfo:
     layout: Artifact  # an OCI image layout directory (one image, or an index over several)
+    model: str = ""  # the model's name: the launcher is /<model>/bin/<model>
+    platforms: tuple[str, ...] = ()  # the accelerator platforms inside (cpu always)
+    serve_port: int = 0  # the port `serve` listens on, 0 for an image that runs the launcher as a CLI
 
 
 def _base_packages(ctx: RuleContext) -> list[str]:
@@ -60,6 +75,14 @@ def _platform_env(ctx: RuleContext) -> dict[str, str]:
     return {"NVIDIA_VISIBLE_DEVICES": "all", "NVIDIA_DRIVER_CAPABILITIES": "compute,utility"}
 
 
+def _serve_args(port: int) -> list[str]:
+    if not port:
+        return []
+    labels = [f"--label={HEALTH_LABEL}{probe}=http://localhost:{port}{path}"
+              for probe, path in sorted(HEALTH.items())]
+    return ["--cmd=serve", "--cmd=--port", f"--cmd={port}", f"--expose={port}/tcp", *labels]
+
+
 def _specs(entries: Entries) -> list[str]:
     return [f"{dest}={artifact.path}" + (":x" if executable else "") for dest, artifact, executable in entries]
 
@@ -79,6 +102,7 @@ def _image(ctx: RuleContext, model: ModelInfo, host: str, name: str) -> Artifact
     argv += [f"--env={k}={v}" for k, v in sorted({**_platform_env(ctx), **ctx.attr["env"]}.items())]
     argv += [f"--label={k}={v}" for k, v in sorted(ctx.attr["labels"].items())]
     argv += [f"--accelerator={p.name}" for p in ctx.config.platforms]
+    argv += _serve_args(ctx.attr["serve_port"])
     ctx.action("OciImage", argv, [base, *(a for _, a, _ in [*weights, *code])], [layout],
                progress=f"Building OCI image {ctx.label} ({host})")
     return layout
@@ -101,7 +125,15 @@ def _implementation(ctx: RuleContext) -> Providers:
         layout = ctx.declare_directory(ctx.label.name)
         ctx.action("OciIndex", [python_tool(*OCI_TOOL), "-m", "kiln.build_rules.oci.index", "--out", layout, *images],
                    images, [layout], progress=f"Building OCI index {ctx.label}")
-    return Providers(DefaultInfo(files=(layout,)), {ImageInfo: ImageInfo(layout)})
+    platforms = tuple(sorted({p.name for p in ctx.config.platforms}))
+    return Providers(DefaultInfo(files=(layout,)),
+                     {ImageInfo: ImageInfo(layout, models[0].name, platforms, ctx.attr["serve_port"])})
+
+
+def _check(attrs: dict) -> None:
+    if not 0 <= attrs["serve_port"] <= 65535:
+        raise UserError(f"oci_image(): serve_port must be a TCP port (1-65535, or 0 for none), "
+                        f"got {attrs['serve_port']}")
 
 
 RULE = RuleSpec(
@@ -113,7 +145,9 @@ RULE = RuleSpec(
         "labels": Attr("string_dict", {}, doc="Extra image labels."),
         "compression": Attr("string", "gzip", doc="Layer compression: gzip, zstd or none."),
         "libstdcxx": Attr("bool", False, doc="Add libstdc++ to the base layer."),
+        "serve_port": Attr("int", 0, doc="Run `serve --port PORT` and expose it (0: the launcher as a CLI)."),
     },
     implementation=_implementation,
     doc=__doc__,
+    check=_check,
 )

@@ -11,6 +11,8 @@ Prints REPOSITORY@sha256:DIGEST.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from kiln.build_rules.analysis import RuleContext
 from kiln.build_rules.attrs import Attr
 from kiln.build_rules.providers import DefaultInfo, Providers, RunInfo
@@ -19,20 +21,31 @@ from kiln.build_rules.rules.oci_image import OCI_TOOL, ImageInfo
 from kiln.build_rules.rules.toolchains import python_tool
 
 
-def image_layout(ctx: RuleContext):
+@dataclass(frozen=True)
+class PushInfo:
+    repository: str  # where the target pushes by default ("" when only `-- --repository` says)
+
+
+def image_info(ctx: RuleContext) -> ImageInfo:
     image = ctx.attr["image"].get(ImageInfo)
     if image is None:
         raise ctx.fail(f"image {ctx.attr['image'].label} is not an oci_image() target")
-    return image.layout
+    return image
+
+
+def image_layout(ctx: RuleContext):
+    return image_info(ctx).layout
 
 
 def _implementation(ctx: RuleContext) -> Providers:
-    layout = image_layout(ctx)
+    image = image_info(ctx)
+    layout = image.layout
     argv = [python_tool(*OCI_TOOL).path, "-m", "kiln.build_rules.oci.push", layout]
     if ctx.attr["repository"]:
         argv += ["--default-repository", ctx.attr["repository"]]
     argv += [f"--default-tag={t}" for t in ctx.attr["tags"]]
-    return Providers(DefaultInfo(files=(layout,)), {RunInfo: RunInfo(tuple(argv))})
+    return Providers(DefaultInfo(files=(layout,)),
+                     {RunInfo: RunInfo(tuple(argv)), ImageInfo: image, PushInfo: PushInfo(ctx.attr["repository"])})
 
 
 RULE = RuleSpec(
