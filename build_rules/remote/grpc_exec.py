@@ -5,14 +5,16 @@ input root is the Merkle tree of its inputs, laid out as in the local sandbox. k
 blobs the server lacks, calls Execute, follows the long-running operation (WaitExecution when
 the stream breaks), then downloads and verifies the outputs.
 
-Limitation: tools are named by their absolute path on this machine (zig from the ziglang wheel,
-this Python with kiln installed), so a worker must have the same paths: a host-tools bot on this
-machine, or workers built from the same image. Everything else an action reads is in its input root.
+No install is needed on a worker beyond a POSIX shell and glibc: the tools an action runs (zig, a
+relocatable Python with the pinned distributions and kiln's packages, pinned external trees) are
+directories of its input root (remote.tool_trees), named relative to the execution root. Each tree's
+blobs are sent once: a blob the server was found to hold is not asked about again in the same build.
 """
 
 from __future__ import annotations
 
 import platform
+import threading
 from typing import Iterable
 
 from kiln.build_rules.actions import Action
@@ -22,6 +24,7 @@ from kiln.build_rules.remote.grpc_cas import GrpcCas, rpc_reason
 from kiln.build_rules.remote.merkle import FileNode, digest_of, input_root
 from kiln.build_rules.remote.protos import Operation, grpc, reapi, reapi_grpc
 from kiln.build_rules.store import Store
+
 _ISA = {"x86_64": "x86-64", "amd64": "x86-64", "aarch64": "aarch64", "arm64": "aarch64"}
 _RETRIES = 3
 
@@ -39,17 +42,25 @@ class GrpcExecutor:
         isa = _ISA.get(platform.machine().lower(), platform.machine().lower())
         self.platform = reapi.Platform(properties=[reapi.Platform.Property(name="ISA", value=isa),
                                                    reapi.Platform.Property(name="OSFamily", value="linux")])
+        self._present: set[str] = set()  # blobs the server holds, as far as this build knows
+        self._upload_lock = threading.Lock()
 
     def execute(self, action: Action, argv: list[str], env: dict[str, str],
                 inputs: dict[str, InputFile], store: Store) -> RemoteRun:
         if not self.cas.server_capabilities.execution_capabilities.exec_enabled:
             raise RemoteError("the server does not execute actions")
         action_digest, blobs = self._messages(action, argv, env, inputs)
-        upload_missing(self.cas, blobs)
+        self._upload(blobs)
         response = self._execute(action_digest)
         result = response.result
         outputs = fetch_outputs(result, self.cas, store) if result.exit_code == 0 else {}
         return RemoteRun(result.exit_code, self._stderr(result), outputs, response.cached_result)
+
+    def _upload(self, blobs: dict[str, Blob]) -> None:
+        """One upload at a time, so that actions started together never send the same tool tree twice."""
+        with self._upload_lock:
+            upload_missing(self.cas, {h: blob for h, blob in blobs.items() if h not in self._present})
+            self._present.update(blobs)
 
     def _messages(self, action: Action, argv: list[str], env: dict[str, str],
                   inputs: dict[str, InputFile]) -> tuple[reapi.Digest, dict[str, Blob]]:
