@@ -120,3 +120,26 @@ def test_the_relocatable_python_runs_kilns_code_with_only_system_directories_vis
     paths = done.stdout.split()
     assert paths and all(p.startswith("/elsewhere/_tools/python-") for p in paths), paths
     assert any(p.endswith(f"{python.RELOCATABLE_INTERPRETER.split('/')[1]}/site-packages") for p in paths)
+
+
+def test_a_link_inside_the_tree_stays_a_link_and_one_out_of_it_is_its_file(tmp_path):
+    tool = tree_tool(tmp_path / "cc")
+    (tmp_path / "cc" / "lib" / "crt1.o").symlink_to("crt.o")
+    (tmp_path / "outside.o").write_bytes(b"outside")
+    (tmp_path / "cc" / "lib" / "out.o").symlink_to(tmp_path / "outside.o")
+    (tmp_path / "cc" / "lib" / "gone.o").symlink_to("/nowhere/gone.o")
+    files = ToolTrees(Store(tmp_path / "store")).tree(tool).files
+    lib = "_tools/cc_amd64-dddddddddddddddd/lib"
+    assert files[f"{lib}/crt1.o"].link == "crt.o" and not files[f"{lib}/crt.o"].link
+    assert files[f"{lib}/out.o"].digest == sha256_file(tmp_path / "outside.o") and not files[f"{lib}/out.o"].link
+    assert f"{lib}/gone.o" not in files
+
+
+def test_an_input_root_holds_links_as_symlink_nodes():
+    from kiln.build_rules.remote.merkle import FileNode, LinkNode, input_root
+    from kiln.build_rules.remote.protos import Directory
+    root, blobs = input_root({"lib/libz.so.1": LinkNode("libz.so.1.3"), "lib/libz.so.1.3": FileNode("a" * 64, 3, False)})
+    (lib,) = Directory.FromString(blobs[root.hash]).directories
+    directory = Directory.FromString(blobs[lib.digest.hash])
+    assert [(s.name, s.target) for s in directory.symlinks] == [("libz.so.1", "libz.so.1.3")]
+    assert [f.name for f in directory.files] == ["libz.so.1.3"]

@@ -21,7 +21,7 @@ from kiln.build_rules.actions import Action
 from kiln.build_rules.remote.base import InputFile, RemoteError, RemoteRun
 from kiln.build_rules.remote.cache import Blob, describe_blob, fetch_outputs, upload_missing
 from kiln.build_rules.remote.grpc_cas import GrpcCas, rpc_reason
-from kiln.build_rules.remote.merkle import FileNode, digest_of, input_root
+from kiln.build_rules.remote.merkle import FileNode, LinkNode, digest_of, input_root
 from kiln.build_rules.remote.protos import Operation, grpc, reapi, reapi_grpc
 from kiln.build_rules.store import Store
 
@@ -72,14 +72,16 @@ class GrpcExecutor:
             environment_variables=[reapi.Command.EnvironmentVariable(name=k, value=v) for k, v in sorted(env.items())],
             output_files=files, output_directories=directories, output_paths=sorted(files + directories),
             platform=self.platform)
-        nodes = {path: FileNode(i.digest, i.local.stat().st_size, i.executable) for path, i in inputs.items()}
+        nodes = {path: LinkNode(i.link) if i.link else FileNode(i.digest, i.local.stat().st_size, i.executable)
+                 for path, i in inputs.items()}
         root, tree_blobs = input_root(nodes, directories)
         encoded_command = command.SerializeToString(deterministic=True)
         message = reapi.Action(command_digest=digest_of(encoded_command), input_root_digest=root, platform=self.platform)
         encoded_action = message.SerializeToString(deterministic=True)
         blobs = dict(describe_blob(data) for data in [encoded_command, encoded_action, *tree_blobs.values()])
         for path, node in nodes.items():
-            blobs[node.digest] = (reapi.Digest(hash=node.digest, size_bytes=node.size), inputs[path].local)
+            if isinstance(node, FileNode):
+                blobs[node.digest] = (reapi.Digest(hash=node.digest, size_bytes=node.size), inputs[path].local)
         return digest_of(encoded_action), blobs
 
     def _execute(self, action_digest: reapi.Digest) -> reapi.ExecuteResponse:

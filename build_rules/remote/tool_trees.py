@@ -33,7 +33,7 @@ from kiln.build_rules.store import Store
 from kiln.toolchain import python
 
 TOOLS_DIR = "_tools"
-_LAYOUT_VERSION = 1  # bumped when a tree's layout or listing format changes
+_LAYOUT_VERSION = 2  # bumped when a tree's layout or listing format changes
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,8 @@ class ToolTrees:
     def _list(self, layout: _Layout) -> ToolTree:
         directory = f"{TOOLS_DIR}/{re.sub(r'[^A-Za-z0-9._-]', '_', layout.name)}-{layout.identity[:16]}"
         listing = self._cached_listing(layout) or self._make_listing(layout)
-        files = {f"{directory}/{path}": InputFile(Path(source), digest, executable)
-                 for path, (source, digest, _, executable) in listing.items()}
+        files = {f"{directory}/{path}": InputFile(Path(source), digest, executable, link)
+                 for path, (source, digest, _, executable, link) in listing.items()}
         return ToolTree(os.path.normpath(f"{directory}/{layout.program}"), files)
 
     def _listing_path(self, layout: _Layout) -> Path:
@@ -80,16 +80,21 @@ class ToolTrees:
             listing = json.loads(self._listing_path(layout).read_bytes())
         except (OSError, ValueError):
             return None
-        unchanged = all(_size(source) == size for source, _, size, _ in listing.values())
+        unchanged = all(link or _size(source) == size for source, _, size, _, link in listing.values())
         return listing if unchanged else None
 
     def _make_listing(self, layout: _Layout) -> dict[str, list]:
         listing = {}
         for path, source in sorted(layout.files().items()):
+            if _inner_link(path, source):
+                listing[path] = [os.fspath(source), "", 0, False, os.readlink(source)]
+                continue
+            if not source.is_file():  # a link out of the tree to no file
+                continue
             executable = bool(source.stat().st_mode & 0o100)
             if path == python.RELOCATABLE_INTERPRETER and layout.name == "python":
                 source = self._relocated_interpreter(source)
-            listing[path] = [os.fspath(source), sha256_file(source), source.stat().st_size, executable]
+            listing[path] = [os.fspath(source), sha256_file(source), source.stat().st_size, executable, ""]
         atomic_write_bytes(self._listing_path(layout), json.dumps(listing, sort_keys=True).encode())
         return listing
 
@@ -121,9 +126,17 @@ def _layout(tool: Tool) -> _Layout:
 
 
 def _files_below(root: Path) -> dict[str, Path]:
-    """A tree's files; a link becomes the file it names (the input root holds files and directories)."""
+    """A tree's files and links (a link to a directory is not followed)."""
     return {path.relative_to(root).as_posix(): path for path in sorted(root.rglob("*"))
-            if path.is_file() and "__pycache__" not in path.parts}
+            if (path.is_file() or path.is_symlink()) and "__pycache__" not in path.parts}
+
+
+def _inner_link(path: str, source: Path) -> bool:
+    """A link that names something inside its tree stays a link; one out of it is the file it names."""
+    if not source.is_symlink():
+        return False
+    target = os.readlink(source)
+    return not target.startswith("/") and not os.path.normpath(f"{os.path.dirname(path)}/{target}").startswith("..")
 
 
 def _size(path: str) -> int | None:
