@@ -98,7 +98,8 @@ def test_a_tool_of_several_directories_runs_locally_with_a_warning(tmp_path):
 @needs_tool("bwrap", bool(shutil.which("bwrap")))
 def test_the_relocatable_python_runs_kilns_code_with_only_system_directories_visible(tmp_path):
     """The Python tree staged elsewhere, under bwrap showing /usr, /lib...: every sys.path entry is in
-    the tree, and the pinned distributions and kiln import from there."""
+    the tree, kiln and the pinned distributions import from there, and the libraries the standard
+    library links (zlib, libffi, OpenSSL...) load from the tree, not from /usr."""
     store = Store(tmp_path / "store")
     tree = ToolTrees(store).tree(python_tool("kiln.compiler"))
     root = tmp_path / "root"
@@ -106,8 +107,9 @@ def test_the_relocatable_python_runs_kilns_code_with_only_system_directories_vis
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(file.local, root / path)
         os.chmod(root / path, 0o755 if file.executable else 0o644)
-    script = ("import sys, numpy, onnx, llvmlite.binding, safetensors, zstandard, elftools, kiln.compiler; "
-              "print('\\n'.join(p for p in sys.path if p))")
+    script = ("import sys, zlib, ctypes, hashlib, lzma, bz2, numpy, onnx, llvmlite.binding, safetensors, zstandard, "
+              "elftools, kiln.compiler; print(*(p for p in sys.path if p), sep='\\n'); print('--'); "
+              "print(open('/proc/self/maps').read())")
     bwrap = ["bwrap", "--unshare-all", "--die-with-parent", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for top in SYSTEM:
         if os.path.islink(f"/{top}"):
@@ -117,9 +119,13 @@ def test_the_relocatable_python_runs_kilns_code_with_only_system_directories_vis
     done = subprocess.run([*bwrap, "--bind", str(root), "/elsewhere", "--chdir", "/elsewhere", tree.program,
                            "-c", script], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"})
     assert done.returncode == 0, done.stderr
-    paths = done.stdout.split()
-    assert paths and all(p.startswith("/elsewhere/_tools/python-") for p in paths), paths
-    assert any(p.endswith(f"{python.RELOCATABLE_INTERPRETER.split('/')[1]}/site-packages") for p in paths)
+    paths, maps = done.stdout.split("\n--\n")
+    assert paths and all(p.startswith("/elsewhere/_tools/python-") for p in paths.split()), paths
+    assert any(p.endswith(f"{python.RELOCATABLE_INTERPRETER.split('/')[1]}/site-packages") for p in paths.split())
+    libraries = {line.split()[-1] for line in maps.splitlines() if ".so" in line}
+    for name in ("libpython", "libz.so", "libffi.so", "libcrypto.so", "liblzma.so", "libbz2.so"):
+        loaded = [p for p in libraries if f"/{name}" in p]
+        assert loaded and all(p.startswith("/elsewhere/_tools/python-") for p in loaded), (name, libraries)
 
 
 def test_a_link_inside_the_tree_stays_a_link_and_one_out_of_it_is_its_file(tmp_path):

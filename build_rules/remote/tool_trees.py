@@ -5,7 +5,8 @@ worker has none of those paths: each tool becomes a content-named directory `_to
 the input root, and the argument naming the tool becomes its program's path there, relative to the
 execution root (the worker's working directory). zig and the pinned external trees are their one
 directory as installed; Python is a relocatable tree (toolchain.python.relocatable_files) holding the
-interpreter with a RUNPATH of $ORIGIN/../lib, so it runs from wherever the worker stages it.
+interpreter, libpython and the system libraries its standard library links, each with a RUNPATH
+relative to itself, so it runs from wherever the worker stages it with nothing but glibc.
 
 Listing and hashing a tree (zig's is 400 MB in 20k files) happens once per tree: its file list with
 digests is kept in kiln's cache under the tree's identity, and used while every file keeps its size.
@@ -48,6 +49,7 @@ class _Layout:
     identity: str  # decides the files: the tree is listed and hashed again only when it changes
     program: str  # relative to the tree
     files: Callable[[], dict[str, Path]]  # path in the tree -> file here
+    runpath: Callable[[str], str] = lambda path: ""  # the RUNPATH a file gets in the tree, "" to keep its own
 
 
 class ToolTrees:
@@ -59,11 +61,15 @@ class ToolTrees:
         self._lock = threading.Lock()
 
     def tree(self, tool: Tool) -> ToolTree:
-        layout = _layout(tool)
-        with self._lock:  # actions started together wait for one listing, not one each
-            if layout.identity not in self._trees:
-                self._trees[layout.identity] = self._list(layout)
-            return self._trees[layout.identity]
+        """Raises RemoteError for a tool that cannot be sent (then the action runs locally)."""
+        try:
+            layout = _layout(tool)
+            with self._lock:  # actions started together wait for one listing, not one each
+                if layout.identity not in self._trees:
+                    self._trees[layout.identity] = self._list(layout)
+                return self._trees[layout.identity]
+        except OSError as error:
+            raise RemoteError(f"cannot send tool {tool.name}: {error}") from None
 
     def _list(self, layout: _Layout) -> ToolTree:
         directory = f"{TOOLS_DIR}/{re.sub(r'[^A-Za-z0-9._-]', '_', layout.name)}-{layout.identity[:16]}"
@@ -92,24 +98,24 @@ class ToolTrees:
             if not source.is_file():  # a link out of the tree to no file
                 continue
             executable = bool(source.stat().st_mode & 0o100)
-            if path == python.RELOCATABLE_INTERPRETER and layout.name == "python":
-                source = self._relocated_interpreter(source)
+            if layout.runpath(path):
+                source = self._relocated(source, layout.runpath(path))
             listing[path] = [os.fspath(source), sha256_file(source), source.stat().st_size, executable, ""]
         atomic_write_bytes(self._listing_path(layout), json.dumps(listing, sort_keys=True).encode())
         return listing
 
-    def _relocated_interpreter(self, source: Path) -> Path:
-        """A copy of the interpreter that finds its libpython relative to itself, kept in the store."""
+    def _relocated(self, source: Path, runpath: str) -> Path:
+        """A copy of `source` that finds its libraries at `runpath`, kept in the store."""
         from kiln.runtime_trim.bundle import BundleError, patchelf
         self.store.root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self.store.root) as scratch:  # beside the store: a move, not a copy
             copy = Path(scratch) / source.name
             shutil.copy2(source, copy)
             try:
-                done = subprocess.run([patchelf(), "--set-rpath", "$ORIGIN/../lib", str(copy)],
+                done = subprocess.run([patchelf(), "--set-rpath", runpath, str(copy)],
                                       capture_output=True, text=True)
             except BundleError as error:
-                raise RemoteError(f"cannot make the Python tool relocatable: {error}") from None
+                raise RemoteError(f"cannot relocate {source.name}: {error}") from None
             if done.returncode != 0:
                 raise RemoteError(f"patchelf could not relocate {source}: {done.stderr.strip()}")
             return self.store.blob_path(self.store.put_file(copy))
@@ -118,7 +124,7 @@ class ToolTrees:
 def _layout(tool: Tool) -> _Layout:
     if tool.name.startswith(PYTHON_TOOL):
         return _Layout("python", python.relocatable_identity(), python.RELOCATABLE_INTERPRETER,
-                       python.relocatable_files)
+                       python.relocatable_files, python.relocatable_runpath)
     if len(tool.mounts) != 1:
         raise RemoteError(f"tool {tool.name} is not one directory, so it cannot be sent to a remote worker")
     root = Path(tool.mounts[0])
