@@ -97,9 +97,9 @@ class ToolTrees:
                 continue
             if not source.is_file():  # a link out of the tree to no file
                 continue
-            executable = bool(source.stat().st_mode & 0o100)
-            if layout.runpath(path):
-                source = self._relocated(source, layout.runpath(path))
+            executable, runpath = bool(source.stat().st_mode & 0o100), layout.runpath(path)
+            if runpath:
+                source = self._relocated(source, runpath)
             listing[path] = [os.fspath(source), sha256_file(source), source.stat().st_size, executable, ""]
         atomic_write_bytes(self._listing_path(layout), json.dumps(listing, sort_keys=True).encode())
         return listing
