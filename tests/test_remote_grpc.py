@@ -40,8 +40,14 @@ def chain_workspace(root: Path, cache: Path, text: str) -> Workspace:
     return ws
 
 
-def examples_workspace(root: Path, cache: Path) -> Workspace:
+def examples_workspace(root: Path, cache: Path, zig_cache_from: Path | None = None) -> Workspace:
+    """A copy of examples/; its kiln cache may share zig's own cache (the compiler's, not kiln's store:
+    warmed once, it goes to the worker in each link's input root)."""
     shutil.copytree(REPO / "examples", root, ignore=shutil.ignore_patterns("kiln-out"))
+    if zig_cache_from is not None:
+        (zig_cache_from / "kiln" / "zig-cache").mkdir(parents=True, exist_ok=True)
+        (cache / "kiln").mkdir(parents=True)
+        (cache / "kiln" / "zig-cache").symlink_to(zig_cache_from / "kiln" / "zig-cache")
     return Workspace(root, cache)
 
 
@@ -103,7 +109,7 @@ def test_hello_built_remotely_has_the_local_bytes(buildgrid, tmp_path, kiln_cach
     """examples/hello with zig from the input root, from an empty local store: same bytes as a local build."""
     local = examples_workspace(tmp_path / "local", kiln_cache)
     local.kiln("build", "//hello:all", check=True)
-    remote = examples_workspace(tmp_path / "remote", tmp_path / "cache-remote")
+    remote = examples_workspace(tmp_path / "remote", tmp_path / "cache-remote", zig_cache_from=kiln_cache)
     log, stats = remote_build(remote, buildgrid.url, "//hello:all")
     assert executed(log) and all(e["remote"] for e in log), stats
     paths = ["linux-amd64-cpu/hello/hello", "linux-amd64-cpu/hello/hello_output.txt"]
@@ -118,7 +124,7 @@ def test_mnist_archive_built_remotely_has_the_local_bytes(buildgrid, tmp_path, k
     zig or checkout; a second empty store then gets every action from the remote cache."""
     local = examples_workspace(tmp_path / "local", kiln_cache)
     local.kiln("build", "//mnist:archive", check=True)
-    remote = examples_workspace(tmp_path / "remote", tmp_path / "cache-remote")
+    remote = examples_workspace(tmp_path / "remote", tmp_path / "cache-remote", zig_cache_from=kiln_cache)
     log, first = remote_build(remote, buildgrid.url, "//mnist:archive")
     assert executed(log) and all(e["remote"] for e in log) and f"{len(log)} executed remotely" in first, first
     archive = "linux-amd64-cpu/mnist/mnist.tar.gz"

@@ -149,3 +149,16 @@ def test_an_input_root_holds_links_as_symlink_nodes():
     directory = Directory.FromString(blobs[lib.digest.hash])
     assert [(s.name, s.target) for s in directory.symlinks] == [("libz.so.1", "libz.so.1.3")]
     assert [f.name for f in directory.files] == ["libz.so.1.3"]
+
+
+def test_a_remote_link_gets_zigs_warmed_cache_as_input_files(tmp_path):
+    from kiln.build_rules import zig_staging
+    from kiln.build_rules.digests import DigestCache
+    shared = tmp_path / "zig-cache"
+    (shared / "kiln-warm").mkdir(parents=True)
+    (shared / "kiln-warm" / "x86_64-linux-gnu.2.28").touch()  # warmed already: nothing runs zig
+    (shared / "o" / "ab").mkdir(parents=True)
+    (shared / "o" / "ab" / "crt1.o").write_bytes(b"crt1")
+    files = zig_staging.remote_inputs(shared, "x86_64-linux-gnu.2.28", DigestCache(tmp_path / "digests.json"))
+    assert list(files) == [".zig-cache/global/o/ab/crt1.o"]
+    assert files[".zig-cache/global/o/ab/crt1.o"].digest == sha256_file(shared / "o" / "ab" / "crt1.o")
