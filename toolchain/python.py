@@ -143,7 +143,7 @@ def _unused(top: str) -> bool:
 def _system_libraries() -> tuple[frozenset[str], dict[str, Path]]:
     """The standard library's extension modules that link libraries besides glibc (zlib, libffi,
     OpenSSL, ...), by path in the tree, and those libraries with theirs, by soname: the tree carries
-    them, so a worker needs glibc and nothing else."""
+    them, so a worker needs no more than the manylinux baseline the pinned wheels assume."""
     dynload = f"lib/{_VERSION}/lib-dynload/"
     modules, libraries = set(), {}
     for path, source in _stdlib().items():

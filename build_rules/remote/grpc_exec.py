@@ -5,7 +5,8 @@ input root is the Merkle tree of its inputs, laid out as in the local sandbox. k
 blobs the server lacks, calls Execute, follows the long-running operation (WaitExecution when
 the stream breaks), then downloads and verifies the outputs.
 
-No install is needed on a worker beyond a POSIX shell and glibc: the tools an action runs (zig, a
+A worker of the client's ISA needs no install beyond a POSIX shell and the libraries manylinux wheels
+may assume (glibc, libstdc++, libgcc_s, zlib): the tools an action runs (zig with its warmed cache, a
 relocatable Python with the pinned distributions and kiln's packages, pinned external trees) are
 directories of its input root (remote.tool_trees), named relative to the execution root. Each tree's
 blobs are sent once: a blob the server was found to hold is not asked about again in the same build.

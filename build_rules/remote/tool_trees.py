@@ -6,7 +6,8 @@ the input root, and the argument naming the tool becomes its program's path ther
 execution root (the worker's working directory). zig and the pinned external trees are their one
 directory as installed; Python is a relocatable tree (toolchain.python.relocatable_files) holding the
 interpreter, libpython and the system libraries its standard library links, each with a RUNPATH
-relative to itself, so it runs from wherever the worker stages it with nothing but glibc.
+relative to itself, so it runs from wherever the worker stages it; the pinned wheels' extension modules
+still link the manylinux baseline (glibc, libstdc++, libgcc_s, zlib) from the worker's system.
 
 Listing and hashing a tree (zig's is 400 MB in 20k files) happens once per tree: its file list with
 digests is kept in kiln's cache under the tree's identity, and used while every file keeps its size.
