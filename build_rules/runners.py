@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from kiln.build_rules import zig_staging
 from kiln.build_rules.action_inputs import ActionInputs
-from kiln.build_rules.actions import Action
+from kiln.build_rules.actions import Action, Artifact, Tool
 from kiln.build_rules.errors import ActionFailed
 from kiln.build_rules.remote import Remote
+from kiln.build_rules.remote.base import InputFile, RemoteError
+from kiln.build_rules.remote.tool_trees import ToolTree, ToolTrees
 from kiln.build_rules.store import OutputFile, Store
 from kiln.toolchain.fetch import FetchError, ensure
+from kiln.toolchain.zig import ToolchainError, zig_cache_dir
 
 ACTION_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "TZ": "UTC", "SOURCE_DATE_EPOCH": "0", "HOME": "/tmp"}
 
@@ -114,17 +119,24 @@ class FetchTools:
 
 
 class RemoteExecution:
-    """Runs the action on the remote executor; falls back to the inner runner (with a warning)
-    when the executor cannot take it."""
+    """Runs the action on the remote executor, its tools in its input root (remote.tool_trees); falls
+    back to the inner runner (with a warning) when the executor cannot take it."""
 
     def __init__(self, inner: Runner, remote: Remote, inputs: ActionInputs, store: Store) -> None:
         self.inner, self.remote, self.inputs, self.store = inner, remote, inputs, store
+        self.tools = ToolTrees(store)
 
     def run(self, request: Request) -> Outcome:
         action = request.action
-        argv = [a if isinstance(a, str) else a.path for a in action.argv]
-        run, warning = self.remote.execute(action, argv, action_env(action), self.inputs.remote_inputs(action),
-                                           self.store)
+        try:
+            trees = {tool: self.tools.tree(tool) for tool in action.all_tools()}
+        except RemoteError as error:
+            return self.inner.run(request).after(f"{action.describe()} runs locally: {error}")
+        argv = [_remote_arg(a, trees) for a in action.argv]
+        inputs = {**self.inputs.remote_inputs(action), **self._zig_cache(action)}
+        for tree in trees.values():
+            inputs.update(tree.files)
+        run, warning = self.remote.execute(action, argv, action_env(action), inputs, self.store)
         if run is None:
             return self.inner.run(request).after(warning)
         if run.exit_code != 0:
@@ -133,6 +145,21 @@ class RemoteExecution:
         if missing:
             raise ActionFailed(Failure(action, argv, 0, run.stderr, f"it did not create the declared output {missing[0]}"))
         return Outcome(run.outputs, run.cached, warning, remote=True)
+
+    def _zig_cache(self, action: Action) -> dict[str, InputFile]:
+        if not action.zig_target:
+            return {}
+        try:
+            return zig_staging.remote_inputs(Path(zig_cache_dir(self.store.root)), action.zig_target,
+                                             self.store.digests)
+        except ToolchainError as error:
+            raise ActionFailed(Failure(action, [], 0, "", str(error))) from None
+
+
+def _remote_arg(arg: str | Tool | Artifact, trees: dict[Tool, ToolTree]) -> str:
+    if isinstance(arg, Tool):
+        return trees[arg].program
+    return arg if isinstance(arg, str) else arg.path
 
 
 class LocalSlots:

@@ -4,6 +4,8 @@ kiln warms the shared cache itself (libc start files and stubs, compiler-rt: `zi
 action gets a private copy of it under `.zig-cache/` in its execution root, plus an empty cache for
 its own compilations; whatever it writes there is thrown away with the execution root. The zig
 tool's environment names these directories relative to the execution root, the working directory.
+A remote action gets the same warmed cache as files of its input root, so a worker does not build
+zig's libc again for every link.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from kiln.build_rules.digests import DigestCache
+from kiln.build_rules.remote.base import InputFile
 from kiln.toolchain import zig
 
 STAGED = ".zig-cache"
@@ -24,3 +28,13 @@ def stage(shared: Path, target: str, execroot: Path) -> None:
         shutil.copytree(shared, execroot / STAGED / "global", symlinks=True,
                         ignore=shutil.ignore_patterns("kiln-warm"))
     (execroot / STAGED / "local").mkdir()
+
+
+def remote_inputs(shared: Path, target: str, digests: DigestCache) -> dict[str, InputFile]:
+    """The warmed cache as input-root files of a remote action that links for `target` (zig makes the
+    empty local cache itself)."""
+    zig.warm_cache(shared, target)
+    with zig.cache_lock(shared, exclusive=False):
+        files = [p for p in sorted(shared.rglob("*")) if p.is_file() and p.relative_to(shared).parts[0] != "kiln-warm"]
+        return {f"{STAGED}/global/{p.relative_to(shared).as_posix()}":
+                InputFile(p, digests.digest(p), bool(p.stat().st_mode & 0o100)) for p in files}

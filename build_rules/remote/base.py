@@ -34,6 +34,7 @@ class InputFile:
     local: Path
     digest: str
     executable: bool
+    link: str = ""  # the target of a symbolic link (then digest is empty)
 
 
 @dataclass(frozen=True)

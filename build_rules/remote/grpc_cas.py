@@ -19,6 +19,7 @@ from kiln.build_rules.remote.protos import ActionResult, Digest, bytestream, byt
 _CHUNK = 1 << 20
 _BATCH_LIMIT = 4 << 20  # gRPC's default message size, when the server names no smaller one
 _BATCH_OVERHEAD = 64 << 10
+_ENTRY_OVERHEAD = 128  # bytes a batch spends per blob besides its data (digest, status, framing)
 
 
 class GrpcCas:
@@ -116,11 +117,11 @@ class GrpcCas:
     def _batches(self, items: list) -> Iterator[list]:
         batch, size = [], 0
         for item in items:
-            if batch and size + item[0].size_bytes > self._batch_limit():
+            if batch and size + item[0].size_bytes + _ENTRY_OVERHEAD > self._batch_limit():
                 yield batch
                 batch, size = [], 0
             batch.append(item)
-            size += item[0].size_bytes
+            size += item[0].size_bytes + _ENTRY_OVERHEAD
         if batch:
             yield batch
 

@@ -5,23 +5,27 @@ input root is the Merkle tree of its inputs, laid out as in the local sandbox. k
 blobs the server lacks, calls Execute, follows the long-running operation (WaitExecution when
 the stream breaks), then downloads and verifies the outputs.
 
-Limitation: tools are named by their absolute path on this machine (zig from the ziglang wheel,
-this Python with kiln installed), so a worker must have the same paths: a host-tools bot on this
-machine, or workers built from the same image. Everything else an action reads is in its input root.
+A worker of the client's ISA needs no install beyond a POSIX shell and the libraries manylinux wheels
+may assume (glibc, libstdc++, libgcc_s, zlib): the tools an action runs (zig with its warmed cache, a
+relocatable Python with the pinned distributions and kiln's packages, pinned external trees) are
+directories of its input root (remote.tool_trees), named relative to the execution root. Each tree's
+blobs are sent once: a blob the server was found to hold is not asked about again in the same build.
 """
 
 from __future__ import annotations
 
 import platform
+import threading
 from typing import Iterable
 
 from kiln.build_rules.actions import Action
 from kiln.build_rules.remote.base import InputFile, RemoteError, RemoteRun
 from kiln.build_rules.remote.cache import Blob, describe_blob, fetch_outputs, upload_missing
 from kiln.build_rules.remote.grpc_cas import GrpcCas, rpc_reason
-from kiln.build_rules.remote.merkle import FileNode, digest_of, input_root
+from kiln.build_rules.remote.merkle import FileNode, LinkNode, digest_of, input_root
 from kiln.build_rules.remote.protos import Operation, grpc, reapi, reapi_grpc
 from kiln.build_rules.store import Store
+
 _ISA = {"x86_64": "x86-64", "amd64": "x86-64", "aarch64": "aarch64", "arm64": "aarch64"}
 _RETRIES = 3
 
@@ -39,17 +43,25 @@ class GrpcExecutor:
         isa = _ISA.get(platform.machine().lower(), platform.machine().lower())
         self.platform = reapi.Platform(properties=[reapi.Platform.Property(name="ISA", value=isa),
                                                    reapi.Platform.Property(name="OSFamily", value="linux")])
+        self._present: set[str] = set()  # blobs the server holds, as far as this build knows
+        self._upload_lock = threading.Lock()
 
     def execute(self, action: Action, argv: list[str], env: dict[str, str],
                 inputs: dict[str, InputFile], store: Store) -> RemoteRun:
         if not self.cas.server_capabilities.execution_capabilities.exec_enabled:
             raise RemoteError("the server does not execute actions")
         action_digest, blobs = self._messages(action, argv, env, inputs)
-        upload_missing(self.cas, blobs)
+        self._upload(blobs)
         response = self._execute(action_digest)
         result = response.result
         outputs = fetch_outputs(result, self.cas, store) if result.exit_code == 0 else {}
         return RemoteRun(result.exit_code, self._stderr(result), outputs, response.cached_result)
+
+    def _upload(self, blobs: dict[str, Blob]) -> None:
+        """One upload at a time, so that actions started together never send the same tool tree twice."""
+        with self._upload_lock:
+            upload_missing(self.cas, {h: blob for h, blob in blobs.items() if h not in self._present})
+            self._present.update(blobs)
 
     def _messages(self, action: Action, argv: list[str], env: dict[str, str],
                   inputs: dict[str, InputFile]) -> tuple[reapi.Digest, dict[str, Blob]]:
@@ -61,14 +73,16 @@ class GrpcExecutor:
             environment_variables=[reapi.Command.EnvironmentVariable(name=k, value=v) for k, v in sorted(env.items())],
             output_files=files, output_directories=directories, output_paths=sorted(files + directories),
             platform=self.platform)
-        nodes = {path: FileNode(i.digest, i.local.stat().st_size, i.executable) for path, i in inputs.items()}
+        nodes = {path: LinkNode(i.link) if i.link else FileNode(i.digest, i.local.stat().st_size, i.executable)
+                 for path, i in inputs.items()}
         root, tree_blobs = input_root(nodes, directories)
         encoded_command = command.SerializeToString(deterministic=True)
         message = reapi.Action(command_digest=digest_of(encoded_command), input_root_digest=root, platform=self.platform)
         encoded_action = message.SerializeToString(deterministic=True)
         blobs = dict(describe_blob(data) for data in [encoded_command, encoded_action, *tree_blobs.values()])
         for path, node in nodes.items():
-            blobs[node.digest] = (reapi.Digest(hash=node.digest, size_bytes=node.size), inputs[path].local)
+            if isinstance(node, FileNode):
+                blobs[node.digest] = (reapi.Digest(hash=node.digest, size_bytes=node.size), inputs[path].local)
         return digest_of(encoded_action), blobs
 
     def _execute(self, action_digest: reapi.Digest) -> reapi.ExecuteResponse:

@@ -21,11 +21,18 @@ class FileNode:
     executable: bool
 
 
+@dataclass(frozen=True)
+class LinkNode:
+    """A symbolic link of an input root (a shared library's SONAME link in a pinned tree)."""
+
+    target: str
+
+
 def digest_of(data: bytes) -> Digest:
     return Digest(hash=hashlib.sha256(data).hexdigest(), size_bytes=len(data))
 
 
-def input_root(files: dict[str, FileNode], empty_dirs: Iterable[str] = ()) -> tuple[Digest, dict[str, bytes]]:
+def input_root(files: dict[str, FileNode | LinkNode], empty_dirs: Iterable[str] = ()) -> tuple[Digest, dict[str, bytes]]:
     """The root directory's digest and every encoded `Directory` of the tree, by hash."""
     blobs: dict[str, bytes] = {}
     root = _directory(_nest(files, empty_dirs), blobs, [])
@@ -73,7 +80,7 @@ def _checked(name: str) -> str:
     return name
 
 
-def _nest(files: dict[str, FileNode], empty_dirs: Iterable[str]) -> dict:
+def _nest(files: dict[str, FileNode | LinkNode], empty_dirs: Iterable[str]) -> dict:
     root: dict = {}
     for directory in empty_dirs:
         node = root
@@ -92,6 +99,9 @@ def _directory(node: dict, blobs: dict[str, bytes], children: list[Directory]) -
     directory = Directory()
     for name in sorted(node):
         entry = node[name]
+        if isinstance(entry, LinkNode):
+            directory.symlinks.add(name=name, target=entry.target)
+            continue
         if isinstance(entry, FileNode):
             directory.files.add(name=name, digest=Digest(hash=entry.digest, size_bytes=entry.size),
                                 is_executable=entry.executable)

@@ -9,6 +9,8 @@ from kiln.build_rules.errors import UserError
 from kiln.build_rules import zig_staging
 from kiln.toolchain import python, zig
 
+PYTHON_TOOL = "python:"  # the name of every Python tool starts so: python:<package>+<package>
+
 
 @functools.cache
 def zig_tool() -> Tool:
@@ -22,7 +24,7 @@ def zig_tool() -> Tool:
 @functools.cache
 def python_tool(*packages: str) -> Tool:
     """Python running kiln's own code (`python -m <package>...`), keyed by the sources of `packages`."""
-    return Tool(f"python:{'+'.join(packages)}", python.python_path(), python.python_digest(*packages),
+    return Tool(f"{PYTHON_TOOL}{'+'.join(packages)}", python.python_path(), python.python_digest(*packages),
                 mounts=tuple(python.python_mounts()),
                 env=(("PYTHONDONTWRITEBYTECODE", "1"), ("PYTHONHASHSEED", "0")))
 
