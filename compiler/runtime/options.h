@@ -22,6 +22,12 @@ struct options {
     int threads;                     /* 0 (auto): one per available core */
     long bench;                      /* 0: no benchmark */
     bool info;
+    bool serve;                      /* the `serve` subcommand */
+    const char *host;                /* serve: bind address */
+    int port;
+    int http_threads;                /* serve: connections answered at once */
+    long max_request_bytes;
+    long timeout_ms;                 /* serve: request read and keep-alive idle timeout */
 };
 
 /* Fills `o` from argv; exits 2 with one line on a bad command line, 0 after --help. */
