@@ -37,7 +37,9 @@ void strbuf_printf(struct strbuf *b, const char *fmt, ...)
 void strbuf_append(struct strbuf *b, const void *data, size_t len)
 {
     reserve(b, len);
-    memcpy(b->data + b->len, data, len);
+    if (len > 0) {  /* an empty buffer's data may be NULL, which memcpy must not see */
+        memcpy(b->data + b->len, data, len);
+    }
     b->len += len;
     b->data[b->len] = '\0';
 }
