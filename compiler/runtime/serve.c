@@ -243,7 +243,9 @@ static struct mg_context *start(struct server *srv, const struct options *o)
     snprintf(timeout, sizeof timeout, "%ld", o->timeout_ms);
     const char *settings[] = {
         "listening_ports", port, "num_threads", threads, "request_timeout_ms", timeout,
-        "keep_alive_timeout_ms", timeout, "enable_keep_alive", "yes", NULL,
+        "keep_alive_timeout_ms", timeout, "enable_keep_alive", "yes",
+        /* headers and body go out in two writes: with Nagle, the second waits for the client's delayed ACK */
+        "tcp_nodelay", "1", NULL,
     };
     struct mg_callbacks callbacks = {0};
     char why[256] = "";
