@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -170,9 +171,68 @@ def test_sigterm_finishes_in_flight_requests_and_exits_0(mnist):
     for t in threads:
         t.start()
     started.wait()
+    while len(statuses) < 8 and any(t.is_alive() for t in threads):  # stop in the middle of requests
+        time.sleep(0.001)
     code, stderr = running.stop()
     for t in threads:
         t.join()
     assert code == 0, stderr
     assert statuses and set(statuses) == {200}
     assert stderr.splitlines()[-1] == "kiln: serve: stopped"
+
+
+@pytest.fixture(scope="module")
+def mnist_batch4(mnist, kiln_cache) -> tuple[Path, Path]:
+    """mnist compiled with batch = 4, beside the batch-1 build."""
+    workspace = mnist[0].parents[3]
+    (workspace / "mnist" / "BUILD.kiln").write_text((workspace / "mnist" / "BUILD.kiln").read_text() + (
+        '\nmodel(name = "mnist4", graph = "mnist.onnx", weights = "mnist.safetensors", batch = 4)\n'))
+    done = subprocess.run([sys.executable, "-m", "kiln.build_rules", "build", "//mnist:mnist4"], cwd=workspace,
+                          env={**os.environ, "XDG_CACHE_HOME": str(kiln_cache)},
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    out = workspace / "kiln-out" / "linux-amd64-cpu" / "mnist"
+    return out / "mnist4", out / "mnist4.cpu" / "weights.safetensors"
+
+
+def test_dynamic_batching_gathers_pads_and_splits(mnist_batch4):
+    """Single-image requests from 6 clients at once run in batches of up to 4 (padded when fewer
+    arrived), and each client gets its own image's logits."""
+    import tritonclient.http as httpclient
+    launcher, weights = mnist_batch4
+    running = serve_harness.start(launcher, "--max-batch", "4", "--batch-timeout-us", "20000", weights=weights)
+    samples = [np.load(p).astype(np.float32).reshape(1, 1, 28, 28) for p in SAMPLES[:6]]
+    results: dict[int, np.ndarray] = {}
+
+    def client(i: int) -> None:
+        tensor = httpclient.InferInput("input", [1, 1, 28, 28], "FP32")
+        tensor.set_data_from_numpy(samples[i], binary_data=i % 2 == 0)
+        results[i] = httpclient.InferenceServerClient(f"127.0.0.1:{running.port}").infer(
+            "mnist4", [tensor]).as_numpy("logits")
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(samples))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, sample in enumerate(samples):
+        assert results[i].shape == (1, 10)
+        np.testing.assert_allclose(results[i], onnxruntime_logits(sample), rtol=1e-4, atol=1e-4)
+    two = np.concatenate(samples[:2])
+    reply = requests.post(f"{running.url}/v2/models/mnist4/infer", timeout=10, json={"inputs": [
+        {"name": "input", "shape": [2, 1, 28, 28], "datatype": "FP32", "data": two.ravel().tolist()}]})
+    assert reply.status_code == 200 and reply.json()["outputs"][0]["shape"] == [2, 10]
+    too_many = requests.post(f"{running.url}/v2/models/mnist4/infer", timeout=10, json={"inputs": [
+        {"name": "input", "shape": [5, 1, 28, 28], "datatype": "FP32", "data": [0.0] * 5 * 784}]})
+    assert too_many.status_code == 400 and "shape [5, 1, 28, 28]" in too_many.json()["error"]
+    code, stderr = running.stop()
+    assert code == 0, stderr
+
+
+def test_max_batch_beyond_the_compiled_batch_is_refused(mnist):
+    launcher, weights = mnist
+    done = subprocess.run([str(launcher), "serve", "--port", str(serve_harness.free_port()), "--max-batch", "8"],
+                          env={**os.environ, "KILN_WEIGHTS": str(weights)}, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "kiln: serve: --max-batch 8 exceeds the batch of 1 that model 'mnist' was compiled with")

@@ -43,6 +43,9 @@ static void print_usage(const char *program)
            "  --http-threads N      connections answered at once (default 64)\n"
            "  --max-request-bytes N largest request body (default 67108864)\n"
            "  --timeout-ms N        request read and keep-alive idle timeout (default 30000)\n"
+           "  --max-batch N         gather requests into batches of up to N rows (a model\n"
+           "                        compiled with batch >= N; partial batches are padded)\n"
+           "  --batch-timeout-us N  how long a batch waits for more requests (default 500)\n"
            "  --help                show this help\n"
            "\n"
            "Environment: KILN_PLATFORM, KILN_WEIGHTS, KILN_CPU_LEVEL (force a CPU variant),\n"
@@ -78,7 +81,8 @@ static void add_binding(const char **list, int *count, const char *flag, const c
 static const char *const value_flags[] = {
     "--input", "--output", "--platform", "--weights", "--pgm", "--idx",
     "--labels", "--limit", "--offset", "--threads", "--bench", "--cache-dir",
-    "--host", "--port", "--http-threads", "--max-request-bytes", "--timeout-ms",
+    "--host", "--port", "--http-threads", "--max-request-bytes", "--timeout-ms", "--max-batch",
+    "--batch-timeout-us",
 };
 
 static bool takes_value(const char *flag)
@@ -110,6 +114,8 @@ static void apply(struct options *o, const char *flag, const char *value)
     else if (strcmp(flag, "--http-threads") == 0) o->http_threads = (int)parse_count(flag, value, 1, 1024);
     else if (strcmp(flag, "--max-request-bytes") == 0) o->max_request_bytes = parse_count(flag, value, 1, LONG_MAX);
     else if (strcmp(flag, "--timeout-ms") == 0) o->timeout_ms = parse_count(flag, value, 1, 86400000);
+    else if (strcmp(flag, "--max-batch") == 0) o->max_batch = (int)parse_count(flag, value, 1, 1 << 20);
+    else if (strcmp(flag, "--batch-timeout-us") == 0) o->batch_timeout_us = parse_count(flag, value, 1, 10000000);
     else o->bench = parse_count(flag, value, 1, 100000000);
 }
 
@@ -119,8 +125,11 @@ static void check_combinations(const struct options *o)
     if (o->serve && (runs_files || o->info)) {
         fail_usage("serve takes requests over HTTP: no --input, --output, --pgm, --idx, --bench or --info");
     }
-    if (!o->serve && (o->host != NULL || o->port || o->http_threads || o->max_request_bytes || o->timeout_ms)) {
-        fail_usage("--host, --port, --http-threads, --max-request-bytes and --timeout-ms need serve");
+    bool serve_flags = o->host != NULL || o->port || o->http_threads || o->max_request_bytes || o->timeout_ms ||
+                       o->max_batch || o->batch_timeout_us;
+    if (!o->serve && serve_flags) {
+        fail_usage("--host, --port, --http-threads, --max-request-bytes, --timeout-ms, --max-batch and "
+                   "--batch-timeout-us need serve");
     }
     if (o->idx_images != NULL && (o->n_inputs > 0 || o->pgm != NULL)) {
         fail_usage("--idx cannot be combined with --input or --pgm");
@@ -143,6 +152,7 @@ static void serve_defaults(struct options *o)
     o->http_threads = o->http_threads ? o->http_threads : 64;
     o->max_request_bytes = o->max_request_bytes ? o->max_request_bytes : 64L << 20;
     o->timeout_ms = o->timeout_ms ? o->timeout_ms : 30000;
+    o->batch_timeout_us = o->batch_timeout_us ? o->batch_timeout_us : 500;
 }
 
 void options_parse(struct options *o, int argc, char **argv)

@@ -28,6 +28,8 @@ struct options {
     int http_threads;                /* serve: connections answered at once */
     long max_request_bytes;
     long timeout_ms;                 /* serve: request read and keep-alive idle timeout */
+    int max_batch;                   /* serve: dynamic batching up to this many rows; 0: off */
+    long batch_timeout_us;           /* serve: how long a batch waits for more rows */
 };
 
 /* Fills `o` from argv; exits 2 with one line on a bad command line, 0 after --help. */

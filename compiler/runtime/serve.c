@@ -17,7 +17,8 @@
 
 struct server {
     struct session *session;
-    pthread_mutex_t session_lock;
+    struct serve_model model;
+    struct batcher batcher;
     struct serve_metrics metrics;
     const struct options *options;
     atomic_bool ready;
@@ -167,7 +168,7 @@ static int infer(struct mg_connection *c, struct server *srv)
         }
     }
     struct infer_reply reply;
-    serve_infer(srv->session, &srv->session_lock, &req, &reply);
+    serve_infer(&srv->model, &req, &reply);
     free(body);
     if (reply.status != 200) {
         strbuf_free(&reply.body);
@@ -268,19 +269,33 @@ static void catch_signals(void)
     signal(SIGPIPE, SIG_IGN);  /* a client that hangs up mid-response is a write error, not a kill */
 }
 
+/* --max-batch: rows gathered per run, at most the batch the model was compiled for; 0 is off. */
+static int64_t batching_rows(const struct session *s, const struct options *o)
+{
+    int64_t compiled = batch_rows(s->model);
+    if (o->max_batch > compiled) {
+        fail("serve: --max-batch %d exceeds the batch of %lld that model '%s' was compiled with", o->max_batch,
+             (long long)compiled, s->model->model_name);
+    }
+    return o->max_batch > 1 ? o->max_batch : 0;
+}
+
 void serve_run(struct session *s, const struct options *o, const char *platform)
 {
-    struct server srv = {.session = s, .options = o};
-    pthread_mutex_init(&srv.session_lock, NULL);
+    struct server srv = {.session = s, .options = o, .model = {.session = s}};
+    int64_t rows = batching_rows(s, o);
+    pthread_mutex_init(&srv.model.lock, NULL);
     metrics_init(&srv.metrics, platform);
     catch_signals();
     mg_init_library(0);
     struct mg_context *ctx = start(&srv, o);
     note("serving model '%s' on http://%s:%d (Open Inference Protocol v2; /metrics)", s->model->model_name,
          o->host, o->port);
-    pthread_mutex_lock(&srv.session_lock);
-    session_run(s);  /* the warm-up: ready only once the model has run */
-    pthread_mutex_unlock(&srv.session_lock);
+    session_run(s);  /* the warm-up, before any request may run: ready only once the model has run */
+    if (rows > 0) {
+        batcher_start(&srv.batcher, s, rows, o->batch_timeout_us);
+        srv.model.batcher = &srv.batcher;
+    }
     atomic_store(&srv.ready, true);
     struct timespec tick = {.tv_nsec = 20 * 1000 * 1000};
     while (!stopping) {
@@ -289,7 +304,10 @@ void serve_run(struct session *s, const struct options *o, const char *platform)
     atomic_store(&srv.ready, false);
     mg_stop(ctx);  /* stops accepting, then joins the workers once their requests are answered */
     mg_exit_library();
-    pthread_mutex_destroy(&srv.session_lock);
+    if (srv.model.batcher != NULL) {
+        batcher_stop(&srv.batcher);
+    }
+    pthread_mutex_destroy(&srv.model.lock);
     pthread_mutex_destroy(&srv.metrics.lock);
     note("serve: stopped");
 }

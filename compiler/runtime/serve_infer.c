@@ -13,7 +13,10 @@
 
 /* A request's tensors, parsed and checked before the session is taken. */
 struct staged {
-    void **inputs;           /* one buffer per model input, tensor_bytes each */
+    int64_t rows;            /* batching: the request's leading dimension; 0: whole tensors */
+    int64_t max_rows;        /* batching: most rows a request may carry; 0: no batching */
+    void **inputs;           /* one buffer per model input, its request_desc's bytes */
+    void **outputs;
     bool *binary_outputs;    /* per model output: raw bytes instead of JSON */
     bool *wanted_outputs;
     char id[128];
@@ -116,6 +119,32 @@ static int find_tensor(const kiln_tensor_desc *descs, uint32_t count, const char
     return -1;
 }
 
+/* The model's tensor as this request carries it: `rows` leading rows when batching. */
+static kiln_tensor_desc request_desc(const kiln_tensor_desc *desc, int64_t rows)
+{
+    kiln_tensor_desc d = *desc;
+    if (rows > 0) {
+        d.shape[0] = rows;
+    }
+    return d;
+}
+
+/* Batching: [rows, the model's other dims...] with rows from 1 to max_rows, the same for every input. */
+static bool batch_shape_ok(struct staged *st, const kiln_tensor_desc *desc, const int64_t *shape, uint32_t rank)
+{
+    if (rank != desc->rank || rank == 0 || shape[0] < 1 || shape[0] > st->max_rows ||
+        (st->rows != 0 && shape[0] != st->rows)) {
+        return false;
+    }
+    for (uint32_t d = 1; d < rank; d++) {
+        if (shape[d] != desc->shape[d]) {
+            return false;
+        }
+    }
+    st->rows = shape[0];
+    return true;
+}
+
 /* The tensor's data: from the binary section (advancing *offset) or the JSON `data` array. */
 static bool read_data(const struct json *tensor, const kiln_tensor_desc *desc, void *dst,
                       const struct infer_request *req, size_t *offset, struct infer_reply *r)
@@ -165,17 +194,21 @@ static bool stage_input(const struct session *s, const struct json *tensor, stru
     if (!read_shape(tensor, desc->name, shape, &rank, r)) {
         return false;
     }
-    if (!shapes_match(shape, rank, desc->shape, desc->rank)) {
+    bool fits = st->max_rows > 0 ? batch_shape_ok(st, desc, shape, rank)
+                                 : shapes_match(shape, rank, desc->shape, desc->rank);
+    if (!fits) {
         char want[128], got[128];
         format_shape(desc->shape, desc->rank, want, sizeof want);
         format_shape(shape, rank, got, sizeof got);
-        return reject(r, "input '%s': shape %s, the model takes %s", desc->name, got, want);
+        return reject(r, st->max_rows > 0 ? "input '%s': shape %s, the model takes %s with 1 to the batch rows"
+                                           : "input '%s': shape %s, the model takes %s", desc->name, got, want);
     }
     if (st->inputs[index] != NULL) {
         return reject(r, "input '%s' given twice", desc->name);
     }
-    st->inputs[index] = alloc_aligned(tensor_bytes(desc));
-    return read_data(tensor, desc, st->inputs[index], req, offset, r);
+    kiln_tensor_desc carried = request_desc(desc, st->rows);
+    st->inputs[index] = alloc_aligned(tensor_bytes(&carried));
+    return read_data(tensor, &carried, st->inputs[index], req, offset, r);
 }
 
 static bool stage_outputs(const struct session *s, const struct json *doc, struct staged *st,
@@ -294,7 +327,8 @@ static void write_reply(const struct session *s, const struct staged *st, struct
     for (uint32_t i = 0; i < s->model->n_outputs; i++) {
         if (st->wanted_outputs[i]) {
             strbuf_printf(&r->body, "%s", sep);
-            write_output(&r->body, &binary, &s->model->outputs[i], s->outputs[i], st->binary_outputs[i]);
+            kiln_tensor_desc carried = request_desc(&s->model->outputs[i], st->rows);
+            write_output(&r->body, &binary, &carried, st->outputs[i], st->binary_outputs[i]);
             sep = ",";
         }
     }
@@ -304,19 +338,41 @@ static void write_reply(const struct session *s, const struct staged *st, struct
     strbuf_free(&binary);
 }
 
-static void run(struct session *s, pthread_mutex_t *lock, const struct staged *st, struct infer_reply *r)
+/* One request alone on the session: its inputs are whole tensors. */
+static void run_alone(struct serve_model *m, const struct staged *st, struct infer_reply *r)
 {
+    struct session *s = m->session;
     double queued = now();
-    pthread_mutex_lock(lock);
+    pthread_mutex_lock(&m->lock);
     double started = now();
     for (uint32_t i = 0; i < s->model->n_inputs; i++) {
         memcpy(s->inputs[i], st->inputs[i], tensor_bytes(&s->model->inputs[i]));
     }
     session_run(s);
     r->infer_seconds = now() - started;
-    write_reply(s, st, r);
-    pthread_mutex_unlock(lock);
+    for (uint32_t i = 0; i < s->model->n_outputs; i++) {
+        memcpy(st->outputs[i], s->outputs[i], tensor_bytes(&s->model->outputs[i]));
+    }
+    pthread_mutex_unlock(&m->lock);
     r->queue_seconds = started - queued;
+}
+
+static void run(struct serve_model *m, struct staged *st, struct infer_reply *r)
+{
+    const kiln_model_desc *desc = m->session->model;
+    for (uint32_t i = 0; i < desc->n_outputs; i++) {
+        kiln_tensor_desc carried = request_desc(&desc->outputs[i], st->rows);
+        st->outputs[i] = alloc_aligned(tensor_bytes(&carried));
+    }
+    if (m->batcher == NULL) {
+        run_alone(m, st, r);
+    } else {
+        struct batch_item item = {.inputs = st->inputs, .outputs = st->outputs, .rows = st->rows};
+        batcher_submit(m->batcher, &item);
+        r->queue_seconds = item.started - item.queued;
+        r->infer_seconds = item.finished - item.started;
+    }
+    write_reply(m->session, st, r);
 }
 
 static void unstage(const struct session *s, struct staged *st)
@@ -324,25 +380,31 @@ static void unstage(const struct session *s, struct staged *st)
     for (uint32_t i = 0; i < s->model->n_inputs; i++) {
         free(st->inputs[i]);
     }
+    for (uint32_t i = 0; i < s->model->n_outputs; i++) {
+        free(st->outputs[i]);
+    }
     free(st->inputs);
+    free(st->outputs);
     free(st->binary_outputs);
     free(st->wanted_outputs);
 }
 
-void serve_infer(struct session *s, pthread_mutex_t *lock, const struct infer_request *req,
-                 struct infer_reply *reply)
+void serve_infer(struct serve_model *model, const struct infer_request *req, struct infer_reply *reply)
 {
+    struct session *s = model->session;
     *reply = (struct infer_reply){.status = 200};
     struct staged st = {
+        .max_rows = model->batcher != NULL ? model->batcher->max_rows : 0,
         .inputs = calloc(s->model->n_inputs + 1, sizeof(void *)),
+        .outputs = calloc(s->model->n_outputs + 1, sizeof(void *)),
         .binary_outputs = calloc(s->model->n_outputs + 1, sizeof(bool)),
         .wanted_outputs = calloc(s->model->n_outputs + 1, sizeof(bool)),
     };
-    if (st.inputs == NULL || st.binary_outputs == NULL || st.wanted_outputs == NULL) {
+    if (st.inputs == NULL || st.outputs == NULL || st.binary_outputs == NULL || st.wanted_outputs == NULL) {
         fail("out of memory");
     }
     if (stage(s, req, &st, reply)) {
-        run(s, lock, &st, reply);
+        run(model, &st, reply);
     }
     unstage(s, &st);
 }

@@ -3,6 +3,7 @@
 #ifndef KILN_SERVE_INFER_H
 #define KILN_SERVE_INFER_H
 
+#include "serve_batch.h"
 #include "session.h"
 #include "strbuf.h"
 
@@ -24,11 +25,17 @@ struct infer_reply {
     double infer_seconds;
 };
 
+/* What answers requests: the session, taken one request at a time under `lock`, or a batcher. */
+struct serve_model {
+    struct session *session;
+    pthread_mutex_t lock;
+    struct batcher *batcher;  /* NULL: no dynamic batching */
+};
+
 /* The protocol's datatype name ("FP32", ...) of a kiln dtype. */
 const char *v2_datatype(uint32_t dtype);
 
-/* Runs one request on `s`, which `lock` guards; fills `reply`. */
-void serve_infer(struct session *s, pthread_mutex_t *lock, const struct infer_request *req,
-                 struct infer_reply *reply);
+/* Runs one request; fills `reply`. */
+void serve_infer(struct serve_model *model, const struct infer_request *req, struct infer_reply *reply);
 
 #endif
