@@ -1,13 +1,15 @@
 """Throughput, latency and memory of `mnist serve` under load, against onnxruntime served the way
 users serve it: behind a FastAPI app on uvicorn speaking the same Open Inference Protocol (v2 JSON).
 
-    python3 bench/serve.py [--clients 1,8,64] [--seconds 10] [--threads auto]
+    python3 bench/serve.py [--clients 1,8,64] [--seconds 10] [--threads auto] [--max-batch 8]
 
 Needs Debian's `wrk` (apt-get install wrk) and the peer's packages (pip install -r bench/requirements.txt).
 kiln builds examples/mnist in a scratch workspace; both servers listen on loopback and answer the same
 v2 JSON request (one MNIST digit); before timing, each one's logits are checked against onnxruntime's
 in-process result. For each client count, wrk keeps that many connections busy for --seconds per
-server (keep-alive, one request in flight per connection) after a 2 s warm-up run. Printed: requests/s,
+server (keep-alive, one request in flight per connection) after a 2 s warm-up run. kiln is measured
+twice: the batch-1 build answering each request alone, and a build compiled with batch = --max-batch
+serving with dynamic batching (--max-batch, --batch-timeout-us 200). Printed: requests/s,
 p50 and p99 latency (wrk's --latency), errors (non-2xx and socket errors), each server's resident memory
 after the run (VmRSS, and its peak VmHWM), and kiln / peer ratios. The peer runs one uvicorn worker
 with onnxruntime's default threads; kiln runs with --threads (default: every core this process may use).
@@ -34,16 +36,21 @@ sys.path.insert(0, str(REPO / "tests"))
 import serve_harness  # noqa: E402
 
 SAMPLE = EXAMPLES / "mnist" / "samples" / "digit_7.npy"
-PATH = "/v2/models/mnist/infer"
+PATH = "/v2/models/{}/infer"
 
 
-def build_kiln(scratch: Path) -> tuple[Path, Path]:
+def build_kiln(scratch: Path, batch: int) -> dict[str, tuple[Path, Path]]:
+    """mnist, and mnist<batch> compiled with that batch: each name's launcher and weights."""
     workspace = scratch / "examples"
     shutil.copytree(EXAMPLES, workspace, ignore=shutil.ignore_patterns("kiln-out"))
-    subprocess.run([sys.executable, "-m", "kiln.build_rules", "build", "//mnist:mnist"], cwd=workspace,
-                   check=True, capture_output=True)
+    build = workspace / "mnist" / "BUILD.kiln"
+    batched = f"mnist{batch}"
+    build.write_text(build.read_text() + f'\nmodel(name = "{batched}", graph = "mnist.onnx", '
+                                          f'weights = "mnist.safetensors", batch = {batch})\n')
+    subprocess.run([sys.executable, "-m", "kiln.build_rules", "build", "//mnist:mnist", f"//mnist:{batched}"],
+                   cwd=workspace, check=True, capture_output=True)
     out = workspace / "kiln-out" / "linux-amd64-cpu" / "mnist"
-    return out / "mnist", out / "mnist.cpu" / "weights.safetensors"
+    return {name: (out / name, out / f"{name}.cpu" / "weights.safetensors") for name in ("mnist", batched)}
 
 
 def start_peer(model: Path) -> serve_harness.Server:
@@ -68,9 +75,9 @@ def request_body() -> str:
                                    "data": sample.ravel().tolist()}]})
 
 
-def check(server: serve_harness.Server, body: str, expected: np.ndarray, who: str) -> None:
+def check(server: serve_harness.Server, path: str, body: str, expected: np.ndarray, who: str) -> None:
     import requests
-    reply = requests.post(server.url + PATH, data=body, headers={"Content-Type": "application/json"}, timeout=30)
+    reply = requests.post(server.url + path, data=body, headers={"Content-Type": "application/json"}, timeout=30)
     reply.raise_for_status()
     logits = np.array(reply.json()["outputs"][0]["data"], np.float32)
     error = float(np.max(np.abs(logits - expected.ravel())))
@@ -110,19 +117,19 @@ def memory(pid: int) -> tuple[float, float]:
     return kib("VmRSS") / 1024, kib("VmHWM") / 1024
 
 
-def measure(server: serve_harness.Server, script: Path, clients: list[int], seconds: float) -> list[dict]:
+def measure(url: str, pid: int, script: Path, clients: list[int], seconds: float) -> list[dict]:
     rows = []
     for count in clients:
-        run_wrk(server.url + PATH, script, count, 2)  # warm-up
-        row = run_wrk(server.url + PATH, script, count, seconds)
-        row["rss"], row["hwm"] = memory(server.process.pid)
+        run_wrk(url, script, count, 2)  # warm-up
+        row = run_wrk(url, script, count, seconds)
+        row["rss"], row["hwm"] = memory(pid)
         rows.append(row)
         print(f"  {count} clients: {row['rps']:.0f} req/s", file=sys.stderr)
     return rows
 
 
-def table(clients: list[int], kiln: list[dict], peer: list[dict]) -> str:
-    lines = ["| clients | kiln req/s | peer req/s | kiln/peer | kiln p50 / p99 ms | peer p50 / p99 ms "
+def table(clients: list[int], kiln: list[dict], peer: list[dict], who: str) -> str:
+    lines = [f"| clients | {who} req/s | peer req/s | kiln/peer | kiln p50 / p99 ms | peer p50 / p99 ms "
              "| errors kiln / peer | kiln RSS (peak) MiB | peer RSS (peak) MiB | RSS peer/kiln |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for count, k, p in zip(clients, kiln, peer):
@@ -138,6 +145,7 @@ def main() -> int:
     parser.add_argument("--clients", default="1,8,64")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--threads", default="auto", help="kiln's --threads")
+    parser.add_argument("--max-batch", type=int, default=8, help="batch of the dynamically batched kiln server")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("bench: needs Debian's wrk (apt-get install wrk)")
@@ -147,22 +155,28 @@ def main() -> int:
     model = EXAMPLES / "mnist" / "mnist.onnx"
     expected = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"input": sample})[0]
     body = request_body()
+    batched = f"mnist{args.max_batch}"
     with tempfile.TemporaryDirectory(prefix="kiln-bench-serve-") as scratch:
-        launcher, weights = build_kiln(Path(scratch))
+        builds = build_kiln(Path(scratch), args.max_batch)
         script = wrk_script(body, Path(scratch))
+        flags = {"mnist": [], batched: ["--max-batch", str(args.max_batch), "--batch-timeout-us", "200"]}
         results = {}
-        for who in ("kiln", "peer"):
+        for who in ("mnist", batched, "peer"):
             print(f"bench: {who}", file=sys.stderr)
-            server = (serve_harness.start(launcher, "--threads", args.threads, weights=weights) if who == "kiln"
-                      else start_peer(model))
+            server = (start_peer(model) if who == "peer" else
+                      serve_harness.start(builds[who][0], "--threads", args.threads, *flags[who], weights=builds[who][1]))
+            path = PATH.format("mnist" if who == "peer" else who)
             try:
-                check(server, body, expected, who)
-                results[who] = measure(server, script, clients, args.seconds)
+                check(server, path, body, expected, who)
+                results[who] = measure(server.url + path, server.process.pid, script, clients, args.seconds)
             finally:
                 server.stop()
     print(f"mnist over HTTP/1.1 keep-alive on loopback, {os.cpu_count()} cores, {args.seconds:g} s per cell, "
-          f"peer: onnxruntime {ort.__version__} on FastAPI/uvicorn (1 worker)")
-    print(table(clients, results["kiln"], results["peer"]))
+          f"peer: onnxruntime {ort.__version__} on FastAPI/uvicorn (1 worker)\n")
+    print(table(clients, results["mnist"], results["peer"], "kiln"))
+    print(f"\nkiln with dynamic batching (compiled batch {args.max_batch}, --max-batch {args.max_batch}, "
+          "--batch-timeout-us 200):\n")
+    print(table(clients, results[batched], results["peer"], "kiln batched"))
     return 0
 
 
