@@ -37,11 +37,12 @@ class Server:
 
 
 def start(launcher: Path, *flags: str, weights: Path | None = None, env: dict[str, str] | None = None,
-          ready_within: float = 60) -> Server:
-    """Starts `launcher serve` on 127.0.0.1 and waits until /v2/health/ready answers 200."""
+          ready_within: float = 60, runner: list[str] | None = None) -> Server:
+    """Starts `launcher serve` on 127.0.0.1 (under `runner`, e.g. qemu, if given) and waits until
+    /v2/health/ready answers 200."""
     port = free_port()
     full_env = {**os.environ, **(env or {}), **({"KILN_WEIGHTS": str(weights)} if weights else {})}
-    process = subprocess.Popen([str(launcher), "serve", "--host", "127.0.0.1", "--port", str(port), *flags],
+    process = subprocess.Popen([*(runner or []), str(launcher), "serve", "--host", "127.0.0.1", "--port", str(port), *flags],
                                env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     server = Server(process, port)
     deadline = time.monotonic() + ready_within

@@ -182,7 +182,7 @@ static int infer(struct mg_connection *c, struct server *srv)
     return status;
 }
 
-/* /v2/models/<name>[/ready|/infer|/versions/1...]: `rest` is what follows the model name. */
+/* /v2/models/<name>[/versions/1][/ready|/infer]: `path` is what follows /v2/models/. */
 static int model_route(struct mg_connection *c, struct server *srv, const char *method, const char *path)
 {
     const char *name = srv->session->model->model_name;
