@@ -130,3 +130,13 @@ def test_sanitizers_stay_silent_through_a_clean_exit(server):
     for report in ("AddressSanitizer", "LeakSanitizer", "runtime error"):
         assert report not in stderr, stderr
     assert stderr.splitlines()[-1] == "kiln: serve: stopped"
+
+
+def test_batching_needs_outputs_that_split_by_rows(tmp_path):
+    """The dense test model takes 4 rows but answers one row of logits: no rows to hand back."""
+    four = kit.build_dense_model(tmp_path, input_shape=(4, 784))
+    done = kit.run(four.exe, "serve", "--port", str(serve_harness.free_port()), "--max-batch", "2",
+                   "--weights", str(four.weights_file))
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "kiln: serve: --max-batch needs every input and output of model 'tiny' to lead with its batch 4")

@@ -269,13 +269,29 @@ static void catch_signals(void)
     signal(SIGPIPE, SIG_IGN);  /* a client that hangs up mid-response is a write error, not a kill */
 }
 
+static bool leads_with(const kiln_tensor_desc *descs, uint32_t count, int64_t rows)
+{
+    for (uint32_t i = 0; i < count; i++) {
+        if (descs[i].rank == 0 || descs[i].shape[0] != rows) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* --max-batch: rows gathered per run, at most the batch the model was compiled for; 0 is off. */
 static int64_t batching_rows(const struct session *s, const struct options *o)
 {
-    int64_t compiled = batch_rows(s->model);
+    const kiln_model_desc *m = s->model;
+    int64_t compiled = batch_rows(m);
     if (o->max_batch > compiled) {
         fail("serve: --max-batch %d exceeds the batch of %lld that model '%s' was compiled with", o->max_batch,
-             (long long)compiled, s->model->model_name);
+             (long long)compiled, m->model_name);
+    }
+    bool split = leads_with(m->inputs, m->n_inputs, compiled) && leads_with(m->outputs, m->n_outputs, compiled);
+    if (o->max_batch > 1 && !split) {
+        fail("serve: --max-batch needs every input and output of model '%s' to lead with its batch %lld",
+             m->model_name, (long long)compiled);
     }
     return o->max_batch > 1 ? o->max_batch : 0;
 }
