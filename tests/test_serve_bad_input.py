@@ -70,6 +70,7 @@ def still_serves(server) -> None:
     (json.dumps({"inputs": [{**GOOD["inputs"][0], "data": [[0.5] * 800]}]}).encode(), "784 numbers"),
     (json.dumps({"inputs": [GOOD["inputs"][0]] * 2}).encode(), "given twice"),
     (json.dumps({**GOOD, "outputs": [{"name": "nope"}]}).encode(), "unexpected inference output 'nope'"),
+    (json.dumps({**GOOD, "outputs": {"name": "logits"}}).encode(), "outputs must be an array"),
     (b"[" * 100000, "larger than --max-request-bytes"),
 ])
 def test_bad_json_is_400_with_a_reason(server, body, needle):

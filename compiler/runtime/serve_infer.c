@@ -215,6 +215,9 @@ static bool stage_outputs(const struct session *s, const struct json *doc, struc
                           struct infer_reply *r)
 {
     const struct json *outputs = json_get(doc, "outputs");
+    if (outputs != NULL && outputs->type != JSON_ARRAY) {
+        return reject(r, "outputs must be an array");
+    }
     bool binary = json_flag(json_get(doc, "parameters"), "binary_data_output");
     for (uint32_t i = 0; i < s->model->n_outputs; i++) {
         st->wanted_outputs[i] = outputs == NULL;
@@ -230,9 +233,6 @@ static bool stage_outputs(const struct session *s, const struct json *doc, struc
         }
         st->wanted_outputs[index] = true;
         st->binary_outputs[index] = binary || json_flag(json_get(&outputs->items[i], "parameters"), "binary_data");
-    }
-    if (outputs != NULL && outputs->type != JSON_ARRAY) {
-        return reject(r, "outputs must be an array");
     }
     return true;
 }
