@@ -6,8 +6,12 @@ The build rules link one launcher per model and host with zig:
 
 or, when the runtime sources are staged somewhere else (a sandbox's exec root):
 
-    [zig, *launcher.link_flags(host, "_kiln/runtime"), "-o", out, *staged_c_files, "model.o",
-     *launcher.link_libraries()]
+    [zig, *launcher.link_flags(host, "_kiln/runtime"), *launcher.SERVER_DEFINES, "-isystem",
+     f"{tree}/{launcher.SERVER_INCLUDE}", "-o", out, *staged_c_files, f"{tree}/{launcher.SERVER_SOURCE}",
+     "model.o", *launcher.link_libraries()]
+
+The HTTP server behind `serve` is civetweb, compiled from the upstream source the lock pins
+(`server_tree()` fetches it; `tree` above is that) in the same zig command as the runtime.
 
 The command line is deterministic: the same inputs give a byte-identical executable
 from any working directory (no debug info, no build id, source paths mapped).
@@ -23,8 +27,8 @@ from pathlib import Path
 from kiln.toolchain.zig import zig_target
 
 __all__ = [
-    "RUNTIME_DIR", "asan_runtime", "link_argv", "link_flags", "link_libraries", "runtime_files",
-    "runtime_sources", "zig_target",
+    "RUNTIME_DIR", "SERVER_DEFINES", "SERVER_INCLUDE", "SERVER_PIN", "SERVER_SOURCE", "asan_runtime", "link_argv",
+    "link_flags", "link_libraries", "runtime_files", "runtime_sources", "server_tree", "zig_target",
 ]
 
 RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
@@ -32,6 +36,14 @@ RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
 # Paths in the few places the compiler might still record one (assertion text,
 # sanitizer reports) read the same wherever the sources live.
 _MAPPED_RUNTIME_DIR = "kiln/runtime"
+
+SERVER_PIN = "civetweb"  # toolchain/lock.toml
+# Inside the pinned tree (the upstream tarball's top folder names the version: move these with the pin).
+SERVER_SOURCE = "civetweb-1.15/src/civetweb.c"
+SERVER_INCLUDE = "civetweb-1.15/include"
+# HTTP only: no TLS, CGI, file serving or caching; kiln answers every URI itself. A fixed BUILD_DATE
+# keeps __DATE__ (not reproducible) out of the executable.
+SERVER_DEFINES = ["-DNO_SSL", "-DNO_CGI", "-DNO_FILES", "-DNO_CACHING", "-DUSE_IPV6", '-DBUILD_DATE="kiln"']
 
 _DETERMINISTIC = ["-std=c11", "-O2", "-g0", "-Wl,--build-id=none"]
 # zig's cached libc start files carry DWARF naming the directory zig was first run from.
@@ -51,6 +63,12 @@ def runtime_files() -> list[Path]:
 def runtime_sources() -> list[Path]:
     """The runtime's .c files, sorted."""
     return [p for p in runtime_files() if p.suffix == ".c"]
+
+
+def server_tree() -> Path:
+    """civetweb's unpacked upstream source, fetched on first use."""
+    from kiln.toolchain import fetch
+    return fetch.ensure(SERVER_PIN, "all")
 
 
 def link_flags(host: str, runtime_dir: str | os.PathLike[str], sanitize: bool = False) -> list[str]:
@@ -81,8 +99,9 @@ def link_argv(zig: str, host: str, objects: list[str], output: str, sanitize: bo
     sanitize=True builds with ASan and UBSan for the machine's own target (testing only).
     """
     sources = [os.fspath(p) for p in runtime_sources()]
-    return [zig, *link_flags(host, RUNTIME_DIR, sanitize), "-o", output, *sources, *objects,
-            *link_libraries(sanitize)]
+    tree = server_tree()
+    return [zig, *link_flags(host, RUNTIME_DIR, sanitize), *SERVER_DEFINES, "-isystem", f"{tree}/{SERVER_INCLUDE}",
+            "-o", output, *sources, f"{tree}/{SERVER_SOURCE}", *objects, *link_libraries(sanitize)]
 
 
 def asan_runtime() -> Path | None:

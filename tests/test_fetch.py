@@ -24,7 +24,8 @@ def test_lock_pins_everything_without_hosts():
     assert len(lock.artifacts) > 50
     for artifact in lock.artifacts:
         assert len(artifact.sha256) == 64 and artifact.size > 0 and artifact.version, artifact.label
-        assert artifact.filename.endswith(".whl" if artifact.kind == "wheel" else ".deb"), artifact.label
+        suffix = {"wheel": ".whl", "deb": ".deb", "dsc": ".orig.tar.xz"}[artifact.kind]
+        assert artifact.filename.endswith(suffix), artifact.label
     text = DEFAULT_LOCK.read_text()
     assert "://" not in text and "http" not in text.lower()
     names = {a.name for a in lock.artifacts}

@@ -35,7 +35,8 @@ def test_link_argv_is_deterministic_c11():
         assert flag in argv
     assert argv[argv.index("-o") + 1] == "out/mnist"
     assert "model.o" in argv
-    assert [a for a in argv if a.endswith(".c")] == [str(p) for p in launcher.runtime_sources()]
+    server = f"{launcher.server_tree()}/{launcher.SERVER_SOURCE}"
+    assert [a for a in argv if a.endswith(".c")] == [*(str(p) for p in launcher.runtime_sources()), server]
     assert not any("sanitize" in a for a in argv)
 
 

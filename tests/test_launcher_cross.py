@@ -113,3 +113,22 @@ def test_arm64_bad_weights_fail_in_one_line(arm64, tmp_path):
     assert done.returncode == 1
     assert done.stderr.splitlines() == [f"kiln: {cut}: tensor 'fc.bias' is truncated: data section has 31399 bytes, "
                                         "the tensor ends at 31400"]
+
+
+@needs_qemu
+def test_arm64_serves_the_v2_protocol(arm64):
+    """civetweb cross-compiled by zig: the arm64 launcher answers inference over HTTP under qemu."""
+    import requests
+    import serve_harness
+    model = arm64[0]
+    x = np.random.default_rng(9).random((1, 1, 28, 28), dtype=np.float32)
+    server = serve_harness.start(model.exe, weights=model.weights_file, runner=[QEMU, "-L", "/"], ready_within=120)
+    try:
+        reply = requests.post(f"{server.url}/v2/models/tiny/infer", timeout=60, json={"inputs": [
+            {"name": "x", "shape": [1, 1, 28, 28], "datatype": "FP32", "data": x.ravel().tolist()}]})
+        assert reply.status_code == 200, reply.text
+        logits = np.array(reply.json()["outputs"][0]["data"], np.float32).reshape(1, 10)
+        np.testing.assert_allclose(logits, model.reference(x), rtol=1e-4, atol=1e-4)
+    finally:
+        code, stderr = server.stop()
+    assert code == 0, stderr

@@ -70,9 +70,10 @@ def host_codename(os_release: Path = Path("/etc/os-release")) -> str:
     return found.group(1)
 
 
-def sources_for(suite: str, sources: list[Source], codename: str) -> str:
+def sources_for(suite: str, sources: list[Source], codename: str, kind: str = "deb") -> str:
     """sources.list lines for `suite`: each of the machine's entries for its own release (and its
-    -updates/-security pockets), with the release renamed to `suite`."""
+    -updates/-security pockets), with the release renamed to `suite`. kind "deb-src" gives the
+    source-package lines of the same mirrors instead."""
     lines = []
     for s in sources:
         release, _, pocket = s.suite.partition("-")
@@ -80,18 +81,20 @@ def sources_for(suite: str, sources: list[Source], codename: str) -> str:
             continue
         signed = f" signed-by={s.signed_by}" if s.signed_by else ""
         renamed = f"{suite}-{pocket}" if pocket else suite
-        lines.append(f"deb [arch={','.join(ARCHITECTURES)}{signed}] {s.uri} {renamed} main")
+        options = f"arch={','.join(ARCHITECTURES)}{signed}" if kind == "deb" else signed.strip()
+        lines.append(f"{kind} [{options}] {s.uri} {renamed} main" if options else f"{kind} {s.uri} {renamed} main")
     if not lines:
         raise FetchError(f"the machine's apt sources name no Debian '{codename}' main archive to take a mirror from")
     return "\n".join(sorted(set(lines))) + "\n"
 
 
 class PrivateApt:
-    """apt-get/apt-cache options that point apt at kiln's own state for one suite."""
+    """apt-get/apt-cache options that point apt at kiln's own state for one suite (binary packages,
+    or with kind "deb-src" source packages)."""
 
-    def __init__(self, suite: str, cache: Path, etc: Path = ETC) -> None:
+    def __init__(self, suite: str, cache: Path, etc: Path = ETC, kind: str = "deb") -> None:
         self.suite = suite
-        text = sources_for(suite, host_sources(etc), host_codename())
+        text = sources_for(suite, host_sources(etc), host_codename(), kind)
         self.root = cache / "apt" / f"{suite}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
         for sub in ("lists/partial", "archives/partial", "sources.list.d", "preferences.d"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
@@ -112,7 +115,7 @@ class PrivateApt:
         return options + [f"-oAPT::Architectures::={arch}" for arch in ARCHITECTURES]
 
     def has_lists(self) -> bool:
-        return any((self.root / "lists").glob("*_Packages*"))
+        return any((self.root / "lists").glob("*_Packages*")) or any((self.root / "lists").glob("*_Sources*"))
 
     @contextmanager
     def locked(self) -> Iterator[None]:

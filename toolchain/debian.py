@@ -1,5 +1,6 @@
 """Debian packages through the machine's apt-get with kiln's own lists per suite (apt_sources.py), and
-unpacking a .deb without dpkg: an `ar` archive whose `data.tar.*` member holds the files."""
+unpacking a .deb without dpkg: an `ar` archive whose `data.tar.*` member holds the files. Source
+packages (kind "dsc") come through `apt-get source --download-only`; their pin is the upstream tarball."""
 
 from __future__ import annotations
 
@@ -46,10 +47,29 @@ def download(artifact: Artifact, directory: Path) -> Path:
     return debs[0]
 
 
+def download_source(artifact: Artifact, directory: Path) -> Path:
+    """`apt-get source --download-only NAME=VERSION` into `directory`; returns the upstream tarball."""
+    directory.mkdir(parents=True, exist_ok=True)
+    apt = private_apt(artifact.suite, "deb-src")
+    _with_lists(apt, ["apt-get", *apt.options, "source", "--download-only", f"{artifact.name}={artifact.version}"],
+                artifact.label, cwd=directory)
+    tarballs = sorted(directory.glob("*.orig.tar.*"))
+    if len(tarballs) != 1:
+        raise FetchError(f"{artifact.label}: apt-get source left {len(tarballs)} upstream tarballs, expected one")
+    return tarballs[0]
+
+
+def extract_source(tarball: Path, destination: Path) -> None:
+    """Unpack an upstream source tarball (its top folder, e.g. civetweb-1.15/, kept)."""
+    with tarfile.open(tarball) as tar:
+        tar.extractall(destination, filter="data")
+
+
 def candidate(artifact: Artifact) -> str:
     """The newest version of the pin's package in its suite (any pocket: -updates, -security)."""
-    spec = apt_spec(artifact.name, artifact.arch)
-    apt = private_apt(artifact.suite)
+    source = artifact.kind == "dsc"
+    spec = artifact.name if source else apt_spec(artifact.name, artifact.arch)
+    apt = private_apt(artifact.suite, "deb-src" if source else "deb")
     for line in _with_lists(apt, ["apt-cache", *apt.options, "madison", spec], spec).splitlines():
         fields = [f.strip() for f in line.split("|")]
         if len(fields) >= 3 and _release(fields[2]) == artifact.suite:
@@ -63,9 +83,9 @@ def _release(source: str) -> str:
     return words[1].split("/")[0].partition("-")[0] if len(words) > 1 else ""
 
 
-def private_apt(suite: str) -> PrivateApt:
+def private_apt(suite: str, kind: str = "deb") -> PrivateApt:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return PrivateApt(suite, Path(base) / "kiln")
+    return PrivateApt(suite, Path(base) / "kiln", kind=kind)
 
 
 def _with_lists(apt: PrivateApt, argv: list[str], what: str, cwd: Path | None = None) -> str:

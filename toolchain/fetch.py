@@ -92,12 +92,21 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _client(kind: str):
+    """(download, extract) for an artifact kind, looked up when called."""
+    if kind == "wheel":
+        return wheels.download, wheels.extract
+    if kind == "deb":
+        return debian.download, debian.extract
+    return debian.download_source, debian.extract_source
+
+
 def _fetch_into(artifact: Artifact, work: Path) -> Path:
-    client = wheels if artifact.kind == "wheel" else debian
-    archive = client.download(artifact, work / "download")
+    download, extract = _client(artifact.kind)
+    archive = download(artifact, work / "download")
     verify(artifact, archive)
     unpacked = work / "tree"
-    client.extract(archive, unpacked)
+    extract(archive, unpacked)
     identity = {"name": artifact.name, "version": artifact.version, "kind": artifact.kind, "arch": artifact.arch,
                 "filename": artifact.filename, "sha256": artifact.sha256, "provides": artifact.provides}
     (unpacked / ARTIFACT_FILE).write_text(json.dumps(identity, indent=1, sort_keys=True) + "\n")

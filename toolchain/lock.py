@@ -34,9 +34,10 @@ def update_pin(name: str, lock_path: Path = DEFAULT_LOCK) -> list[Artifact]:
 
 def _newest(artifact: Artifact) -> Artifact:
     with tempfile.TemporaryDirectory(prefix="kiln-lock-") as scratch:
-        if artifact.kind == "deb":
+        if artifact.kind in ("deb", "dsc"):
             version = debian.candidate(artifact)
-            file = debian.download(artifact.pinned(version, "", 0, ""), Path(scratch))
+            download = debian.download if artifact.kind == "deb" else debian.download_source
+            file = download(artifact.pinned(version, "", 0, ""), Path(scratch))
         else:
             file = wheels.download_newest(artifact.name, artifact.arch, Path(scratch))
             version = file.name.split("-")[1]

@@ -26,7 +26,7 @@ from kiln.toolchain.errors import FetchError
 from kiln.toolchain.fsio import atomic_write
 
 DEFAULT_LOCK = Path(__file__).with_name("lock.toml")
-KINDS = ("wheel", "deb")
+KINDS = ("wheel", "deb", "dsc")  # dsc: a Debian source package, pinned by its upstream tarball
 ARCHS = ("amd64", "arm64")
 PINNED_KEYS = ("version", "filename", "size", "sha256")
 ARTIFACT_FILE = ".kiln-artifact.json"  # in each unpacked tree: the artifact it was unpacked from
@@ -46,7 +46,7 @@ class Artifact:
     size: int
     sha256: str
     provides: str
-    suite: str = ""  # a .deb's Debian release (bookworm, trixie): kiln's private apt lists for it fetch the pin
+    suite: str = ""  # a .deb's (or source package's) Debian release (bookworm, trixie): kiln's private apt lists for it fetch the pin
 
     @property
     def label(self) -> str:
@@ -122,7 +122,7 @@ def _artifact(entry: dict) -> Artifact:
     artifact = Artifact(name=entry["name"], kind=entry["kind"], arch=entry["arch"], version=entry["version"],
                         filename=entry["filename"], size=int(entry["size"]), sha256=entry["sha256"],
                         provides=entry["provides"], suite=entry.get("suite", ""))
-    if artifact.kind == "deb" and not re.fullmatch(r"[a-z]+", artifact.suite):
+    if artifact.kind in ("deb", "dsc") and not re.fullmatch(r"[a-z]+", artifact.suite):
         raise ValueError(f"{artifact.name}: a deb pin needs suite = \"<Debian release>\" (bookworm, trixie)")
     if artifact.kind not in KINDS or artifact.arch not in (*ARCHS, "all"):
         raise ValueError(f"{artifact.name}: kind must be one of {KINDS} and arch one of {ARCHS} or 'all'")

@@ -95,8 +95,10 @@ def _link_launcher(ctx: RuleContext, objects: list[Artifact]) -> Artifact:
     output = ctx.declare_file(ctx.label.name)
     runtime = _runtime_sources()
     sources = [a for a in runtime if a.path.endswith(".c")]
-    argv = [zig_tool(), *launcher.link_flags(ctx.config.host, RUNTIME_DIR), "-o", output, *sources, *objects,
-            *launcher.link_libraries()]
+    server_include = external_tree(launcher.SERVER_PIN, "all", launcher.SERVER_INCLUDE)
+    server_source = external_tree(launcher.SERVER_PIN, "all", launcher.SERVER_SOURCE)
+    argv = [zig_tool(), *launcher.link_flags(ctx.config.host, RUNTIME_DIR), *launcher.SERVER_DEFINES, "-isystem",
+            server_include, "-o", output, *sources, server_source, *objects, *launcher.link_libraries()]
     ctx.action("LauncherLink", argv, [*runtime, *objects], [output], zig_target=launcher.zig_target(ctx.config.host),
                progress=f"Linking launcher {ctx.label} ({ctx.config.host})")
     return output

@@ -12,6 +12,7 @@
 #include "platform.h"
 #include "pool.h"
 #include "report.h"
+#include "serve.h"
 #include "session.h"
 
 #include <stdbool.h>
@@ -52,11 +53,13 @@ static void run_inputs(struct session *s, const struct options *o)
     }
 }
 
-/* --info, --idx, or --input runs, on an open session. */
+/* serve, --info, --idx, or --input runs, on an open session. */
 static void run(struct session *s, const struct options *o, const struct platform_choice *platform,
                 const struct cpu_features *cpu)
 {
-    if (o->info) {
+    if (o->serve) {
+        serve_run(s, o, platform->name);
+    } else if (o->info) {
         note("%s", s->choice);
         report_info(s, platform, cpu);
         platform_report_plugins();

@@ -13,6 +13,7 @@
 static void print_usage(const char *program)
 {
     printf("usage: %s [options]\n"
+           "       %s serve [--host ADDR] [--port N] [options]\n"
            "\n"
            "Runs the compiled model '%s'.\n"
            "\n"
@@ -35,11 +36,21 @@ static void print_usage(const char *program)
            "                        ../weights/%s.safetensors beside the executable;\n"
            "                        tpu/cpu-xla: the file share/<platform>/manifest.json names)\n"
            "  --info                describe platform, CPU variant, model and weights\n"
+           "\n"
+           "serve: answer the Open Inference Protocol (KServe v2) over HTTP, /metrics too\n"
+           "  --host ADDR           bind address (default 0.0.0.0)\n"
+           "  --port N              port (default 8000)\n"
+           "  --http-threads N      connections answered at once (default 64)\n"
+           "  --max-request-bytes N largest request body (default 67108864)\n"
+           "  --timeout-ms N        request read and keep-alive idle timeout (default 30000)\n"
+           "  --max-batch N         gather requests into batches of up to N rows (a model\n"
+           "                        compiled with batch >= N; partial batches are padded)\n"
+           "  --batch-timeout-us N  how long a batch waits for more requests (default 500)\n"
            "  --help                show this help\n"
            "\n"
            "Environment: KILN_PLATFORM, KILN_WEIGHTS, KILN_CPU_LEVEL (force a CPU variant),\n"
            "KILN_PJRT_PLUGIN (the PJRT plugin file), KILN_TPU_TIMEOUT (seconds, default 60).\n",
-           program, kiln_model.model_name, kiln_model.model_name);
+           program, program, kiln_model.model_name, kiln_model.model_name);
 }
 
 static long parse_count(const char *flag, const char *text, long min, long max)
@@ -70,6 +81,8 @@ static void add_binding(const char **list, int *count, const char *flag, const c
 static const char *const value_flags[] = {
     "--input", "--output", "--platform", "--weights", "--pgm", "--idx",
     "--labels", "--limit", "--offset", "--threads", "--bench", "--cache-dir",
+    "--host", "--port", "--http-threads", "--max-request-bytes", "--timeout-ms", "--max-batch",
+    "--batch-timeout-us",
 };
 
 static bool takes_value(const char *flag)
@@ -96,11 +109,28 @@ static void apply(struct options *o, const char *flag, const char *value)
     else if (strcmp(flag, "--limit") == 0) o->limit = parse_count(flag, value, 1, LONG_MAX);
     else if (strcmp(flag, "--offset") == 0) o->offset = parse_count(flag, value, 0, LONG_MAX);
     else if (strcmp(flag, "--threads") == 0) o->threads = parse_threads(value);
+    else if (strcmp(flag, "--host") == 0) o->host = value;
+    else if (strcmp(flag, "--port") == 0) o->port = (int)parse_count(flag, value, 1, 65535);
+    else if (strcmp(flag, "--http-threads") == 0) o->http_threads = (int)parse_count(flag, value, 1, 1024);
+    else if (strcmp(flag, "--max-request-bytes") == 0) o->max_request_bytes = parse_count(flag, value, 1, LONG_MAX);
+    else if (strcmp(flag, "--timeout-ms") == 0) o->timeout_ms = parse_count(flag, value, 1, 86400000);
+    else if (strcmp(flag, "--max-batch") == 0) o->max_batch = (int)parse_count(flag, value, 1, 1 << 20);
+    else if (strcmp(flag, "--batch-timeout-us") == 0) o->batch_timeout_us = parse_count(flag, value, 1, 10000000);
     else o->bench = parse_count(flag, value, 1, 100000000);
 }
 
 static void check_combinations(const struct options *o)
 {
+    bool runs_files = o->n_inputs > 0 || o->n_outputs > 0 || o->pgm != NULL || o->idx_images != NULL || o->bench;
+    if (o->serve && (runs_files || o->info)) {
+        fail_usage("serve takes requests over HTTP: no --input, --output, --pgm, --idx, --bench or --info");
+    }
+    bool serve_flags = o->host != NULL || o->port || o->http_threads || o->max_request_bytes || o->timeout_ms ||
+                       o->max_batch || o->batch_timeout_us;
+    if (!o->serve && serve_flags) {
+        fail_usage("--host, --port, --http-threads, --max-request-bytes, --timeout-ms, --max-batch and "
+                   "--batch-timeout-us need serve");
+    }
     if (o->idx_images != NULL && (o->n_inputs > 0 || o->pgm != NULL)) {
         fail_usage("--idx cannot be combined with --input or --pgm");
     }
@@ -112,10 +142,28 @@ static void check_combinations(const struct options *o)
     }
 }
 
+static void serve_defaults(struct options *o)
+{
+    if (!o->serve) {
+        return;
+    }
+    o->host = o->host ? o->host : "0.0.0.0";
+    o->port = o->port ? o->port : 8000;
+    o->http_threads = o->http_threads ? o->http_threads : 64;
+    o->max_request_bytes = o->max_request_bytes ? o->max_request_bytes : 64L << 20;
+    o->timeout_ms = o->timeout_ms ? o->timeout_ms : 30000;
+    o->batch_timeout_us = o->batch_timeout_us ? o->batch_timeout_us : 500;
+}
+
 void options_parse(struct options *o, int argc, char **argv)
 {
     *o = (struct options){0};
-    for (int i = 1; i < argc; i++) {
+    int first = 1;
+    if (argc > 1 && strcmp(argv[1], "serve") == 0) {
+        o->serve = true;
+        first = 2;
+    }
+    for (int i = first; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
             print_usage(argv[0]);
@@ -140,4 +188,5 @@ void options_parse(struct options *o, int argc, char **argv)
         }
     }
     check_combinations(o);
+    serve_defaults(o);
 }

@@ -22,6 +22,14 @@ struct options {
     int threads;                     /* 0 (auto): one per available core */
     long bench;                      /* 0: no benchmark */
     bool info;
+    bool serve;                      /* the `serve` subcommand */
+    const char *host;                /* serve: bind address */
+    int port;
+    int http_threads;                /* serve: connections answered at once */
+    long max_request_bytes;
+    long timeout_ms;                 /* serve: request read and keep-alive idle timeout */
+    int max_batch;                   /* serve: dynamic batching up to this many rows; 0: off */
+    long batch_timeout_us;           /* serve: how long a batch waits for more rows */
 };
 
 /* Fills `o` from argv; exits 2 with one line on a bad command line, 0 after --help. */

@@ -1,0 +1,329 @@
+#define _POSIX_C_SOURCE 200809L
+#include "serve.h"
+
+#include "errors.h"
+#include "serve_infer.h"
+#include "serve_metrics.h"
+#include "strbuf.h"
+#include "tensor.h"
+
+#include <civetweb.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct server {
+    struct session *session;
+    struct serve_model model;
+    struct batcher batcher;
+    struct serve_metrics metrics;
+    const struct options *options;
+    atomic_bool ready;
+};
+
+static volatile sig_atomic_t stopping;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stopping = 1;
+}
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static int respond(struct mg_connection *c, int status, const char *type, const struct strbuf *body,
+                   long header_length)
+{
+    mg_response_header_start(c, status);
+    mg_response_header_add(c, "Content-Type", type, -1);
+    char length[32];
+    snprintf(length, sizeof length, "%zu", body->len);
+    mg_response_header_add(c, "Content-Length", length, -1);
+    if (header_length >= 0) {
+        snprintf(length, sizeof length, "%ld", header_length);
+        mg_response_header_add(c, "Inference-Header-Content-Length", length, -1);
+    }
+    mg_response_header_send(c);
+    if (body->len > 0) {
+        mg_write(c, body->data, body->len);
+    }
+    return status;
+}
+
+static int respond_json(struct mg_connection *c, int status, struct strbuf *body)
+{
+    int code = respond(c, status, "application/json", body, -1);
+    strbuf_free(body);
+    return code;
+}
+
+static int respond_error(struct mg_connection *c, int status, const char *message)
+{
+    struct strbuf body = {0};
+    strbuf_printf(&body, "{\"error\":");
+    strbuf_json_string(&body, message);
+    strbuf_printf(&body, "}");
+    return respond_json(c, status, &body);
+}
+
+static void write_tensors(struct strbuf *b, const char *key, const kiln_tensor_desc *descs, uint32_t count)
+{
+    strbuf_printf(b, ",\"%s\":[", key);
+    for (uint32_t i = 0; i < count; i++) {
+        strbuf_printf(b, "%s{\"name\":", i ? "," : "");
+        strbuf_json_string(b, descs[i].name);
+        strbuf_printf(b, ",\"datatype\":\"%s\",\"shape\":[", v2_datatype(descs[i].dtype));
+        for (uint32_t d = 0; d < descs[i].rank; d++) {
+            strbuf_printf(b, "%s%lld", d ? "," : "", (long long)descs[i].shape[d]);
+        }
+        strbuf_printf(b, "]}");
+    }
+    strbuf_printf(b, "]");
+}
+
+static int model_metadata(struct mg_connection *c, struct server *srv)
+{
+    const kiln_model_desc *m = srv->session->model;
+    struct strbuf b = {0};
+    strbuf_printf(&b, "{\"name\":");
+    strbuf_json_string(&b, m->model_name);
+    strbuf_printf(&b, ",\"versions\":[\"1\"],\"platform\":\"kiln_%s\"", srv->metrics.platform);
+    write_tensors(&b, "inputs", m->inputs, m->n_inputs);
+    write_tensors(&b, "outputs", m->outputs, m->n_outputs);
+    strbuf_printf(&b, "}");
+    return respond_json(c, 200, &b);
+}
+
+static int server_metadata(struct mg_connection *c)
+{
+    struct strbuf b = {0};
+    strbuf_printf(&b, "{\"name\":\"kiln\",\"version\":\"1\",\"extensions\":[\"binary_tensor_data\"]}");
+    return respond_json(c, 200, &b);
+}
+
+static int readiness(struct mg_connection *c, bool ready)
+{
+    struct strbuf b = {0};
+    strbuf_printf(&b, "{\"ready\":%s}", ready ? "true" : "false");
+    return respond_json(c, ready ? 200 : 400, &b);  /* the protocol: 4xx is "not ready" */
+}
+
+/* The body, or NULL after answering 411/413/400 (too large, unknown length, cut short). */
+static char *read_body(struct mg_connection *c, size_t *size, long max, int *status)
+{
+    long long length = mg_get_request_info(c)->content_length;
+    if (length < 0) {
+        *status = respond_error(c, 411, "a Content-Length header is required");
+        return NULL;
+    }
+    if (length > max) {
+        *status = respond_error(c, 413, "request body larger than --max-request-bytes");
+        return NULL;
+    }
+    char *body = malloc((size_t)length + 1);
+    if (body == NULL) {
+        fail("out of memory");
+    }
+    size_t got = 0;
+    int n = 1;
+    while (got < (size_t)length && (n = mg_read(c, body + got, (size_t)length - got)) > 0) {
+        got += (size_t)n;
+    }
+    if (got < (size_t)length) {
+        free(body);
+        *status = respond_error(c, 400, "request body cut short");
+        return NULL;
+    }
+    *size = got;
+    return body;
+}
+
+static int infer(struct mg_connection *c, struct server *srv)
+{
+    if (!atomic_load(&srv->ready)) {
+        return respond_error(c, 503, "model is not ready");
+    }
+    int status = 0;
+    struct infer_request req = {.header_length = -1};
+    char *body = read_body(c, &req.size, srv->options->max_request_bytes, &status);
+    if (body == NULL) {
+        return status;
+    }
+    req.body = body;
+    const char *header = mg_get_header(c, "Inference-Header-Content-Length");
+    if (header != NULL) {
+        char *end;
+        req.header_length = strtol(header, &end, 10);
+        if (end == header || *end != '\0' || req.header_length < 0) {
+            free(body);
+            return respond_error(c, 400, "Inference-Header-Content-Length must be a byte count");
+        }
+    }
+    struct infer_reply reply;
+    serve_infer(&srv->model, &req, &reply);
+    free(body);
+    if (reply.status != 200) {
+        strbuf_free(&reply.body);
+        return respond_error(c, reply.status, reply.error);
+    }
+    metrics_inference(&srv->metrics, reply.queue_seconds, reply.infer_seconds);
+    bool binary = reply.json_length < reply.body.len;
+    status = respond(c, 200, binary ? "application/octet-stream" : "application/json", &reply.body,
+                     binary ? (long)reply.json_length : -1);
+    strbuf_free(&reply.body);
+    return status;
+}
+
+/* /v2/models/<name>[/versions/1][/ready|/infer]: `path` is what follows /v2/models/. */
+static int model_route(struct mg_connection *c, struct server *srv, const char *method, const char *path)
+{
+    const char *name = srv->session->model->model_name;
+    size_t n = strlen(name);
+    if (strncmp(path, name, n) != 0 || (path[n] != '\0' && path[n] != '/')) {
+        return respond_error(c, 404, "unknown model");
+    }
+    const char *rest = path + n;
+    if (strncmp(rest, "/versions/1", 11) == 0 && (rest[11] == '\0' || rest[11] == '/')) {
+        rest += 11;
+    }
+    bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
+    if (get && rest[0] == '\0') return model_metadata(c, srv);
+    if (get && strcmp(rest, "/ready") == 0) return readiness(c, atomic_load(&srv->ready));
+    if (post && strcmp(rest, "/infer") == 0) return infer(c, srv);
+    if (strcmp(rest, "") == 0 || strcmp(rest, "/ready") == 0 || strcmp(rest, "/infer") == 0) {
+        return respond_error(c, 405, "method not allowed");
+    }
+    return respond_error(c, 404, "not found");
+}
+
+static int metrics(struct mg_connection *c, struct server *srv)
+{
+    struct strbuf b = {0};
+    metrics_render(&srv->metrics, &b);
+    int status = respond(c, 200, "text/plain; version=0.0.4", &b, -1);
+    strbuf_free(&b);
+    return status;
+}
+
+static int route(struct mg_connection *c, struct server *srv)
+{
+    const struct mg_request_info *info = mg_get_request_info(c);
+    const char *path = info->local_uri, *method = info->request_method;
+    bool get = strcmp(method, "GET") == 0;
+    if (strncmp(path, "/v2/models/", 11) == 0) return model_route(c, srv, method, path + 11);
+    if (get && strcmp(path, "/v2/health/live") == 0) return readiness(c, true);
+    if (get && strcmp(path, "/v2/health/ready") == 0) return readiness(c, atomic_load(&srv->ready));
+    if (get && strcmp(path, "/v2") == 0) return server_metadata(c);
+    if (get && strcmp(path, "/metrics") == 0) return metrics(c, srv);
+    return respond_error(c, 404, "not found");
+}
+
+static int handle(struct mg_connection *c, void *data)
+{
+    struct server *srv = data;
+    double started = now();
+    metrics_request_started(&srv->metrics);
+    int status = route(c, srv);
+    metrics_request_done(&srv->metrics, status, now() - started);
+    return status;
+}
+
+static struct mg_context *start(struct server *srv, const struct options *o)
+{
+    char port[300], threads[16], timeout[16];
+    snprintf(port, sizeof port, strchr(o->host, ':') ? "[%s]:%d" : "%s:%d", o->host, o->port);
+    snprintf(threads, sizeof threads, "%d", o->http_threads);
+    snprintf(timeout, sizeof timeout, "%ld", o->timeout_ms);
+    const char *settings[] = {
+        "listening_ports", port, "num_threads", threads, "request_timeout_ms", timeout,
+        "keep_alive_timeout_ms", timeout, "enable_keep_alive", "yes",
+        /* headers and body go out in two writes: with Nagle, the second waits for the client's delayed ACK */
+        "tcp_nodelay", "1", NULL,
+    };
+    struct mg_callbacks callbacks = {0};
+    char why[256] = "";
+    struct mg_init_data init = {.callbacks = &callbacks, .configuration_options = settings};
+    struct mg_error_data error = {.text = why, .text_buffer_size = sizeof why};
+    struct mg_context *ctx = mg_start2(&init, &error);
+    if (ctx == NULL) {
+        fail("serve: cannot listen on %s: %s", port, why[0] ? why : "civetweb refused to start");
+    }
+    mg_set_request_handler(ctx, "/", handle, srv);
+    return ctx;
+}
+
+static void catch_signals(void)
+{
+    struct sigaction action = {.sa_handler = on_signal};
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGTERM, &action, NULL);
+    sigaction(SIGINT, &action, NULL);
+    signal(SIGPIPE, SIG_IGN);  /* a client that hangs up mid-response is a write error, not a kill */
+}
+
+static bool leads_with(const kiln_tensor_desc *descs, uint32_t count, int64_t rows)
+{
+    for (uint32_t i = 0; i < count; i++) {
+        if (descs[i].rank == 0 || descs[i].shape[0] != rows) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* --max-batch: rows gathered per run, at most the batch the model was compiled for; 0 is off. */
+static int64_t batching_rows(const struct session *s, const struct options *o)
+{
+    const kiln_model_desc *m = s->model;
+    int64_t compiled = batch_rows(m);
+    if (o->max_batch > compiled) {
+        fail("serve: --max-batch %d exceeds the batch of %lld that model '%s' was compiled with", o->max_batch,
+             (long long)compiled, m->model_name);
+    }
+    bool split = leads_with(m->inputs, m->n_inputs, compiled) && leads_with(m->outputs, m->n_outputs, compiled);
+    if (o->max_batch > 1 && !split) {
+        fail("serve: --max-batch needs every input and output of model '%s' to lead with its batch %lld",
+             m->model_name, (long long)compiled);
+    }
+    return o->max_batch > 1 ? o->max_batch : 0;
+}
+
+void serve_run(struct session *s, const struct options *o, const char *platform)
+{
+    struct server srv = {.session = s, .options = o, .model = {.session = s}};
+    int64_t rows = batching_rows(s, o);
+    pthread_mutex_init(&srv.model.lock, NULL);
+    metrics_init(&srv.metrics, platform);
+    catch_signals();
+    mg_init_library(0);
+    struct mg_context *ctx = start(&srv, o);
+    note("serving model '%s' on http://%s:%d (Open Inference Protocol v2; /metrics)", s->model->model_name,
+         o->host, o->port);
+    session_run(s);  /* the warm-up, before any request may run: ready only once the model has run */
+    if (rows > 0) {
+        batcher_start(&srv.batcher, s, rows, o->batch_timeout_us);
+        srv.model.batcher = &srv.batcher;
+    }
+    atomic_store(&srv.ready, true);
+    struct timespec tick = {.tv_nsec = 20 * 1000 * 1000};
+    while (!stopping) {
+        nanosleep(&tick, NULL);
+    }
+    atomic_store(&srv.ready, false);
+    mg_stop(ctx);  /* stops accepting, then joins the workers once their requests are answered */
+    mg_exit_library();
+    if (srv.model.batcher != NULL) {
+        batcher_stop(&srv.batcher);
+    }
+    pthread_mutex_destroy(&srv.model.lock);
+    pthread_mutex_destroy(&srv.metrics.lock);
+    note("serve: stopped");
+}

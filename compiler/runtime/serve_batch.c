@@ -1,0 +1,162 @@
+#define _POSIX_C_SOURCE 200809L
+#include "serve_batch.h"
+
+#include "errors.h"
+#include "tensor.h"
+
+#include <string.h>
+#include <time.h>
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+int64_t batch_rows(const kiln_model_desc *m)
+{
+    return m->n_inputs > 0 && m->inputs[0].rank > 0 ? m->inputs[0].shape[0] : 1;
+}
+
+static size_t row_bytes(const kiln_tensor_desc *desc, int64_t rows)
+{
+    return tensor_bytes(desc) / (size_t)rows;
+}
+
+/* Queued rows from the head that fit in one batch. */
+static int64_t ready_rows(const struct batcher *b)
+{
+    int64_t rows = 0;
+    for (const struct batch_item *i = b->head; i != NULL && rows + i->rows <= b->max_rows; i = i->next) {
+        rows += i->rows;
+    }
+    return rows;
+}
+
+static void wait_for_batch(struct batcher *b)
+{
+    while (b->head == NULL && !b->stopping) {
+        pthread_cond_wait(&b->arrived, &b->lock);
+    }
+    if (b->head == NULL) {
+        return;
+    }
+    double deadline = b->head->queued + b->timeout;
+    struct timespec until = {.tv_sec = (time_t)deadline, .tv_nsec = (long)((deadline - (double)(time_t)deadline) * 1e9)};
+    while (ready_rows(b) < b->max_rows && !b->stopping && now() < deadline) {
+        pthread_cond_timedwait(&b->arrived, &b->lock, &until);
+    }
+}
+
+/* Detaches the items of the next batch from the queue. */
+static struct batch_item *take_batch(struct batcher *b)
+{
+    struct batch_item *first = b->head, *last = NULL;
+    int64_t rows = 0;
+    for (struct batch_item *i = b->head; i != NULL && rows + i->rows <= b->max_rows; i = i->next) {
+        rows += i->rows;
+        last = i;
+    }
+    b->head = last->next;
+    b->tail = b->head == NULL ? NULL : b->tail;
+    last->next = NULL;
+    return first;
+}
+
+static void run_batch(struct session *s, struct batch_item *items)
+{
+    const kiln_model_desc *m = s->model;
+    int64_t rows = batch_rows(m);
+    for (uint32_t t = 0; t < m->n_inputs; t++) {
+        size_t row = row_bytes(&m->inputs[t], rows), at = 0;
+        for (struct batch_item *i = items; i != NULL; i = i->next) {
+            memcpy((char *)s->inputs[t] + at, i->inputs[t], row * (size_t)i->rows);
+            at += row * (size_t)i->rows;
+        }
+        memset((char *)s->inputs[t] + at, 0, tensor_bytes(&m->inputs[t]) - at);  /* padding rows */
+    }
+    double started = now();
+    session_run(s);
+    double finished = now();
+    for (uint32_t t = 0; t < m->n_outputs; t++) {
+        size_t row = row_bytes(&m->outputs[t], rows), at = 0;
+        for (struct batch_item *i = items; i != NULL; i = i->next) {
+            memcpy(i->outputs[t], (char *)s->outputs[t] + at, row * (size_t)i->rows);
+            at += row * (size_t)i->rows;
+        }
+    }
+    for (struct batch_item *i = items; i != NULL; i = i->next) {
+        i->started = started;
+        i->finished = finished;
+    }
+}
+
+static void *batch_thread(void *arg)
+{
+    struct batcher *b = arg;
+    pthread_mutex_lock(&b->lock);
+    for (;;) {
+        wait_for_batch(b);
+        if (b->head == NULL) {
+            break;
+        }
+        struct batch_item *items = take_batch(b);
+        pthread_mutex_unlock(&b->lock);
+        run_batch(b->session, items);
+        pthread_mutex_lock(&b->lock);
+        for (struct batch_item *i = items, *next; i != NULL; i = next) {
+            next = i->next;
+            i->done = true;
+        }
+        pthread_cond_broadcast(&b->finished);
+    }
+    pthread_mutex_unlock(&b->lock);
+    return NULL;
+}
+
+void batcher_start(struct batcher *b, struct session *s, int64_t max_rows, long timeout_us)
+{
+    *b = (struct batcher){.session = s, .max_rows = max_rows, .timeout = (double)timeout_us * 1e-6};
+    pthread_mutex_init(&b->lock, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);  /* deadlines are monotonic seconds */
+    pthread_cond_init(&b->arrived, &attr);
+    pthread_condattr_destroy(&attr);
+    pthread_cond_init(&b->finished, NULL);
+    if (pthread_create(&b->thread, NULL, batch_thread, b) != 0) {
+        fail("serve: cannot start the batching thread");
+    }
+}
+
+void batcher_submit(struct batcher *b, struct batch_item *item)
+{
+    item->queued = now();
+    item->done = false;
+    item->next = NULL;
+    pthread_mutex_lock(&b->lock);
+    if (b->tail != NULL) {
+        b->tail->next = item;
+    } else {
+        b->head = item;
+    }
+    b->tail = item;
+    pthread_cond_signal(&b->arrived);
+    while (!item->done) {
+        pthread_cond_wait(&b->finished, &b->lock);
+    }
+    pthread_mutex_unlock(&b->lock);
+}
+
+void batcher_stop(struct batcher *b)
+{
+    pthread_mutex_lock(&b->lock);
+    b->stopping = true;
+    pthread_cond_signal(&b->arrived);
+    pthread_mutex_unlock(&b->lock);
+    pthread_join(b->thread, NULL);
+    pthread_cond_destroy(&b->arrived);
+    pthread_cond_destroy(&b->finished);
+    pthread_mutex_destroy(&b->lock);
+}

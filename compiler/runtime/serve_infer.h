@@ -1,0 +1,41 @@
+/* POST /v2/models/<name>/infer of the Open Inference Protocol (KServe v2), with Triton's binary
+ * tensor extension: JSON tensors in and out, or raw bytes after a JSON header. */
+#ifndef KILN_SERVE_INFER_H
+#define KILN_SERVE_INFER_H
+
+#include "serve_batch.h"
+#include "session.h"
+#include "strbuf.h"
+
+#include <pthread.h>
+#include <stddef.h>
+
+struct infer_request {
+    const char *body;
+    size_t size;
+    long header_length;      /* Inference-Header-Content-Length, or -1: the whole body is JSON */
+};
+
+struct infer_reply {
+    int status;              /* HTTP status; 200 or a 4xx with `error` set */
+    char error[256];
+    struct strbuf body;      /* the JSON, then the binary outputs */
+    size_t json_length;      /* bytes of JSON at the front of body */
+    double queue_seconds;    /* waiting for the session */
+    double infer_seconds;
+};
+
+/* What answers requests: the session, taken one request at a time under `lock`, or a batcher. */
+struct serve_model {
+    struct session *session;
+    pthread_mutex_t lock;
+    struct batcher *batcher;  /* NULL: no dynamic batching */
+};
+
+/* The protocol's datatype name ("FP32", ...) of a kiln dtype. */
+const char *v2_datatype(uint32_t dtype);
+
+/* Runs one request; fills `reply`. */
+void serve_infer(struct serve_model *model, const struct infer_request *req, struct infer_reply *reply);
+
+#endif

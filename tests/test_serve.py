@@ -1,0 +1,238 @@
+"""`mnist serve`: the Open Inference Protocol (KServe v2) as Triton speaks it, checked with Triton's own
+Python client (JSON and binary tensors), with plain HTTP against the KServe v2 REST spec's examples,
+and against onnxruntime; Prometheus /metrics read by prometheus-client's parser; SIGTERM drains."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+
+import serve_harness
+from conftest import REPO
+
+EXAMPLES = REPO / "examples"
+SAMPLES = sorted((EXAMPLES / "mnist" / "samples").glob("digit_*.npy"))
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def mnist(tmp_path_factory, kiln_cache) -> tuple[Path, Path]:
+    """The mnist launcher and its weights, built by kiln in a copy of the examples workspace."""
+    copy = tmp_path_factory.mktemp("examples") / "examples"
+    shutil.copytree(EXAMPLES, copy, ignore=shutil.ignore_patterns("kiln-out"))
+    done = subprocess.run([sys.executable, "-m", "kiln.build_rules", "build", "//mnist:mnist"], cwd=copy,
+                          env={**os.environ, "XDG_CACHE_HOME": str(kiln_cache)},
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    out = copy / "kiln-out" / "linux-amd64-cpu" / "mnist"
+    return out / "mnist", out / "mnist.cpu" / "weights.safetensors"
+
+
+@pytest.fixture(scope="module")
+def server(mnist):
+    launcher, weights = mnist
+    running = serve_harness.start(launcher, "--threads", "2", weights=weights)
+    yield running
+    code, stderr = running.stop()
+    assert code == 0, stderr
+
+
+def onnxruntime_logits(sample: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+    session = ort.InferenceSession(str(EXAMPLES / "mnist" / "mnist.onnx"), providers=["CPUExecutionProvider"])
+    return session.run(None, {"input": sample})[0]
+
+
+def triton(server):
+    import tritonclient.http as httpclient
+    return httpclient.InferenceServerClient(url=f"127.0.0.1:{server.port}")
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+def test_tritonclient_infers_like_onnxruntime(server, binary):
+    import tritonclient.http as httpclient
+    client = triton(server)
+    for path in SAMPLES:
+        sample = np.load(path).astype(np.float32).reshape(1, 1, 28, 28)
+        tensor = httpclient.InferInput("input", [1, 1, 28, 28], "FP32")
+        tensor.set_data_from_numpy(sample, binary_data=binary)
+        wanted = httpclient.InferRequestedOutput("logits", binary_data=binary)
+        result = client.infer("mnist", [tensor], outputs=[wanted], request_id=path.stem)
+        logits = result.as_numpy("logits")
+        assert logits.shape == (1, 10) and logits.dtype == np.float32
+        np.testing.assert_allclose(logits, onnxruntime_logits(sample), rtol=1e-4, atol=1e-4)
+        assert result.get_response()["id"] == path.stem
+
+
+def test_tritonclient_health_and_metadata(server):
+    client = triton(server)
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("mnist")
+    assert "binary_tensor_data" in client.get_server_metadata()["extensions"]
+    meta = client.get_model_metadata("mnist")
+    assert meta["name"] == "mnist" and meta["platform"] == "kiln_cpu"
+    assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [1, 1, 28, 28]}]
+    assert meta["outputs"] == [{"name": "logits", "datatype": "FP32", "shape": [1, 10]}]
+
+
+def test_tritonclient_sees_protocol_errors(server):
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+    client = triton(server)
+    tensor = httpclient.InferInput("image", [1, 1, 28, 28], "FP32")
+    tensor.set_data_from_numpy(np.zeros((1, 1, 28, 28), np.float32))
+    with pytest.raises(InferenceServerException, match="unexpected inference input 'image'"):
+        client.infer("mnist", [tensor])
+    assert not client.is_model_ready("resnet")
+
+
+def test_kserve_v2_json_from_the_spec(server):
+    """The spec's example request shape: nested data, an id, named outputs, no extensions."""
+    sample = np.load(SAMPLES[0]).astype(np.float32).reshape(1, 1, 28, 28)
+    body = {"id": "42", "inputs": [{"name": "input", "shape": [1, 1, 28, 28], "datatype": "FP32",
+                                    "data": sample.tolist()}],
+            "outputs": [{"name": "logits"}]}
+    reply = requests.post(f"{server.url}/v2/models/mnist/infer", json=body, timeout=10)
+    assert reply.status_code == 200 and reply.headers["Content-Type"] == "application/json"
+    answer = reply.json()
+    assert answer["id"] == "42" and answer["model_name"] == "mnist"
+    [output] = answer["outputs"]
+    assert output["name"] == "logits" and output["datatype"] == "FP32" and output["shape"] == [1, 10]
+    np.testing.assert_allclose(np.array(output["data"], np.float32).reshape(1, 10), onnxruntime_logits(sample),
+                               rtol=1e-4, atol=1e-4)
+    assert requests.get(f"{server.url}/v2/health/live", timeout=5).status_code == 200
+    assert requests.get(f"{server.url}/v2/models/mnist/versions/1/ready", timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize("change, status, needle", [
+    ({"datatype": "INT64"}, 400, "datatype INT64"),
+    ({"shape": [1, 784, 2]}, 400, "shape [1, 784, 2]"),
+    ({"data": [1.0, 2.0]}, 400, "784 numbers"),
+    ({"data": ["x"] * 784}, 400, "784 numbers"),
+])
+def test_kserve_v2_errors_are_json_with_status(server, change, status, needle):
+    tensor = {"name": "input", "shape": [1, 1, 28, 28], "datatype": "FP32", "data": [0.0] * 784, **change}
+    reply = requests.post(f"{server.url}/v2/models/mnist/infer", json={"inputs": [tensor]}, timeout=10)
+    assert reply.status_code == status
+    assert needle in reply.json()["error"]
+
+
+def test_unknown_routes_and_models_are_404(server):
+    for path in ("/v2/models/resnet", "/v2/models/resnet/infer", "/nothing"):
+        reply = requests.get(server.url + path, timeout=5)
+        assert reply.status_code == 404 and "error" in reply.json()
+    assert requests.get(f"{server.url}/v2/models/mnist/infer", timeout=5).status_code == 405
+
+
+def test_metrics_parse_as_prometheus_text(server):
+    from prometheus_client.parser import text_string_to_metric_families
+    requests.post(f"{server.url}/v2/models/mnist/infer", data=b"{", timeout=5)
+    text = requests.get(f"{server.url}/metrics", timeout=5).text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    codes = {s.labels["code"]: s.value for s in families["kiln_requests"].samples}
+    assert codes["200"] >= 1 and codes["400"] >= 1
+    for name in ("kiln_request_duration_seconds", "kiln_queue_duration_seconds", "kiln_inference_duration_seconds"):
+        assert families[name].type == "histogram"
+        count = next(s.value for s in families[name].samples if s.name == f"{name}_count")
+        inf = next(s.value for s in families[name].samples if s.labels.get("le") == "+Inf")
+        assert count == inf and count >= 1
+    assert families["kiln_requests_in_flight"].samples[0].value >= 1  # this scrape
+    [platform] = families["kiln_platform_info"].samples
+    assert platform.labels == {"platform": "cpu"} and platform.value == 1
+
+
+def test_sigterm_finishes_in_flight_requests_and_exits_0(mnist):
+    launcher, weights = mnist
+    running = serve_harness.start(launcher, "--threads", "1", weights=weights)
+    body = json.dumps({"inputs": [{"name": "input", "shape": [1, 1, 28, 28], "datatype": "FP32",
+                                   "data": [0.5] * 784}]})
+    statuses: list[int] = []
+    started = threading.Barrier(9)
+
+    def client() -> None:
+        with requests.Session() as session:
+            started.wait()
+            for _ in range(20):
+                try:
+                    statuses.append(session.post(f"{running.url}/v2/models/mnist/infer", data=body,
+                                                 timeout=30).status_code)
+                except requests.ConnectionError:
+                    return  # the server stopped accepting: no half answers
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for t in threads:
+        t.start()
+    started.wait()
+    while len(statuses) < 8 and any(t.is_alive() for t in threads):  # stop in the middle of requests
+        time.sleep(0.001)
+    code, stderr = running.stop()
+    for t in threads:
+        t.join()
+    assert code == 0, stderr
+    assert statuses and set(statuses) == {200}
+    assert stderr.splitlines()[-1] == "kiln: serve: stopped"
+
+
+@pytest.fixture(scope="module")
+def mnist_batch4(mnist, kiln_cache) -> tuple[Path, Path]:
+    """mnist compiled with batch = 4, beside the batch-1 build."""
+    workspace = mnist[0].parents[3]
+    (workspace / "mnist" / "BUILD.kiln").write_text((workspace / "mnist" / "BUILD.kiln").read_text() + (
+        '\nmodel(name = "mnist4", graph = "mnist.onnx", weights = "mnist.safetensors", batch = 4)\n'))
+    done = subprocess.run([sys.executable, "-m", "kiln.build_rules", "build", "//mnist:mnist4"], cwd=workspace,
+                          env={**os.environ, "XDG_CACHE_HOME": str(kiln_cache)},
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    out = workspace / "kiln-out" / "linux-amd64-cpu" / "mnist"
+    return out / "mnist4", out / "mnist4.cpu" / "weights.safetensors"
+
+
+def test_dynamic_batching_gathers_pads_and_splits(mnist_batch4):
+    """Single-image requests from 6 clients at once run in batches of up to 4 (padded when fewer
+    arrived), and each client gets its own image's logits."""
+    import tritonclient.http as httpclient
+    launcher, weights = mnist_batch4
+    running = serve_harness.start(launcher, "--max-batch", "4", "--batch-timeout-us", "20000", weights=weights)
+    samples = [np.load(p).astype(np.float32).reshape(1, 1, 28, 28) for p in SAMPLES[:6]]
+    results: dict[int, np.ndarray] = {}
+
+    def client(i: int) -> None:
+        tensor = httpclient.InferInput("input", [1, 1, 28, 28], "FP32")
+        tensor.set_data_from_numpy(samples[i], binary_data=i % 2 == 0)
+        results[i] = httpclient.InferenceServerClient(f"127.0.0.1:{running.port}").infer(
+            "mnist4", [tensor]).as_numpy("logits")
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(samples))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, sample in enumerate(samples):
+        assert results[i].shape == (1, 10)
+        np.testing.assert_allclose(results[i], onnxruntime_logits(sample), rtol=1e-4, atol=1e-4)
+    two = np.concatenate(samples[:2])
+    reply = requests.post(f"{running.url}/v2/models/mnist4/infer", timeout=10, json={"inputs": [
+        {"name": "input", "shape": [2, 1, 28, 28], "datatype": "FP32", "data": two.ravel().tolist()}]})
+    assert reply.status_code == 200 and reply.json()["outputs"][0]["shape"] == [2, 10]
+    too_many = requests.post(f"{running.url}/v2/models/mnist4/infer", timeout=10, json={"inputs": [
+        {"name": "input", "shape": [5, 1, 28, 28], "datatype": "FP32", "data": [0.0] * 5 * 784}]})
+    assert too_many.status_code == 400 and "shape [5, 1, 28, 28]" in too_many.json()["error"]
+    code, stderr = running.stop()
+    assert code == 0, stderr
+
+
+def test_max_batch_beyond_the_compiled_batch_is_refused(mnist):
+    launcher, weights = mnist
+    done = subprocess.run([str(launcher), "serve", "--port", str(serve_harness.free_port()), "--max-batch", "8"],
+                          env={**os.environ, "KILN_WEIGHTS": str(weights)}, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "kiln: serve: --max-batch 8 exceeds the batch of 1 that model 'mnist' was compiled with")
