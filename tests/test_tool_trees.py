@@ -162,3 +162,16 @@ def test_a_remote_link_gets_zigs_warmed_cache_as_input_files(tmp_path):
     files = zig_staging.remote_inputs(shared, "x86_64-linux-gnu.2.28", DigestCache(tmp_path / "digests.json"))
     assert list(files) == [".zig-cache/global/o/ab/crt1.o"]
     assert files[".zig-cache/global/o/ab/crt1.o"].digest == sha256_file(shared / "o" / "ab" / "crt1.o")
+
+
+def test_two_programs_of_one_tree_share_its_files_but_keep_their_paths(tmp_path):
+    """The launcher link names civetweb's include dir and its .c: one pinned tree, two tools."""
+    include = tree_tool(tmp_path / "src")
+    source = Tool("src:all/lib/crt.o", str(tmp_path / "src" / "lib" / "crt.o"), include.digest,
+                  mounts=include.mounts)
+    include = Tool("src:all/bin", str(tmp_path / "src" / "bin"), include.digest, mounts=include.mounts)
+    trees = ToolTrees(Store(tmp_path / "store"))
+    first, second = trees.tree(include), trees.tree(source)
+    assert first.program == "_tools/src_all-dddddddddddddddd/bin"
+    assert second.program == "_tools/src_all-dddddddddddddddd/lib/crt.o"
+    assert first.files == second.files

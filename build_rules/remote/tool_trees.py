@@ -58,7 +58,7 @@ class ToolTrees:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._trees: dict[str, ToolTree] = {}
+        self._trees: dict[str, tuple[str, dict[str, InputFile]]] = {}  # identity -> directory, files
         self._lock = threading.Lock()
 
     def tree(self, tool: Tool) -> ToolTree:
@@ -68,16 +68,17 @@ class ToolTrees:
             with self._lock:  # actions started together wait for one listing, not one each
                 if layout.identity not in self._trees:
                     self._trees[layout.identity] = self._list(layout)
-                return self._trees[layout.identity]
+                directory, files = self._trees[layout.identity]
         except OSError as error:
             raise RemoteError(f"cannot send tool {tool.name}: {error}") from None
+        # Tools of one tree (a source package's include dir and its .c) share the listing, not the program.
+        return ToolTree(os.path.normpath(f"{directory}/{layout.program}"), files)
 
-    def _list(self, layout: _Layout) -> ToolTree:
+    def _list(self, layout: _Layout) -> tuple[str, dict[str, InputFile]]:
         directory = f"{TOOLS_DIR}/{re.sub(r'[^A-Za-z0-9._-]', '_', layout.name)}-{layout.identity[:16]}"
         listing = self._cached_listing(layout) or self._make_listing(layout)
-        files = {f"{directory}/{path}": InputFile(Path(source), digest, executable, link)
-                 for path, (source, digest, _, executable, link) in listing.items()}
-        return ToolTree(os.path.normpath(f"{directory}/{layout.program}"), files)
+        return directory, {f"{directory}/{path}": InputFile(Path(source), digest, executable, link)
+                           for path, (source, digest, _, executable, link) in listing.items()}
 
     def _listing_path(self, layout: _Layout) -> Path:
         return self.store.root / "tool-trees" / f"{layout.identity}-v{_LAYOUT_VERSION}.json"
@@ -129,7 +130,8 @@ def _layout(tool: Tool) -> _Layout:
     if len(tool.mounts) != 1:
         raise RemoteError(f"tool {tool.name} is not one directory, so it cannot be sent to a remote worker")
     root = Path(tool.mounts[0])
-    return _Layout(tool.name, tool.digest, os.path.relpath(tool.path, root), lambda: _files_below(root))
+    # external_tree names a program inside a pinned tree "name:arch/program": the tree is "name:arch"
+    return _Layout(tool.name.split("/")[0], tool.digest, os.path.relpath(tool.path, root), lambda: _files_below(root))
 
 
 def _files_below(root: Path) -> dict[str, Path]:
