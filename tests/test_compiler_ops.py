@@ -835,3 +835,61 @@ def test_nan_through_a_cnn(tmp_path):
     check(mnist_cnn(), {"input": x}, tmp_path)
     out = kiln_run(mnist_cnn(), {"input": np.full((1, 1, 28, 28), np.nan, np.float32)}, tmp_path)[0]
     assert np.isnan(out).all()
+
+
+# -- indexing ops and the loss functions (onnx's function bodies) ---------------------------
+def _indices(high: int, *shape: int, dtype=np.int64) -> np.ndarray:
+    """Indices in [-high, high), negative ones counting from the end."""
+    return RNG.integers(-high, high, shape).astype(dtype)
+
+
+@pytest.mark.parametrize("data,idx,axis", [
+    (rand(3, 4), _indices(3, 5, 4), 0),
+    (rand(2, 5, 3), _indices(5, 2, 7, 3, dtype=np.int32), 1),
+    (np.arange(24, dtype=np.int64).reshape(2, 3, 4), _indices(4, 2, 2, 6), -1),
+])
+def test_gather_elements(tmp_path, data, idx, axis):
+    run(tmp_path, "GatherElements", [("x", data, False), ("i", idx, False)], axis=axis,
+        specials=data.dtype == np.float32)
+
+
+@pytest.mark.parametrize("data,idx,batch_dims", [
+    (rand(4, 5, 3), np.stack([_indices(4, 2, 3), _indices(5, 2, 3)], -1), 0),
+    (rand(4, 5), _indices(4, 6, 1), 0),
+    (rand(2, 4, 5, 3), np.stack([_indices(4, 2, 6), _indices(5, 2, 6)], -1), 1),
+    (np.arange(60, dtype=np.int64).reshape(2, 3, 10), _indices(10, 2, 3, 4, 1), 2),
+])
+def test_gather_nd(tmp_path, data, idx, batch_dims):
+    run(tmp_path, "GatherND", [("x", data, False), ("i", idx, False)], batch_dims=batch_dims,
+        specials=data.dtype == np.float32)
+
+
+@pytest.mark.parametrize("idx,axis,values", [
+    (_indices(6, 2, 3), -1, np.array([0, 1], np.float32)),
+    (np.array([[1.7, 9.0, 2.0], [-2.2, 4.0, -1.0]], np.float32), 1, np.array([-3, 5], np.int64)),
+    (np.array([0, 5, -5, -6, 7], np.int64), 0, np.array([2.5, -1.5], np.float32)),
+])
+def test_one_hot(tmp_path, idx, axis, values):
+    """Out of range (>= depth or < -depth) is all off, and so is a float index that is not whole."""
+    run(tmp_path, "OneHot", [("i", idx, False), ("d", np.array(5, np.int64), True), ("v", values, False)],
+        axis=axis, specials=False)
+
+
+LOSSES = [
+    ("NegativeLogLikelihoodLoss", (3, 5), dict(reduction="mean")),
+    ("NegativeLogLikelihoodLoss", (2, 4, 3, 2), dict(reduction="sum", ignore_index=1)),
+    ("NegativeLogLikelihoodLoss", (2, 4, 6), dict(reduction="none", ignore_index=-1)),
+    ("SoftmaxCrossEntropyLoss", (3, 5), dict(reduction="mean")),
+    ("SoftmaxCrossEntropyLoss", (2, 4, 3), dict(reduction="none", ignore_index=2)),
+    ("SoftmaxCrossEntropyLoss", (2, 4, 3, 2), dict(reduction="sum")),
+]
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("op,shape,attrs", LOSSES)
+def test_loss_functions(tmp_path, op, shape, attrs, weighted):
+    target = RNG.integers(0, shape[1], (shape[0],) + shape[2:]).astype(np.int64)
+    target.ravel()[:2] = attrs.get("ignore_index", 0)
+    inputs = [("x", rand(*shape), False), ("t", target, False)] + ([("w", rand(shape[1], lo=0.1), True)]
+                                                                    if weighted else [])
+    run(tmp_path, op, inputs, opset=13, specials=False, **attrs)

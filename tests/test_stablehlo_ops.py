@@ -141,6 +141,20 @@ CASES = {
     "mod": ("Mod", [("a", I([[-7, -1, 0, 6, 13]]), 0), ("b", I([[3], [-3]]), 0)], {}),
     "mod_fmod": ("Mod", [("a", I([[-7, -1, 0, 6, 13]]), 0), ("b", I([[3], [-3]]), 0)], dict(fmod=1)),
 }
+CASES.update({  # indexing ops and the loss functions (onnx's function bodies)
+    "gather_elements": ("GatherElements", [("x", rand(3, 4), 0), ("i", I([[2, -1, 0, 1], [-3, 0, 2, 2]]), 0)],
+                        dict(axis=0)),
+    "gather_elements_int32": ("GatherElements", [("x", ints(2, 5), 0), ("i", I([[4, -5], [0, -1]], np.int32), 0)],
+                              dict(axis=-1)),
+    "gather_nd": ("GatherND", [("x", rand(4, 5, 3), 0), ("i", I([[[0, -1], [3, 2]], [[-4, 4], [1, 0]]]), 0)], {}),
+    "gather_nd_batch": ("GatherND", [("x", rand(2, 4, 5), 0), ("i", I([[[1], [-1]], [[0], [3]]]), 0)],
+                        dict(batch_dims=1)),
+    "one_hot": ("OneHot", [("i", I([[0, 4, -1], [-6, 7, 2]]), 0), ("d", I(5), 1), ("v", I([-1.0, 3.0], np.float32), 0)],
+                dict(axis=1)),
+    "nll_loss": ("NegativeLogLikelihoodLoss", [("x", rand(2, 4, 3), 0), ("t", I([[1, 3, 0], [2, 2, 1]]), 0),
+                                               ("w", rand(4, lo=0.1), 1)], dict(ignore_index=2)),
+    "sce_loss": ("SoftmaxCrossEntropyLoss", [("x", rand(3, 5), 0), ("t", I([4, 0, 1]), 0)], dict(reduction="sum")),
+})
 CASES_AT_OPSET = {  # case -> (op, inputs, attrs, opset)
     "attention_gqa_causal": ("Attention", [("q", rand(2, 4, 12), 0), ("k", rand(2, 4, 6), 0), ("v", rand(2, 4, 6), 0)],
                              dict(q_num_heads=4, kv_num_heads=2, is_causal=1), 23),

@@ -13,6 +13,7 @@ from onnx import helper, numpy_helper, version_converter
 from ..errors import CompileError
 from ..ir.graph import NP_TO_DTYPE, Graph, Node, TensorType, Value
 from .composites import COMPOSITES
+from .functions import FUNCTION_OPS, expand
 from .weights import ONNX_DTYPES, inline_weights, onnx_dtype, safetensors_weights
 
 # The ai.onnx opsets kiln accepts: up to the newest of the pinned onnx wheel. Between opset 23 and
@@ -36,6 +37,8 @@ SAME = {
     "DepthToSpace", "SpaceToDepth", "Tile", "EyeLike", "InstanceNormalization", "GroupNormalization", "Attention",
     "Mod",
 }
+# Indexing ops (ir/ops_index.py).
+SAME |= {"GatherElements", "GatherND", "OneHot"}
 
 
 class Importer:
@@ -66,13 +69,16 @@ class Importer:
         name = proto.name or str(index)
         if not mappable(proto):
             raise CompileError(unsupported_message(proto, index, self.opset, self.source))
+        if proto.op_type in FUNCTION_OPS:
+            expand(self, proto, name)
+            return
         attrs = {a.name: _attr(a) for a in proto.attribute}
         inputs = [self.get(i, name) for i in proto.input]
         MAPPERS[proto.op_type](self, name, inputs, list(proto.output), attrs)
 
 
 def mappable(proto: onnx.NodeProto) -> bool:
-    return proto.domain in ("", "ai.onnx") and proto.op_type in MAPPERS
+    return proto.domain in ("", "ai.onnx") and (proto.op_type in MAPPERS or proto.op_type in FUNCTION_OPS)
 
 
 def unsupported_message(proto: onnx.NodeProto, index: int, opset: int, source: str) -> str:

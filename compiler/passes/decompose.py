@@ -275,6 +275,9 @@ def mod(graph: Graph, node: Node) -> Patch | None:
 
 RULES = [pad, lrn, attention, reduction, normalise, cast_like, trilu, group_norm, space_depth, tile, mod]
 
+from .decompose_index import RULES as INDEX_RULES  # noqa: E402 - they build on _Chain above
+RULES = INDEX_RULES + RULES
+
 
 def decompose(graph: Graph) -> Graph:
     """The pass for backends that skip `lower` (StableHLO)."""

@@ -1,0 +1,94 @@
+"""Indexing ops with data-dependent indices: GatherElements, GatherND, OneHot. Each is rewritten
+into a Gather of flat positions computed with integer elementwise ops (passes/decompose_index.py);
+negative indices count from the end, as onnx allows."""
+from __future__ import annotations
+
+import numpy as np
+
+from .graph import Node, TensorType
+from .registry import const_input, fail, norm_axis, op
+
+
+def _t(node: Node, i: int = 0) -> TensorType:
+    return node.inputs[i].type
+
+
+def _integer_indices(node: Node, i: int = 1) -> None:
+    if _t(node, i).dtype not in ("i64", "i32"):
+        raise fail(node, f"indices must be int64 or int32, got {_t(node, i).dtype}")
+
+
+def _wrap(idx: np.ndarray, size) -> np.ndarray:
+    idx = idx.astype(np.int64)
+    return np.where(idx < 0, idx + size, idx)
+
+
+def _gather_elements(node: Node) -> list[TensorType]:
+    data, idx = _t(node, 0), _t(node, 1)
+    _integer_indices(node)
+    norm_axis(node, node.attr("axis", 0), data.rank)
+    if idx.rank != data.rank:
+        raise fail(node, f"indices of rank {idx.rank} for data of rank {data.rank}")
+    return [TensorType(data.dtype, idx.shape)]
+
+
+def _eval_gather_elements(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    axis = node.attr("axis", 0) % xs[0].ndim
+    return [np.take_along_axis(xs[0], _wrap(xs[1], xs[0].shape[axis]), axis=axis)]
+
+
+def gather_nd_split(node: Node) -> tuple[int, int]:
+    """(batch_dims, k): the leading dims data and indices share, and how many data dims an index names."""
+    data, idx = _t(node, 0), _t(node, 1)
+    b, k = int(node.attr("batch_dims", 0)), idx.shape[-1] if idx.rank else 0
+    if idx.rank < 1 or not 0 <= b < min(idx.rank, data.rank) or data.shape[:b] != idx.shape[:b]:
+        raise fail(node, f"batch_dims {b} does not fit data {list(data.shape)} and indices {list(idx.shape)}")
+    if not 1 <= k <= data.rank - b:
+        raise fail(node, f"index tuples of length {k} for data {list(data.shape)} past batch_dims {b}")
+    return b, k
+
+
+def _gather_nd(node: Node) -> list[TensorType]:
+    _integer_indices(node)
+    b, k = gather_nd_split(node)
+    data, idx = _t(node, 0), _t(node, 1)
+    return [TensorType(data.dtype, idx.shape[:-1] + data.shape[b + k:])]
+
+
+def _eval_gather_nd(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    b, k = gather_nd_split(node)
+    data, idx = xs
+    batch = int(np.prod(data.shape[:b], dtype=np.int64))
+    flat_data = data.reshape((batch,) + data.shape[b:])
+    flat_idx = _wrap(idx, np.array(data.shape[b:b + k])).reshape(batch, -1, k)
+    rows = [flat_data[i][tuple(flat_idx[i].T)] for i in range(batch)]
+    return [np.stack(rows).reshape(node.outputs[0].type.shape)]
+
+
+def one_hot_depth(node: Node) -> int:
+    depth = const_input(node, 1, "depth")
+    if depth is None or np.size(depth) != 1 or int(np.ravel(depth)[0]) < 1:
+        raise fail(node, f"depth must be one positive number, got {depth}")
+    return int(np.ravel(depth)[0])
+
+
+def _one_hot(node: Node) -> list[TensorType]:
+    idx, values = _t(node, 0), _t(node, 2)
+    if values.numel != 2:
+        raise fail(node, f"values must hold [off, on], got shape {list(values.shape)}")
+    axis = norm_axis(node, node.attr("axis", -1), idx.rank + 1)
+    shape = idx.shape[:axis] + (one_hot_depth(node),) + idx.shape[axis:]
+    return [TensorType(values.dtype, shape)]
+
+
+def _eval_one_hot(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    depth, values = one_hot_depth(node), xs[2].ravel()
+    axis = node.attr("axis", -1) % (xs[0].ndim + 1)
+    idx = np.expand_dims(np.where(xs[0] < 0, xs[0] + depth, xs[0]), axis)
+    iota = np.arange(depth).reshape([-1 if d == axis else 1 for d in range(xs[0].ndim + 1)])
+    return [np.where(idx == iota, values[1], values[0])]
+
+
+op("GatherElements", _gather_elements, _eval_gather_elements)
+op("GatherND", _gather_nd, _eval_gather_nd)
+op("OneHot", _one_hot, _eval_one_hot)
