@@ -893,3 +893,38 @@ def test_loss_functions(tmp_path, op, shape, attrs, weighted):
     inputs = [("x", rand(*shape), False), ("t", target, False)] + ([("w", rand(shape[1], lo=0.1), True)]
                                                                     if weighted else [])
     run(tmp_path, op, inputs, opset=13, specials=False, **attrs)
+
+
+@pytest.mark.parametrize("reduction", ["none", "add", "mul", "max", "min"])
+@pytest.mark.parametrize("data,idx,axis", [
+    (rand(4, 5), np.array([[1, -1, 0, 2, 3], [-3, 3, 3, 1, -2]], np.int64), 0),
+    (np.arange(24, dtype=np.int64).reshape(2, 3, 4) - 9, np.array([[[0, -1], [2, 1], [3, 3]]] * 2, np.int64), 2),
+])
+def test_scatter_elements(tmp_path, data, idx, axis, reduction):
+    """Duplicate indices (with a reduction) accumulate in index order; negative ones count from the end."""
+    if reduction == "none":
+        idx = idx[(slice(None),) * axis + (slice(0, 1),)]  # one update per line: no duplicates
+    updates = (rand(*idx.shape) if data.dtype == np.float32 else RNG.integers(-5, 5, idx.shape).astype(data.dtype))
+    run(tmp_path, "ScatterElements", [("x", data, False), ("i", idx, False), ("u", updates, False)], opset=18,
+        axis=axis, reduction=reduction, specials=data.dtype == np.float32 and reduction in ("none", "add", "mul"))
+
+
+@pytest.mark.parametrize("reduction", ["none", "add", "mul", "max", "min"])
+@pytest.mark.parametrize("data,idx", [
+    (rand(4, 3, 2), np.array([[1], [-1], [1]], np.int64)),
+    (np.arange(24, dtype=np.int64).reshape(4, 6) - 9, np.array([[[0, 5], [-1, 0]], [[3, -6], [0, 5]]], np.int64)),
+])
+def test_scatter_nd(tmp_path, data, idx, reduction):
+    if reduction == "none":
+        idx = idx[:2] if idx.ndim == 2 else idx[:1]
+    shape = idx.shape[:-1] + data.shape[idx.shape[-1]:]
+    updates = rand(*shape) if data.dtype == np.float32 else RNG.integers(-5, 5, shape).astype(data.dtype)
+    run(tmp_path, "ScatterND", [("x", data, False), ("i", idx, False), ("u", updates, False)], opset=18,
+        reduction=reduction, specials=data.dtype == np.float32 and reduction in ("none", "add", "mul"))
+
+
+def test_scatter_with_too_many_updates_is_refused(tmp_path):
+    model = single_op("ScatterElements", [("x", rand(600), False), ("i", np.arange(600, dtype=np.int64), False),
+                                          ("u", rand(600), False)], 1, 18)
+    with pytest.raises(CompileError, match=r"ScatterElements node the_node: 600 updates are not supported"):
+        kiln_run(model, {"x": rand(600), "i": np.arange(600, dtype=np.int64), "u": rand(600)}, tmp_path)

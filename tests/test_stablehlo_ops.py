@@ -153,11 +153,18 @@ CASES.update({  # indexing ops and the loss functions (onnx's function bodies)
                 dict(axis=1)),
     "nll_loss": ("NegativeLogLikelihoodLoss", [("x", rand(2, 4, 3), 0), ("t", I([[1, 3, 0], [2, 2, 1]]), 0),
                                                ("w", rand(4, lo=0.1), 1)], dict(ignore_index=2)),
+    "scatter_elements": ("ScatterElements", [("x", rand(3, 4), 0), ("i", I([[1, -1], [0, 2], [3, 3]]), 0),
+                                             ("u", rand(3, 2), 0)], dict(axis=1, reduction="add")),
+    "scatter_nd": ("ScatterND", [("x", ints(4, 3), 0), ("i", I([[2], [-1]]), 0), ("u", ints(2, 3), 0)], {}),
     "sce_loss": ("SoftmaxCrossEntropyLoss", [("x", rand(3, 5), 0), ("t", I([4, 0, 1]), 0)], dict(reduction="sum")),
 })
 CASES_AT_OPSET = {  # case -> (op, inputs, attrs, opset)
     "attention_gqa_causal": ("Attention", [("q", rand(2, 4, 12), 0), ("k", rand(2, 4, 6), 0), ("v", rand(2, 4, 6), 0)],
                              dict(q_num_heads=4, kv_num_heads=2, is_causal=1), 23),
+    "scatter_nd_max": ("ScatterND", [("x", rand(4, 3), 0), ("i", I([[2], [-2]]), 0), ("u", rand(2, 3), 0)],
+                       dict(reduction="max"), 18),
+    "scatter_elements_min": ("ScatterElements", [("x", ints(3, 4), 0), ("i", I([[1, 1], [0, -4], [3, 2]]), 0),
+                                                 ("u", ints(3, 2), 0)], dict(axis=1, reduction="min"), 18),
 }
 
 

@@ -38,7 +38,7 @@ SAME = {
     "Mod",
 }
 # Indexing ops (ir/ops_index.py).
-SAME |= {"GatherElements", "GatherND", "OneHot"}
+SAME |= {"GatherElements", "GatherND", "OneHot", "ScatterElements", "ScatterND"}
 
 
 class Importer:
@@ -223,6 +223,7 @@ MAPPERS: dict[str, Callable] = {op: _same(op) for op in SAME}
 MAPPERS.update(Constant=_constant, Max=_chain("Max"), Min=_chain("Min"), Clip=_clip,
                GlobalAveragePool=_global_pool, Dropout=_dropout, Sum=_variadic("Add"),
                Mean=_variadic("Add", mean=True), LayerNormalization=_layer_norm, **COMPOSITES)
+MAPPERS["Scatter"] = _same("ScatterElements")  # deprecated (opset 9-10) alias
 
 
 Shapes = dict[str, tuple[int, ...]]

@@ -92,3 +92,64 @@ def _eval_one_hot(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
 op("GatherElements", _gather_elements, _eval_gather_elements)
 op("GatherND", _gather_nd, _eval_gather_nd)
 op("OneHot", _one_hot, _eval_one_hot)
+
+
+SCATTER_REDUCTIONS = ("none", "add", "mul", "max", "min")
+# The scatter ops apply their updates one by one (passes/decompose_index.py); past this many
+# index tuples that would be a compile too slow to be worth it.
+MAX_SCATTER_UPDATES = 256
+
+
+def scatter_targets(node: Node) -> tuple[int, int]:
+    """(update count, elements each update writes) after checking the inputs fit together."""
+    data, idx, upd = _t(node, 0), _t(node, 1), _t(node, 2)
+    _integer_indices(node)
+    if node.attr("reduction", "none") not in SCATTER_REDUCTIONS:
+        raise fail(node, f"reduction {node.attr('reduction')!r} is not one of {', '.join(SCATTER_REDUCTIONS)}")
+    if upd.dtype != data.dtype:
+        raise fail(node, f"updates of dtype {upd.dtype} for data of dtype {data.dtype}")
+    if node.op == "ScatterND":
+        k = idx.shape[-1] if idx.rank else 0
+        if not 1 <= k <= data.rank or upd.shape != idx.shape[:-1] + data.shape[k:]:
+            raise fail(node, f"indices {list(idx.shape)} and updates {list(upd.shape)} do not fit data "
+                             f"{list(data.shape)}")
+        count, width = int(np.prod(idx.shape[:-1], dtype=np.int64)), int(np.prod(data.shape[k:], dtype=np.int64))
+    else:
+        norm_axis(node, node.attr("axis", 0), data.rank)
+        if idx.shape != upd.shape or idx.rank != data.rank:
+            raise fail(node, f"indices {list(idx.shape)} and updates {list(upd.shape)} must have one shape "
+                             f"of data's rank {data.rank}")
+        count, width = idx.numel, 1
+    if count > MAX_SCATTER_UPDATES:
+        raise fail(node, f"{count} updates are not supported (at most {MAX_SCATTER_UPDATES}: kiln applies "
+                         "them one by one); Gather-based rewrites of the model avoid it")
+    return count, width
+
+
+def _scatter(node: Node) -> list[TensorType]:
+    scatter_targets(node)
+    return [_t(node)]
+
+
+COMBINE = {"none": lambda a, b: b, "add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum}
+
+
+def _eval_scatter(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    data, idx, upd = xs
+    out, combine = data.copy(), COMBINE[node.attr("reduction", "none")]
+    if node.op == "ScatterND":
+        k = idx.shape[-1]
+        for where, value in zip(_wrap(idx, np.array(data.shape[:k])).reshape(-1, k),
+                                upd.reshape((-1,) + data.shape[k:])):
+            out[tuple(where)] = combine(out[tuple(where)], value)
+        return [out]
+    axis = node.attr("axis", 0) % data.ndim
+    for pos in np.ndindex(*idx.shape):
+        where = list(pos)
+        where[axis] = int(_wrap(idx[pos], data.shape[axis]))
+        out[tuple(where)] = combine(out[tuple(where)], upd[pos])
+    return [out]
+
+
+op("ScatterElements", _scatter, _eval_scatter)
+op("ScatterND", _scatter, _eval_scatter)

@@ -1,12 +1,13 @@
-"""GatherElements, GatherND and OneHot in IR ops every backend has: the flat position each output
-element reads is computed with integer Mul/Add (a negative index first moved up by its dim with a
-Where), and one Gather along axis 0 of the flattened data reads them. Exact for every dtype."""
+"""The indexing ops in IR ops every backend has: the flat position each index names is computed
+with integer Mul/Add (a negative index first moved up by its dim with a Where); GatherElements and
+GatherND read them with one Gather of the flattened data, OneHot compares with a Where, and the
+scatters apply their updates one by one with Wheres. Exact for every dtype."""
 from __future__ import annotations
 
 import numpy as np
 
 from ..ir.graph import DTYPES, Graph, Node, Patch, Value
-from ..ir.ops_index import gather_nd_split, one_hot_depth
+from ..ir.ops_index import gather_nd_split, one_hot_depth, scatter_targets
 from ..ir.registry import norm_axis
 from .decompose import _Chain
 
@@ -25,39 +26,50 @@ def _strides(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(int(np.prod(shape[i + 1:], dtype=np.int64)) for i in range(len(shape)))
 
 
+def _element_positions(c: _Chain, idx: Value, shape: tuple[int, ...], axis: int) -> Value:
+    """The flat position in data of `shape` that each index names along `axis` (GatherElements'
+    and ScatterElements' addressing)."""
+    strides = _strides(shape)
+    wrapped = _wrapped(c, _i64(c, idx), c.graph.const("dim", np.int64(shape[axis])))
+    grid = np.indices(idx.type.shape, np.int64)
+    others = sum((grid[d] * strides[d] for d in range(len(shape)) if d != axis), np.zeros((), np.int64))
+    return c.add("Add", [c.add("Mul", [wrapped, c.graph.const("stride", np.int64(strides[axis]))]),
+                         c.graph.const("offsets", np.broadcast_to(others, idx.type.shape))])
+
+
+def _tuple_rows(c: _Chain, idx: Value, indexed: tuple[int, ...], b: int) -> Value:
+    """The row each index tuple (idx's last axis) names in data seen as [batch * prod(indexed),
+    rest]: its batch's first row plus the sum of its components times their strides."""
+    tuples, last = idx.type.shape[:-1], idx.type.rank - 1
+    batch = (np.ravel_multi_index(tuple(np.indices(tuples, np.int64)[:b]), tuples[:b]) if b
+             else np.zeros(tuples, np.int64))
+    idx = _i64(c, idx)
+    rows: Value = c.graph.const("batch_rows", batch * int(np.prod(indexed, dtype=np.int64)))
+    for j, (size, stride) in enumerate(zip(indexed, _strides(indexed))):
+        part = c.add("Gather", [idx, c.graph.const("component", np.int64(j))], axis=last)
+        part = _wrapped(c, part, c.graph.const("dim", np.int64(size)))
+        rows = c.add("Add", [rows, c.add("Mul", [part, c.graph.const("stride", np.int64(stride))])])
+    return rows
+
+
 def gather_elements(graph: Graph, node: Node) -> Patch | None:
     if node.op != "GatherElements":
         return None
     data, idx, y = node.inputs[0], node.inputs[1], node.outputs[0]
-    axis = norm_axis(node, node.attr("axis", 0), data.type.rank)
-    c, strides = _Chain(graph, node), _strides(data.type.shape)
-    wrapped = _wrapped(c, _i64(c, idx), graph.const("dim", np.int64(data.type.shape[axis])))
-    grid = np.indices(idx.type.shape, np.int64)
-    others = sum((grid[d] * strides[d] for d in range(data.type.rank) if d != axis), np.zeros((), np.int64))
-    flat = c.add("Add", [c.add("Mul", [wrapped, graph.const("stride", np.int64(strides[axis]))]),
-                         graph.const("offsets", np.broadcast_to(others, idx.type.shape))])
+    c = _Chain(graph, node)
+    flat = _element_positions(c, idx, data.type.shape, norm_axis(node, node.attr("axis", 0), data.type.rank))
     c.add("Gather", [c.add("Reshape", [data], shape=(data.type.numel,)), flat], y, axis=0)
     return Patch(c.nodes)
 
 
 def gather_nd(graph: Graph, node: Node) -> Patch | None:
-    """Data as [batch * indexed positions, rest]; each index tuple's flat row is its batch's
-    first row plus the sum of its components times their strides."""
     if node.op != "GatherND":
         return None
     data, idx, y = node.inputs[0], node.inputs[1], node.outputs[0]
     b, k = gather_nd_split(node)
-    indexed, tuples, last = data.type.shape[b:b + k], idx.type.shape[:-1], idx.type.rank - 1
     rows = int(np.prod(data.type.shape[:b + k], dtype=np.int64))
-    batch = (np.ravel_multi_index(tuple(np.indices(tuples, np.int64)[:b]), tuples[:b]) if b
-             else np.zeros(tuples, np.int64))
     c = _Chain(graph, node)
-    idx = _i64(c, idx)
-    flat: Value = graph.const("batch_rows", batch * int(np.prod(indexed, dtype=np.int64)))
-    for j, (size, stride) in enumerate(zip(indexed, _strides(indexed))):
-        part = c.add("Gather", [idx, graph.const("component", np.int64(j))], axis=last)
-        part = _wrapped(c, part, graph.const("dim", np.int64(size)))
-        flat = c.add("Add", [flat, c.add("Mul", [part, graph.const("stride", np.int64(stride))])])
+    flat = _tuple_rows(c, idx, data.type.shape[b:b + k], b)
     table = c.add("Reshape", [data], shape=(rows, data.type.numel // rows))
     c.add("Reshape", [c.add("Gather", [table, flat], axis=0)], y, shape=y.type.shape)
     return Patch(c.nodes)
@@ -82,4 +94,32 @@ def one_hot(graph: Graph, node: Node) -> Patch | None:
     return Patch(c.nodes)
 
 
-RULES = [gather_elements, gather_nd, one_hot]
+COMBINE = {"add": "Add", "mul": "Mul", "max": "Max", "min": "Min"}
+
+
+def scatter(graph: Graph, node: Node) -> Patch | None:
+    """Data as [rows, width]; the updates [count, width] are applied one by one, in order, each
+    as Where(row == its target row, combine(data, update), data): exact for every dtype, with
+    onnx's order (the last of duplicate indices wins; reductions accumulate in index order)."""
+    if node.op not in ("ScatterElements", "ScatterND"):
+        return None
+    data, idx, upd = node.inputs[:3]
+    count, width = scatter_targets(node)
+    rows, c = data.type.numel // width, _Chain(graph, node)
+    if node.op == "ScatterND":
+        targets = _tuple_rows(c, idx, data.type.shape[:idx.type.shape[-1]], 0)
+    else:
+        targets = _element_positions(c, idx, data.type.shape, norm_axis(node, node.attr("axis", 0), data.type.rank))
+    targets = c.add("Reshape", [targets], shape=(count,))
+    updates = c.add("Reshape", [upd], shape=(count, width))
+    row_ids = graph.const("rows", np.arange(rows, dtype=np.int64).reshape(rows, 1))
+    out, combine = c.add("Reshape", [data], shape=(rows, width)), COMBINE.get(node.attr("reduction", "none"))
+    for u in range(count):
+        hit = c.add("Equal", [c.add("Gather", [targets, graph.const("update", np.int64(u))], axis=0), row_ids])
+        value = c.add("Gather", [updates, graph.const("update", np.array([u], np.int64))], axis=0)
+        out = c.add("Where", [hit, c.add(combine, [out, value]) if combine else value, out])
+    c.add("Reshape", [out], node.outputs[0], shape=data.type.shape)
+    return Patch(c.nodes)
+
+
+RULES = [gather_elements, gather_nd, one_hot, scatter]
