@@ -928,3 +928,38 @@ def test_scatter_with_too_many_updates_is_refused(tmp_path):
                                           ("u", rand(600), False)], 1, 18)
     with pytest.raises(CompileError, match=r"ScatterElements node the_node: 600 updates are not supported"):
         kiln_run(model, {"x": rand(600), "i": np.arange(600, dtype=np.int64), "u": rand(600)}, tmp_path)
+
+
+# -- ConvTranspose (as a Conv of the zero-inserted input) -----------------------------------
+CONV_TRANSPOSE_CASES = [
+    # (x shape, w shape [C_in, C_out / group, k...], attrs): decoder and upsampler shapes
+    ((1, 8, 5, 6), (8, 4, 4, 4), dict(strides=[2, 2], pads=[1, 1, 1, 1])),  # DCGAN-style 2x up
+    ((2, 6, 4, 5), (6, 3, 2, 2), dict(strides=[2, 2])),  # U-Net up-convolution
+    ((1, 4, 5, 5), (4, 2, 3, 3), dict(strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1])),
+    ((1, 4, 6, 5), (4, 3, 3, 3), dict(group=2, pads=[0, 1, 2, 0])),
+    ((1, 3, 5, 4), (3, 2, 3, 2), dict(dilations=[2, 1], strides=[1, 3])),
+    ((2, 5, 9), (5, 4, 5), dict(strides=[3], pads=[2, 1])),  # 1-D, e.g. a vocoder's upsampler
+    ((1, 2, 4, 4), (2, 3, 3, 3), dict(strides=[2, 2], auto_pad="SAME_UPPER")),
+    ((1, 2, 4, 3), (2, 3, 3, 3), dict(strides=[3, 2], output_shape=[12, 8])),
+    ((1, 16, 3, 3), (16, 1, 3, 3), dict(group=16, strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1])),
+]
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("xs,ws,attrs", CONV_TRANSPOSE_CASES)
+def test_conv_transpose(tmp_path, xs, ws, attrs, bias):
+    inputs = [("x", rand(*xs), False), ("w", rand(*ws, lo=-0.5, hi=0.5), True)]
+    if bias:
+        inputs.append(("b", rand(ws[1] * attrs.get("group", 1)), True))
+    run(tmp_path, "ConvTranspose", inputs, **attrs)
+
+
+@pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER"])
+def test_conv_transpose_output_shape_as_onnx_defines(tmp_path, auto_pad):
+    """output_shape past the full output: onnx's reference splits the negative total padding with
+    floor division (SAME_UPPER extends the start); onnxruntime 1.31 extends the other end."""
+    from onnx.reference import ReferenceEvaluator
+    x = rand(1, 2, 4, 3)
+    model = single_op("ConvTranspose", [("x", x, False), ("w", rand(2, 3, 3, 3), True)], 1, 17, strides=[3, 2],
+                      output_shape=[13, 8], auto_pad=auto_pad)
+    assert_close(kiln_run(model, {"x": x}, tmp_path)[0], ReferenceEvaluator(model).run(None, {"x": x})[0])

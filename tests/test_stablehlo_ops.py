@@ -156,6 +156,12 @@ CASES.update({  # indexing ops and the loss functions (onnx's function bodies)
     "scatter_elements": ("ScatterElements", [("x", rand(3, 4), 0), ("i", I([[1, -1], [0, 2], [3, 3]]), 0),
                                              ("u", rand(3, 2), 0)], dict(axis=1, reduction="add")),
     "scatter_nd": ("ScatterND", [("x", ints(4, 3), 0), ("i", I([[2], [-1]]), 0), ("u", ints(2, 3), 0)], {}),
+    "conv_transpose": ("ConvTranspose", [("x", rand(1, 4, 5, 6), 0), ("w", rand(4, 3, 4, 4), 1), ("b", rand(3), 1)],
+                       dict(strides=[2, 2], pads=[1, 1, 1, 1])),
+    "conv_transpose_group_1d": ("ConvTranspose", [("x", rand(2, 4, 7), 0), ("w", rand(4, 1, 3), 1)],
+                                dict(group=2, strides=[2], output_padding=[1], dilations=[2])),
+    "conv_transpose_same": ("ConvTranspose", [("x", rand(1, 2, 4, 3), 0), ("w", rand(2, 2, 3, 3), 1)],
+                            dict(strides=[2, 3], auto_pad="SAME_LOWER")),
     "sce_loss": ("SoftmaxCrossEntropyLoss", [("x", rand(3, 5), 0), ("t", I([4, 0, 1]), 0)], dict(reduction="sum")),
 })
 CASES_AT_OPSET = {  # case -> (op, inputs, attrs, opset)

@@ -39,6 +39,8 @@ SAME = {
 }
 # Indexing ops (ir/ops_index.py).
 SAME |= {"GatherElements", "GatherND", "OneHot", "ScatterElements", "ScatterND"}
+# ConvTranspose as a Conv (ir/ops_linear.py).
+SAME |= {"ConvTranspose"}
 
 
 class Importer:
