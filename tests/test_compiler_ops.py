@@ -963,3 +963,29 @@ def test_conv_transpose_output_shape_as_onnx_defines(tmp_path, auto_pad):
     model = single_op("ConvTranspose", [("x", x, False), ("w", rand(2, 3, 3, 3), True)], 1, 17, strides=[3, 2],
                       output_shape=[13, 8], auto_pad=auto_pad)
     assert_close(kiln_run(model, {"x": x}, tmp_path)[0], ReferenceEvaluator(model).run(None, {"x": x})[0])
+
+
+# -- Einsum (as Transpose, Reshape, Gather, ReduceSum and batched MatMul) -------------------
+EINSUM_CASES = [
+    ("ij->ji", [(3, 4)]),
+    ("ij->i", [(3, 4)]),
+    ("...ii ->...i", [(3, 5, 5)]),
+    ("i,i", [(5,), (5,)]),
+    ("bij, bjk -> bik", [(5, 2, 3), (5, 3, 4)]),
+    ("ij,jk", [(3, 4), (4, 5)]),  # implicit output: ik
+    ("bhqd,bhkd->bhqk", [(2, 3, 4, 8), (2, 3, 6, 8)]),  # attention scores
+    ("bnd,dh->bnh", [(2, 7, 6), (6, 4)]),
+    ("...ij,...jk->...ik", [(2, 1, 3, 4), (1, 5, 4, 2)]),  # ellipsis dims broadcast
+    ("...j,j", [(2, 3, 4), (4,)]),  # ellipsis in one term only, implicit output
+    ("ij,ij->ij", [(3, 4), (3, 4)]),
+    ("ii", [(4, 4)]),  # trace
+    ("ijk,ikl,lm->jm", [(2, 3, 4), (2, 4, 5), (5, 3)]),
+    ("i,j->ij", [(3,), (4,)]),
+    ("->", [()]),
+]
+
+
+@pytest.mark.parametrize("equation,shapes", EINSUM_CASES)
+def test_einsum(tmp_path, equation, shapes):
+    inputs = [(f"x{i}", rand(*s), False) for i, s in enumerate(shapes)]
+    run(tmp_path, "Einsum", inputs, equation=equation, specials=len(shapes) == 1)

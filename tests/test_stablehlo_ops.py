@@ -162,6 +162,11 @@ CASES.update({  # indexing ops and the loss functions (onnx's function bodies)
                                 dict(group=2, strides=[2], output_padding=[1], dilations=[2])),
     "conv_transpose_same": ("ConvTranspose", [("x", rand(1, 2, 4, 3), 0), ("w", rand(2, 2, 3, 3), 1)],
                             dict(strides=[2, 3], auto_pad="SAME_LOWER")),
+    "einsum_batch_diagonal": ("Einsum", [("x", rand(3, 5, 5), 0)], dict(equation="...ii ->...i")),
+    "einsum_attention": ("Einsum", [("q", rand(2, 3, 4, 8), 0), ("k", rand(2, 3, 6, 8), 0)],
+                         dict(equation="bhqd,bhkd->bhqk")),
+    "einsum_implicit_three": ("Einsum", [("a", rand(2, 3, 4), 0), ("b", rand(2, 4, 5), 0), ("c", rand(5, 3), 0)],
+                              dict(equation="ijk,ikl,lm")),
     "sce_loss": ("SoftmaxCrossEntropyLoss", [("x", rand(3, 5), 0), ("t", I([4, 0, 1]), 0)], dict(reduction="sum")),
 })
 CASES_AT_OPSET = {  # case -> (op, inputs, attrs, opset)

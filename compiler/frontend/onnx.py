@@ -39,8 +39,8 @@ SAME = {
 }
 # Indexing ops (ir/ops_index.py).
 SAME |= {"GatherElements", "GatherND", "OneHot", "ScatterElements", "ScatterND"}
-# ConvTranspose as a Conv (ir/ops_linear.py).
-SAME |= {"ConvTranspose"}
+# ConvTranspose as a Conv, Einsum as MatMuls (ir/ops_linear.py).
+SAME |= {"ConvTranspose", "Einsum"}
 
 
 class Importer:

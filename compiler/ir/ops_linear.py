@@ -1,8 +1,10 @@
-"""ConvTranspose (and Einsum): rewritten into Conv, MatMul and data movement by
+"""ConvTranspose and Einsum: rewritten into Conv, MatMul and data movement by
 passes/decompose_linear.py, so their types live here and their arithmetic in those ops."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import numpy as np
 
 from .graph import Node, TensorType
 from .registry import fail, op
@@ -69,3 +71,69 @@ def _conv_transpose(node: Node) -> list[TensorType]:
 
 
 op("ConvTranspose", _conv_transpose)
+
+
+@dataclass(frozen=True)
+class Equation:
+    """An Einsum equation with its ellipses spelled out: one label per dim of each input, the
+    output's labels, and every label's size."""
+    inputs: tuple[str, ...]
+    output: str
+    sizes: dict[str, int]
+
+
+LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _spell_out(node: Node, term: str, rank: int | None, dots: str) -> str:
+    if "..." not in term:
+        return term
+    if rank is not None:
+        dots = dots[len(dots) - (rank - len(term) + 3):] if rank - len(term) + 3 > 0 else ""
+    return term.replace("...", dots)
+
+
+def equation(node: Node) -> Equation:
+    """Labels are letters; '...' stands for the same trailing-aligned dims in every term (onnx:
+    broadcast), written as labels no term uses; without '->' the output is the labels used once,
+    sorted, after the ellipsis dims."""
+    text = node.attr("equation", "").replace(" ", "")
+    lhs, arrow, rhs = text.partition("->")
+    terms = lhs.split(",")
+    shapes = [v.type.shape for v in node.inputs]
+    if len(terms) != len(shapes) or any(ch not in LETTERS + ".,->" for ch in text):
+        raise fail(node, f"equation {text!r} does not fit {len(shapes)} inputs")
+    free = [ch for ch in LETTERS if ch not in text]
+    widest = max((len(s) - len(t) + 3 for t, s in zip(terms, shapes) if "..." in t), default=0)
+    dots = "".join(free[:widest])
+    inputs = tuple(_spell_out(node, t, len(s), dots) for t, s in zip(terms, shapes))
+    if not arrow:
+        once = sorted((ch for ch in set(lhs) if ch in LETTERS and lhs.count(ch) == 1), key=LETTERS.index)
+        rhs = "..." + "".join(once) if "..." in lhs else "".join(once)
+    output = _spell_out(node, rhs, None, dots)
+    sizes: dict[str, int] = {}
+    for term, shape in zip(inputs, shapes):
+        if len(term) != len(shape):
+            raise fail(node, f"term {term!r} of equation {text!r} does not fit a rank-{len(shape)} input")
+        for ch, d in zip(term, shape):
+            if sizes.setdefault(ch, d) != d and 1 not in (sizes[ch], d):
+                raise fail(node, f"label {ch!r} of equation {text!r} has sizes {sizes[ch]} and {d}")
+            sizes[ch] = max(sizes[ch], d)
+    if any(ch not in sizes for ch in output) or len(set(output)) != len(output):
+        raise fail(node, f"output {rhs!r} of equation {text!r} names a label twice or one no input has")
+    return Equation(inputs, output, sizes)
+
+
+def _einsum(node: Node) -> list[TensorType]:
+    if any(v.type.dtype != "f32" for v in node.inputs):
+        raise fail(node, "only f32 inputs are supported")
+    eq = equation(node)
+    return [TensorType("f32", tuple(eq.sizes[ch] for ch in eq.output))]
+
+
+def _eval_einsum(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    eq = equation(node)
+    return [np.einsum(",".join(eq.inputs) + "->" + eq.output, *xs)]
+
+
+op("Einsum", _einsum, _eval_einsum)
