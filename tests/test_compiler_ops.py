@@ -989,3 +989,39 @@ EINSUM_CASES = [
 def test_einsum(tmp_path, equation, shapes):
     inputs = [(f"x{i}", rand(*s), False) for i, s in enumerate(shapes)]
     run(tmp_path, "Einsum", inputs, equation=equation, specials=len(shapes) == 1)
+
+
+# -- Hardmax, Compress, LpPool --------------------------------------------------------------
+@pytest.mark.parametrize("axis", [-1, 0, 1])
+def test_hardmax(tmp_path, axis):
+    """Ties go to the first maximum."""
+    x = np.round(rand(3, 4, 5))
+    run(tmp_path, "Hardmax", [("x", x, False)], axis=axis, specials=False)
+
+
+@pytest.mark.parametrize("cond,axis", [([0, 1, 1], 0), ([1, 0, 1, 1], -1), ([0, 1, 0, 0, 1, 1, 0], None),
+                                       ([1, 0, 1], 1)])
+def test_compress(tmp_path, cond, axis):
+    """A build-time condition; one shorter than the axis keeps nothing past its end."""
+    attrs = {} if axis is None else dict(axis=axis)
+    run(tmp_path, "Compress", [("x", rand(3, 4, 2), False), ("c", np.array(cond, np.bool_), True)], **attrs)
+
+
+@pytest.mark.parametrize("p,xs,attrs", [
+    (2, (1, 3, 6, 7), dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])),
+    (1, (2, 2, 5, 5), dict(kernel_shape=[2, 3])),
+    (3, (1, 2, 9), dict(kernel_shape=[4], strides=[2])),
+    (2, (1, 2, 5, 6), dict(kernel_shape=[3, 3], auto_pad="SAME_UPPER")),
+])
+def test_lp_pool(tmp_path, p, xs, attrs):
+    run(tmp_path, "LpPool", [("x", rand(*xs), False)], opset=18, p=p, **attrs)
+
+
+def test_hardmax_with_nan_as_onnx_defines(tmp_path):
+    """A slice led by NaN is one-hot at the NaN (onnx's reference and kiln's ArgMax); onnxruntime
+    1.31 leaves such a slice all zeros. (A NaN later in a slice is passed over, as kiln's ArgMax does.)"""
+    from onnx.reference import ReferenceEvaluator
+    x = rand(4, 5)
+    x[0, 0], x[1, 0], x[2, 1], x[3, 0] = np.nan, np.nan, np.inf, -np.inf
+    model = single_op("Hardmax", [("x", x, False)], 1, 13)
+    np.testing.assert_array_equal(kiln_run(model, {"x": x}, tmp_path)[0], ReferenceEvaluator(model).run(None, {"x": x})[0])

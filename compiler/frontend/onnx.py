@@ -13,6 +13,7 @@ from onnx import helper, numpy_helper, version_converter
 from ..errors import CompileError
 from ..ir.graph import NP_TO_DTYPE, Graph, Node, TensorType, Value
 from .composites import COMPOSITES
+from .composites_extra import COMPOSITES_EXTRA
 from .functions import FUNCTION_OPS, expand
 from .weights import ONNX_DTYPES, inline_weights, onnx_dtype, safetensors_weights
 
@@ -38,7 +39,7 @@ SAME = {
     "Mod",
 }
 # Indexing ops (ir/ops_index.py).
-SAME |= {"GatherElements", "GatherND", "OneHot", "ScatterElements", "ScatterND"}
+SAME |= {"GatherElements", "GatherND", "OneHot", "ScatterElements", "ScatterND", "Compress"}
 # ConvTranspose as a Conv, Einsum as MatMuls (ir/ops_linear.py).
 SAME |= {"ConvTranspose", "Einsum"}
 
@@ -226,6 +227,7 @@ MAPPERS.update(Constant=_constant, Max=_chain("Max"), Min=_chain("Min"), Clip=_c
                GlobalAveragePool=_global_pool, Dropout=_dropout, Sum=_variadic("Add"),
                Mean=_variadic("Add", mean=True), LayerNormalization=_layer_norm, **COMPOSITES)
 MAPPERS["Scatter"] = _same("ScatterElements")  # deprecated (opset 9-10) alias
+MAPPERS.update(COMPOSITES_EXTRA)
 
 
 Shapes = dict[str, tuple[int, ...]]

@@ -153,3 +153,28 @@ def _eval_scatter(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
 
 op("ScatterElements", _scatter, _eval_scatter)
 op("ScatterND", _scatter, _eval_scatter)
+
+
+def compress_indices(node: Node) -> tuple[np.ndarray, int | None]:
+    """The positions the (build-time) condition keeps, and the axis (None: of the flattened input)."""
+    x, axis = _t(node), node.attr("axis", None)
+    cond = np.ravel(const_input(node, 1, "the condition")).astype(bool)
+    axis = None if axis is None else norm_axis(node, axis, x.rank)
+    keep = np.flatnonzero(cond[:x.numel if axis is None else x.shape[axis]])
+    if keep.size == 0:
+        raise fail(node, "the condition keeps nothing; kiln does not support empty tensors")
+    return keep.astype(np.int64), axis
+
+
+def _compress(node: Node) -> list[TensorType]:
+    keep, axis = compress_indices(node)
+    shape = _t(node).shape
+    return [TensorType(_t(node).dtype, (keep.size,) if axis is None else shape[:axis] + (keep.size,) + shape[axis + 1:])]
+
+
+def _eval_compress(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    keep, axis = compress_indices(node)
+    return [np.take(xs[0].ravel() if axis is None else xs[0], keep, axis=axis or 0)]
+
+
+op("Compress", _compress, _eval_compress)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.graph import DTYPES, Graph, Node, Patch, Value
-from ..ir.ops_index import gather_nd_split, one_hot_depth, scatter_targets
+from ..ir.ops_index import compress_indices, gather_nd_split, one_hot_depth, scatter_targets
 from ..ir.registry import norm_axis
 from .decompose import _Chain
 
@@ -122,4 +122,16 @@ def scatter(graph: Graph, node: Node) -> Patch | None:
     return Patch(c.nodes)
 
 
-RULES = [gather_elements, gather_nd, one_hot, scatter]
+def compress(graph: Graph, node: Node) -> Patch | None:
+    """A Gather of the positions the build-time condition keeps."""
+    if node.op != "Compress":
+        return None
+    keep, axis = compress_indices(node)
+    c, x = _Chain(graph, node), node.inputs[0]
+    if axis is None:
+        x = c.add("Reshape", [x], shape=(x.type.numel,))
+    c.add("Gather", [x, graph.const("kept", keep)], node.outputs[0], axis=axis or 0)
+    return Patch(c.nodes)
+
+
+RULES = [gather_elements, gather_nd, one_hot, scatter, compress]
