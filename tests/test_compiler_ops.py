@@ -1025,3 +1025,20 @@ def test_hardmax_with_nan_as_onnx_defines(tmp_path):
     x[0, 0], x[1, 0], x[2, 1], x[3, 0] = np.nan, np.nan, np.inf, -np.inf
     model = single_op("Hardmax", [("x", x, False)], 1, 13)
     np.testing.assert_array_equal(kiln_run(model, {"x": x}, tmp_path)[0], ReferenceEvaluator(model).run(None, {"x": x})[0])
+
+
+@pytest.mark.parametrize("op,inputs,attrs,message", [
+    ("ConvTranspose", [("x", rand(1, 2, 3, 3, 3), False), ("w", rand(2, 2, 2, 2, 2), True)], {},
+     "ConvTranspose node the_node: 3-D is not supported"),
+    ("ConvTranspose", [("x", rand(1, 2, 3, 3), False), ("w", rand(2, 2, 2, 2), False)], {},
+     "ConvTranspose node the_node: weights must be constant"),
+    ("Compress", [("x", rand(3, 4), False), ("c", np.array([1, 0, 1], np.bool_), False)], dict(axis=0),
+     "Compress node the_node: the condition must be known at build time"),
+    ("Compress", [("x", rand(3, 4), False), ("c", np.array([0, 0], np.bool_), True)], dict(axis=0),
+     "Compress node the_node: the condition keeps nothing"),
+])
+def test_indexing_and_linear_limits_are_one_line(tmp_path, op, inputs, attrs, message):
+    model = single_op(op, inputs, 1, 17, **attrs)
+    with pytest.raises(CompileError, match=message) as e:
+        kiln_run(model, {n: a for n, a, init in inputs if not init}, tmp_path)
+    assert "\n" not in str(e.value)

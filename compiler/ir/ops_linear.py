@@ -43,6 +43,8 @@ def deconv(node: Node) -> Deconv:
         raise fail(node, f"weights {w} do not fit input {x} with group={g}")
     if nd > 2:
         raise fail(node, f"{nd}-D is not supported (kiln's Conv, which it becomes, is 1-D and 2-D)")
+    if node.inputs[1].const is None:
+        raise fail(node, "weights must be constant (kiln's Conv, which it becomes, needs them at build time)")
     strides = tuple(node.attr("strides") or (1,) * nd)
     dil = tuple(node.attr("dilations") or (1,) * nd)
     pads = tuple(node.attr("pads") or (0,) * (2 * nd))
