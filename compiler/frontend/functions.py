@@ -3,7 +3,7 @@ function body onnx builds for the node: its nodes are mapped one by one, with in
 renamed under the node's name and attribute references resolved from the node."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import onnx
@@ -12,6 +12,9 @@ from onnx import helper
 from ..errors import CompileError
 from ..ir.graph import DTYPES
 
+if TYPE_CHECKING:
+    from .onnx import Importer
+
 # op -> the element type of each input when the importer does not know it yet (its schema's usual one)
 FUNCTION_OPS = {
     "NegativeLogLikelihoodLoss": ("f32", "i64", "f32"),
@@ -19,8 +22,7 @@ FUNCTION_OPS = {
 }
 
 
-
-def _input_types(im, proto: onnx.NodeProto) -> list[onnx.TypeProto]:
+def _input_types(im: Importer, proto: onnx.NodeProto) -> list[onnx.TypeProto]:
     types = []
     for name, default in zip(proto.input, FUNCTION_OPS[proto.op_type]):
         value = im.values.get(name)
@@ -29,7 +31,7 @@ def _input_types(im, proto: onnx.NodeProto) -> list[onnx.TypeProto]:
     return types
 
 
-def function_body(im, proto: onnx.NodeProto, name: str) -> onnx.FunctionProto:
+def function_body(im: Importer, proto: onnx.NodeProto, name: str) -> onnx.FunctionProto:
     schema = onnx.defs.get_schema(proto.op_type, im.opset)
     if not schema.has_context_dependent_function:
         raise CompileError(f"unsupported operator {proto.op_type} (opset {im.opset}) at node {name} "
@@ -60,7 +62,7 @@ def _inlined(node: onnx.NodeProto, rename: Callable[[str], str], attrs: dict, pr
     return out
 
 
-def expand(im, proto: onnx.NodeProto, name: str) -> None:
+def expand(im: Importer, proto: onnx.NodeProto, name: str) -> None:
     """Map the nodes of `proto`'s function body in its place."""
     body, prefix = function_body(im, proto, name), f"{name}/"
     given = list(proto.input) + [""] * (len(body.input) - len(proto.input))

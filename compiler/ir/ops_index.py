@@ -1,6 +1,7 @@
-"""Indexing ops with data-dependent indices: GatherElements, GatherND, OneHot. Each is rewritten
-into a Gather of flat positions computed with integer elementwise ops (passes/decompose_index.py);
-negative indices count from the end, as onnx allows."""
+"""Indexing ops: GatherElements, GatherND, OneHot, ScatterElements and ScatterND with indices
+known only at run time, and Compress with a build-time condition. passes/decompose_index.py
+rewrites each into Gather, Where and integer elementwise ops; negative indices count from the
+end, as onnx allows."""
 from __future__ import annotations
 
 import numpy as np
@@ -18,7 +19,7 @@ def _integer_indices(node: Node, i: int = 1) -> None:
         raise fail(node, f"indices must be int64 or int32, got {_t(node, i).dtype}")
 
 
-def _wrap(idx: np.ndarray, size) -> np.ndarray:
+def _wrap(idx: np.ndarray, size: int | np.ndarray) -> np.ndarray:
     idx = idx.astype(np.int64)
     return np.where(idx < 0, idx + size, idx)
 
@@ -122,7 +123,7 @@ def scatter_targets(node: Node) -> tuple[int, int]:
         count, width = idx.numel, 1
     if count > MAX_SCATTER_UPDATES:
         raise fail(node, f"{count} updates are not supported (at most {MAX_SCATTER_UPDATES}: kiln applies "
-                         "them one by one); Gather-based rewrites of the model avoid it")
+                         "them one by one)")
     return count, width
 
 
@@ -169,7 +170,8 @@ def compress_indices(node: Node) -> tuple[np.ndarray, int | None]:
 def _compress(node: Node) -> list[TensorType]:
     keep, axis = compress_indices(node)
     shape = _t(node).shape
-    return [TensorType(_t(node).dtype, (keep.size,) if axis is None else shape[:axis] + (keep.size,) + shape[axis + 1:])]
+    kept = (keep.size,) if axis is None else shape[:axis] + (keep.size,) + shape[axis + 1:]
+    return [TensorType(_t(node).dtype, kept)]
 
 
 def _eval_compress(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:

@@ -28,7 +28,8 @@ def _zero_inserted(c: _Chain, x: Value, strides: tuple[int, ...]) -> Value:
     n, ch, *size = x.type.shape
     spread = (n, ch) + tuple(d for s in size for d in (s, 1))
     after = (0, 0) + tuple(d for s in strides for d in (0, s - 1))
-    padded = c.add("Pad", [c.add("Reshape", [x], shape=spread), c.graph.const("pads", _i64(*(0,) * len(after), *after))])
+    pads = c.graph.const("pads", _i64(*(0,) * len(after), *after))
+    padded = c.add("Pad", [c.add("Reshape", [x], shape=spread), pads])
     return c.add("Reshape", [padded], shape=(n, ch) + tuple(d * s for d, s in zip(size, strides)))
 
 
@@ -39,9 +40,10 @@ def _flipped_kernel(c: _Chain, w: Value, group: int) -> Value:
     grouped = c.add("Reshape", [w], shape=(group, cin // group, cout_g, *k))
     swapped = c.add("Transpose", [grouped], perm=(0, 2, 1) + tuple(range(3, 3 + nd)))
     w = c.add("Reshape", [swapped], shape=(group * cout_g, cin // group, *k))
+    backwards = np.full(nd, -1, np.int64)
     ends = np.full(nd, np.iinfo(np.int64).min, np.int64)
-    return c.add("Slice", [w, c.graph.const("starts", np.full(nd, -1, np.int64)), c.graph.const("ends", ends),
-                           c.graph.const("axes", np.arange(2, 2 + nd)), c.graph.const("steps", np.full(nd, -1, np.int64))])
+    return c.add("Slice", [w, c.graph.const("starts", backwards), c.graph.const("ends", ends),
+                           c.graph.const("axes", np.arange(2, 2 + nd)), c.graph.const("steps", backwards)])
 
 
 def conv_transpose(graph: Graph, node: Node) -> Patch | None:
