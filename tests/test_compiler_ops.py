@@ -1043,3 +1043,21 @@ def test_indexing_and_linear_limits_are_one_line(tmp_path, op, inputs, attrs, me
     with pytest.raises(CompileError, match=message) as e:
         kiln_run(model, {n: a for n, a, init in inputs if not init}, tmp_path)
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("mode,starts,axis", [("linear", [0, 3], -2), ("circular", [5, 2], -2),
+                                              ("linear", None, 2), ("circular", [1, 4], 1)])
+def test_tensor_scatter(tmp_path, mode, starts, axis):
+    """A KV cache [batch, heads, max_seq, head] written at run-time positions per batch entry
+    (onnx's reference: onnxruntime 1.31 has no TensorScatter yet)."""
+    from onnx.reference import ReferenceEvaluator
+    past = rand(2, 3, 6, 4) if axis != 1 else rand(2, 6, 4)
+    upd_shape = list(past.shape)
+    upd_shape[axis] = 3
+    feeds = {"past": past, "upd": rand(*upd_shape)}
+    inputs = [("past", past, False), ("upd", feeds["upd"], False)]
+    if starts is not None:
+        feeds["w"] = np.array(starts, np.int64)
+        inputs.append(("w", feeds["w"], False))
+    model = single_op("TensorScatter", inputs, 1, 24, mode=mode, axis=axis)
+    np.testing.assert_array_equal(kiln_run(model, feeds, tmp_path)[0], ReferenceEvaluator(model).run(None, feeds)[0])

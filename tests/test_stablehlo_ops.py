@@ -298,3 +298,13 @@ def test_max_pool_propagates_nan(launcher, tmp_path, case):
     want = kiln_run(model, {"x": x}, tmp_path / "cpu")[0]
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     np.testing.assert_allclose(np.nan_to_num(got), np.nan_to_num(want), rtol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["linear", "circular"])
+def test_tensor_scatter_against_onnx_reference(launcher, tmp_path, mode):
+    """onnxruntime 1.31 has no TensorScatter: onnx's reference is the oracle."""
+    from onnx.reference import ReferenceEvaluator
+    feeds = {"past": rand(2, 3, 6, 4), "upd": rand(2, 3, 3, 4), "w": I([3, 1] if mode == "linear" else [5, 1])}
+    model = single_op("TensorScatter", [(n, a, False) for n, a in feeds.items()], 1, 24, mode=mode)
+    got = pjrt_harness.run_model(pjrt_harness.bundle(launcher, model, tmp_path), model, feeds)[0]
+    np.testing.assert_array_equal(got, ReferenceEvaluator(model).run(None, feeds)[0])

@@ -39,7 +39,7 @@ SAME = {
     "Mod",
 }
 # Indexing ops (ir/ops_index.py).
-SAME |= {"GatherElements", "GatherND", "OneHot", "ScatterElements", "ScatterND", "Compress"}
+SAME |= {"GatherElements", "GatherND", "OneHot", "ScatterElements", "ScatterND", "Compress", "TensorScatter"}
 # ConvTranspose as a Conv, Einsum as MatMuls (ir/ops_linear.py).
 SAME |= {"ConvTranspose", "Einsum"}
 

@@ -180,3 +180,36 @@ def _eval_compress(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
 
 
 op("Compress", _compress, _eval_compress)
+
+
+def tensor_scatter_axis(node: Node) -> int:
+    """The sequence axis, after checking update fits past_cache (shorter or equal along it)."""
+    past, upd = _t(node, 0), _t(node, 1)
+    axis = norm_axis(node, node.attr("axis", -2), past.rank)
+    if node.attr("mode", "linear") not in ("linear", "circular"):
+        raise fail(node, f"mode {node.attr('mode')!r} is not linear or circular")
+    fits = upd.rank == past.rank and all(u == p if d != axis else u <= p
+                                         for d, (u, p) in enumerate(zip(upd.shape, past.shape)))
+    if axis == 0 or not fits or upd.dtype != past.dtype:
+        raise fail(node, f"update {upd} does not fit past_cache {past} along axis {axis}")
+    return axis
+
+
+def _eval_tensor_scatter(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    past, upd = xs[0], xs[1]
+    axis, out = tensor_scatter_axis(node), past.copy()
+    starts = xs[2] if len(xs) > 2 and xs[2] is not None else np.zeros(past.shape[0], np.int64)
+    wrap = past.shape[axis] if node.attr("mode", "linear") == "circular" else None
+    for prefix in np.ndindex(*past.shape[:axis]):
+        for i in range(upd.shape[axis]):
+            j = starts[prefix[0]] + i
+            out[prefix + (j % wrap if wrap else j,)] = upd[prefix + (i,)]
+    return [out]
+
+
+def _tensor_scatter(node: Node) -> list[TensorType]:
+    tensor_scatter_axis(node)
+    return [_t(node)]
+
+
+op("TensorScatter", _tensor_scatter, _eval_tensor_scatter)

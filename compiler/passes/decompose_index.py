@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.graph import DTYPES, Graph, Node, Patch, Value
-from ..ir.ops_index import compress_indices, gather_nd_split, one_hot_depth, scatter_targets
+from ..ir.ops_index import compress_indices, gather_nd_split, one_hot_depth, scatter_targets, tensor_scatter_axis
 from ..ir.registry import norm_axis
 from .decompose import _Chain
 
@@ -134,4 +134,28 @@ def compress(graph: Graph, node: Node) -> Patch | None:
     return Patch(c.nodes)
 
 
-RULES = [gather_elements, gather_nd, one_hot, scatter, compress]
+def tensor_scatter(graph: Graph, node: Node) -> Patch | None:
+    """A KV-cache write: cache position j of batch b takes update[j - write_indices[b]] (mod the
+    cache length when circular) where that lies in the update, by a GatherElements and a Where."""
+    if node.op != "TensorScatter":
+        return None
+    past, upd, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    axis, c = tensor_scatter_axis(node), _Chain(graph, node)
+    batch, length, rank = past.type.shape[0], past.type.shape[axis], past.type.rank
+    starts = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] is not None else \
+        graph.const("write_indices", np.zeros(batch, np.int64))
+    positions = np.arange(length, dtype=np.int64).reshape([-1 if d == axis else 1 for d in range(rank)])
+    first = c.add("Reshape", [_i64(c, starts)], shape=(batch,) + (1,) * (rank - 1))
+    source = c.add("Sub", [graph.const("positions", positions), first])
+    if node.attr("mode", "linear") == "circular":
+        source = c.add("Mod", [source, graph.const("length", np.int64(length))])
+    zero = graph.const("zero", np.int64(0))
+    hit = c.add("And", [c.add("GreaterOrEqual", [source, zero]),
+                        c.add("Less", [source, graph.const("update_length", np.int64(upd.type.shape[axis]))])])
+    source = c.add("Expand", [c.add("Where", [hit, source, zero]), graph.const("shape", np.array(past.type.shape))])
+    written = c.add("GatherElements", [upd, source], axis=axis)
+    c.add("Where", [hit, written, past], y)
+    return Patch(c.nodes)
+
+
+RULES = [tensor_scatter, gather_elements, gather_nd, one_hot, scatter, compress]
