@@ -25,9 +25,6 @@ def _lp_pool(b: _Build, ins: list, attrs: dict) -> Value:
     p = attrs.get("p", 2)
     if p < 1:
         raise CompileError(f"LpPool node {b.name}: p must be 1 or more, got {p}")
-    if len(attrs.get("kernel_shape", ())) > 2:
-        raise CompileError(f"LpPool node {b.name}: {len(attrs['kernel_shape'])}-D is not supported "
-                           "(kiln's AveragePool, which it becomes, is 1-D and 2-D)")
     x = ins[0]
     powered = b("Mul", x, x) if p == 2 else b("Abs", x) if p == 1 else b("Pow", b("Abs", x), b.const(p))
     pool = {k: v for k, v in attrs.items() if k != "p"}

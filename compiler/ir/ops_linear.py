@@ -41,8 +41,6 @@ def deconv(node: Node) -> Deconv:
     nd, g = x.rank - 2, node.attr("group", 1)
     if nd < 1 or w.rank != x.rank or x.shape[1] != w.shape[0] or w.shape[0] % g:
         raise fail(node, f"weights {w} do not fit input {x} with group={g}")
-    if nd > 2:
-        raise fail(node, f"{nd}-D is not supported (kiln's Conv, which it becomes, is 1-D and 2-D)")
     if node.inputs[1].const is None:
         raise fail(node, "weights must be constant (kiln's Conv, which it becomes, needs them at build time)")
     strides = tuple(node.attr("strides") or (1,) * nd)
