@@ -96,9 +96,10 @@ op("OneHot", _one_hot, _eval_one_hot)
 
 
 SCATTER_REDUCTIONS = ("none", "add", "mul", "max", "min")
-# The scatter ops apply their updates one by one (passes/decompose_index.py); past this many
-# index tuples that would be a compile too slow to be worth it.
-MAX_SCATTER_UPDATES = 256
+# The scatter ops apply their updates one by one (passes/decompose_index.py), a few nodes each:
+# 256 row updates of a [512, 64] ScatterND took 52 s of CPU to compile here, so past this many
+# index tuples kiln refuses rather than compile for minutes.
+MAX_SCATTER_UPDATES = 64
 
 
 def scatter_targets(node: Node) -> tuple[int, int]:
