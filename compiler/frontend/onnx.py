@@ -13,6 +13,8 @@ from onnx import helper, numpy_helper, version_converter
 from ..errors import CompileError
 from ..ir.graph import NP_TO_DTYPE, Graph, Node, TensorType, Value
 from .composites import COMPOSITES
+from .composites_extra import COMPOSITES_EXTRA
+from .functions import FUNCTION_OPS, expand
 from .weights import ONNX_DTYPES, inline_weights, onnx_dtype, safetensors_weights
 
 # The ai.onnx opsets kiln accepts: up to the newest of the pinned onnx wheel. Between opset 23 and
@@ -36,6 +38,10 @@ SAME = {
     "DepthToSpace", "SpaceToDepth", "Tile", "EyeLike", "InstanceNormalization", "GroupNormalization", "Attention",
     "Mod",
 }
+# Indexing ops (ir/ops_index.py).
+SAME |= {"GatherElements", "GatherND", "OneHot", "ScatterElements", "ScatterND", "Compress", "TensorScatter"}
+# ConvTranspose as a Conv, Einsum as MatMuls (ir/ops_linear.py).
+SAME |= {"ConvTranspose", "Einsum"}
 
 
 class Importer:
@@ -66,13 +72,16 @@ class Importer:
         name = proto.name or str(index)
         if not mappable(proto):
             raise CompileError(unsupported_message(proto, index, self.opset, self.source))
+        if proto.op_type in FUNCTION_OPS:
+            expand(self, proto, name)
+            return
         attrs = {a.name: _attr(a) for a in proto.attribute}
         inputs = [self.get(i, name) for i in proto.input]
         MAPPERS[proto.op_type](self, name, inputs, list(proto.output), attrs)
 
 
 def mappable(proto: onnx.NodeProto) -> bool:
-    return proto.domain in ("", "ai.onnx") and proto.op_type in MAPPERS
+    return proto.domain in ("", "ai.onnx") and (proto.op_type in MAPPERS or proto.op_type in FUNCTION_OPS)
 
 
 def unsupported_message(proto: onnx.NodeProto, index: int, opset: int, source: str) -> str:
@@ -217,6 +226,8 @@ MAPPERS: dict[str, Callable] = {op: _same(op) for op in SAME}
 MAPPERS.update(Constant=_constant, Max=_chain("Max"), Min=_chain("Min"), Clip=_clip,
                GlobalAveragePool=_global_pool, Dropout=_dropout, Sum=_variadic("Add"),
                Mean=_variadic("Add", mean=True), LayerNormalization=_layer_norm, **COMPOSITES)
+MAPPERS["Scatter"] = _same("ScatterElements")  # deprecated (opset 9-10) alias
+MAPPERS.update(COMPOSITES_EXTRA)
 
 
 Shapes = dict[str, tuple[int, ...]]

@@ -275,6 +275,10 @@ def mod(graph: Graph, node: Node) -> Patch | None:
 
 RULES = [pad, lrn, attention, reduction, normalise, cast_like, trilu, group_norm, space_depth, tile, mod]
 
+from .decompose_index import RULES as INDEX_RULES  # noqa: E402 - they build on _Chain above
+from .decompose_linear import RULES as LINEAR_RULES  # noqa: E402 - likewise
+RULES = INDEX_RULES + LINEAR_RULES + RULES
+
 
 def decompose(graph: Graph) -> Graph:
     """The pass for backends that skip `lower` (StableHLO)."""

@@ -9,6 +9,8 @@ from ..ir.registry import norm_axis
 from .infer import infer
 from .decompose import (attention, cast_like, group_norm, lrn, mod, normalise, pad, reduction, space_depth, tile,
                         trilu)
+from .decompose_index import RULES as INDEX_RULES
+from .decompose_linear import RULES as LINEAR_RULES
 
 ALIASES = {"Flatten", "Squeeze", "Unsqueeze", "Identity", "Reshape"}
 
@@ -139,6 +141,7 @@ def _normalise_attrs(graph: Graph, node: Node) -> Patch | None:
 
 RULES = [pad, lrn, attention, reduction, cast_like, trilu, group_norm, space_depth, tile, mod, _alias, _gemm,
          _batch_norm, _conv_bias, _matmul_vectors, _split, _normalise_attrs, normalise]
+RULES = INDEX_RULES + LINEAR_RULES + RULES
 
 
 def lower(graph: Graph) -> Graph:

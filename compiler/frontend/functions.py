@@ -1,0 +1,76 @@
+"""ONNX ops that onnx defines as functions of other ops (the loss functions), imported as the
+function body onnx builds for the node: its nodes are mapped one by one, with internal values
+renamed under the node's name and attribute references resolved from the node."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from ..errors import CompileError
+from ..ir.graph import DTYPES
+
+if TYPE_CHECKING:
+    from .onnx import Importer
+
+# op -> the element type of each input when the importer does not know it yet (its schema's usual one)
+FUNCTION_OPS = {
+    "NegativeLogLikelihoodLoss": ("f32", "i64", "f32"),
+    "SoftmaxCrossEntropyLoss": ("f32", "i64", "f32"),
+}
+
+
+def _input_types(im: Importer, proto: onnx.NodeProto) -> list[onnx.TypeProto]:
+    types = []
+    for name, default in zip(proto.input, FUNCTION_OPS[proto.op_type]):
+        value = im.values.get(name)
+        dtype = value.type.dtype if value is not None and value.type is not None else default
+        types.append(helper.make_tensor_type_proto(helper.np_dtype_to_tensor_dtype(np.dtype(DTYPES[dtype])), None))
+    return types
+
+
+def function_body(im: Importer, proto: onnx.NodeProto, name: str) -> onnx.FunctionProto:
+    schema = onnx.defs.get_schema(proto.op_type, im.opset)
+    if not schema.has_context_dependent_function:
+        raise CompileError(f"unsupported operator {proto.op_type} (opset {im.opset}) at node {name} "
+                           f"({im.source}); onnx defines no function for it there")
+    body = onnx.FunctionProto()
+    body.ParseFromString(schema.get_context_dependent_function(
+        proto.SerializeToString(), [t.SerializeToString() for t in _input_types(im, proto)]))
+    return body
+
+
+def _inlined(node: onnx.NodeProto, rename: Callable[[str], str], attrs: dict, prefix: str) -> onnx.NodeProto:
+    out = onnx.NodeProto()
+    out.CopyFrom(node)
+    out.name = prefix + (node.name or node.op_type)
+    out.input[:] = [rename(i) for i in node.input]
+    out.output[:] = [rename(o) for o in node.output]
+    kept = []
+    for a in node.attribute:
+        if not a.ref_attr_name:
+            kept.append(a)
+        elif a.ref_attr_name in attrs:
+            resolved = onnx.AttributeProto()
+            resolved.CopyFrom(attrs[a.ref_attr_name])
+            resolved.name = a.name
+            kept.append(resolved)
+    del out.attribute[:]
+    out.attribute.extend(kept)
+    return out
+
+
+def expand(im: Importer, proto: onnx.NodeProto, name: str) -> None:
+    """Map the nodes of `proto`'s function body in its place."""
+    body, prefix = function_body(im, proto, name), f"{name}/"
+    given = list(proto.input) + [""] * (len(body.input) - len(proto.input))
+    formal = dict(zip(body.input, given)) | dict(zip(body.output, proto.output))
+    attrs = {a.name: a for a in proto.attribute}
+
+    def rename(v: str) -> str:
+        return formal.get(v, prefix + v if v else "")
+
+    for i, node in enumerate(body.node):
+        im.node(_inlined(node, rename, attrs, prefix), i)
