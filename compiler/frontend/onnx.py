@@ -13,6 +13,7 @@ from onnx import helper, numpy_helper, version_converter
 from ..errors import CompileError
 from ..ir.graph import NP_TO_DTYPE, Graph, Node, TensorType, Value
 from .composites import COMPOSITES
+from .sequence import SEQUENCE_MAPPERS
 from .weights import ONNX_DTYPES, inline_weights, onnx_dtype, safetensors_weights
 
 # The ai.onnx opsets kiln accepts: up to the newest of the pinned onnx wheel. Between opset 23 and
@@ -44,10 +45,12 @@ class Importer:
         self.used = used  # names some node or the graph's outputs read
         self.values: dict[str, Value] = {}
         self.nodes: list[Node] = []
+        self.renames: dict[str, str] = {}  # names inside an inlined If branch -> their unique names
 
     def get(self, name: str, node: str) -> Value | None:
         if name == "":
             return None
+        name = self.renames.get(name, name)
         if name not in self.values:
             raise CompileError(f"node {node} reads undefined value {name} ({self.source})")
         return self.values[name]
@@ -217,6 +220,7 @@ MAPPERS: dict[str, Callable] = {op: _same(op) for op in SAME}
 MAPPERS.update(Constant=_constant, Max=_chain("Max"), Min=_chain("Min"), Clip=_clip,
                GlobalAveragePool=_global_pool, Dropout=_dropout, Sum=_variadic("Add"),
                Mean=_variadic("Add", mean=True), LayerNormalization=_layer_norm, **COMPOSITES)
+MAPPERS.update(SEQUENCE_MAPPERS)
 
 
 Shapes = dict[str, tuple[int, ...]]
