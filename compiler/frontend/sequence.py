@@ -35,8 +35,9 @@ def _condition(im, name: str, cond: Value) -> bool:
     if cond.const is None:
         infer(Graph(im.source, [], [cond], _cone(im.nodes, cond)))
     if cond.const is None or cond.const.size != 1:
-        raise CompileError(f"If node {name}: its condition {cond.name} is only known at run time ({im.source}); "
-                           "kiln folds an If whose condition follows from constants and input shapes")
+        raise CompileError(f"If node {name} (opset {im.opset}): a condition known only at run time ({cond.name}) "
+                           f"is not supported ({im.source}); kiln folds an If whose condition follows from "
+                           "constants and input shapes")
     return bool(cond.const.reshape(-1)[0])
 
 

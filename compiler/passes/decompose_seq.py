@@ -284,9 +284,9 @@ def cumulative(graph: Graph, node: Node) -> Patch | None:
 
 
 def topk(graph: Graph, node: Node) -> Patch | None:
-    """rank_i = #{j : x_j before x_i} with "before" meaning larger (smaller), NaN first (as numpy's
-    and torch's orders; onnxruntime's order around NaN depends on its sort), ties to the lower
-    index; output r is the element of rank r."""
+    """rank_i = #{j : x_j before x_i} with "before" meaning larger (smaller), NaN above every number
+    (as numpy's sort and torch.topk; onnxruntime's order around NaN depends on its sort algorithm),
+    ties to the lower index; output r is the element of rank r."""
     if node.op != "TopK":
         return None
     x, (axis, k), c = node.inputs[0], top_k(node), _Chain(graph, node)
@@ -301,7 +301,8 @@ def topk(graph: Graph, node: Node) -> Patch | None:
     tie = c.add("Equal", [other, mine])
     if dtype == "f32":
         nan_i, nan_j = (c.add("Not", [c.add("Equal", [v, v])]) for v in (mine, other))
-        better = c.add("Or", [c.add("And", [nan_j, c.add("Not", [nan_i])]), better])
+        nan_first = (nan_j, c.add("Not", [nan_i])) if node.attr("largest", 1) else (c.add("Not", [nan_j]), nan_i)
+        better = c.add("Or", [c.add("And", list(nan_first)), better])
         tie = c.add("Or", [tie, c.add("And", [nan_i, nan_j])])
     lower_index = _const(c, np.tril(np.ones((n, n), np.bool_), -1), np.bool_)  # [i, j]: j < i
     before = c.add("Or", [better, c.add("And", [tie, lower_index])])
