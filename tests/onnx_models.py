@@ -324,7 +324,7 @@ def recurrent(op: str, seq: int, batch: int, size: int, hidden: int, direction: 
     return m, {"X": x}
 
 
-def if_on_shape(runtime_condition: bool = False) -> onnx.ModelProto:
+def if_on_shape(width: int, runtime_condition: bool = False) -> onnx.ModelProto:
     """y = If(x.shape[1] == 4 (or, with `runtime_condition`, an input flag)): then x * 2 + c inside
     a nested If on a constant, else relu(x) - c; c is an outer-scope initializer, each branch has
     its own initializers and names that repeat in the other branch."""
@@ -342,7 +342,7 @@ def if_on_shape(runtime_condition: bool = False) -> onnx.ModelProto:
              helper.make_node("Equal", ["width", "four"], ["cond"]),
              helper.make_node("If", ["flag" if runtime_condition else "cond"], ["y"], name="the_if",
                               then_branch=then, else_branch=otherwise)]
-    inputs = [helper.make_tensor_value_info("x", F, ["n", "w"])]
+    inputs = [helper.make_tensor_value_info("x", F, [2, width])]
     if runtime_condition:
         inputs.append(helper.make_tensor_value_info("flag", TensorProto.BOOL, []))
     inits = [numpy_helper.from_array(v, k) for k, v in (("one", np.array(1, np.int64)), ("four", np.array(4, np.int64)),
