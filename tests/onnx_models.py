@@ -351,3 +351,44 @@ def if_on_shape(width: int, runtime_condition: bool = False) -> onnx.ModelProto:
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
     return m
+
+
+def loop_model(trips: int = 3, stop_at: int | None = None) -> onnx.ModelProto:
+    """Loop with a constant trip count: v <- v * 2 + iteration, each v also a scan output; the body's
+    condition is `iteration != stop_at` (constant true without `stop_at`)."""
+    cond = ([helper.make_node("Constant", [], ["stop"], value=numpy_helper.from_array(np.array(stop_at, np.int64))),
+             helper.make_node("Equal", ["i", "stop"], ["at_stop"]), helper.make_node("Not", ["at_stop"], ["c_out"])]
+            if stop_at is not None else [helper.make_node("Identity", ["c_in"], ["c_out"])])
+    body = helper.make_graph(
+        cond + [helper.make_node("Cast", ["i"], ["fi"], to=TensorProto.FLOAT),
+                helper.make_node("Mul", ["v", "two"], ["v2"]), helper.make_node("Add", ["v2", "fi"], ["v_out"]),
+                helper.make_node("Identity", ["v_out"], ["scan"])],
+        "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                 helper.make_tensor_value_info("c_in", TensorProto.BOOL, []),
+                 helper.make_tensor_value_info("v", F, [2, 3])],
+        [helper.make_tensor_value_info(n, t, None) for n, t in (("c_out", TensorProto.BOOL), ("v_out", F), ("scan", F))],
+        [numpy_helper.from_array(np.float32(2), "two")])
+    node = helper.make_node("Loop", ["m", "", "x"], ["v_final", "vs"], name="the_loop", body=body)
+    graph = helper.make_graph([node], "loop", [helper.make_tensor_value_info("x", F, [2, 3])],
+                              [helper.make_empty_tensor_value_info("v_final"), helper.make_empty_tensor_value_info("vs")],
+                              [numpy_helper.from_array(np.array(trips, np.int64), "m")])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+def scan_model(reverse_in: int = 0, out_axis: int = 0, reverse_out: int = 0) -> onnx.ModelProto:
+    """Scan over x [2, 5, 3] along axis 1: state s [2, 3] <- s + x_t; outputs s and each s * x_t."""
+    body = helper.make_graph(
+        [helper.make_node("Add", ["s", "xt"], ["s_out"]), helper.make_node("Mul", ["s_out", "xt"], ["y"])],
+        "body", [helper.make_tensor_value_info("s", F, [2, 3]), helper.make_tensor_value_info("xt", F, [2, 3])],
+        [helper.make_tensor_value_info("s_out", F, [2, 3]), helper.make_tensor_value_info("y", F, [2, 3])])
+    node = helper.make_node("Scan", ["s0", "x"], ["s_final", "ys"], name="the_scan", body=body, num_scan_inputs=1,
+                            scan_input_axes=[1], scan_input_directions=[reverse_in], scan_output_axes=[out_axis],
+                            scan_output_directions=[reverse_out])
+    graph = helper.make_graph([node], "scan", [helper.make_tensor_value_info("s0", F, [2, 3]),
+                                               helper.make_tensor_value_info("x", F, [2, 5, 3])],
+                              [helper.make_empty_tensor_value_info("s_final"), helper.make_empty_tensor_value_info("ys")])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m

@@ -960,3 +960,24 @@ def test_if_on_a_runtime_condition_is_refused(tmp_path):
     from onnx_models import if_on_shape
     with pytest.raises(CompileError, match=r"^If node the_if \(opset 17\): a condition known only at run time"):
         kiln_run(if_on_shape(4, runtime_condition=True), {}, tmp_path)
+
+
+@pytest.mark.parametrize("trips,stop_at", [(3, None), (1, None), (6, 2)])
+def test_loop_unrolled(tmp_path, trips, stop_at):
+    from onnx_models import loop_model
+    check(loop_model(trips, stop_at), {"x": rand(2, 3)}, tmp_path)
+
+
+@pytest.mark.parametrize("reverse_in,out_axis,reverse_out", [(0, 0, 0), (1, 1, 0), (0, -1, 1)])
+def test_scan_unrolled(tmp_path, reverse_in, out_axis, reverse_out):
+    from onnx_models import scan_model
+    check(scan_model(reverse_in, out_axis, reverse_out), {"s0": rand(2, 3), "x": rand(2, 5, 3)}, tmp_path)
+
+
+def test_loop_on_a_runtime_trip_count_is_refused(tmp_path):
+    from onnx_models import loop_model
+    model = loop_model()
+    model.graph.initializer.pop()
+    model.graph.input.append(helper.make_tensor_value_info("m", 7, []))
+    with pytest.raises(CompileError, match=r"^Loop node the_loop \(opset 17\): a trip count known only at run time"):
+        kiln_run(model, {}, tmp_path)
