@@ -136,6 +136,9 @@ def _scan_slices(im, name: str, x: Value, axis: int, reverse: bool, tag: str) ->
 
 def _scan(im, name: str, ins: list, outs: list[str], attrs: dict) -> None:
     """Unrolled over the scan inputs' (static) length; scan outputs stacked along their axes."""
+    if im.opset < 9:  # onnx's version converter keeps opset 8's batched form, with sequence_lens
+        raise CompileError(f"Scan node {name} (opset {im.opset}): opset 8's batched Scan is not supported "
+                           f"({im.source}); export the model at opset 9 or later")
     body, m = attrs["body"], int(attrs["num_scan_inputs"])
     states, inputs = list(ins[:len(ins) - m]), ins[len(ins) - m:]
     in_axes = attrs.get("scan_input_axes", (0,) * m)
