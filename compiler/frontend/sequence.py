@@ -46,9 +46,9 @@ def _known(im, op: str, name: str, v: Value | None, what: str, default=None):
     if v is None:
         return default
     if _typed(im, v).const is None or v.const.size != 1:
-        raise CompileError(f"{op} node {name} (opset {im.opset}): {what} known only at run time ({v.name}) "
-                           f"is not supported ({im.source}); kiln unrolls and folds control flow whose "
-                           "conditions and trip counts follow from constants and input shapes")
+        raise CompileError(f"{op} node {name} (opset {im.opset}): {what} must be known at build time; {v.name} is "
+                           f"only known at run time, which is not supported ({im.source}); kiln unrolls and folds "
+                           "control flow whose conditions and trip counts follow from constants and input shapes")
     return v.const.reshape(-1)[0]
 
 
