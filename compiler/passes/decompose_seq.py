@@ -1,9 +1,10 @@
 """Sequence ops from ops every backend has.
 
-RNN/GRU/LSTM are unrolled over their static sequence length: the input projection of all steps is
-one MatMul, then each step is a MatMul with R and elementwise gates; a constant sequence_lens
-reorders each batch entry's steps by a constant Gather (reverse runs within its own length) and
-freezes its state past its length, where Y is 0 (as onnxruntime). CumSum/CumProd are a log-step
+RNN/GRU/LSTM are unrolled over their static sequence length, their directions stacked on a leading
+axis: the input projection of all steps is one MatMul, then each step is a MatMul with R and
+elementwise gates; a constant sequence_lens reorders each batch entry's steps by a constant Gather
+(reverse runs within its own length) and freezes its state past its length, where Y is 0 (as
+onnxruntime). CumSum/CumProd are a log-step
 (Hillis-Steele) scan of shifted copies: exact for integers, float sums in tree order. TopK ranks
 every element by pairwise comparison (ties to the lower index), then finds ranks 0..k-1 and gathers
 their values: a fixed number of nodes for any k, at n^2 comparisons per row."""
@@ -83,42 +84,48 @@ def _activate(c: _Chain, act: Activation, x: Value) -> Value:
 
 
 class _Cell:
-    """One direction of a recurrent node: its weights, biases and activations, and one step."""
+    """A recurrent node's weights, biases and activations with its directions stacked on a leading
+    axis (both directions of a bidirectional node run as one batched step), and one step."""
 
-    def __init__(self, c: _Chain, node: Node, s: RecurrentShape, d: int, acts: list[Activation]) -> None:
+    def __init__(self, c: _Chain, node: Node, s: RecurrentShape, acts: list[list[Activation]]) -> None:
         self.c, self.node, self.s, self.acts = c, node, s, acts
         ins = node.inputs + [None] * (8 - len(node.inputs))
-        w, r, b, p = ins[1], ins[2], ins[3], ins[7]
-        self.w = self._transposed(w, d)
-        self.r = self._transposed(r, d)
+        b, p = ins[3], ins[7]
+        self.w, self.r = (c.add("Transpose", [v], perm=(0, 2, 1)) for v in ins[1:3])  # [dirs, in, gates*hidden]
         self.clip = node.attr("clip", None)
         self.wb = self.rb = self.p = None
         hidden_all = GATES[node.op] * s.hidden
         if b is not None:
-            bd = c.add("Gather", [b, _const(c, d, np.int64)], axis=0)
-            self.wb, self.rb = _part(c, bd, 0, 0, hidden_all), _part(c, bd, 0, hidden_all, hidden_all)
+            b = c.add("Reshape", [b], shape=(s.directions, 1, 2 * hidden_all))
+            self.wb, self.rb = _part(c, b, 2, 0, hidden_all), _part(c, b, 2, hidden_all, hidden_all)
         if p is not None:
-            self.p = c.add("Gather", [p, _const(c, d, np.int64)], axis=0)
-
-    def _transposed(self, w: Value, d: int) -> Value:
-        return self.c.add("Transpose", [self.c.add("Gather", [w, _const(self.c, d, np.int64)], axis=0)], perm=(1, 0))
+            self.p = c.add("Reshape", [p], shape=(s.directions, 1, 3 * s.hidden))
 
     def _linear_before_reset(self) -> bool:
         return self.node.op == "GRU" and bool(self.node.attr("linear_before_reset", 0))
 
     def projection(self, x2d: Value) -> Value:
-        """X @ W^T for every step at once, with every bias that adds outside the gates' products."""
+        """X @ W^T for every step and direction at once ([dirs, seq * batch, gates * hidden]), with
+        every bias that adds outside the gates' products."""
         proj = self.c.add("MatMul", [x2d, self.w])
         if self.wb is None:
             return proj
         bias = self.rb
         if self._linear_before_reset():  # Rb of the hidden gate goes inside r * (...)
-            zeros = _const(self.c, np.zeros(self.s.hidden))
-            bias = self.c.add("Concat", [_part(self.c, self.rb, 0, 0, 2 * self.s.hidden), zeros], axis=0)
+            zeros = _const(self.c, np.zeros((self.s.directions, 1, self.s.hidden)))
+            bias = self.c.add("Concat", [_part(self.c, self.rb, 2, 0, 2 * self.s.hidden), zeros], axis=2)
         return self.c.add("Add", [proj, self.c.add("Add", [self.wb, bias])])
 
     def gate(self, v: Value, i: int) -> Value:
-        return _part(self.c, v, 1, i * self.s.hidden, self.s.hidden)
+        return _part(self.c, v, 2, i * self.s.hidden, self.s.hidden)
+
+    def activate(self, k: int, x: Value) -> Value:
+        """The k-th activation of each direction (one op when the directions share it)."""
+        per = [acts[k] for acts in self.acts]
+        if all(a == per[0] for a in per):
+            return _activate(self.c, per[0], x)
+        return self.c.add("Concat", [_activate(self.c, a, _part(self.c, x, 0, d, 1)) for d, a in enumerate(per)],
+                          axis=0)
 
     def clipped(self, x: Value) -> Value:
         if self.clip is None:
@@ -130,103 +137,99 @@ class _Cell:
         return {"RNN": self._rnn, "GRU": self._gru, "LSTM": self._lstm}[self.node.op](xt, h, cell)
 
     def _rnn(self, xt: Value, h: Value, cell: None) -> tuple[Value, None]:
-        pre = self.c.add("Add", [xt, self.c.add("MatMul", [h, self.r])])
-        return _activate(self.c, self.acts[0], self.clipped(pre)), None
+        return self.activate(0, self.clipped(self.c.add("Add", [xt, self.c.add("MatMul", [h, self.r])]))), None
 
     def _gru(self, xt: Value, h: Value, cell: None) -> tuple[Value, None]:
         c, hidden = self.c, self.s.hidden
-        f, g = self.acts
-        hr = c.add("MatMul", [h, self.r])
-        z = _activate(c, f, self.clipped(c.add("Add", [self.gate(xt, 0), self.gate(hr, 0)])))
-        reset = _activate(c, f, self.clipped(c.add("Add", [self.gate(xt, 1), self.gate(hr, 1)])))
         if self._linear_before_reset():
+            hr = c.add("MatMul", [h, self.r])
             recurrent = self.gate(hr, 2)
             if self.rb is not None:
-                recurrent = c.add("Add", [recurrent, _part(c, self.rb, 0, 2 * hidden, hidden)])
+                recurrent = c.add("Add", [recurrent, _part(c, self.rb, 2, 2 * hidden, hidden)])
+        else:
+            hr = c.add("MatMul", [h, _part(c, self.r, 2, 0, 2 * hidden)])
+        z = self.activate(0, self.clipped(c.add("Add", [self.gate(xt, 0), self.gate(hr, 0)])))
+        reset = self.activate(0, self.clipped(c.add("Add", [self.gate(xt, 1), self.gate(hr, 1)])))
+        if self._linear_before_reset():
             recurrent = c.add("Mul", [reset, recurrent])
         else:
-            recurrent = c.add("MatMul", [c.add("Mul", [reset, h]), _part(c, self.r, 1, 2 * hidden, hidden)])
-        candidate = _activate(c, g, self.clipped(c.add("Add", [self.gate(xt, 2), recurrent])))
+            recurrent = c.add("MatMul", [c.add("Mul", [reset, h]), _part(c, self.r, 2, 2 * hidden, hidden)])
+        candidate = self.activate(1, self.clipped(c.add("Add", [self.gate(xt, 2), recurrent])))
         keep = c.add("Mul", [z, h])
         return c.add("Add", [c.add("Mul", [c.add("Sub", [_const(c, 1), z]), candidate]), keep]), None
 
     def _peephole(self, x: Value, i: int, cell: Value) -> Value:
         if self.p is None:
             return x
-        return self.c.add("Add", [x, self.c.add("Mul", [_part(self.c, self.p, 0, i * self.s.hidden, self.s.hidden),
-                                                        cell])])
+        return self.c.add("Add", [x, self.c.add("Mul", [self.gate(self.p, i), cell])])
 
     def _lstm(self, xt: Value, h: Value, cell: Value) -> tuple[Value, Value]:
         c = self.c
-        f, g, act_h = self.acts
         pre = c.add("Add", [xt, c.add("MatMul", [h, self.r])])
-        i_gate = _activate(c, f, self.clipped(self._peephole(self.gate(pre, 0), 0, cell)))
+        i_gate = self.activate(0, self.clipped(self._peephole(self.gate(pre, 0), 0, cell)))
         if self.node.attr("input_forget", 0):
             f_gate = c.add("Sub", [_const(c, 1), i_gate])
         else:
-            f_gate = _activate(c, f, self.clipped(self._peephole(self.gate(pre, 2), 2, cell)))
-        candidate = _activate(c, g, self.clipped(self.gate(pre, 3)))
+            f_gate = self.activate(0, self.clipped(self._peephole(self.gate(pre, 2), 2, cell)))
+        candidate = self.activate(1, self.clipped(self.gate(pre, 3)))
         cell = c.add("Add", [c.add("Mul", [f_gate, cell]), c.add("Mul", [i_gate, candidate])])
-        o_gate = _activate(c, f, self.clipped(self._peephole(self.gate(pre, 1), 1, cell)))
-        return c.add("Mul", [o_gate, _activate(c, act_h, cell)]), cell
+        o_gate = self.activate(0, self.clipped(self._peephole(self.gate(pre, 1), 1, cell)))
+        return c.add("Mul", [o_gate, self.activate(2, cell)]), cell
 
 
-def _step_order(s: RecurrentShape, reverse: bool, lens: np.ndarray) -> np.ndarray | None:
-    """Rows of the [seq * batch] projection in the order the direction reads them (None: as they are);
-    a reverse direction reads each batch entry backwards from its own last step."""
-    if not reverse:
+def _step_order(node: Node, s: RecurrentShape, lens: np.ndarray) -> np.ndarray | None:
+    """Rows of the [dirs * seq * batch] projection in the order the directions read them (None: as
+    they are); a reverse direction reads each batch entry backwards from its own last step. The
+    order is its own inverse, so it also puts Y back."""
+    reverse = [node.attr("direction", "forward") == "reverse" or d == 1 for d in range(s.directions)]
+    if not any(reverse):
         return None
     t, b = np.meshgrid(np.arange(s.seq), np.arange(s.batch), indexing="ij")
-    source = np.where(t < lens[b], lens[b] - 1 - t, t)
-    return (source * s.batch + b).reshape(-1).astype(np.int64)
+    backwards = (np.where(t < lens[b], lens[b] - 1 - t, t) * s.batch + b).reshape(-1)
+    rows = s.seq * s.batch
+    return np.concatenate([(backwards if r else np.arange(rows)) + d * rows for d, r in enumerate(reverse)])
 
 
-def _initial(c: _Chain, v: Value | None, s: RecurrentShape, d: int) -> Value:
+def _reordered(c: _Chain, x: Value, order: np.ndarray | None, shape: tuple[int, ...]) -> Value:
+    if order is None:
+        return x
+    flat = c.add("Reshape", [x], shape=(len(order), shape[-1]))
+    return c.add("Reshape", [c.add("Gather", [flat, _const(c, order, np.int64)], axis=0)], shape=shape)
+
+
+def _initial(c: _Chain, v: Value | None, s: RecurrentShape) -> Value:
+    """An initial state as [dirs, batch, hidden]."""
     if v is None:
-        return _const(c, np.zeros((s.batch, s.hidden)))
-    return c.add("Gather", [v, _const(c, d, np.int64)], axis=s.layout)
+        return _const(c, np.zeros((s.directions, s.batch, s.hidden)))
+    return c.add("Transpose", [v], perm=(1, 0, 2)) if s.layout else v
 
 
-def _direction(c: _Chain, node: Node, s: RecurrentShape, d: int, x2d: Value, lens: np.ndarray,
-               acts: list[Activation]) -> tuple[Value, Value, Value | None]:
-    """This direction's Y as [seq, 1, batch, hidden], its last hidden state and cell state."""
-    reverse = node.attr("direction", "forward") == "reverse" or d == 1
-    cell_def = _Cell(c, node, s, d, acts)
+def _unrolled(c: _Chain, node: Node, s: RecurrentShape, x2d: Value, lens: np.ndarray
+              ) -> tuple[Value, Value, Value | None]:
+    """Y as [dirs, seq * batch, hidden] (zero past each entry's length), the last hidden state and
+    cell state as [dirs, batch, hidden]."""
+    cell_def = _Cell(c, node, s, _activations(node, s.directions))
     ins = node.inputs + [None] * (8 - len(node.inputs))
-    h, cell = _initial(c, ins[5], s, d), _initial(c, ins[6], s, d) if node.op == "LSTM" else None
-    proj, order = cell_def.projection(x2d), _step_order(s, reverse, lens)
-    if order is not None:
-        proj = c.add("Gather", [proj, _const(c, order, np.int64)], axis=0)
-    ys, zeros = [], _const(c, np.zeros((s.batch, s.hidden)))
+    h, cell = _initial(c, ins[5], s), _initial(c, ins[6], s) if node.op == "LSTM" else None
+    order, rows = _step_order(node, s, lens), (s.directions, s.seq * s.batch)
+    proj = _reordered(c, cell_def.projection(x2d), order, rows + (GATES[node.op] * s.hidden,))
+    ys, zeros = [], _const(c, np.zeros((s.directions, s.batch, s.hidden)))
     for t in range(s.seq):
         active = t < lens
         if not active.any():
             ys.append(zeros)
             continue
-        new_h, new_cell = cell_def.step(_part(c, proj, 0, t * s.batch, s.batch), h, cell)
+        new_h, new_cell = cell_def.step(_part(c, proj, 1, t * s.batch, s.batch), h, cell)
         if active.all():
             h, cell = new_h, new_cell
             ys.append(h)
             continue
-        mask = _const(c, active.reshape(-1, 1), np.bool_)
+        mask = _const(c, active.reshape(1, -1, 1), np.bool_)
         h = c.add("Where", [mask, new_h, h])
         cell = c.add("Where", [mask, new_cell, cell]) if cell is not None else None
         ys.append(c.add("Where", [mask, new_h, zeros]))
-    y = c.add("Concat", ys, axis=0) if len(ys) > 1 else ys[0]
-    if order is not None:
-        y = c.add("Gather", [y, _const(c, order, np.int64)], axis=0)
-    return c.add("Reshape", [y], shape=(s.seq, 1, s.batch, s.hidden)), h, cell
-
-
-def _joined(c: _Chain, parts: list[Value], axis: int) -> Value:
-    return c.add("Concat", parts, axis=axis) if len(parts) > 1 else parts[0]
-
-
-def _state_out(c: _Chain, s: RecurrentShape, states: list[Value], out: Value) -> None:
-    joined = _joined(c, [c.add("Reshape", [v], shape=(1, s.batch, s.hidden)) for v in states], 0)
-    if s.layout:
-        joined = c.add("Transpose", [joined], perm=(1, 0, 2))
-    c.add("Reshape", [joined], out, shape=out.type.shape)
+    y = c.add("Concat", ys, axis=1) if len(ys) > 1 else ys[0]
+    return _reordered(c, y, order, rows + (s.hidden,)), h, cell
 
 
 def recurrent(graph: Graph, node: Node) -> Patch | None:
@@ -241,15 +244,13 @@ def recurrent(graph: Graph, node: Node) -> Patch | None:
     x = node.inputs[0]
     if s.layout:
         x = c.add("Transpose", [x], perm=(1, 0, 2))
-    x2d = c.add("Reshape", [x], shape=(s.seq * s.batch, s.input))
-    results = [_direction(c, node, s, d, x2d, lens, acts)
-               for d, acts in enumerate(_activations(node, s.directions))]
-    y = _joined(c, [r[0] for r in results], 1)
-    if s.layout:
-        y = c.add("Transpose", [y], perm=(2, 0, 1, 3))
-    c.add("Reshape", [y], node.outputs[0], shape=node.outputs[0].type.shape)
-    for i, out in enumerate(node.outputs[1:], start=1):
-        _state_out(c, s, [r[i] for r in results], out)
+    y, h, cell = _unrolled(c, node, s, c.add("Reshape", [x], shape=(s.seq * s.batch, s.input)), lens)
+    y = c.add("Reshape", [y], shape=(s.directions, s.seq, s.batch, s.hidden))
+    outs = [(y, (2, 1, 0, 3) if s.layout else (1, 0, 2, 3)), (h, (1, 0, 2)), (cell, (1, 0, 2))]
+    for i, (out, (v, perm)) in enumerate(zip(node.outputs, outs)):
+        if i == 0 or s.layout:  # Y always moves; the states only when batch-first
+            v = c.add("Transpose", [v], perm=perm)
+        c.add("Reshape", [v], out, shape=out.type.shape)
     return Patch(c.nodes)
 
 
