@@ -290,3 +290,14 @@ def test_top_k(launcher, tmp_path, x, axis, k, largest):
 def test_if_folds_on_a_shape(launcher, tmp_path, width):
     from onnx_models import if_on_shape
     pjrt_harness.check(launcher, if_on_shape(width), {"x": rand(2, width)}, tmp_path)
+
+
+@pytest.mark.parametrize("trips,stop_at", [(3, None), (6, 2)])
+def test_loop_unrolled(launcher, tmp_path, trips, stop_at):
+    from onnx_models import loop_model
+    pjrt_harness.check(launcher, loop_model(trips, stop_at), {"x": rand(2, 3)}, tmp_path)
+
+
+def test_scan_unrolled(launcher, tmp_path):
+    from onnx_models import scan_model
+    pjrt_harness.check(launcher, scan_model(1, 1, 1), {"s0": rand(2, 3), "x": rand(2, 5, 3)}, tmp_path)

@@ -14,6 +14,8 @@ from ..errors import CompileError
 from ..ir.graph import Graph, Node, Value
 from ..passes.infer import infer
 
+MAX_UNROLLED = 4096  # Loop iterations: each is a copy of the body in the compiled graph
+
 
 def _optional_outputs(op: str) -> Callable:
     """The IR op with every omitted ("") output given a name of its own."""
@@ -78,7 +80,7 @@ def _inline(im, name: str, body: onnx.GraphProto, bindings: dict[str, Value] | N
     return results
 
 
-def _bind(outs: list[str], values: list[Value], im, name: str) -> None:
+def _bind(im, name: str, outs: list[str], values: list[Value]) -> None:
     for value, out in zip(values, outs):
         if out:
             im.emit("Identity", name, [value], [out])
@@ -90,7 +92,7 @@ def _if(im, name: str, ins: list, outs: list[str], attrs: dict) -> None:
     if len(results) != len(outs):
         raise CompileError(f"If node {name}: the branch has {len(results)} outputs, the node {len(outs)} "
                            f"({im.source})")
-    _bind(outs, results, im, name)
+    _bind(im, name, outs, results)
 
 
 def _stacked(im, name: str, parts: list[Value], axis: int, out: str) -> None:
@@ -109,8 +111,11 @@ def _loop(im, name: str, ins: list, outs: list[str], attrs: dict) -> None:
         raise CompileError(f"Loop node {name} (opset {im.opset}): a loop without a trip count M is not supported "
                            f"({im.source}); kiln unrolls loops whose trip count is a constant")
     keep_going, scans = bool(_known(im, "Loop", name, ins[1] if len(ins) > 1 else None, "a condition", True)), []
+    names = [b.name for b in body.input]
     for i in range(int(trips) if keep_going else 0):
-        names = [b.name for b in body.input]
+        if i == MAX_UNROLLED:
+            raise CompileError(f"Loop node {name} (opset {im.opset}): more than {MAX_UNROLLED} iterations are not "
+                               f"supported ({im.source}); kiln unrolls loops")
         step = [Value(f"{name}/iter{i}", const=np.array(i, np.int64)), Value(f"{name}/cond{i}", const=np.array(True))]
         results = _inline(im, f"{name}/{i}", body, dict(zip(names, step + carried)))
         carried, scan = results[1:1 + len(carried)], results[1 + len(carried):]
@@ -120,7 +125,7 @@ def _loop(im, name: str, ins: list, outs: list[str], attrs: dict) -> None:
     if len(outs) > len(carried) and not scans:
         raise CompileError(f"Loop node {name}: it runs no iteration, so its scan outputs are empty, which kiln "
                            f"does not support ({im.source})")
-    _bind(outs, carried, im, name)
+    _bind(im, name, outs, carried)
     for k, out in enumerate(outs[len(carried):]):
         if out:
             _stacked(im, name, [s[k] for s in scans], 0, out)
@@ -150,7 +155,7 @@ def _scan(im, name: str, ins: list, outs: list[str], attrs: dict) -> None:
         results = _inline(im, f"{name}/{t}", body, dict(zip(names, states + [s[t] for s in slices])))
         states = results[:len(states)]
         scans.append(results[len(states):])
-    _bind(outs, states, im, name)
+    _bind(im, name, outs, states)
     k = len(outs) - len(states)
     out_axes, out_dirs = attrs.get("scan_output_axes", (0,) * k), attrs.get("scan_output_directions", (0,) * k)
     for j, out in enumerate(outs[len(states):]):
