@@ -304,7 +304,8 @@ def recurrent(op: str, seq: int, batch: int, size: int, hidden: int, direction: 
     which of Y, Y_h (, Y_c) the node names (the others are omitted)."""
     rng = np.random.default_rng(seed)
     rand = lambda *shape: rng.uniform(-1, 1, shape).astype(np.float32)  # noqa: E731
-    gates, dirs, layout = {"RNN": 1, "GRU": 3, "LSTM": 4}[op], 1 + (direction == "bidirectional"), attrs.get("layout", 0)
+    gates, dirs = {"RNN": 1, "GRU": 3, "LSTM": 4}[op], 1 + (direction == "bidirectional")
+    layout = attrs.get("layout", 0)
     state = (batch, dirs, hidden) if layout else (dirs, batch, hidden)
     inits = {"W": rand(dirs, gates * hidden, size), "R": rand(dirs, gates * hidden, hidden),
              "B": rand(dirs, 2 * gates * hidden) if bias else None,
@@ -366,11 +367,12 @@ def loop_model(trips: int = 3, stop_at: int | None = None) -> onnx.ModelProto:
         "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
                  helper.make_tensor_value_info("c_in", TensorProto.BOOL, []),
                  helper.make_tensor_value_info("v", F, [2, 3])],
-        [helper.make_tensor_value_info(n, t, None) for n, t in (("c_out", TensorProto.BOOL), ("v_out", F), ("scan", F))],
+        [helper.make_tensor_value_info(n, t, None)
+         for n, t in (("c_out", TensorProto.BOOL), ("v_out", F), ("scan", F))],
         [numpy_helper.from_array(np.float32(2), "two")])
     node = helper.make_node("Loop", ["m", "", "x"], ["v_final", "vs"], name="the_loop", body=body)
     graph = helper.make_graph([node], "loop", [helper.make_tensor_value_info("x", F, [2, 3])],
-                              [helper.make_empty_tensor_value_info("v_final"), helper.make_empty_tensor_value_info("vs")],
+                              [helper.make_empty_tensor_value_info(o) for o in ("v_final", "vs")],
                               [numpy_helper.from_array(np.array(trips, np.int64), "m")])
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
@@ -388,7 +390,7 @@ def scan_model(reverse_in: int = 0, out_axis: int = 0, reverse_out: int = 0) -> 
                             scan_output_directions=[reverse_out])
     graph = helper.make_graph([node], "scan", [helper.make_tensor_value_info("s0", F, [2, 3]),
                                                helper.make_tensor_value_info("x", F, [2, 5, 3])],
-                              [helper.make_empty_tensor_value_info("s_final"), helper.make_empty_tensor_value_info("ys")])
+                              [helper.make_empty_tensor_value_info(o) for o in ("s_final", "ys")])
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
     return m

@@ -264,7 +264,8 @@ def test_max_pool_propagates_nan(launcher, tmp_path, case):
 
 
 # -- RNN, GRU, LSTM, CumSum/CumProd, TopK, If (decomposed at build time, as on the other backends) --
-@pytest.mark.parametrize("case", sorted(c for c, v in test_compiler_ops.RECURRENT_CASES.items() if not v[5].get("layout")))
+@pytest.mark.parametrize("case", sorted(c for c, v in test_compiler_ops.RECURRENT_CASES.items()
+                                         if not v[5].get("layout")))  # onnxruntime runs layout 0 only
 def test_recurrent(launcher, tmp_path, case):
     from onnx_models import recurrent
     op, seq, batch, size, hidden, attrs = test_compiler_ops.RECURRENT_CASES[case]

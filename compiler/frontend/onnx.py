@@ -45,7 +45,7 @@ class Importer:
         self.used = used  # names some node or the graph's outputs read
         self.values: dict[str, Value] = {}
         self.nodes: list[Node] = []
-        self.renames: dict[str, str] = {}  # names inside an inlined If branch -> their unique names
+        self.renames: dict[str, str] = {}  # names inside an inlined subgraph -> their unique names
 
     def get(self, name: str, node: str) -> Value | None:
         if name == "":

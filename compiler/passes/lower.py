@@ -138,8 +138,9 @@ def _normalise_attrs(graph: Graph, node: Node) -> Patch | None:
     return None
 
 
-RULES = SEQ_RULES + [pad, lrn, attention, reduction, cast_like, trilu, group_norm, space_depth, tile, mod, _alias, _gemm,
+RULES = [pad, lrn, attention, reduction, cast_like, trilu, group_norm, space_depth, tile, mod, _alias, _gemm,
          _batch_norm, _conv_bias, _matmul_vectors, _split, _normalise_attrs, normalise]
+RULES = SEQ_RULES + RULES  # the sequence ops first: their expansions hold ops the others rewrite
 
 
 def lower(graph: Graph) -> Graph:
