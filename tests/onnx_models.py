@@ -294,3 +294,103 @@ def check(model: onnx.ModelProto, feeds: dict[str, np.ndarray], workdir, variant
         assert len(got) == len(ref)
         for g, r in zip(got, ref):
             assert_close(g, r)
+
+
+def recurrent(op: str, seq: int, batch: int, size: int, hidden: int, direction: str = "forward",
+              lens: list[int] | None = None, initial: bool = False, peepholes: bool = False, bias: bool = True,
+              outputs: tuple[bool, ...] = (True, True, True), seed: int = 0, **attrs
+              ) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """One RNN/GRU/LSTM node with seeded weights (initializers) and its feeds; `outputs` says
+    which of Y, Y_h (, Y_c) the node names (the others are omitted)."""
+    rng = np.random.default_rng(seed)
+    rand = lambda *shape: rng.uniform(-1, 1, shape).astype(np.float32)  # noqa: E731
+    gates, dirs = {"RNN": 1, "GRU": 3, "LSTM": 4}[op], 1 + (direction == "bidirectional")
+    layout = attrs.get("layout", 0)
+    state = (batch, dirs, hidden) if layout else (dirs, batch, hidden)
+    inits = {"W": rand(dirs, gates * hidden, size), "R": rand(dirs, gates * hidden, hidden),
+             "B": rand(dirs, 2 * gates * hidden) if bias else None,
+             "sequence_lens": np.array(lens, np.int32) if lens is not None else None,
+             "initial_h": rand(*state) if initial else None,
+             "initial_c": rand(*state) if initial and op == "LSTM" else None,
+             "P": rand(dirs, 3 * hidden) if peepholes else None}
+    names = ["X"] + [k if v is not None else "" for k, v in inits.items()][:5 if op != "LSTM" else 7]
+    outs = [name if keep else "" for name, keep in zip(("Y", "Y_h", "Y_c"), outputs[:3 if op == "LSTM" else 2])]
+    node = helper.make_node(op, names, outs, name="the_node", hidden_size=hidden, direction=direction, **attrs)
+    x = rand(batch, seq, size) if layout else rand(seq, batch, size)
+    graph = helper.make_graph([node], op.lower(), [helper.make_tensor_value_info("X", F, x.shape)],
+                              [helper.make_empty_tensor_value_info(o) for o in outs if o],
+                              [numpy_helper.from_array(v, k) for k, v in inits.items() if v is not None])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    m.ir_version = 8
+    return m, {"X": x}
+
+
+def if_on_shape(width: int, runtime_condition: bool = False) -> onnx.ModelProto:
+    """y = If(x.shape[1] == 4 (or, with `runtime_condition`, an input flag)): then x * 2 + c inside
+    a nested If on a constant, else relu(x) - c; c is an outer-scope initializer, each branch has
+    its own initializers and names that repeat in the other branch."""
+    def branch(nodes: list, inits: dict, name: str) -> onnx.GraphProto:
+        return helper.make_graph(nodes, name, [], [helper.make_empty_tensor_value_info("t")],
+                                 [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+    inner = branch([helper.make_node("Mul", ["x", "two"], ["m"]), helper.make_node("Add", ["m", "c"], ["t"])],
+                   {"two": np.float32(2)}, "inner")
+    never = branch([helper.make_node("Neg", ["x"], ["t"])], {}, "never")
+    then = branch([helper.make_node("If", ["yes"], ["t"], then_branch=inner, else_branch=never)],
+                  {"yes": np.array(True)}, "then")
+    otherwise = branch([helper.make_node("Relu", ["x"], ["m"]), helper.make_node("Sub", ["m", "c"], ["t"])], {}, "else")
+    nodes = [helper.make_node("Shape", ["x"], ["shape"]),
+             helper.make_node("Gather", ["shape", "one"], ["width"], axis=0),
+             helper.make_node("Equal", ["width", "four"], ["cond"]),
+             helper.make_node("If", ["flag" if runtime_condition else "cond"], ["y"], name="the_if",
+                              then_branch=then, else_branch=otherwise)]
+    inputs = [helper.make_tensor_value_info("x", F, [2, width])]
+    if runtime_condition:
+        inputs.append(helper.make_tensor_value_info("flag", TensorProto.BOOL, []))
+    inits = [numpy_helper.from_array(v, k) for k, v in (("one", np.array(1, np.int64)), ("four", np.array(4, np.int64)),
+                                                      ("c", np.array([0.5], np.float32)))]
+    graph = helper.make_graph(nodes, "if", inputs, [helper.make_empty_tensor_value_info("y")], inits)
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+def loop_model(trips: int = 3, stop_at: int | None = None) -> onnx.ModelProto:
+    """Loop with a constant trip count: v <- v * 2 + iteration, each v also a scan output; the body's
+    condition is `iteration != stop_at` (constant true without `stop_at`)."""
+    cond = ([helper.make_node("Constant", [], ["stop"], value=numpy_helper.from_array(np.array(stop_at, np.int64))),
+             helper.make_node("Equal", ["i", "stop"], ["at_stop"]), helper.make_node("Not", ["at_stop"], ["c_out"])]
+            if stop_at is not None else [helper.make_node("Identity", ["c_in"], ["c_out"])])
+    body = helper.make_graph(
+        cond + [helper.make_node("Cast", ["i"], ["fi"], to=TensorProto.FLOAT),
+                helper.make_node("Mul", ["v", "two"], ["v2"]), helper.make_node("Add", ["v2", "fi"], ["v_out"]),
+                helper.make_node("Identity", ["v_out"], ["scan"])],
+        "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                 helper.make_tensor_value_info("c_in", TensorProto.BOOL, []),
+                 helper.make_tensor_value_info("v", F, [2, 3])],
+        [helper.make_tensor_value_info(n, t, None)
+         for n, t in (("c_out", TensorProto.BOOL), ("v_out", F), ("scan", F))],
+        [numpy_helper.from_array(np.float32(2), "two")])
+    node = helper.make_node("Loop", ["m", "", "x"], ["v_final", "vs"], name="the_loop", body=body)
+    graph = helper.make_graph([node], "loop", [helper.make_tensor_value_info("x", F, [2, 3])],
+                              [helper.make_empty_tensor_value_info(o) for o in ("v_final", "vs")],
+                              [numpy_helper.from_array(np.array(trips, np.int64), "m")])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+def scan_model(reverse_in: int = 0, out_axis: int = 0, reverse_out: int = 0) -> onnx.ModelProto:
+    """Scan over x [2, 5, 3] along axis 1: state s [2, 3] <- s + x_t; outputs s and each s * x_t."""
+    body = helper.make_graph(
+        [helper.make_node("Add", ["s", "xt"], ["s_out"]), helper.make_node("Mul", ["s_out", "xt"], ["y"])],
+        "body", [helper.make_tensor_value_info("s", F, [2, 3]), helper.make_tensor_value_info("xt", F, [2, 3])],
+        [helper.make_tensor_value_info("s_out", F, [2, 3]), helper.make_tensor_value_info("y", F, [2, 3])])
+    node = helper.make_node("Scan", ["s0", "x"], ["s_final", "ys"], name="the_scan", body=body, num_scan_inputs=1,
+                            scan_input_axes=[1], scan_input_directions=[reverse_in], scan_output_axes=[out_axis],
+                            scan_output_directions=[reverse_out])
+    graph = helper.make_graph([node], "scan", [helper.make_tensor_value_info("s0", F, [2, 3]),
+                                               helper.make_tensor_value_info("x", F, [2, 5, 3])],
+                              [helper.make_empty_tensor_value_info(o) for o in ("s_final", "ys")])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m

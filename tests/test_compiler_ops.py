@@ -1061,3 +1061,151 @@ def test_tensor_scatter(tmp_path, mode, starts, axis):
         inputs.append(("w", feeds["w"], False))
     model = single_op("TensorScatter", inputs, 1, 24, mode=mode, axis=axis)
     np.testing.assert_array_equal(kiln_run(model, feeds, tmp_path)[0], ReferenceEvaluator(model).run(None, feeds)[0])
+
+
+# -- RNN, GRU, LSTM (unrolled), CumSum/CumProd, TopK, If (folded) ---------------------------------
+RECURRENT_CASES = {
+    "lstm_peepholes_initial": ("LSTM", 5, 3, 4, 6, dict(initial=True, peepholes=True)),
+    "lstm_bidirectional_lens_batch_first": ("LSTM", 5, 3, 4, 3, dict(
+        direction="bidirectional", lens=[5, 2, 4], initial=True, layout=1, clip=0.8, input_forget=1)),
+    "lstm_reverse_parameterized": ("LSTM", 4, 2, 3, 5, dict(
+        direction="reverse", activations=["HardSigmoid", "LeakyRelu", "ScaledTanh"],
+        activation_alpha=[0.3, 0.1, 1.5], activation_beta=[0.6, 0.7])),
+    "lstm_only_y_h": ("LSTM", 3, 2, 4, 5, dict(outputs=(False, True, False), bias=False)),
+    "gru_bidirectional_lens_linear_before_reset": ("GRU", 4, 3, 5, 4, dict(
+        direction="bidirectional", lens=[1, 4, 3], initial=True, linear_before_reset=1)),
+    "gru_reset_after_batch_first": ("GRU", 6, 2, 3, 4, dict(layout=1, activations=["Sigmoid", "Softsign"],
+                                                          clip=1.5)),
+    "rnn_bidirectional_activations": ("RNN", 4, 2, 3, 5, dict(
+        direction="bidirectional", activations=["Relu", "Elu"], activation_alpha=[0.5], initial=True)),
+    "rnn_lens_softplus": ("RNN", 5, 2, 3, 4, dict(lens=[3, 5], activations=["Softplus"], outputs=(True, False))),
+    "rnn_affine_thresholded": ("RNN", 3, 2, 3, 4, dict(
+        direction="bidirectional", activations=["Affine", "ThresholdedRelu"], activation_alpha=[0.5, 0.2],
+        activation_beta=[0.1])),
+}
+
+
+def seq_first(model):
+    """The layout-0 twin of a layout-1 (batch-first) recurrent model: onnxruntime runs only layout 0."""
+    from onnx import numpy_helper as nh
+    twin = type(model)()
+    twin.CopyFrom(model)
+    node = twin.graph.node[0]
+    for a in node.attribute:
+        if a.name == "layout":
+            a.i = 0
+    for i, init in enumerate(twin.graph.initializer):
+        if init.name in ("initial_h", "initial_c"):
+            twin.graph.initializer[i].CopyFrom(nh.from_array(nh.to_array(init).transpose(1, 0, 2), init.name))
+    dims = twin.graph.input[0].type.tensor_type.shape.dim
+    dims[0].dim_value, dims[1].dim_value = dims[1].dim_value, dims[0].dim_value
+    return twin
+
+
+@pytest.mark.parametrize("case", sorted(RECURRENT_CASES))
+def test_recurrent(tmp_path, case):
+    """Against onnxruntime without NaN and infinities: its LSTM and GRU clamp gate inputs with
+    min/max, which turns NaN into a bound (test_recurrent_propagates_nan has kiln's)."""
+    from onnx_models import recurrent, run_onnxruntime
+    op, seq, batch, size, hidden, attrs = RECURRENT_CASES[case]
+    model, feeds = recurrent(op, seq, batch, size, hidden, **attrs)
+    if not attrs.get("layout"):
+        check(model, feeds, tmp_path)
+        return
+    got = kiln_run(model, feeds, tmp_path)
+    ref = run_onnxruntime(seq_first(model), {"X": feeds["X"].transpose(1, 0, 2)})
+    for g, r in zip(got, ref):
+        assert_close(g, r.transpose((2, 0, 1, 3) if r.ndim == 4 else (1, 0, 2)))
+
+
+@pytest.mark.parametrize("op", ["RNN", "GRU", "LSTM"])
+def test_recurrent_propagates_nan(tmp_path, op):
+    """A NaN input makes its batch entry NaN from that step on (both directions) and no other."""
+    from onnx_models import recurrent
+    model, feeds = recurrent(op, 4, 3, 2, 3, direction="bidirectional")
+    feeds["X"][2, 1, 0] = np.nan
+    y = kiln_run(model, feeds, tmp_path)[0]
+    assert np.isnan(y[2:, 0, 1]).all() and np.isnan(y[:3, 1, 1]).all()
+    assert not np.isnan(y[:2, 0, 1]).any() and not np.isnan(y[3:, 1, 1]).any()
+    assert not np.isnan(y[:, :, [0, 2]]).any()
+
+
+def test_recurrent_with_runtime_sequence_lens_is_refused(tmp_path):
+    from onnx_models import recurrent
+    model, feeds = recurrent("GRU", 3, 2, 3, 4, lens=[3, 1])
+    model.graph.initializer.pop()  # sequence_lens becomes an input
+    model.graph.input.append(helper.make_tensor_value_info("sequence_lens", 6, [2]))
+    with pytest.raises(CompileError, match="GRU node the_node: sequence_lens must be known at build time"):
+        kiln_run(model, dict(feeds, sequence_lens=np.array([3, 1], np.int32)), tmp_path)
+
+
+@pytest.mark.parametrize("op", ["CumSum", "CumProd"])
+@pytest.mark.parametrize("exclusive,reverse", [(0, 0), (1, 0), (0, 1), (1, 1)])
+@pytest.mark.parametrize("dtype,axis", [(np.float32, 1), (np.int64, -1), (np.float32, 0)])
+def test_cumulative(tmp_path, op, exclusive, reverse, dtype, axis):
+    x = rand(5, 11, lo=0.5, hi=1.5) if op == "CumProd" else rand(5, 11)
+    x = ints(5, 11, dtype=dtype) if dtype == np.int64 else x
+    run(tmp_path, op, [("x", x, False), ("axis", np.array(axis, np.int64), True)], opset=26 if op == "CumProd" else 17,
+        exclusive=exclusive, reverse=reverse)
+
+
+@pytest.mark.parametrize("shape,axis,k,largest", [((3, 9), -1, 3, 1), ((4, 6, 5), 1, 6, 0), ((2, 7, 3), 0, 1, 1),
+                                                  ((1, 40), 1, 12, 0)])
+@pytest.mark.parametrize("dtype", [np.float32, np.int64])
+def test_top_k(tmp_path, shape, axis, k, largest, dtype):
+    """Many ties (small integers): they go to the lower index. No NaN: onnxruntime's order around
+    NaN depends on its sort algorithm (test_top_k_nan has kiln's)."""
+    x = ints(*shape, dtype=dtype) if dtype == np.int64 else ints(*shape).astype(np.float32)
+    if dtype == np.float32:
+        x.reshape(-1)[::5], x.reshape(-1)[2::7] = np.inf, -np.inf
+    run(tmp_path, "TopK", [("x", x, False), ("k", np.array([k], np.int64), True)], n_out=2, specials=False,
+        axis=axis, largest=largest)
+
+
+@pytest.mark.parametrize("largest", [1, 0])
+def test_top_k_nan(tmp_path, largest):
+    """NaN ranks above every number, +inf included (numpy's sort, torch.topk), ties to the lower index."""
+    x = np.array([[1, np.nan, 3, np.inf, -np.inf, 3, np.nan, 0, -np.inf]], np.float32)
+    model = single_op("TopK", [("x", x, False), ("k", np.array([6], np.int64), True)], 2, largest=largest)
+    values, indices = kiln_run(model, {"x": x}, tmp_path)
+    ascending = sorted(range(9), key=lambda i: (np.isnan(x[0, i]), 0 if np.isnan(x[0, i]) else x[0, i], i))
+    descending = sorted(range(9), key=lambda i: (not np.isnan(x[0, i]), 0 if np.isnan(x[0, i]) else -x[0, i], i))
+    want = (descending if largest else ascending)[:6]
+    np.testing.assert_array_equal(indices[0], want)
+    np.testing.assert_array_equal(values[0], x[0, want])
+
+
+@pytest.mark.parametrize("width", [4, 3])
+def test_if_folds_on_a_shape(tmp_path, width):
+    from onnx_models import if_on_shape
+    x = rand(2, width)
+    check(if_on_shape(width), {"x": x}, tmp_path)
+
+
+def test_if_on_a_runtime_condition_is_refused(tmp_path):
+    from onnx_models import if_on_shape
+    with pytest.raises(CompileError, match=r"^If node the_if \(opset 17\): a condition must be known at build time; "
+                                           r"flag is only known at run time"):
+        kiln_run(if_on_shape(4, runtime_condition=True), {}, tmp_path)
+
+
+@pytest.mark.parametrize("trips,stop_at", [(3, None), (1, None), (6, 2)])
+def test_loop_unrolled(tmp_path, trips, stop_at):
+    from onnx_models import loop_model
+    check(loop_model(trips, stop_at), {"x": rand(2, 3)}, tmp_path)
+
+
+@pytest.mark.parametrize("reverse_in,out_axis,reverse_out", [(0, 0, 0), (1, 1, 0), (0, -1, 1)])
+def test_scan_unrolled(tmp_path, reverse_in, out_axis, reverse_out):
+    from onnx_models import scan_model
+    check(scan_model(reverse_in, out_axis, reverse_out), {"s0": rand(2, 3), "x": rand(2, 5, 3)}, tmp_path)
+
+
+def test_loop_on_a_runtime_trip_count_is_refused(tmp_path):
+    from onnx_models import loop_model
+    model = loop_model()
+    model.graph.initializer.pop()
+    model.graph.input.append(helper.make_tensor_value_info("m", 7, []))
+    with pytest.raises(CompileError, match=r"^Loop node the_loop \(opset 17\): a trip count must be known at build "
+                                           r"time; m is only known at run time"):
+        kiln_run(model, {}, tmp_path)

@@ -308,3 +308,44 @@ def test_tensor_scatter_against_onnx_reference(launcher, tmp_path, mode):
     model = single_op("TensorScatter", [(n, a, False) for n, a in feeds.items()], 1, 24, mode=mode)
     got = pjrt_harness.run_model(pjrt_harness.bundle(launcher, model, tmp_path), model, feeds)[0]
     np.testing.assert_array_equal(got, ReferenceEvaluator(model).run(None, feeds)[0])
+
+
+# -- RNN, GRU, LSTM, CumSum/CumProd, TopK, If (decomposed at build time, as on the other backends) --
+@pytest.mark.parametrize("case", sorted(c for c, v in test_compiler_ops.RECURRENT_CASES.items()
+                                         if not v[5].get("layout")))  # onnxruntime runs layout 0 only
+def test_recurrent(launcher, tmp_path, case):
+    from onnx_models import recurrent
+    op, seq, batch, size, hidden, attrs = test_compiler_ops.RECURRENT_CASES[case]
+    model, feeds = recurrent(op, seq, batch, size, hidden, **attrs)
+    pjrt_harness.check(launcher, model, feeds, tmp_path)
+
+
+@pytest.mark.parametrize("op,x,attrs", [
+    ("CumSum", rand(4, 9), dict(exclusive=1)), ("CumSum", ints(3, 8), dict(reverse=1)),
+    ("CumProd", rand(4, 9, lo=0.5, hi=1.5), dict(reverse=1, exclusive=1)), ("CumProd", ints(3, 8), {})])
+def test_cumulative(launcher, tmp_path, op, x, attrs):
+    model = single_op(op, [("x", x, False), ("axis", I(1), True)], 1, 26 if op == "CumProd" else 17, **attrs)
+    pjrt_harness.check(launcher, model, with_specials({"x": x}), tmp_path)
+
+
+@pytest.mark.parametrize("x,axis,k,largest", [(ints(3, 9).astype(np.float32), -1, 4, 1), (ints(4, 6, 5), 1, 6, 0)])
+def test_top_k(launcher, tmp_path, x, axis, k, largest):
+    model = single_op("TopK", [("x", x, False), ("k", I([k]), True)], 2, axis=axis, largest=largest)
+    pjrt_harness.check(launcher, model, {"x": x}, tmp_path)
+
+
+@pytest.mark.parametrize("width", [4, 3])
+def test_if_folds_on_a_shape(launcher, tmp_path, width):
+    from onnx_models import if_on_shape
+    pjrt_harness.check(launcher, if_on_shape(width), {"x": rand(2, width)}, tmp_path)
+
+
+@pytest.mark.parametrize("trips,stop_at", [(3, None), (6, 2)])
+def test_loop_unrolled(launcher, tmp_path, trips, stop_at):
+    from onnx_models import loop_model
+    pjrt_harness.check(launcher, loop_model(trips, stop_at), {"x": rand(2, 3)}, tmp_path)
+
+
+def test_scan_unrolled(launcher, tmp_path):
+    from onnx_models import scan_model
+    pjrt_harness.check(launcher, scan_model(1, 1, 1), {"s0": rand(2, 3), "x": rand(2, 5, 3)}, tmp_path)

@@ -15,6 +15,7 @@ from ..ir.graph import NP_TO_DTYPE, Graph, Node, TensorType, Value
 from .composites import COMPOSITES
 from .composites_extra import COMPOSITES_EXTRA
 from .functions import FUNCTION_OPS, expand
+from .sequence import SEQUENCE_MAPPERS
 from .weights import ONNX_DTYPES, inline_weights, onnx_dtype, safetensors_weights
 
 # The ai.onnx opsets kiln accepts: up to the newest of the pinned onnx wheel. Between opset 23 and
@@ -50,10 +51,12 @@ class Importer:
         self.used = used  # names some node or the graph's outputs read
         self.values: dict[str, Value] = {}
         self.nodes: list[Node] = []
+        self.renames: dict[str, str] = {}  # names inside an inlined subgraph -> their unique names
 
     def get(self, name: str, node: str) -> Value | None:
         if name == "":
             return None
+        name = self.renames.get(name, name)
         if name not in self.values:
             raise CompileError(f"node {node} reads undefined value {name} ({self.source})")
         return self.values[name]
@@ -228,6 +231,7 @@ MAPPERS.update(Constant=_constant, Max=_chain("Max"), Min=_chain("Min"), Clip=_c
                Mean=_variadic("Add", mean=True), LayerNormalization=_layer_norm, **COMPOSITES)
 MAPPERS["Scatter"] = _same("ScatterElements")  # deprecated (opset 9-10) alias
 MAPPERS.update(COMPOSITES_EXTRA)
+MAPPERS.update(SEQUENCE_MAPPERS)
 
 
 Shapes = dict[str, tuple[int, ...]]

@@ -303,7 +303,10 @@ op("Pad", _pad, _eval_pad)
 
 
 def _range_values(node: Node) -> np.ndarray:
-    start, limit, delta = (const_input(node, i, what) for i, what in enumerate(("start", "limit", "delta")))
+    values = [const_input(node, i, what) for i, what in enumerate(("start", "limit", "delta"))]
+    if any(np.size(v) != 1 for v in values):  # one-element tensors pass as scalars (as onnxruntime)
+        raise fail(node, "start, limit and delta must be scalars")
+    start, limit, delta = (np.reshape(v, ()) for v in values)
     if not delta:
         raise fail(node, "delta is 0")
     count = max(int(np.ceil((limit - start) / delta)), 0)

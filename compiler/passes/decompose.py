@@ -282,7 +282,9 @@ RULES = INDEX_RULES + LINEAR_RULES + RULES
 
 def decompose(graph: Graph) -> Graph:
     """The pass for backends that skip `lower` (StableHLO)."""
-    for rule in RULES:
+    from .decompose_seq import RULES as SEQ_RULES  # it builds on this module's _Chain
+
+    for rule in SEQ_RULES + RULES:
         if graph.rewrite(rule):
             infer(graph)
     return graph

@@ -11,6 +11,7 @@ from .decompose import (attention, cast_like, group_norm, lrn, mod, normalise, p
                         trilu)
 from .decompose_index import RULES as INDEX_RULES
 from .decompose_linear import RULES as LINEAR_RULES
+from .decompose_seq import RULES as SEQ_RULES
 
 ALIASES = {"Flatten", "Squeeze", "Unsqueeze", "Identity", "Reshape"}
 
@@ -141,7 +142,7 @@ def _normalise_attrs(graph: Graph, node: Node) -> Patch | None:
 
 RULES = [pad, lrn, attention, reduction, cast_like, trilu, group_norm, space_depth, tile, mod, _alias, _gemm,
          _batch_norm, _conv_bias, _matmul_vectors, _split, _normalise_attrs, normalise]
-RULES = INDEX_RULES + LINEAR_RULES + RULES
+RULES = SEQ_RULES + INDEX_RULES + LINEAR_RULES + RULES  # the sequence ops first: their expansions hold ops the others rewrite
 
 
 def lower(graph: Graph) -> Graph:
