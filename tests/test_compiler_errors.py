@@ -299,10 +299,10 @@ def test_malformed_safetensors_headers_are_one_line(tmp_path, header, message):
 
 def _zoo_like(opset: int = 9) -> onnx.ModelProto:
     """A model with several ops kiln does not map, as old zoo models have."""
-    nodes = [helper.make_node("Sinh", ["x"], ["a"], name="norm1"),
+    nodes = [helper.make_node("RandomUniformLike", ["x"], ["a"], name="norm1"),
              helper.make_node("Relu", ["a"], ["b"], name="relu1"),
-             helper.make_node("Hardmax", ["b"], ["c"], name="pool", axis=1),
-             helper.make_node("Sinh", ["c"], ["y"], name="norm2")]
+             helper.make_node("RandomNormalLike", ["b"], ["c"], name="pool"),
+             helper.make_node("RandomUniformLike", ["c"], ["y"], name="norm2")]
     graph = helper.make_graph(nodes, "zoo", [helper.make_tensor_value_info("x", 1, [1, 4, 5, 5])],
                               [helper.make_tensor_value_info("y", 1, [1, 1, 5, 5])])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=4)
@@ -315,9 +315,9 @@ def test_inspect_check_lists_every_problem_at_once(tmp_path):
     assert r.returncode == 1 and r.stderr == ""
     assert r.stdout.splitlines() == [
         "zoo.onnx: 3 problems for cpu",
-        "  unsupported operator Sinh (opset 9) at node norm1 (zoo.onnx); nearest supported: Sign, Shrink",
-        "  unsupported operator Hardmax (opset 9) at node pool (zoo.onnx)",
-        "  unsupported operator Sinh (opset 9) at node norm2 (zoo.onnx); nearest supported: Sign, Shrink",
+        "  unsupported operator RandomUniformLike (opset 9) at node norm1 (zoo.onnx)",
+        "  unsupported operator RandomNormalLike (opset 9) at node pool (zoo.onnx)",
+        "  unsupported operator RandomUniformLike (opset 9) at node norm2 (zoo.onnx)",
     ]
 
 
