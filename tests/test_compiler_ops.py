@@ -835,3 +835,82 @@ def test_nan_through_a_cnn(tmp_path):
     check(mnist_cnn(), {"input": x}, tmp_path)
     out = kiln_run(mnist_cnn(), {"input": np.full((1, 1, 28, 28), np.nan, np.float32)}, tmp_path)[0]
     assert np.isnan(out).all()
+
+
+# -- Resize ---------------------------------------------------------------------------------
+def _scales(*s: float) -> list:
+    return [("roi", np.array([], np.float32), True), ("scales", np.array(s, np.float32), True)]
+
+
+def _sizes(*s: int, roi: tuple = ()) -> list:
+    return [("roi", np.array(roi, np.float32), True), ("scales", np.array([], np.float32), True),
+            ("sizes", np.array(s, np.int64), True)]
+
+
+# case -> (extra inputs, attrs, opset). Not align_corners or half_pixel_symmetric with scales whose
+# output size is fractional: onnxruntime uses the rounded size there, onnx's reference (which kiln
+# follows, and the conformance cases check) the fractional one.
+RESIZE = {
+    "nearest_half_pixel": (_scales(1, 1, 2.5, 1.5), dict(mode="nearest"), 13),
+    "nearest_ceil_asymmetric": (_scales(1, 1, 0.6, 1.7), dict(nearest_mode="ceil",
+                                                               coordinate_transformation_mode="asymmetric"), 13),
+    "nearest_floor_align_corners": (_sizes(1, 2, 8, 3), dict(nearest_mode="floor",
+                                                             coordinate_transformation_mode="align_corners"), 13),
+    "nearest_prefer_ceil_pytorch": (_sizes(1, 2, 3, 11), dict(nearest_mode="round_prefer_ceil",
+                                                              coordinate_transformation_mode="pytorch_half_pixel"), 13),
+    "linear_up": (_scales(1, 1, 2, 2), dict(mode="linear"), 13),
+    "linear_down_pytorch": (_scales(1, 1, 0.6, 0.8), dict(mode="linear",
+                                                          coordinate_transformation_mode="pytorch_half_pixel"), 13),
+    "linear_align_corners": (_sizes(1, 2, 9, 4), dict(mode="linear", coordinate_transformation_mode="align_corners"), 13),
+    "linear_asymmetric": (_scales(1, 1, 1.7, 0.5), dict(mode="linear", coordinate_transformation_mode="asymmetric"), 13),
+    "linear_half_pixel_symmetric": (_sizes(1, 2, 8, 11), dict(mode="linear",
+                                                              coordinate_transformation_mode="half_pixel_symmetric"), 19),
+    "cubic_up": (_scales(1, 1, 2, 3), dict(mode="cubic"), 13),
+    "cubic_exclude_outside": (_scales(1, 1, 2, 0.6), dict(mode="cubic", cubic_coeff_a=-0.5, exclude_outside=1), 13),
+    "cubic_align_corners": (_sizes(1, 2, 3, 10), dict(mode="cubic", coordinate_transformation_mode="align_corners"), 13),
+    "crop_and_resize": (_sizes(1, 2, 7, 5, roi=(0, 0, 0.4, 0.6, 1, 1, 1.2, 0.7)),
+                        dict(mode="linear", coordinate_transformation_mode="tf_crop_and_resize",
+                             extrapolation_value=10.0), 13),
+    "linear_antialias": (_sizes(1, 2, 3, 4), dict(mode="linear", antialias=1), 18),
+    "cubic_antialias": (_sizes(1, 2, 2, 3), dict(mode="cubic", antialias=1), 18),
+    "axes_not_larger": (_sizes(9, 9)[:2] + [("sizes", np.array([9, 9], np.int64), True)],
+                        dict(mode="linear", axes=[3, 2], keep_aspect_ratio_policy="not_larger"), 18),
+    "axes_not_smaller": (_sizes(9)[:2] + [("sizes", np.array([9], np.int64), True)],
+                         dict(axes=[2], keep_aspect_ratio_policy="not_smaller"), 18),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RESIZE))
+def test_resize(tmp_path, case):
+    """NaN and infinities only through nearest: onnxruntime's linear and cubic skip or read other
+    taps of weight (almost) 0 than onnx's reference, so 0 * inf differs between the two oracles."""
+    extra, attrs, opset = RESIZE[case]
+    run(tmp_path, "Resize", [("x", rand(1, 2, 5, 7), False)] + extra, opset=opset,
+        specials=attrs.get("mode", "nearest") == "nearest", **attrs)
+
+
+def test_resize_nearest_of_integers(tmp_path):
+    x = np.arange(24, dtype=np.int32).reshape(1, 2, 3, 4)
+    run(tmp_path, "Resize", [("x", x, False)] + _scales(1, 1, 2, 1.5), opset=13, specials=False)
+
+
+def test_resize_with_runtime_scales_is_one_line(tmp_path):
+    model = single_op("Resize", [("x", rand(1, 2, 5, 7), False), ("roi", np.array([], np.float32), True),
+                                 ("scales", np.array([1, 1, 2, 2], np.float32), False)], opset=13)
+    with pytest.raises(CompileError, match=r"^Resize node the_node: scales must be known at build time"):
+        kiln_run(model, {"x": rand(1, 2, 5, 7), "scales": np.array([1, 1, 2, 2], np.float32)}, tmp_path)
+
+
+def test_resize_as_exporters_emit_it(tmp_path):
+    """A detector-like neck: Resize by constant scales (a Constant node), and Resize to another
+    feature map's size from Shape -> Slice -> Concat, both folded at build time."""
+    b = Builder(5)
+    small = b.conv("x", 3, 8, 3, stride=2)
+    up = b.op("Resize", ["", "", b.op("Constant", [], value=numpy_helper.from_array(
+        np.array([1, 1, 2, 2], np.float32)))], mode="nearest")
+    b.nodes[-1].input[0] = small
+    hw = b.op("Slice", [b.op("Shape", ["x"]), b.const(np.array([2], np.int64)), b.const(np.array([4], np.int64))])
+    sizes = b.op("Concat", [b.const(np.array([1, 8], np.int64)), hw], axis=0)
+    full = b.op("Resize", [b.op("Relu", [up]), "", "", sizes], mode="linear")
+    model = b.model([("x", F, [1, 3, 16, 20])], [(full, F, None)], opset=13)
+    check(model, {"x": rand(1, 3, 16, 20)}, tmp_path)
