@@ -140,10 +140,28 @@ CASES = {
     "tile": ("Tile", [("x", rand(2, 3), 0), ("r", I([2, 3]), 1)], {}),
     "mod": ("Mod", [("a", I([[-7, -1, 0, 6, 13]]), 0), ("b", I([[3], [-3]]), 0)], {}),
     "mod_fmod": ("Mod", [("a", I([[-7, -1, 0, 6, 13]]), 0), ("b", I([[3], [-3]]), 0)], dict(fmod=1)),
+    "resize_nearest": ("Resize", [("x", rand(1, 2, 5, 7), 0), ("roi", I([], np.float32), 1),
+                                  ("scales", I([1, 1, 2.5, 0.6], np.float32), 1)], {}),
+}
+# Resize's linear and cubic modes without NaN and infinities: see tests/test_compiler_ops.py's test_resize.
+RESIZE_CASES = {
+    "resize_linear": ("Resize", [("x", rand(1, 2, 5, 7), 0), ("roi", I([], np.float32), 1),
+                                 ("scales", I([1, 1, 2, 0.6], np.float32), 1)], dict(mode="linear"), 13),
+    "resize_cubic_align_corners": ("Resize", [("x", rand(1, 2, 5, 7), 0), ("roi", I([], np.float32), 1),
+                                              ("scales", I([], np.float32), 1), ("sizes", I([1, 2, 3, 10]), 1)],
+                                   dict(mode="cubic", coordinate_transformation_mode="align_corners"), 13),
+    "resize_crop_and_resize": ("Resize", [("x", rand(1, 2, 5, 7), 0), ("roi", I([0.4, 0.6, 1.2, 0.7], np.float32), 1),
+                                          ("scales", I([], np.float32), 1), ("sizes", I([7, 5]), 1)],
+                               dict(mode="linear", coordinate_transformation_mode="tf_crop_and_resize",
+                                    extrapolation_value=10.0, axes=[2, 3]), 18),
+    "resize_cubic_antialias": ("Resize", [("x", rand(1, 2, 5, 7), 0), ("roi", I([], np.float32), 1),
+                                          ("scales", I([], np.float32), 1), ("sizes", I([2, 3]), 1)],
+                               dict(mode="cubic", antialias=1, axes=[2, 3]), 18),
 }
 CASES_AT_OPSET = {  # case -> (op, inputs, attrs, opset)
     "attention_gqa_causal": ("Attention", [("q", rand(2, 4, 12), 0), ("k", rand(2, 4, 6), 0), ("v", rand(2, 4, 6), 0)],
                              dict(q_num_heads=4, kv_num_heads=2, is_causal=1), 23),
+    **RESIZE_CASES,
 }
 
 
