@@ -854,20 +854,24 @@ RESIZE = {
     "nearest_half_pixel": (_scales(1, 1, 2.5, 1.5), dict(mode="nearest"), 13),
     "nearest_ceil_asymmetric": (_scales(1, 1, 0.6, 1.7), dict(nearest_mode="ceil",
                                                                coordinate_transformation_mode="asymmetric"), 13),
-    "nearest_floor_align_corners": (_sizes(1, 2, 8, 3), dict(nearest_mode="floor",
-                                                             coordinate_transformation_mode="align_corners"), 13),
+    "nearest_floor_align_corners": (_sizes(1, 2, 8, 3),
+                                    dict(nearest_mode="floor", coordinate_transformation_mode="align_corners"), 13),
     "nearest_prefer_ceil_pytorch": (_sizes(1, 2, 3, 11), dict(nearest_mode="round_prefer_ceil",
-                                                              coordinate_transformation_mode="pytorch_half_pixel"), 13),
+                                                              coordinate_transformation_mode="pytorch_half_pixel"),
+                                    13),
     "linear_up": (_scales(1, 1, 2, 2), dict(mode="linear"), 13),
     "linear_down_pytorch": (_scales(1, 1, 0.6, 0.8), dict(mode="linear",
                                                           coordinate_transformation_mode="pytorch_half_pixel"), 13),
-    "linear_align_corners": (_sizes(1, 2, 9, 4), dict(mode="linear", coordinate_transformation_mode="align_corners"), 13),
-    "linear_asymmetric": (_scales(1, 1, 1.7, 0.5), dict(mode="linear", coordinate_transformation_mode="asymmetric"), 13),
-    "linear_half_pixel_symmetric": (_sizes(1, 2, 8, 11), dict(mode="linear",
-                                                              coordinate_transformation_mode="half_pixel_symmetric"), 19),
+    "linear_align_corners": (_sizes(1, 2, 9, 4), dict(mode="linear", coordinate_transformation_mode="align_corners"),
+                             13),
+    "linear_asymmetric": (_scales(1, 1, 1.7, 0.5), dict(mode="linear", coordinate_transformation_mode="asymmetric"),
+                          13),
+    "linear_half_pixel_symmetric": (_sizes(1, 2, 8, 11),
+                                    dict(mode="linear", coordinate_transformation_mode="half_pixel_symmetric"), 19),
     "cubic_up": (_scales(1, 1, 2, 3), dict(mode="cubic"), 13),
     "cubic_exclude_outside": (_scales(1, 1, 2, 0.6), dict(mode="cubic", cubic_coeff_a=-0.5, exclude_outside=1), 13),
-    "cubic_align_corners": (_sizes(1, 2, 3, 10), dict(mode="cubic", coordinate_transformation_mode="align_corners"), 13),
+    "cubic_align_corners": (_sizes(1, 2, 3, 10), dict(mode="cubic", coordinate_transformation_mode="align_corners"),
+                            13),
     "crop_and_resize": (_sizes(1, 2, 7, 5, roi=(0, 0, 0.4, 0.6, 1, 1, 1.2, 0.7)),
                         dict(mode="linear", coordinate_transformation_mode="tf_crop_and_resize",
                              extrapolation_value=10.0), 13),
@@ -914,3 +918,11 @@ def test_resize_as_exporters_emit_it(tmp_path):
     full = b.op("Resize", [b.op("Relu", [up]), "", "", sizes], mode="linear")
     model = b.model([("x", F, [1, 3, 16, 20])], [(full, F, None)], opset=13)
     check(model, {"x": rand(1, 3, 16, 20)}, tmp_path)
+
+
+@pytest.mark.parametrize("theta,size", [((2, 2, 3), (2, 3, 5, 7)), ((1, 3, 4), (1, 2, 3, 4, 5))])
+@pytest.mark.parametrize("align_corners", [0, 1])
+def test_affine_grid(tmp_path, theta, size, align_corners):
+    """Not with NaN and infinities: the base grid holds zeros (0 * inf), summed as MatMul sums."""
+    run(tmp_path, "AffineGrid", [("theta", rand(*theta), False), ("size", np.array(size, np.int64), True)],
+        opset=20, specials=False, align_corners=align_corners)

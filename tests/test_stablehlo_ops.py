@@ -157,6 +157,9 @@ RESIZE_CASES = {
     "resize_cubic_antialias": ("Resize", [("x", rand(1, 2, 5, 7), 0), ("roi", I([], np.float32), 1),
                                           ("scales", I([], np.float32), 1), ("sizes", I([2, 3]), 1)],
                                dict(mode="cubic", antialias=1, axes=[2, 3]), 18),
+    "affine_grid_2d": ("AffineGrid", [("theta", rand(2, 2, 3), 0), ("size", I([2, 3, 5, 7]), 1)], {}, 20),
+    "affine_grid_3d": ("AffineGrid", [("theta", rand(1, 3, 4), 0), ("size", I([1, 2, 3, 4, 5]), 1)],
+                       dict(align_corners=1), 20),
 }
 CASES_AT_OPSET = {  # case -> (op, inputs, attrs, opset)
     "attention_gqa_causal": ("Attention", [("q", rand(2, 4, 12), 0), ("k", rand(2, 4, 6), 0), ("v", rand(2, 4, 6), 0)],

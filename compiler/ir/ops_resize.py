@@ -113,8 +113,8 @@ def _source_coordinates(mode: str, y: np.ndarray, scale: float, n_in: int, n_out
         return (y + 0.5) / scale, None
     if mode == "tf_crop_and_resize":
         start, end = roi
-        x = np.full(n_out, (end - start) * (n_in - 1) / 2) if width == 1 else y * (end - start) * (n_in - 1) / (width - 1)
-        x = x + start * (n_in - 1)
+        span = (end - start) * (n_in - 1)
+        x = (np.full(n_out, span / 2) if width == 1 else y * span / (width - 1)) + start * (n_in - 1)
         return x, (x < 0) | (x > n_in - 1)
     if mode == "pytorch_half_pixel":
         return (np.full(n_out, -0.5) if width == 1 else (y + 0.5) / scale - 0.5), None
