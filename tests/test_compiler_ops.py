@@ -926,3 +926,13 @@ def test_affine_grid(tmp_path, theta, size, align_corners):
     """Not with NaN and infinities: the base grid holds zeros (0 * inf), summed as MatMul sums."""
     run(tmp_path, "AffineGrid", [("theta", rand(*theta), False), ("size", np.array(size, np.int64), True)],
         opset=20, specials=False, align_corners=align_corners)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "linear", "cubic"])
+def test_resize_of_a_constant_folds(tmp_path, mode):
+    """A Resize of an initializer is evaluated at build time (numpy, float64 sums)."""
+    b = Builder(6)
+    scales = b.const(np.array([1, 1, 2, 1.5], np.float32))
+    up = b.op("Resize", [b.const(rand(1, 2, 3, 4)), "", scales], mode=mode)
+    y = b.op("Add", ["x", up])
+    check(b.model([("x", F, [1, 2, 6, 6])], [(y, F, None)], opset=13), {"x": rand(1, 2, 6, 6)}, tmp_path)

@@ -52,7 +52,7 @@ def _given(node: Node, i: int, what: str) -> np.ndarray | None:
     return None if value is None or value.size == 0 else np.ravel(value)
 
 
-def scales_and_sizes(node: Node) -> tuple[list[float], list[int]]:
+def _scales_and_sizes(node: Node) -> tuple[list[float], list[int]]:
     """Per-dimension scale factors and output sizes, as the reference derives them from the
     scales or sizes input (over `axes`) and keep_aspect_ratio_policy."""
     shape = node.inputs[0].type.shape
@@ -182,7 +182,7 @@ def _taps(x: np.ndarray, n: int) -> np.ndarray:
     return (p + offset)[:, None] + np.arange(n)[None, :] - pad
 
 
-def axis_map(node: Node, axis: int, scale: float, n_out: int, roi: list[float] | None) -> AxisMap:
+def _axis_map(node: Node, axis: int, scale: float, n_out: int, roi: list[float] | None) -> AxisMap:
     n_in, rank = node.inputs[0].type.shape[axis], node.inputs[0].type.rank
     mode = node.attr("coordinate_transformation_mode", "half_pixel")
     x, outside = _source_coordinates(mode, np.arange(n_out, dtype=np.float64), scale, n_in, n_out,
@@ -205,7 +205,7 @@ def resize_plan(node: Node) -> tuple[tuple[int, ...], list[AxisMap]]:
     """The output shape and the maps of the axes that change (identity axes are skipped)."""
     _check_attrs(node)
     shape = node.inputs[0].type.shape
-    factors, sizes = scales_and_sizes(node)
+    factors, sizes = _scales_and_sizes(node)
     if min(sizes, default=1) < 1:
         raise fail(node, f"output shape {sizes} has an empty dimension; kiln does not support empty tensors")
     roi = _roi(node, len(shape))
@@ -214,7 +214,7 @@ def resize_plan(node: Node) -> tuple[tuple[int, ...], list[AxisMap]]:
         trivial_roi = roi is None or (math.isclose(roi[axis], 0.0) and math.isclose(roi[axis + len(shape)], 1.0))
         if math.isclose(factors[axis], 1.0) and sizes[axis] == shape[axis] and trivial_roi:
             continue
-        maps.append(axis_map(node, axis, factors[axis], sizes[axis], roi))
+        maps.append(_axis_map(node, axis, factors[axis], sizes[axis], roi))
     return tuple(sizes), maps
 
 
@@ -237,11 +237,11 @@ def _evaluate(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     x = xs[0]
     _, maps = resize_plan(node)
     for m in maps:
-        x = apply_axis_map(node, x, m)
+        x = _apply_axis_map(node, x, m)
     return [x]
 
 
-def apply_axis_map(node: Node, x: np.ndarray, m: AxisMap) -> np.ndarray:
+def _apply_axis_map(node: Node, x: np.ndarray, m: AxisMap) -> np.ndarray:
     """One axis map in numpy (float64 sums, as the reference)."""
     gathered = np.take(x, m.index, axis=m.axis)
     if m.weight is None:
