@@ -34,7 +34,7 @@ SAME = {
     "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum",
     "ReduceLogSumExp", "ReduceSumSquare", "ArgMax", "ArgMin", "CastLike", "Range", "Trilu",
     "DepthToSpace", "SpaceToDepth", "Tile", "EyeLike", "InstanceNormalization", "GroupNormalization", "Attention",
-    "Mod", "Resize", "AffineGrid",
+    "Mod", "Resize", "AffineGrid", "GridSample",
 }
 
 

@@ -46,3 +46,32 @@ def _evaluate(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
 
 
 op("AffineGrid", _infer, _evaluate, lambda n: 2 * n.outputs[0].type.numel * (n.outputs[0].type.shape[-1] + 1))
+
+
+GRID_SAMPLE_MODES = {"linear": "linear", "bilinear": "linear", "nearest": "nearest"}
+PADDING_MODES = ("zeros", "border", "reflection")
+
+
+def grid_sample_mode(node: Node) -> tuple[str, str]:
+    """(linear | nearest, padding mode); cubic is refused in one line."""
+    mode, padding = node.attr("mode", "linear"), node.attr("padding_mode", "zeros")
+    if mode not in GRID_SAMPLE_MODES:
+        raise fail(node, f"mode {mode!r} is not supported (supported: linear/bilinear, nearest)")
+    if padding not in PADDING_MODES:
+        raise fail(node, f"unsupported padding_mode {padding!r} (supported: {', '.join(PADDING_MODES)})")
+    return GRID_SAMPLE_MODES[mode], padding
+
+
+def _grid_sample(node: Node) -> list[TensorType]:
+    x, grid = node.inputs[0].type, node.inputs[1].type
+    grid_sample_mode(node)
+    spatial = x.rank - 2
+    if spatial < 1 or grid.rank != x.rank or grid.shape[-1] != spatial or grid.shape[0] != x.shape[0]:
+        raise fail(node, f"input {list(x.shape)} and grid {list(grid.shape)} do not match "
+                         "([N, C, spatial...] and [N, out spatial..., number of spatial dims])")
+    if x.dtype != "f32" or grid.dtype != "f32":
+        raise fail(node, f"input and grid must be float, got {x.dtype} and {grid.dtype}")
+    return [TensorType("f32", x.shape[:2] + grid.shape[1:-1])]
+
+
+op("GridSample", _grid_sample)

@@ -13,7 +13,7 @@ from ..ir.graph import DTYPES, Graph, Node, Patch, Value
 from ..ir.ops_elementwise import trilu_mask
 from ..ir.ops_nn import attention_shape, group_count, lrn_params, reduce_axes
 from ..ir.ops_shape import pad_amounts, pad_source, space_depth_shapes, tile_repeats
-from .decompose_grid import affine_grid
+from .decompose_grid import affine_grid, grid_sample
 from .decompose_resize import resize
 from .infer import infer
 
@@ -276,7 +276,7 @@ def mod(graph: Graph, node: Node) -> Patch | None:
 
 
 RULES = [pad, lrn, attention, reduction, normalise, cast_like, trilu, group_norm, space_depth, tile, mod, resize,
-         affine_grid]
+         affine_grid, grid_sample]
 
 
 def decompose(graph: Graph) -> Graph:

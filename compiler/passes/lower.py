@@ -9,7 +9,7 @@ from ..ir.registry import norm_axis
 from .infer import infer
 from .decompose import (attention, cast_like, group_norm, lrn, mod, normalise, pad, reduction, space_depth, tile,
                         trilu)
-from .decompose_grid import affine_grid
+from .decompose_grid import affine_grid, grid_sample
 from .decompose_resize import resize
 
 ALIASES = {"Flatten", "Squeeze", "Unsqueeze", "Identity", "Reshape"}
@@ -140,7 +140,7 @@ def _normalise_attrs(graph: Graph, node: Node) -> Patch | None:
 
 
 RULES = [pad, lrn, attention, reduction, cast_like, trilu, group_norm, space_depth, tile, mod, resize, affine_grid,
-         _alias, _gemm, _batch_norm, _conv_bias, _matmul_vectors, _split, _normalise_attrs, normalise]
+         grid_sample, _alias, _gemm, _batch_norm, _conv_bias, _matmul_vectors, _split, _normalise_attrs, normalise]
 
 
 def lower(graph: Graph) -> Graph:
