@@ -936,3 +936,25 @@ def test_resize_of_a_constant_folds(tmp_path, mode):
     up = b.op("Resize", [b.const(rand(1, 2, 3, 4)), "", scales], mode=mode)
     y = b.op("Add", ["x", up])
     check(b.model([("x", F, [1, 2, 6, 6])], [(y, F, None)], opset=13), {"x": rand(1, 2, 6, 6)}, tmp_path)
+
+
+@pytest.mark.parametrize("mode,opset", [("bilinear", 16), ("nearest", 16), ("linear", 20)])
+@pytest.mark.parametrize("padding", ["zeros", "border", "reflection"])
+@pytest.mark.parametrize("align_corners", [0, 1])
+def test_grid_sample(tmp_path, mode, opset, padding, align_corners):
+    """A grid reaching past the input's edges; not with NaN and infinities (a NaN grid has no index)."""
+    run(tmp_path, "GridSample", [("x", rand(2, 3, 5, 6), False), ("grid", rand(2, 4, 7, 2, lo=-1.6, hi=1.6), False)],
+        opset=opset, specials=False, mode=mode, padding_mode=padding, align_corners=align_corners)
+
+
+@pytest.mark.parametrize("mode,padding", [("linear", "zeros"), ("nearest", "reflection"), ("linear", "border")])
+def test_grid_sample_volumetric(tmp_path, mode, padding):
+    grid = rand(1, 2, 3, 4, 3, lo=-1.4, hi=1.4)
+    run(tmp_path, "GridSample", [("x", rand(1, 2, 3, 4, 5), False), ("grid", grid, False)], opset=20, specials=False, mode=mode, padding_mode=padding)
+
+
+def test_grid_sample_cubic_is_one_line(tmp_path):
+    model = single_op("GridSample", [("x", rand(1, 1, 3, 3), False), ("grid", rand(1, 2, 2, 2), False)],
+                      opset=16, mode="bicubic")
+    with pytest.raises(CompileError, match=r"^GridSample node the_node: mode 'bicubic' is not supported"):
+        kiln_run(model, {"x": rand(1, 1, 3, 3), "grid": rand(1, 2, 2, 2)}, tmp_path)

@@ -160,6 +160,14 @@ RESIZE_CASES = {
     "affine_grid_2d": ("AffineGrid", [("theta", rand(2, 2, 3), 0), ("size", I([2, 3, 5, 7]), 1)], {}, 20),
     "affine_grid_3d": ("AffineGrid", [("theta", rand(1, 3, 4), 0), ("size", I([1, 2, 3, 4, 5]), 1)],
                        dict(align_corners=1), 20),
+    "grid_sample_bilinear": ("GridSample", [("x", rand(2, 3, 5, 6), 0), ("grid", rand(2, 4, 7, 2, lo=-1.6, hi=1.6), 0)],
+                             dict(mode="bilinear", padding_mode="zeros"), 16),
+    "grid_sample_nearest_reflection": ("GridSample", [("x", rand(2, 3, 5, 6), 0),
+                                                      ("grid", rand(2, 4, 7, 2, lo=-1.6, hi=1.6), 0)],
+                                       dict(mode="nearest", padding_mode="reflection", align_corners=1), 16),
+    "grid_sample_volumetric_border": ("GridSample", [("x", rand(1, 2, 3, 4, 5), 0),
+                                                     ("grid", rand(1, 2, 3, 4, 3, lo=-1.4, hi=1.4), 0)],
+                                      dict(mode="linear", padding_mode="border"), 20),
 }
 CASES_AT_OPSET = {  # case -> (op, inputs, attrs, opset)
     "attention_gqa_causal": ("Attention", [("q", rand(2, 4, 12), 0), ("k", rand(2, 4, 6), 0), ("v", rand(2, 4, 6), 0)],
