@@ -950,7 +950,8 @@ def test_grid_sample(tmp_path, mode, opset, padding, align_corners):
 @pytest.mark.parametrize("mode,padding", [("linear", "zeros"), ("nearest", "reflection"), ("linear", "border")])
 def test_grid_sample_volumetric(tmp_path, mode, padding):
     grid = rand(1, 2, 3, 4, 3, lo=-1.4, hi=1.4)
-    run(tmp_path, "GridSample", [("x", rand(1, 2, 3, 4, 5), False), ("grid", grid, False)], opset=20, specials=False, mode=mode, padding_mode=padding)
+    run(tmp_path, "GridSample", [("x", rand(1, 2, 3, 4, 5), False), ("grid", grid, False)], opset=20,
+        specials=False, mode=mode, padding_mode=padding)
 
 
 def test_grid_sample_cubic_is_one_line(tmp_path):
