@@ -938,7 +938,7 @@ def test_resize_of_a_constant_folds(tmp_path, mode):
     check(b.model([("x", F, [1, 2, 6, 6])], [(y, F, None)], opset=13), {"x": rand(1, 2, 6, 6)}, tmp_path)
 
 
-@pytest.mark.parametrize("mode,opset", [("bilinear", 16), ("nearest", 16), ("linear", 20)])
+@pytest.mark.parametrize("mode,opset", [("bilinear", 16), ("nearest", 16), ("bicubic", 16), ("linear", 20)])
 @pytest.mark.parametrize("padding", ["zeros", "border", "reflection"])
 @pytest.mark.parametrize("align_corners", [0, 1])
 def test_grid_sample(tmp_path, mode, opset, padding, align_corners):
@@ -954,8 +954,8 @@ def test_grid_sample_volumetric(tmp_path, mode, padding):
         specials=False, mode=mode, padding_mode=padding)
 
 
-def test_grid_sample_cubic_is_one_line(tmp_path):
+def test_grid_sample_unknown_padding_is_one_line(tmp_path):
     model = single_op("GridSample", [("x", rand(1, 1, 3, 3), False), ("grid", rand(1, 2, 2, 2), False)],
-                      opset=16, mode="bicubic")
-    with pytest.raises(CompileError, match=r"^GridSample node the_node: mode 'bicubic' is not supported"):
+                      opset=16, padding_mode="wrap")
+    with pytest.raises(CompileError, match=r"^GridSample node the_node: unsupported padding_mode 'wrap'"):
         kiln_run(model, {"x": rand(1, 1, 3, 3), "grid": rand(1, 2, 2, 2)}, tmp_path)

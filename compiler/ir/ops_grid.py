@@ -48,15 +48,16 @@ def _evaluate(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
 op("AffineGrid", _infer, _evaluate, lambda n: 2 * n.outputs[0].type.numel * (n.outputs[0].type.shape[-1] + 1))
 
 
-GRID_SAMPLE_MODES = {"linear": "linear", "bilinear": "linear", "nearest": "nearest"}
+GRID_SAMPLE_MODES = {"linear": "linear", "bilinear": "linear", "nearest": "nearest", "cubic": "cubic",
+                     "bicubic": "cubic"}
 PADDING_MODES = ("zeros", "border", "reflection")
 
 
 def grid_sample_mode(node: Node) -> tuple[str, str]:
-    """(linear | nearest, padding mode); cubic is refused in one line."""
+    """(linear | nearest | cubic, padding mode), opset 16's names mapped to opset 20's."""
     mode, padding = node.attr("mode", "linear"), node.attr("padding_mode", "zeros")
     if mode not in GRID_SAMPLE_MODES:
-        raise fail(node, f"mode {mode!r} is not supported (supported: linear/bilinear, nearest)")
+        raise fail(node, f"mode {mode!r} is not supported (supported: {', '.join(GRID_SAMPLE_MODES)})")
     if padding not in PADDING_MODES:
         raise fail(node, f"unsupported padding_mode {padding!r} (supported: {', '.join(PADDING_MODES)})")
     return GRID_SAMPLE_MODES[mode], padding

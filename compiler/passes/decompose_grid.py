@@ -20,10 +20,11 @@ def affine_grid(graph: Graph, node: Node) -> Patch | None:
 
 
 def grid_sample(graph: Graph, node: Node) -> Patch | None:
-    """Each output position reads its 1 (nearest) or 2^k (linear, k spatial axes) neighbours: a
+    """Each output position reads its 1 (nearest), 2^k (linear) or 4^k (cubic) neighbours: a
     Gather from the input laid out as [N * spatial, C] at flat indices computed from the grid as
     onnx's reference does (denormalise; round half to even for nearest; clamp or reflect
-    coordinates out of range; zeros padding reads 0 outside, the others the clamped pixel)."""
+    coordinates out of range; zeros padding reads 0 outside, the others the clamped or reflected
+    pixel)."""
     if node.op != "GridSample":
         return None
     mode, padding = grid_sample_mode(node)
@@ -37,7 +38,7 @@ def grid_sample(graph: Graph, node: Node) -> Patch | None:
                   shape=(int(np.prod(x.type.shape[:1] + spatial)), x.type.shape[1]))
     out = None
     for tap in _neighbours(c, coords, mode):
-        pixels = _pixels(c, node, table, [index for index, _ in tap], padding)
+        pixels = _pixels(c, node, table, [index for index, _ in tap], padding, _borders(node))
         if tap[0][1] is not None:
             weight = tap[0][1]
             for _, w in tap[1:]:
@@ -64,20 +65,26 @@ def _round_half_even(c: _Nodes, v: Value) -> Value:
     return c.add("Where", [c.add("And", [tie, odd]), c.add("Sub", [r, _f(c, 1)]), r])
 
 
+def _borders(node: Node) -> list[tuple[float, float]]:
+    """Per spatial axis, the coordinates reflection mirrors at: pixel centres or outer edges."""
+    align = node.attr("align_corners", 0)
+    return [(0.0, size - 1.0) if align else (-0.5, size - 0.5) for size in node.inputs[0].type.shape[2:]]
+
+
 def _coordinate(c: _Nodes, node: Node, grid: Value, i: int, size: int, mode: str, padding: str) -> Value:
-    """The source coordinate along one input axis of every output position ([N, H_out, W_out])."""
+    """The source coordinate along one input axis of every output position ([N, out spatial...])."""
     g = c.add("Gather", [grid, c.graph.const("grid_axis", np.int64(i))], axis=grid.type.rank - 1)
     g = c.add("Add", [g, _f(c, 1)])
     if node.attr("align_corners", 0):
-        v, low, high = c.add("Mul", [g, _f(c, (size - 1) / 2)]), 0.0, size - 1.0
+        v = c.add("Mul", [g, _f(c, (size - 1) / 2)])
     else:
-        v, low, high = c.add("Mul", [c.add("Sub", [c.add("Mul", [g, _f(c, size)]), _f(c, 1)]), _f(c, 0.5)]), \
-            -0.5, size - 0.5
+        v = c.add("Mul", [c.add("Sub", [c.add("Mul", [g, _f(c, size)]), _f(c, 1)]), _f(c, 0.5)])
     if mode == "nearest":
         v = _round_half_even(c, v)
     if padding == "border":
         v = c.add("Min", [c.add("Max", [v, _f(c, 0)]), _f(c, size - 1)])
     elif padding == "reflection":
+        low, high = _borders(node)[node.inputs[0].type.rank - 3 - i]
         v = _reflect(c, v, low, high)
     return v
 
@@ -103,15 +110,36 @@ def _neighbours(c: _Nodes, coords: list[Value], mode: str) -> list[list[tuple[Va
     for v in coords:
         first = _floor(c, v)
         frac = c.add("Sub", [v, first])
-        pair = [(first, c.add("Sub", [_f(c, 1), frac])), (c.add("Add", [first, _f(c, 1)]), frac)]
-        taps = [tap + [p] for tap in taps for p in pair]
+        weights = _cubic_weights(c, frac) if mode == "cubic" else [c.add("Sub", [_f(c, 1), frac]), frac]
+        start = -1 if mode == "cubic" else 0
+        along = [(c.add("Add", [first, _f(c, start + k)]), weight) for k, weight in enumerate(weights)]
+        taps = [tap + [p] for tap in taps for p in along]
     return taps
 
 
-def _pixels(c: _Nodes, node: Node, table: Value, indices: list[Value], padding: str) -> Value:
+def _cubic_weights(c: _Nodes, t: Value) -> list[Value]:
+    """Keys' cubic convolution (a = -0.75) at distances 1 + t, t, 1 - t and 2 - t."""
+    a = -0.75
+    one = _f(c, 1)
+
+    def poly(coefficients: tuple[float, ...], x: Value) -> Value:
+        acc = _f(c, coefficients[0])
+        for k in coefficients[1:]:
+            acc = c.add("Add", [c.add("Mul", [acc, x]), _f(c, k)])
+        return acc
+
+    near, far = (a + 2, -(a + 3), 0.0, 1.0), (a, -5 * a, 8 * a, -4 * a)
+    s = c.add("Sub", [one, t])
+    return [poly(far, c.add("Add", [t, one])), poly(near, t), poly(near, s), poly(far, c.add("Add", [s, one]))]
+
+
+def _pixels(c: _Nodes, node: Node, table: Value, indices: list[Value], padding: str,
+            borders: list[tuple[float, float]]) -> Value:
     """[N, out spatial..., C]: the pixels at `indices`, 0 outside the input for zeros padding."""
     shape = node.inputs[0].type.shape
     spatial = shape[2:]
+    if padding == "reflection":
+        indices = [_reflect(c, v, low, high) for v, (low, high) in zip(indices, borders)]
     strides = np.cumprod((1,) + spatial[:0:-1])[::-1]
     clamped = [c.add("Min", [c.add("Max", [v, _f(c, 0)]), _f(c, size - 1)]) for v, size in zip(indices, spatial)]
     flat = None
