@@ -81,10 +81,11 @@ def _coordinate(c: _Nodes, node: Node, grid: Value, i: int, size: int, mode: str
         v = c.add("Mul", [c.add("Sub", [c.add("Mul", [g, _f(c, size)]), _f(c, 1)]), _f(c, 0.5)])
     if mode == "nearest":
         v = _round_half_even(c, v)
-    if padding == "border":
-        v = c.add("Min", [c.add("Max", [v, _f(c, 0)]), _f(c, size - 1)])
+    low, high = _borders(node)[node.inputs[0].type.rank - 3 - i]
+    if padding == "border":  # only past the borders: cubic taps see a coordinate in [-0.5, 0) as it is
+        outside = c.add("Or", [c.add("Less", [v, _f(c, low)]), c.add("Greater", [v, _f(c, high)])])
+        v = c.add("Where", [outside, c.add("Min", [c.add("Max", [v, _f(c, 0)]), _f(c, size - 1)]), v])
     elif padding == "reflection":
-        low, high = _borders(node)[node.inputs[0].type.rank - 3 - i]
         v = _reflect(c, v, low, high)
     return v
 
