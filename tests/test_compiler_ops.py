@@ -1209,3 +1209,140 @@ def test_loop_on_a_runtime_trip_count_is_refused(tmp_path):
     with pytest.raises(CompileError, match=r"^Loop node the_loop \(opset 17\): a trip count must be known at build "
                                            r"time; m is only known at run time"):
         kiln_run(model, {}, tmp_path)
+
+
+# -- Resize ---------------------------------------------------------------------------------
+def _scales(*s: float) -> list:
+    return [("roi", np.array([], np.float32), True), ("scales", np.array(s, np.float32), True)]
+
+
+def _sizes(*s: int, roi: tuple = ()) -> list:
+    return [("roi", np.array(roi, np.float32), True), ("scales", np.array([], np.float32), True),
+            ("sizes", np.array(s, np.int64), True)]
+
+
+# case -> (extra inputs, attrs, opset). Not align_corners or half_pixel_symmetric with scales whose
+# output size is fractional: onnxruntime uses the rounded size there, onnx's reference (which kiln
+# follows, and the conformance cases check) the fractional one.
+RESIZE = {
+    "nearest_half_pixel": (_scales(1, 1, 2.5, 1.5), dict(mode="nearest"), 13),
+    "nearest_ceil_asymmetric": (_scales(1, 1, 0.6, 1.7), dict(nearest_mode="ceil",
+                                                               coordinate_transformation_mode="asymmetric"), 13),
+    "nearest_floor_align_corners": (_sizes(1, 2, 8, 3),
+                                    dict(nearest_mode="floor", coordinate_transformation_mode="align_corners"), 13),
+    "nearest_prefer_ceil_pytorch": (_sizes(1, 2, 3, 11), dict(nearest_mode="round_prefer_ceil",
+                                                              coordinate_transformation_mode="pytorch_half_pixel"),
+                                    13),
+    "linear_up": (_scales(1, 1, 2, 2), dict(mode="linear"), 13),
+    "linear_down_pytorch": (_scales(1, 1, 0.6, 0.8), dict(mode="linear",
+                                                          coordinate_transformation_mode="pytorch_half_pixel"), 13),
+    "linear_align_corners": (_sizes(1, 2, 9, 4), dict(mode="linear", coordinate_transformation_mode="align_corners"),
+                             13),
+    "linear_asymmetric": (_scales(1, 1, 1.7, 0.5), dict(mode="linear", coordinate_transformation_mode="asymmetric"),
+                          13),
+    "linear_half_pixel_symmetric": (_sizes(1, 2, 8, 11),
+                                    dict(mode="linear", coordinate_transformation_mode="half_pixel_symmetric"), 19),
+    "cubic_up": (_scales(1, 1, 2, 3), dict(mode="cubic"), 13),
+    "cubic_exclude_outside": (_scales(1, 1, 2, 0.6), dict(mode="cubic", cubic_coeff_a=-0.5, exclude_outside=1), 13),
+    "cubic_align_corners": (_sizes(1, 2, 3, 10), dict(mode="cubic", coordinate_transformation_mode="align_corners"),
+                            13),
+    "crop_and_resize": (_sizes(1, 2, 7, 5, roi=(0, 0, 0.4, 0.6, 1, 1, 1.2, 0.7)),
+                        dict(mode="linear", coordinate_transformation_mode="tf_crop_and_resize",
+                             extrapolation_value=10.0), 13),
+    "linear_antialias": (_sizes(1, 2, 3, 4), dict(mode="linear", antialias=1), 18),
+    "cubic_antialias": (_sizes(1, 2, 2, 3), dict(mode="cubic", antialias=1), 18),
+    "axes_not_larger": (_sizes(9, 9)[:2] + [("sizes", np.array([9, 9], np.int64), True)],
+                        dict(mode="linear", axes=[3, 2], keep_aspect_ratio_policy="not_larger"), 18),
+    "axes_not_smaller": (_sizes(9)[:2] + [("sizes", np.array([9], np.int64), True)],
+                         dict(axes=[2], keep_aspect_ratio_policy="not_smaller"), 18),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RESIZE))
+def test_resize(tmp_path, case):
+    """NaN and infinities only through nearest: onnxruntime's linear and cubic skip or read other
+    taps of weight (almost) 0 than onnx's reference, so 0 * inf differs between the two oracles."""
+    extra, attrs, opset = RESIZE[case]
+    run(tmp_path, "Resize", [("x", rand(1, 2, 5, 7), False)] + extra, opset=opset,
+        specials=attrs.get("mode", "nearest") == "nearest", **attrs)
+
+
+def test_resize_nearest_of_integers(tmp_path):
+    x = np.arange(24, dtype=np.int32).reshape(1, 2, 3, 4)
+    run(tmp_path, "Resize", [("x", x, False)] + _scales(1, 1, 2, 1.5), opset=13, specials=False)
+
+
+def test_resize_with_runtime_scales_is_one_line(tmp_path):
+    model = single_op("Resize", [("x", rand(1, 2, 5, 7), False), ("roi", np.array([], np.float32), True),
+                                 ("scales", np.array([1, 1, 2, 2], np.float32), False)], opset=13)
+    with pytest.raises(CompileError, match=r"^Resize node the_node: scales must be known at build time"):
+        kiln_run(model, {"x": rand(1, 2, 5, 7), "scales": np.array([1, 1, 2, 2], np.float32)}, tmp_path)
+
+
+def test_resize_as_exporters_emit_it(tmp_path):
+    """A detector-like neck: Resize by constant scales (a Constant node), and Resize to another
+    feature map's size from Shape -> Slice -> Concat, both folded at build time."""
+    b = Builder(5)
+    small = b.conv("x", 3, 8, 3, stride=2)
+    up = b.op("Resize", ["", "", b.op("Constant", [], value=numpy_helper.from_array(
+        np.array([1, 1, 2, 2], np.float32)))], mode="nearest")
+    b.nodes[-1].input[0] = small
+    hw = b.op("Slice", [b.op("Shape", ["x"]), b.const(np.array([2], np.int64)), b.const(np.array([4], np.int64))])
+    sizes = b.op("Concat", [b.const(np.array([1, 8], np.int64)), hw], axis=0)
+    full = b.op("Resize", [b.op("Relu", [up]), "", "", sizes], mode="linear")
+    model = b.model([("x", F, [1, 3, 16, 20])], [(full, F, None)], opset=13)
+    check(model, {"x": rand(1, 3, 16, 20)}, tmp_path)
+
+
+@pytest.mark.parametrize("theta,size", [((2, 2, 3), (2, 3, 5, 7)), ((1, 3, 4), (1, 2, 3, 4, 5))])
+@pytest.mark.parametrize("align_corners", [0, 1])
+def test_affine_grid(tmp_path, theta, size, align_corners):
+    """Not with NaN and infinities: the base grid holds zeros (0 * inf), summed as MatMul sums."""
+    run(tmp_path, "AffineGrid", [("theta", rand(*theta), False), ("size", np.array(size, np.int64), True)],
+        opset=20, specials=False, align_corners=align_corners)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "linear", "cubic"])
+def test_resize_of_a_constant_folds(tmp_path, mode):
+    """A Resize of an initializer is evaluated at build time (numpy, float64 sums)."""
+    b = Builder(6)
+    scales = b.const(np.array([1, 1, 2, 1.5], np.float32))
+    up = b.op("Resize", [b.const(rand(1, 2, 3, 4)), "", scales], mode=mode)
+    y = b.op("Add", ["x", up])
+    check(b.model([("x", F, [1, 2, 6, 6])], [(y, F, None)], opset=13), {"x": rand(1, 2, 6, 6)}, tmp_path)
+
+
+@pytest.mark.parametrize("mode,opset", [("bilinear", 16), ("nearest", 16), ("bicubic", 16), ("linear", 20)])
+@pytest.mark.parametrize("padding", ["zeros", "border", "reflection"])
+@pytest.mark.parametrize("align_corners", [0, 1])
+def test_grid_sample(tmp_path, mode, opset, padding, align_corners):
+    """A grid reaching past the input's edges; not with NaN and infinities (a NaN grid has no index)."""
+    if (mode, padding) == ("bicubic", "border"):
+        pytest.skip("onnxruntime clamps cubic taps unlike onnx's reference: test_grid_sample_cubic_border")
+    run(tmp_path, "GridSample", [("x", rand(2, 3, 5, 6), False), ("grid", rand(2, 4, 7, 2, lo=-1.6, hi=1.6), False)],
+        opset=opset, specials=False, mode=mode, padding_mode=padding, align_corners=align_corners)
+
+
+@pytest.mark.parametrize("mode,padding", [("linear", "zeros"), ("nearest", "reflection"), ("linear", "border")])
+def test_grid_sample_volumetric(tmp_path, mode, padding):
+    grid = rand(1, 2, 3, 4, 3, lo=-1.4, hi=1.4)
+    run(tmp_path, "GridSample", [("x", rand(1, 2, 3, 4, 5), False), ("grid", grid, False)], opset=20,
+        specials=False, mode=mode, padding_mode=padding)
+
+
+@pytest.mark.parametrize("align_corners", [0, 1])
+def test_grid_sample_cubic_border(tmp_path, align_corners):
+    """Against onnx's reference: onnxruntime's cubic taps with border padding read other pixels."""
+    from onnx.reference import ReferenceEvaluator
+    x, grid = rand(2, 3, 5, 6), rand(2, 4, 7, 2, lo=-1.6, hi=1.6)
+    model = single_op("GridSample", [("x", x, False), ("grid", grid, False)], opset=20, mode="cubic",
+                      padding_mode="border", align_corners=align_corners)
+    want = ReferenceEvaluator(model).run(None, {"x": x, "grid": grid})[0]
+    assert_close(kiln_run(model, {"x": x, "grid": grid}, tmp_path)[0], want)
+
+
+def test_grid_sample_unknown_padding_is_one_line(tmp_path):
+    model = single_op("GridSample", [("x", rand(1, 1, 3, 3), False), ("grid", rand(1, 2, 2, 2), False)],
+                      opset=16, padding_mode="wrap")
+    with pytest.raises(CompileError, match=r"^GridSample node the_node: unsupported padding_mode 'wrap'"):
+        kiln_run(model, {"x": rand(1, 1, 3, 3), "grid": rand(1, 2, 2, 2)}, tmp_path)

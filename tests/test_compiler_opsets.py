@@ -109,3 +109,22 @@ def test_mapped_ops_change_only_types_above_the_native_range(op):
     first = min(s.since_version for s in onnx.defs.get_all_schemas_with_history() if s.name == op and not s.domain)
     start = max(23, first)
     assert _signature(op, start) == _signature(op, newest), f"{op} changed between opset {start} and {newest}"
+
+
+
+def upsample(opset: int, op: str, mode: str) -> onnx.ModelProto:
+    """Upsample (opsets 7-9: scales an attribute, then an input) and Resize-10, which the converter
+    brings to Resize-13 with the asymmetric, floor-rounding semantics onnxruntime gives them."""
+    scales = [1.0, 1.0, 3.0, 2.5] if mode == "linear" else [1.0, 1.0, 3.0, 2.0]
+    inits = [] if opset < 9 else [numpy_helper.from_array(np.array(scales, np.float32), "s")]
+    attrs = dict(mode=mode, **({"scales": scales} if opset < 9 else {}))
+    node = helper.make_node(op, ["x"] + ([] if opset < 9 else ["s"]), ["y"], **attrs)
+    graph = helper.make_graph([node], "up", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=4)
+
+
+@pytest.mark.parametrize("opset,op", [(7, "Upsample"), (8, "Upsample"), (9, "Upsample"), (10, "Resize")])
+@pytest.mark.parametrize("mode", ["nearest", "linear"])
+def test_upsample_and_resize_10_keep_their_semantics(tmp_path, opset, op, mode):
+    check(upsample(opset, op, mode), {"x": RNG.standard_normal((1, 2, 3, 4)).astype(np.float32)}, tmp_path)

@@ -140,6 +140,37 @@ CASES = {
     "tile": ("Tile", [("x", rand(2, 3), 0), ("r", I([2, 3]), 1)], {}),
     "mod": ("Mod", [("a", I([[-7, -1, 0, 6, 13]]), 0), ("b", I([[3], [-3]]), 0)], {}),
     "mod_fmod": ("Mod", [("a", I([[-7, -1, 0, 6, 13]]), 0), ("b", I([[3], [-3]]), 0)], dict(fmod=1)),
+    "resize_nearest": ("Resize", [("x", rand(1, 2, 5, 7), 0), ("roi", I([], np.float32), 1),
+                                  ("scales", I([1, 1, 2.5, 0.6], np.float32), 1)], {}),
+}
+# Resize's linear and cubic modes without NaN and infinities: see tests/test_compiler_ops.py's test_resize.
+RESIZE_CASES = {
+    "resize_linear": ("Resize", [("x", rand(1, 2, 5, 7), 0), ("roi", I([], np.float32), 1),
+                                 ("scales", I([1, 1, 2, 0.6], np.float32), 1)], dict(mode="linear"), 13),
+    "resize_cubic_align_corners": ("Resize", [("x", rand(1, 2, 5, 7), 0), ("roi", I([], np.float32), 1),
+                                              ("scales", I([], np.float32), 1), ("sizes", I([1, 2, 3, 10]), 1)],
+                                   dict(mode="cubic", coordinate_transformation_mode="align_corners"), 13),
+    "resize_crop_and_resize": ("Resize", [("x", rand(1, 2, 5, 7), 0), ("roi", I([0.4, 0.6, 1.2, 0.7], np.float32), 1),
+                                          ("scales", I([], np.float32), 1), ("sizes", I([7, 5]), 1)],
+                               dict(mode="linear", coordinate_transformation_mode="tf_crop_and_resize",
+                                    extrapolation_value=10.0, axes=[2, 3]), 18),
+    "resize_cubic_antialias": ("Resize", [("x", rand(1, 2, 5, 7), 0), ("roi", I([], np.float32), 1),
+                                          ("scales", I([], np.float32), 1), ("sizes", I([2, 3]), 1)],
+                               dict(mode="cubic", antialias=1, axes=[2, 3]), 18),
+    "affine_grid_2d": ("AffineGrid", [("theta", rand(2, 2, 3), 0), ("size", I([2, 3, 5, 7]), 1)], {}, 20),
+    "affine_grid_3d": ("AffineGrid", [("theta", rand(1, 3, 4), 0), ("size", I([1, 2, 3, 4, 5]), 1)],
+                       dict(align_corners=1), 20),
+    "grid_sample_bilinear": ("GridSample", [("x", rand(2, 3, 5, 6), 0), ("grid", rand(2, 4, 7, 2, lo=-1.6, hi=1.6), 0)],
+                             dict(mode="bilinear", padding_mode="zeros"), 16),
+    "grid_sample_nearest_reflection": ("GridSample", [("x", rand(2, 3, 5, 6), 0),
+                                                      ("grid", rand(2, 4, 7, 2, lo=-1.6, hi=1.6), 0)],
+                                       dict(mode="nearest", padding_mode="reflection", align_corners=1), 16),
+    "grid_sample_bicubic_reflection": ("GridSample", [("x", rand(2, 3, 5, 6), 0),
+                                                      ("grid", rand(2, 4, 7, 2, lo=-1.6, hi=1.6), 0)],
+                                       dict(mode="bicubic", padding_mode="reflection"), 16),
+    "grid_sample_volumetric_border": ("GridSample", [("x", rand(1, 2, 3, 4, 5), 0),
+                                                     ("grid", rand(1, 2, 3, 4, 3, lo=-1.4, hi=1.4), 0)],
+                                      dict(mode="linear", padding_mode="border"), 20),
 }
 CASES.update({  # indexing ops and the loss functions (onnx's function bodies)
     "gather_elements": ("GatherElements", [("x", rand(3, 4), 0), ("i", I([[2, -1, 0, 1], [-3, 0, 2, 2]]), 0)],
@@ -180,6 +211,7 @@ CASES_AT_OPSET = {  # case -> (op, inputs, attrs, opset)
                        dict(reduction="max"), 18),
     "scatter_elements_min": ("ScatterElements", [("x", ints(3, 4), 0), ("i", I([[1, 1], [0, -4], [3, 2]]), 0),
                                                  ("u", ints(3, 2), 0)], dict(axis=1, reduction="min"), 18),
+    **RESIZE_CASES,
 }
 
 

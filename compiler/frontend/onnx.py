@@ -37,7 +37,7 @@ SAME = {
     "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum",
     "ReduceLogSumExp", "ReduceSumSquare", "ArgMax", "ArgMin", "CastLike", "Range", "Trilu",
     "DepthToSpace", "SpaceToDepth", "Tile", "EyeLike", "InstanceNormalization", "GroupNormalization", "Attention",
-    "Mod",
+    "Mod", "Resize", "AffineGrid", "GridSample",
 }
 # Indexing ops (ir/ops_index.py).
 SAME |= {"GatherElements", "GatherND", "OneHot", "ScatterElements", "ScatterND", "Compress", "TensorScatter"}
@@ -363,8 +363,21 @@ def model_opset(model: onnx.ModelProto) -> int:
 def _convert(model: onnx.ModelProto, opset: int, source: str) -> onnx.ModelProto:
     """The model at NATIVE_OPSET, by onnx.version_converter (its adapters rewrite changed ops)."""
     try:
-        return version_converter.convert_version(model, NATIVE_OPSET)
+        converted = version_converter.convert_version(model, NATIVE_OPSET)
     except Exception as e:  # the converter raises RuntimeError, ValueError or its own C++ errors
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CompileError(f"{source} uses opset {opset} and onnx's version converter cannot bring it to "
                            f"{NATIVE_OPSET}: {reason}") from None
+    if opset < 11:
+        _asymmetric_resize(converted)
+    return converted
+
+
+def _asymmetric_resize(model: onnx.ModelProto) -> None:
+    """Upsample and Resize before opset 11 map output to input coordinates asymmetrically and
+    round nearest down (as onnxruntime runs them); the converter's Resize-11 would default to
+    half_pixel and round_prefer_floor."""
+    for node in model.graph.node:
+        if node.op_type == "Resize" and not any(a.name == "coordinate_transformation_mode" for a in node.attribute):
+            node.attribute.extend([helper.make_attribute("coordinate_transformation_mode", "asymmetric"),
+                                   helper.make_attribute("nearest_mode", "floor")])

@@ -13,6 +13,8 @@ from ..ir.graph import DTYPES, Graph, Node, Patch, Value
 from ..ir.ops_elementwise import trilu_mask
 from ..ir.ops_nn import attention_shape, group_count, lrn_params, reduce_axes
 from ..ir.ops_shape import pad_amounts, pad_source, space_depth_shapes, tile_repeats
+from .decompose_grid import affine_grid, grid_sample
+from .decompose_resize import resize
 from .infer import infer
 
 PRIMITIVE = ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd")
@@ -273,7 +275,8 @@ def mod(graph: Graph, node: Node) -> Patch | None:
     return Patch(c.nodes)
 
 
-RULES = [pad, lrn, attention, reduction, normalise, cast_like, trilu, group_norm, space_depth, tile, mod]
+RULES = [pad, lrn, attention, reduction, normalise, cast_like, trilu, group_norm, space_depth, tile, mod, resize,
+         affine_grid, grid_sample]
 
 from .decompose_index import RULES as INDEX_RULES  # noqa: E402 - they build on _Chain above
 from .decompose_linear import RULES as LINEAR_RULES  # noqa: E402 - likewise

@@ -12,6 +12,8 @@ from .decompose import (attention, cast_like, group_norm, lrn, mod, normalise, p
 from .decompose_index import RULES as INDEX_RULES
 from .decompose_linear import RULES as LINEAR_RULES
 from .decompose_seq import RULES as SEQ_RULES
+from .decompose_grid import affine_grid, grid_sample
+from .decompose_resize import resize
 
 ALIASES = {"Flatten", "Squeeze", "Unsqueeze", "Identity", "Reshape"}
 
@@ -140,8 +142,8 @@ def _normalise_attrs(graph: Graph, node: Node) -> Patch | None:
     return None
 
 
-RULES = [pad, lrn, attention, reduction, cast_like, trilu, group_norm, space_depth, tile, mod, _alias, _gemm,
-         _batch_norm, _conv_bias, _matmul_vectors, _split, _normalise_attrs, normalise]
+RULES = [pad, lrn, attention, reduction, cast_like, trilu, group_norm, space_depth, tile, mod, resize, affine_grid,
+         grid_sample, _alias, _gemm, _batch_norm, _conv_bias, _matmul_vectors, _split, _normalise_attrs, normalise]
 RULES = SEQ_RULES + INDEX_RULES + LINEAR_RULES + RULES  # the sequence ops first: their expansions hold ops the others rewrite
 
 
