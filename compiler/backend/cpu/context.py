@@ -11,18 +11,24 @@ from ..llvm.emit import I8, I64, PTR, VOID, Fn
 from ..llvm.memplan import MemoryPlan
 from .target import Variant
 
-# ctx argument of every kernel function: {weights, inputs[], outputs[], scratch, pool}
+# Where a kernel's operands live: {weights, inputs[], outputs[], scratch, pool}, the entry's state.
 SLOTS = {"weights": 0, "input": 1, "output": 2, "scratch": 3, "pool": 4}
+Address = tuple[str, int, int]   # (space, input/output index, byte offset)
 # Below this much work (flops, or flop-equivalents for memory-bound loops: ~1-2 us) handing
 # a piece of a layer to another thread of the pool costs more than it saves.
 PARALLEL_MIN_WORK = 250_000
 
 
 class Context:
+    """One kernel (one node, one variant) in a module of its own. The kernel and its tasks reach
+    every operand through a frame of pointers (argument 0) that its call site fills in, so the code
+    names no address and nodes with the same code share one kernel."""
+
     def __init__(self, module: ir.Module, variant: Variant, plan: MemoryPlan) -> None:
         self.module, self.variant, self.plan = module, variant, plan
         self.count = 0
-        self.cache: dict = {}  # kernels shared by several call sites
+        self.cache: dict = {}  # functions shared by several places of the kernel
+        self.frame: dict[Address, int] = {}  # operand address -> its slot in the frame
 
     def name(self, hint: str) -> str:
         self.count += 1
@@ -34,11 +40,8 @@ class Context:
     def _at(self, f: Fn, space: str, index: int, offset: int) -> ir.Value:
         key = (space, index, offset)
         if key not in f.cache:
-            pro = f.pro
-            base = pro.load(pro.gep(f.args[0], [f.i64(8 * SLOTS[space])], source_etype=I8), typ=PTR)
-            if space in ("input", "output"):
-                base = pro.load(pro.gep(base, [f.i64(8 * index)], source_etype=I8), typ=PTR)
-            f.cache[key] = pro.gep(base, [f.i64(offset)], source_etype=I8) if offset else base
+            slot = self.frame.setdefault(key, len(self.frame))
+            f.cache[key] = f.pro.load(f.pro.gep(f.args[0], [f.i64(8 * slot)], source_etype=I8), typ=PTR)
         return f.cache[key]
 
     def slot(self, f: Fn, space: str) -> ir.Value:
