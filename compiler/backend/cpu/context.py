@@ -21,14 +21,16 @@ PARALLEL_MIN_WORK = 250_000
 
 class Context:
     """One kernel (one node, one variant) in a module of its own. The kernel and its tasks reach
-    every operand through a frame of pointers (argument 0) that its call site fills in, so the code
-    names no address and nodes with the same code share one kernel."""
+    their operands through a frame of pointers (argument 0) that the call site fills in: one per
+    memory space, at the first address the kernel uses in it, and other operands in that space at
+    constant offsets from it. So the code names no absolute address and nodes whose operands lie
+    alike share one kernel, while LLVM still sees that distinct operands do not overlap."""
 
     def __init__(self, module: ir.Module, variant: Variant, plan: MemoryPlan) -> None:
         self.module, self.variant, self.plan = module, variant, plan
         self.count = 0
         self.cache: dict = {}  # functions shared by several places of the kernel
-        self.frame: dict[Address, int] = {}  # operand address -> its slot in the frame
+        self.frame: dict[Address, int] = {}  # a space's first address in the kernel -> its frame slot
 
     def name(self, hint: str) -> str:
         self.count += 1
@@ -40,8 +42,12 @@ class Context:
     def _at(self, f: Fn, space: str, index: int, offset: int) -> ir.Value:
         key = (space, index, offset)
         if key not in f.cache:
-            slot = self.frame.setdefault(key, len(self.frame))
-            f.cache[key] = f.pro.load(f.pro.gep(f.args[0], [f.i64(8 * slot)], source_etype=I8), typ=PTR)
+            origin = next((a for a in self.frame if a[:2] == (space, index)), key)
+            slot = self.frame.setdefault(origin, len(self.frame))
+            base = f.cache.get(origin) or f.pro.load(f.pro.gep(f.args[0], [f.i64(8 * slot)], source_etype=I8),
+                                                     typ=PTR)
+            f.cache[origin] = base
+            f.cache[key] = f.pro.gep(base, [f.i64(offset - origin[2])], source_etype=I8) if key != origin else base
         return f.cache[key]
 
     def slot(self, f: Fn, space: str) -> ir.Value:
