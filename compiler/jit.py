@@ -92,7 +92,7 @@ class JitModel:
         self.kernels = code.sites.get(self.variant, [])
         self.entry = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 5)(
             self.engine.get_function_address(entry))
-        data = compiled.weights_file[m["weights"]["data_offset"]:]
+        data = memoryview(compiled.weights_file)[m["weights"]["data_offset"]:]
         self.weights = _aligned(max(len(data), 1))
         self.weights[:len(data)] = np.frombuffer(data, np.uint8)
         self.scratch = _aligned(max(m["scratch_bytes"], 1))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 import llvmlite.ir as ir
+import numpy as np
 
 from ...ir.graph import Node, Value
 from ..llvm.emit import I8, I64, PTR, VOID, Fn
@@ -60,6 +61,11 @@ class Context:
 
     def temp(self, f: Fn, node: Node) -> ir.Value:
         return self._at(f, "scratch", 0, self.plan.temps[node].offset)
+
+    def derived(self, name: str, make: Callable[[], np.ndarray]) -> np.ndarray:
+        """The derived weight `name` (e.g. pre-packed), made once for all variants and nodes."""
+        known = self.plan.weights.tensors.get(name)
+        return known[0] if known is not None else make()
 
     def weight(self, f: Fn, name: str, data) -> ir.Value:
         """Pointer to a derived weight tensor (e.g. pre-packed), added to the weights file."""

@@ -173,8 +173,8 @@ def emit_matmul(ctx: Context, f: Fn, node: Node) -> None:
     b_batch = _broadcast_strides(bv.type.shape[:-2], batch)
     if packed:
         w = bv.const.reshape(-1, k, n)
-        data = np.concatenate([pack_b(wi, NR) for wi in w])
-        psize = pack_b(w[0], NR).size
+        data = ctx.derived(f"{bv.name}.packed", lambda: np.concatenate([pack_b(wi, NR) for wi in w]))
+        psize = data.size // len(w)
 
     def a_at(t: Fn, i: ir.Value) -> ir.Value:
         return t.gep(ctx.ptr(t, a), t.b.mul(_batch_offsets(t, i, batch, a_batch), t.i64(m * k)))
