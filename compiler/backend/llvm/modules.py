@@ -45,10 +45,12 @@ def jobs() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def optimize_all(texts: Sequence[str], machine: Machine, workers: int | None = None) -> list[Optimized]:
-    """Every module optimised (O3), in the order given."""
+def optimize_all(texts: Sequence[str], machine: Machine, workers: int | None = None,
+                 min_bytes: int = PARALLEL_MIN_BYTES) -> list[Optimized]:
+    """Every module optimised (O3), in the order given; in `workers` processes (default: one per
+    core) when there are at least `min_bytes` of IR."""
     workers = min(workers or jobs(), len(texts))
-    if workers < 2 or sum(map(len, texts)) < PARALLEL_MIN_BYTES:
+    if workers < 2 or sum(map(len, texts)) < min_bytes:
         return [_optimize_one(t, machine) for t in texts]
     groups = _balance([len(t) for t in texts], workers)
     with ThreadPoolExecutor(len(groups)) as pool:
