@@ -60,7 +60,7 @@ def read_safetensors(path: Path) -> dict[str, tuple[str, np.ndarray]]:
     if size > len(data) - 8:
         raise CompileError(f"{bad}: the header claims {size} bytes, the file has {len(data) - 8} after it")
     try:
-        header = json.loads(data[8:8 + size])
+        header = json.loads(bytes(data[8:8 + size]))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CompileError(f"{bad}: the header is not JSON ({e})") from None
     if not isinstance(header, dict):
