@@ -37,3 +37,14 @@ def test_shared_kernels_compute_each_layer(tmp_path):
     model = M.transformer(layers=3)
     x = np.random.default_rng(0).standard_normal((1, 32, 64)).astype(np.float32)
     M.check(model, {"input": x}, tmp_path)
+
+
+def test_inspect_profile_times_every_step(tmp_path, capsys):
+    from kiln.compiler.__main__ import main
+
+    onnx.save(M.mnist_cnn(), tmp_path / "m.onnx")
+    assert main(["inspect", "--profile", str(tmp_path / "m.onnx")]) == 0
+    out = capsys.readouterr().out
+    for step in ("load", "pass fuse", "codegen", "optimise (O3)", "link + object", "weights file", "peak RSS",
+                 "slowest kernels"):
+        assert step in out, out
