@@ -192,7 +192,9 @@ def info(key: str | None) -> None:
 @click.option("--batch", type=int, default=1, show_default=True)
 @click.option("--platform", default="cpu", show_default=True, help="The platform whose backend to show or check.")
 @click.option("--check", is_flag=True, help="List everything kiln cannot compile in the model (exit 1 if any).")
-def inspect(model: str, weights: str | None, batch: int, platform: str, check: bool) -> None:
+@click.option("--profile", is_flag=True,
+              help="Compile the model, printing the time of each pass, kernel and LLVM step and the peak RSS.")
+def inspect(model: str, weights: str | None, batch: int, platform: str, check: bool, profile: bool) -> None:
     """Print a model's graph after the compiler's passes: ops, shapes and FLOPs."""
     from kiln.compiler.check import check_model, report
     from kiln.compiler.errors import CompileError
@@ -202,6 +204,10 @@ def inspect(model: str, weights: str | None, batch: int, platform: str, check: b
             problems = check_model(model, weights=weights, batch=batch, platform=platform)
             click.echo(report(model, problems, platform), nl=False)
             sys.exit(1 if problems else 0)
+        if profile:
+            from kiln.compiler.profile import profile_compile
+            click.echo(profile_compile(model, weights=weights, batch=batch, platform=platform), nl=False)
+            return
         click.echo(inspect_model(model, weights=weights, batch=batch, platform=platform))
     except CompileError as error:
         raise UserError(str(error)) from None

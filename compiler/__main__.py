@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--platform", default="cpu", help="show the graph this platform's backend receives")
     i.add_argument("--passes", action="store_true", help="print the graph after every pass")
     i.add_argument("--check", action="store_true", help="list everything kiln cannot compile (exit 1 if any)")
+    i.add_argument("--profile", action="store_true",
+                   help="compile, printing the time of each pass, kernel and LLVM step, and the peak RSS")
     return p
 
 
@@ -61,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
             problems = check_model(args.model, args.weights, args.batch, args.platform, dict(args.input_shape))
             sys.stdout.write(report(args.model, problems, args.platform))
             return 1 if problems else 0
+        elif args.profile:
+            from .profile import profile_compile
+            sys.stdout.write(profile_compile(args.model, args.weights, args.batch, args.platform,
+                                             dict(args.input_shape)))
         else:
             from .inspect import inspect_model
             sys.stdout.write(inspect_model(args.model, args.weights, args.batch, args.passes, args.platform,

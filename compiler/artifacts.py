@@ -22,27 +22,35 @@ DTYPE_NAMES = {np.dtype(np.float32): "f32", np.dtype(np.int64): "i64", np.dtype(
 def weight_records(table: WeightTable) -> list[dict]:
     return [{"name": name, "dtype": DTYPE_NAMES[data.dtype], "shape": list(data.shape),
              "offset": offset, "nbytes": data.nbytes,
-             "sha256": hashlib.sha256(data.tobytes()).hexdigest()}
+             "sha256": hashlib.sha256(_bytes_of(data)).hexdigest()}
             for name, (data, offset) in table.tensors.items()]
 
 
-def safetensors_bytes(table: WeightTable) -> tuple[bytes, int]:
+def safetensors_bytes(table: WeightTable) -> tuple[bytearray, int]:
     """The file and the byte offset of its data section. Gaps between aligned tensors are
-    covered by small U8 padding tensors, since safetensors allows no holes."""
+    covered by small U8 padding tensors, since safetensors allows no holes. Each tensor is copied
+    once, straight into the file's buffer."""
     header: dict[str, dict] = {"__metadata__": {"format": "kiln"}}
-    chunks, pos, pads = [], 0, 0
+    pos, pads = 0, 0
     for name, (data, offset) in table.tensors.items():
         if offset > pos:
             header[f"__pad{pads}"] = {"dtype": "U8", "shape": [offset - pos], "data_offsets": [pos, offset]}
-            chunks.append(bytes(offset - pos))
             pads += 1
         header[name] = {"dtype": ST_DTYPES[data.dtype], "shape": list(data.shape),
                         "data_offsets": [offset, offset + data.nbytes]}
-        chunks.append(data.tobytes())
         pos = offset + data.nbytes
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-(8 + len(text)) % ALIGN)
-    return struct.pack("<Q", len(text)) + text + b"".join(chunks), 8 + len(text)
+    start = 8 + len(text)
+    out = bytearray(start + pos)
+    out[:start] = struct.pack("<Q", len(text)) + text
+    for data, offset in table.tensors.values():
+        out[start + offset:start + offset + data.nbytes] = _bytes_of(data)
+    return out, start
+
+
+def _bytes_of(data: np.ndarray) -> memoryview:
+    return memoryview(np.ascontiguousarray(data)).cast("B")
 
 
 def manifest_bytes(manifest: dict) -> bytes:

@@ -23,7 +23,7 @@ class Compiled:
     platform: str
     graph: Graph            # after the backend's passes
     common: dict            # the manifest's common fields
-    weights_file: bytes
+    weights_file: bytearray
     code: Code
 
     @property

@@ -10,7 +10,7 @@ import llvmlite.binding as llvm
 import numpy as np
 
 from .backend.cpu import x86_64
-from .backend.llvm.machine import optimize, target_machine
+from .backend.llvm.modules import Machine, link, optimize_all
 from .driver import Compiled
 
 TASK = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
@@ -78,19 +78,21 @@ class JitModel:
 
     def __init__(self, compiled: Compiled, variant: str | None = None, threads: int = 1) -> None:
         llvm.add_symbol("kiln_parallel_for", ctypes.cast(_parallel_for, ctypes.c_void_p).value)
-        tm = target_machine(llvm.get_process_triple(), llvm.get_host_cpu_name(),
-                            llvm.get_host_cpu_features().flatten(), jit=True)
-        self.module = optimize(compiled.code.llvm_ir, tm)
+        machine = Machine(llvm.get_process_triple(), llvm.get_host_cpu_name(),
+                          llvm.get_host_cpu_features().flatten(), jit=True)
+        tm = machine.create()
+        code = compiled.code
+        self.module = link(optimize_all(code.modules, machine), [k.name for k in code.kernels])
         self.engine = llvm.create_mcjit_compiler(self.module, tm)
         self.engine.finalize_object()
         m = compiled.manifest
         names = [v["name"] for v in m["variants"]]
         self.variant = variant or best_variant(m["variants"], host_cpu_mask())
         entry = m["variants"][names.index(self.variant)]["entry"]
-        self.kernels = compiled.code.kernels.get(self.variant, [])
+        self.kernels = code.sites.get(self.variant, [])
         self.entry = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 5)(
             self.engine.get_function_address(entry))
-        data = compiled.weights_file[m["weights"]["data_offset"]:]
+        data = memoryview(compiled.weights_file)[m["weights"]["data_offset"]:]
         self.weights = _aligned(max(len(data), 1))
         self.weights[:len(data)] = np.frombuffer(data, np.uint8)
         self.scratch = _aligned(max(m["scratch_bytes"], 1))

@@ -20,7 +20,7 @@ class WeightTable:
     def add(self, name: str, data: np.ndarray) -> int:
         if name not in self.tensors:
             offset = align(self.size)
-            data = np.array(data, order="C")
+            data = np.ascontiguousarray(data)  # no copy of a weight that already is
             self.tensors[name] = (data, offset)
             self.size = offset + data.nbytes
         return self.tensors[name][1]

@@ -1,9 +1,11 @@
-"""The CPU Backend: every variant of the host in one LLVM module, emitted as model.o (linked into the
-launcher) when written; the JIT harness runs the unoptimised module text instead."""
+"""The CPU Backend: every variant of the host in an entry module plus one module per distinct kernel,
+optimised on the build machine's cores and emitted as one model.o (linked into the launcher) when
+written; the JIT harness optimises the same module texts for the machine it runs on."""
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Sequence
 
 from ...artifacts import weight_records
 from ...ir.graph import Graph, Node
@@ -11,8 +13,9 @@ from ...ir.stats import graph_flops
 from ...ir.weights import WeightTable
 from ...passes.pipeline import PIPELINE
 from ..base import Target
+from ..llvm.modules import Optimized
 from . import aarch64, x86_64
-from .codegen import EMITTERS, add_descriptor, build_module
+from .codegen import EMITTERS, Kernel, add_descriptor, build_module
 from .descriptor import TensorInfo, WeightInfo
 from .objfile import data_layout, emit_object
 from .target import Host
@@ -24,13 +27,14 @@ OBJECT_FILE = "model.o"
 @dataclass
 class CpuCode:
     host: Host
-    llvm_ir: str            # unoptimised module text (the JIT harness optimises it for the machine)
+    modules: list[str]      # unoptimised module texts: the entry module, then each kernel's
+    kernels: list[Kernel]   # the kernel modules' functions, and the nodes calling each
     weights: WeightTable
     section: dict
-    kernels: dict[str, list[tuple[Node, str]]]   # variant -> exported kernels (profile builds)
+    sites: dict[str, list[tuple[Node, str]]]   # variant -> exported call sites (profile builds)
 
-    def files(self) -> dict[str, bytes]:
-        obj = emit_object(self.llvm_ir, self.host)
+    def files(self, optimized: Sequence[Optimized] | None = None) -> dict[str, bytes]:
+        obj = emit_object(self.modules, [k.name for k in self.kernels], self.host, optimized)
         self.section["object"] = {"file": OBJECT_FILE, "sha256": hashlib.sha256(obj).hexdigest()}
         return {OBJECT_FILE: obj}
 
@@ -56,7 +60,7 @@ class CpuBackend:
                          for v, e in zip(host.variants, mod.entries)],
             "flops": graph_flops(graph),
         }
-        return CpuCode(host, str(mod.ir), table, section, mod.kernels)
+        return CpuCode(host, mod.texts(), mod.kernels, table, section, mod.sites)
 
 
 def _tensors(values, names: tuple[str, ...]) -> list[TensorInfo]:

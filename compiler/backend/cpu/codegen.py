@@ -1,7 +1,9 @@
-"""Assembles one LLVM module for a host: every variant's kernels and entry point, plus the
-descriptor. Kernel emitters are looked up by IR op."""
+"""Assembles a host's code: each distinct kernel in an LLVM module of its own (nodes whose code is
+the same share one), and one entry module with every variant's entry point, the call sites that
+hand kernels their operands, and the descriptor. Kernel emitters are looked up by IR op."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -10,12 +12,12 @@ import llvmlite.ir as ir
 from ...errors import CompileError
 from ...ir.graph import Graph, Node
 from ...ir.weights import WeightTable
-from ..llvm.emit import I64, PTR, Fn
+from ..llvm.emit import I8, I64, PTR, VOID, Fn
 from ..llvm.memplan import MemoryPlan
 from . import k_conv, k_data, k_elementwise, k_gemm, k_norm, k_pool, k_pointwise_depthwise
-from .context import SLOTS, Context
+from .context import SLOTS, Address, Context
 from .descriptor import TensorInfo, WeightInfo, emit_descriptor
-from .target import Host
+from .target import Host, Variant
 
 Emitter = Callable[[Context, Fn, Node], None]
 
@@ -38,17 +40,32 @@ EMITTERS: dict[str, Emitter] = {
 TEMP_BYTES: dict[str, Callable[[Node], int]] = {"Conv": k_conv.conv_temp_bytes}
 
 
+KERNEL = "kiln_kernel"  # a kernel module's function until its text is known to be new
+
+
+@dataclass
+class Kernel:
+    name: str
+    text: str                  # its own LLVM module, unoptimised
+    nodes: list[str]           # the nodes that call it
+    emit_seconds: float        # building the IR, summed over its nodes
+
+
 @dataclass
 class Module:
-    ir: ir.Module
+    ir: ir.Module              # entry points, call sites and the descriptor
+    kernels: list[Kernel]      # one per distinct code, in first-use order
     plan: MemoryPlan
     entries: list[str]
-    kernels: dict[str, list[tuple[Node, str]]]  # variant -> exported kernels (profiling only)
+    sites: dict[str, list[tuple[Node, str]]]  # variant -> exported call sites (profiling only)
+
+    def texts(self) -> list[str]:
+        return [str(self.ir)] + [k.text for k in self.kernels]
 
 
 def build_module(graph: Graph, host: Host, weights: WeightTable | None = None,
                  export_kernels: bool = False) -> Module:
-    """All variants' code. export_kernels keeps each node's kernel a separate external function
+    """All variants' code. export_kernels keeps each node's call site a separate external function
     (taking the entry's 5-pointer state) so a profiler can time nodes one by one."""
     for node in graph.nodes:
         if node.op != "Reshape" and node.op not in EMITTERS:
@@ -59,9 +76,9 @@ def build_module(graph: Graph, host: Host, weights: WeightTable | None = None,
     plan = MemoryPlan(Graph(graph.source, graph.inputs, graph.outputs, nodes), temps, weights)
     module = ir.Module(name="kiln")
     module.triple = host.triple
-    entries, kernels = [], {}
+    mod = Module(module, [], plan, [], {})
+    known: dict[str, Kernel] = {}
     for variant in host.variants:
-        ctx = Context(module, variant, plan)
         entry = Fn(module, f"kiln_entry_{variant.symbol}", variant, [PTR] * 5, internal=False)
         state = entry.pro.alloca(PTR, size=I64(len(SLOTS)))
         for i, arg in enumerate(entry.args):
@@ -69,17 +86,58 @@ def build_module(graph: Graph, host: Host, weights: WeightTable | None = None,
         for node in nodes:
             if node.op == "Reshape" or all(v.type.numel == 0 for v in node.outputs):
                 continue
-            f = ctx.function(node.op.lower())
-            EMITTERS[node.op](ctx, f, node)
-            f.finish()
-            entry.b.call(f.fn, [state])
+            kernel, frame = _kernel(mod, known, host, variant, node)
+            site = _call_site(module, variant, node, kernel, frame, export_kernels)
+            entry.b.call(site, [state])
             if export_kernels:
-                f.fn.linkage = ""
-                f.fn.attributes.add("noinline")
-                kernels.setdefault(variant.name, []).append((node, f.fn.name))
+                mod.sites.setdefault(variant.name, []).append((node, site.name))
         entry.finish()
-        entries.append(entry.fn.name)
-    return Module(module, plan, entries, kernels)
+        mod.entries.append(entry.fn.name)
+    return mod
+
+
+def _kernel(mod: Module, known: dict[str, Kernel], host: Host, variant: Variant, node: Node
+            ) -> tuple[ir.Function, dict[Address, int]]:
+    """The node's kernel (shared with every earlier node whose code is the same) and its frame."""
+    start = time.perf_counter()
+    kmod = ir.Module(name="kernel")
+    kmod.triple = host.triple
+    ctx = Context(kmod, variant, mod.plan)
+    f = Fn(kmod, KERNEL, variant, internal=False)
+    EMITTERS[node.op](ctx, f, node)
+    f.finish()
+    text = str(kmod)
+    kernel = known.get(text)
+    if kernel is None:
+        name = f"kiln_{variant.symbol}_k{len(known)}_{node.op.lower()}"
+        kernel = known[text] = Kernel(name, text.replace(f'@"{KERNEL}"', f'@"{name}"'), [], 0.0)
+        mod.kernels.append(kernel)
+        ir.Function(mod.ir, ir.FunctionType(VOID, [PTR]), name)
+    kernel.nodes.append(node.name)
+    kernel.emit_seconds += time.perf_counter() - start
+    return mod.ir.globals[kernel.name], ctx.frame
+
+
+def _call_site(module: ir.Module, variant: Variant, node: Node, kernel: ir.Function,
+               frame: dict[Address, int], export: bool) -> ir.Function:
+    """site(state): fills the kernel's frame with the addresses of the node's operands, calls it."""
+    f = Fn(module, f"kiln_{variant.symbol}_site{len(module.globals)}_{node.op.lower()}", variant,
+           internal=not export)
+    if export:
+        f.fn.attributes.add("noinline")
+    pointers = f.pro.alloca(PTR, size=I64(max(len(frame), 1)))
+    for (space, index, offset), slot in frame.items():
+        f.b.store(_address(f, space, index, offset), f.b.gep(pointers, [I64(slot)], source_etype=PTR))
+    f.b.call(kernel, [pointers])
+    f.finish()
+    return f.fn
+
+
+def _address(f: Fn, space: str, index: int, offset: int) -> ir.Value:
+    base = f.b.load(f.b.gep(f.args[0], [I64(SLOTS[space])], source_etype=PTR), typ=PTR)
+    if space in ("input", "output"):
+        base = f.b.load(f.b.gep(base, [I64(index)], source_etype=PTR), typ=PTR)
+    return f.b.gep(base, [I64(offset)], source_etype=I8) if offset else base
 
 
 def add_descriptor(mod: Module, host: Host, model_name: str, inputs: list[TensorInfo],

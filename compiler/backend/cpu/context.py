@@ -5,24 +5,33 @@ from __future__ import annotations
 from typing import Callable
 
 import llvmlite.ir as ir
+import numpy as np
 
 from ...ir.graph import Node, Value
 from ..llvm.emit import I8, I64, PTR, VOID, Fn
 from ..llvm.memplan import MemoryPlan
 from .target import Variant
 
-# ctx argument of every kernel function: {weights, inputs[], outputs[], scratch, pool}
+# Where a kernel's operands live: {weights, inputs[], outputs[], scratch, pool}, the entry's state.
 SLOTS = {"weights": 0, "input": 1, "output": 2, "scratch": 3, "pool": 4}
+Address = tuple[str, int, int]   # (space, input/output index, byte offset)
 # Below this much work (flops, or flop-equivalents for memory-bound loops: ~1-2 us) handing
 # a piece of a layer to another thread of the pool costs more than it saves.
 PARALLEL_MIN_WORK = 250_000
 
 
 class Context:
+    """One kernel (one node, one variant) in a module of its own. The kernel and its tasks reach
+    their operands through a frame of pointers (argument 0) that the call site fills in: one per
+    memory space, at the first address the kernel uses in it, and other operands in that space at
+    constant offsets from it. So the code names no absolute address and nodes whose operands lie
+    alike share one kernel, while LLVM still sees that distinct operands do not overlap."""
+
     def __init__(self, module: ir.Module, variant: Variant, plan: MemoryPlan) -> None:
         self.module, self.variant, self.plan = module, variant, plan
         self.count = 0
-        self.cache: dict = {}  # kernels shared by several call sites
+        self.cache: dict = {}  # functions shared by several places of the kernel
+        self.frame: dict[Address, int] = {}  # a space's first address in the kernel -> its frame slot
 
     def name(self, hint: str) -> str:
         self.count += 1
@@ -34,11 +43,12 @@ class Context:
     def _at(self, f: Fn, space: str, index: int, offset: int) -> ir.Value:
         key = (space, index, offset)
         if key not in f.cache:
-            pro = f.pro
-            base = pro.load(pro.gep(f.args[0], [f.i64(8 * SLOTS[space])], source_etype=I8), typ=PTR)
-            if space in ("input", "output"):
-                base = pro.load(pro.gep(base, [f.i64(8 * index)], source_etype=I8), typ=PTR)
-            f.cache[key] = pro.gep(base, [f.i64(offset)], source_etype=I8) if offset else base
+            origin = next((a for a in self.frame if a[:2] == (space, index)), key)
+            slot = self.frame.setdefault(origin, len(self.frame))
+            base = f.cache.get(origin) or f.pro.load(f.pro.gep(f.args[0], [f.i64(8 * slot)], source_etype=I8),
+                                                     typ=PTR)
+            f.cache[origin] = base
+            f.cache[key] = f.pro.gep(base, [f.i64(offset - origin[2])], source_etype=I8) if key != origin else base
         return f.cache[key]
 
     def slot(self, f: Fn, space: str) -> ir.Value:
@@ -51,6 +61,11 @@ class Context:
 
     def temp(self, f: Fn, node: Node) -> ir.Value:
         return self._at(f, "scratch", 0, self.plan.temps[node].offset)
+
+    def derived(self, name: str, make: Callable[[], np.ndarray]) -> np.ndarray:
+        """The derived weight `name` (e.g. pre-packed), made once for all variants and nodes."""
+        known = self.plan.weights.tensors.get(name)
+        return known[0] if known is not None else make()
 
     def weight(self, f: Fn, name: str, data) -> ir.Value:
         """Pointer to a derived weight tensor (e.g. pre-packed), added to the weights file."""

@@ -102,8 +102,8 @@ def emit_conv(ctx: Context, f: Fn, node: Node) -> None:
     k = KH * KW * c.cg
     # [Cout, Cg, KH, KW] -> per group [KH*KW*Cg, Coutg] (rows ordered kh, kw, channel), packed.
     wk = wv.const.reshape(g, c.coutg, c.cg, KH, KW).transpose(0, 3, 4, 2, 1).reshape(g, k, c.coutg)
-    packs = [pack_b(wi, NR) for wi in wk]
-    data, psize = np.concatenate(packs), packs[0].size
+    data = ctx.derived(f"{wv.name}.packed", lambda: np.concatenate([pack_b(wi, NR) for wi in wk]))
+    psize = data.size // g
 
     def b_at(t: Fn, i: ir.Value) -> ir.Value:
         return t.gep(ctx.weight(t, f"{wv.name}.packed", data), t.b.mul(i, t.i64(psize)))

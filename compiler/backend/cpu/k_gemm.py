@@ -16,6 +16,10 @@ from .k_gemm_micro import MR, Epilogue, micro_kernel, pack_b
 from .loops import contiguous, unravel
 
 NR, KC = 64, 256
+# A panel calls its micro-kernels once per K block and column tile. Inlined at more places than
+# this, a deep layer's kernel grows to thousands of lines and takes LLVM tens of seconds to
+# compile, while a call per MR x KC x cols tile costs nothing measurable at run time.
+INLINE_MAX_CALLS = 8
 B_CACHE_BYTES = 512 * 1024  # B operands larger than this come from L3 or memory
 PtrAt = Callable[[Fn, ir.Value], ir.Value]  # (task fn, batch index) -> pointer
 
@@ -99,7 +103,9 @@ def _panel(ctx: Context, t: Fn, epi: Epilogue, k: int, n: int, packed: bool,
     bp = t.gep(b, bt.mul(p, t.i64(k * max(len(taps), 1) * NR if packed else NR)))
     c = t.gep(rows.c, bt.mul(p, t.i64(NR)))
     col = bt.add(rows.col0, bt.mul(p, t.i64(NR)))
-    for k0 in range(0, k, KC if not taps else k):
+    k_steps = range(0, k, KC if not taps else k)
+    inline = len(k_steps) * -(-width // tw) <= INLINE_MAX_CALLS
+    for k0 in k_steps:
         kb = min(KC, k - k0) if not taps else k
         flags = [ir.Constant(I1, k0 == 0), ir.Constant(I1, k0 + kb == k)]
         for s0 in range(0, width, tw):
@@ -108,7 +114,7 @@ def _panel(ctx: Context, t: Fn, epi: Epilogue, k: int, n: int, packed: bool,
 
             def call(mr: int, i: ir.Value) -> None:
                 fn = micro_kernel(ctx, epi, mr, cols, masked,
-                                  tuple((a, b * ldb) for a, b in taps) or ((0, 0),), prefetch)
+                                  tuple((a, b * ldb) for a, b in taps) or ((0, 0),), prefetch, inline)
                 r = bt.mul(i, t.i64(MR))
                 bt.call(fn, [t.args[0], t.gep(rows.a, t.madd((r, rows.lda), (k0, 1))), t.i64(rows.lda),
                              t.gep(bp, k0 * ldb + s0), t.i64(ldb),
@@ -167,8 +173,8 @@ def emit_matmul(ctx: Context, f: Fn, node: Node) -> None:
     b_batch = _broadcast_strides(bv.type.shape[:-2], batch)
     if packed:
         w = bv.const.reshape(-1, k, n)
-        data = np.concatenate([pack_b(wi, NR) for wi in w])
-        psize = pack_b(w[0], NR).size
+        data = ctx.derived(f"{bv.name}.packed", lambda: np.concatenate([pack_b(wi, NR) for wi in w]))
+        psize = data.size // len(w)
 
     def a_at(t: Fn, i: ir.Value) -> ir.Value:
         return t.gep(ctx.ptr(t, a), t.b.mul(_batch_offsets(t, i, batch, a_batch), t.i64(m * k)))

@@ -46,20 +46,23 @@ class Epilogue:
 
 
 def micro_kernel(ctx: Context, epi: Epilogue, mr: int, cols: int, masked_b: bool,
-                 taps: tuple[tuple[int, int], ...] = ((0, 0),), prefetch: int = 0) -> ir.Function:
+                 taps: tuple[tuple[int, int], ...] = ((0, 0),), prefetch: int = 0, inline: bool = True
+                 ) -> ir.Function:
     """C[mr, cols] (+)= A[mr, k] B[k, cols]; then the epilogue when `last`.
 
     With several taps (implicit-GEMM convolution) the product is summed over them: tap
     (a_off, b_off) multiplies A shifted by a_off elements with B shifted by b_off, each over
     k steps, all in the same registers. A non-zero `prefetch` brings the B row that many
     floats ahead into L2 while this one is used (for B streaming from memory)."""
-    key = ("ukernel", id(epi.node), epi.plain, mr, cols, masked_b, taps, prefetch)
+    key = ("ukernel", id(epi.node), epi.plain, mr, cols, masked_b, taps, prefetch, inline)
     if key in ctx.cache:
         return ctx.cache[key]
     vw = ctx.variant.vector_width
     nv = -(-cols // vw)
     tail = cols - (nv - 1) * vw  # active lanes of the last vector
     f = Fn(ctx.module, ctx.name(f"ukernel_{mr}x{cols}"), ctx.variant, ARGS)
+    if not inline:
+        f.fn.attributes.add("noinline")
     _, a, lda, bp, ldb, c, ldc, k, first, last, row0, col0 = f.args
     for arg in (a, bp, c):
         arg.add_attribute("noalias")

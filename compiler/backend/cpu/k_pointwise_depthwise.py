@@ -69,7 +69,7 @@ def emit_pointwise_depthwise(ctx: Context, f: Fn, node: Node) -> None:
     n, H, W, cin = x.type.shape
     ce = pw.outputs[0].type.shape[-1]
     _, _, (KH, KW), (SH, _), _, (PH, _), _, (OH, OW) = spatial_2d(dw)
-    packed = pack_b(wv.const.reshape(ce, cin).T, NR)
+    packed = ctx.derived(f"{wv.name}.packed", lambda: pack_b(wv.const.reshape(ce, cin).T, NR))
     epi = Epilogue.of(pw, 2)
     row = W * ce
 

@@ -73,9 +73,9 @@ def emit_winograd(ctx: Context, f: Fn, node: Node, size: tuple[int, int], pads: 
     (H, W), (PH, PW), (OH, OW) = size, pads, out
     TH, TW = -(-OH // 2), -(-OW // 2)
     tiles = n * TH * TW
-    u = transformed_weights(wv.const)
-    packs = [pack_b(ui, NR) for ui in u]
-    data, psize = np.concatenate(packs), packs[0].size
+    data = ctx.derived(f"{wv.name}.winograd",
+                       lambda: np.concatenate([pack_b(ui, NR) for ui in transformed_weights(wv.const)]))
+    psize = data.size // 16
     v_off, m_off = 0, 16 * tiles * cin
 
     def input_row(t: Fn, row: ir.Value) -> None:

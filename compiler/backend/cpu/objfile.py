@@ -1,7 +1,10 @@
-"""LLVM IR text -> optimised module -> relocatable ELF object, for a host target."""
+"""The CPU code's modules -> optimised (in parallel), linked -> one relocatable ELF object."""
 from __future__ import annotations
 
-from ..llvm.machine import optimize, target_machine
+from typing import Sequence
+
+from ..llvm.machine import target_machine
+from ..llvm.modules import Machine, Optimized, link, optimize_all
 from .target import Host
 
 
@@ -9,6 +12,13 @@ def data_layout(host: Host) -> str:
     return str(target_machine(host.triple, host.cpu, host.features).target_data)
 
 
-def emit_object(text: str, host: Host) -> bytes:
-    tm = target_machine(host.triple, host.cpu, host.features)
-    return tm.emit_object(optimize(text, tm))
+def machine(host: Host) -> Machine:
+    return Machine(host.triple, host.cpu, host.features)
+
+
+def emit_object(texts: Sequence[str], kernels: Sequence[str], host: Host,
+                optimized: Sequence[Optimized] | None = None) -> bytes:
+    """texts: the entry module, then the kernel modules (named `kernels`); `optimized`: them
+    already optimised, when the caller timed that step."""
+    optimized = optimized or optimize_all(texts, machine(host))
+    return machine(host).create().emit_object(link(optimized, kernels))

@@ -1,0 +1,96 @@
+"""`kiln inspect --profile`: where a compile's time and memory go — each pass, the code generation
+of each kernel, LLVM's optimisation of each module, object emission — and the peak RSS."""
+from __future__ import annotations
+
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .artifacts import safetensors_bytes
+from .backend.base import Target
+from .frontend.onnx import Shapes, load_onnx
+from .ir.graph import Graph
+from .passes.pipeline import run_pipeline
+from .platforms import host as host_spec, resolve
+
+SLOWEST = 12  # kernels listed
+
+
+@dataclass
+class Profile:
+    title: str
+    steps: list[tuple[str, float, str]] = field(default_factory=list)   # (step, seconds, note)
+    kernels: list[tuple[float, str]] = field(default_factory=list)      # (seconds, description)
+
+    def step(self, name: str, start: float, note: str = "") -> float:
+        now = time.perf_counter()
+        self.steps.append((name, now - start, note))
+        return now
+
+    def text(self) -> str:
+        lines = [self.title]
+        lines += [f"  {name:<22} {secs:8.2f} s  {note}".rstrip() for name, secs, note in self.steps]
+        lines.append(f"  {'total':<22} {sum(s for _, s, _ in self.steps):8.2f} s")
+        lines.append(f"  peak RSS {_peak_mb('self'):.0f} MB (compiler), {_peak_mb('children'):.0f} MB "
+                     "(largest worker)")
+        if self.kernels:
+            lines.append(f"  slowest kernels to optimise (of {len(self.kernels)}):")
+            lines += [f"    {secs:6.2f} s  {what}" for secs, what in sorted(self.kernels, reverse=True)[:SLOWEST]]
+        return "\n".join(lines) + "\n"
+
+
+def _peak_mb(who: str) -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF if who == "self" else resource.RUSAGE_CHILDREN)
+    return usage.ru_maxrss / 1024
+
+
+def profile_compile(path: Path | str, weights: Path | str | None = None, batch: int = 1,
+                    platform: str = "cpu", input_shapes: Shapes | None = None, host: str = "linux-amd64"
+                    ) -> str:
+    """Compile `path` as `kiln.compiler.driver.compile` does, timing every step; the report."""
+    path = Path(path)
+    spec, archs = resolve(platform)
+    backend = spec.load_backend()
+    prof = Profile(f"{path.name} for {platform} ({host}), batch {batch}")
+    start = time.perf_counter()
+    graph = load_onnx(path, Path(weights) if weights else None, batch, input_shapes)
+    start = prof.step("load", start, f"{len(graph.nodes)} nodes")
+
+    def trace(name: str, g: Graph) -> None:
+        nonlocal start
+        start = prof.step(f"pass {name}", start, f"{len(g.nodes)} nodes")
+
+    in_names, out_names = tuple(v.name for v in graph.inputs), tuple(v.name for v in graph.outputs)
+    graph = run_pipeline(graph, trace, backend.passes)
+    target = Target(path.stem, spec.name, archs, host_spec(host).name, in_names, out_names, {"ptxas": None})
+    code = backend.build(graph, target)
+    if spec.name == "cpu":
+        _cpu_code(prof, code, start)
+    else:
+        start = prof.step("codegen", start)
+        code.files()
+        prof.step("code files", start)
+    start = time.perf_counter()
+    safetensors_bytes(code.weights)
+    prof.step("weights file", start, f"{code.weights.size / 1e6:.1f} MB")
+    return prof.text()
+
+
+def _cpu_code(prof: Profile, code, start: float) -> None:
+    from .backend.cpu.objfile import machine
+    from .backend.llvm.modules import jobs, optimize_all
+
+    sites = sum(len(k.nodes) for k in code.kernels)
+    ir_mb = sum(map(len, code.modules)) / 1e6
+    start = prof.step("codegen", start, f"{len(code.kernels)} kernels for {sites} call sites, IR {ir_mb:.1f} MB")
+    optimized = optimize_all(code.modules, machine(code.host))
+    start = prof.step("optimise (O3)", start, f"{len(code.modules)} modules on up to {jobs()} processes, "
+                      f"{sum(o.seconds for o in optimized):.2f} s summed")
+    code.files(optimized)
+    prof.step("link + object", start)
+    for kernel, opt in zip(code.kernels, optimized[1:]):
+        nodes = ", ".join(kernel.nodes[:4]) + (", ..." if len(kernel.nodes) > 4 else "")
+        prof.kernels.append((opt.seconds, f"{kernel.name} (IR {len(kernel.text) / 1e3:.0f} KB, built in "
+                                          f"{kernel.emit_seconds:.2f} s) for {len(kernel.nodes)} nodes: {nodes}"))
+    prof.kernels.append((optimized[0].seconds, f"entry module (IR {len(code.modules[0]) / 1e3:.0f} KB)"))

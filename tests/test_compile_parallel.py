@@ -1,0 +1,50 @@
+"""The CPU backend's code: one module per distinct kernel, shared by nodes with the same code, and
+the same object bytes whether the modules are optimised in one process or several."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+import onnx_models as M
+from kiln.compiler import driver
+from kiln.compiler.backend.cpu.objfile import emit_object, machine
+from kiln.compiler.backend.llvm.modules import optimize_all
+
+
+def _compiled(tmp_path, model: onnx.ModelProto):
+    onnx.save(model, tmp_path / "m.onnx")
+    return driver.compile(tmp_path / "m.onnx")
+
+
+def test_object_is_the_same_on_one_core_or_several(tmp_path):
+    code = _compiled(tmp_path, M.mnist_cnn()).code
+    names = [k.name for k in code.kernels]
+    serial = optimize_all(code.modules, machine(code.host), workers=1)
+    parallel = optimize_all(code.modules, machine(code.host), workers=2, min_bytes=0)
+    assert [o.bitcode for o in serial] == [o.bitcode for o in parallel]
+    assert emit_object(code.modules, names, code.host, serial) == \
+        emit_object(code.modules, names, code.host, parallel)
+
+
+def test_repeated_layers_share_kernels(tmp_path):
+    code = _compiled(tmp_path, M.transformer(layers=3)).code
+    sites = sum(len(k.nodes) for k in code.kernels)
+    assert len(code.kernels) * 2 < sites
+    assert max(len(k.nodes) for k in code.kernels) >= 3
+
+
+def test_shared_kernels_compute_each_layer(tmp_path):
+    model = M.transformer(layers=3)
+    x = np.random.default_rng(0).standard_normal((1, 32, 64)).astype(np.float32)
+    M.check(model, {"input": x}, tmp_path)
+
+
+def test_inspect_profile_times_every_step(tmp_path, capsys):
+    from kiln.compiler.__main__ import main
+
+    onnx.save(M.mnist_cnn(), tmp_path / "m.onnx")
+    assert main(["inspect", "--profile", str(tmp_path / "m.onnx")]) == 0
+    out = capsys.readouterr().out
+    for step in ("load", "pass fuse", "codegen", "optimise (O3)", "link + object", "weights file", "peak RSS",
+                 "slowest kernels"):
+        assert step in out, out
