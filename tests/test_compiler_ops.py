@@ -174,6 +174,22 @@ def test_unary(tmp_path, op):
     run(tmp_path, op, [("x", rand(3, 17, lo=-6, hi=6), False)], **UNARY[op])
 
 
+# Elementwise math on inputs spanning each op's domain, its edges and beyond (NaN outside it).
+MATH_INPUTS = {
+    "Sin": (-40, 40), "Cos": (-40, 40), "Tan": (-1.5, 1.5), "Asin": (-1.1, 1.1), "Acos": (-1.1, 1.1),
+    "Atan": (-30, 30), "Sinh": (-10, 10), "Cosh": (-10, 10), "Asinh": (-50, 50), "Acosh": (0.5, 50),
+    "Atanh": (-1.1, 1.1), "Floor": (-5, 5), "Ceil": (-5, 5), "Round": (-5, 5),
+}
+
+
+@pytest.mark.parametrize("op", sorted(MATH_INPUTS))
+def test_math(tmp_path, op):
+    lo, hi = MATH_INPUTS[op]
+    edges = np.float32([0, -0.0, 1, -1, 0.5, -0.5, 1.5, 2.5, -2.5, 1e-5, -1e-5, 1e-3])
+    x = np.concatenate([rand(4, 29, lo=lo, hi=hi).ravel(), edges])
+    run(tmp_path, op, [("x", x, False)], opset=17)
+
+
 # Ops the frontend builds from IR ops (compiler/frontend/composites.py): (op, attrs, opset).
 COMPOSITES = {
     "reciprocal": ("Reciprocal", {}, 17), "leaky_relu": ("LeakyRelu", dict(alpha=0.2), 17),

@@ -261,3 +261,12 @@ def test_max_pool_propagates_nan(launcher, tmp_path, case):
     want = kiln_run(model, {"x": x}, tmp_path / "cpu")[0]
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     np.testing.assert_allclose(np.nan_to_num(got), np.nan_to_num(want), rtol=1e-6)
+
+
+@pytest.mark.parametrize("op", sorted(test_compiler_ops.MATH_INPUTS))
+def test_math(launcher, tmp_path, op):
+    """Sin, Cos, Atan, Floor, Ceil and Round as StableHLO, the rest decomposed into them, with NaN and inf."""
+    lo, hi = test_compiler_ops.MATH_INPUTS[op]
+    x = np.concatenate([rand(4, 29, lo=lo, hi=hi).ravel(), np.float32([0, -0.0, 1, -1, 0.5, -0.5, 2.5, 1e-5])])
+    model = single_op(op, [("x", x, False)], 1, 17)
+    pjrt_harness.check(launcher, model, with_specials({"x": x}), tmp_path)

@@ -36,6 +36,15 @@ UNARY = {
     "Cast": lambda n, x: x.astype(DTYPES[n.attrs["to"]]),
 }
 
+# Sin, Cos, Atan, Floor, Ceil and Round are lowered by every backend; the rest are rewritten
+# into them, Exp, Log, Sqrt and arithmetic (passes/decompose_math.py).
+MATH = {
+    "Sin": np.sin, "Cos": np.cos, "Tan": np.tan, "Asin": np.arcsin, "Acos": np.arccos, "Atan": np.arctan,
+    "Sinh": np.sinh, "Cosh": np.cosh, "Asinh": np.arcsinh, "Acosh": np.arccosh, "Atanh": np.arctanh,
+    "Floor": np.floor, "Ceil": np.ceil, "Round": np.round,
+}
+UNARY.update({name: (lambda n, x, f=fn: f(x)) for name, fn in MATH.items()})
+
 BINARY = {
     "Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Pow": np.power,
     "Max": np.maximum, "Min": np.minimum,
@@ -48,7 +57,7 @@ COMPARE = {
 }
 LOGIC = {"And": np.logical_and, "Or": np.logical_or, "Xor": np.logical_xor}
 
-FLOAT_ONLY = {"Sigmoid", "Tanh", "Erf", "Gelu", "Sqrt", "Exp", "Log", "HardSigmoid", "HardSwish"}
+FLOAT_ONLY = {"Sigmoid", "Tanh", "Erf", "Gelu", "Sqrt", "Exp", "Log", "HardSigmoid", "HardSwish", *MATH}
 
 
 def _infer_unary(node: Node) -> list[TensorType]:

@@ -91,6 +91,10 @@ def _pow(f: Fn, x: ir.Value, y: ir.Value, exponent: float | None) -> ir.Value:
     return b.select(b.fcmp_ordered("==", y, f.const_f(0.0, ty)), f.const_f(1.0, ty), r)
 
 
+# rint rounds halves to even in the default rounding mode, as ONNX's Round.
+ROUNDING = {"Floor": "floor", "Ceil": "ceil", "Round": "rint"}
+
+
 def _float_op(f: Fn, instr: Instr, xs: list[ir.Value], exponent: float | None) -> ir.Value:
     b, x, ty = f.b, xs[0], xs[0].type
     c = lambda v: f.const_f(v, ty)  # noqa: E731
@@ -99,8 +103,10 @@ def _float_op(f: Fn, instr: Instr, xs: list[ir.Value], exponent: float | None) -
         return m.fmax(f, x, c(0.0))
     if op in ("Sqrt", "Abs"):
         return f.intrinsic(f"llvm.{'sqrt' if op == 'Sqrt' else 'fabs'}.{f.suffix(ty)}", ty, [x])
-    if op in ("Exp", "Log", "Tanh", "Erf", "Sigmoid"):
+    if op in ("Exp", "Log", "Tanh", "Erf", "Sigmoid", "Sin", "Cos", "Atan"):
         return getattr(m, op.lower())(f, x)
+    if op in ROUNDING:
+        return f.intrinsic(f"llvm.{ROUNDING[op]}.{f.suffix(ty)}", ty, [x])
     if op == "Neg":
         return b.fneg(x)
     if op == "Gelu":
