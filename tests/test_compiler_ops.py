@@ -182,6 +182,16 @@ MATH_INPUTS = {
 }
 
 
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("op", ["BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitwiseNot"])
+def test_bitwise(tmp_path, op, dtype):
+    rng = np.random.default_rng(5)
+    info = np.iinfo(dtype)
+    a = rng.integers(info.min, info.max, (3, 4, 5), dtype=dtype, endpoint=True)
+    b = np.array([0, -1, info.min, info.max, 0x5A5A], dtype)
+    run(tmp_path, op, [("a", a, False)] + ([("b", b, False)] if op != "BitwiseNot" else []), opset=18)
+
+
 @pytest.mark.parametrize("op", sorted(MATH_INPUTS))
 def test_math(tmp_path, op):
     lo, hi = MATH_INPUTS[op]

@@ -144,6 +144,10 @@ CASES = {
 CASES_AT_OPSET = {  # case -> (op, inputs, attrs, opset)
     "attention_gqa_causal": ("Attention", [("q", rand(2, 4, 12), 0), ("k", rand(2, 4, 6), 0), ("v", rand(2, 4, 6), 0)],
                              dict(q_num_heads=4, kv_num_heads=2, is_causal=1), 23),
+    "bitwise_and": ("BitwiseAnd", [("a", I([[-7, -1, 0, 6, 13]]), 0), ("b", I([[3], [-3]]), 0)], {}, 18),
+    "bitwise_or": ("BitwiseOr", [("a", I([[-7, -1, 0, 6, 13]]), 0), ("b", I([[3], [-3]]), 0)], {}, 18),
+    "bitwise_xor_i32": ("BitwiseXor", [("a", np.int32([[-7, -1, 0, 6, 13]]), 0), ("b", np.int32([[3], [-3]]), 0)], {}, 18),
+    "bitwise_not": ("BitwiseNot", [("a", I([[-7, -1, 0, 6, 13]]), 0)], {}, 18),
 }
 
 

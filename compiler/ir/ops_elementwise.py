@@ -152,4 +152,18 @@ op("Mod", _infer_mod, _eval_mod, _numel_flops)
 op("CastLike", _infer_cast_like, lambda n, xs: [xs[0].astype(xs[1].dtype)], _numel_flops)
 op("Trilu", _infer_trilu, lambda n, xs: [np.where(trilu_mask(n), xs[0], np.zeros((), xs[0].dtype))], _numel_flops)
 
-ELEMENTWISE = set(UNARY) | set(BINARY) | set(COMPARE) | set(LOGIC) | {"Not", "Where"}
+BITWISE = {"BitwiseAnd": np.bitwise_and, "BitwiseOr": np.bitwise_or, "BitwiseXor": np.bitwise_xor}
+
+
+def _infer_bitwise(node: Node) -> list[TensorType]:
+    if node.inputs[0].type.dtype not in ("i64", "i32"):
+        raise fail(node, f"expects integer inputs, got {node.inputs[0].type.dtype}")
+    return _infer_binary(node) if len(node.inputs) == 2 else [node.inputs[0].type]
+
+
+for _name, _fn in BITWISE.items():
+    op(_name, _infer_bitwise, lambda n, xs, f=_fn: [f(xs[0], xs[1])], _numel_flops)
+op("BitwiseNot", _infer_bitwise, lambda n, xs: [np.invert(xs[0])], _numel_flops)
+
+ELEMENTWISE = (set(UNARY) | set(BINARY) | set(COMPARE) | set(LOGIC) | {"Not", "Where"} | set(BITWISE)
+               | {"BitwiseNot"})

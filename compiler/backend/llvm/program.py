@@ -138,7 +138,9 @@ def _int_op(f: Fn, instr: Instr, xs: list[ir.Value]) -> ir.Value:
         return b.sub(zero, x)
     if op == "Abs":
         return b.select(b.icmp_signed("<", x, zero), b.sub(zero, x), x)
-    binary = {"Add": b.add, "Sub": b.sub, "Mul": b.mul, "Div": b.sdiv,
+    if op == "BitwiseNot":
+        return b.not_(x)
+    binary = {"BitwiseAnd": b.and_, "BitwiseOr": b.or_, "BitwiseXor": b.xor, "Add": b.add, "Sub": b.sub, "Mul": b.mul, "Div": b.sdiv,
               "Max": lambda p, q: b.select(b.icmp_signed(">", p, q), p, q),
               "Min": lambda p, q: b.select(b.icmp_signed("<", p, q), p, q)}
     if op not in binary:

@@ -13,7 +13,7 @@ UNARY = {"Tanh": "tanh", "Sigmoid": "logistic", "Sqrt": "sqrt", "Exp": "exponent
          "Neg": "negate", "Abs": "abs", "Sin": "sine", "Cos": "cosine", "Floor": "floor", "Ceil": "ceil",
          "Round": "round_nearest_even"}
 BINARY = {"Add": "add", "Sub": "subtract", "Mul": "multiply", "Div": "divide", "And": "and", "Or": "or",
-          "Xor": "xor"}
+          "Xor": "xor", "BitwiseAnd": "and", "BitwiseOr": "or", "BitwiseXor": "xor"}
 COMPARE = {"Equal": "EQ", "Less": "LT", "Greater": "GT", "LessOrEqual": "LE", "GreaterOrEqual": "GE"}
 
 
@@ -119,7 +119,7 @@ LOWERINGS: dict[str, Lowering] = {
     **{op: _unary(name) for op, name in UNARY.items()},
     **{op: _binary(name) for op, name in BINARY.items()},
     **{op: _compare(direction) for op, direction in COMPARE.items()},
-    "Not": _unary("not"),
+    "Not": _unary("not"), "BitwiseNot": _unary("not"),
     "Max": _extremum("maximum"), "Min": _extremum("minimum"),
     "Relu": _relu, "Erf": lambda em, node, xs: [erf(em, xs[0])], "Gelu": _gelu,
     "HardSigmoid": _hard_sigmoid, "HardSwish": _hard_swish, "Pow": _pow, "Where": _where, "Atan": _atan,
