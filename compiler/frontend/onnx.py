@@ -13,6 +13,7 @@ from onnx import helper, numpy_helper, version_converter
 from ..errors import CompileError
 from ..ir.graph import NP_TO_DTYPE, Graph, Node, TensorType, Value
 from .composites import COMPOSITES
+from .quant import MAPPERS as QUANT
 from .weights import ONNX_DTYPES, inline_weights, onnx_dtype, safetensors_weights
 
 # The ai.onnx opsets kiln accepts: up to the newest of the pinned onnx wheel. Between opset 23 and
@@ -46,6 +47,7 @@ class Importer:
         self.used = used  # names some node or the graph's outputs read
         self.values: dict[str, Value] = {}
         self.nodes: list[Node] = []
+        self.int_dtypes: dict[str, np.dtype] = {}  # constants' integer types before widening
 
     def get(self, name: str, node: str) -> Value | None:
         if name == "":
@@ -124,6 +126,7 @@ def _constant(im: Importer, name: str, ins: list, outs: list[str], attrs: dict) 
     data = np.asarray(value, np.float32 if "float" in key else None)
     if "int" in key:
         data = data.astype(np.int64)
+    im.int_dtypes[outs[0]] = data.dtype
     im.values[outs[0]] = Value(outs[0], const=data)
 
 
@@ -218,7 +221,7 @@ def _global_pool(im: Importer, name: str, ins: list, outs: list[str], attrs: dic
 MAPPERS: dict[str, Callable] = {op: _same(op) for op in SAME}
 MAPPERS.update(Constant=_constant, Max=_chain("Max"), Min=_chain("Min"), Clip=_clip,
                GlobalAveragePool=_global_pool, Dropout=_dropout, Sum=_variadic("Add"),
-               Mean=_variadic("Add", mean=True), LayerNormalization=_layer_norm, **COMPOSITES)
+               Mean=_variadic("Add", mean=True), LayerNormalization=_layer_norm, **COMPOSITES, **QUANT)
 
 
 Shapes = dict[str, tuple[int, ...]]
@@ -287,6 +290,7 @@ def load_onnx(path: Path, weights: Path | None = None, batch: int = 1, input_sha
     used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
     im = Importer(source, used, opset)
     for name, array in data.items():
+        im.int_dtypes[name] = array.dtype
         if array.dtype == np.float64:
             array = array.astype(np.float32)
         im.values[name] = Value(name, const=array)

@@ -7,6 +7,7 @@ from ..ir.graph import Graph, Node, Patch, TensorType, Value
 from ..ir.ops_shape import slice_params, split_sizes
 from ..ir.registry import norm_axis
 from .decompose_math import trig
+from .decompose_quant import quant
 from .infer import infer
 from .decompose import (attention, cast_like, group_norm, lrn, mod, normalise, pad, reduction, space_depth, tile,
                         trilu)
@@ -138,7 +139,7 @@ def _normalise_attrs(graph: Graph, node: Node) -> Patch | None:
     return None
 
 
-RULES = [pad, lrn, attention, reduction, cast_like, trilu, group_norm, space_depth, tile, mod, trig, _alias, _gemm,
+RULES = [pad, lrn, attention, reduction, cast_like, trilu, group_norm, space_depth, tile, mod, trig, quant, _alias, _gemm,
          _batch_norm, _conv_bias, _matmul_vectors, _split, _normalise_attrs, normalise]
 
 
