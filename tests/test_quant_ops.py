@@ -30,7 +30,7 @@ def qdq_model(x_shape: tuple, scale: np.ndarray, zp: np.ndarray | None, opset: i
     return m
 
 
-def _ties(shape: tuple, scale: float) -> np.ndarray:
+def ties(shape: tuple, scale: float) -> np.ndarray:
     """Inputs over and beyond the quantized range, a quarter of them exact halves of a level."""
     x = rand(*shape, lo=-300 * scale, hi=300 * scale)
     flat = x.reshape(-1)
@@ -54,7 +54,7 @@ QDQ_CASES = {
 @pytest.mark.parametrize("case", sorted(QDQ_CASES))
 def test_qdq(tmp_path, backend, case):
     shape, scale, zp, opset, attrs = QDQ_CASES[case]
-    x = _ties(shape, float(np.max(scale)))
+    x = ties(shape, float(np.max(scale)))
     BACKENDS[backend](qdq_model(shape, scale, zp, opset, **attrs), {"x": x}, tmp_path)
 
 

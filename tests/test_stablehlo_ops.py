@@ -7,6 +7,7 @@ import pytest
 
 import pjrt_harness
 import test_compiler_ops
+import test_quant_ops
 from onnx_models import kiln_run, single_op, with_specials
 
 pytestmark = pytest.mark.e2e
@@ -274,3 +275,11 @@ def test_math(launcher, tmp_path, op):
     x = np.concatenate([rand(4, 29, lo=lo, hi=hi).ravel(), np.float32([0, -0.0, 1, -1, 0.5, -0.5, 2.5, 1e-5])])
     model = single_op(op, [("x", x, False)], 1, 17)
     pjrt_harness.check(launcher, model, with_specials({"x": x}), tmp_path)
+
+
+@pytest.mark.parametrize("case", sorted(test_quant_ops.QDQ_CASES))
+def test_qdq(launcher, tmp_path, case):
+    """QuantizeLinear/DequantizeLinear pairs: ties to even, saturation, per axis and blocked."""
+    shape, scale, zp, opset, attrs = test_quant_ops.QDQ_CASES[case]
+    x = test_quant_ops.ties(shape, float(np.max(scale)))
+    pjrt_harness.check(launcher, test_quant_ops.qdq_model(shape, scale, zp, opset, **attrs), {"x": x}, tmp_path)
