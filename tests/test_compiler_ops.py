@@ -6,7 +6,7 @@ import pytest
 from onnx import helper, numpy_helper
 
 from kiln.compiler.errors import CompileError
-from onnx_models import F, Builder, assert_close, check, kiln_run, pointwise_depthwise, single_op
+from onnx_models import F, Builder, assert_close, check, kiln_jit, kiln_run, pointwise_depthwise, single_op
 
 RNG = np.random.default_rng(1234)
 
@@ -180,6 +180,23 @@ MATH_INPUTS = {
     "Atan": (-30, 30), "Sinh": (-10, 10), "Cosh": (-10, 10), "Asinh": (-50, 50), "Acosh": (0.5, 50),
     "Atanh": (-1.1, 1.1), "Floor": (-5, 5), "Ceil": (-5, 5), "Round": (-5, 5),
 }
+
+
+@pytest.mark.parametrize("fmod", [0, 1])
+def test_float_mod(tmp_path, fmod):
+    """Mixed signs, quotients that round up to an integer, infinite and zero divisors, -0."""
+    a = np.float32([-4.3, 7.2, 5.0, 4.3, -7.2, 8.0, 1.0, -1.0, 5.0, -5.0, 0.0, -0.0, 1e7, -1e7, 0.3, 6.0, 1e7])
+    b = np.float32([2.1, -3.4, 8.0, -2.1, 3.4, 5.0, 0.1, 0.1, np.inf, np.inf, -np.inf, 3.0, 3.0, 3.0, 0.1, 0.0, 0.1])
+    a = np.concatenate([a, rand(40, lo=-50, hi=50)])
+    b = np.concatenate([b, rand(40, lo=-7, hi=7)])
+    if fmod:
+        run(tmp_path, "Mod", [("a", a, False), ("b", b, False)], fmod=1, opset=13)
+        return
+    # onnxruntime refuses float Mod with fmod = 0; onnx's reference is numpy's (Python's) mod.
+    model = single_op("Mod", [("a", a, False), ("b", b, False)], 1, 13, fmod=0)
+    jit, _ = kiln_jit(model, tmp_path)
+    with np.errstate(all="ignore"):
+        assert_close(jit.run(a, b)[0], np.mod(a, b))
 
 
 @pytest.mark.parametrize("dtype", [np.int32, np.int64])

@@ -140,6 +140,8 @@ CASES = {
     "space_to_depth": ("SpaceToDepth", [("x", rand(2, 8, 4, 6), 0)], dict(blocksize=2)),
     "tile": ("Tile", [("x", rand(2, 3), 0), ("r", I([2, 3]), 1)], {}),
     "mod": ("Mod", [("a", I([[-7, -1, 0, 6, 13]]), 0), ("b", I([[3], [-3]]), 0)], {}),
+    "mod_float": ("Mod", [("a", np.float32([[-4.3, 7.2, 5.0, 1.0, -1.0, 1e7, 0.3]]), 0),
+                          ("b", np.float32([[2.1], [-3.4], [0.1], [np.inf], [0.0]]), 0)], dict(fmod=1)),
     "mod_fmod": ("Mod", [("a", I([[-7, -1, 0, 6, 13]]), 0), ("b", I([[3], [-3]]), 0)], dict(fmod=1)),
 }
 CASES_AT_OPSET = {  # case -> (op, inputs, attrs, opset)

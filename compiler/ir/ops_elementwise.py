@@ -136,8 +136,8 @@ def trilu_mask(node: Node) -> np.ndarray:
 
 
 def _infer_mod(node: Node) -> list[TensorType]:
-    if node.inputs[0].type.dtype not in ("i64", "i32"):
-        raise fail(node, f"only integer Mod is supported, got {node.inputs[0].type.dtype}")
+    if node.inputs[0].type.dtype == "bool":
+        raise fail(node, "expects numbers, got bool")
     return _infer_binary(node)
 
 

@@ -66,6 +66,57 @@ def _atanh(c: _Math, x: Value) -> Value:
     return c.f("Mul", c.num(0.5), c.f("Log", c.f("Div", c.f("Add", one, x), c.f("Sub", one, x))))
 
 
+def _trunc(c: _Math, q: Value) -> Value:
+    return c.f("Where", c.f("Less", q, c.num(0.0)), c.f("Ceil", q), c.f("Floor", q))
+
+
+def _split(c: _Math, x: Value) -> tuple[Value, Value]:
+    """Veltkamp: x = hi + lo exactly, each with 12 significant bits."""
+    t = c.f("Mul", x, c.num(4097.0))
+    hi = c.f("Sub", t, c.f("Sub", t, x))
+    return hi, c.f("Sub", x, hi)
+
+
+def _product_error(c: _Math, x: Value, y: Value, p: Value) -> Value:
+    """Dekker: x * y - p exactly, for p = x * y rounded to f32."""
+    xh, xl = _split(c, x)
+    yh, yl = _split(c, y)
+    e = c.f("Add", c.f("Sub", c.f("Mul", xh, yh), p), c.f("Mul", xh, yl))
+    return c.f("Add", c.f("Add", e, c.f("Mul", xl, yh)), c.f("Mul", xl, yl))
+
+
+def _reduce(c: _Math, x: Value, b: Value) -> Value:
+    """x - b trunc(x / b), exact to within one b of the remainder while |x / b| < 2^24, and to
+    within |x / b| 2^-24 b past it, which a second reduction takes back."""
+    q = _trunc(c, c.f("Div", x, b))
+    p = c.f("Mul", b, q)
+    return c.f("Sub", c.f("Sub", x, p), _product_error(c, b, q, p))
+
+
+def float_mod(graph: Graph, node: Node) -> Patch | None:
+    """a - b trunc(a / b) (C's fmod, exact while |a / b| < 2^48) in two reductions, each product's
+    rounding error taken back exactly; one |b| back toward a where a rounded quotient overshot;
+    a finite a is its own remainder by an infinite b; fmod = 0 then moves a remainder whose sign
+    differs from the divisor's by b (Python's %). NaN for an infinite a or zero b falls out."""
+    if node.op != "Mod" or node.inputs[0].type.dtype != "f32":
+        return None
+    c, (a, b) = _Math(graph, node), node.inputs
+    zero = c.num(0.0)
+    r = _reduce(c, _reduce(c, a, b), b)
+    ab = c.f("Abs", b)
+    back = c.f("Where", c.f("Less", a, zero), c.f("Sub", r, ab), c.f("Add", r, ab))
+    r = c.f("Where", c.f("Less", c.f("Mul", r, a), zero), back, r)
+    finite_a = c.f("Less", c.f("Abs", a), c.num(np.inf))
+    r = c.f("Where", c.f("And", c.f("Equal", ab, c.num(np.inf)), finite_a), a, r)
+    if not node.attr("fmod", 0):
+        differ = c.f("Xor", c.f("Less", r, zero), c.f("Less", b, zero))
+        moves = c.f("And", c.f("Not", c.f("Equal", r, zero)), differ)
+        r = c.f("Where", moves, c.f("Add", r, b), r)
+    y = node.outputs[0]
+    c.nodes.append(Node("Reshape", node.name, [r], [y], {"shape": y.type.shape}))
+    return Patch(c.nodes)
+
+
 FORMS = {"Tan": _tan, "Asin": _asin, "Acos": _acos, "Sinh": _sinh, "Cosh": _cosh, "Asinh": _asinh,
          "Acosh": _acosh, "Atanh": _atanh}
 
