@@ -182,6 +182,21 @@ MATH_INPUTS = {
 }
 
 
+@pytest.mark.parametrize("base", [np.int32, np.int64])
+@pytest.mark.parametrize("exponent", [np.int32, np.int64, np.float32])
+def test_integer_pow(tmp_path, base, exponent):
+    """Exact integer powers up to the type's range, negative exponents, and (float exponents) a
+    fractional power truncated toward zero."""
+    x = np.array([[2, -3, 1, -1, 7, 5, 11, -2, 3]], base)  # 0 to a negative power is undefined
+    e = np.array([[0], [1], [3], [4], [6], [7], [-1], [-2]], exponent)
+    if base == np.int64 and exponent != np.float32:
+        e = np.concatenate([e, np.array([[13]], exponent)])  # onnxruntime goes through f64: exact below 2^53
+    if exponent == np.float32:
+        e = np.concatenate([e, np.float32([[0.5], [2.5], [-0.5]])])
+        x = np.abs(x)  # a negative base's fractional power is NaN, whose integer cast is undefined
+    run(tmp_path, "Pow", [("x", x, False), ("e", e, False)], opset=15, specials=False)
+
+
 @pytest.mark.parametrize("fmod", [0, 1])
 def test_float_mod(tmp_path, fmod):
     """Mixed signs, quotients that round up to an integer, infinite and zero divisors, -0."""

@@ -13,7 +13,7 @@ from ..ir.graph import DTYPES, Graph, Node, Patch, Value
 from ..ir.ops_elementwise import trilu_mask
 from ..ir.ops_nn import attention_shape, group_count, lrn_params, reduce_axes
 from ..ir.ops_shape import pad_amounts, pad_source, space_depth_shapes, tile_repeats
-from .decompose_math import float_mod, trig
+from .decompose_math import float_mod, int_pow, trig
 from .decompose_quant import quant
 from .infer import infer
 
@@ -275,7 +275,7 @@ def mod(graph: Graph, node: Node) -> Patch | None:
     return Patch(c.nodes)
 
 
-RULES = [pad, lrn, attention, reduction, normalise, cast_like, trilu, group_norm, space_depth, tile, float_mod, mod, trig, quant]
+RULES = [pad, lrn, attention, reduction, normalise, cast_like, trilu, group_norm, space_depth, tile, float_mod, mod, trig, int_pow, quant]
 
 
 def decompose(graph: Graph) -> Graph:

@@ -20,6 +20,11 @@ class _Math:
         self.nodes.append(Node(op, self.node.name, list(inputs), [out], {}))
         return out
 
+    def add_cast(self, x: Value, to: str) -> Value:
+        out = self.graph.value(f"{self.node.outputs[0].name}.cast")
+        self.nodes.append(Node("Cast", self.node.name, [x], [out], {"to": to}))
+        return out
+
     def num(self, v: float) -> Value:
         return self.graph.const("k", np.float32(v))
 
@@ -112,6 +117,41 @@ def float_mod(graph: Graph, node: Node) -> Patch | None:
         differ = c.f("Xor", c.f("Less", r, zero), c.f("Less", b, zero))
         moves = c.f("And", c.f("Not", c.f("Equal", r, zero)), differ)
         r = c.f("Where", moves, c.f("Add", r, b), r)
+    y = node.outputs[0]
+    c.nodes.append(Node("Reshape", node.name, [r], [y], {"shape": y.type.shape}))
+    return Patch(c.nodes)
+
+
+def _int_power(c: _Math, x: Value, e: Value, dtype: str) -> Value:
+    """x^e by squaring over the exponent's bits (e < 2^bits; any larger e overflows unless |x| <= 1,
+    where the low bits already decide); a negative e gives 1/x^|e| truncated: 0 unless |x| = 1."""
+    np_type = np.int64 if dtype == "i64" else np.int32
+    k = lambda v: c.graph.const("k", np_type(v))  # noqa: E731
+    bits = 6 if dtype == "i64" else 5
+    acc, square, rest = k(1), x, c.f("Abs", e)
+    for i in range(bits):
+        bit = c.f("Equal", c.f("BitwiseAnd", rest, k(1)), k(1))
+        acc = c.f("Where", bit, c.f("Mul", acc, square), acc)
+        if i < bits - 1:
+            square, rest = c.f("Mul", square, square), c.f("Div", rest, k(2))
+    unit = c.f("Equal", c.f("Abs", x), k(1))
+    negative = c.f("Where", unit, acc, k(0))
+    return c.f("Where", c.f("Less", e, k(0)), negative, acc)
+
+
+def int_pow(graph: Graph, node: Node) -> Patch | None:
+    """Integer Pow as onnxruntime computes it: exact powers for an integral exponent; a fractional
+    float exponent's power truncated toward zero."""
+    if node.op != "Pow" or node.inputs[0].type.dtype not in ("i32", "i64"):
+        return None
+    c, (x, e) = _Math(graph, node), node.inputs
+    dtype = x.type.dtype
+    if e.type.dtype == "f32":
+        whole = c.add_cast(e, dtype)
+        real = c.add_cast(c.f("Pow", c.add_cast(x, "f32"), e), dtype)
+        r = c.f("Where", c.f("Equal", c.f("Floor", e), e), _int_power(c, x, whole, dtype), real)
+    else:
+        r = _int_power(c, x, e if e.type.dtype == dtype else c.add_cast(e, dtype), dtype)
     y = node.outputs[0]
     c.nodes.append(Node("Reshape", node.name, [r], [y], {"shape": y.type.shape}))
     return Patch(c.nodes)

@@ -6,7 +6,7 @@ import numpy as np
 from ..ir.graph import Graph, Node, Patch, TensorType, Value
 from ..ir.ops_shape import slice_params, split_sizes
 from ..ir.registry import norm_axis
-from .decompose_math import float_mod, trig
+from .decompose_math import float_mod, int_pow, trig
 from .decompose_quant import quant
 from .infer import infer
 from .decompose import (attention, cast_like, group_norm, lrn, mod, normalise, pad, reduction, space_depth, tile,
@@ -139,8 +139,8 @@ def _normalise_attrs(graph: Graph, node: Node) -> Patch | None:
     return None
 
 
-RULES = [pad, lrn, attention, reduction, cast_like, trilu, group_norm, space_depth, tile, float_mod, mod, trig, quant,
-         _alias, _gemm, _batch_norm, _conv_bias, _matmul_vectors, _split, _normalise_attrs, normalise]
+RULES = [pad, lrn, attention, reduction, cast_like, trilu, group_norm, space_depth, tile, float_mod, mod, trig, int_pow,
+         quant, _alias, _gemm, _batch_norm, _conv_bias, _matmul_vectors, _split, _normalise_attrs, normalise]
 
 
 def lower(graph: Graph) -> Graph:
