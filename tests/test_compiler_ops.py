@@ -224,6 +224,25 @@ def test_bitwise(tmp_path, op, dtype):
     run(tmp_path, op, [("a", a, False)] + ([("b", b, False)] if op != "BitwiseNot" else []), opset=18)
 
 
+def bit_shift_case(dtype, direction: str):
+    """Shifts in range, by the width and more, and negative ones, of negative and positive values;
+    the model and onnx's reference result (onnxruntime shifts unsigned types only)."""
+    from onnx.reference import ReferenceEvaluator
+    width = np.iinfo(dtype).bits
+    a = np.array([[1, -1, 5, -8, np.iinfo(dtype).max, np.iinfo(dtype).min]], dtype)
+    b = np.array([[0], [1], [3], [width - 1], [width], [width + 7], [-1]], dtype)
+    model = single_op("BitShift", [("a", a, False), ("b", b, False)], 1, 28, direction=direction)
+    return model, a, b, ReferenceEvaluator(model).run(None, {"a": a, "b": b})[0]
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("direction", ["LEFT", "RIGHT"])
+def test_bit_shift(tmp_path, dtype, direction):
+    model, a, b, want = bit_shift_case(dtype, direction)
+    jit, _ = kiln_jit(model, tmp_path)
+    np.testing.assert_array_equal(jit.run(a, b)[0], want)
+
+
 @pytest.mark.parametrize("op", sorted(MATH_INPUTS))
 def test_math(tmp_path, op):
     lo, hi = MATH_INPUTS[op]

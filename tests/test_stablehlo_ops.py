@@ -287,3 +287,11 @@ def test_qdq(launcher, tmp_path, case):
     shape, scale, zp, opset, attrs = test_quant_ops.QDQ_CASES[case]
     x = test_quant_ops.ties(shape, float(np.max(scale)))
     pjrt_harness.check(launcher, test_quant_ops.qdq_model(shape, scale, zp, opset, **attrs), {"x": x}, tmp_path)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("direction", ["LEFT", "RIGHT"])
+def test_bit_shift(launcher, tmp_path, dtype, direction):
+    model, a, b, want = test_compiler_ops.bit_shift_case(dtype, direction)
+    got = pjrt_harness.run_model(pjrt_harness.bundle(launcher, model, tmp_path), model, {"a": a, "b": b})[0]
+    np.testing.assert_array_equal(got, want)

@@ -165,5 +165,21 @@ for _name, _fn in BITWISE.items():
     op(_name, _infer_bitwise, lambda n, xs, f=_fn: [f(xs[0], xs[1])], _numel_flops)
 op("BitwiseNot", _infer_bitwise, lambda n, xs: [np.invert(xs[0])], _numel_flops)
 
+
+def _bit_shift(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    """Shifts outside [0, width) give 0, or the sign to the right (as onnx's reference)."""
+    a, b = np.broadcast_arrays(*xs)
+    width = a.dtype.itemsize * 8
+    out = (b < 0) | (b >= width)
+    safe = np.where(out, 0, b).astype(a.dtype)
+    if node.attrs["direction"] == "RIGHT":
+        return [np.where(out, np.where(a < 0, -1, 0), np.right_shift(a, safe)).astype(a.dtype)]
+    unsigned = np.dtype(f"u{a.dtype.itemsize}")
+    shifted = np.left_shift(a.view(unsigned), safe.astype(unsigned)).view(a.dtype)
+    return [np.where(out, 0, shifted).astype(a.dtype)]
+
+
+op("BitShift", _infer_bitwise, _bit_shift, _numel_flops)
+
 ELEMENTWISE = (set(UNARY) | set(BINARY) | set(COMPARE) | set(LOGIC) | {"Not", "Where"} | set(BITWISE)
-               | {"BitwiseNot"})
+               | {"BitwiseNot", "BitShift"})

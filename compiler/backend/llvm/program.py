@@ -128,6 +128,16 @@ def _float_op(f: Fn, instr: Instr, xs: list[ir.Value], exponent: float | None) -
     return fn(x, y)
 
 
+def _bit_shift(f: Fn, x: ir.Value, y: ir.Value, direction: str) -> ir.Value:
+    """Out-of-range shifts (negative ones included, as unsigned) give 0, or x's sign to the right;
+    LLVM's own shifts by the width or more are poison."""
+    b, width = f.b, f.const_i(x.type.element.width if isinstance(x.type, ir.VectorType) else x.type.width, x.type)
+    out = b.icmp_unsigned(">=", y, width)
+    if direction == "RIGHT":
+        return b.ashr(x, b.select(out, b.sub(width, f.const_i(1, x.type)), y))
+    return b.select(out, f.const_i(0, x.type), b.shl(x, b.select(out, f.const_i(0, x.type), y)))
+
+
 def _int_op(f: Fn, instr: Instr, xs: list[ir.Value]) -> ir.Value:
     b, x = f.b, xs[0]
     zero = f.const_i(0, x.type)
@@ -140,6 +150,8 @@ def _int_op(f: Fn, instr: Instr, xs: list[ir.Value]) -> ir.Value:
         return b.select(b.icmp_signed("<", x, zero), b.sub(zero, x), x)
     if op == "BitwiseNot":
         return b.not_(x)
+    if op == "BitShift":
+        return _bit_shift(f, x, xs[1], instr.attr("direction"))
     binary = {"BitwiseAnd": b.and_, "BitwiseOr": b.or_, "BitwiseXor": b.xor, "Add": b.add, "Sub": b.sub, "Mul": b.mul, "Div": b.sdiv,
               "Max": lambda p, q: b.select(b.icmp_signed(">", p, q), p, q),
               "Min": lambda p, q: b.select(b.icmp_signed("<", p, q), p, q)}

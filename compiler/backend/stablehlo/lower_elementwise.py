@@ -109,6 +109,12 @@ def _atan(em: Emitter, node: Node, xs: list) -> list[Ref]:
     return [pick(em.compare(x, k(0.0), "LT"), em.op("negate", [r], x.type), r)]
 
 
+def _bit_shift(em: Emitter, node: Node, xs: list) -> list[Ref]:
+    """XLA's shifts already give 0, or the sign to the right, for amounts outside [0, width)."""
+    name = "shift_right_arithmetic" if node.attrs["direction"] == "RIGHT" else "shift_left"
+    return [em.binary(name, xs[0], xs[1])]
+
+
 def _where(em: Emitter, node: Node, xs: list) -> list[Ref]:
     shape = node.outputs[0].type.shape
     c, a, b = (em.broadcast(x, shape) for x in xs)
@@ -122,7 +128,7 @@ LOWERINGS: dict[str, Lowering] = {
     "Not": _unary("not"), "BitwiseNot": _unary("not"),
     "Max": _extremum("maximum"), "Min": _extremum("minimum"),
     "Relu": _relu, "Erf": lambda em, node, xs: [erf(em, xs[0])], "Gelu": _gelu,
-    "HardSigmoid": _hard_sigmoid, "HardSwish": _hard_swish, "Pow": _pow, "Where": _where, "Atan": _atan,
+    "HardSigmoid": _hard_sigmoid, "HardSwish": _hard_swish, "Pow": _pow, "Where": _where, "Atan": _atan, "BitShift": _bit_shift,
     "Identity": lambda em, node, xs: [xs[0]],
     "Cast": lambda em, node, xs: [em.convert(xs[0], node.attrs["to"])],
 }
