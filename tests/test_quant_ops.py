@@ -41,6 +41,7 @@ def ties(shape: tuple, scale: float) -> np.ndarray:
 QDQ_CASES = {
     "uint8": ((2, 3, 8), np.float32(0.5), np.uint8(128), 13, {}),
     "int8": ((2, 3, 8), np.float32(0.25), np.int8(-3), 13, {}),
+    "scale_not_power_of_two": ((4, 64), np.float32(0.1), np.uint8(128), 13, {}),  # x / 0.1 != x * 10 at ties
     "int8_no_zero_point_is_uint8": ((4, 8), np.float32(0.5), None, 13, {}),
     "per_axis_int8": ((2, 3, 8), np.float32([0.5, 0.25, 1.0]), np.int8([0, 5, -7]), 13, dict(axis=1)),
     "per_axis_last": ((2, 3, 4), np.float32([0.5, 0.25, 1.0, 2.0]), np.uint8([0, 5, 7, 200]), 13, dict(axis=-1)),

@@ -35,11 +35,11 @@ def quant(graph: Graph, node: Node) -> Patch | None:
     if node.op == "QuantizeLinear":
         _check_qdq(graph, node)
         q = _step(graph, nodes, node, "Add", [_step(graph, nodes, node, "Round", [
-            _step(graph, nodes, node, "Div", [x, s])]), z])
+            _step(graph, nodes, node, "Div", [x, s], exact=1)]), z])
         q = _step(graph, nodes, node, "Max", [q, graph.const("lo", np.float32(node.attrs["lo"]))])
         r = _step(graph, nodes, node, "Min", [q, graph.const("hi", np.float32(node.attrs["hi"]))])
     elif x.type.dtype == "f32":
-        r = _step(graph, nodes, node, "Mul", [_step(graph, nodes, node, "Sub", [x, z]), s])
+        r = _step(graph, nodes, node, "Mul", [_step(graph, nodes, node, "Sub", [x, z], exact=1), s], exact=1)
     else:
         z = graph.const("zero_point", zp.astype(np.int64 if x.type.dtype == "i64" else np.int32))
         diff = _step(graph, nodes, node, "Cast", [_step(graph, nodes, node, "Sub", [x, z])], to="f32")
