@@ -38,9 +38,9 @@ def _one_node(op: str, name: str = "bad_node") -> onnx.ModelProto:
 
 
 def test_unsupported_operator_named(tmp_path):
-    _save(_one_node("Tan"), tmp_path / "model.onnx")
-    assert _compile_error(tmp_path / "model.onnx") == \
-        "unsupported operator Tan (opset 17) at node bad_node (model.onnx); nearest supported: Tanh"
+    _save(_one_node("MaxRoiPool"), tmp_path / "model.onnx")
+    assert _compile_error(tmp_path / "model.onnx") == ("unsupported operator MaxRoiPool (opset 17) at node bad_node "
+                                                       "(model.onnx); nearest supported: MaxPool, GlobalMaxPool")
 
 
 def test_unsupported_operator_unnamed_uses_index(tmp_path):
@@ -200,10 +200,9 @@ def test_attention_window_is_refused_in_one_line(tmp_path):
     assert _compile_error(tmp_path / "model.onnx").startswith("Attention node the_node: left_window_size is not supported")
 
 
-def test_float_mod_is_one_line(tmp_path):
-    _save(M.single_op("Mod", [("a", np.ones(3, np.float32), False), ("b", np.ones(3, np.float32), False)], fmod=1),
-          tmp_path / "model.onnx")
-    assert _compile_error(tmp_path / "model.onnx").startswith("Mod node the_node: only integer Mod is supported, got f32")
+def test_integer_floor_is_one_line(tmp_path):
+    _save(M.single_op("Floor", [("x", np.ones(3, np.int64), False)]), tmp_path / "model.onnx")
+    assert _compile_error(tmp_path / "model.onnx") == "Floor node the_node: expects f32 input, got i64"
 
 
 def test_range_of_runtime_values_names_the_input(tmp_path):
@@ -232,13 +231,13 @@ def test_empty_dimension_is_named_as_such(tmp_path):
 
 
 def test_cli_prints_one_line_and_exits_1(tmp_path):
-    _save(_one_node("Tan"), tmp_path / "model.onnx")
+    _save(_one_node("MaxRoiPool"), tmp_path / "model.onnx")
     r = subprocess.run([sys.executable, "-m", "kiln.compiler", "compile", "--platform", "cpu",
                         "--host", "linux-amd64", str(tmp_path / "model.onnx"), "-o", str(tmp_path / "out")],
                        capture_output=True, text=True)
     assert r.returncode == 1
-    assert r.stderr == ("error: unsupported operator Tan (opset 17) at node bad_node (model.onnx); "
-                        "nearest supported: Tanh\n")
+    assert r.stderr == ("error: unsupported operator MaxRoiPool (opset 17) at node bad_node (model.onnx); "
+                        "nearest supported: MaxPool, GlobalMaxPool\n")
     assert not (tmp_path / "out").exists()
 
 
@@ -299,10 +298,10 @@ def test_malformed_safetensors_headers_are_one_line(tmp_path, header, message):
 
 def _zoo_like(opset: int = 9) -> onnx.ModelProto:
     """A model with several ops kiln does not map, as old zoo models have."""
-    nodes = [helper.make_node("RandomUniformLike", ["x"], ["a"], name="norm1"),
+    nodes = [helper.make_node("MaxRoiPool", ["x"], ["a"], name="norm1"),
              helper.make_node("Relu", ["a"], ["b"], name="relu1"),
              helper.make_node("RandomNormalLike", ["b"], ["c"], name="pool"),
-             helper.make_node("RandomUniformLike", ["c"], ["y"], name="norm2")]
+             helper.make_node("MaxRoiPool", ["c"], ["y"], name="norm2")]
     graph = helper.make_graph(nodes, "zoo", [helper.make_tensor_value_info("x", 1, [1, 4, 5, 5])],
                               [helper.make_tensor_value_info("y", 1, [1, 1, 5, 5])])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=4)
@@ -315,9 +314,9 @@ def test_inspect_check_lists_every_problem_at_once(tmp_path):
     assert r.returncode == 1 and r.stderr == ""
     assert r.stdout.splitlines() == [
         "zoo.onnx: 3 problems for cpu",
-        "  unsupported operator RandomUniformLike (opset 9) at node norm1 (zoo.onnx)",
+        "  unsupported operator MaxRoiPool (opset 9) at node norm1 (zoo.onnx); nearest supported: MaxPool, GlobalMaxPool",
         "  unsupported operator RandomNormalLike (opset 9) at node pool (zoo.onnx)",
-        "  unsupported operator RandomUniformLike (opset 9) at node norm2 (zoo.onnx)",
+        "  unsupported operator MaxRoiPool (opset 9) at node norm2 (zoo.onnx); nearest supported: MaxPool, GlobalMaxPool",
     ]
 
 

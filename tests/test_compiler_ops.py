@@ -6,7 +6,7 @@ import pytest
 from onnx import helper, numpy_helper
 
 from kiln.compiler.errors import CompileError
-from onnx_models import F, Builder, assert_close, check, kiln_run, pointwise_depthwise, single_op
+from onnx_models import F, Builder, assert_close, check, kiln_jit, kiln_run, pointwise_depthwise, single_op
 
 RNG = np.random.default_rng(1234)
 
@@ -172,6 +172,83 @@ UNARY = {
 @pytest.mark.parametrize("op", sorted(UNARY))
 def test_unary(tmp_path, op):
     run(tmp_path, op, [("x", rand(3, 17, lo=-6, hi=6), False)], **UNARY[op])
+
+
+# Elementwise math on inputs spanning each op's domain, its edges and beyond (NaN outside it).
+MATH_INPUTS = {
+    "Sin": (-40, 40), "Cos": (-40, 40), "Tan": (-1.5, 1.5), "Asin": (-1.1, 1.1), "Acos": (-1.1, 1.1),
+    "Atan": (-30, 30), "Sinh": (-10, 10), "Cosh": (-10, 10), "Asinh": (-50, 50), "Acosh": (0.5, 50),
+    "Atanh": (-1.1, 1.1), "Floor": (-5, 5), "Ceil": (-5, 5), "Round": (-5, 5),
+}
+
+
+@pytest.mark.parametrize("base", [np.int32, np.int64])
+@pytest.mark.parametrize("exponent", [np.int32, np.int64, np.float32])
+def test_integer_pow(tmp_path, base, exponent):
+    """Exact integer powers up to the type's range, negative exponents, and (float exponents) a
+    fractional power truncated toward zero."""
+    x = np.array([[2, -3, 1, -1, 7, 5, 11, -2, 3]], base)  # 0 to a negative power is undefined
+    e = np.array([[0], [1], [3], [4], [6], [7], [-1], [-2]], exponent)
+    if base == np.int64 and exponent != np.float32:
+        e = np.concatenate([e, np.array([[13]], exponent)])  # onnxruntime goes through f64: exact below 2^53
+    if exponent == np.float32:
+        e = np.concatenate([e, np.float32([[0.5], [2.5], [-0.5]])])
+        x = np.abs(x)  # a negative base's fractional power is NaN, whose integer cast is undefined
+    run(tmp_path, "Pow", [("x", x, False), ("e", e, False)], opset=15, specials=False)
+
+
+@pytest.mark.parametrize("fmod", [0, 1])
+def test_float_mod(tmp_path, fmod):
+    """Mixed signs, quotients that round up to an integer, infinite and zero divisors, -0."""
+    a = np.float32([-4.3, 7.2, 5.0, 4.3, -7.2, 8.0, 1.0, -1.0, 5.0, -5.0, 0.0, -0.0, 1e7, -1e7, 0.3, 6.0, 1e7])
+    b = np.float32([2.1, -3.4, 8.0, -2.1, 3.4, 5.0, 0.1, 0.1, np.inf, np.inf, -np.inf, 3.0, 3.0, 3.0, 0.1, 0.0, 0.1])
+    a = np.concatenate([a, rand(40, lo=-50, hi=50)])
+    b = np.concatenate([b, rand(40, lo=-7, hi=7)])
+    if fmod:
+        run(tmp_path, "Mod", [("a", a, False), ("b", b, False)], fmod=1, opset=13)
+        return
+    # onnxruntime refuses float Mod with fmod = 0; onnx's reference is numpy's (Python's) mod.
+    model = single_op("Mod", [("a", a, False), ("b", b, False)], 1, 13, fmod=0)
+    jit, _ = kiln_jit(model, tmp_path)
+    with np.errstate(all="ignore"):
+        assert_close(jit.run(a, b)[0], np.mod(a, b))
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("op", ["BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitwiseNot"])
+def test_bitwise(tmp_path, op, dtype):
+    rng = np.random.default_rng(5)
+    info = np.iinfo(dtype)
+    a = rng.integers(info.min, info.max, (3, 4, 5), dtype=dtype, endpoint=True)
+    b = np.array([0, -1, info.min, info.max, 0x5A5A], dtype)
+    run(tmp_path, op, [("a", a, False)] + ([("b", b, False)] if op != "BitwiseNot" else []), opset=18)
+
+
+def bit_shift_case(dtype, direction: str):
+    """Shifts in range, by the width and more, and negative ones, of negative and positive values;
+    the model and onnx's reference result (onnxruntime shifts unsigned types only)."""
+    from onnx.reference import ReferenceEvaluator
+    width = np.iinfo(dtype).bits
+    a = np.array([[1, -1, 5, -8, np.iinfo(dtype).max, np.iinfo(dtype).min]], dtype)
+    b = np.array([[0], [1], [3], [width - 1], [width], [width + 7], [-1]], dtype)
+    model = single_op("BitShift", [("a", a, False), ("b", b, False)], 1, 28, direction=direction)
+    return model, a, b, ReferenceEvaluator(model).run(None, {"a": a, "b": b})[0]
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("direction", ["LEFT", "RIGHT"])
+def test_bit_shift(tmp_path, dtype, direction):
+    model, a, b, want = bit_shift_case(dtype, direction)
+    jit, _ = kiln_jit(model, tmp_path)
+    np.testing.assert_array_equal(jit.run(a, b)[0], want)
+
+
+@pytest.mark.parametrize("op", sorted(MATH_INPUTS))
+def test_math(tmp_path, op):
+    lo, hi = MATH_INPUTS[op]
+    edges = np.float32([0, -0.0, 1, -1, 0.5, -0.5, 1.5, 2.5, -2.5, 1e-5, -1e-5, 1e-3])
+    x = np.concatenate([rand(4, 29, lo=lo, hi=hi).ravel(), edges])
+    run(tmp_path, op, [("x", x, False)], opset=17)
 
 
 # Ops the frontend builds from IR ops (compiler/frontend/composites.py): (op, attrs, opset).

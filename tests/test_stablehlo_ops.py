@@ -7,6 +7,7 @@ import pytest
 
 import pjrt_harness
 import test_compiler_ops
+import test_quant_ops
 from onnx_models import kiln_run, single_op, with_specials
 
 pytestmark = pytest.mark.e2e
@@ -139,6 +140,10 @@ CASES = {
     "space_to_depth": ("SpaceToDepth", [("x", rand(2, 8, 4, 6), 0)], dict(blocksize=2)),
     "tile": ("Tile", [("x", rand(2, 3), 0), ("r", I([2, 3]), 1)], {}),
     "mod": ("Mod", [("a", I([[-7, -1, 0, 6, 13]]), 0), ("b", I([[3], [-3]]), 0)], {}),
+    "mod_float": ("Mod", [("a", np.float32([[-4.3, 7.2, 5.0, 1.0, -1.0, 1e7, 0.3]]), 0),
+                          ("b", np.float32([[2.1], [-3.4], [0.1], [np.inf], [0.0]]), 0)], dict(fmod=1)),
+    "pow_int": ("Pow", [("x", I([[2, -3, 1, -1, 7, 11]]), 0), ("e", I([[0], [3], [13], [-2]]), 0)], {}),
+    "pow_int_float": ("Pow", [("x", np.int32([[2, 3, 1, 5, 7]]), 0), ("e", np.float32([[2], [0.5], [-1]]), 0)], {}),
     "mod_fmod": ("Mod", [("a", I([[-7, -1, 0, 6, 13]]), 0), ("b", I([[3], [-3]]), 0)], dict(fmod=1)),
     "resize_nearest": ("Resize", [("x", rand(1, 2, 5, 7), 0), ("roi", I([], np.float32), 1),
                                   ("scales", I([1, 1, 2.5, 0.6], np.float32), 1)], {}),
@@ -212,6 +217,10 @@ CASES_AT_OPSET = {  # case -> (op, inputs, attrs, opset)
     "scatter_elements_min": ("ScatterElements", [("x", ints(3, 4), 0), ("i", I([[1, 1], [0, -4], [3, 2]]), 0),
                                                  ("u", ints(3, 2), 0)], dict(axis=1, reduction="min"), 18),
     **RESIZE_CASES,
+    "bitwise_and": ("BitwiseAnd", [("a", I([[-7, -1, 0, 6, 13]]), 0), ("b", I([[3], [-3]]), 0)], {}, 18),
+    "bitwise_or": ("BitwiseOr", [("a", I([[-7, -1, 0, 6, 13]]), 0), ("b", I([[3], [-3]]), 0)], {}, 18),
+    "bitwise_xor_i32": ("BitwiseXor", [("a", np.int32([[-7, -1, 0, 6, 13]]), 0), ("b", np.int32([[3], [-3]]), 0)], {}, 18),
+    "bitwise_not": ("BitwiseNot", [("a", I([[-7, -1, 0, 6, 13]]), 0)], {}, 18),
 }
 
 
@@ -381,3 +390,28 @@ def test_loop_unrolled(launcher, tmp_path, trips, stop_at):
 def test_scan_unrolled(launcher, tmp_path):
     from onnx_models import scan_model
     pjrt_harness.check(launcher, scan_model(1, 1, 1), {"s0": rand(2, 3), "x": rand(2, 5, 3)}, tmp_path)
+
+
+@pytest.mark.parametrize("op", sorted(test_compiler_ops.MATH_INPUTS))
+def test_math(launcher, tmp_path, op):
+    """Sin, Cos, Atan, Floor, Ceil and Round as StableHLO, the rest decomposed into them, with NaN and inf."""
+    lo, hi = test_compiler_ops.MATH_INPUTS[op]
+    x = np.concatenate([rand(4, 29, lo=lo, hi=hi).ravel(), np.float32([0, -0.0, 1, -1, 0.5, -0.5, 2.5, 1e-5])])
+    model = single_op(op, [("x", x, False)], 1, 17)
+    pjrt_harness.check(launcher, model, with_specials({"x": x}), tmp_path)
+
+
+@pytest.mark.parametrize("case", sorted(test_quant_ops.QDQ_CASES))
+def test_qdq(launcher, tmp_path, case):
+    """QuantizeLinear/DequantizeLinear pairs: ties to even, saturation, per axis and blocked."""
+    shape, scale, zp, opset, attrs = test_quant_ops.QDQ_CASES[case]
+    x = test_quant_ops.ties(shape, float(np.max(scale)))
+    pjrt_harness.check(launcher, test_quant_ops.qdq_model(shape, scale, zp, opset, **attrs), {"x": x}, tmp_path)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("direction", ["LEFT", "RIGHT"])
+def test_bit_shift(launcher, tmp_path, dtype, direction):
+    model, a, b, want = test_compiler_ops.bit_shift_case(dtype, direction)
+    got = pjrt_harness.run_model(pjrt_harness.bundle(launcher, model, tmp_path), model, {"a": a, "b": b})[0]
+    np.testing.assert_array_equal(got, want)

@@ -16,6 +16,7 @@ from .composites import COMPOSITES
 from .composites_extra import COMPOSITES_EXTRA
 from .functions import FUNCTION_OPS, expand
 from .sequence import SEQUENCE_MAPPERS
+from .quant import MAPPERS as QUANT
 from .weights import ONNX_DTYPES, inline_weights, onnx_dtype, safetensors_weights
 
 # The ai.onnx opsets kiln accepts: up to the newest of the pinned onnx wheel. Between opset 23 and
@@ -38,6 +39,8 @@ SAME = {
     "ReduceLogSumExp", "ReduceSumSquare", "ArgMax", "ArgMin", "CastLike", "Range", "Trilu",
     "DepthToSpace", "SpaceToDepth", "Tile", "EyeLike", "InstanceNormalization", "GroupNormalization", "Attention",
     "Mod", "Resize", "AffineGrid", "GridSample",
+    "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "Floor", "Ceil", "Round",
+    "BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitwiseNot", "BitShift",
 }
 # Indexing ops (ir/ops_index.py).
 SAME |= {"GatherElements", "GatherND", "OneHot", "ScatterElements", "ScatterND", "Compress", "TensorScatter"}
@@ -52,6 +55,7 @@ class Importer:
         self.values: dict[str, Value] = {}
         self.nodes: list[Node] = []
         self.renames: dict[str, str] = {}  # names inside an inlined subgraph -> their unique names
+        self.int_dtypes: dict[str, np.dtype] = {}  # constants' integer types before widening
 
     def get(self, name: str, node: str) -> Value | None:
         if name == "":
@@ -134,6 +138,7 @@ def _constant(im: Importer, name: str, ins: list, outs: list[str], attrs: dict) 
     data = np.asarray(value, np.float32 if "float" in key else None)
     if "int" in key:
         data = data.astype(np.int64)
+    im.int_dtypes[outs[0]] = data.dtype
     im.values[outs[0]] = Value(outs[0], const=data)
 
 
@@ -228,7 +233,7 @@ def _global_pool(im: Importer, name: str, ins: list, outs: list[str], attrs: dic
 MAPPERS: dict[str, Callable] = {op: _same(op) for op in SAME}
 MAPPERS.update(Constant=_constant, Max=_chain("Max"), Min=_chain("Min"), Clip=_clip,
                GlobalAveragePool=_global_pool, Dropout=_dropout, Sum=_variadic("Add"),
-               Mean=_variadic("Add", mean=True), LayerNormalization=_layer_norm, **COMPOSITES)
+               Mean=_variadic("Add", mean=True), LayerNormalization=_layer_norm, **COMPOSITES, **QUANT)
 MAPPERS["Scatter"] = _same("ScatterElements")  # deprecated (opset 9-10) alias
 MAPPERS.update(COMPOSITES_EXTRA)
 MAPPERS.update(SEQUENCE_MAPPERS)
@@ -306,6 +311,7 @@ def load_onnx(path: Path, weights: Path | None = None, batch: int = 1, input_sha
     used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
     im = Importer(source, used, opset)
     for name, array in data.items():
+        im.int_dtypes[name] = array.dtype
         if array.dtype == np.float64:
             array = array.astype(np.float32)
         im.values[name] = Value(name, const=array)

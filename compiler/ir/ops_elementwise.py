@@ -36,6 +36,15 @@ UNARY = {
     "Cast": lambda n, x: x.astype(DTYPES[n.attrs["to"]]),
 }
 
+# Sin, Cos, Atan, Floor, Ceil and Round are lowered by every backend; the rest are rewritten
+# into them, Exp, Log, Sqrt and arithmetic (passes/decompose_math.py).
+MATH = {
+    "Sin": np.sin, "Cos": np.cos, "Tan": np.tan, "Asin": np.arcsin, "Acos": np.arccos, "Atan": np.arctan,
+    "Sinh": np.sinh, "Cosh": np.cosh, "Asinh": np.arcsinh, "Acosh": np.arccosh, "Atanh": np.arctanh,
+    "Floor": np.floor, "Ceil": np.ceil, "Round": np.round,
+}
+UNARY.update({name: (lambda n, x, f=fn: f(x)) for name, fn in MATH.items()})
+
 BINARY = {
     "Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Pow": np.power,
     "Max": np.maximum, "Min": np.minimum,
@@ -48,7 +57,7 @@ COMPARE = {
 }
 LOGIC = {"And": np.logical_and, "Or": np.logical_or, "Xor": np.logical_xor}
 
-FLOAT_ONLY = {"Sigmoid", "Tanh", "Erf", "Gelu", "Sqrt", "Exp", "Log", "HardSigmoid", "HardSwish"}
+FLOAT_ONLY = {"Sigmoid", "Tanh", "Erf", "Gelu", "Sqrt", "Exp", "Log", "HardSigmoid", "HardSwish", *MATH}
 
 
 def _infer_unary(node: Node) -> list[TensorType]:
@@ -127,8 +136,8 @@ def trilu_mask(node: Node) -> np.ndarray:
 
 
 def _infer_mod(node: Node) -> list[TensorType]:
-    if node.inputs[0].type.dtype not in ("i64", "i32"):
-        raise fail(node, f"only integer Mod is supported, got {node.inputs[0].type.dtype}")
+    if node.inputs[0].type.dtype == "bool":
+        raise fail(node, "expects numbers, got bool")
     return _infer_binary(node)
 
 
@@ -143,4 +152,34 @@ op("Mod", _infer_mod, _eval_mod, _numel_flops)
 op("CastLike", _infer_cast_like, lambda n, xs: [xs[0].astype(xs[1].dtype)], _numel_flops)
 op("Trilu", _infer_trilu, lambda n, xs: [np.where(trilu_mask(n), xs[0], np.zeros((), xs[0].dtype))], _numel_flops)
 
-ELEMENTWISE = set(UNARY) | set(BINARY) | set(COMPARE) | set(LOGIC) | {"Not", "Where"}
+BITWISE = {"BitwiseAnd": np.bitwise_and, "BitwiseOr": np.bitwise_or, "BitwiseXor": np.bitwise_xor}
+
+
+def _infer_bitwise(node: Node) -> list[TensorType]:
+    if node.inputs[0].type.dtype not in ("i64", "i32"):
+        raise fail(node, f"expects integer inputs, got {node.inputs[0].type.dtype}")
+    return _infer_binary(node) if len(node.inputs) == 2 else [node.inputs[0].type]
+
+
+for _name, _fn in BITWISE.items():
+    op(_name, _infer_bitwise, lambda n, xs, f=_fn: [f(xs[0], xs[1])], _numel_flops)
+op("BitwiseNot", _infer_bitwise, lambda n, xs: [np.invert(xs[0])], _numel_flops)
+
+
+def _bit_shift(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    """Shifts outside [0, width) give 0, or the sign to the right (as onnx's reference)."""
+    a, b = np.broadcast_arrays(*xs)
+    width = a.dtype.itemsize * 8
+    out = (b < 0) | (b >= width)
+    safe = np.where(out, 0, b).astype(a.dtype)
+    if node.attrs["direction"] == "RIGHT":
+        return [np.where(out, np.where(a < 0, -1, 0), np.right_shift(a, safe)).astype(a.dtype)]
+    unsigned = np.dtype(f"u{a.dtype.itemsize}")
+    shifted = np.left_shift(a.view(unsigned), safe.astype(unsigned)).view(a.dtype)
+    return [np.where(out, 0, shifted).astype(a.dtype)]
+
+
+op("BitShift", _infer_bitwise, _bit_shift, _numel_flops)
+
+ELEMENTWISE = (set(UNARY) | set(BINARY) | set(COMPARE) | set(LOGIC) | {"Not", "Where"} | set(BITWISE)
+               | {"BitwiseNot", "BitShift"})

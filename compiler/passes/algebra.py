@@ -22,11 +22,16 @@ def _single_use(graph: Graph, v: Value) -> Node | None:
     return v.producer if uses == 1 else None
 
 
+def _exact(node: Node) -> bool:
+    """Arithmetic that must round as written (quantization matching onnxruntime's levels)."""
+    return bool(node.attr("exact", 0))
+
+
 def _canonical(graph: Graph, node: Node) -> Patch | None:
     x, c = (node.inputs + [None])[:2]
     if node.op in COMMUTATIVE and x is not None and x.const is not None and c.const is None:
         return Patch([Node(node.op, node.name, [c, x], node.outputs)])
-    if node.op in ("Sub", "Div") and _is_float_const(c) and x.const is None:
+    if node.op in ("Sub", "Div") and _is_float_const(c) and x.const is None and not _exact(node):
         inv = -c.const if node.op == "Sub" else (1.0 / c.const).astype(np.float32)
         op = "Add" if node.op == "Sub" else "Mul"
         return Patch([Node(op, node.name, [x, graph.const(f"{c.name}.inv", inv)], node.outputs)])
@@ -34,10 +39,10 @@ def _canonical(graph: Graph, node: Node) -> Patch | None:
 
 
 def _merge_chain(graph: Graph, node: Node) -> Patch | None:
-    if node.op not in ("Add", "Mul") or not _is_float_const(node.inputs[1]):
+    if node.op not in ("Add", "Mul") or not _is_float_const(node.inputs[1]) or _exact(node):
         return None
     inner = _single_use(graph, node.inputs[0])
-    if inner is None or inner.op not in ("Add", "Mul") or not _is_float_const(inner.inputs[1]):
+    if inner is None or inner.op not in ("Add", "Mul") or not _is_float_const(inner.inputs[1]) or _exact(inner):
         return None
     c1, c2 = inner.inputs[1].const, node.inputs[1].const
     x, y = inner.inputs[0], node.outputs[0]
@@ -62,7 +67,7 @@ def _channel_scale(c: np.ndarray, rank: int, axis: int, channels: int) -> np.nda
 
 
 def _scale_into_weights(graph: Graph, node: Node) -> Patch | None:
-    if node.op != "Mul" or not _is_float_const(node.inputs[1]):
+    if node.op != "Mul" or not _is_float_const(node.inputs[1]) or _exact(node):
         return None
     prod = _single_use(graph, node.inputs[0])
     if prod is None or prod.op not in ("Conv", "MatMul") or prod.inputs[1].const is None:

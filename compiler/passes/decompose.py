@@ -15,6 +15,8 @@ from ..ir.ops_nn import attention_shape, group_count, lrn_params, reduce_axes
 from ..ir.ops_shape import pad_amounts, pad_source, space_depth_shapes, tile_repeats
 from .decompose_grid import affine_grid, grid_sample
 from .decompose_resize import resize
+from .decompose_math import float_mod, int_pow, trig
+from .decompose_quant import quant
 from .infer import infer
 
 PRIMITIVE = ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd")
@@ -275,8 +277,8 @@ def mod(graph: Graph, node: Node) -> Patch | None:
     return Patch(c.nodes)
 
 
-RULES = [pad, lrn, attention, reduction, normalise, cast_like, trilu, group_norm, space_depth, tile, mod, resize,
-         affine_grid, grid_sample]
+RULES = [pad, lrn, attention, reduction, normalise, cast_like, trilu, group_norm, space_depth, tile, float_mod, mod,
+         trig, int_pow, quant, resize, affine_grid, grid_sample]
 
 from .decompose_index import RULES as INDEX_RULES  # noqa: E402 - they build on _Chain above
 from .decompose_linear import RULES as LINEAR_RULES  # noqa: E402 - likewise

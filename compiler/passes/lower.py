@@ -6,6 +6,8 @@ import numpy as np
 from ..ir.graph import Graph, Node, Patch, TensorType, Value
 from ..ir.ops_shape import slice_params, split_sizes
 from ..ir.registry import norm_axis
+from .decompose_math import float_mod, int_pow, trig
+from .decompose_quant import quant
 from .infer import infer
 from .decompose import (attention, cast_like, group_norm, lrn, mod, normalise, pad, reduction, space_depth, tile,
                         trilu)
@@ -142,9 +144,11 @@ def _normalise_attrs(graph: Graph, node: Node) -> Patch | None:
     return None
 
 
-RULES = [pad, lrn, attention, reduction, cast_like, trilu, group_norm, space_depth, tile, mod, resize, affine_grid,
-         grid_sample, _alias, _gemm, _batch_norm, _conv_bias, _matmul_vectors, _split, _normalise_attrs, normalise]
-RULES = SEQ_RULES + INDEX_RULES + LINEAR_RULES + RULES  # the sequence ops first: their expansions hold ops the others rewrite
+RULES = [pad, lrn, attention, reduction, cast_like, trilu, group_norm, space_depth, tile, float_mod, mod, trig, int_pow,
+         quant, resize, affine_grid, grid_sample, _alias, _gemm, _batch_norm, _conv_bias, _matmul_vectors, _split,
+         _normalise_attrs, normalise]
+# The sequence ops first: their expansions hold ops the others rewrite.
+RULES = SEQ_RULES + INDEX_RULES + LINEAR_RULES + RULES
 
 
 def lower(graph: Graph) -> Graph:

@@ -111,3 +111,53 @@ def sigmoid(f: Fn, x: ir.Value) -> ir.Value:
     one = f.const_f(1.0, x.type)
     return f.b.fdiv(one, f.b.fadd(one, exp(f, f.b.fsub(f.const_f(0.0, x.type), x))))
 
+
+
+def _fabs(f: Fn, x: ir.Value) -> ir.Value:
+    return f.intrinsic(f"llvm.fabs.{f.suffix(x.type)}", x.type, [x])
+
+
+def _sin_quadrant(f: Fn, x: ir.Value, shift: int) -> ir.Value:
+    """sin(x + shift * pi/2): x less the nearest multiple q of pi/2 (three-part Cody-Waite, exact
+    for |q| < 2^16), then the Cephes sine or cosine polynomial and sign of quadrant q + shift."""
+    b, ty = f.b, x.type
+    q = f.intrinsic(f"llvm.rint.{f.suffix(ty)}", ty, [b.fmul(x, f.const_f(0.636619772367581343, ty))])
+    r = f.fmuladd(q, f.const_f(-1.5703125, ty), x)
+    r = f.fmuladd(q, f.const_f(-4.837512969970703125e-4, ty), r)
+    r = f.fmuladd(q, f.const_f(-7.54978995489188216e-8, ty), r)
+    z = b.fmul(r, r)
+    s = f.fmuladd(b.fmul(r, z), _poly(f, z, [-1.9515295891e-4, 8.3321608736e-3, -1.6666654611e-1]), r)
+    c = f.fmuladd(b.fmul(z, z), _poly(f, z, [2.443315711809948e-5, -1.388731625493765e-3, 4.166664568298827e-2]),
+                  f.fmuladd(z, f.const_f(-0.5, ty), f.const_f(1.0, ty)))
+    # NaN and infinities give a NaN r whatever the quadrant; keep their conversion defined.
+    finite = b.fcmp_ordered("<", _fabs(f, q), f.const_f(1e6, ty))
+    ity = _int_type(ty)
+    k = b.add(b.fptosi(b.select(finite, q, f.const_f(0.0, ty)), ity), f.const_i(shift, ity))
+    zero = f.const_i(0, ity)
+    r = b.select(b.icmp_signed("!=", b.and_(k, f.const_i(1, ity)), zero), c, s)
+    return b.select(b.icmp_signed("!=", b.and_(k, f.const_i(2, ity)), zero), b.fneg(r), r)
+
+
+def sin(f: Fn, x: ir.Value) -> ir.Value:
+    return _sin_quadrant(f, x, 0)
+
+
+def cos(f: Fn, x: ir.Value) -> ir.Value:
+    return _sin_quadrant(f, x, 1)
+
+
+def atan(f: Fn, x: ir.Value) -> ir.Value:
+    """Cephes atanf: |x| reduced below tan(pi/8) by pi/2 - atan(1/|x|) or pi/4 + atan((|x|-1)/(|x|+1))."""
+    b, ty = f.b, x.type
+    ax = _fabs(f, x)
+    one = f.const_f(1.0, ty)
+    big = b.fcmp_ordered(">", ax, f.const_f(2.414213562373095, ty))
+    mid = b.fcmp_ordered(">", ax, f.const_f(0.4142135623730950, ty))
+    t = b.select(big, b.fdiv(f.const_f(-1.0, ty), ax),
+                 b.select(mid, b.fdiv(b.fsub(ax, one), b.fadd(ax, one)), ax))
+    base = b.select(big, f.const_f(1.5707963267948966, ty), b.select(mid, f.const_f(0.7853981633974483, ty),
+                                                                     f.const_f(0.0, ty)))
+    z = b.fmul(t, t)
+    p = _poly(f, z, [8.05374449538e-2, -1.38776856032e-1, 1.99777106478e-1, -3.33329491539e-1])
+    r = b.fadd(base, f.fmuladd(b.fmul(p, z), t, t))
+    return b.select(b.fcmp_ordered("<", x, f.const_f(0.0, ty)), b.fneg(r), r)

@@ -91,6 +91,10 @@ def _pow(f: Fn, x: ir.Value, y: ir.Value, exponent: float | None) -> ir.Value:
     return b.select(b.fcmp_ordered("==", y, f.const_f(0.0, ty)), f.const_f(1.0, ty), r)
 
 
+# rint rounds halves to even in the default rounding mode, as ONNX's Round.
+ROUNDING = {"Floor": "floor", "Ceil": "ceil", "Round": "rint"}
+
+
 def _float_op(f: Fn, instr: Instr, xs: list[ir.Value], exponent: float | None) -> ir.Value:
     b, x, ty = f.b, xs[0], xs[0].type
     c = lambda v: f.const_f(v, ty)  # noqa: E731
@@ -99,8 +103,10 @@ def _float_op(f: Fn, instr: Instr, xs: list[ir.Value], exponent: float | None) -
         return m.fmax(f, x, c(0.0))
     if op in ("Sqrt", "Abs"):
         return f.intrinsic(f"llvm.{'sqrt' if op == 'Sqrt' else 'fabs'}.{f.suffix(ty)}", ty, [x])
-    if op in ("Exp", "Log", "Tanh", "Erf", "Sigmoid"):
+    if op in ("Exp", "Log", "Tanh", "Erf", "Sigmoid", "Sin", "Cos", "Atan"):
         return getattr(m, op.lower())(f, x)
+    if op in ROUNDING:
+        return f.intrinsic(f"llvm.{ROUNDING[op]}.{f.suffix(ty)}", ty, [x])
     if op == "Neg":
         return b.fneg(x)
     if op == "Gelu":
@@ -122,6 +128,16 @@ def _float_op(f: Fn, instr: Instr, xs: list[ir.Value], exponent: float | None) -
     return fn(x, y)
 
 
+def _bit_shift(f: Fn, x: ir.Value, y: ir.Value, direction: str) -> ir.Value:
+    """Out-of-range shifts (negative ones included, as unsigned) give 0, or x's sign to the right;
+    LLVM's own shifts by the width or more are poison."""
+    b, width = f.b, f.const_i(x.type.element.width if isinstance(x.type, ir.VectorType) else x.type.width, x.type)
+    out = b.icmp_unsigned(">=", y, width)
+    if direction == "RIGHT":
+        return b.ashr(x, b.select(out, b.sub(width, f.const_i(1, x.type)), y))
+    return b.select(out, f.const_i(0, x.type), b.shl(x, b.select(out, f.const_i(0, x.type), y)))
+
+
 def _int_op(f: Fn, instr: Instr, xs: list[ir.Value]) -> ir.Value:
     b, x = f.b, xs[0]
     zero = f.const_i(0, x.type)
@@ -132,7 +148,11 @@ def _int_op(f: Fn, instr: Instr, xs: list[ir.Value]) -> ir.Value:
         return b.sub(zero, x)
     if op == "Abs":
         return b.select(b.icmp_signed("<", x, zero), b.sub(zero, x), x)
-    binary = {"Add": b.add, "Sub": b.sub, "Mul": b.mul, "Div": b.sdiv,
+    if op == "BitwiseNot":
+        return b.not_(x)
+    if op == "BitShift":
+        return _bit_shift(f, x, xs[1], instr.attr("direction"))
+    binary = {"BitwiseAnd": b.and_, "BitwiseOr": b.or_, "BitwiseXor": b.xor, "Add": b.add, "Sub": b.sub, "Mul": b.mul, "Div": b.sdiv,
               "Max": lambda p, q: b.select(b.icmp_signed(">", p, q), p, q),
               "Min": lambda p, q: b.select(b.icmp_signed("<", p, q), p, q)}
     if op not in binary:

@@ -10,9 +10,10 @@ from .emitter import Emitter, Ref
 Lowering = Callable[[Emitter, Node, list], list[Ref]]
 
 UNARY = {"Tanh": "tanh", "Sigmoid": "logistic", "Sqrt": "sqrt", "Exp": "exponential", "Log": "log",
-         "Neg": "negate", "Abs": "abs"}
+         "Neg": "negate", "Abs": "abs", "Sin": "sine", "Cos": "cosine", "Floor": "floor", "Ceil": "ceil",
+         "Round": "round_nearest_even"}
 BINARY = {"Add": "add", "Sub": "subtract", "Mul": "multiply", "Div": "divide", "And": "and", "Or": "or",
-          "Xor": "xor"}
+          "Xor": "xor", "BitwiseAnd": "and", "BitwiseOr": "or", "BitwiseXor": "xor"}
 COMPARE = {"Equal": "EQ", "Less": "LT", "Greater": "GT", "LessOrEqual": "LE", "GreaterOrEqual": "GE"}
 
 
@@ -89,6 +90,31 @@ def _pow(em: Emitter, node: Node, xs: list) -> list[Ref]:
     return [em.binary("power", xs[0], em.convert(xs[1], xs[0].type.dtype))]
 
 
+def _atan(em: Emitter, node: Node, xs: list) -> list[Ref]:
+    """Cephes atanf as the CPU lowering has it (compiler/backend/llvm/mathfn.py): XLA:CPU's
+    atan2 gave wrong values on vectors of more than a few elements."""
+    x = xs[0]
+    k = lambda v: em.full(v, "f32", x.type.shape)  # noqa: E731
+    pick = lambda c, a, b: em.op("select", [c, a, b], x.type)  # noqa: E731
+    ax = em.op("abs", [x], x.type)
+    big, mid = em.compare(ax, k(2.414213562373095), "GT"), em.compare(ax, k(0.4142135623730950), "GT")
+    reduced = em.binary("divide", em.binary("subtract", ax, k(1.0)), em.binary("add", ax, k(1.0)))
+    t = pick(big, em.binary("divide", k(-1.0), ax), pick(mid, reduced, ax))
+    z = em.binary("multiply", t, t)
+    p = k(8.05374449538e-2)
+    for c in (-1.38776856032e-1, 1.99777106478e-1, -3.33329491539e-1):
+        p = em.binary("add", em.binary("multiply", p, z), k(c))
+    r = em.binary("add", em.binary("multiply", em.binary("multiply", p, z), t), t)
+    r = em.binary("add", pick(big, k(math.pi / 2), pick(mid, k(math.pi / 4), k(0.0))), r)
+    return [pick(em.compare(x, k(0.0), "LT"), em.op("negate", [r], x.type), r)]
+
+
+def _bit_shift(em: Emitter, node: Node, xs: list) -> list[Ref]:
+    """XLA's shifts already give 0, or the sign to the right, for amounts outside [0, width)."""
+    name = "shift_right_arithmetic" if node.attrs["direction"] == "RIGHT" else "shift_left"
+    return [em.binary(name, xs[0], xs[1])]
+
+
 def _where(em: Emitter, node: Node, xs: list) -> list[Ref]:
     shape = node.outputs[0].type.shape
     c, a, b = (em.broadcast(x, shape) for x in xs)
@@ -99,10 +125,10 @@ LOWERINGS: dict[str, Lowering] = {
     **{op: _unary(name) for op, name in UNARY.items()},
     **{op: _binary(name) for op, name in BINARY.items()},
     **{op: _compare(direction) for op, direction in COMPARE.items()},
-    "Not": _unary("not"),
+    "Not": _unary("not"), "BitwiseNot": _unary("not"),
     "Max": _extremum("maximum"), "Min": _extremum("minimum"),
     "Relu": _relu, "Erf": lambda em, node, xs: [erf(em, xs[0])], "Gelu": _gelu,
-    "HardSigmoid": _hard_sigmoid, "HardSwish": _hard_swish, "Pow": _pow, "Where": _where,
+    "HardSigmoid": _hard_sigmoid, "HardSwish": _hard_swish, "Pow": _pow, "Where": _where, "Atan": _atan, "BitShift": _bit_shift,
     "Identity": lambda em, node, xs: [xs[0]],
     "Cast": lambda em, node, xs: [em.convert(xs[0], node.attrs["to"])],
 }

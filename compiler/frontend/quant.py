@@ -1,0 +1,44 @@
+"""QuantizeLinear and DequantizeLinear: the integer type of each quantized tensor (from its zero
+point, or output_dtype, else uint8) becomes the IR op's level range, since kiln holds int8/uint8
+weights as wider integers and quantized activations as f32 levels (exact below 2^24)."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from ..errors import CompileError
+
+# ONNX element type -> numpy integer type, for output_dtype (opset 21+).
+_OUTPUT_DTYPES = {onnx.TensorProto.INT8: np.int8, onnx.TensorProto.UINT8: np.uint8,
+                  onnx.TensorProto.INT16: np.int16, onnx.TensorProto.UINT16: np.uint16}
+
+
+def _level_range(im, name: str, ins: list, attrs: dict) -> tuple[int, int]:
+    zp = ins[2] if len(ins) > 2 else None
+    dtype = np.dtype(np.uint8)
+    if zp is not None:
+        dtype = im.int_dtypes.get(zp.name, dtype)
+    elif attrs.get("output_dtype"):
+        if attrs["output_dtype"] not in _OUTPUT_DTYPES:
+            raise CompileError(f"QuantizeLinear node {name}: unsupported output_dtype "
+                               f"{onnx.TensorProto.DataType.Name(attrs['output_dtype'])}; "
+                               f"supported: int8, uint8, int16, uint16")
+        dtype = np.dtype(_OUTPUT_DTYPES[attrs["output_dtype"]])
+    if dtype.kind not in "iu" or dtype.itemsize > 2:
+        raise CompileError(f"QuantizeLinear node {name}: unsupported quantized type {dtype}; "
+                           f"supported: int8, uint8, int16, uint16")
+    return int(np.iinfo(dtype).min), int(np.iinfo(dtype).max)
+
+
+def _quantize(im, name: str, ins: list, outs: list[str], attrs: dict) -> None:
+    lo, hi = _level_range(im, name, ins, attrs)
+    im.emit("QuantizeLinear", name, ins, outs, {"axis": attrs.get("axis", 1), "block_size": attrs.get("block_size", 0),
+                                                "lo": lo, "hi": hi})
+
+
+def _dequantize(im, name: str, ins: list, outs: list[str], attrs: dict) -> None:
+    im.emit("DequantizeLinear", name, ins, outs, {"axis": attrs.get("axis", 1),
+                                                  "block_size": attrs.get("block_size", 0)})
+
+
+MAPPERS = {"QuantizeLinear": _quantize, "DequantizeLinear": _dequantize}
