@@ -13,10 +13,14 @@ from ..ir.graph import DTYPES, Graph, Node, Patch, Value
 from ..ir.ops_elementwise import trilu_mask
 from ..ir.ops_nn import attention_shape, group_count, lrn_params, reduce_axes
 from ..ir.ops_shape import pad_amounts, pad_source, space_depth_shapes, tile_repeats
+from .chain import Chain
 from .decompose_grid import affine_grid, grid_sample
-from .decompose_resize import resize
+from .decompose_index import RULES as INDEX_RULES
+from .decompose_linear import RULES as LINEAR_RULES
 from .decompose_math import float_mod, int_pow, trig
 from .decompose_quant import quant
+from .decompose_resize import resize
+from .decompose_seq import RULES as SEQ_RULES
 from .infer import infer
 
 PRIMITIVE = ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd")
@@ -25,23 +29,7 @@ COMPOSITE = {"ReduceL1": ("Abs", None), "ReduceL2": ("Square", "Sqrt"), "ReduceS
              "ReduceLogSum": (None, "Log")}
 
 
-class _Chain:
-    """New nodes named after the rewritten one, each reading the last value by default."""
-
-    def __init__(self, graph: Graph, node: Node) -> None:
-        self.graph, self.node, self.nodes = graph, node, []
-
-    def add(self, op: str, inputs: list[Value], out: Value | None = None, **attrs) -> Value:
-        y = self.node.outputs[0]
-        out = out or self.graph.value(f"{y.name}.{op.lower()}")
-        self.nodes.append(Node(op, self.node.name, inputs, [out], attrs))
-        return out
-
-    def reduce(self, op: str, x: Value, keepdims: int, out: Value | None = None) -> Value:
-        return self.add(op, [x], out, axes_norm=reduce_axes(self.node), keepdims=keepdims)
-
-
-def _log_sum_exp(c: _Chain, x: Value, y: Value) -> None:
+def _log_sum_exp(c: Chain, x: Value, y: Value) -> None:
     """log(sum(exp(x - m))) + m with m the max, or 0 where the max is infinite (as onnxruntime:
     inf - inf would make NaN of an infinite result)."""
     m = c.reduce("ReduceMax", x, 1)
@@ -57,7 +45,7 @@ def pad(graph: Graph, node: Node) -> Patch | None:
     x, y = node.inputs[0], node.outputs[0]
     value = node.inputs[2] if len(node.inputs) > 2 else None
     value = value or graph.const("zero", np.zeros((), DTYPES[x.type.dtype]))
-    c = _Chain(graph, node)
+    c = Chain(graph, node)
     for axis, (begin, end) in enumerate(zip(*pad_amounts(node))):
         if begin == end == 0:
             continue
@@ -78,7 +66,7 @@ def lrn(graph: Graph, node: Node) -> Patch | None:
     x, y = node.inputs[0], node.outputs[0]
     size, alpha, beta, bias = lrn_params(node)
     shape = x.type.shape
-    c = _Chain(graph, node)
+    c = Chain(graph, node)
     rest = int(np.prod(shape[2:], dtype=np.int64))
     square = c.add("Reshape", [c.add("Mul", [x, x])], shape=(shape[0], 1, shape[1], rest))
     mean = c.add("AveragePool", [square], kernel_shape=(size, 1), pads=((size - 1) // 2, 0, size // 2, 0),
@@ -94,7 +82,7 @@ def reduction(graph: Graph, node: Node) -> Patch | None:
     if node.op != "ReduceLogSumExp" and node.op not in COMPOSITE:
         return None
     x, y = node.inputs[0], node.outputs[0]
-    c = _Chain(graph, node)
+    c = Chain(graph, node)
     if node.op == "ReduceLogSumExp":
         _log_sum_exp(c, x, y)
         return Patch(c.nodes)
@@ -143,7 +131,7 @@ def group_norm(graph: Graph, node: Node) -> Patch | None:
         return None
     x, scale, bias = node.inputs[:3]
     n, channels = x.type.shape[:2]
-    groups, c = group_count(node), _Chain(graph, node)
+    groups, c = group_count(node), Chain(graph, node)
     grouped = c.add("Reshape", [x], shape=(n, groups, x.type.numel // (n * groups)))
     mean = c.add("ReduceMean", [grouped], axes_norm=(2,), keepdims=1)
     centred = c.add("Sub", [grouped, mean])
@@ -156,7 +144,7 @@ def group_norm(graph: Graph, node: Node) -> Patch | None:
     return Patch(c.nodes)
 
 
-def _per_channel(c: _Chain, v: Value, channels: int, groups: int, shape: tuple[int, ...]) -> Value:
+def _per_channel(c: Chain, v: Value, channels: int, groups: int, shape: tuple[int, ...]) -> Value:
     """A [C] (or, GroupNormalization-18's, [G]) vector shaped to broadcast over [N, C, ...]."""
     if v.type.numel == groups != channels:
         v = c.add("Gather", [v, c.graph.const("group_of", np.arange(channels) // (channels // groups))], axis=0)
@@ -167,7 +155,7 @@ def space_depth(graph: Graph, node: Node) -> Patch | None:
     if node.op not in ("DepthToSpace", "SpaceToDepth"):
         return None
     first, perm, _ = space_depth_shapes(node)
-    c = _Chain(graph, node)
+    c = Chain(graph, node)
     moved = c.add("Transpose", [c.add("Reshape", node.inputs[:1], shape=first)], perm=perm)
     c.add("Reshape", [moved], node.outputs[0], shape=node.outputs[0].type.shape)
     return Patch(c.nodes)
@@ -176,7 +164,7 @@ def space_depth(graph: Graph, node: Node) -> Patch | None:
 def tile(graph: Graph, node: Node) -> Patch | None:
     if node.op != "Tile":
         return None
-    x, c = node.inputs[0], _Chain(graph, node)
+    x, c = node.inputs[0], Chain(graph, node)
     for axis, (size, times) in enumerate(zip(x.type.shape, tile_repeats(node))):
         if times != 1:
             x = c.add("Gather", [x, graph.const("tile_source", np.arange(size * times) % max(size, 1))], axis=axis)
@@ -191,7 +179,7 @@ def attention(graph: Graph, node: Node) -> Patch | None:
     mask, aligned bottom-right by the past length; a row the bias masks entirely gives 0."""
     if node.op != "Attention":
         return None
-    s, c = attention_shape(node), _Chain(graph, node)
+    s, c = attention_shape(node), Chain(graph, node)
     q, k, v = (_heads_first(c, node.inputs[i], s, heads) for i, heads in ((0, s.q_heads), (1, s.kv_heads),
                                                                             (2, s.kv_heads)))
     outs = node.outputs + [None] * (4 - len(node.outputs))
@@ -225,7 +213,7 @@ def attention(graph: Graph, node: Node) -> Patch | None:
     return Patch(c.nodes)
 
 
-def _heads_first(c: _Chain, x: Value, s, heads: int) -> Value:
+def _heads_first(c: Chain, x: Value, s, heads: int) -> Value:
     """[batch, heads, seq, head]: a 3-D [batch, seq, heads * head] input split into heads."""
     if not s.three_d:
         return x
@@ -233,7 +221,7 @@ def _heads_first(c: _Chain, x: Value, s, heads: int) -> Value:
     return c.add("Transpose", [c.add("Reshape", [x], shape=(batch, seq, heads, hidden // heads))], perm=(0, 2, 1, 3))
 
 
-def _with_past(c: _Chain, node: Node, i: int, x: Value, present: Value | None) -> Value:
+def _with_past(c: Chain, node: Node, i: int, x: Value, present: Value | None) -> Value:
     past = node.inputs[i] if len(node.inputs) > i else None
     if past is not None:
         x = c.add("Concat", [past, x], axis=2)
@@ -242,7 +230,7 @@ def _with_past(c: _Chain, node: Node, i: int, x: Value, present: Value | None) -
     return x
 
 
-def _attention_bias(c: _Chain, node: Node, s) -> Value | None:
+def _attention_bias(c: Chain, node: Node, s) -> Value | None:
     """attn_mask as an additive bias (a shorter one padded with -inf) plus the causal bias."""
     mask, bias = node.inputs[3] if len(node.inputs) > 3 else None, None
     minus_inf, zero = c.graph.const("minus_inf", np.float32(-np.inf)), c.graph.const("zero", np.float32(0))
@@ -265,7 +253,7 @@ def mod(graph: Graph, node: Node) -> Patch | None:
     if node.op != "Mod":
         return None
     a, b = node.inputs
-    c = _Chain(graph, node)
+    c = Chain(graph, node)
     rem = c.add("Sub", [a, c.add("Mul", [b, c.add("Div", [a, b])])])
     if node.attr("fmod", 0):
         c.add("Reshape", [rem], node.outputs[0], shape=node.outputs[0].type.shape)
@@ -279,16 +267,11 @@ def mod(graph: Graph, node: Node) -> Patch | None:
 
 RULES = [pad, lrn, attention, reduction, normalise, cast_like, trilu, group_norm, space_depth, tile, float_mod, mod,
          trig, int_pow, quant, resize, affine_grid, grid_sample]
-
-from .decompose_index import RULES as INDEX_RULES  # noqa: E402 - they build on _Chain above
-from .decompose_linear import RULES as LINEAR_RULES  # noqa: E402 - likewise
 RULES = INDEX_RULES + LINEAR_RULES + RULES
 
 
 def decompose(graph: Graph) -> Graph:
     """The pass for backends that skip `lower` (StableHLO)."""
-    from .decompose_seq import RULES as SEQ_RULES  # it builds on this module's _Chain
-
     for rule in SEQ_RULES + RULES:
         if graph.rewrite(rule):
             infer(graph)

@@ -9,14 +9,14 @@ import numpy as np
 from ..ir.graph import DTYPES, Graph, Node, Patch, Value
 from ..ir.ops_index import compress_indices, gather_nd_split, one_hot_depth, scatter_targets, tensor_scatter_axis
 from ..ir.registry import norm_axis
-from .decompose import _Chain
+from .chain import Chain
 
 
-def _i64(c: _Chain, v: Value) -> Value:
+def _i64(c: Chain, v: Value) -> Value:
     return v if v.type.dtype == "i64" else c.add("Cast", [v], to="i64")
 
 
-def _wrapped(c: _Chain, idx: Value, size: Value) -> Value:
+def _wrapped(c: Chain, idx: Value, size: Value) -> Value:
     """idx, or idx + size where it is negative (both of size's dtype)."""
     negative = c.add("Less", [idx, c.graph.const("zero", np.zeros((), size.const.dtype))])
     return c.add("Where", [negative, c.add("Add", [idx, size]), idx])
@@ -26,7 +26,7 @@ def _strides(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(int(np.prod(shape[i + 1:], dtype=np.int64)) for i in range(len(shape)))
 
 
-def _element_positions(c: _Chain, idx: Value, shape: tuple[int, ...], axis: int) -> Value:
+def _element_positions(c: Chain, idx: Value, shape: tuple[int, ...], axis: int) -> Value:
     """The flat position in data of `shape` that each index names along `axis` (GatherElements'
     and ScatterElements' addressing)."""
     strides = _strides(shape)
@@ -37,7 +37,7 @@ def _element_positions(c: _Chain, idx: Value, shape: tuple[int, ...], axis: int)
                          c.graph.const("offsets", np.broadcast_to(others, idx.type.shape))])
 
 
-def _tuple_rows(c: _Chain, idx: Value, indexed: tuple[int, ...], b: int) -> Value:
+def _tuple_rows(c: Chain, idx: Value, indexed: tuple[int, ...], b: int) -> Value:
     """The row each index tuple (idx's last axis) names in data seen as [batch * prod(indexed),
     rest]: its batch's first row plus the sum of its components times their strides."""
     tuples, last = idx.type.shape[:-1], idx.type.rank - 1
@@ -56,7 +56,7 @@ def gather_elements(graph: Graph, node: Node) -> Patch | None:
     if node.op != "GatherElements":
         return None
     data, idx, y = node.inputs[0], node.inputs[1], node.outputs[0]
-    c = _Chain(graph, node)
+    c = Chain(graph, node)
     flat = _element_positions(c, idx, data.type.shape, norm_axis(node, node.attr("axis", 0), data.type.rank))
     c.add("Gather", [c.add("Reshape", [data], shape=(data.type.numel,)), flat], y, axis=0)
     return Patch(c.nodes)
@@ -68,7 +68,7 @@ def gather_nd(graph: Graph, node: Node) -> Patch | None:
     data, idx, y = node.inputs[0], node.inputs[1], node.outputs[0]
     b, k = gather_nd_split(node)
     rows = int(np.prod(data.type.shape[:b + k], dtype=np.int64))
-    c = _Chain(graph, node)
+    c = Chain(graph, node)
     flat = _tuple_rows(c, idx, data.type.shape[b:b + k], b)
     table = c.add("Reshape", [data], shape=(rows, data.type.numel // rows))
     c.add("Reshape", [c.add("Gather", [table, flat], axis=0)], y, shape=y.type.shape)
@@ -83,7 +83,7 @@ def one_hot(graph: Graph, node: Node) -> Patch | None:
     idx, values, y = node.inputs[0], node.inputs[2], node.outputs[0]
     depth, rank = one_hot_depth(node), y.type.rank
     axis = norm_axis(node, node.attr("axis", -1), rank)
-    c, dtype = _Chain(graph, node), DTYPES[idx.type.dtype]
+    c, dtype = Chain(graph, node), DTYPES[idx.type.dtype]
     wrapped = _wrapped(c, idx, graph.const("depth", np.array(depth, dtype)))
     spread = c.add("Reshape", [wrapped], shape=idx.type.shape[:axis] + (1,) + idx.type.shape[axis:])
     positions = np.arange(depth, dtype=dtype).reshape([-1 if d == axis else 1 for d in range(rank)])
@@ -105,7 +105,7 @@ def scatter(graph: Graph, node: Node) -> Patch | None:
         return None
     data, idx, upd = node.inputs[:3]
     count, width = scatter_targets(node)
-    rows, c = data.type.numel // width, _Chain(graph, node)
+    rows, c = data.type.numel // width, Chain(graph, node)
     if node.op == "ScatterND":
         targets = _tuple_rows(c, idx, data.type.shape[:idx.type.shape[-1]], 0)
     else:
@@ -127,7 +127,7 @@ def compress(graph: Graph, node: Node) -> Patch | None:
     if node.op != "Compress":
         return None
     keep, axis = compress_indices(node)
-    c, x = _Chain(graph, node), node.inputs[0]
+    c, x = Chain(graph, node), node.inputs[0]
     if axis is None:
         x = c.add("Reshape", [x], shape=(x.type.numel,))
     c.add("Gather", [x, graph.const("kept", keep)], node.outputs[0], axis=axis or 0)
@@ -140,7 +140,7 @@ def tensor_scatter(graph: Graph, node: Node) -> Patch | None:
     if node.op != "TensorScatter":
         return None
     past, upd, y = node.inputs[0], node.inputs[1], node.outputs[0]
-    axis, c = tensor_scatter_axis(node), _Chain(graph, node)
+    axis, c = tensor_scatter_axis(node), Chain(graph, node)
     batch, length, rank = past.type.shape[0], past.type.shape[axis], past.type.rank
     starts = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] is not None else \
         graph.const("write_indices", np.zeros(batch, np.int64))

@@ -14,14 +14,14 @@ import numpy as np
 
 from ..ir.graph import Graph, Node, Patch, Value
 from ..ir.ops_linear import Equation, deconv, equation
-from .decompose import _Chain
+from .chain import Chain
 
 
 def _i64(*values: int) -> np.ndarray:
     return np.array(values, np.int64)
 
 
-def _zero_inserted(c: _Chain, x: Value, strides: tuple[int, ...]) -> Value:
+def _zero_inserted(c: Chain, x: Value, strides: tuple[int, ...]) -> Value:
     """x with stride - 1 zeros after each element along each spatial dim (trailing ones too)."""
     if all(s == 1 for s in strides):
         return x
@@ -33,7 +33,7 @@ def _zero_inserted(c: _Chain, x: Value, strides: tuple[int, ...]) -> Value:
     return c.add("Reshape", [padded], shape=(n, ch) + tuple(d * s for d, s in zip(size, strides)))
 
 
-def _flipped_kernel(c: _Chain, w: Value, group: int) -> Value:
+def _flipped_kernel(c: Chain, w: Value, group: int) -> Value:
     """[C_in, C_out / g, k...] -> [C_out, C_in / g, k...] reversed along every spatial dim."""
     cin, cout_g, *k = w.type.shape
     nd = len(k)
@@ -50,7 +50,7 @@ def conv_transpose(graph: Graph, node: Node) -> Patch | None:
     if node.op != "ConvTranspose":
         return None
     x, w = node.inputs[:2]
-    geo, group, c = deconv(node), node.attr("group", 1), _Chain(graph, node)
+    geo, group, c = deconv(node), node.attr("group", 1), Chain(graph, node)
     up = _zero_inserted(c, x, geo.strides)
     begin = [k - 1 - b for k, b in zip(geo.kernels, geo.begin)]
     # whatever makes the stride-1 convolution's output exactly geo.out long
@@ -69,7 +69,7 @@ class _Einsum:
     """Operands as (value, labels); every dim of a label has the label's full size (size-1 dims
     are expanded first), so shapes follow from the labels."""
 
-    def __init__(self, c: _Chain, eq: Equation) -> None:
+    def __init__(self, c: Chain, eq: Equation) -> None:
         self.c, self.eq = c, eq
 
     def shape(self, labels: str) -> tuple[int, ...]:
@@ -127,7 +127,7 @@ def einsum(graph: Graph, node: Node) -> Patch | None:
     operands contracted left to right with batched MatMuls, then the output's order."""
     if node.op != "Einsum":
         return None
-    eq, c = equation(node), _Chain(graph, node)
+    eq, c = equation(node), Chain(graph, node)
     e, operands = _Einsum(c, eq), []
     for i, (x, labels) in enumerate(zip(node.inputs, eq.inputs)):
         x, labels = e.diagonal(e.full(x, labels), labels)

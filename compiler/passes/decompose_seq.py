@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import CompileError
 from ..ir.graph import DTYPES, Graph, Node, Patch, Value
 from ..ir.ops_seq import GATES, RecurrentShape, recurrent_shape, scan_axis, top_k
-from .decompose import _Chain
+from .chain import Chain
 
 # activation -> (default alpha, default beta); None: takes no such parameter
 ACTIVATION_PARAMS = {"affine": (1.0, 0.0), "leakyrelu": (0.01, None), "thresholdedrelu": (1.0, None),
@@ -26,11 +26,11 @@ SIMPLE_ACTIVATIONS = {"sigmoid", "tanh", "relu", "softsign", "softplus"}
 Activation = tuple[str, float | None, float | None]
 
 
-def _const(c: _Chain, value, dtype=np.float32) -> Value:
+def _const(c: Chain, value, dtype=np.float32) -> Value:
     return c.graph.const("k", np.asarray(value, dtype))
 
 
-def _part(c: _Chain, x: Value, axis: int, start: int, size: int) -> Value:
+def _part(c: Chain, x: Value, axis: int, start: int, size: int) -> Value:
     return c.add("Slice", [x, _const(c, [start], np.int64), _const(c, [start + size], np.int64),
                            _const(c, [axis], np.int64)])
 
@@ -58,7 +58,7 @@ def _activations(node: Node, directions: int) -> list[list[Activation]]:
     return [out[d * per:(d + 1) * per] for d in range(directions)]
 
 
-def _activate(c: _Chain, act: Activation, x: Value) -> Value:
+def _activate(c: Chain, act: Activation, x: Value) -> Value:
     name, alpha, beta = act
     if name in ("sigmoid", "tanh", "relu"):
         return c.add(name.capitalize(), [x])
@@ -87,7 +87,7 @@ class _Cell:
     """A recurrent node's weights, biases and activations with its directions stacked on a leading
     axis (both directions of a bidirectional node run as one batched step), and one step."""
 
-    def __init__(self, c: _Chain, node: Node, s: RecurrentShape, acts: list[list[Activation]]) -> None:
+    def __init__(self, c: Chain, node: Node, s: RecurrentShape, acts: list[list[Activation]]) -> None:
         self.c, self.node, self.s, self.acts = c, node, s, acts
         ins = node.inputs + [None] * (8 - len(node.inputs))
         b, p = ins[3], ins[7]
@@ -190,21 +190,21 @@ def _step_order(node: Node, s: RecurrentShape, lens: np.ndarray) -> np.ndarray |
     return np.concatenate([(backwards if r else np.arange(rows)) + d * rows for d, r in enumerate(reverse)])
 
 
-def _reordered(c: _Chain, x: Value, order: np.ndarray | None, shape: tuple[int, ...]) -> Value:
+def _reordered(c: Chain, x: Value, order: np.ndarray | None, shape: tuple[int, ...]) -> Value:
     if order is None:
         return x
     flat = c.add("Reshape", [x], shape=(len(order), shape[-1]))
     return c.add("Reshape", [c.add("Gather", [flat, _const(c, order, np.int64)], axis=0)], shape=shape)
 
 
-def _initial(c: _Chain, v: Value | None, s: RecurrentShape) -> Value:
+def _initial(c: Chain, v: Value | None, s: RecurrentShape) -> Value:
     """An initial state as [dirs, batch, hidden]."""
     if v is None:
         return _const(c, np.zeros((s.directions, s.batch, s.hidden)))
     return c.add("Transpose", [v], perm=(1, 0, 2)) if s.layout else v
 
 
-def _unrolled(c: _Chain, node: Node, s: RecurrentShape, x2d: Value, lens: np.ndarray
+def _unrolled(c: Chain, node: Node, s: RecurrentShape, x2d: Value, lens: np.ndarray
               ) -> tuple[Value, Value, Value | None]:
     """Y as [dirs, seq * batch, hidden] (zero past each entry's length), the last hidden state and
     cell state as [dirs, batch, hidden]."""
@@ -235,7 +235,7 @@ def _unrolled(c: _Chain, node: Node, s: RecurrentShape, x2d: Value, lens: np.nda
 def recurrent(graph: Graph, node: Node) -> Patch | None:
     if node.op not in ("RNN", "GRU", "LSTM"):
         return None
-    s, c = recurrent_shape(node), _Chain(graph, node)
+    s, c = recurrent_shape(node), Chain(graph, node)
     lens_in = node.inputs[4] if len(node.inputs) > 4 else None
     lens = np.full(s.batch, s.seq) if lens_in is None else np.asarray(lens_in.const).astype(np.int64).reshape(-1)
     if lens.shape != (s.batch,) or (lens < 0).any() or (lens > s.seq).any():
@@ -254,7 +254,7 @@ def recurrent(graph: Graph, node: Node) -> Patch | None:
     return Patch(c.nodes)
 
 
-def _shifted(c: _Chain, x: Value, axis: int, by: int, fill) -> Value:
+def _shifted(c: Chain, x: Value, axis: int, by: int, fill) -> Value:
     """x (of the scanned node's input type) moved `by` places along `axis`, the vacated front
     filled with `fill`."""
     t = c.node.inputs[0].type
@@ -266,7 +266,7 @@ def _shifted(c: _Chain, x: Value, axis: int, by: int, fill) -> Value:
 def cumulative(graph: Graph, node: Node) -> Patch | None:
     if node.op not in ("CumSum", "CumProd"):
         return None
-    x, axis, c = node.inputs[0], scan_axis(node), _Chain(graph, node)
+    x, axis, c = node.inputs[0], scan_axis(node), Chain(graph, node)
     n = x.type.shape[axis]
     combine, fill = ("Add", 0) if node.op == "CumSum" else ("Mul", 1)
     flip = _const(c, np.arange(n)[::-1].copy(), np.int64)
@@ -290,7 +290,7 @@ def topk(graph: Graph, node: Node) -> Patch | None:
     ties to the lower index; output r is the element of rank r."""
     if node.op != "TopK":
         return None
-    x, (axis, k), c = node.inputs[0], top_k(node), _Chain(graph, node)
+    x, (axis, k), c = node.inputs[0], top_k(node), Chain(graph, node)
     t = x.type
     rank, n, dtype = t.rank, t.shape[axis], t.dtype
     to_last = tuple(i for i in range(rank) if i != axis) + (axis,)
