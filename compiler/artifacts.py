@@ -50,7 +50,8 @@ def safetensors_bytes(table: WeightTable) -> tuple[bytearray, int]:
 
 
 def _bytes_of(data: np.ndarray) -> memoryview:
-    return memoryview(np.ascontiguousarray(data)).cast("B")
+    # reshape(-1) first: memoryview refuses to cast a view with a zero in its shape
+    return memoryview(np.ascontiguousarray(data).reshape(-1)).cast("B")
 
 
 def manifest_bytes(manifest: dict) -> bytes:

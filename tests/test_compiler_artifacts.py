@@ -161,3 +161,17 @@ def test_jit_rejects_wrong_input_shape(cnn):
     jit = JitModel(driver.compile(cnn))
     with pytest.raises(ValueError):
         jit.run(np.zeros((1, 28, 28), np.float32))
+
+
+def test_an_empty_weight_is_written_and_recorded(tmp_path):
+    """A kernel-size-one causal conv leaves a [C, 0] state weight: memoryview cannot cast a shape with 0."""
+    from kiln.compiler.artifacts import safetensors_bytes, weight_records
+    from kiln.compiler.ir.weights import WeightTable
+    table = WeightTable()
+    table.add("empty", np.zeros((3, 0), np.float32))
+    table.add("w", np.arange(6, dtype=np.float32).reshape(2, 3))
+    data, _ = safetensors_bytes(table)
+    (tmp_path / "w.safetensors").write_bytes(data)
+    loaded = load_file(str(tmp_path / "w.safetensors"))
+    assert loaded["empty"].shape == (3, 0) and loaded["w"].tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert weight_records(table)[0]["sha256"] == hashlib.sha256(b"").hexdigest()
