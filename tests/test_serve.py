@@ -30,12 +30,17 @@ def mnist(tmp_path_factory, kiln_cache) -> tuple[Path, Path]:
     """The mnist launcher and its weights, built by kiln in a copy of the examples workspace."""
     copy = tmp_path_factory.mktemp("examples") / "examples"
     shutil.copytree(EXAMPLES, copy, ignore=shutil.ignore_patterns("kiln-out"))
-    done = subprocess.run([sys.executable, "-m", "kiln.build_rules", "build", "//mnist:mnist"], cwd=copy,
+    return build_model(copy, "mnist", kiln_cache)
+
+
+def build_model(workspace: Path, name: str, kiln_cache: Path) -> tuple[Path, Path]:
+    """`kiln build //mnist:NAME` in `workspace`: the launcher and its weights."""
+    done = subprocess.run([sys.executable, "-m", "kiln.build_rules", "build", f"//mnist:{name}"], cwd=workspace,
                           env={**os.environ, "XDG_CACHE_HOME": str(kiln_cache)},
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    out = copy / "kiln-out" / "linux-amd64-cpu" / "mnist"
-    return out / "mnist", out / "mnist.cpu" / "weights.safetensors"
+    out = workspace / "kiln-out" / "linux-amd64-cpu" / "mnist"
+    return out / name, out / f"{name}.cpu" / "weights.safetensors"
 
 
 @pytest.fixture(scope="module")
@@ -187,12 +192,7 @@ def mnist_batch4(mnist, kiln_cache) -> tuple[Path, Path]:
     workspace = mnist[0].parents[3]
     (workspace / "mnist" / "BUILD.kiln").write_text((workspace / "mnist" / "BUILD.kiln").read_text() + (
         '\nmodel(name = "mnist4", graph = "mnist.onnx", weights = "mnist.safetensors", batch = 4)\n'))
-    done = subprocess.run([sys.executable, "-m", "kiln.build_rules", "build", "//mnist:mnist4"], cwd=workspace,
-                          env={**os.environ, "XDG_CACHE_HOME": str(kiln_cache)},
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    out = workspace / "kiln-out" / "linux-amd64-cpu" / "mnist"
-    return out / "mnist4", out / "mnist4.cpu" / "weights.safetensors"
+    return build_model(workspace, "mnist4", kiln_cache)
 
 
 def test_dynamic_batching_gathers_pads_and_splits(mnist_batch4):

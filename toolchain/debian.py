@@ -37,26 +37,26 @@ def apt_spec(name: str, arch: str) -> str:
 
 def download(artifact: Artifact, directory: Path) -> Path:
     """`apt-get download NAME:ARCH=VERSION` into `directory` from kiln's lists for the pin's suite."""
-    directory.mkdir(parents=True, exist_ok=True)
-    apt = private_apt(artifact.suite)
-    _with_lists(apt, ["apt-get", *apt.options, "download", f"{apt_spec(artifact.name, artifact.arch)}={artifact.version}"],
-                artifact.label, cwd=directory)
-    debs = sorted(directory.glob("*.deb"))
-    if len(debs) != 1:
-        raise FetchError(f"{artifact.label}: apt-get download left {len(debs)} .deb files, expected one")
-    return debs[0]
+    return _apt_get_one(artifact, "deb", ["download", f"{apt_spec(artifact.name, artifact.arch)}={artifact.version}"],
+                        directory, "*.deb", ".deb files")
 
 
 def download_source(artifact: Artifact, directory: Path) -> Path:
     """`apt-get source --download-only NAME=VERSION` into `directory`; returns the upstream tarball."""
+    return _apt_get_one(artifact, "deb-src", ["source", "--download-only", f"{artifact.name}={artifact.version}"],
+                        directory, "*.orig.tar.*", "upstream tarballs")
+
+
+def _apt_get_one(artifact: Artifact, kind: str, command: list[str], directory: Path, pattern: str,
+                 what: str) -> Path:
+    """Run `apt-get COMMAND` with the artifact's private lists in `directory`; the one file it leaves."""
     directory.mkdir(parents=True, exist_ok=True)
-    apt = private_apt(artifact.suite, "deb-src")
-    _with_lists(apt, ["apt-get", *apt.options, "source", "--download-only", f"{artifact.name}={artifact.version}"],
-                artifact.label, cwd=directory)
-    tarballs = sorted(directory.glob("*.orig.tar.*"))
-    if len(tarballs) != 1:
-        raise FetchError(f"{artifact.label}: apt-get source left {len(tarballs)} upstream tarballs, expected one")
-    return tarballs[0]
+    apt = private_apt(artifact.suite, kind)
+    _with_lists(apt, ["apt-get", *apt.options, *command], artifact.label, cwd=directory)
+    found = sorted(directory.glob(pattern))
+    if len(found) != 1:
+        raise FetchError(f"{artifact.label}: apt-get {command[0]} left {len(found)} {what}, expected one")
+    return found[0]
 
 
 def extract_source(tarball: Path, destination: Path) -> None:
