@@ -1,6 +1,6 @@
-"""Batch-1 CPU latency of kiln's compiled launcher and its peers, side by side, in one run.
+"""CPU latency (and batch throughput) of kiln's compiled launcher and its peers, side by side, in one run.
 
-    python3 bench/cpu_latency.py [--runs 100] [--processes 5] [--threads 1,2]
+    python3 bench/cpu_latency.py [--runs 100] [--processes 5] [--threads 1,2] [--batch 1]
                                  [--models mlp,cnn,resnet18,mobilenet_v2,transformer]
                                  [--peers onnxruntime,tract,iree,torch] [--launches 10]
 
@@ -10,7 +10,8 @@ default: its wheel works, but without MetaSchedule tuning (hours per model) its 
 single-threaded loops (about 2 s for one ResNet-18), which would take the run far past its budget;
 add it with --peers onnxruntime,tract,iree,torch,tvm.
 
-For each model of bench/models.py and each thread count:
+For each model of bench/models.py, each batch size (--batch 8,32: the model exported with that static
+batch; rows of batch > 1 also go into a throughput table, images/s = batch / p50) and each thread count:
 - kiln builds the model's ONNX export with `kiln build` in a scratch workspace, and its launcher
   times itself (`--bench RUNS`: median, p90 and p99 of RUNS runs after a warm-up of RUNS/10 + 1 runs
   and at least 0.2 s);
@@ -306,6 +307,7 @@ class Results:
     cells: dict[tuple[str, int], dict[str, Cell]] = field(default_factory=dict)   # (model, threads) -> runtime
     errors: dict[str, dict[str, float]] = field(default_factory=dict)   # model -> runtime -> largest rel. error
     gflop: dict[str, float] = field(default_factory=dict)               # model -> GFLOP per inference
+    batch: dict[str, int] = field(default_factory=dict)                 # model -> its batch size
     cores: dict[tuple[str, int], list[float]] = field(default_factory=dict)  # host_cores before each set
     notes: list[str] = field(default_factory=list)                      # failures, printed under the table
 
@@ -328,8 +330,9 @@ def check_outputs(results: Results, name: str, threads: int, outputs: dict[str, 
 
 @dataclass(frozen=True)
 class Subject:
-    """One model as every runtime gets it."""
-    name: str
+    """One model at one batch size as every runtime gets it."""
+    model: str              # its name in bench/models.py
+    name: str               # the row's name: the model's, with the batch when it is not 1
     onnx_path: Path
     input_npy: Path
     launcher: Path          # kiln's
@@ -342,7 +345,7 @@ def peer_process(peer: Peer, threads: int, subject: Subject) -> tuple[Worker, Pa
     output = subject.data / f"{subject.name}-{peer.name}-{threads}.npy"
     worker = Worker(peer, threads, subject.data / f"{peer.name}-{threads}.log")
     try:
-        worker.load(subject.name, subject.onnx_path, subject.input_npy, output)
+        worker.load(subject.model, subject.onnx_path, subject.input_npy, output)
     except WorkerError:
         worker.close()
         raise
@@ -382,16 +385,18 @@ def check_row(results: Results, row: dict[str, Cell], subject: Subject, peers: l
     check_outputs(results, subject.name, threads, outputs)
 
 
-def measure_model(results: Results, name: str, workspace: Path, data: Path, peers: list[Peer], installed: set[str],
-                  thread_counts: list[int], runs: int, processes: int) -> None:
-    """Build `name` with kiln, check every runtime's output, time each in `processes` fresh processes."""
-    model = models.onnx_model(models.torch_model(name), name)
-    results.gflop[name] = models.flops(model) / 1e9
+def measure_model(results: Results, model_name: str, batch: int, workspace: Path, data: Path, peers: list[Peer],
+                  installed: set[str], thread_counts: list[int], runs: int, processes: int) -> None:
+    """Build the model at `batch` with kiln, check every runtime's output, time each in `processes` fresh
+    processes."""
+    name = model_name if batch == 1 else f"{model_name}_b{batch}"
+    model = models.onnx_model(models.torch_model(model_name), model_name, batch)
+    results.gflop[name], results.batch[name] = models.flops(model) / 1e9, batch
     onnx_path, input_npy = data / f"{name}.onnx", data / f"{name}.input.npy"
     onnx_path.write_bytes(model.SerializeToString())
-    np.save(input_npy, models.input_array(name))
+    np.save(input_npy, models.input_array(model_name, batch=batch))
     print(f"{name}: kiln build", file=sys.stderr, flush=True)
-    subject = Subject(name, onnx_path, input_npy, *build_launcher(workspace, name, onnx_path), data)
+    subject = Subject(model_name, name, onnx_path, input_npy, *build_launcher(workspace, name, onnx_path), data)
     for threads in thread_counts:
         row = results.cells[(name, threads)] = {"kiln": Cell(), **{peer.name: Cell() for peer in peers}}
         check_row(results, row, subject, peers, installed, threads)
@@ -426,6 +431,24 @@ def print_sgemm(sgemm: dict[int, list[tuple[float, str]]]) -> None:
         text = "; ".join(f"{gflops:.1f} GFLOP/s ({how})" for gflops, how in sorted(measured, reverse=True))
         print(f"- {threads} thread{'s' * (threads > 1)}: "
               + (text or "not measured: threadpoolctl is not installed (pip install -r bench/requirements.txt)"))
+
+
+def print_throughput(results: Results, runtimes: list[str]) -> None:
+    """Images per second (batch / p50) of the rows with a batch above 1."""
+    rows = [(key, row) for key, row in results.cells.items() if results.batch[key[0]] > 1]
+    if not rows:
+        return
+    print("\nBatch throughput, images/s = batch / p50 (higher is better); kiln / onnxruntime above 1: kiln is "
+          "faster:\n")
+    print("| model | batch | threads | " + " | ".join(f"{r} images/s" for r in runtimes)
+          + " | kiln / onnxruntime |\n" + "|---" * (len(runtimes) + 4) + "|")
+    for (name, threads), row in rows:
+        batch = results.batch[name]
+        rates = {r: batch / (c.ms * 1e-3) for r, c in row.items() if c.ms}
+        ratio = f"{rates['kiln'] / rates[REFERENCE]:.2f}" if "kiln" in rates and REFERENCE in rates else "n/a"
+        print(f"| {name.rsplit('_b', 1)[0]} | {batch} | {threads} | "
+              + " | ".join(f"{rates[r]:.0f}" if r in rates else row[r].status or "-" for r in runtimes)
+              + f" | {ratio} |")
 
 
 def print_tables(results: Results, peers: list[Peer], peaks: dict[int, float | None], runs: int,
@@ -483,6 +506,8 @@ def print_tables(results: Results, peers: list[Peer], peaks: dict[int, float | N
     for note in results.notes:
         print(f"- {note}")
 
+    print_throughput(results, runtimes)
+
     names = [peer.name for peer in peers]
     print("\nCPU each peer kept busy while timed (its process's CPU time / wall time; spinning thread pools "
           "count too):\n")
@@ -504,11 +529,13 @@ def main() -> None:
                         help="timed runs per process (>= 100 for a p99 that is not just the slowest run)")
     parser.add_argument("--processes", type=int, default=5, help="fresh processes per runtime and cell")
     parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--batch", default="1", help="batch sizes, e.g. 1,8,32")
     parser.add_argument("--models", default=",".join(models.MODELS))
     parser.add_argument("--peers", default=",".join(DEFAULT_PEERS), help=f"of {', '.join(PEERS)}")
     parser.add_argument("--launches", type=int, default=10, help="process launches for exec-to-first-result")
     args = parser.parse_args()
     thread_counts = [int(t) for t in args.threads.split(",")]
+    batches = [int(b) for b in args.batch.split(",")]
     model_names, peer_names = args.models.split(","), args.peers.split(",")
     unknown = [p for p in peer_names if p not in PEERS] + [m for m in model_names if m not in models.MODELS]
     if unknown:
@@ -517,7 +544,7 @@ def main() -> None:
     versions = {peer.name: installed_version(peer) for peer in peers}
 
     started = time.monotonic()
-    print(f"# kiln vs peers, batch-1 CPU latency\n\nMachine: {cpu_name()}, {os.cpu_count()} cores, "
+    print(f"# kiln vs peers, CPU latency at batch {args.batch}\n\nMachine: {cpu_name()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}, numpy {np.__version__}; load average at the start "
           f"{os.getloadavg()[0]:.2f} (other busy processes slow everything, the 2-thread rows most)\n")
     print(f"- kiln {importlib.metadata.version('kiln')}")
@@ -536,7 +563,9 @@ def main() -> None:
         (workspace / "MODULE.kiln").write_text("")
         installed = {peer.name for peer in peers if versions[peer.name]}
         for name in model_names:
-            measure_model(results, name, workspace, data, peers, installed, thread_counts, args.runs, args.processes)
+            for batch in batches:
+                measure_model(results, name, batch, workspace, data, peers, installed, thread_counts, args.runs,
+                              args.processes)
         first = first_result(workspace, args.launches)
 
     # Measured again at the end: the higher one counts (another busy process lowers it).

@@ -155,15 +155,17 @@ def torch_model(name: str, seed: int = 0) -> nn.Module:
     return model
 
 
-def input_array(name: str, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).random(MODELS[name][1], dtype=np.float32)
+def input_array(name: str, seed: int = 0, batch: int = 1) -> np.ndarray:
+    """The model's input at `batch` (MODELS holds the batch-1 shape)."""
+    return np.random.default_rng(seed).random((batch, *MODELS[name][1][1:]), dtype=np.float32)
 
 
-def onnx_model(model: nn.Module, name: str) -> onnx.ModelProto:
+def onnx_model(model: nn.Module, name: str, batch: int = 1) -> onnx.ModelProto:
+    """The model exported with a static batch of `batch`."""
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.from_numpy(input_array(name)),), buffer, dynamo=False, opset_version=17,
+        torch.onnx.export(model, (torch.from_numpy(input_array(name, batch=batch)),), buffer, dynamo=False, opset_version=17,
                           input_names=["input"], output_names=["output"], do_constant_folding=True)
     return onnx.load_from_string(buffer.getvalue())
 
