@@ -1424,3 +1424,32 @@ def test_grid_sample_unknown_padding_is_one_line(tmp_path):
                       opset=16, padding_mode="wrap")
     with pytest.raises(CompileError, match=r"^GridSample node the_node: unsupported padding_mode 'wrap'"):
         kiln_run(model, {"x": rand(1, 1, 3, 3), "grid": rand(1, 2, 2, 2)}, tmp_path)
+
+
+# -- Window functions and CenterCropPad (onnx's function bodies) ----------------------------------
+@pytest.mark.parametrize("op", ["HannWindow", "HammingWindow", "BlackmanWindow"])
+@pytest.mark.parametrize("size,attrs", [(10, {}), (7, dict(periodic=0)), (1, dict(periodic=0)),
+                                        (5, dict(output_datatype=helper.np_dtype_to_tensor_dtype(np.dtype("int64"))))])
+def test_window_functions(tmp_path, op, size, attrs):
+    """The size is an initializer, so the window is a build-time constant; a model with no inputs."""
+    run(tmp_path, op, [("n", np.array(size, np.int64), True)], specials=False, **attrs)
+
+
+def test_window_function_of_unsupported_type_is_one_line(tmp_path):
+    model = single_op("HannWindow", [("n", np.array(6, np.int64), True)],
+                      output_datatype=helper.np_dtype_to_tensor_dtype(np.dtype("float64")))
+    with pytest.raises(CompileError, match=r"^Cast node the_node/Cast: unsupported target type DOUBLE$"):
+        kiln_run(model, {}, tmp_path)
+
+
+@pytest.mark.parametrize("shape,target,axes", [
+    ((5, 7, 3), [3, 9, 3], None),
+    ((4, 6, 8), [6, 3], [-2, -1]),
+    ((3, 10, 9), [7, 12], [1, 2]),
+    ((2, 5, 4), [2, 4], [0, 2]),
+])
+def test_center_crop_pad(tmp_path, shape, target, axes):
+    """Crops or zero-pads each axis to the target around its centre (odd leftovers go to the end)."""
+    attrs = {} if axes is None else dict(axes=axes)
+    run(tmp_path, "CenterCropPad", [("x", rand(*shape), False), ("s", np.array(target, np.int64), True)],
+        opset=18, **attrs)

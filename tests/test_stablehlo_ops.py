@@ -221,6 +221,10 @@ CASES_AT_OPSET = {  # case -> (op, inputs, attrs, opset)
     "bitwise_or": ("BitwiseOr", [("a", I([[-7, -1, 0, 6, 13]]), 0), ("b", I([[3], [-3]]), 0)], {}, 18),
     "bitwise_xor_i32": ("BitwiseXor", [("a", np.int32([[-7, -1, 0, 6, 13]]), 0), ("b", np.int32([[3], [-3]]), 0)], {}, 18),
     "bitwise_not": ("BitwiseNot", [("a", I([[-7, -1, 0, 6, 13]]), 0)], {}, 18),
+    "hann_window": ("HannWindow", [("n", I(10), 1)], {}, 17),
+    "hamming_window_symmetric": ("HammingWindow", [("n", I(7), 1)], dict(periodic=0), 17),
+    "blackman_window_int64": ("BlackmanWindow", [("n", I(9), 1)], dict(output_datatype=7), 17),
+    "center_crop_pad": ("CenterCropPad", [("x", rand(3, 10, 9), 0), ("s", I([7, 12]), 1)], dict(axes=[1, 2]), 18),
 }
 
 
