@@ -1453,3 +1453,29 @@ def test_center_crop_pad(tmp_path, shape, target, axes):
     attrs = {} if axes is None else dict(axes=axes)
     run(tmp_path, "CenterCropPad", [("x", rand(*shape), False), ("s", np.array(target, np.int64), True)],
         opset=18, **attrs)
+
+
+# -- 3-D pooling (separated into 2-D pools) -------------------------------------------------------
+POOL_3D = [
+    dict(kernel_shape=[2, 3, 3], strides=[2, 2, 2], pads=[1, 1, 0, 0, 1, 1]),
+    dict(kernel_shape=[3, 2, 2], dilations=[2, 1, 2], ceil_mode=1, strides=[2, 1, 3]),
+    dict(kernel_shape=[3, 3, 3], auto_pad="SAME_LOWER", strides=[1, 2, 2]),
+    dict(kernel_shape=[2, 2, 3], auto_pad="VALID"),
+    dict(kernel_shape=[3, 3, 2], pads=[1, 0, 1, 1, 2, 0], ceil_mode=1, strides=[2, 2, 2]),
+]
+
+
+@pytest.mark.parametrize("attrs", POOL_3D)
+@pytest.mark.parametrize("op,extra", [("MaxPool", {}), ("AveragePool", dict(count_include_pad=0)),
+                                      ("AveragePool", dict(count_include_pad=1)), ("LpPool", dict(p=2))])
+def test_pool_3d(tmp_path, op, extra, attrs):
+    """onnxruntime's MaxPool drops a NaN in a window's first place (see test_maxpool_nan): no specials."""
+    run(tmp_path, op, [("x", rand(2, 3, 7, 8, 9), False)], opset=19, specials=op != "MaxPool", **attrs, **extra)
+
+
+def test_maxpool_3d_nan(tmp_path):
+    x = rand(1, 2, 4, 4, 4)
+    x[0, 0, 0, 0, 0], x[0, 0, 3, 2, 1], x[0, 1, 1, 2, 2], x[0, 1, 3, 3, 3] = np.nan, np.nan, np.inf, -np.inf
+    got = kiln_run(single_op("MaxPool", [("x", x, False)], kernel_shape=[2, 2, 2], strides=[2, 2, 2]),
+                   {"x": x}, tmp_path)[0]
+    np.testing.assert_array_equal(got, x.reshape(1, 2, 2, 2, 2, 2, 2, 2).max(axis=(3, 5, 7)))
