@@ -1479,3 +1479,27 @@ def test_maxpool_3d_nan(tmp_path):
     got = kiln_run(single_op("MaxPool", [("x", x, False)], kernel_shape=[2, 2, 2], strides=[2, 2, 2]),
                    {"x": x}, tmp_path)[0]
     np.testing.assert_array_equal(got, x.reshape(1, 2, 2, 2, 2, 2, 2, 2).max(axis=(3, 5, 7)))
+
+
+# -- Col2Im -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("channels,image,block,attrs", [
+    (2, [5, 5], [2, 2], {}),
+    (1, [6, 7], [3, 2], dict(strides=[2, 1], pads=[1, 0, 2, 1], dilations=[1, 2])),
+    (3, [4, 5], [2, 3], dict(dilations=[2, 1], pads=[1, 1, 1, 1])),
+])
+def test_col2im(tmp_path, channels, image, block, attrs):
+    """Overlapping blocks add up; entries that land in the padding are dropped."""
+    nd = len(image)
+    pads, strides, dil = attrs.get("pads", [0] * 2 * nd), attrs.get("strides", [1] * nd), attrs.get("dilations", [1] * nd)
+    columns = int(np.prod([(i + pads[d] + pads[nd + d] - dil[d] * (k - 1) - 1) // strides[d] + 1
+                           for d, (i, k) in enumerate(zip(image, block))]))
+    run(tmp_path, "Col2Im", [("x", rand(2, channels * int(np.prod(block)), columns), False),
+                             ("i", np.array(image, np.int64), True), ("b", np.array(block, np.int64), True)],
+        opset=18, **attrs)
+
+
+def test_col2im_of_a_computed_shape_is_one_line(tmp_path):
+    model = single_op("Col2Im", [("x", rand(1, 4, 16), False), ("i", np.array([5, 5], np.int64), False),
+                                 ("b", np.array([2, 2], np.int64), True)], opset=18)
+    with pytest.raises(CompileError, match=r"^Col2Im node the_node: image_shape must be known at build time; i is computed$"):
+        kiln_run(model, {"x": rand(1, 4, 16), "i": np.array([5, 5], np.int64)}, tmp_path)

@@ -232,6 +232,8 @@ CASES_AT_OPSET = {  # case -> (op, inputs, attrs, opset)
                              dict(kernel_shape=[3, 3, 3], auto_pad="SAME_UPPER", strides=[2, 1, 2],
                                   count_include_pad=1), 19),
     "lp_pool_3d": ("LpPool", [("x", rand(1, 2, 5, 6, 4), 0)], dict(kernel_shape=[2, 3, 2], p=3), 19),
+    "col2im": ("Col2Im", [("x", rand(2, 6, 15), 0), ("i", I([5, 6]), 1), ("b", I([2, 3]), 1)],
+               dict(strides=[2, 1], pads=[1, 0, 0, 1]), 18),
     "center_crop_pad": ("CenterCropPad", [("x", rand(3, 10, 9), 0), ("s", I([7, 12]), 1)], dict(axes=[1, 2]), 18),
 }
 
