@@ -1490,7 +1490,8 @@ def test_maxpool_3d_nan(tmp_path):
 def test_col2im(tmp_path, channels, image, block, attrs):
     """Overlapping blocks add up; entries that land in the padding are dropped."""
     nd = len(image)
-    pads, strides, dil = attrs.get("pads", [0] * 2 * nd), attrs.get("strides", [1] * nd), attrs.get("dilations", [1] * nd)
+    pads, strides = attrs.get("pads", [0] * 2 * nd), attrs.get("strides", [1] * nd)
+    dil = attrs.get("dilations", [1] * nd)
     columns = int(np.prod([(i + pads[d] + pads[nd + d] - dil[d] * (k - 1) - 1) // strides[d] + 1
                            for d, (i, k) in enumerate(zip(image, block))]))
     run(tmp_path, "Col2Im", [("x", rand(2, channels * int(np.prod(block)), columns), False),
@@ -1501,5 +1502,6 @@ def test_col2im(tmp_path, channels, image, block, attrs):
 def test_col2im_of_a_computed_shape_is_one_line(tmp_path):
     model = single_op("Col2Im", [("x", rand(1, 4, 16), False), ("i", np.array([5, 5], np.int64), False),
                                  ("b", np.array([2, 2], np.int64), True)], opset=18)
-    with pytest.raises(CompileError, match=r"^Col2Im node the_node: image_shape must be known at build time; i is computed$"):
+    with pytest.raises(CompileError,
+                       match=r"^Col2Im node the_node: image_shape must be known at build time; i is computed$"):
         kiln_run(model, {"x": rand(1, 4, 16), "i": np.array([5, 5], np.int64)}, tmp_path)

@@ -84,7 +84,8 @@ def test_opsets_outside_the_range_are_one_line(tmp_path):
 
 
 def _old_op(op: str, inputs: dict[str, np.ndarray], opset: int, **attrs) -> onnx.ModelProto:
-    vis = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape) for n, a in inputs.items()]
+    vis = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
+           for n, a in inputs.items()]
     node = helper.make_node(op, list(inputs), ["y"], **attrs)
     graph = helper.make_graph([node], op.lower(), vis, [helper.make_empty_tensor_value_info("y")])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=7)

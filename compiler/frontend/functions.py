@@ -1,6 +1,7 @@
 """ONNX ops that onnx defines as functions of other ops (the loss functions, the window functions,
-CenterCropPad), imported as the function body onnx builds for the node: its nodes are mapped one by one, with internal values
-renamed under the node's name and attribute references resolved from the node."""
+CenterCropPad), imported as the function body onnx builds for the node: its nodes are mapped one
+by one, with internal values renamed under the node's name and attribute references resolved from
+the node (or the schema's default)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
