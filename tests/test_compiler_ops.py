@@ -1424,3 +1424,84 @@ def test_grid_sample_unknown_padding_is_one_line(tmp_path):
                       opset=16, padding_mode="wrap")
     with pytest.raises(CompileError, match=r"^GridSample node the_node: unsupported padding_mode 'wrap'"):
         kiln_run(model, {"x": rand(1, 1, 3, 3), "grid": rand(1, 2, 2, 2)}, tmp_path)
+
+
+# -- Window functions and CenterCropPad (onnx's function bodies) ----------------------------------
+@pytest.mark.parametrize("op", ["HannWindow", "HammingWindow", "BlackmanWindow"])
+@pytest.mark.parametrize("size,attrs", [(10, {}), (7, dict(periodic=0)), (1, dict(periodic=0)),
+                                        (5, dict(output_datatype=helper.np_dtype_to_tensor_dtype(np.dtype("int64"))))])
+def test_window_functions(tmp_path, op, size, attrs):
+    """The size is an initializer, so the window is a build-time constant; a model with no inputs."""
+    run(tmp_path, op, [("n", np.array(size, np.int64), True)], specials=False, **attrs)
+
+
+def test_window_function_of_unsupported_type_is_one_line(tmp_path):
+    model = single_op("HannWindow", [("n", np.array(6, np.int64), True)],
+                      output_datatype=helper.np_dtype_to_tensor_dtype(np.dtype("float64")))
+    with pytest.raises(CompileError, match=r"^Cast node the_node/Cast: unsupported target type DOUBLE$"):
+        kiln_run(model, {}, tmp_path)
+
+
+@pytest.mark.parametrize("shape,target,axes", [
+    ((5, 7, 3), [3, 9, 3], None),
+    ((4, 6, 8), [6, 3], [-2, -1]),
+    ((3, 10, 9), [7, 12], [1, 2]),
+    ((2, 5, 4), [2, 4], [0, 2]),
+])
+def test_center_crop_pad(tmp_path, shape, target, axes):
+    """Crops or zero-pads each axis to the target around its centre (odd leftovers go to the end)."""
+    attrs = {} if axes is None else dict(axes=axes)
+    run(tmp_path, "CenterCropPad", [("x", rand(*shape), False), ("s", np.array(target, np.int64), True)],
+        opset=18, **attrs)
+
+
+# -- 3-D pooling (separated into 2-D pools) -------------------------------------------------------
+POOL_3D = [
+    dict(kernel_shape=[2, 3, 3], strides=[2, 2, 2], pads=[1, 1, 0, 0, 1, 1]),
+    dict(kernel_shape=[3, 2, 2], dilations=[2, 1, 2], ceil_mode=1, strides=[2, 1, 3]),
+    dict(kernel_shape=[3, 3, 3], auto_pad="SAME_LOWER", strides=[1, 2, 2]),
+    dict(kernel_shape=[2, 2, 3], auto_pad="VALID"),
+    dict(kernel_shape=[3, 3, 2], pads=[1, 0, 1, 1, 2, 0], ceil_mode=1, strides=[2, 2, 2]),
+]
+
+
+@pytest.mark.parametrize("attrs", POOL_3D)
+@pytest.mark.parametrize("op,extra", [("MaxPool", {}), ("AveragePool", dict(count_include_pad=0)),
+                                      ("AveragePool", dict(count_include_pad=1)), ("LpPool", dict(p=2))])
+def test_pool_3d(tmp_path, op, extra, attrs):
+    """onnxruntime's MaxPool drops a NaN in a window's first place (see test_maxpool_nan): no specials."""
+    run(tmp_path, op, [("x", rand(2, 3, 7, 8, 9), False)], opset=19, specials=op != "MaxPool", **attrs, **extra)
+
+
+def test_maxpool_3d_nan(tmp_path):
+    x = rand(1, 2, 4, 4, 4)
+    x[0, 0, 0, 0, 0], x[0, 0, 3, 2, 1], x[0, 1, 1, 2, 2], x[0, 1, 3, 3, 3] = np.nan, np.nan, np.inf, -np.inf
+    got = kiln_run(single_op("MaxPool", [("x", x, False)], kernel_shape=[2, 2, 2], strides=[2, 2, 2]),
+                   {"x": x}, tmp_path)[0]
+    np.testing.assert_array_equal(got, x.reshape(1, 2, 2, 2, 2, 2, 2, 2).max(axis=(3, 5, 7)))
+
+
+# -- Col2Im -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("channels,image,block,attrs", [
+    (2, [5, 5], [2, 2], {}),
+    (1, [6, 7], [3, 2], dict(strides=[2, 1], pads=[1, 0, 2, 1], dilations=[1, 2])),
+    (3, [4, 5], [2, 3], dict(dilations=[2, 1], pads=[1, 1, 1, 1])),
+])
+def test_col2im(tmp_path, channels, image, block, attrs):
+    """Overlapping blocks add up; entries that land in the padding are dropped."""
+    nd = len(image)
+    pads, strides = attrs.get("pads", [0] * 2 * nd), attrs.get("strides", [1] * nd)
+    dil = attrs.get("dilations", [1] * nd)
+    columns = int(np.prod([(i + pads[d] + pads[nd + d] - dil[d] * (k - 1) - 1) // strides[d] + 1
+                           for d, (i, k) in enumerate(zip(image, block))]))
+    run(tmp_path, "Col2Im", [("x", rand(2, channels * int(np.prod(block)), columns), False),
+                             ("i", np.array(image, np.int64), True), ("b", np.array(block, np.int64), True)],
+        opset=18, **attrs)
+
+
+def test_col2im_of_a_computed_shape_is_one_line(tmp_path):
+    model = single_op("Col2Im", [("x", rand(1, 4, 16), False), ("i", np.array([5, 5], np.int64), False),
+                                 ("b", np.array([2, 2], np.int64), True)], opset=18)
+    with pytest.raises(CompileError,
+                       match=r"^Col2Im node the_node: image_shape must be known at build time; i is computed$"):
+        kiln_run(model, {"x": rand(1, 4, 16), "i": np.array([5, 5], np.int64)}, tmp_path)

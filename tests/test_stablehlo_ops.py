@@ -221,6 +221,20 @@ CASES_AT_OPSET = {  # case -> (op, inputs, attrs, opset)
     "bitwise_or": ("BitwiseOr", [("a", I([[-7, -1, 0, 6, 13]]), 0), ("b", I([[3], [-3]]), 0)], {}, 18),
     "bitwise_xor_i32": ("BitwiseXor", [("a", np.int32([[-7, -1, 0, 6, 13]]), 0), ("b", np.int32([[3], [-3]]), 0)], {}, 18),
     "bitwise_not": ("BitwiseNot", [("a", I([[-7, -1, 0, 6, 13]]), 0)], {}, 18),
+    "hann_window": ("HannWindow", [("n", I(10), 1)], {}, 17),
+    "hamming_window_symmetric": ("HammingWindow", [("n", I(7), 1)], dict(periodic=0), 17),
+    "blackman_window_int64": ("BlackmanWindow", [("n", I(9), 1)], dict(output_datatype=7), 17),
+    "max_pool_3d": ("MaxPool", [("x", rand(1, 2, 6, 7, 8), 0)],
+                    dict(kernel_shape=[3, 2, 3], strides=[2, 2, 2], dilations=[1, 2, 1], ceil_mode=1), 19),
+    "average_pool_3d": ("AveragePool", [("x", rand(2, 2, 5, 6, 7), 0)],
+                        dict(kernel_shape=[2, 3, 3], pads=[1, 0, 1, 0, 1, 1], count_include_pad=0), 19),
+    "average_pool_3d_same": ("AveragePool", [("x", rand(1, 3, 5, 5, 6), 0)],
+                             dict(kernel_shape=[3, 3, 3], auto_pad="SAME_UPPER", strides=[2, 1, 2],
+                                  count_include_pad=1), 19),
+    "lp_pool_3d": ("LpPool", [("x", rand(1, 2, 5, 6, 4), 0)], dict(kernel_shape=[2, 3, 2], p=3), 19),
+    "col2im": ("Col2Im", [("x", rand(2, 6, 15), 0), ("i", I([5, 6]), 1), ("b", I([2, 3]), 1)],
+               dict(strides=[2, 1], pads=[1, 0, 0, 1]), 18),
+    "center_crop_pad": ("CenterCropPad", [("x", rand(3, 10, 9), 0), ("s", I([7, 12]), 1)], dict(axes=[1, 2]), 18),
 }
 
 

@@ -1,6 +1,7 @@
-"""ONNX ops that onnx defines as functions of other ops (the loss functions), imported as the
-function body onnx builds for the node: its nodes are mapped one by one, with internal values
-renamed under the node's name and attribute references resolved from the node."""
+"""ONNX ops that onnx defines as functions of other ops (the loss functions, the window functions,
+CenterCropPad), imported as the function body onnx builds for the node: its nodes are mapped one
+by one, with internal values renamed under the node's name and attribute references resolved from
+the node (or the schema's default)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
@@ -19,6 +20,10 @@ if TYPE_CHECKING:
 FUNCTION_OPS = {
     "NegativeLogLikelihoodLoss": ("f32", "i64", "f32"),
     "SoftmaxCrossEntropyLoss": ("f32", "i64", "f32"),
+    "CenterCropPad": ("f32", "i64"),
+    "HannWindow": ("i64",),
+    "HammingWindow": ("i64",),
+    "BlackmanWindow": ("i64",),
 }
 
 
@@ -33,6 +38,8 @@ def _input_types(im: Importer, proto: onnx.NodeProto) -> list[onnx.TypeProto]:
 
 def function_body(im: Importer, proto: onnx.NodeProto, name: str) -> onnx.FunctionProto:
     schema = onnx.defs.get_schema(proto.op_type, im.opset)
+    if schema.has_function:
+        return schema.function_body
     if not schema.has_context_dependent_function:
         raise CompileError(f"unsupported operator {proto.op_type} (opset {im.opset}) at node {name} "
                            f"({im.source}); onnx defines no function for it there")
@@ -67,10 +74,16 @@ def expand(im: Importer, proto: onnx.NodeProto, name: str) -> None:
     body, prefix = function_body(im, proto, name), f"{name}/"
     given = list(proto.input) + [""] * (len(body.input) - len(proto.input))
     formal = dict(zip(body.input, given)) | dict(zip(body.output, proto.output))
-    attrs = {a.name: a for a in proto.attribute}
+    attrs = _defaults(onnx.defs.get_schema(proto.op_type, im.opset)) | {a.name: a for a in proto.attribute}
 
     def rename(v: str) -> str:
         return formal.get(v, prefix + v if v else "")
 
     for i, node in enumerate(body.node):
         im.node(_inlined(node, rename, attrs, prefix), i)
+
+
+def _defaults(schema: onnx.defs.OpSchema) -> dict[str, onnx.AttributeProto]:
+    """The schema's attributes that have a default, for the body's references the node leaves unset."""
+    return {name: a.default_value for name, a in schema.attributes.items()
+            if a.default_value.type != onnx.AttributeProto.UNDEFINED}

@@ -22,7 +22,7 @@ from .weights import ONNX_DTYPES, inline_weights, onnx_dtype, safetensors_weight
 # The ai.onnx opsets kiln accepts: up to the newest of the pinned onnx wheel. Between opset 23 and
 # it, the ops kiln maps changed only in the types they accept (Cast's new round_mode attribute
 # rounds to float8e8m0 only); tests/test_compiler_opsets.py checks that against onnx's schemas.
-OPSETS = range(7, 29)
+OPSETS = range(1, 29)
 # Models older than this are converted to it by onnx's own version converter; the ops kiln maps
 # changed only in the types they accept between it and the newest accepted opset.
 NATIVE_OPSET = 13

@@ -18,6 +18,7 @@ from .decompose_grid import affine_grid, grid_sample
 from .decompose_index import RULES as INDEX_RULES
 from .decompose_linear import RULES as LINEAR_RULES
 from .decompose_math import float_mod, int_pow, trig
+from .decompose_pool import RULES as POOL_RULES
 from .decompose_quant import quant
 from .decompose_resize import resize
 from .decompose_seq import RULES as SEQ_RULES
@@ -267,7 +268,7 @@ def mod(graph: Graph, node: Node) -> Patch | None:
 
 RULES = [pad, lrn, attention, reduction, normalise, cast_like, trilu, group_norm, space_depth, tile, float_mod, mod,
          trig, int_pow, quant, resize, affine_grid, grid_sample]
-RULES = INDEX_RULES + LINEAR_RULES + RULES
+RULES = POOL_RULES + INDEX_RULES + LINEAR_RULES + RULES
 
 
 def decompose(graph: Graph) -> Graph:

@@ -13,6 +13,7 @@ from .decompose import (attention, cast_like, group_norm, lrn, mod, normalise, p
                         trilu)
 from .decompose_index import RULES as INDEX_RULES
 from .decompose_linear import RULES as LINEAR_RULES
+from .decompose_pool import RULES as POOL_RULES
 from .decompose_seq import RULES as SEQ_RULES
 from .decompose_grid import affine_grid, grid_sample
 from .decompose_resize import resize
@@ -148,7 +149,7 @@ RULES = [pad, lrn, attention, reduction, cast_like, trilu, group_norm, space_dep
          quant, resize, affine_grid, grid_sample, _alias, _gemm, _batch_norm, _conv_bias, _matmul_vectors, _split,
          _normalise_attrs, normalise]
 # The sequence ops first: their expansions hold ops the others rewrite.
-RULES = SEQ_RULES + INDEX_RULES + LINEAR_RULES + RULES
+RULES = SEQ_RULES + POOL_RULES + INDEX_RULES + LINEAR_RULES + RULES
 
 
 def lower(graph: Graph) -> Graph:
