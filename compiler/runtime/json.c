@@ -14,6 +14,14 @@ struct reader {
     const char *p, *end;
     char *why;
     size_t why_size;
+    char *strings;  /* the next free byte of the document's text pool */
+};
+
+/* A parsed document: every string and number text lives in one pool, no longer than the input plus
+ * one byte (each token's terminating NUL takes the place of a quote or delimiter), freed with the root. */
+struct document {
+    struct json root;  /* first, so a root pointer is a document pointer */
+    char *pool;
 };
 
 static void *checked(void *p)
@@ -55,7 +63,7 @@ static bool read_string(struct reader *r, char **out)
     if (!accept(r, '"')) {
         return error(r, "expected a string");
     }
-    char *s = checked(malloc((size_t)(r->end - r->p) + 1));
+    char *s = r->strings;
     size_t n = 0;
     while (r->p < r->end && *r->p != '"') {
         char c = *r->p++;
@@ -63,7 +71,6 @@ static bool read_string(struct reader *r, char **out)
             char e = *r->p++;
             const char *plain = strchr("\"\\/bfnrt", e);
             if (plain == NULL || e == 'u') {
-                free(s);
                 return error(r, "unsupported escape in a string");
             }
             c = "\"\\/\b\f\n\r\t"[plain - "\"\\/bfnrt"];
@@ -71,22 +78,31 @@ static bool read_string(struct reader *r, char **out)
         s[n++] = c;
     }
     if (r->p == r->end) {
-        free(s);
         return error(r, "unterminated string");
     }
     r->p++;
     s[n] = '\0';
+    r->strings += n + 1;
     *out = s;
     return true;
 }
 
 static bool read_value(struct reader *r, struct json *v, int depth);
 
+/* Capacity doubles at each power of two: a long array is not copied once per item. */
 static bool append(struct reader *r, struct json *v, char *key, int depth)
 {
-    v->items = checked(realloc(v->items, (v->count + 1) * sizeof *v->items));
-    v->keys = checked(realloc(v->keys, (v->count + 1) * sizeof *v->keys));
-    v->keys[v->count] = key;
+    size_t n = v->count;
+    if ((n & (n - 1)) == 0) {
+        size_t capacity = n == 0 ? 1 : 2 * n;
+        v->items = checked(realloc(v->items, capacity * sizeof *v->items));
+        if (v->type == JSON_OBJECT) {
+            v->keys = checked(realloc(v->keys, capacity * sizeof *v->keys));
+        }
+    }
+    if (v->type == JSON_OBJECT) {
+        v->keys[n] = key;
+    }
     v->items[v->count] = (struct json){0};
     return read_value(r, &v->items[v->count++], depth + 1);
 }
@@ -100,7 +116,6 @@ static bool read_container(struct reader *r, struct json *v, char close, int dep
     do {
         char *key = NULL;
         if (v->type == JSON_OBJECT && (!read_string(r, &key) || !accept(r, ':'))) {
-            free(key);
             return error(r, "expected \"name\": in an object");
         }
         if (!append(r, v, key, depth)) {
@@ -130,7 +145,10 @@ static bool read_literal(struct reader *r, struct json *v)
         return error(r, "unexpected character");
     }
     v->type = JSON_NUMBER;
-    v->text = checked(strndup(start, (size_t)(r->p - start)));
+    v->text = r->strings;
+    memcpy(r->strings, start, (size_t)(r->p - start));
+    r->strings += r->p - start;
+    *r->strings++ = '\0';
     return true;
 }
 
@@ -158,9 +176,11 @@ static bool read_value(struct reader *r, struct json *v, int depth)
 
 struct json *json_parse(const char *data, size_t size, char *why, size_t why_size)
 {
-    struct reader r = {data, data + size, why, why_size};
+    struct document *doc = checked(calloc(1, sizeof *doc));
+    doc->pool = checked(malloc(size + 1));
+    struct reader r = {data, data + size, why, why_size, doc->pool};
     why[0] = '\0';
-    struct json *root = checked(calloc(1, sizeof *root));
+    struct json *root = &doc->root;
     bool ok = read_value(&r, root, 0);
     skip_space(&r);
     if (ok && r.p != r.end) {
@@ -177,20 +197,17 @@ static void free_members(struct json *v)
 {
     for (size_t i = 0; i < v->count; i++) {
         free_members(&v->items[i]);
-        if (v->keys != NULL) {
-            free(v->keys[i]);
-        }
     }
     free(v->items);
     free(v->keys);
-    free(v->text);
 }
 
-void json_free(struct json *value)
+void json_free(struct json *root)
 {
-    if (value != NULL) {
-        free_members(value);
-        free(value);
+    if (root != NULL) {
+        free_members(root);
+        free(((struct document *)root)->pool);
+        free(root);
     }
 }
 

@@ -19,7 +19,8 @@ struct json {
 
 /* Parses `size` bytes; returns NULL with a reason in `why` on malformed input. */
 struct json *json_parse(const char *data, size_t size, char *why, size_t why_size);
-void json_free(struct json *value);
+/* Frees a document: only a root json_parse returned, never a member. */
+void json_free(struct json *root);
 
 /* The member `key` of an object, or NULL (also when `object` is not an object). */
 const struct json *json_get(const struct json *object, const char *key);

@@ -8,6 +8,7 @@
 #include "tensor.h"
 
 #include <civetweb.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -301,6 +302,10 @@ void serve_run(struct session *s, const struct options *o, const char *platform)
     struct server srv = {.session = s, .options = o, .model = {.session = s}};
     int64_t rows = batching_rows(s, o);
     pthread_mutex_init(&srv.model.lock, NULL);
+    sem_init(&srv.model.parsers, 0, (unsigned)s->threads);
+    /* glibc gives each busy thread its own arena, up to 8 per core: with one HTTP thread per connection
+     * that is megabytes of heap kept per arena; one arena per parser is enough. */
+    mallopt(M_ARENA_MAX, s->threads);
     metrics_init(&srv.metrics, platform);
     catch_signals();
     mg_init_library(0);
@@ -324,6 +329,7 @@ void serve_run(struct session *s, const struct options *o, const char *platform)
         batcher_stop(&srv.batcher);
     }
     pthread_mutex_destroy(&srv.model.lock);
+    sem_destroy(&srv.model.parsers);
     pthread_mutex_destroy(&srv.metrics.lock);
     note("serve: stopped");
 }

@@ -403,7 +403,10 @@ void serve_infer(struct serve_model *model, const struct infer_request *req, str
     if (st.inputs == NULL || st.outputs == NULL || st.binary_outputs == NULL || st.wanted_outputs == NULL) {
         fail("out of memory");
     }
-    if (stage(s, req, &st, reply)) {
+    sem_wait(&model->parsers);
+    bool staged = stage(s, req, &st, reply);
+    sem_post(&model->parsers);
+    if (staged) {
         run(model, &st, reply);
     }
     unstage(s, &st);

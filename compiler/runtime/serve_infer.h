@@ -8,6 +8,7 @@
 #include "strbuf.h"
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <stddef.h>
 
 struct infer_request {
@@ -30,6 +31,7 @@ struct serve_model {
     struct session *session;
     pthread_mutex_t lock;
     struct batcher *batcher;  /* NULL: no dynamic batching */
+    sem_t parsers;            /* requests parsed at once: parsing is CPU work, and each parse holds a JSON tree */
 };
 
 /* The protocol's datatype name ("FP32", ...) of a kiln dtype. */
