@@ -170,7 +170,6 @@ static int infer(struct mg_connection *c, struct server *srv)
     }
     struct infer_reply reply;
     serve_infer(&srv->model, &req, &reply);
-    free(body);
     if (reply.status != 200) {
         strbuf_free(&reply.body);
         return respond_error(c, reply.status, reply.error);
@@ -247,7 +246,10 @@ static struct mg_context *start(struct server *srv, const struct options *o)
         "listening_ports", port, "num_threads", threads, "request_timeout_ms", timeout,
         "keep_alive_timeout_ms", timeout, "enable_keep_alive", "yes",
         /* headers and body go out in two writes: with Nagle, the second waits for the client's delayed ACK */
-        "tcp_nodelay", "1", NULL,
+        "tcp_nodelay", "1",
+        /* each HTTP thread keeps a buffer this large for headers (and the body's first bytes): 8 KiB, as
+         * Apache's header limit, instead of civetweb's 16 KiB saves half a megabyte at 64 connections */
+        "max_request_size", "8192", NULL,
     };
     struct mg_callbacks callbacks = {0};
     char why[256] = "";

@@ -406,6 +406,7 @@ void serve_infer(struct serve_model *model, const struct infer_request *req, str
     sem_wait(&model->parsers);
     bool staged = stage(s, req, &st, reply);
     sem_post(&model->parsers);
+    free(req->body);
     if (staged) {
         run(model, &st, reply);
     }
