@@ -2,6 +2,7 @@
 users serve it: behind a FastAPI app on uvicorn speaking the same Open Inference Protocol (v2 JSON).
 
     python3 bench/serve.py [--clients 1,8,64] [--seconds 10] [--threads auto] [--max-batch 8]
+    python3 bench/serve.py --soak 600 [--clients 64]
 
 Needs Debian's `wrk` (apt-get install wrk) and the peer's packages (pip install -r bench/requirements.txt).
 kiln builds examples/mnist in a scratch workspace; both servers listen on loopback and answer the same
@@ -14,6 +15,9 @@ p50 and p99 latency (wrk's --latency), errors (non-2xx and socket errors), each 
 after the run (VmRSS, and its peak VmHWM), and kiln / peer ratios. The peer runs one uvicorn worker
 with onnxruntime's default threads; kiln runs with --threads (default: every core this process may use).
 Load generator and servers share the machine: on a small one wrk's own CPU caps both.
+
+--soak SECONDS runs only the batch-1 kiln server under wrk at the last --clients count for that long,
+sampling its VmRSS every --sample seconds, and prints the samples, requests/s, p99 and errors.
 """
 from __future__ import annotations
 
@@ -97,11 +101,18 @@ def _seconds(text: str) -> float:
     return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
 
 
-def run_wrk(url: str, script: Path, clients: int, seconds: float) -> dict:
+def wrk_command(url: str, script: Path, clients: int, seconds: float) -> list[str]:
     threads = max(1, min(clients, 2))
-    done = subprocess.run(["wrk", f"-t{threads}", f"-c{clients}", f"-d{seconds:g}s", "--latency", "--timeout", "10s",
-                           "-s", str(script), url], capture_output=True, text=True, check=True)
-    text = done.stdout
+    return ["wrk", f"-t{threads}", f"-c{clients}", f"-d{seconds:g}s", "--latency", "--timeout", "10s",
+            "-s", str(script), url]
+
+
+def run_wrk(url: str, script: Path, clients: int, seconds: float) -> dict:
+    done = subprocess.run(wrk_command(url, script, clients, seconds), capture_output=True, text=True, check=True)
+    return wrk_figures(done.stdout)
+
+
+def wrk_figures(text: str) -> dict:
     percentile = lambda p: _seconds(re.search(rf"^\s+{p}%\s+(\S+)", text, re.M).group(1))  # noqa: E731
     errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", text))
     socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
@@ -128,6 +139,48 @@ def measure(url: str, pid: int, script: Path, clients: list[int], seconds: float
     return rows
 
 
+def soak(url: str, pid: int, script: Path, clients: int, seconds: float, every: float) -> tuple[dict, list]:
+    """wrk for `seconds`, sampling (elapsed s, VmRSS MiB) every `every` seconds while it runs."""
+    started = time.monotonic()
+    wrk = subprocess.Popen(wrk_command(url, script, clients, seconds), stdout=subprocess.PIPE, text=True)
+    samples = []
+    while wrk.poll() is None:
+        samples.append((time.monotonic() - started, memory(pid)[0]))
+        time.sleep(every)
+    out, _ = wrk.communicate()
+    if wrk.returncode != 0:
+        raise SystemExit(f"bench: wrk failed with exit code {wrk.returncode}")
+    return wrk_figures(out), samples
+
+
+def soak_report(row: dict, samples: list, clients: int, seconds: float, hwm: float) -> str:
+    rss = [mib for _, mib in samples]
+    later = rss[len(rss) // 10:]  # after the first tenth: the pools and arenas have grown by then
+    lines = [f"soak: kiln mnist, {clients} clients for {seconds:g} s: {row['rps']:.0f} req/s, "
+             f"p50 / p99 {row['p50'] * 1e3:.2f} / {row['p99'] * 1e3:.2f} ms, errors {row['errors']}",
+             f"VmRSS MiB over {len(rss)} samples: first {rss[0]:.1f}, min {min(rss):.1f}, max {max(rss):.1f}, "
+             f"last {rss[-1]:.1f}; after the first tenth min {min(later):.1f} max {max(later):.1f}; "
+             f"VmHWM {hwm:.1f}",
+             "samples (s, MiB): " + " ".join(f"{t:.0f}:{mib:.2f}" for t, mib in samples)]
+    return "\n".join(lines)
+
+
+def run_soak(args: argparse.Namespace, clients: list[int], body: str, expected: np.ndarray) -> int:
+    with tempfile.TemporaryDirectory(prefix="kiln-bench-serve-") as scratch:
+        builds = build_kiln(Path(scratch), args.max_batch)
+        script = wrk_script(body, Path(scratch))
+        server = serve_harness.start(builds["mnist"][0], "--threads", args.threads, weights=builds["mnist"][1])
+        try:
+            check(server, PATH.format("mnist"), body, expected, "mnist")
+            row, samples = soak(server.url + PATH.format("mnist"), server.process.pid, script, clients[-1],
+                                args.soak, args.sample)
+            hwm = memory(server.process.pid)[1]
+        finally:
+            code, stderr = server.stop()
+    print(soak_report(row, samples, clients[-1], args.soak, hwm))
+    return 0 if row["errors"] == 0 and code == 0 else 1
+
+
 def table(clients: list[int], kiln: list[dict], peer: list[dict], who: str) -> str:
     lines = [f"| clients | {who} req/s | peer req/s | kiln/peer | kiln p50 / p99 ms | peer p50 / p99 ms "
              "| errors kiln / peer | kiln RSS (peak) MiB | peer RSS (peak) MiB | RSS peer/kiln |",
@@ -146,6 +199,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--threads", default="auto", help="kiln's --threads")
     parser.add_argument("--max-batch", type=int, default=8, help="batch of the dynamically batched kiln server")
+    parser.add_argument("--soak", type=float, metavar="SECONDS", help="only a soak of the kiln server this long")
+    parser.add_argument("--sample", type=float, default=5, help="seconds between RSS samples in a soak")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("bench: needs Debian's wrk (apt-get install wrk)")
@@ -155,6 +210,8 @@ def main() -> int:
     model = EXAMPLES / "mnist" / "mnist.onnx"
     expected = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"input": sample})[0]
     body = request_body()
+    if args.soak:
+        return run_soak(args, clients, body, expected)
     batched = f"mnist{args.max_batch}"
     with tempfile.TemporaryDirectory(prefix="kiln-bench-serve-") as scratch:
         builds = build_kiln(Path(scratch), args.max_batch)
