@@ -125,6 +125,12 @@ static bool read_container(struct reader *r, struct json *v, char close, int dep
     return accept(r, close) || error(r, close == '}' ? "expected , or }" : "expected , or ]");
 }
 
+/* A plain test, not strchr on a constant: the compiler turns that into a memchr call per character. */
+static bool number_char(char c)
+{
+    return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E';
+}
+
 static bool read_literal(struct reader *r, struct json *v)
 {
     static const char *const words[] = {"null", "true", "false"};
@@ -138,7 +144,7 @@ static bool read_literal(struct reader *r, struct json *v)
         }
     }
     const char *start = r->p;
-    while (r->p < r->end && strchr("+-.0123456789eE", *r->p) != NULL) {
+    while (r->p < r->end && number_char(*r->p)) {
         r->p++;
     }
     if (r->p == start) {
@@ -237,4 +243,65 @@ bool json_int(const struct json *value, int64_t *out)
     }
     *out = n;
     return true;
+}
+
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* Digits into *mantissa, counting significant ones; false past 19 of them (a uint64 holds 19). */
+static bool read_digits(const char **p, uint64_t *mantissa, int *significant, int *fraction, bool after_point)
+{
+    for (; is_digit(**p); (*p)++) {
+        *mantissa = *mantissa * 10 + (uint64_t)(**p - '0');
+        *significant += *mantissa != 0;
+        *fraction += after_point;
+        if (*significant > 19) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* [eE][+-]digits, at most three of them. */
+static bool read_exponent(const char **p, int *exponent)
+{
+    if (**p != 'e' && **p != 'E') {
+        return true;
+    }
+    (*p)++;
+    int sign = **p == '-' ? -1 : 1;
+    *p += **p == '-' || **p == '+';
+    int value = 0, digits = 0;
+    for (; is_digit(**p) && digits < 4; (*p)++, digits++) {
+        value = value * 10 + (**p - '0');
+    }
+    *exponent = sign * value;
+    return digits > 0 && digits < 4;
+}
+
+double json_double(const struct json *value)
+{
+    static const double powers_of_ten[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                           1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    const char *p = value->text;
+    bool negative = *p == '-';
+    p += negative;
+    uint64_t mantissa = 0;
+    int significant = 0, fraction = 0, exponent = 0;
+    const char *digits = p;
+    bool fits = read_digits(&p, &mantissa, &significant, &fraction, false);
+    if (fits && *p == '.') {
+        p++;
+        fits = read_digits(&p, &mantissa, &significant, &fraction, true);
+    }
+    fits = fits && p > digits && is_digit(*digits) && read_exponent(&p, &exponent) && *p == '\0';
+    exponent -= fraction;
+    if (!fits || exponent < -22 || exponent > 22) {
+        return strtod(value->text, NULL);
+    }
+    double x = (double)mantissa;
+    x = exponent < 0 ? x / powers_of_ten[-exponent] : x * powers_of_ten[exponent];
+    return negative ? -x : x;
 }

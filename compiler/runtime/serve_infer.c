@@ -89,7 +89,7 @@ static bool flatten(const struct json *v, uint32_t dtype, void *dst, int64_t *n,
     if (!ok || *n >= max) {
         return false;
     }
-    store(dtype, dst, (*n)++, v->type == JSON_BOOL ? v->boolean : strtod(v->text, NULL));
+    store(dtype, dst, (*n)++, v->type == JSON_BOOL ? v->boolean : json_double(v));
     return true;
 }
 
