@@ -89,22 +89,27 @@ static bool read_string(struct reader *r, char **out)
 
 static bool read_value(struct reader *r, struct json *v, int depth);
 
-/* Capacity doubles at each power of two: a long array is not copied once per item. */
-static bool append(struct reader *r, struct json *v, char *key, int depth)
+/* Members of the container whose first member starts at r->p: its commas outside nested containers and
+ * strings, plus one. Sizing each container once keeps a request's parse from leaving a trail of grown-out
+ * arrays in every HTTP thread's malloc cache. */
+static size_t count_members(const struct reader *r)
 {
-    size_t n = v->count;
-    if ((n & (n - 1)) == 0) {
-        size_t capacity = n == 0 ? 1 : 2 * n;
-        v->items = checked(realloc(v->items, capacity * sizeof *v->items));
-        if (v->type == JSON_OBJECT) {
-            v->keys = checked(realloc(v->keys, capacity * sizeof *v->keys));
+    size_t commas = 0;
+    int depth = 0;
+    for (const char *p = r->p; p < r->end; p++) {
+        if (*p == '"') {
+            while (++p < r->end && *p != '"') {
+                p += *p == '\\';
+            }
+        } else if (*p == '[' || *p == '{') {
+            depth++;
+        } else if ((*p == ']' || *p == '}') && depth-- == 0) {
+            break;
+        } else {
+            commas += *p == ',' && depth == 0;
         }
     }
-    if (v->type == JSON_OBJECT) {
-        v->keys[n] = key;
-    }
-    v->items[v->count] = (struct json){0};
-    return read_value(r, &v->items[v->count++], depth + 1);
+    return commas + 1;
 }
 
 static bool read_container(struct reader *r, struct json *v, char close, int depth)
@@ -113,12 +118,19 @@ static bool read_container(struct reader *r, struct json *v, char close, int dep
     if (accept(r, close)) {
         return true;
     }
+    size_t capacity = count_members(r);
+    v->items = checked(calloc(capacity, sizeof *v->items));
+    if (v->type == JSON_OBJECT) {
+        v->keys = checked(calloc(capacity, sizeof *v->keys));
+    }
     do {
-        char *key = NULL;
-        if (v->type == JSON_OBJECT && (!read_string(r, &key) || !accept(r, ':'))) {
+        if (v->count == capacity) {
+            return error(r, "unbalanced brackets or quotes");
+        }
+        if (v->type == JSON_OBJECT && (!read_string(r, &v->keys[v->count]) || !accept(r, ':'))) {
             return error(r, "expected \"name\": in an object");
         }
-        if (!append(r, v, key, depth)) {
+        if (!read_value(r, &v->items[v->count++], depth + 1)) {
             return false;
         }
     } while (accept(r, ','));
