@@ -8,7 +8,9 @@ Needs Debian's `wrk` (apt-get install wrk) and the peer's packages (pip install 
 kiln builds examples/mnist in a scratch workspace; both servers listen on loopback and answer the same
 v2 JSON request (one MNIST digit); before timing, each one's logits are checked against onnxruntime's
 in-process result. For each client count, wrk keeps that many connections busy for --seconds per
-server (keep-alive, one request in flight per connection) after a 2 s warm-up run. kiln is measured
+server (keep-alive, one request in flight per connection) after a 2 s warm-up run; the three servers run
+side by side and take turns at each client count, so a change in a shared host's load reaches all of
+them (the 1-minute load average at the end of each cell is printed). kiln is measured
 twice: the batch-1 build answering each request alone, and a build compiled with batch = --max-batch
 serving with dynamic batching (--max-batch, --batch-timeout-us 200). Printed: requests/s,
 p50 and p99 latency (wrk's --latency), errors (non-2xx and socket errors), each server's resident memory
@@ -128,15 +130,22 @@ def memory(pid: int) -> tuple[float, float]:
     return kib("VmRSS") / 1024, kib("VmHWM") / 1024
 
 
-def measure(url: str, pid: int, script: Path, clients: list[int], seconds: float) -> list[dict]:
-    rows = []
+def measure(url: str, pid: int, script: Path, count: int, seconds: float) -> dict:
+    run_wrk(url, script, count, 2)  # warm-up
+    row = run_wrk(url, script, count, seconds)
+    row["rss"], row["hwm"] = memory(pid)
+    row["load"] = os.getloadavg()[0]
+    return row
+
+
+def alternate(servers: dict, path_of, script: Path, clients: list[int], seconds: float) -> dict[str, list]:
+    """Each client count on every server in turn, so that a change in the host's load hits all of them."""
+    results = {who: [] for who in servers}
     for count in clients:
-        run_wrk(url, script, count, 2)  # warm-up
-        row = run_wrk(url, script, count, seconds)
-        row["rss"], row["hwm"] = memory(pid)
-        rows.append(row)
-        print(f"  {count} clients: {row['rps']:.0f} req/s", file=sys.stderr)
-    return rows
+        for who, server in servers.items():
+            results[who].append(measure(server.url + path_of(who), server.process.pid, script, count, seconds))
+            print(f"  {who}, {count} clients: {results[who][-1]['rps']:.0f} req/s", file=sys.stderr)
+    return results
 
 
 def soak(url: str, pid: int, script: Path, clients: int, seconds: float, every: float) -> tuple[dict, list]:
@@ -183,13 +192,14 @@ def run_soak(args: argparse.Namespace, clients: list[int], body: str, expected: 
 
 def table(clients: list[int], kiln: list[dict], peer: list[dict], who: str) -> str:
     lines = [f"| clients | {who} req/s | peer req/s | kiln/peer | kiln p50 / p99 ms | peer p50 / p99 ms "
-             "| errors kiln / peer | kiln RSS (peak) MiB | peer RSS (peak) MiB | RSS peer/kiln |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| errors kiln / peer | kiln RSS (peak) MiB | peer RSS (peak) MiB | RSS peer/kiln | load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for count, k, p in zip(clients, kiln, peer):
         lines.append(f"| {count} | {k['rps']:.0f} | {p['rps']:.0f} | {k['rps'] / p['rps']:.2f}x "
                      f"| {k['p50'] * 1e3:.2f} / {k['p99'] * 1e3:.2f} | {p['p50'] * 1e3:.2f} / {p['p99'] * 1e3:.2f} "
                      f"| {k['errors']} / {p['errors']} | {k['rss']:.1f} ({k['hwm']:.1f}) "
-                     f"| {p['rss']:.1f} ({p['hwm']:.1f}) | {p['hwm'] / k['hwm']:.1f}x |")
+                     f"| {p['rss']:.1f} ({p['hwm']:.1f}) | {p['hwm'] / k['hwm']:.1f}x "
+                     f"| {k['load']:.1f} / {p['load']:.1f} |")
     return "\n".join(lines)
 
 
@@ -213,20 +223,20 @@ def main() -> int:
     if args.soak:
         return run_soak(args, clients, body, expected)
     batched = f"mnist{args.max_batch}"
+    path_of = lambda who: PATH.format("mnist" if who == "peer" else who)  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="kiln-bench-serve-") as scratch:
         builds = build_kiln(Path(scratch), args.max_batch)
         script = wrk_script(body, Path(scratch))
         flags = {"mnist": [], batched: ["--max-batch", str(args.max_batch), "--batch-timeout-us", "200"]}
-        results = {}
-        for who in ("mnist", batched, "peer"):
-            print(f"bench: {who}", file=sys.stderr)
-            server = (start_peer(model) if who == "peer" else
-                      serve_harness.start(builds[who][0], "--threads", args.threads, *flags[who], weights=builds[who][1]))
-            path = PATH.format("mnist" if who == "peer" else who)
-            try:
-                check(server, path, body, expected, who)
-                results[who] = measure(server.url + path, server.process.pid, script, clients, args.seconds)
-            finally:
+        servers = {}
+        try:
+            for who in ("mnist", batched, "peer"):
+                servers[who] = (start_peer(model) if who == "peer" else serve_harness.start(
+                    builds[who][0], "--threads", args.threads, *flags[who], weights=builds[who][1]))
+                check(servers[who], path_of(who), body, expected, who)
+            results = alternate(servers, path_of, script, clients, args.seconds)
+        finally:
+            for server in servers.values():
                 server.stop()
     print(f"mnist over HTTP/1.1 keep-alive on loopback, {os.cpu_count()} cores, {args.seconds:g} s per cell, "
           f"peer: onnxruntime {ort.__version__} on FastAPI/uvicorn (1 worker)\n")
