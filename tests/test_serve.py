@@ -118,6 +118,23 @@ def test_kserve_v2_json_from_the_spec(server):
     assert requests.get(f"{server.url}/v2/models/mnist/versions/1/ready", timeout=5).status_code == 200
 
 
+
+def test_json_numbers_in_every_spelling(server):
+    """Exponents, signs, leading zeros, integers and more digits than a uint64 holds all parse as
+    Python's float() does (the fast path and strtod's fallback alike)."""
+    sample = np.load(SAMPLES[1]).astype(np.float32).ravel()
+    spellings = [repr(float(v)) for v in sample]
+    spellings[100:110] = ["1", "0", "-0", "-0.0", "7.5e-1", "75E-2", "0.00075e3", "-2.5E+0", "0.25e1", "1e0"]
+    spellings[110:114] = ["0.1234567890123456789012", "12345678901234567890123e-23", "3e-30",
+                          "0.000000000000000000000001e24"]
+    body = ('{"inputs":[{"name":"input","shape":[1,1,28,28],"datatype":"FP32","data":[' + ",".join(spellings)
+            + "]}]}")
+    reply = requests.post(f"{server.url}/v2/models/mnist/infer", data=body, timeout=10)
+    assert reply.status_code == 200, reply.text
+    values = np.array([float(text) for text in spellings], np.float32).reshape(1, 1, 28, 28)
+    np.testing.assert_allclose(np.array(reply.json()["outputs"][0]["data"], np.float32).reshape(1, 10),
+                               onnxruntime_logits(values), rtol=1e-5, atol=1e-5)
+
 @pytest.mark.parametrize("change, status, needle", [
     ({"datatype": "INT64"}, 400, "datatype INT64"),
     ({"shape": [1, 784, 2]}, 400, "shape [1, 784, 2]"),

@@ -98,6 +98,19 @@ def test_oversized_body_is_413_without_reading_it(server):
     still_serves(server)
 
 
+
+def test_headers_up_to_8_kib_are_read_and_longer_ones_are_400(server):
+    """Each HTTP thread keeps an 8 KiB buffer for a request's head: headers that fit are answered
+    (with the body's first bytes in the same buffer), longer ones refused."""
+    body = json.dumps(GOOD).encode()
+    reply = infer(server, body, headers={"X-Padding": "p" * 7000})
+    assert reply.status_code == 200, reply.text
+    head = f"POST /v2/models/tiny/infer HTTP/1.1\r\nHost: x\r\nX-Padding: {'p' * 9000}\r\n\r\n".encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(head)  # the server answers and closes once its buffer is full: no half-close here
+        assert s.recv(4096).startswith(b"HTTP/1.0 400 Bad Request")
+    still_serves(server)
+
 def test_slowloris_partial_request_is_closed(server):
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
         s.sendall(b"POST /v2/models/tiny/infer HTTP/1.1\r\nHost: x\r\nContent-Le")

@@ -14,6 +14,14 @@ struct reader {
     const char *p, *end;
     char *why;
     size_t why_size;
+    char *strings;  /* the next free byte of the document's text pool */
+};
+
+/* A parsed document: every string and number text lives in one pool, no longer than the input plus
+ * one byte (each token's terminating NUL takes the place of a quote or delimiter), freed with the root. */
+struct document {
+    struct json root;  /* first, so a root pointer is a document pointer */
+    char *pool;
 };
 
 static void *checked(void *p)
@@ -55,7 +63,7 @@ static bool read_string(struct reader *r, char **out)
     if (!accept(r, '"')) {
         return error(r, "expected a string");
     }
-    char *s = checked(malloc((size_t)(r->end - r->p) + 1));
+    char *s = r->strings;
     size_t n = 0;
     while (r->p < r->end && *r->p != '"') {
         char c = *r->p++;
@@ -63,7 +71,6 @@ static bool read_string(struct reader *r, char **out)
             char e = *r->p++;
             const char *plain = strchr("\"\\/bfnrt", e);
             if (plain == NULL || e == 'u') {
-                free(s);
                 return error(r, "unsupported escape in a string");
             }
             c = "\"\\/\b\f\n\r\t"[plain - "\"\\/bfnrt"];
@@ -71,24 +78,38 @@ static bool read_string(struct reader *r, char **out)
         s[n++] = c;
     }
     if (r->p == r->end) {
-        free(s);
         return error(r, "unterminated string");
     }
     r->p++;
     s[n] = '\0';
+    r->strings += n + 1;
     *out = s;
     return true;
 }
 
 static bool read_value(struct reader *r, struct json *v, int depth);
 
-static bool append(struct reader *r, struct json *v, char *key, int depth)
+/* Members of the container whose first member starts at r->p: its commas outside nested containers and
+ * strings, plus one. Sizing each container once keeps a request's parse from leaving a trail of grown-out
+ * arrays in every HTTP thread's malloc cache. */
+static size_t count_members(const struct reader *r)
 {
-    v->items = checked(realloc(v->items, (v->count + 1) * sizeof *v->items));
-    v->keys = checked(realloc(v->keys, (v->count + 1) * sizeof *v->keys));
-    v->keys[v->count] = key;
-    v->items[v->count] = (struct json){0};
-    return read_value(r, &v->items[v->count++], depth + 1);
+    size_t commas = 0;
+    int depth = 0;
+    for (const char *p = r->p; p < r->end; p++) {
+        if (*p == '"') {
+            while (++p < r->end && *p != '"') {
+                p += *p == '\\';
+            }
+        } else if (*p == '[' || *p == '{') {
+            depth++;
+        } else if ((*p == ']' || *p == '}') && depth-- == 0) {
+            break;
+        } else {
+            commas += *p == ',' && depth == 0;
+        }
+    }
+    return commas + 1;
 }
 
 static bool read_container(struct reader *r, struct json *v, char close, int depth)
@@ -97,17 +118,29 @@ static bool read_container(struct reader *r, struct json *v, char close, int dep
     if (accept(r, close)) {
         return true;
     }
+    size_t capacity = count_members(r);
+    v->items = checked(calloc(capacity, sizeof *v->items));
+    if (v->type == JSON_OBJECT) {
+        v->keys = checked(calloc(capacity, sizeof *v->keys));
+    }
     do {
-        char *key = NULL;
-        if (v->type == JSON_OBJECT && (!read_string(r, &key) || !accept(r, ':'))) {
-            free(key);
+        if (v->count == capacity) {
+            return error(r, "unbalanced brackets or quotes");
+        }
+        if (v->type == JSON_OBJECT && (!read_string(r, &v->keys[v->count]) || !accept(r, ':'))) {
             return error(r, "expected \"name\": in an object");
         }
-        if (!append(r, v, key, depth)) {
+        if (!read_value(r, &v->items[v->count++], depth + 1)) {
             return false;
         }
     } while (accept(r, ','));
     return accept(r, close) || error(r, close == '}' ? "expected , or }" : "expected , or ]");
+}
+
+/* A plain test, not strchr on a constant: the compiler turns that into a memchr call per character. */
+static bool number_char(char c)
+{
+    return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E';
 }
 
 static bool read_literal(struct reader *r, struct json *v)
@@ -123,14 +156,17 @@ static bool read_literal(struct reader *r, struct json *v)
         }
     }
     const char *start = r->p;
-    while (r->p < r->end && strchr("+-.0123456789eE", *r->p) != NULL) {
+    while (r->p < r->end && number_char(*r->p)) {
         r->p++;
     }
     if (r->p == start) {
         return error(r, "unexpected character");
     }
     v->type = JSON_NUMBER;
-    v->text = checked(strndup(start, (size_t)(r->p - start)));
+    v->text = r->strings;
+    memcpy(r->strings, start, (size_t)(r->p - start));
+    r->strings += r->p - start;
+    *r->strings++ = '\0';
     return true;
 }
 
@@ -158,9 +194,11 @@ static bool read_value(struct reader *r, struct json *v, int depth)
 
 struct json *json_parse(const char *data, size_t size, char *why, size_t why_size)
 {
-    struct reader r = {data, data + size, why, why_size};
+    struct document *doc = checked(calloc(1, sizeof *doc));
+    doc->pool = checked(malloc(size + 1));
+    struct reader r = {data, data + size, why, why_size, doc->pool};
     why[0] = '\0';
-    struct json *root = checked(calloc(1, sizeof *root));
+    struct json *root = &doc->root;
     bool ok = read_value(&r, root, 0);
     skip_space(&r);
     if (ok && r.p != r.end) {
@@ -177,20 +215,17 @@ static void free_members(struct json *v)
 {
     for (size_t i = 0; i < v->count; i++) {
         free_members(&v->items[i]);
-        if (v->keys != NULL) {
-            free(v->keys[i]);
-        }
     }
     free(v->items);
     free(v->keys);
-    free(v->text);
 }
 
-void json_free(struct json *value)
+void json_free(struct json *root)
 {
-    if (value != NULL) {
-        free_members(value);
-        free(value);
+    if (root != NULL) {
+        free_members(root);
+        free(((struct document *)root)->pool);
+        free(root);
     }
 }
 
@@ -220,4 +255,65 @@ bool json_int(const struct json *value, int64_t *out)
     }
     *out = n;
     return true;
+}
+
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* Digits into *mantissa, counting significant ones; false past 19 of them (a uint64 holds 19). */
+static bool read_digits(const char **p, uint64_t *mantissa, int *significant, int *fraction, bool after_point)
+{
+    for (; is_digit(**p); (*p)++) {
+        *mantissa = *mantissa * 10 + (uint64_t)(**p - '0');
+        *significant += *mantissa != 0;
+        *fraction += after_point;
+        if (*significant > 19) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* [eE][+-]digits, at most three of them. */
+static bool read_exponent(const char **p, int *exponent)
+{
+    if (**p != 'e' && **p != 'E') {
+        return true;
+    }
+    (*p)++;
+    int sign = **p == '-' ? -1 : 1;
+    *p += **p == '-' || **p == '+';
+    int value = 0, digits = 0;
+    for (; is_digit(**p) && digits < 4; (*p)++, digits++) {
+        value = value * 10 + (**p - '0');
+    }
+    *exponent = sign * value;
+    return digits > 0 && digits < 4;
+}
+
+double json_double(const struct json *value)
+{
+    static const double powers_of_ten[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                           1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    const char *p = value->text;
+    bool negative = *p == '-';
+    p += negative;
+    uint64_t mantissa = 0;
+    int significant = 0, fraction = 0, exponent = 0;
+    const char *digits = p;
+    bool fits = read_digits(&p, &mantissa, &significant, &fraction, false);
+    if (fits && *p == '.') {
+        p++;
+        fits = read_digits(&p, &mantissa, &significant, &fraction, true);
+    }
+    fits = fits && p > digits && is_digit(*digits) && read_exponent(&p, &exponent) && *p == '\0';
+    exponent -= fraction;
+    if (!fits || exponent < -22 || exponent > 22) {
+        return strtod(value->text, NULL);
+    }
+    double x = (double)mantissa;
+    x = exponent < 0 ? x / powers_of_ten[-exponent] : x * powers_of_ten[exponent];
+    return negative ? -x : x;
 }

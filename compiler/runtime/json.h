@@ -19,10 +19,17 @@ struct json {
 
 /* Parses `size` bytes; returns NULL with a reason in `why` on malformed input. */
 struct json *json_parse(const char *data, size_t size, char *why, size_t why_size);
-void json_free(struct json *value);
+/* Frees a document: only a root json_parse returned, never a member. */
+void json_free(struct json *root);
 
 /* The member `key` of an object, or NULL (also when `object` is not an object). */
 const struct json *json_get(const struct json *object, const char *key);
+
+/* A JSON_NUMBER's value without strtod's multi-precision path: exact when its significant digits fit
+ * 2^53 and its decimal exponent is within +-22 (Clinger's fast path), at most one rounding further
+ * off with up to 19 digits (never enough to move a float32 result: a shortest float32 repr lies on a
+ * float32, not near the midpoint between two), strtod's result otherwise. */
+double json_double(const struct json *value);
 
 /* The value as an integer; false unless it is an integral JSON number. */
 bool json_int(const struct json *value, int64_t *out);

@@ -8,6 +8,7 @@
 #include "tensor.h"
 
 #include <civetweb.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -169,7 +170,6 @@ static int infer(struct mg_connection *c, struct server *srv)
     }
     struct infer_reply reply;
     serve_infer(&srv->model, &req, &reply);
-    free(body);
     if (reply.status != 200) {
         strbuf_free(&reply.body);
         return respond_error(c, reply.status, reply.error);
@@ -246,7 +246,10 @@ static struct mg_context *start(struct server *srv, const struct options *o)
         "listening_ports", port, "num_threads", threads, "request_timeout_ms", timeout,
         "keep_alive_timeout_ms", timeout, "enable_keep_alive", "yes",
         /* headers and body go out in two writes: with Nagle, the second waits for the client's delayed ACK */
-        "tcp_nodelay", "1", NULL,
+        "tcp_nodelay", "1",
+        /* each HTTP thread keeps a buffer this large for headers (and the body's first bytes): 8 KiB, as
+         * Apache's header limit, instead of civetweb's 16 KiB saves half a megabyte at 64 connections */
+        "max_request_size", "8192", NULL,
     };
     struct mg_callbacks callbacks = {0};
     char why[256] = "";
@@ -301,6 +304,10 @@ void serve_run(struct session *s, const struct options *o, const char *platform)
     struct server srv = {.session = s, .options = o, .model = {.session = s}};
     int64_t rows = batching_rows(s, o);
     pthread_mutex_init(&srv.model.lock, NULL);
+    sem_init(&srv.model.parsers, 0, (unsigned)s->threads);
+    /* glibc gives each busy thread its own arena, up to 8 per core: with one HTTP thread per connection
+     * that is megabytes of heap kept per arena; one arena per parser is enough. */
+    mallopt(M_ARENA_MAX, s->threads);
     metrics_init(&srv.metrics, platform);
     catch_signals();
     mg_init_library(0);
@@ -324,6 +331,7 @@ void serve_run(struct session *s, const struct options *o, const char *platform)
         batcher_stop(&srv.batcher);
     }
     pthread_mutex_destroy(&srv.model.lock);
+    sem_destroy(&srv.model.parsers);
     pthread_mutex_destroy(&srv.metrics.lock);
     note("serve: stopped");
 }

@@ -89,7 +89,7 @@ static bool flatten(const struct json *v, uint32_t dtype, void *dst, int64_t *n,
     if (!ok || *n >= max) {
         return false;
     }
-    store(dtype, dst, (*n)++, v->type == JSON_BOOL ? v->boolean : strtod(v->text, NULL));
+    store(dtype, dst, (*n)++, v->type == JSON_BOOL ? v->boolean : json_double(v));
     return true;
 }
 
@@ -403,7 +403,11 @@ void serve_infer(struct serve_model *model, const struct infer_request *req, str
     if (st.inputs == NULL || st.outputs == NULL || st.binary_outputs == NULL || st.wanted_outputs == NULL) {
         fail("out of memory");
     }
-    if (stage(s, req, &st, reply)) {
+    sem_wait(&model->parsers);
+    bool staged = stage(s, req, &st, reply);
+    sem_post(&model->parsers);
+    free(req->body);
+    if (staged) {
         run(model, &st, reply);
     }
     unstage(s, &st);

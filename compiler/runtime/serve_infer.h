@@ -8,10 +8,11 @@
 #include "strbuf.h"
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <stddef.h>
 
 struct infer_request {
-    const char *body;
+    char *body;              /* malloc'd; serve_infer frees it once the request is parsed */
     size_t size;
     long header_length;      /* Inference-Header-Content-Length, or -1: the whole body is JSON */
 };
@@ -30,12 +31,13 @@ struct serve_model {
     struct session *session;
     pthread_mutex_t lock;
     struct batcher *batcher;  /* NULL: no dynamic batching */
+    sem_t parsers;            /* requests parsed at once: parsing is CPU work, and each parse holds a JSON tree */
 };
 
 /* The protocol's datatype name ("FP32", ...) of a kiln dtype. */
 const char *v2_datatype(uint32_t dtype);
 
-/* Runs one request; fills `reply`. */
+/* Runs one request, freeing its body before it waits for the model; fills `reply`. */
 void serve_infer(struct serve_model *model, const struct infer_request *req, struct infer_reply *reply);
 
 #endif
