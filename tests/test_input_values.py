@@ -110,6 +110,7 @@ def test_a_value_that_does_not_fit_names_the_build_file_target_and_input(workspa
     workspace.write("p/BUILD.kiln", '\nmodel(name = "vad", graph = "vad.onnx", input_values = {"sr": [1, 2]})\n')
     done = workspace.kiln("build", "//p:vad")
     assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "ERROR: //p:vad (p/BUILD.kiln:2:1): Compiling //p:vad" in done.stderr
     assert "input_values gives sr 2 value(s); vad.onnx declares its shape [1]" in done.stderr
 
 
