@@ -80,6 +80,7 @@ def test_without_a_value_the_if_is_refused_in_one_line(tmp_path):
 @pytest.mark.parametrize("values,message", [
     ({"nope": (1,)}, "input_values names nope, which is not an input of vad.onnx (inputs: x, sr)"),
     ({"sr": (16000, 8000)}, "input_values gives sr 2 value(s); vad.onnx declares its shape [1]"),
+    ({"sr": (1.5,)}, "input_values gives sr [1.5]; vad.onnx declares it int64, which holds whole numbers only"),
 ])
 def test_wrong_values_are_one_line(tmp_path, values, message):
     onnx.save(vad_like([1]), tmp_path / "vad.onnx")

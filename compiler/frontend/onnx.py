@@ -319,6 +319,9 @@ def _fixed_value(vi: onnx.ValueInfoProto, values: tuple[float, ...], given: Shap
         declared = [d.dim_value or d.dim_param or "?" for d in t.shape.dim]
         raise CompileError(f"input_values gives {vi.name} {len(values)} value(s); {source} declares its shape "
                            f"{declared}")
+    if np.dtype(dtype).kind in "iub" and not all(float(v).is_integer() for v in values):
+        raise CompileError(f"input_values gives {vi.name} {list(values)}; {source} declares it "
+                           f"{np.dtype(dtype).name}, which holds whole numbers only")
     try:
         shape = [d if d > 0 else len(values) // known for d in dims]
         return np.array(values).astype(np.float32 if dtype == np.float64 else dtype).reshape(shape)
