@@ -120,3 +120,19 @@ def test_model_rule_rejects_values_that_are_not_numbers(workspace):
     done = workspace.kiln("build", "//p:vad")
     assert done.returncode == 1
     assert 'p/BUILD.kiln:2:1: model(): input_values["sr"] must be a list of numbers, got [\'16k\']' in done.stderr
+
+
+@pytest.mark.e2e
+def test_the_launcher_runs_without_the_fixed_input(workspace, tmp_path):
+    from onnx_models import run_onnxruntime
+    (workspace.root / "p").mkdir()
+    model = vad_like([])
+    onnx.save(model, workspace.root / "p" / "vad.onnx")
+    workspace.write("p/BUILD.kiln", 'model(name = "vad", graph = "vad.onnx", input_values = {"sr": [16000]})\n')
+    x = np.random.default_rng(1).standard_normal((5, 1, 4)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    done = workspace.kiln("run", "//p:vad", "--", "--input", str(tmp_path / "x.npy"), "--output",
+                          f"y={tmp_path / 'y.npy'}", check=True)
+    assert done.returncode == 0
+    ref = run_onnxruntime(model, {"x": x, "sr": np.array(16000, np.int64)})
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), ref[0], rtol=1e-4, atol=1e-5)
