@@ -58,6 +58,7 @@ class Action:
     progress: str = field(default="", compare=False)  # kept out of the key
     zig_target: str = ""  # the action runs zig for this target: it gets zig's warmed cache (zig_staging)
     timeout: float = field(default=0, compare=False)  # seconds; 0 = the build's --action_timeout
+    location: str = field(default="", compare=False)  # the owner's BUILD file:line, for failure messages
 
     def key(self, input_digests: dict[str, str]) -> str:
         """sha256 over a canonical encoding of everything that determines the outputs."""

@@ -69,7 +69,8 @@ class RuleContext:
             raise UserError(f"{self.label}: action output {undeclared[0]} was not declared by this target")
         action = Action(self.label, mnemonic, tuple(argv), tuple(sorted(set(inputs))), tuple(outputs),
                         tuple(sorted((env or {}).items())), tuple(tools or ()),
-                        progress or f"{mnemonic} {self.label}", zig_target, self.attr.get("timeout") or 0)
+                        progress or f"{mnemonic} {self.label}", zig_target, self.attr.get("timeout") or 0,
+                        str(self.target.location))
         self._analyzer.register(action)
         return action
 

@@ -17,6 +17,7 @@ _KINDS = {
     "output_list": (list,),  # paths of files the rule writes, relative to its package
     "string_dict": (dict,),
     "shape_dict": (dict,),  # name -> list of positive ints: model(input_shapes = {"x": [1, 3, 224, 224]})
+    "value_dict": (dict,),  # name -> list of numbers: model(input_values = {"sr": [16000]})
     "int": (int,),
     "bool": (bool,),
 }
@@ -85,6 +86,8 @@ def _convert(rule: str, key: str, attr: Attr, value: Any, package: str) -> Any:
         return {_string(rule, key, k): _string(rule, key, v) for k, v in value.items()}
     if attr.kind == "shape_dict":
         return {_string(rule, key, k): _shape(rule, key, k, v) for k, v in sorted(value.items())}
+    if attr.kind == "value_dict":
+        return {_string(rule, key, k): _numbers(rule, key, k, v) for k, v in sorted(value.items())}
     return value
 
 
@@ -107,6 +110,13 @@ def _shape(rule: str, key: str, name: str, value: Any) -> tuple[int, ...]:
     if not isinstance(value, list) or not value or \
             not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in value):
         raise UserError(f"{rule}(): {key}[\"{name}\"] must be a list of positive ints, got {value!r}")
+    return tuple(value)
+
+
+def _numbers(rule: str, key: str, name: str, value: Any) -> tuple[int | float, ...]:
+    if not isinstance(value, list) or not value or \
+            not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        raise UserError(f"{rule}(): {key}[\"{name}\"] must be a list of numbers, got {value!r}")
     return tuple(value)
 
 

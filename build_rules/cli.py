@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from argparse import ArgumentTypeError
 from pathlib import Path
 
 import click
@@ -191,25 +192,31 @@ def info(key: str | None) -> None:
 @click.option("--weights", type=click.Path(dir_okay=False), help="safetensors file with the initializers.")
 @click.option("--batch", type=int, default=1, show_default=True)
 @click.option("--platform", default="cpu", show_default=True, help="The platform whose backend to show or check.")
+@click.option("--input-value", "input_values", multiple=True, metavar="NAME=V0,V1,...",
+              help="Fix an input's value at build time (repeat per input), as model(input_values = ...).")
 @click.option("--check", is_flag=True, help="List everything kiln cannot compile in the model (exit 1 if any).")
 @click.option("--profile", is_flag=True,
               help="Compile the model, printing the time of each pass, kernel and LLVM step and the peak RSS.")
-def inspect(model: str, weights: str | None, batch: int, platform: str, check: bool, profile: bool) -> None:
+def inspect(model: str, weights: str | None, batch: int, platform: str, input_values: tuple[str, ...], check: bool,
+            profile: bool) -> None:
     """Print a model's graph after the compiler's passes: ops, shapes and FLOPs."""
     from kiln.compiler.check import check_model, report
     from kiln.compiler.errors import CompileError
+    from kiln.compiler.__main__ import input_value
     from kiln.compiler.inspect import inspect_model
     try:
+        values = dict(input_value(v) for v in input_values)
         if check:
-            problems = check_model(model, weights=weights, batch=batch, platform=platform)
+            problems = check_model(model, weights=weights, batch=batch, platform=platform, input_values=values)
             click.echo(report(model, problems, platform), nl=False)
             sys.exit(1 if problems else 0)
         if profile:
             from kiln.compiler.profile import profile_compile
-            click.echo(profile_compile(model, weights=weights, batch=batch, platform=platform), nl=False)
+            click.echo(profile_compile(model, weights=weights, batch=batch, platform=platform, input_values=values),
+                       nl=False)
             return
-        click.echo(inspect_model(model, weights=weights, batch=batch, platform=platform))
-    except CompileError as error:
+        click.echo(inspect_model(model, weights=weights, batch=batch, platform=platform, input_values=values))
+    except (CompileError, ArgumentTypeError) as error:
         raise UserError(str(error)) from None
 
 

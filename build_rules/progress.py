@@ -80,7 +80,8 @@ class Progress:
 
     def failed(self, failure: Failure) -> None:
         command = " ".join(shlex.quote(a) for a in failure.command)
-        lines = [f"ERROR: {failure.action.owner}: {failure.action.describe()} failed: {failure.reason}",
+        where = f" ({failure.action.location})" if failure.action.location else ""
+        lines = [f"ERROR: {failure.action.owner}{where}: {failure.action.describe()} failed: {failure.reason}",
                  f"  command: {command}"]
         if failure.stderr.strip():
             lines.append(failure.stderr.rstrip())

@@ -20,6 +20,18 @@ def _shape(text: str) -> tuple[str, tuple[int, ...]]:
     return name, shape
 
 
+def input_value(text: str) -> tuple[str, tuple[float, ...]]:
+    """NAME=V0,V1,... as (name, values): ints unless written as floats."""
+    name, sep, numbers = text.partition("=")
+    try:
+        values = tuple(float(v) if any(c in v for c in ".eEn") else int(v) for v in numbers.split(","))
+    except ValueError:
+        values = ()
+    if not sep or not name or not values:
+        raise argparse.ArgumentTypeError(f"'{text}': expected NAME=V0,V1,... (e.g. sr=16000)")
+    return name, values
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m kiln.compiler")
     sub = p.add_subparsers(dest="command", required=True)
@@ -35,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--batch", type=int, default=1)
     c.add_argument("--input-shape", type=_shape, action="append", default=[], metavar="NAME=D0,D1,...",
                    help="fix an input's symbolic dims (repeat per input)")
+    c.add_argument("--input-value", type=input_value, action="append", default=[], metavar="NAME=V0,V1,...",
+                   help="fix an input's value at build time; it folds and leaves the inputs (repeat per input)")
     c.add_argument("--name")
     c.add_argument("-o", "--output", type=Path, required=True, help="output directory")
     i = sub.add_parser("inspect", help="print the graph after the compiler passes")
@@ -43,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--batch", type=int, default=1)
     i.add_argument("--input-shape", type=_shape, action="append", default=[], metavar="NAME=D0,D1,...",
                    help="fix an input's symbolic dims (repeat per input)")
+    i.add_argument("--input-value", type=input_value, action="append", default=[], metavar="NAME=V0,V1,...",
+                   help="fix an input's value at build time; it folds and leaves the inputs (repeat per input)")
     i.add_argument("--platform", default="cpu", help="show the graph this platform's backend receives")
     i.add_argument("--passes", action="store_true", help="print the graph after every pass")
     i.add_argument("--check", action="store_true", help="list everything kiln cannot compile (exit 1 if any)")
@@ -57,20 +73,22 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "compile":
             from .driver import compile
             compile(args.model, args.platform, args.weights, args.batch, args.name, args.host,
-                    args.ptxas, input_shapes=dict(args.input_shape), precision=args.precision).write(args.output)
+                    args.ptxas, input_shapes=dict(args.input_shape), precision=args.precision,
+                    input_values=dict(args.input_value)).write(args.output)
         elif args.check:
             from .check import check_model, report
-            problems = check_model(args.model, args.weights, args.batch, args.platform, dict(args.input_shape))
+            problems = check_model(args.model, args.weights, args.batch, args.platform, dict(args.input_shape),
+                                   dict(args.input_value))
             sys.stdout.write(report(args.model, problems, args.platform))
             return 1 if problems else 0
         elif args.profile:
             from .profile import profile_compile
             sys.stdout.write(profile_compile(args.model, args.weights, args.batch, args.platform,
-                                             dict(args.input_shape)))
+                                             dict(args.input_shape), input_values=dict(args.input_value)))
         else:
             from .inspect import inspect_model
             sys.stdout.write(inspect_model(args.model, args.weights, args.batch, args.passes, args.platform,
-                                           dict(args.input_shape)))
+                                           dict(args.input_shape), dict(args.input_value)))
     except CompileError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

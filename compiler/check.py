@@ -6,13 +6,14 @@ from pathlib import Path
 
 from .driver import unsupported_ops
 from .errors import CompileError
-from .frontend.onnx import Shapes, load_onnx, unsupported_nodes
+from .frontend.onnx import Shapes, Values, load_onnx, unsupported_nodes
 from .passes.pipeline import run_pipeline
 from .platforms import resolve
 
 
 def check_model(path: Path | str, weights: Path | str | None = None, batch: int = 1,
-                platform: str = "cpu", input_shapes: Shapes | None = None) -> list[str]:
+                platform: str = "cpu", input_shapes: Shapes | None = None, input_values: Values | None = None
+                ) -> list[str]:
     """The problems, one line each; empty when kiln compiles the model for `platform`."""
     path = Path(path)
     problems = unsupported_nodes(path)
@@ -20,7 +21,7 @@ def check_model(path: Path | str, weights: Path | str | None = None, batch: int 
         return problems
     backend = resolve(platform)[0].load_backend()
     try:
-        graph = run_pipeline(load_onnx(path, Path(weights) if weights else None, batch, input_shapes),
+        graph = run_pipeline(load_onnx(path, Path(weights) if weights else None, batch, input_shapes, input_values),
                              passes=backend.passes)
     except CompileError as error:
         return [str(error)]

@@ -12,7 +12,7 @@ from . import manifest, platforms
 from .artifacts import manifest_bytes, safetensors_bytes, write_files
 from .backend.base import Backend, Code, Target
 from .errors import CompileError
-from .frontend.onnx import Shapes, load_onnx
+from .frontend.onnx import Shapes, Values, load_onnx
 from .ir.graph import Graph
 from .passes.pipeline import run_pipeline
 
@@ -38,17 +38,18 @@ class Compiled:
 
 def compile(model: Path, platform: str = "cpu", weights: Path | None = None, batch: int = 1,
             name: str | None = None, host: str = "linux-amd64", ptxas: Path | None = None,
-            profile: bool = False, input_shapes: Shapes | None = None, precision: str = "highest") -> Compiled:
+            profile: bool = False, input_shapes: Shapes | None = None, precision: str = "highest",
+            input_values: Values | None = None) -> Compiled:
     """Compile `model` for `platform` (`cpu`, `cuda:sm_89`, ...) and the launcher's `host`; `ptxas`
     checks CUDA kernels (default: the pinned one); `profile` is the CPU's JitModel.profile build;
-    `input_shapes` fixes symbolic input dims by input name; `precision` ("highest" | "default") is
-    the StableHLO dots' and convolutions'."""
+    `input_shapes` fixes symbolic input dims and `input_values` inputs' values, by input name;
+    `precision` ("highest" | "default") is the StableHLO dots' and convolutions'."""
     spec, archs = platforms.resolve(platform)
     host = platforms.host(host).name
     backend = spec.load_backend()
     _check_archs(backend, spec.name, archs)
     name = name or model.stem
-    graph = load_onnx(model, weights, batch, input_shapes)
+    graph = load_onnx(model, weights, batch, input_shapes, input_values)
     in_names, out_names = tuple(v.name for v in graph.inputs), tuple(v.name for v in graph.outputs)
     graph = run_pipeline(graph, passes=backend.passes)
     _check_ops(backend, graph)

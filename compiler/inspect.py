@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .frontend.onnx import NATIVE_OPSET, Shapes, load_onnx
+from .frontend.onnx import NATIVE_OPSET, Shapes, Values, load_onnx
 from .ir.fused import program_text
 from .ir.graph import Graph, Node
 from .ir.ops_nn import window
@@ -59,20 +59,23 @@ def format_graph(graph: Graph, title: str) -> str:
 
 
 def inspect_model(path: Path | str, weights: Path | str | None = None, batch: int = 1,
-                  every_pass: bool = False, platform: str = "cpu", input_shapes: Shapes | None = None) -> str:
+                  every_pass: bool = False, platform: str = "cpu", input_shapes: Shapes | None = None,
+                  input_values: Values | None = None) -> str:
     """The graph after all of `platform`'s passes; with every_pass, after each of them."""
     passes = resolve(platform)[0].load_backend().passes
     path = Path(path)
-    graph = load_onnx(path, Path(weights) if weights else None, batch, input_shapes)
+    graph = load_onnx(path, Path(weights) if weights else None, batch, input_shapes, input_values)
     stages: list[str] = []
 
     def trace(name: str, g: Graph) -> None:
         if every_pass:
             stages.append(format_graph(g, f"== after {name}: {path.name} (batch {batch})"))
 
-    converted = graph.converted_from
+    converted, fixed = graph.converted_from, graph.fixed_inputs
     graph = run_pipeline(graph, trace, passes)
     note = f"  converted from opset {converted} to {NATIVE_OPSET} by onnx.version_converter\n" if converted else ""
+    note += "".join(f"  fixed input {name} = {value.tolist()} ({value.dtype}, folded at build time)\n"
+                    for name, value in fixed.items())
     if every_pass:
         return note + "\n\n".join(stages) + "\n"
     return note + format_graph(graph, f"{path.name} (batch {batch}) after passes") + "\n"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .artifacts import safetensors_bytes
 from .backend.base import Target
-from .frontend.onnx import Shapes, load_onnx
+from .frontend.onnx import Shapes, Values, load_onnx
 from .ir.graph import Graph
 from .passes.pipeline import run_pipeline
 from .platforms import host as host_spec, resolve
@@ -46,15 +46,15 @@ def _peak_mb(who: str) -> float:
 
 
 def profile_compile(path: Path | str, weights: Path | str | None = None, batch: int = 1,
-                    platform: str = "cpu", input_shapes: Shapes | None = None, host: str = "linux-amd64"
-                    ) -> str:
+                    platform: str = "cpu", input_shapes: Shapes | None = None, host: str = "linux-amd64",
+                    input_values: Values | None = None) -> str:
     """Compile `path` as `kiln.compiler.driver.compile` does, timing every step; the report."""
     path = Path(path)
     spec, archs = resolve(platform)
     backend = spec.load_backend()
     prof = Profile(f"{path.name} for {platform} ({host}), batch {batch}")
     start = time.perf_counter()
-    graph = load_onnx(path, Path(weights) if weights else None, batch, input_shapes)
+    graph = load_onnx(path, Path(weights) if weights else None, batch, input_shapes, input_values)
     start = prof.step("load", start, f"{len(graph.nodes)} nodes")
 
     def trace(name: str, g: Graph) -> None:

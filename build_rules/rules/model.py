@@ -6,6 +6,7 @@
         weights = "mnist.safetensors",   # optional: initializers may live inside the ONNX file
         batch = 1,
         input_shapes = {},               # e.g. {"images": [1, 3, 640, 640]} for symbolic dims
+        input_values = {},               # e.g. {"sr": [16000]}: the input becomes a constant and folds
         precision = "highest",           # tpu/cpu-xla: "default" lets XLA:TPU run f32 dots in bf16 passes
     )
 
@@ -64,6 +65,7 @@ def _compile(ctx: RuleContext, platform: Platform, graph: Artifact, weights: Art
     if weights is not None:
         argv += ["--weights", weights]
     argv += [f"--input-shape={name}={','.join(map(str, shape))}" for name, shape in ctx.attr["input_shapes"].items()]
+    argv += [f"--input-value={name}={','.join(map(repr, values))}" for name, values in ctx.attr["input_values"].items()]
     if ctx.attr["precision"] != PRECISIONS[0]:
         argv += ["--precision", ctx.attr["precision"]]
     what = f": {', '.join(archs)}" if archs else f", {ctx.config.host}" if platform.host_code else ""
@@ -151,6 +153,8 @@ RULE = RuleSpec(
         "weights": Attr("label", doc="safetensors file with the initializers, matched by name."),
         "batch": Attr("int", 1, doc="Fixes the model's symbolic leading dimension."),
         "input_shapes": Attr("shape_dict", {}, doc='Fixes inputs\' symbolic dims: {"images": [1, 3, 640, 640]}.'),
+        "input_values": Attr("value_dict", {}, doc='Fixes inputs\' values at build time: {"sr": [16000]}; the '
+                             "input leaves the artifact's inputs and what depends on it folds."),
         "precision": Attr("string", "highest", doc="tpu/cpu-xla f32 dots and convolutions: 'highest' keeps f32, "
                           "'default' lets XLA:TPU use bf16 passes (faster, errors ~1e-2)."),
     },

@@ -240,6 +240,7 @@ MAPPERS.update(SEQUENCE_MAPPERS)
 
 
 Shapes = dict[str, tuple[int, ...]]
+Values = dict[str, tuple[float, ...]]
 
 
 def _input_type(vi: onnx.ValueInfoProto, batch: int, given: Shapes, named: dict[str, int],
@@ -276,13 +277,17 @@ def _shared_name(d: onnx.TensorShapeProto.Dimension) -> str:
     return "" if d.dim_param == "?" else d.dim_param
 
 
+def _check_names(attr: str, given: dict, inputs: list[onnx.ValueInfoProto], source: str) -> None:
+    unknown = sorted(set(given) - {vi.name for vi in inputs})
+    if unknown:
+        raise CompileError(f"{attr} names {unknown[0]}, which is not an input of {source} "
+                           f"(inputs: {', '.join(vi.name for vi in inputs)})")
+
+
 def _named_dims(inputs: list[onnx.ValueInfoProto], given: Shapes, source: str) -> dict[str, int]:
     """Symbolic dim names -> sizes, read off the shapes given for the inputs that use them."""
     by_name = {vi.name: vi for vi in inputs}
-    unknown = sorted(set(given) - set(by_name))
-    if unknown:
-        raise CompileError(f"input_shapes names {unknown[0]}, which is not an input of {source} "
-                           f"(inputs: {', '.join(by_name)})")
+    _check_names("input_shapes", given, inputs, source)
     named: dict[str, int] = {}
     for name, shape in given.items():
         dims = by_name[name].type.tensor_type.shape.dim
@@ -299,10 +304,37 @@ def _named_dims(inputs: list[onnx.ValueInfoProto], given: Shapes, source: str) -
     return named
 
 
-def load_onnx(path: Path, weights: Path | None = None, batch: int = 1, input_shapes: Shapes | None = None
-              ) -> Graph:
+def _fixed_value(vi: onnx.ValueInfoProto, values: tuple[float, ...], given: Shapes, named: dict[str, int],
+                 source: str) -> np.ndarray:
+    """The build-time constant `values` for input `vi`: its declared dtype, its shape with at most
+    one dim left unknown (taken from the value count)."""
+    t = vi.type.tensor_type
+    dtype = onnx_dtype(t.elem_type, f"input {vi.name}")
+    dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0
+            else given[vi.name][i] if vi.name in given
+            else named.get(_shared_name(d), -1) for i, d in enumerate(t.shape.dim)]
+    known = int(np.prod([d for d in dims if d > 0]))
+    unknown = dims.count(-1)
+    if unknown > 1 or len(values) % known or (unknown == 0 and len(values) != known) or not values:
+        declared = [d.dim_value or d.dim_param or "?" for d in t.shape.dim]
+        raise CompileError(f"input_values gives {vi.name} {len(values)} value(s); {source} declares its shape "
+                           f"{declared}")
+    if np.dtype(dtype).kind in "iub" and not all(float(v).is_integer() for v in values):
+        raise CompileError(f"input_values gives {vi.name} {list(values)}; {source} declares it "
+                           f"{np.dtype(dtype).name}, which holds whole numbers only")
+    try:
+        shape = [d if d > 0 else len(values) // known for d in dims]
+        return np.array(values).astype(np.float32 if dtype == np.float64 else dtype).reshape(shape)
+    except (ValueError, OverflowError) as e:
+        raise CompileError(f"input_values gives {vi.name} values that are not {np.dtype(dtype).name}: {e}") \
+            from None
+
+
+def load_onnx(path: Path, weights: Path | None = None, batch: int = 1, input_shapes: Shapes | None = None,
+              input_values: Values | None = None) -> Graph:
     """Parse `path` (and optionally its safetensors weights) into an untyped-node IR graph;
-    `input_shapes` fixes inputs' symbolic dims (by input name)."""
+    `input_shapes` fixes inputs' symbolic dims and `input_values` fixes inputs' values at build
+    time (the input becomes a constant), both by input name."""
     source = path.name
     model, opset = read_model(path, weights)
     if batch < 1:
@@ -319,7 +351,13 @@ def load_onnx(path: Path, weights: Path | None = None, batch: int = 1, input_sha
     graph_inputs = [vi for vi in model.graph.input if vi.name not in im.values]
     given = {k: tuple(v) for k, v in (input_shapes or {}).items()}
     named = _named_dims(graph_inputs, given, source)
+    fixed = input_values or {}
+    _check_names("input_values", fixed, graph_inputs, source)
     for vi in graph_inputs:
+        if vi.name in fixed:
+            im.values[vi.name] = Value(vi.name, const=_fixed_value(vi, fixed[vi.name], given, named, source))
+            im.int_dtypes[vi.name] = im.values[vi.name].const.dtype
+            continue
         v = Value(vi.name, _input_type(vi, batch, given, named, source))
         im.values[vi.name] = v
         inputs.append(v)
@@ -328,6 +366,7 @@ def load_onnx(path: Path, weights: Path | None = None, batch: int = 1, input_sha
     outputs = [im.get(o.name, "graph output") for o in model.graph.output]
     graph = Graph(source, inputs, outputs, im.nodes)
     graph.converted_from = opset if opset < NATIVE_OPSET else None
+    graph.fixed_inputs = {name: im.values[name].const for name in fixed}
     return graph
 
 

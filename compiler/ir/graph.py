@@ -87,6 +87,7 @@ class Graph:
         self.outputs = outputs
         self.nodes = nodes
         self.converted_from: int | None = None  # the ONNX opset the model was converted from
+        self.fixed_inputs: dict[str, np.ndarray] = {}  # inputs given values at build time (input_values)
         self._names: set[str] = {v.name for n in nodes for v in n.inputs + n.outputs if v}
         self._names.update(v.name for v in inputs)
 
