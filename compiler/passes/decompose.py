@@ -260,7 +260,7 @@ def _attention_band(node: Node) -> tuple[int | None, int | None] | None:
     left, right = node.attr("left_window_size", -1), node.attr("right_window_size", -1)
     low = 0 if node.attr("is_causal", 0) else None
     if right >= 0:
-        low = max(low if low is not None else -right, -right)
+        low = -right if low is None else max(low, -right)
     high = left if left >= 0 else None
     return None if low is None and high is None else (low, high)
 
