@@ -194,10 +194,19 @@ def test_reduction_of_integers_at_run_time(tmp_path, platform):
         driver.compile(tmp_path / "m.onnx", platform)
 
 
-def test_attention_window_is_refused_in_one_line(tmp_path):
+def test_attention_bad_window_is_one_line(tmp_path):
     qkv = [(n, np.zeros((1, 2, 3, 4), np.float32), False) for n in "qkv"]
-    _save(M.single_op("Attention", qkv, opset=25, left_window_size=2), tmp_path / "model.onnx")
-    assert _compile_error(tmp_path / "model.onnx").startswith("Attention node the_node: left_window_size is not supported")
+    _save(M.single_op("Attention", qkv, opset=25, left_window_size=-2), tmp_path / "model.onnx")
+    assert _compile_error(tmp_path / "model.onnx") == (
+        "Attention node the_node: left_window_size must be -1 or nonnegative, got -2")
+
+
+def test_rotary_embedding_3d_without_num_heads_is_one_line(tmp_path):
+    inputs = [("x", np.zeros((1, 3, 8), np.float32), False), ("c", np.zeros((1, 3, 4), np.float32), False),
+              ("s", np.zeros((1, 3, 4), np.float32), False)]
+    _save(M.single_op("RotaryEmbedding", inputs, opset=23), tmp_path / "model.onnx")
+    assert _compile_error(tmp_path / "model.onnx") == (
+        "RotaryEmbedding node the_node: a 3-D input needs num_heads dividing its hidden size 8")
 
 
 def test_integer_floor_is_one_line(tmp_path):

@@ -1505,3 +1505,86 @@ def test_col2im_of_a_computed_shape_is_one_line(tmp_path):
     with pytest.raises(CompileError,
                        match=r"^Col2Im node the_node: image_shape must be known at build time; i is computed$"):
         kiln_run(model, {"x": rand(1, 4, 16), "i": np.array([5, 5], np.int64)}, tmp_path)
+# -- Attention's windows and valid key lengths, RotaryEmbedding, Swish, SwiGLU -----------------
+def check_reference(model, feeds: dict, tmp_path, specials: bool = False, run=kiln_run) -> None:
+    """kiln against onnx's reference implementation (for ops or attributes onnxruntime 1.31 lacks),
+    on the feeds and, with `specials`, on them with NaN and infinities (not for Attention, as its
+    onnxruntime tests: a NaN under a masked key is 0 or NaN depending on where the mask applies)."""
+    from onnx.reference import ReferenceEvaluator
+    from onnx_models import with_specials
+    for case in [feeds, with_specials(feeds)] if specials else [feeds]:
+        with np.errstate(all="ignore"):
+            want = ReferenceEvaluator(model).run(None, case)
+        got = run(model, case, tmp_path)
+        assert len(got) == len(want)
+        for g, ref in zip(got, want):
+            assert_close(g, ref)
+
+
+@pytest.mark.parametrize("attrs", [dict(left_window_size=1), dict(left_window_size=2, right_window_size=1),
+                                   dict(left_window_size=1, is_causal=1), dict(right_window_size=0, scale=0.5)])
+@pytest.mark.parametrize("past", [False, True])
+def test_attention_sliding_window(tmp_path, attrs, past):
+    """Opset 25 (onnxruntime 1.31 has no Attention-25): against onnx's reference."""
+    feeds = {"q": rand(2, 4, 3, 4), "k": rand(2, 2, 5, 4), "v": rand(2, 2, 5, 3)}
+    names = ["q", "k", "v", "m"] + (["pk", "pv"] if past else [])
+    if past:
+        feeds |= {"pk": rand(2, 2, 2, 4), "pv": rand(2, 2, 2, 3)}
+    mask = ("m", rand(3, 5 + 2 * past), True)
+    model = single_op("Attention", [(n, feeds[n], False) if n != "m" else mask for n in names], 4, 25,
+                      qk_matmul_output_mode=2, **attrs)
+    check_reference(model, feeds, tmp_path)
+
+
+@pytest.mark.parametrize("attrs", [{}, dict(is_causal=1), dict(is_causal=1, q_num_heads=4, kv_num_heads=2)])
+def test_attention_valid_key_lengths(tmp_path, attrs):
+    """nonpad_kv_seqlen (opset 24): keys past each entry's length are masked and a causal mask is
+    aligned to it; entry 1 has fewer keys than queries, so its first rows are masked entirely."""
+    three_d = "q_num_heads" in attrs
+    q, k, v = ((rand(3, 2, 8), rand(3, 6, 4), rand(3, 6, 4)) if three_d else
+               (rand(3, 2, 2, 4), rand(3, 2, 6, 4), rand(3, 2, 6, 4)))
+    lengths = np.array([6, 1, 4], np.int64)
+    model = single_op("Attention", [("q", q, False), ("k", k, False), ("v", v, False), ("lengths", lengths, True)],
+                      4, 24, qk_matmul_output_mode=3, **attrs)
+    model.graph.node[0].input[:] = ["q", "k", "v", "", "", "", "lengths"]
+    check_reference(model, {"q": q, "k": k, "v": v}, tmp_path)
+    if not attrs.get("is_causal"):  # onnxruntime 1.31 agrees where its causal alignment is the same
+        check(model, {"q": q, "k": k, "v": v}, tmp_path)
+
+
+def test_attention_window_with_lengths(tmp_path):
+    q, k, v = rand(2, 2, 3, 4), rand(2, 2, 6, 4), rand(2, 2, 6, 4)
+    model = single_op("Attention", [("q", q, False), ("k", k, False), ("v", v, False),
+                                    ("lengths", np.array([5, 3], np.int64), True)], 1, 25,
+                      is_causal=1, left_window_size=2)
+    model.graph.node[0].input[:] = ["q", "k", "v", "", "", "", "lengths"]
+    check_reference(model, {"q": q, "k": k, "v": v}, tmp_path)
+
+
+@pytest.mark.parametrize("shape,attrs", [((2, 3, 4, 8), {}), ((2, 3, 4, 8), dict(interleaved=1)),
+                                         ((2, 4, 12), dict(num_heads=3, rotary_embedding_dim=2)),
+                                         ((2, 3, 4, 8), dict(interleaved=1, rotary_embedding_dim=4))])
+@pytest.mark.parametrize("positions", [False, True])
+def test_rotary_embedding(tmp_path, shape, attrs, positions):
+    """Against onnxruntime (it has RotaryEmbedding-23)."""
+    x = rand(*shape)
+    seq = shape[2] if len(shape) == 4 else shape[1]
+    half = attrs.get("rotary_embedding_dim", shape[-1] if len(shape) == 4 else 4) // 2
+    cache = (7, half) if positions else (2, seq, half)
+    inputs = [("x", x, False), ("cos", rand(*cache), False), ("sin", rand(*cache), False)]
+    if positions:
+        inputs.append(("pos", np.array([[0, 2, 4, 6][:seq], [6, 5, 1, 0][:seq]], np.int64), True))
+    run(tmp_path, "RotaryEmbedding", inputs, opset=23, **attrs)
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.3])
+def test_swish(tmp_path, alpha):
+    run(tmp_path, "Swish", [("x", rand(3, 17, lo=-8, hi=8), False)], opset=24, alpha=alpha)
+
+
+@pytest.mark.parametrize("alpha", [1.0, 1.7])
+def test_swiglu(tmp_path, alpha):
+    """Opset 28 (onnxruntime 1.31 has no SwiGLU): against onnx's reference."""
+    a, b = rand(2, 3, 8, lo=-8, hi=8), rand(2, 3, 8)
+    model = single_op("SwiGLU", [("a", a, False), ("b", b, False)], 1, 28, alpha=alpha)
+    check_reference(model, {"a": a, "b": b}, tmp_path, specials=True)

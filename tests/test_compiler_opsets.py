@@ -145,7 +145,7 @@ def _signature(op: str, opset: int) -> tuple:
 # (opset 27) is the intermediate type for float16/bfloat16 ranges, which kiln widens to f32.
 TYPE_ONLY_ATTRS = {"round_mode", "stash_type"}
 # Attributes and optional inputs newer opsets added, whose absence keeps the old meaning: kiln
-# implements them (SpaceToDepth's mode) or refuses a model that sets them (Attention's windows).
+# implements them (SpaceToDepth's mode, Attention's sliding windows and per-batch key lengths).
 HANDLED_ADDITIONS = {("SpaceToDepth", "mode"), ("Attention", "left_window_size"), ("Attention", "right_window_size"),
                      ("Attention", "nonpad_kv_seqlen")}
 

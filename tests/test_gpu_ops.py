@@ -2,6 +2,8 @@
 descriptions lowered to CPU loops, against onnxruntime."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -16,6 +18,8 @@ del test_variants  # noqa: F821 - CPU feature levels; GPU kernels have none
 @pytest.fixture(autouse=True)
 def _through_gpu_kernels(monkeypatch):
     monkeypatch.setattr(test_compiler_ops, "check", check_gpu)
+    monkeypatch.setattr(test_compiler_ops, "check_reference",
+                        functools.partial(test_compiler_ops.check_reference, run=lambda m, f, w: emulate(m, f, w)[0]))
 
 
 

@@ -235,6 +235,12 @@ CASES_AT_OPSET = {  # case -> (op, inputs, attrs, opset)
     "col2im": ("Col2Im", [("x", rand(2, 6, 15), 0), ("i", I([5, 6]), 1), ("b", I([2, 3]), 1)],
                dict(strides=[2, 1], pads=[1, 0, 0, 1]), 18),
     "center_crop_pad": ("CenterCropPad", [("x", rand(3, 10, 9), 0), ("s", I([7, 12]), 1)], dict(axes=[1, 2]), 18),
+    "rotary_interleaved_positions": ("RotaryEmbedding", [("x", rand(2, 3, 4, 8), 0), ("c", rand(7, 2), 0),
+                                                         ("s", rand(7, 2), 0), ("p", I([[0, 2, 4, 6], [6, 5, 1, 0]]), 1)],
+                                     dict(interleaved=1, rotary_embedding_dim=4), 23),
+    "rotary_3d": ("RotaryEmbedding", [("x", rand(2, 4, 12), 0), ("c", rand(2, 4, 2), 0), ("s", rand(2, 4, 2), 0)],
+                  dict(num_heads=3), 23),
+    "swish": ("Swish", [("x", rand(3, 17, lo=-8, hi=8), 0)], dict(alpha=0.3), 24),
 }
 
 
@@ -363,6 +369,39 @@ def test_tensor_scatter_against_onnx_reference(launcher, tmp_path, mode):
     model = single_op("TensorScatter", [(n, a, False) for n, a in feeds.items()], 1, 24, mode=mode)
     got = pjrt_harness.run_model(pjrt_harness.bundle(launcher, model, tmp_path), model, feeds)[0]
     np.testing.assert_array_equal(got, ReferenceEvaluator(model).run(None, feeds)[0])
+
+
+ATTENTION_AT_OPSET = {  # case -> (inputs (name, array, initializer), attrs, opset); onnxruntime 1.31 lacks them
+    "window_past": ([("q", rand(2, 4, 3, 4), 0), ("k", rand(2, 2, 5, 4), 0), ("v", rand(2, 2, 5, 3), 0),
+                     ("m", rand(3, 7), 1), ("pk", rand(2, 2, 2, 4), 0), ("pv", rand(2, 2, 2, 3), 0)],
+                    dict(left_window_size=2, right_window_size=1, is_causal=1), 25),
+    "valid_lengths_causal": ([("q", rand(3, 2, 2, 4), 0), ("k", rand(3, 2, 6, 4), 0), ("v", rand(3, 2, 6, 4), 0),
+                              *([("", None, 0)] * 3), ("n", I([6, 1, 4]), 1)], dict(is_causal=1), 24),
+    "window_valid_lengths": ([("q", rand(2, 2, 3, 4), 0), ("k", rand(2, 2, 6, 4), 0), ("v", rand(2, 2, 6, 4), 0),
+                              *([("", None, 0)] * 3), ("n", I([5, 3]), 1)], dict(left_window_size=2), 25),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ATTENTION_AT_OPSET))
+def test_attention_against_onnx_reference(launcher, tmp_path, case):
+    """Attention's sliding windows (opset 25) and nonpad_kv_seqlen: onnx's reference is the oracle."""
+    from onnx.reference import ReferenceEvaluator
+    inputs, attrs, opset = ATTENTION_AT_OPSET[case]
+    model = single_op("Attention", [(n, a, bool(init)) for n, a, init in inputs if n], 1, opset, **attrs)
+    model.graph.node[0].input[:] = [n for n, _, _ in inputs]
+    feeds = {n: a for n, a, init in inputs if n and not init}
+    got = pjrt_harness.run_model(pjrt_harness.bundle(launcher, model, tmp_path), model, feeds)[0]
+    test_compiler_ops.assert_close(got, ReferenceEvaluator(model).run(None, feeds)[0])
+
+
+def test_swiglu_against_onnx_reference(launcher, tmp_path):
+    """onnxruntime 1.31 has no SwiGLU (opset 28): onnx's reference is the oracle, NaN and infinities included."""
+    from onnx.reference import ReferenceEvaluator
+    feeds = with_specials({"a": rand(2, 3, 8, lo=-8, hi=8), "b": rand(2, 3, 8)})
+    model = single_op("SwiGLU", [(n, a, False) for n, a in feeds.items()], 1, 28, alpha=1.7)
+    got = pjrt_harness.run_model(pjrt_harness.bundle(launcher, model, tmp_path), model, feeds)[0]
+    with np.errstate(all="ignore"):
+        test_compiler_ops.assert_close(got, ReferenceEvaluator(model).run(None, feeds)[0])
 
 
 # -- RNN, GRU, LSTM, CumSum/CumProd, TopK, If (decomposed at build time, as on the other backends) --

@@ -14,6 +14,7 @@ from ..errors import CompileError
 from ..ir.graph import NP_TO_DTYPE, Graph, Node, TensorType, Value
 from .composites import COMPOSITES
 from .composites_extra import COMPOSITES_EXTRA
+from .composites_swish import COMPOSITES_SWISH
 from .functions import FUNCTION_OPS, expand
 from .sequence import SEQUENCE_MAPPERS
 from .quant import MAPPERS as QUANT
@@ -46,6 +47,8 @@ SAME = {
 SAME |= {"GatherElements", "GatherND", "OneHot", "ScatterElements", "ScatterND", "Compress", "TensorScatter"}
 # ConvTranspose as a Conv, Einsum as MatMuls (ir/ops_linear.py).
 SAME |= {"ConvTranspose", "Einsum"}
+# RotaryEmbedding (ir/ops_rotary.py).
+SAME |= {"RotaryEmbedding"}
 
 
 class Importer:
@@ -236,6 +239,7 @@ MAPPERS.update(Constant=_constant, Max=_chain("Max"), Min=_chain("Min"), Clip=_c
                Mean=_variadic("Add", mean=True), LayerNormalization=_layer_norm, **COMPOSITES, **QUANT)
 MAPPERS["Scatter"] = _same("ScatterElements")  # deprecated (opset 9-10) alias
 MAPPERS.update(COMPOSITES_EXTRA)
+MAPPERS.update(COMPOSITES_SWISH)
 MAPPERS.update(SEQUENCE_MAPPERS)
 
 

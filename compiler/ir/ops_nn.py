@@ -346,11 +346,9 @@ class AttentionShape:
 
 def attention_shape(node: Node) -> AttentionShape:
     q, k, v = (node.inputs[i].type for i in range(3))
-    if any(len(node.inputs) > i and node.inputs[i] is not None for i in (6,)):
-        raise fail(node, "nonpad_kv_seqlen is not supported")
     for window in ("left_window_size", "right_window_size"):
-        if node.attr(window, -1) != -1:
-            raise fail(node, f"{window} is not supported")
+        if node.attr(window, -1) < -1:
+            raise fail(node, f"{window} must be -1 or nonnegative, got {node.attr(window, -1)}")
     if q.rank == 3:
         q_heads, kv_heads = int(node.attrs.get("q_num_heads", 0)), int(node.attrs.get("kv_num_heads", 0))
         if q_heads <= 0 or kv_heads <= 0 or q.shape[2] % q_heads or k.shape[2] % kv_heads:
@@ -364,8 +362,16 @@ def attention_shape(node: Node) -> AttentionShape:
     if q_heads % kv_heads:
         raise fail(node, f"{q_heads} query heads are not a multiple of {kv_heads} key/value heads")
     past = node.inputs[4] if len(node.inputs) > 4 else None
+    lengths = attention_kv_lengths(node)
+    if lengths is not None and (past is not None or lengths.type.shape != (batch,)):
+        raise fail(node, f"nonpad_kv_seqlen must be [{batch}] and excludes past_key/past_value")
     return AttentionShape(batch, q_heads, kv_heads, q_seq, past.type.shape[2] if past is not None else 0, kv_seq,
                           head, v_head, q.rank == 3)
+
+
+def attention_kv_lengths(node: Node) -> Value | None:
+    """nonpad_kv_seqlen: the valid key/value length of each batch entry (an external cache)."""
+    return node.inputs[6] if len(node.inputs) > 6 else None
 
 
 def _attention(node: Node) -> list[TensorType]:

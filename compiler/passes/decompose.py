@@ -11,7 +11,7 @@ import numpy as np
 
 from ..ir.graph import DTYPES, Graph, Node, Patch, Value
 from ..ir.ops_elementwise import trilu_mask
-from ..ir.ops_nn import attention_shape, group_count, lrn_params, reduce_axes
+from ..ir.ops_nn import attention_kv_lengths, attention_shape, group_count, lrn_params, reduce_axes
 from ..ir.ops_shape import pad_amounts, pad_source, space_depth_shapes, tile_repeats
 from .chain import Chain
 from .decompose_grid import affine_grid, grid_sample
@@ -21,6 +21,7 @@ from .decompose_math import float_mod, int_pow, trig
 from .decompose_pool import RULES as POOL_RULES
 from .decompose_quant import quant
 from .decompose_resize import resize
+from .decompose_rotary import rotary_embedding
 from .decompose_seq import RULES as SEQ_RULES
 from .infer import infer
 
@@ -177,7 +178,8 @@ def attention(graph: Graph, node: Node) -> Patch | None:
     """softmax(softcap(Q K^T * scale) + bias) V over heads, as onnx's reference computes it: GQA
     repeats each key/value head for its group of query heads; past keys/values are prepended (and
     returned as present); the bias is attn_mask (bool: 0 where true, else -inf) plus the causal
-    mask, aligned bottom-right by the past length; a row the bias masks entirely gives 0."""
+    mask and sliding window, aligned bottom-right by the past length (or per batch entry by
+    nonpad_kv_seqlen, which also masks the keys past it); a row the bias masks entirely gives 0."""
     if node.op != "Attention":
         return None
     s, c = attention_shape(node), Chain(graph, node)
@@ -232,7 +234,8 @@ def _with_past(c: Chain, node: Node, i: int, x: Value, present: Value | None) ->
 
 
 def _attention_bias(c: Chain, node: Node, s) -> Value | None:
-    """attn_mask as an additive bias (a shorter one padded with -inf) plus the causal bias."""
+    """attn_mask as an additive bias (a shorter one padded with -inf) plus the causal and sliding
+    window band and the padding past each batch entry's valid keys (nonpad_kv_seqlen)."""
     mask, bias = node.inputs[3] if len(node.inputs) > 3 else None, None
     minus_inf, zero = c.graph.const("minus_inf", np.float32(-np.inf)), c.graph.const("zero", np.float32(0))
     if mask is not None:
@@ -241,11 +244,52 @@ def _attention_bias(c: Chain, node: Node, s) -> Value | None:
         if short > 0:
             fill = c.graph.const("mask_pad", np.full(mask.type.shape[:-1] + (short,), -np.inf, np.float32))
             bias = c.add("Concat", [bias, fill], axis=mask.type.rank - 1)
-    if node.attr("is_causal", 0):
-        allowed = np.tril(np.ones((s.q_seq, s.total_seq), np.bool_), s.past_seq)
-        causal = c.graph.const("causal", np.where(allowed, np.float32(0), np.float32(-np.inf)))
-        bias = causal if bias is None else c.add("Add", [bias, causal])
+    lengths = attention_kv_lengths(node)
+    if lengths is not None:
+        lengths = c.add("Reshape", [c.add("Cast", [lengths], to="f32")], shape=(s.batch, 1, 1, 1))
+        keys = c.graph.const("key_index", np.arange(s.total_seq, dtype=np.float32))
+        bias = _add_bias(c, bias, c.add("Where", [c.add("Less", [keys, lengths]), zero, minus_inf]))
+    band = _attention_band(node)
+    if band is not None:
+        bias = _add_bias(c, bias, _band_bias(c, _query_key_distance(c, s, lengths), *band))
     return bias
+
+
+def _attention_band(node: Node) -> tuple[int | None, int | None] | None:
+    """Bounds on i - j (query position minus key position) the causal mask and the sliding window
+    allow, None for an unbounded side; None when neither applies."""
+    left, right = node.attr("left_window_size", -1), node.attr("right_window_size", -1)
+    low = 0 if node.attr("is_causal", 0) else None
+    if right >= 0:
+        low = -right if low is None else max(low, -right)
+    high = left if left >= 0 else None
+    return None if low is None and high is None else (low, high)
+
+
+def _query_key_distance(c: Chain, s, lengths: Value | None) -> np.ndarray | Value:
+    """i - j with queries aligned bottom-right: by the past length, or per batch entry by its valid
+    key length (nonpad_kv_seqlen - q_seq; negative when the queries outnumber the keys)."""
+    distance = np.arange(s.q_seq)[:, None] - np.arange(s.total_seq)[None, :]
+    if lengths is None:
+        return (distance + s.past_seq).astype(np.float32)
+    offset = c.add("Sub", [lengths, c.graph.const("q_seq", np.float32(s.q_seq))])
+    return c.add("Add", [c.graph.const("distance", distance.astype(np.float32)), offset])
+
+
+def _band_bias(c: Chain, distance: np.ndarray | Value, low: int | None, high: int | None) -> Value:
+    """0 where low <= distance <= high, else -inf."""
+    if isinstance(distance, np.ndarray):
+        allowed = (distance >= (-np.inf if low is None else low)) & (distance <= (np.inf if high is None else high))
+        return c.graph.const("band", np.where(allowed, np.float32(0), np.float32(-np.inf)))
+    checks = [c.add(op, [distance, c.graph.const("band_bound", np.float32(bound))])
+              for op, bound in (("GreaterOrEqual", low), ("LessOrEqual", high)) if bound is not None]
+    allowed = checks[0] if len(checks) == 1 else c.add("And", checks)
+    zero, minus_inf = c.graph.const("zero", np.float32(0)), c.graph.const("minus_inf", np.float32(-np.inf))
+    return c.add("Where", [allowed, zero, minus_inf])
+
+
+def _add_bias(c: Chain, bias: Value | None, more: Value) -> Value:
+    return more if bias is None else c.add("Add", [bias, more])
 
 
 def mod(graph: Graph, node: Node) -> Patch | None:
@@ -268,7 +312,7 @@ def mod(graph: Graph, node: Node) -> Patch | None:
 
 RULES = [pad, lrn, attention, reduction, normalise, cast_like, trilu, group_norm, space_depth, tile, float_mod, mod,
          trig, int_pow, quant, resize, affine_grid, grid_sample]
-RULES = POOL_RULES + INDEX_RULES + LINEAR_RULES + RULES
+RULES = POOL_RULES + INDEX_RULES + LINEAR_RULES + RULES + [rotary_embedding]
 
 
 def decompose(graph: Graph) -> Graph:

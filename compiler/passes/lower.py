@@ -17,6 +17,7 @@ from .decompose_pool import RULES as POOL_RULES
 from .decompose_seq import RULES as SEQ_RULES
 from .decompose_grid import affine_grid, grid_sample
 from .decompose_resize import resize
+from .decompose_rotary import rotary_embedding
 
 ALIASES = {"Flatten", "Squeeze", "Unsqueeze", "Identity", "Reshape"}
 
@@ -149,7 +150,7 @@ RULES = [pad, lrn, attention, reduction, cast_like, trilu, group_norm, space_dep
          quant, resize, affine_grid, grid_sample, _alias, _gemm, _batch_norm, _conv_bias, _matmul_vectors, _split,
          _normalise_attrs, normalise]
 # The sequence ops first: their expansions hold ops the others rewrite.
-RULES = SEQ_RULES + POOL_RULES + INDEX_RULES + LINEAR_RULES + RULES
+RULES = SEQ_RULES + POOL_RULES + INDEX_RULES + LINEAR_RULES + RULES + [rotary_embedding]
 
 
 def lower(graph: Graph) -> Graph:
