@@ -57,6 +57,7 @@ def main() -> None:
         print("| model | compile s | peak RSS MB (largest process) | weights MB | budget MB |")
         print("|---|---|---|---|---|")
         for name in args.models.split(","):
+            (root / name).mkdir(parents=True, exist_ok=True)
             model, weights = write_model(name, root / name)
             seconds, peak = compile_once(model, weights, args.platform, root / name / "out")
             weights_mb = (root / name / "out" / "weights.safetensors").stat().st_size / 2**20
