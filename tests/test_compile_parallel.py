@@ -7,7 +7,7 @@ import onnx
 
 import onnx_models as M
 from kiln.compiler import driver
-from kiln.compiler.backend.cpu.objfile import emit_object, machine
+from kiln.compiler.backend.cpu.objfile import emit_object, machine, object_output
 from kiln.compiler.backend.llvm.modules import optimize_all
 
 
@@ -19,11 +19,13 @@ def _compiled(tmp_path, model: onnx.ModelProto):
 def test_object_is_the_same_on_one_core_or_several(tmp_path):
     code = _compiled(tmp_path, M.mnist_cnn()).code
     names = [k.name for k in code.kernels]
-    serial = optimize_all(code.modules, machine(code.host), workers=1)
-    parallel = optimize_all(code.modules, machine(code.host), workers=2, min_bytes=0)
-    assert [o.bitcode for o in serial] == [o.bitcode for o in parallel]
-    assert emit_object(code.modules, names, code.host, serial) == \
-        emit_object(code.modules, names, code.host, parallel)
+    output = object_output(names)
+    serial = optimize_all(code.modules, machine(code.host), workers=1, output=output)
+    parallel = optimize_all(code.modules, machine(code.host), workers=2, min_bytes=0, output=output)
+    assert [o.code for o in serial] == [o.code for o in parallel]
+    obj = emit_object(code.modules, names, code.host, serial)
+    assert obj == emit_object(code.modules, names, code.host, parallel)
+    assert obj == emit_object(code.modules, names, code.host)
 
 
 def test_repeated_layers_share_kernels(tmp_path):
@@ -45,6 +47,6 @@ def test_inspect_profile_times_every_step(tmp_path, capsys):
     onnx.save(M.mnist_cnn(), tmp_path / "m.onnx")
     assert main(["inspect", "--profile", str(tmp_path / "m.onnx")]) == 0
     out = capsys.readouterr().out
-    for step in ("load", "pass fuse", "codegen", "optimise (O3)", "link + object", "weights file", "peak RSS",
+    for step in ("load", "pass fuse", "codegen", "optimise + object", "ld -r", "weights file", "peak RSS",
                  "slowest kernels"):
         assert step in out, out

@@ -1,6 +1,6 @@
 """The CPU Backend: every variant of the host in an entry module plus one module per distinct kernel,
-optimised on the build machine's cores and emitted as one model.o (linked into the launcher) when
-written; the JIT harness optimises the same module texts for the machine it runs on."""
+optimised and compiled on the build machine's cores and joined into one model.o (linked into the
+launcher) when written; the JIT harness optimises the same module texts for the machine it runs on."""
 from __future__ import annotations
 
 import hashlib
@@ -33,8 +33,8 @@ class CpuCode:
     section: dict
     sites: dict[str, list[tuple[Node, str]]]   # variant -> exported call sites (profile builds)
 
-    def files(self, optimized: Sequence[Optimized] | None = None) -> dict[str, bytes]:
-        obj = emit_object(self.modules, [k.name for k in self.kernels], self.host, optimized)
+    def files(self, compiled: Sequence[Optimized] | None = None) -> dict[str, bytes]:
+        obj = emit_object(self.modules, [k.name for k in self.kernels], self.host, compiled)
         self.section["object"] = {"file": OBJECT_FILE, "sha256": hashlib.sha256(obj).hexdigest()}
         return {OBJECT_FILE: obj}
 
