@@ -2,8 +2,11 @@
 the same object bytes whether the modules are optimised in one process or several."""
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import onnx
+from elftools.elf.elffile import ELFFile
 
 import onnx_models as M
 from kiln.compiler import driver
@@ -26,6 +29,17 @@ def test_object_is_the_same_on_one_core_or_several(tmp_path):
     obj = emit_object(code.modules, names, code.host, serial)
     assert obj == emit_object(code.modules, names, code.host, parallel)
     assert obj == emit_object(code.modules, names, code.host)
+
+
+def test_kernels_are_hidden_and_entries_exported(tmp_path):
+    code = _compiled(tmp_path, M.mnist_cnn()).code
+    obj = emit_object(code.modules, [k.name for k in code.kernels], code.host)
+    symbols = {s.name: s for s in ELFFile(io.BytesIO(obj)).get_section_by_name(".symtab").iter_symbols()}
+    for kernel in code.kernels:
+        assert symbols[kernel.name]["st_shndx"] != "SHN_UNDEF"
+        assert symbols[kernel.name]["st_other"]["visibility"] == "STV_HIDDEN"
+    for entry in (v["entry"] for v in code.section["variants"]):
+        assert symbols[entry]["st_other"]["visibility"] == "STV_DEFAULT"
 
 
 def test_repeated_layers_share_kernels(tmp_path):
