@@ -29,10 +29,11 @@ def object_output(kernels: Sequence[str]) -> Output:
 
 
 def emit_object(texts: Sequence[str], kernels: Sequence[str], host: Host,
-                compiled: Sequence[Optimized] | None = None) -> bytes:
-    """texts: the entry module, then the kernel modules (named `kernels`); `compiled`: their
-    objects already made (optimize_all with object_output(kernels)), when the caller timed that step."""
-    compiled = compiled or optimize_all(texts, machine(host), output=object_output(kernels))
+                compiled: Sequence[Optimized] | None = None, levels: Sequence[int] | None = None) -> bytes:
+    """texts: the entry module, then the kernel modules (named `kernels`), optimised at `levels`;
+    `compiled`: their objects already made (optimize_all with object_output(kernels)), when the
+    caller timed that step."""
+    compiled = compiled or optimize_all(texts, machine(host), output=object_output(kernels), levels=levels)
     return join_objects([c.code for c in compiled])
 
 

@@ -31,8 +31,8 @@ class Machine:
     features: str
     jit: bool = False
 
-    def create(self) -> llvm.TargetMachine:
-        return target_machine(self.triple, self.cpu, self.features, self.jit)
+    def create(self, level: int = 3) -> llvm.TargetMachine:
+        return target_machine(self.triple, self.cpu, self.features, self.jit, level)
 
 
 @dataclass(frozen=True)
@@ -58,15 +58,17 @@ def jobs() -> int:
 
 
 def optimize_all(texts: Sequence[str], machine: Machine, workers: int | None = None,
-                 min_bytes: int = PARALLEL_MIN_BYTES, output: Output = BITCODE) -> list[Optimized]:
-    """Every module optimised (O3) into `output`, in the order given; in `workers` processes
-    (default: one per core) when there are at least `min_bytes` of IR."""
+                 min_bytes: int = PARALLEL_MIN_BYTES, output: Output = BITCODE,
+                 levels: Sequence[int] | None = None) -> list[Optimized]:
+    """Every module optimised (at its level of `levels`, default O3) into `output`, in the order
+    given; in `workers` processes (default: one per core) when there are at least `min_bytes` of IR."""
+    work = list(zip(texts, levels or [3] * len(texts)))
     workers = min(workers or jobs(), len(texts))
     if workers < 2 or sum(map(len, texts)) < min_bytes:
-        return [_optimize_one(t, machine, output) for t in texts]
+        return [_optimize_one(t, level, machine, output) for t, level in work]
     groups = _balance([len(t) for t in texts], workers)
     with ThreadPoolExecutor(len(groups)) as pool:
-        results = list(pool.map(lambda g: _worker([texts[i] for i in g], machine, output), groups))
+        results = list(pool.map(lambda g: _worker([work[i] for i in g], machine, output), groups))
     out: dict[int, Optimized] = {}
     for group, optimized in zip(groups, results):
         out.update(zip(group, optimized))
@@ -84,10 +86,10 @@ def _balance(sizes: list[int], workers: int) -> list[list[int]]:
     return [g for g in groups if g]
 
 
-def _worker(texts: list[str], machine: Machine, output: Output) -> list[Optimized]:
-    """A fresh interpreter (this module's main) optimises `texts`: no fork of a process that may
-    run threads, and no re-import of the caller's main script."""
-    proc = subprocess.run([sys.executable, "-m", __name__], input=pickle.dumps((texts, machine, output)),
+def _worker(work: list[tuple[str, int]], machine: Machine, output: Output) -> list[Optimized]:
+    """A fresh interpreter (this module's main) optimises `work` (module texts and levels): no fork
+    of a process that may run threads, and no re-import of the caller's main script."""
+    proc = subprocess.run([sys.executable, "-m", __name__], input=pickle.dumps((work, machine, output)),
                           capture_output=True, check=False)
     if proc.returncode != 0:
         reason = proc.stderr.decode(errors="replace").strip().splitlines() or [f"exit {proc.returncode}"]
@@ -98,10 +100,10 @@ def _worker(texts: list[str], machine: Machine, output: Output) -> list[Optimize
     return [Optimized(*r) for r in result]
 
 
-def _optimize_one(text: str, machine: Machine, output: Output) -> Optimized:
+def _optimize_one(text: str, level: int, machine: Machine, output: Output) -> Optimized:
     start = time.perf_counter()
-    tm = machine.create()
-    mod = optimize(text, tm)
+    tm = machine.create(level)
+    mod = optimize(text, tm, level)
     if not output.objects:
         return Optimized(mod.as_bitcode(), time.perf_counter() - start)
     for fn in mod.functions:
@@ -121,10 +123,11 @@ def link(modules: Sequence[Optimized], internal: Sequence[str] = ()) -> llvm.Mod
 
 
 def _main() -> None:
-    texts, machine, output = pickle.loads(sys.stdin.buffer.read())
+    work, machine, output = pickle.loads(sys.stdin.buffer.read())
     try:
         # plain tuples: this module is __main__ here, its classes would not unpickle outside
-        result: list[tuple[bytes, float]] | str = [astuple(_optimize_one(t, machine, output)) for t in texts]
+        result: list[tuple[bytes, float]] | str = [astuple(_optimize_one(t, level, machine, output))
+                                                        for t, level in work]
     except CompileError as e:
         result = str(e)
     sys.stdout.buffer.write(pickle.dumps(result))
