@@ -71,7 +71,7 @@ HOSTS: dict[str, Host] = {h.name: h for h in (
 )}
 
 PLATFORMS: dict[str, Platform] = {p.name: p for p in (
-    Platform("cpu", "cpu.backend:CPU", lambda archs: ("model.o",), host_code=True),
+    Platform("cpu", "cpu.backend:CPU", lambda archs: ("model.o",), toolchain=True, host_code=True),
     Platform("cuda", "gpu.backend:CUDA", _cuda_files, ("sm_75", "sm_80", "sm_90"), toolchain=True, tools=("ptxas",)),
     Platform("rocm", "gpu.backend:ROCM", lambda archs: tuple(f"{a}.co" for a in archs),
              ("gfx90a", "gfx942", "gfx1100"), runtime=True, toolchain=True),

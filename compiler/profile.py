@@ -1,5 +1,6 @@
 """`kiln inspect --profile`: where a compile's time and memory go — each pass, the code generation
-of each kernel, LLVM's optimisation of each module, object emission — and the peak RSS."""
+of each kernel, LLVM's optimisation and object emission of each module, joining the objects — and
+the peak RSS."""
 from __future__ import annotations
 
 import resource
@@ -35,7 +36,7 @@ class Profile:
         lines.append(f"  peak RSS {_peak_mb('self'):.0f} MB (compiler), {_peak_mb('children'):.0f} MB "
                      "(largest worker)")
         if self.kernels:
-            lines.append(f"  slowest kernels to optimise (of {len(self.kernels)}):")
+            lines.append(f"  slowest kernels to optimise and emit (of {len(self.kernels)}):")
             lines += [f"    {secs:6.2f} s  {what}" for secs, what in sorted(self.kernels, reverse=True)[:SLOWEST]]
         return "\n".join(lines) + "\n"
 
@@ -78,19 +79,21 @@ def profile_compile(path: Path | str, weights: Path | str | None = None, batch: 
 
 
 def _cpu_code(prof: Profile, code, start: float) -> None:
-    from .backend.cpu.objfile import machine
+    from .backend.cpu.objfile import machine, object_output
     from .backend.llvm.modules import jobs, optimize_all
 
     sites = sum(len(k.nodes) for k in code.kernels)
     ir_mb = sum(map(len, code.modules)) / 1e6
     start = prof.step("codegen", start, f"{len(code.kernels)} kernels for {sites} call sites, IR {ir_mb:.1f} MB")
-    optimized = optimize_all(code.modules, machine(code.host))
-    start = prof.step("optimise (O3)", start, f"{len(code.modules)} modules on up to {jobs()} processes, "
-                      f"{sum(o.seconds for o in optimized):.2f} s summed")
+    output = object_output([k.name for k in code.kernels])
+    optimized = optimize_all(code.modules, machine(code.host), output=output, levels=code.levels)
+    start = prof.step("optimise + object", start, f"{len(code.modules)} modules on up to {jobs()} "
+                      f"processes, {sum(o.seconds for o in optimized):.2f} s summed")
     code.files(optimized)
-    prof.step("link + object", start)
+    prof.step("ld -r", start)
     for kernel, opt in zip(code.kernels, optimized[1:]):
         nodes = ", ".join(kernel.nodes[:4]) + (", ..." if len(kernel.nodes) > 4 else "")
-        prof.kernels.append((opt.seconds, f"{kernel.name} (IR {len(kernel.text) / 1e3:.0f} KB, built in "
-                                          f"{kernel.emit_seconds:.2f} s) for {len(kernel.nodes)} nodes: {nodes}"))
+        prof.kernels.append((opt.seconds, f"{kernel.name} (O{kernel.level}, IR {len(kernel.text) / 1e3:.0f} KB, "
+                                          f"built in {kernel.emit_seconds:.2f} s) for {len(kernel.nodes)} nodes: "
+                                          f"{nodes}"))
     prof.kernels.append((optimized[0].seconds, f"entry module (IR {len(code.modules[0]) / 1e3:.0f} KB)"))

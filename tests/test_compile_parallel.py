@@ -2,12 +2,15 @@
 the same object bytes whether the modules are optimised in one process or several."""
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import onnx
+from elftools.elf.elffile import ELFFile
 
 import onnx_models as M
 from kiln.compiler import driver
-from kiln.compiler.backend.cpu.objfile import emit_object, machine
+from kiln.compiler.backend.cpu.objfile import emit_object, machine, object_output
 from kiln.compiler.backend.llvm.modules import optimize_all
 
 
@@ -19,11 +22,24 @@ def _compiled(tmp_path, model: onnx.ModelProto):
 def test_object_is_the_same_on_one_core_or_several(tmp_path):
     code = _compiled(tmp_path, M.mnist_cnn()).code
     names = [k.name for k in code.kernels]
-    serial = optimize_all(code.modules, machine(code.host), workers=1)
-    parallel = optimize_all(code.modules, machine(code.host), workers=2, min_bytes=0)
-    assert [o.bitcode for o in serial] == [o.bitcode for o in parallel]
-    assert emit_object(code.modules, names, code.host, serial) == \
-        emit_object(code.modules, names, code.host, parallel)
+    output = object_output(names)
+    serial = optimize_all(code.modules, machine(code.host), workers=1, output=output)
+    parallel = optimize_all(code.modules, machine(code.host), workers=2, min_bytes=0, output=output)
+    assert [o.code for o in serial] == [o.code for o in parallel]
+    obj = emit_object(code.modules, names, code.host, serial)
+    assert obj == emit_object(code.modules, names, code.host, parallel)
+    assert obj == emit_object(code.modules, names, code.host)
+
+
+def test_kernels_are_hidden_and_entries_exported(tmp_path):
+    code = _compiled(tmp_path, M.mnist_cnn()).code
+    obj = emit_object(code.modules, [k.name for k in code.kernels], code.host)
+    symbols = {s.name: s for s in ELFFile(io.BytesIO(obj)).get_section_by_name(".symtab").iter_symbols()}
+    for kernel in code.kernels:
+        assert symbols[kernel.name]["st_shndx"] != "SHN_UNDEF"
+        assert symbols[kernel.name]["st_other"]["visibility"] == "STV_HIDDEN"
+    for entry in (v["entry"] for v in code.section["variants"]):
+        assert symbols[entry]["st_other"]["visibility"] == "STV_DEFAULT"
 
 
 def test_repeated_layers_share_kernels(tmp_path):
@@ -45,6 +61,13 @@ def test_inspect_profile_times_every_step(tmp_path, capsys):
     onnx.save(M.mnist_cnn(), tmp_path / "m.onnx")
     assert main(["inspect", "--profile", str(tmp_path / "m.onnx")]) == 0
     out = capsys.readouterr().out
-    for step in ("load", "pass fuse", "codegen", "optimise (O3)", "link + object", "weights file", "peak RSS",
+    for step in ("load", "pass fuse", "codegen", "optimise + object", "ld -r", "weights file", "peak RSS",
                  "slowest kernels"):
         assert step in out, out
+
+
+def test_data_movement_kernels_get_o1_and_the_rest_o3(tmp_path):
+    a, b = np.ones((2, 3, 8), np.float32), np.zeros((2, 5, 8), np.float32)
+    concat = _compiled(tmp_path, M.single_op("Concat", [("a", a, False), ("b", b, False)], axis=1)).code
+    assert concat.levels == [3] + [1] * len(concat.host.variants)  # the entry, a concat per variant
+    assert set(_compiled(tmp_path, M.mnist_cnn()).code.levels) == {3}

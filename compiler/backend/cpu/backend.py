@@ -1,6 +1,6 @@
 """The CPU Backend: every variant of the host in an entry module plus one module per distinct kernel,
-optimised on the build machine's cores and emitted as one model.o (linked into the launcher) when
-written; the JIT harness optimises the same module texts for the machine it runs on."""
+optimised and compiled on the build machine's cores and joined into one model.o (linked into the
+launcher) when written; the JIT harness optimises the same module texts for the machine it runs on."""
 from __future__ import annotations
 
 import hashlib
@@ -28,13 +28,14 @@ OBJECT_FILE = "model.o"
 class CpuCode:
     host: Host
     modules: list[str]      # unoptimised module texts: the entry module, then each kernel's
+    levels: list[int]       # each module's LLVM optimisation level
     kernels: list[Kernel]   # the kernel modules' functions, and the nodes calling each
     weights: WeightTable
     section: dict
     sites: dict[str, list[tuple[Node, str]]]   # variant -> exported call sites (profile builds)
 
-    def files(self, optimized: Sequence[Optimized] | None = None) -> dict[str, bytes]:
-        obj = emit_object(self.modules, [k.name for k in self.kernels], self.host, optimized)
+    def files(self, compiled: Sequence[Optimized] | None = None) -> dict[str, bytes]:
+        obj = emit_object(self.modules, [k.name for k in self.kernels], self.host, compiled, self.levels)
         self.section["object"] = {"file": OBJECT_FILE, "sha256": hashlib.sha256(obj).hexdigest()}
         return {OBJECT_FILE: obj}
 
@@ -60,7 +61,7 @@ class CpuBackend:
                          for v, e in zip(host.variants, mod.entries)],
             "flops": graph_flops(graph),
         }
-        return CpuCode(host, mod.texts(), mod.kernels, table, section, mod.sites)
+        return CpuCode(host, mod.texts(), mod.levels(), mod.kernels, table, section, mod.sites)
 
 
 def _tensors(values, names: tuple[str, ...]) -> list[TensorInfo]:

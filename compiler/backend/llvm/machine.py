@@ -1,4 +1,5 @@
-"""Target machines and the O3 pipeline: LLVM IR text -> verified, optimised module, for any target."""
+"""Target machines and the optimisation pipeline: LLVM IR text -> verified, optimised module, for any
+target."""
 from __future__ import annotations
 
 import llvmlite.binding as llvm
@@ -16,15 +17,16 @@ def _init() -> None:
         _ready = True
 
 
-def target_machine(triple: str, cpu: str, features: str, jit: bool = False) -> llvm.TargetMachine:
+def target_machine(triple: str, cpu: str, features: str, jit: bool = False, level: int = 3
+                   ) -> llvm.TargetMachine:
     _init()
     target = llvm.Target.from_triple(triple)
-    return target.create_target_machine(cpu=cpu, features=features, opt=3, reloc="pic",
+    return target.create_target_machine(cpu=cpu, features=features, opt=level, reloc="pic",
                                         codemodel="jitdefault" if jit else "default", jit=jit)
 
 
-def optimize(text: str, tm: llvm.TargetMachine) -> llvm.ModuleRef:
-    """Parse, verify and run the O3 pipeline (new pass manager)."""
+def optimize(text: str, tm: llvm.TargetMachine, level: int = 3) -> llvm.ModuleRef:
+    """Parse, verify and run the O`level` pipeline (new pass manager), loops vectorised at any level."""
     _init()
     try:
         mod = llvm.parse_assembly(text)
@@ -34,7 +36,7 @@ def optimize(text: str, tm: llvm.TargetMachine) -> llvm.ModuleRef:
             from None
     mod.triple = tm.triple
     mod.data_layout = str(tm.target_data)
-    pto = llvm.create_pipeline_tuning_options(speed_level=3)
+    pto = llvm.create_pipeline_tuning_options(speed_level=level)
     pto.loop_vectorization = True
     pto.slp_vectorization = True
     pb = llvm.create_pass_builder(tm, pto)

@@ -1,4 +1,5 @@
-"""Optimising many LLVM modules at once, on the build machine's cores, and linking them into one.
+"""Optimising many LLVM modules at once, on the build machine's cores, into bitcode (linked into one
+module, for the JIT) or into relocatable objects (code generation in the same workers).
 
 Each module is optimised on its own, so the result does not depend on how many processes share
 the work: the same modules give the same bytes on one core or sixty-four."""
@@ -30,13 +31,24 @@ class Machine:
     features: str
     jit: bool = False
 
-    def create(self) -> llvm.TargetMachine:
-        return target_machine(self.triple, self.cpu, self.features, self.jit)
+    def create(self, level: int = 3) -> llvm.TargetMachine:
+        return target_machine(self.triple, self.cpu, self.features, self.jit, level)
+
+
+@dataclass(frozen=True)
+class Output:
+    """What each module becomes: bitcode, or an object file in which the functions named `hidden`
+    stay out of the dynamic symbol table of the executable it is linked into."""
+    objects: bool = False
+    hidden: frozenset[str] = frozenset()
+
+
+BITCODE = Output()
 
 
 @dataclass(frozen=True)
 class Optimized:
-    bitcode: bytes
+    code: bytes      # bitcode or object file, as the Output asked
     seconds: float
 
 
@@ -46,15 +58,17 @@ def jobs() -> int:
 
 
 def optimize_all(texts: Sequence[str], machine: Machine, workers: int | None = None,
-                 min_bytes: int = PARALLEL_MIN_BYTES) -> list[Optimized]:
-    """Every module optimised (O3), in the order given; in `workers` processes (default: one per
-    core) when there are at least `min_bytes` of IR."""
+                 min_bytes: int = PARALLEL_MIN_BYTES, output: Output = BITCODE,
+                 levels: Sequence[int] | None = None) -> list[Optimized]:
+    """Every module optimised (at its level of `levels`, default O3) into `output`, in the order
+    given; in `workers` processes (default: one per core) when there are at least `min_bytes` of IR."""
+    work = list(zip(texts, levels or [3] * len(texts)))
     workers = min(workers or jobs(), len(texts))
     if workers < 2 or sum(map(len, texts)) < min_bytes:
-        return [_optimize_one(t, machine) for t in texts]
+        return [_optimize_one(t, level, machine, output) for t, level in work]
     groups = _balance([len(t) for t in texts], workers)
     with ThreadPoolExecutor(len(groups)) as pool:
-        results = list(pool.map(lambda g: _worker([texts[i] for i in g], machine), groups))
+        results = list(pool.map(lambda g: _worker([work[i] for i in g], machine, output), groups))
     out: dict[int, Optimized] = {}
     for group, optimized in zip(groups, results):
         out.update(zip(group, optimized))
@@ -72,10 +86,10 @@ def _balance(sizes: list[int], workers: int) -> list[list[int]]:
     return [g for g in groups if g]
 
 
-def _worker(texts: list[str], machine: Machine) -> list[Optimized]:
-    """A fresh interpreter (this module's main) optimises `texts`: no fork of a process that may
-    run threads, and no re-import of the caller's main script."""
-    proc = subprocess.run([sys.executable, "-m", __name__], input=pickle.dumps((texts, machine)),
+def _worker(work: list[tuple[str, int]], machine: Machine, output: Output) -> list[Optimized]:
+    """A fresh interpreter (this module's main) optimises `work` (module texts and levels): no fork
+    of a process that may run threads, and no re-import of the caller's main script."""
+    proc = subprocess.run([sys.executable, "-m", __name__], input=pickle.dumps((work, machine, output)),
                           capture_output=True, check=False)
     if proc.returncode != 0:
         reason = proc.stderr.decode(errors="replace").strip().splitlines() or [f"exit {proc.returncode}"]
@@ -86,27 +100,34 @@ def _worker(texts: list[str], machine: Machine) -> list[Optimized]:
     return [Optimized(*r) for r in result]
 
 
-def _optimize_one(text: str, machine: Machine) -> Optimized:
+def _optimize_one(text: str, level: int, machine: Machine, output: Output) -> Optimized:
     start = time.perf_counter()
-    bitcode = optimize(text, machine.create()).as_bitcode()
-    return Optimized(bitcode, time.perf_counter() - start)
+    tm = machine.create(level)
+    mod = optimize(text, tm, level)
+    if not output.objects:
+        return Optimized(mod.as_bitcode(), time.perf_counter() - start)
+    for fn in mod.functions:
+        if fn.name in output.hidden and not fn.is_declaration:
+            fn.visibility = llvm.Visibility.hidden
+    return Optimized(tm.emit_object(mod), time.perf_counter() - start)
 
 
 def link(modules: Sequence[Optimized], internal: Sequence[str] = ()) -> llvm.ModuleRef:
     """One module holding all of them; the functions named in `internal` become private to it."""
-    main = llvm.parse_bitcode(modules[0].bitcode)
+    main = llvm.parse_bitcode(modules[0].code)
     for m in modules[1:]:
-        main.link_in(llvm.parse_bitcode(m.bitcode))
+        main.link_in(llvm.parse_bitcode(m.code))
     for name in internal:
         main.get_function(name).linkage = llvm.Linkage.internal
     return main
 
 
 def _main() -> None:
-    texts, machine = pickle.loads(sys.stdin.buffer.read())
+    work, machine, output = pickle.loads(sys.stdin.buffer.read())
     try:
         # plain tuples: this module is __main__ here, its classes would not unpickle outside
-        result: list[tuple[bytes, float]] | str = [astuple(_optimize_one(t, machine)) for t in texts]
+        result: list[tuple[bytes, float]] | str = [astuple(_optimize_one(t, level, machine, output))
+                                                        for t, level in work]
     except CompileError as e:
         result = str(e)
     sys.stdout.buffer.write(pickle.dumps(result))
