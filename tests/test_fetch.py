@@ -140,6 +140,42 @@ def test_deb_unpacks_without_dpkg(tmp_path, compression):
     assert (tmp_path / "tree/lib64/ld-demo.so").readlink() == Path("/usr/lib/demo/libdemo.so.1.0")  # verbatim
 
 
+
+@pytest.mark.parametrize("compression", ["xz"])
+def test_deb_unpacks_on_a_python_without_tar_filters(tmp_path, monkeypatch, compression):
+    monkeypatch.delattr(tarfile, "data_filter")  # Debian 12's python3.11 (3.11.2) predates them
+    test_deb_unpacks_without_dpkg(tmp_path, compression)
+
+
+def _source_tarball(path: Path, name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        info = tarfile.TarInfo(name)
+        info.type, info.linkname, info.size = kind, link, 0 if link else 2
+        tar.addfile(info, io.BytesIO(b"ok"))
+    return path
+
+
+@pytest.mark.parametrize("filters", [True, False], ids=["tar-filters", "no-tar-filters"])
+@pytest.mark.parametrize("name, kind, link", [("../outside.c", tarfile.REGTYPE, ""),
+                                              ("src/up", tarfile.SYMTYPE, "../../etc"),
+                                              ("src/abs", tarfile.SYMTYPE, "/etc/passwd")])
+def test_source_tarball_members_that_escape_are_refused(tmp_path, monkeypatch, filters, name, kind, link):
+    if not filters:
+        monkeypatch.delattr(tarfile, "data_filter")
+    tarball = _source_tarball(tmp_path / "demo.orig.tar.gz", name, kind, link)
+    with pytest.raises((FetchError, tarfile.FilterError) if filters else FetchError):
+        debian.extract_source(tarball, tmp_path / "tree")
+    assert not (tmp_path / "outside.c").exists()
+
+
+@pytest.mark.parametrize("filters", [True, False], ids=["tar-filters", "no-tar-filters"])
+def test_source_tarball_unpacks_below_the_destination(tmp_path, monkeypatch, filters):
+    if not filters:
+        monkeypatch.delattr(tarfile, "data_filter")
+    for name in ("demo-1.0/demo.c", "/demo-1.0/abs.c"):
+        debian.extract_source(_source_tarball(tmp_path / "demo.orig.tar.gz", name), tmp_path / "tree")
+    assert [(tmp_path / f"tree/demo-1.0/{n}").read_bytes() for n in ("demo.c", "abs.c")] == [b"ok", b"ok"]
+
 def test_wheel_unpack_keeps_executable_bits(tmp_path):
     wheel = tmp_path / "demo-1.0-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as archive:

@@ -175,3 +175,23 @@ def test_two_programs_of_one_tree_share_its_files_but_keep_their_paths(tmp_path)
     assert first.program == "_tools/src_all-dddddddddddddddd/bin"
     assert second.program == "_tools/src_all-dddddddddddddddd/lib/crt.o"
     assert first.files == second.files
+
+
+def test_zigs_tree_holds_only_what_kilns_targets_read(tmp_path):
+    from kiln.build_rules.rules.toolchains import ZIG_TOOL
+    files = ["zig", "lib/std/std.zig", "lib/compiler_rt/os_version_check.zig", "lib/libunwind/src/libunwind.cpp",
+             "lib/libc/glibc/abilists", "lib/libc/include/generic-glibc/stdio.h",
+             "lib/libc/include/x86-linux-gnu/bits/wordsize.h", "lib/libc/include/aarch64-linux-gnu/bits/endian.h",
+             "lib/libc/include/any-linux-any/linux/types.h", "lib/include/stddef.h",
+             # never read for x86_64/aarch64 glibc targets:
+             "lib/libc/include/any-windows-any/windows.h", "lib/libc/include/mips-linux-gnu/bits/endian.h",
+             "lib/libc/mingw/crt/crtdll.c", "lib/libc/musl/src/math/sin.c", "lib/libcxx/include/vector",
+             "lib/libtsan/tsan_rtl.cpp", "lib/docs/index.html"]
+    for name in files:
+        (tmp_path / "zig" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "zig" / name).write_text(name)
+    tool = Tool(ZIG_TOOL, str(tmp_path / "zig" / "zig"), "e" * 64, mounts=(str(tmp_path / "zig"),))
+    tree = ToolTrees(Store(tmp_path / "store")).tree(tool)
+    prefix = "_tools/zig-eeeeeeeeeeeeeeee/"
+    assert tree.program == f"{prefix}zig"
+    assert sorted(tree.files) == sorted(prefix + name for name in files[:10])

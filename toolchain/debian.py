@@ -9,6 +9,7 @@ import io
 import lzma
 import os
 import re
+import stat
 import subprocess
 import tarfile
 from pathlib import Path
@@ -62,7 +63,7 @@ def _apt_get_one(artifact: Artifact, kind: str, command: list[str], directory: P
 def extract_source(tarball: Path, destination: Path) -> None:
     """Unpack an upstream source tarball (its top folder, e.g. civetweb-1.15/, kept)."""
     with tarfile.open(tarball) as tar:
-        tar.extractall(destination, filter="data")
+        _extract_all(tar, destination, strict=True)
 
 
 def candidate(artifact: Artifact) -> str:
@@ -132,7 +133,34 @@ def extract(deb: Path, destination: Path) -> None:
     if len(names) != 1:
         raise FetchError(f"{deb.name}: not a Debian package (no data.tar member)")
     with tarfile.open(fileobj=_decompressed(names[0], members[names[0]]), mode="r|") as tar:
-        tar.extractall(destination, filter="tar")
+        _extract_all(tar, destination, strict=False)
+
+
+def _extract_all(tar: tarfile.TarFile, destination: Path, strict: bool) -> None:
+    """extractall with tarfile's "data" filter (strict) or its "tar" filter. A Python without extraction
+    filters (before 3.11.4: Debian 12's python3.11, which kiln runs on arm64 build hosts) gets the checks
+    that matter from kiln: leading slashes stripped, nothing lands outside `destination`, no set-id bits,
+    and when strict no links out of it and no device files."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(destination, filter="data" if strict else "tar")
+        return
+    root = os.path.realpath(destination)
+    for member in tar:
+        member.name = member.name.lstrip("/")
+        _refuse_escape(member, root, strict)
+        member.mode &= ~(stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX | stat.S_IWGRP | stat.S_IWOTH)
+        tar.extract(member, destination)
+
+
+def _refuse_escape(member: tarfile.TarInfo, root: str, strict: bool) -> None:
+    def inside(path: str) -> bool:
+        return os.path.commonpath([root, os.path.realpath(os.path.join(root, path))]) == root
+    linked = os.path.join(os.path.dirname(member.name), member.linkname) if member.issym() else member.linkname
+    escapes = (not inside(member.name)
+               or (strict and (member.isdev() or ((member.issym() or member.islnk()) and
+                                                   (os.path.isabs(member.linkname) or not inside(linked))))))
+    if escapes:
+        raise FetchError(f"{member.name}: refusing to unpack a member that leaves the destination or is a device")
 
 
 def _ar_members(blob: bytes) -> dict[str, bytes]:

@@ -86,5 +86,23 @@ def cache_lock(cache: Path, exclusive: bool) -> Iterator[None]:
         yield
 
 
+# zig's libc header sets that `zig cc -target` reads for the glibc targets above, besides the generic ones.
+_LIBC_INCLUDES = ("generic-glibc", "any-linux-any", "x86-linux-any", "x86-linux-gnu", "aarch64-linux-any",
+                  "aarch64-linux-gnu")
+# What kiln's C builds never read: other systems' libcs, the C++ and sanitizer runtimes, docs, debugger scripts.
+_UNUSED = ("lib/libc/mingw", "lib/libc/musl", "lib/libc/wasi", "lib/libc/darwin", "lib/libc/freebsd",
+           "lib/libc/netbsd", "lib/libc/openbsd", "lib/libcxx", "lib/libcxxabi", "lib/libtsan", "lib/docs",
+           "lib/lldb", "lib/build-web", "lib/init")
+
+
+def needed_for_targets(path: str) -> bool:
+    """Whether the file at `path` (relative to zig's home) can be read by a compile or link for
+    ZIG_TARGETS: what a remote worker gets of zig (about a third of the installed tree)."""
+    if any(path == unused or path.startswith(f"{unused}/") for unused in _UNUSED):
+        return False
+    parts = path.split("/")
+    return parts[:3] != ["lib", "libc", "include"] or len(parts) > 3 and parts[3] in _LIBC_INCLUDES
+
+
 def zig_target(host: str) -> str:
     return ZIG_TARGETS[host]

@@ -3,13 +3,14 @@
 Locally an action runs a tool where it is installed (`Tool.path`, shown by the sandbox's mounts). A
 worker has none of those paths: each tool becomes a content-named directory `_tools/<name>-<id>/` of
 the input root, and the argument naming the tool becomes its program's path there, relative to the
-execution root (the worker's working directory). zig and the pinned external trees are their one
-directory as installed; Python is a relocatable tree (toolchain.python.relocatable_files) holding the
+execution root (the worker's working directory). The pinned external trees are their one directory
+as installed; zig is its directory less what kiln's targets never read (toolchain.zig.needed_for_targets,
+237 of 373 MB kept); Python is a relocatable tree (toolchain.python.relocatable_files) holding the
 interpreter, libpython and the system libraries its standard library links, each with a RUNPATH
 relative to itself, so it runs from wherever the worker stages it; the pinned wheels' extension modules
 still link the manylinux baseline (glibc, libstdc++, libgcc_s, zlib) from the worker's system.
 
-Listing and hashing a tree (zig's is 400 MB in 20k files) happens once per tree: its file list with
+Listing and hashing a tree (zig's installed tree is 373 MB in 20k files) happens once per tree: its file list with
 digests is kept in kiln's cache under the tree's identity, and used while every file keeps its size.
 """
 
@@ -30,12 +31,12 @@ from kiln.build_rules.actions import Tool
 from kiln.build_rules.digests import sha256_file
 from kiln.build_rules.fsutil import atomic_write_bytes
 from kiln.build_rules.remote.base import InputFile, RemoteError
-from kiln.build_rules.rules.toolchains import PYTHON_TOOL
+from kiln.build_rules.rules.toolchains import PYTHON_TOOL, ZIG_TOOL
 from kiln.build_rules.store import Store
-from kiln.toolchain import python
+from kiln.toolchain import python, zig
 
 TOOLS_DIR = "_tools"
-_LAYOUT_VERSION = 2  # bumped when a tree's layout or listing format changes
+_LAYOUT_VERSION = 3  # bumped when a tree's layout or listing format changes
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,9 @@ def _layout(tool: Tool) -> _Layout:
     if len(tool.mounts) != 1:
         raise RemoteError(f"tool {tool.name} is not one directory, so it cannot be sent to a remote worker")
     root = Path(tool.mounts[0])
+    if tool.name == ZIG_TOOL:
+        return _Layout(tool.name, tool.digest, os.path.relpath(tool.path, root),
+                       lambda: {p: f for p, f in _files_below(root).items() if zig.needed_for_targets(p)})
     # external_tree names a program inside a pinned tree "name:arch/program": the tree is "name:arch"
     return _Layout(tool.name.split("/")[0], tool.digest, os.path.relpath(tool.path, root), lambda: _files_below(root))
 

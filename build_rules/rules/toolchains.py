@@ -10,6 +10,7 @@ from kiln.build_rules import zig_staging
 from kiln.toolchain import python, zig
 
 PYTHON_TOOL = "python:"  # the name of every Python tool starts so: python:<package>+<package>
+ZIG_TOOL = "zig"
 
 
 @functools.cache
@@ -18,7 +19,7 @@ def zig_tool() -> Tool:
         home = zig.zig_home()
     except zig.ToolchainError as error:
         raise UserError(str(error)) from None
-    return Tool("zig", zig.zig_path(), zig.zig_digest(), mounts=(str(home),), env=zig_staging.ENV)
+    return Tool(ZIG_TOOL, zig.zig_path(), zig.zig_digest(), mounts=(str(home),), env=zig_staging.ENV)
 
 
 @functools.cache
