@@ -1,0 +1,70 @@
+"""DFT along one axis of a real ([..., 1]) or complex ([..., 2]) signal, with static lengths."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .graph import Node, TensorType
+from .registry import const_input, fail, op
+
+
+@dataclass(frozen=True)
+class DftShape:
+    axis: int  # of the input, counting the trailing real/imaginary dim
+    size: int  # input samples along axis
+    length: int  # dft_length: samples transformed (zero-padded or truncated to)
+    bins: int  # output frequencies along axis
+
+
+def dft_shape(node: Node) -> DftShape:
+    x = node.inputs[0].type
+    axis_in = const_input(node, 2, "axis")
+    axis = int(np.ravel(axis_in)[0]) if axis_in is not None else int(node.attr("axis", 1))
+    axis = axis + x.rank if axis < 0 else axis
+    if x.rank < 2 or x.shape[-1] not in (1, 2) or not 0 <= axis < x.rank - 1:
+        raise fail(node, f"input {list(x.shape)} must end in 1 (real) or 2 (complex) and axis {axis} "
+                         "must name a signal dim before it")
+    length_in = const_input(node, 1, "dft_length")
+    length = int(np.ravel(length_in)[0]) if length_in is not None else x.shape[axis]
+    if length < 1:
+        raise fail(node, f"dft_length must be positive, got {length}")
+    bins = length // 2 + 1 if node.attr("onesided", 0) else length
+    return DftShape(axis, x.shape[axis], length, bins)
+
+
+def dft_matrix(node: Node) -> np.ndarray:
+    """[min(size, length) * c, bins * 2]: (n, re/im) rows to (k, re/im) columns of e^(-+2 pi i k n / L),
+    computed in float64 and rounded once."""
+    s, parts = dft_shape(node), node.inputs[0].type.shape[-1]
+    inverse = bool(node.attr("inverse", 0))
+    n = np.arange(min(s.size, s.length))[:, None]
+    theta = 2 * np.pi * ((n * np.arange(s.bins)[None, :]) % s.length) / s.length
+    cos, sin = np.cos(theta), np.sin(theta) * (1.0 if inverse else -1.0)
+    re_row = np.stack([cos, sin], axis=-1)  # real input part a: a cos + i a (+-sin)
+    im_row = np.stack([-sin, cos], axis=-1)  # imaginary part b: -b (+-sin) + i b cos
+    rows = np.stack([re_row, im_row], axis=1)[:, :parts]
+    matrix = rows.reshape(rows.shape[0] * parts, s.bins * 2)
+    return (matrix / s.length if inverse else matrix).astype(np.float32)
+
+
+def _infer(node: Node) -> list[TensorType]:
+    x = node.inputs[0].type
+    if x.dtype != "f32":
+        raise fail(node, f"input must be float, got {x.dtype}")
+    s = dft_shape(node)
+    shape = list(x.shape)
+    shape[s.axis], shape[-1] = s.bins, 2
+    return [TensorType("f32", tuple(shape))]
+
+
+def _evaluate(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    s, x = dft_shape(node), xs[0].astype(np.float64)
+    signal = x[..., 0] + 1j * x[..., 1] if x.shape[-1] == 2 else x[..., 0]
+    signal = np.take(signal, np.arange(min(s.size, s.length)), axis=s.axis)
+    fft = np.fft.ifft if node.attr("inverse", 0) else np.fft.fft
+    out = np.take(fft(signal, n=s.length, axis=s.axis), np.arange(s.bins), axis=s.axis)
+    return [np.stack([out.real, out.imag], axis=-1).astype(np.float32)]
+
+
+op("DFT", _infer, _evaluate, lambda n: 2 * n.inputs[0].type.numel * n.outputs[0].type.shape[dft_shape(n).axis] * 2)
