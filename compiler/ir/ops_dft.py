@@ -13,8 +13,10 @@ from .registry import const_input, fail, op
 class DftShape:
     axis: int  # of the input, counting the trailing real/imaginary dim
     size: int  # input samples along axis
+    kept: int  # of them, those the transform reads (dft_length truncates)
     length: int  # dft_length: samples transformed (zero-padded or truncated to)
-    bins: int  # output frequencies along axis
+    bins: int  # output values along axis
+    parts: int  # output's trailing dim: 2, or 1 for the real output of an inverse onesided DFT (irfft)
 
 
 def dft_shape(node: Node) -> DftShape:
@@ -25,20 +27,29 @@ def dft_shape(node: Node) -> DftShape:
     if x.rank < 2 or x.shape[-1] not in (1, 2) or not 0 <= axis < x.rank - 1:
         raise fail(node, f"input {list(x.shape)} must end in 1 (real) or 2 (complex) and axis {axis} "
                          "must name a signal dim before it")
+    size, half = x.shape[axis], bool(node.attr("onesided", 0))
     length_in = const_input(node, 1, "dft_length")
-    length = int(np.ravel(length_in)[0]) if length_in is not None else x.shape[axis]
+    length = int(np.ravel(length_in)[0]) if length_in is not None else 2 * (size - 1) if is_irfft(node) else size
     if length < 1:
         raise fail(node, f"dft_length must be positive, got {length}")
-    bins = length // 2 + 1 if node.attr("onesided", 0) else length
-    return DftShape(axis, x.shape[axis], length, bins)
+    if is_irfft(node):
+        return DftShape(axis, size, min(size, length // 2 + 1), length, length, 1)
+    return DftShape(axis, size, min(size, length), length, length // 2 + 1 if half else length, 2)
+
+
+def is_irfft(node: Node) -> bool:
+    """inverse and onesided: the input is the first half of a Hermitian spectrum, the output real."""
+    return bool(node.attr("inverse", 0) and node.attr("onesided", 0))
 
 
 def dft_matrix(node: Node) -> np.ndarray:
-    """[min(size, length) * c, bins * 2]: (n, re/im) rows to (k, re/im) columns of e^(-+2 pi i k n / L),
+    """[kept * c, bins * parts]: (n, re/im) rows to (k, re/im) columns of e^(-+2 pi i k n / L),
     computed in float64 and rounded once."""
     s, parts = dft_shape(node), node.inputs[0].type.shape[-1]
+    if is_irfft(node):
+        return _irfft_matrix(s, parts)
     inverse = bool(node.attr("inverse", 0))
-    n = np.arange(min(s.size, s.length))[:, None]
+    n = np.arange(s.kept)[:, None]
     theta = 2 * np.pi * ((n * np.arange(s.bins)[None, :]) % s.length) / s.length
     cos, sin = np.cos(theta), np.sin(theta) * (1.0 if inverse else -1.0)
     re_row = np.stack([cos, sin], axis=-1)  # real input part a: a cos + i a (+-sin)
@@ -48,20 +59,32 @@ def dft_matrix(node: Node) -> np.ndarray:
     return (matrix / s.length if inverse else matrix).astype(np.float32)
 
 
+def _irfft_matrix(s: DftShape, parts: int) -> np.ndarray:
+    """Each bin k of the half spectrum stands for itself and its mirror L - k (twice, but for 0
+    and L/2): x_n = sum_k w_k (a_k cos - b_k sin)(2 pi k n / L) / L."""
+    k = np.arange(s.kept)[:, None]
+    theta = 2 * np.pi * ((k * np.arange(s.length)[None, :]) % s.length) / s.length
+    weight = np.where((k == 0) | (2 * k == s.length), 1.0, 2.0) / s.length
+    rows = np.stack([weight * np.cos(theta), -weight * np.sin(theta)], axis=1)[:, :parts]
+    return rows.reshape(s.kept * parts, s.length).astype(np.float32)
+
+
 def _infer(node: Node) -> list[TensorType]:
     x = node.inputs[0].type
     if x.dtype != "f32":
         raise fail(node, f"input must be float, got {x.dtype}")
     s = dft_shape(node)
     shape = list(x.shape)
-    shape[s.axis], shape[-1] = s.bins, 2
+    shape[s.axis], shape[-1] = s.bins, s.parts
     return [TensorType("f32", tuple(shape))]
 
 
 def _evaluate(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     s, x = dft_shape(node), xs[0].astype(np.float64)
     signal = x[..., 0] + 1j * x[..., 1] if x.shape[-1] == 2 else x[..., 0]
-    signal = np.take(signal, np.arange(min(s.size, s.length)), axis=s.axis)
+    signal = np.take(signal, np.arange(s.kept), axis=s.axis)
+    if is_irfft(node):
+        return [np.fft.irfft(signal, n=s.length, axis=s.axis)[..., None].astype(np.float32)]
     fft = np.fft.ifft if node.attr("inverse", 0) else np.fft.fft
     out = np.take(fft(signal, n=s.length, axis=s.axis), np.arange(s.bins), axis=s.axis)
     return [np.stack([out.real, out.imag], axis=-1).astype(np.float32)]

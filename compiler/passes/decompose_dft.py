@@ -15,14 +15,14 @@ def dft(graph: Graph, node: Node) -> Patch | None:
         return None
     x, y = node.inputs[0], node.outputs[0]
     s, rank, c = dft_shape(node), x.type.rank, Chain(graph, node)
-    if s.length < s.size:
-        x = c.add("Gather", [x, graph.const("dft_kept", np.arange(s.length, dtype=np.int64))], axis=s.axis)
+    if s.kept < s.size:
+        x = c.add("Gather", [x, graph.const("dft_kept", np.arange(s.kept, dtype=np.int64))], axis=s.axis)
     perm = tuple(d for d in range(rank - 1) if d != s.axis) + (s.axis, rank - 1)
     moved = c.add("Transpose", [x], perm=perm)
     outer = tuple(x.type.shape[d] for d in perm[:-2])
-    flat = c.add("Reshape", [moved], shape=outer + (min(s.size, s.length) * x.type.shape[-1],))
+    flat = c.add("Reshape", [moved], shape=outer + (s.kept * x.type.shape[-1],))
     spectrum = c.add("MatMul", [flat, graph.const("dft_matrix", dft_matrix(node))])
-    back = c.add("Reshape", [spectrum], shape=outer + (s.bins, 2))
+    back = c.add("Reshape", [spectrum], shape=outer + (s.bins, s.parts))
     c.add("Transpose", [back], y, perm=tuple(int(i) for i in np.argsort(perm)))
     return Patch(c.nodes)
 
