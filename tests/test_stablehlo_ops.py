@@ -221,6 +221,10 @@ CASES_AT_OPSET = {  # case -> (op, inputs, attrs, opset)
     "bitwise_or": ("BitwiseOr", [("a", I([[-7, -1, 0, 6, 13]]), 0), ("b", I([[3], [-3]]), 0)], {}, 18),
     "bitwise_xor_i32": ("BitwiseXor", [("a", np.int32([[-7, -1, 0, 6, 13]]), 0), ("b", np.int32([[3], [-3]]), 0)], {}, 18),
     "bitwise_not": ("BitwiseNot", [("a", I([[-7, -1, 0, 6, 13]]), 0)], {}, 18),
+    "dft_complex_axis2": ("DFT", [("x", rand(3, 8, 5, 2), 0)], dict(axis=2), 17),
+    "dft_rfft_padded": ("DFT", [("x", rand(2, 10, 1), 0), ("n", I(16), 1)], dict(axis=1, onesided=1), 17),
+    "dft20_inverse_truncated": ("DFT", [("x", rand(6, 12, 2), 0), ("n", I(10), 1), ("axis", I(-2), 1)],
+                                dict(inverse=1), 20),
 }
 
 
