@@ -243,6 +243,7 @@ MAPPERS["Scatter"] = _same("ScatterElements")  # deprecated (opset 9-10) alias
 MAPPERS.update(COMPOSITES_EXTRA)
 MAPPERS.update(SEQUENCE_MAPPERS)
 MAPPERS["DFT"] = _dft
+MAPPERS["STFT"] = _same("STFT")
 
 
 Shapes = dict[str, tuple[int, ...]]

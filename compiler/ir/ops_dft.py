@@ -91,3 +91,51 @@ def _evaluate(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
 
 
 op("DFT", _infer, _evaluate, lambda n: 2 * n.inputs[0].type.numel * n.outputs[0].type.shape[dft_shape(n).axis] * 2)
+
+
+@dataclass(frozen=True)
+class StftShape:
+    frames: int
+    step: int
+    length: int  # frame_length
+    bins: int
+
+
+def stft_shape(node: Node) -> StftShape:
+    x, window = node.inputs[0].type, node.inputs[2] if len(node.inputs) > 2 else None
+    step = int(np.ravel(const_input(node, 1, "frame_step"))[0])
+    length_in = const_input(node, 3, "frame_length")
+    length = int(np.ravel(length_in)[0]) if length_in is not None else window.type.shape[0] if window else 0
+    if x.rank != 3 or x.shape[-1] not in (1, 2) or step < 1 or not 1 <= length <= x.shape[1]:
+        raise fail(node, f"signal {list(x.shape)} must be [batch, length, 1 or 2], frame_step ({step}) "
+                         f"positive and frame_length ({length}) within the signal")
+    if window is not None and window.type.shape != (length,):
+        raise fail(node, f"window {list(window.type.shape)} must be [frame_length] = [{length}]")
+    bins = length // 2 + 1 if node.attr("onesided", 1) else length
+    return StftShape((x.shape[1] - length) // step + 1, step, length, bins)
+
+
+def frame_indices(s: StftShape) -> np.ndarray:
+    """[frames, frame_length]: the signal positions of each frame."""
+    return (np.arange(s.frames)[:, None] * s.step + np.arange(s.length)[None, :]).astype(np.int64)
+
+
+def _stft_infer(node: Node) -> list[TensorType]:
+    x, s = node.inputs[0].type, stft_shape(node)
+    if x.dtype != "f32":
+        raise fail(node, f"signal must be float, got {x.dtype}")
+    return [TensorType("f32", (x.shape[0], s.frames, s.bins, 2))]
+
+
+def _stft_evaluate(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    s, x = stft_shape(node), xs[0].astype(np.float64)
+    signal = x[..., 0] + 1j * x[..., 1] if x.shape[-1] == 2 else x[..., 0]
+    frames = signal[:, frame_indices(s)]
+    if len(xs) > 2 and xs[2] is not None:
+        frames = frames * xs[2].astype(np.float64)
+    out = np.fft.fft(frames, axis=-1)[..., :s.bins]
+    return [np.stack([out.real, out.imag], axis=-1).astype(np.float32)]
+
+
+op("STFT", _stft_infer, _stft_evaluate,
+   lambda n: 2 * n.outputs[0].type.numel * stft_shape(n).length)

@@ -1,4 +1,4 @@
-"""DFT as a MatMul with a build-time cos/sin matrix: the signal axis moved next to the trailing
+"""STFT as frames gathered at build-time positions, times the window, then a onesided DFT; DFT as a MatMul with a build-time cos/sin matrix: the signal axis moved next to the trailing
 real/imaginary dim, both flattened into one, times [samples * parts, bins * 2]. Samples past
 dft_length are gathered away first, so a NaN there does not reach the output."""
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.graph import Graph, Node, Patch
-from ..ir.ops_dft import dft_matrix, dft_shape
+from ..ir.ops_dft import dft_matrix, dft_shape, frame_indices, stft_shape
 from .chain import Chain
 
 
@@ -27,4 +27,16 @@ def dft(graph: Graph, node: Node) -> Patch | None:
     return Patch(c.nodes)
 
 
-RULES = [dft]
+def stft(graph: Graph, node: Node) -> Patch | None:
+    if node.op != "STFT":
+        return None
+    s, c = stft_shape(node), Chain(graph, node)
+    frames = c.add("Gather", [node.inputs[0], graph.const("stft_frames", frame_indices(s))], axis=1)
+    window = node.inputs[2] if len(node.inputs) > 2 else None
+    if window is not None:
+        frames = c.add("Mul", [frames, c.add("Reshape", [window], shape=(s.length, 1))])
+    c.add("DFT", [frames], node.outputs[0], axis=2, onesided=node.attr("onesided", 1))
+    return Patch(c.nodes)
+
+
+RULES = [stft, dft]
