@@ -68,3 +68,29 @@ def test_dft_nan_spreads_over_its_own_transform_only(tmp_path):
     got, want = jit.run(x)[0], run_onnxruntime(model, {"x": x})[0]
     assert np.isnan(got[1]).all() and not np.isnan(got[[0, 2]]).any()
     assert_close(got, want)
+
+
+STFT_CASES = [
+    # (signal shape, frame_step, window length or None, frame_length or None, onesided)
+    ((2, 64, 1), 8, 16, None, 1),
+    ((1, 50, 1), 5, None, 12, 1),
+    ((2, 40, 2), 4, 10, 10, 0),
+]
+
+
+@pytest.mark.parametrize("shape,step,window,length,onesided", STFT_CASES)
+def test_stft(tmp_path, shape, step, window, length, onesided):
+    x = _signal(*shape)
+    inputs = [("x", x, False), ("step", np.array(step, I64), True)]
+    if window is not None:
+        inputs.append(("window", np.hanning(window).astype(np.float32), True))
+    if length is not None:
+        inputs += [("", None, None)] * (window is None) + [("length", np.array(length, I64), True)]
+    check(_model("STFT", inputs, onesided=onesided), {"x": x}, tmp_path)
+
+
+def _model(op: str, inputs: list, **attrs):
+    """A one-node opset-17 model; ("", None, None) is an absent optional input."""
+    model = single_op(op, [i for i in inputs if i[0]], 1, 17, **attrs)
+    model.graph.node[0].input[:] = [name for name, _, _ in inputs]
+    return model

@@ -5,7 +5,7 @@ import pytest
 
 import test_compiler_dft
 from gpu_harness import check_gpu
-from test_compiler_dft import test_dft17, test_dft20_axis_input  # noqa: F401 - collected again here
+from test_compiler_dft import test_dft17, test_dft20_axis_input, test_stft  # noqa: F401 - collected again here
 
 
 @pytest.fixture(autouse=True)

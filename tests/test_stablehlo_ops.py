@@ -225,6 +225,8 @@ CASES_AT_OPSET = {  # case -> (op, inputs, attrs, opset)
     "dft_rfft_padded": ("DFT", [("x", rand(2, 10, 1), 0), ("n", I(16), 1)], dict(axis=1, onesided=1), 17),
     "dft20_inverse_truncated": ("DFT", [("x", rand(6, 12, 2), 0), ("n", I(10), 1), ("axis", I(-2), 1)],
                                 dict(inverse=1), 20),
+    "stft_window": ("STFT", [("x", rand(2, 64, 1), 0), ("step", I(8), 1), ("w", np.hanning(16).astype(np.float32), 1)],
+                    {}, 17),
 }
 
 
