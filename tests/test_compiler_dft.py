@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 from kiln.compiler.ir import ops  # noqa: F401  (registration)
 from kiln.compiler.ir.graph import Node, Value
@@ -94,3 +95,30 @@ def _model(op: str, inputs: list, **attrs):
     model = single_op(op, [i for i in inputs if i[0]], 1, 17, **attrs)
     model.graph.node[0].input[:] = [name for name, _, _ in inputs]
     return model
+
+
+MEL_INPUTS = [("bins", np.array(16, I64), True), ("dft", np.array(128, I64), True),
+              ("rate", np.array(16000, I64), True), ("low", np.float32(20), True), ("high", np.float32(8000), True)]
+
+
+def test_mel_weight_matrix_folds(tmp_path):
+    check(single_op("MelWeightMatrix", MEL_INPUTS, 1, 17), {}, tmp_path)
+
+
+def test_log_mel_spectrogram(tmp_path):
+    """STFT -> power -> MatMul with MelWeightMatrix -> Log, as audio front ends export."""
+    x = _signal(1, 800, 1)
+    nodes = [helper.make_node("STFT", ["x", "step", "window"], ["spec"]),
+             helper.make_node("ReduceSumSquare", ["spec", "last"], ["power"], keepdims=0),
+             helper.make_node("MelWeightMatrix", [n for n, _, _ in MEL_INPUTS], ["mel"]),
+             helper.make_node("MatMul", ["power", "mel"], ["mel_power"]),
+             helper.make_node("Add", ["mel_power", "floor"], ["floored"]),
+             helper.make_node("Log", ["floored"], ["y"])]
+    consts = [("step", np.array(160, I64)), ("window", np.hanning(128).astype(np.float32)),
+              ("last", np.array([-1], I64)), ("floor", np.float32(1e-6))] + [(n, a) for n, a, _ in MEL_INPUTS]
+    graph = helper.make_graph(nodes, "log_mel", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+                              [helper.make_empty_tensor_value_info("y")],
+                              [numpy_helper.from_array(np.asarray(a), n) for n, a in consts])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    check(model, {"x": x}, tmp_path)

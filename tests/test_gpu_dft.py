@@ -5,7 +5,8 @@ import pytest
 
 import test_compiler_dft
 from gpu_harness import check_gpu
-from test_compiler_dft import test_dft17, test_dft20_axis_input, test_stft  # noqa: F401 - collected again here
+from test_compiler_dft import (  # noqa: F401 - collected again here
+    test_dft17, test_dft20_axis_input, test_log_mel_spectrogram, test_mel_weight_matrix_folds, test_stft)
 
 
 @pytest.fixture(autouse=True)

@@ -244,6 +244,7 @@ MAPPERS.update(COMPOSITES_EXTRA)
 MAPPERS.update(SEQUENCE_MAPPERS)
 MAPPERS["DFT"] = _dft
 MAPPERS["STFT"] = _same("STFT")
+MAPPERS["MelWeightMatrix"] = _same("MelWeightMatrix")
 
 
 Shapes = dict[str, tuple[int, ...]]

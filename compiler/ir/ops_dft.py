@@ -139,3 +139,31 @@ def _stft_evaluate(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
 
 op("STFT", _stft_infer, _stft_evaluate,
    lambda n: 2 * n.outputs[0].type.numel * stft_shape(n).length)
+
+
+def mel_weights(node: Node) -> np.ndarray:
+    """[dft_length / 2 + 1, num_mel_bins] triangular filters, as onnx's reference builds them
+    (band edges on the mel scale, rounded down to spectrogram bins)."""
+    bins, length, rate, low, high = (np.ravel(const_input(node, i, what))[0] for i, what in enumerate(
+        ("num_mel_bins", "dft_length", "sample_rate", "lower_edge_hertz", "upper_edge_hertz")))
+    mel = 2595 * np.log1p(np.array([low, high], np.float64) / 700) / np.log(10)
+    edges = np.arange(bins + 2) * ((mel[1] - mel[0]) / (bins + 2)) + mel[0]
+    edges = ((length + 1) * (700 * np.expm1(edges / 2595 * np.log(10))) // rate).astype(int)
+    out = np.zeros((int(length) // 2 + 1, int(bins)))
+    for i, (left, centre, right) in enumerate(zip(edges, edges[1:], edges[2:])):
+        if centre == left:
+            out[centre, i] = 1
+        out[left:centre + 1, i] = (np.arange(left, centre + 1) - left) / max(centre - left, 1) \
+            if centre > left else out[left:centre + 1, i]
+        out[centre:right, i] = (right - np.arange(centre, right)) / max(right - centre, 1) \
+            if right > centre else out[centre:right, i]
+    return out.astype(np.float32)
+
+
+def _mel_infer(node: Node) -> list[TensorType]:
+    if node.attr("output_datatype", 1) != 1:
+        raise fail(node, f"output_datatype {node.attr('output_datatype')} is not supported; use 1 (float)")
+    return [TensorType("f32", mel_weights(node).shape)]
+
+
+op("MelWeightMatrix", _mel_infer, lambda node, xs: [mel_weights(node)])
