@@ -106,8 +106,12 @@ def test_mel_weight_matrix_folds(tmp_path):
 
 
 def test_log_mel_spectrogram(tmp_path):
-    """STFT -> power -> MatMul with MelWeightMatrix -> Log, as audio front ends export."""
     x = _signal(1, 800, 1)
+    check(log_mel_model(x.shape), {"x": x}, tmp_path)
+
+
+def log_mel_model(shape: tuple[int, ...]):
+    """STFT -> power -> MatMul with MelWeightMatrix -> Log, as audio front ends export."""
     nodes = [helper.make_node("STFT", ["x", "step", "window"], ["spec"]),
              helper.make_node("ReduceSumSquare", ["spec", "last"], ["power"], keepdims=0),
              helper.make_node("MelWeightMatrix", [n for n, _, _ in MEL_INPUTS], ["mel"]),
@@ -116,9 +120,9 @@ def test_log_mel_spectrogram(tmp_path):
              helper.make_node("Log", ["floored"], ["y"])]
     consts = [("step", np.array(160, I64)), ("window", np.hanning(128).astype(np.float32)),
               ("last", np.array([-1], I64)), ("floor", np.float32(1e-6))] + [(n, a) for n, a, _ in MEL_INPUTS]
-    graph = helper.make_graph(nodes, "log_mel", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+    graph = helper.make_graph(nodes, "log_mel", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
                               [helper.make_empty_tensor_value_info("y")],
                               [numpy_helper.from_array(np.asarray(a), n) for n, a in consts])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 8
-    check(model, {"x": x}, tmp_path)
+    return model
