@@ -153,10 +153,10 @@ def mel_weights(node: Node) -> np.ndarray:
     for i, (left, centre, right) in enumerate(zip(edges, edges[1:], edges[2:])):
         if centre == left:
             out[centre, i] = 1
-        out[left:centre + 1, i] = (np.arange(left, centre + 1) - left) / max(centre - left, 1) \
-            if centre > left else out[left:centre + 1, i]
-        out[centre:right, i] = (right - np.arange(centre, right)) / max(right - centre, 1) \
-            if right > centre else out[centre:right, i]
+        else:
+            out[left:centre + 1, i] = (np.arange(left, centre + 1) - left) / (centre - left)
+        if right > centre:
+            out[centre:right, i] = (right - np.arange(centre, right)) / (right - centre)
     return out.astype(np.float32)
 
 
