@@ -241,6 +241,12 @@ CASES_AT_OPSET = {  # case -> (op, inputs, attrs, opset)
     "rotary_3d": ("RotaryEmbedding", [("x", rand(2, 4, 12), 0), ("c", rand(2, 4, 2), 0), ("s", rand(2, 4, 2), 0)],
                   dict(num_heads=3), 23),
     "swish": ("Swish", [("x", rand(3, 17, lo=-8, hi=8), 0)], dict(alpha=0.3), 24),
+    "dft_complex_axis2": ("DFT", [("x", rand(3, 8, 5, 2), 0)], dict(axis=2), 17),
+    "dft_rfft_padded": ("DFT", [("x", rand(2, 10, 1), 0), ("n", I(16), 1)], dict(axis=1, onesided=1), 17),
+    "dft20_inverse_truncated": ("DFT", [("x", rand(6, 12, 2), 0), ("n", I(10), 1), ("axis", I(-2), 1)],
+                                dict(inverse=1), 20),
+    "stft_window": ("STFT", [("x", rand(2, 64, 1), 0), ("step", I(8), 1), ("w", np.hanning(16).astype(np.float32), 1)],
+                    {}, 17),
 }
 
 

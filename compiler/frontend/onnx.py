@@ -233,6 +233,11 @@ def _global_pool(im: Importer, name: str, ins: list, outs: list[str], attrs: dic
     im.emit("ReduceMean", name, ins, outs, {"global_pool": True, "keepdims": 1})
 
 
+def _dft(im: Importer, name: str, ins: list, outs: list[str], attrs: dict) -> None:
+    """DFT-20 takes axis as an input whose default, -2, differs from DFT-17's attribute default 1."""
+    im.emit("DFT", name, ins, outs, dict(attrs, axis=-2) if im.opset >= 20 else attrs)
+
+
 MAPPERS: dict[str, Callable] = {op: _same(op) for op in SAME}
 MAPPERS.update(Constant=_constant, Max=_chain("Max"), Min=_chain("Min"), Clip=_clip,
                GlobalAveragePool=_global_pool, Dropout=_dropout, Sum=_variadic("Add"),
@@ -241,6 +246,9 @@ MAPPERS["Scatter"] = _same("ScatterElements")  # deprecated (opset 9-10) alias
 MAPPERS.update(COMPOSITES_EXTRA)
 MAPPERS.update(COMPOSITES_SWISH)
 MAPPERS.update(SEQUENCE_MAPPERS)
+MAPPERS["DFT"] = _dft
+MAPPERS["STFT"] = _same("STFT")
+MAPPERS["MelWeightMatrix"] = _same("MelWeightMatrix")
 
 
 Shapes = dict[str, tuple[int, ...]]

@@ -1,6 +1,6 @@
 """All IR op definitions; importing this module fills the registry."""
 from . import fused, ops_elementwise, ops_nn, ops_quant, ops_seq, ops_shape  # noqa: F401  (registration side effects)
-from . import ops_grid, ops_index, ops_linear, ops_resize  # noqa: F401  (indexing, resizing, ConvTranspose, Einsum)
+from . import ops_dft, ops_grid, ops_index, ops_linear, ops_resize  # noqa: F401  (indexing, resizing, ConvTranspose, Einsum)
 from . import ops_rotary  # noqa: F401  (RotaryEmbedding)
 from .registry import OPS, OpDef
 

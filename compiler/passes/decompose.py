@@ -15,6 +15,7 @@ from ..ir.ops_nn import attention_kv_lengths, attention_shape, group_count, lrn_
 from ..ir.ops_shape import pad_amounts, pad_source, space_depth_shapes, tile_repeats
 from .chain import Chain
 from .decompose_grid import affine_grid, grid_sample
+from .decompose_dft import RULES as DFT_RULES
 from .decompose_index import RULES as INDEX_RULES
 from .decompose_linear import RULES as LINEAR_RULES
 from .decompose_math import float_mod, int_pow, trig
@@ -312,7 +313,7 @@ def mod(graph: Graph, node: Node) -> Patch | None:
 
 RULES = [pad, lrn, attention, reduction, normalise, cast_like, trilu, group_norm, space_depth, tile, float_mod, mod,
          trig, int_pow, quant, resize, affine_grid, grid_sample]
-RULES = POOL_RULES + INDEX_RULES + LINEAR_RULES + RULES + [rotary_embedding]
+RULES = POOL_RULES + INDEX_RULES + LINEAR_RULES + DFT_RULES + RULES + [rotary_embedding]
 
 
 def decompose(graph: Graph) -> Graph:

@@ -11,6 +11,7 @@ from .decompose_quant import quant
 from .infer import infer
 from .decompose import (attention, cast_like, group_norm, lrn, mod, normalise, pad, reduction, space_depth, tile,
                         trilu)
+from .decompose_dft import RULES as DFT_RULES
 from .decompose_index import RULES as INDEX_RULES
 from .decompose_linear import RULES as LINEAR_RULES
 from .decompose_pool import RULES as POOL_RULES
@@ -150,7 +151,7 @@ RULES = [pad, lrn, attention, reduction, cast_like, trilu, group_norm, space_dep
          quant, resize, affine_grid, grid_sample, _alias, _gemm, _batch_norm, _conv_bias, _matmul_vectors, _split,
          _normalise_attrs, normalise]
 # The sequence ops first: their expansions hold ops the others rewrite.
-RULES = SEQ_RULES + POOL_RULES + INDEX_RULES + LINEAR_RULES + RULES + [rotary_embedding]
+RULES = SEQ_RULES + POOL_RULES + INDEX_RULES + LINEAR_RULES + DFT_RULES + RULES + [rotary_embedding]
 
 
 def lower(graph: Graph) -> Graph:
