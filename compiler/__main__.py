@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+
+from kiln.toolchain.zig import HANDED_ZIG
 
 from .errors import CompileError
 from .platforms import HOSTS, PLATFORMS, PRECISIONS
@@ -40,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--platform", default="cpu", help=", ".join(p.usage() for p in PLATFORMS.values())
                    + "; several archs as cuda:sm_80,sm_90")
     c.add_argument("--ptxas", type=Path, help="ptxas to check CUDA kernels with (default: the pinned one)")
+    c.add_argument("--zig", type=Path, help="zig to link code objects with (default: the ziglang package's)")
     c.add_argument("--host", default="linux-amd64", choices=list(HOSTS))
     c.add_argument("--precision", default="highest", choices=PRECISIONS,
                    help="StableHLO dots and convolutions: f32 throughout, or the plugin's default (bf16 on TPU)")
@@ -72,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "compile":
             from .driver import compile
+            if args.zig:
+                os.environ[HANDED_ZIG] = os.fspath(args.zig.absolute())
             compile(args.model, args.platform, args.weights, args.batch, args.name, args.host,
                     args.ptxas, input_shapes=dict(args.input_shape), precision=args.precision,
                     input_values=dict(args.input_value)).write(args.output)

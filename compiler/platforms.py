@@ -40,6 +40,7 @@ class Platform:
     runtime: bool = False        # ships a vendor runtime trimmed for it (lib/<platform>/)
     toolchain: bool = False      # its compile runs pinned toolchain programs (ptxas, zig's ld.lld)
     tools: tuple[str, ...] = ()  # toolchain programs its compile is handed as `--<tool> PATH`
+    links_objects: bool = False  # its compile links code objects with zig's ld.lld (handed as `--zig PATH`)
     host_code: bool = False      # its code runs on the launcher's host CPU (the compile takes --host)
 
     def files(self, archs: tuple[str, ...]) -> tuple[str, ...]:
@@ -71,10 +72,11 @@ HOSTS: dict[str, Host] = {h.name: h for h in (
 )}
 
 PLATFORMS: dict[str, Platform] = {p.name: p for p in (
-    Platform("cpu", "cpu.backend:CPU", lambda archs: ("model.o",), toolchain=True, host_code=True),
+    Platform("cpu", "cpu.backend:CPU", lambda archs: ("model.o",), toolchain=True, host_code=True,
+             links_objects=True),
     Platform("cuda", "gpu.backend:CUDA", _cuda_files, ("sm_75", "sm_80", "sm_90"), toolchain=True, tools=("ptxas",)),
     Platform("rocm", "gpu.backend:ROCM", lambda archs: tuple(f"{a}.co" for a in archs),
-             ("gfx90a", "gfx942", "gfx1100"), runtime=True, toolchain=True),
+             ("gfx90a", "gfx942", "gfx1100"), runtime=True, toolchain=True, links_objects=True),
     Platform("tpu", "stablehlo.backend:STABLEHLO", lambda archs: ("model.mlir",), runtime=True),
     # The StableHLO path on XLA's CPU PJRT plugin; its name holds a dash, not a colon.
     Platform("cpu-xla", "stablehlo.backend:STABLEHLO", lambda archs: ("model.mlir",), runtime=True),

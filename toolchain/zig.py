@@ -16,17 +16,25 @@ from typing import Iterator
 ZIG_TARGETS = {"linux-amd64": "x86_64-linux-gnu.2.28", "linux-arm64": "aarch64-linux-gnu.2.28"}
 
 
+# The zig an action was handed as a tool (`--zig PATH`), taken ahead of the ziglang package: a remote
+# worker's Python has no ziglang, and the zig tree comes in the action's input root instead.
+HANDED_ZIG = "KILN_ZIG"
+
+
 class ToolchainError(Exception):
     """The pinned toolchain is missing or broken."""
 
 
 @functools.cache
 def zig_home() -> Path:
-    try:
-        import ziglang
-    except ImportError:
-        raise ToolchainError("the ziglang package is not installed (pip install ziglang==0.17.1)") from None
-    home = Path(ziglang.__file__).parent
+    if handed := os.environ.get(HANDED_ZIG):
+        home = Path(handed).parent
+    else:
+        try:
+            import ziglang
+        except ImportError:
+            raise ToolchainError("the ziglang package is not installed (pip install ziglang==0.17.1)") from None
+        home = Path(ziglang.__file__).parent
     if not (home / "zig").is_file():
         raise ToolchainError(f"the ziglang package at {home} has no zig binary")
     return home

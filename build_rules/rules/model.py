@@ -62,6 +62,8 @@ def _compile(ctx: RuleContext, platform: Platform, graph: Artifact, weights: Art
             "--name", ctx.label.name, "-o", files[0].path.rsplit("/", 1)[0], graph]
     for tool in platform.tools:
         argv += [f"--{tool}", _TOOLS[tool](build_arch)]
+    if platform.links_objects:
+        argv += ["--zig", zig_tool()]
     if weights is not None:
         argv += ["--weights", weights]
     argv += [f"--input-shape={name}={','.join(map(str, shape))}" for name, shape in ctx.attr["input_shapes"].items()]
