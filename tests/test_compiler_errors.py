@@ -230,15 +230,6 @@ def test_symbolic_inner_dimension(tmp_path):
     assert "symbolic dimension T" in _compile_error(tmp_path / "m.onnx")
 
 
-def test_empty_dimension_is_named_as_such(tmp_path):
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", 1, [2, 0, 4])],
-                              [helper.make_tensor_value_info("y", 1, None)])
-    _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx")
-    assert _compile_error(tmp_path / "m.onnx") == ("input x has an empty dimension 1 (size 0) (m.onnx); "
-                                                   "kiln does not support empty tensors")
-
-
 def test_cli_prints_one_line_and_exits_1(tmp_path):
     _save(_one_node("MaxRoiPool"), tmp_path / "model.onnx")
     r = subprocess.run([sys.executable, "-m", "kiln.compiler", "compile", "--platform", "cpu",

@@ -11,7 +11,7 @@ from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper, version_converter
 
 from ..errors import CompileError
-from ..ir.graph import NP_TO_DTYPE, Graph, Node, TensorType, Value
+from ..ir.graph import DTYPES, NP_TO_DTYPE, Graph, Node, TensorType, Value
 from .composites import COMPOSITES
 from .composites_extra import COMPOSITES_EXTRA
 from .composites_swish import COMPOSITES_SWISH
@@ -267,15 +267,12 @@ def _input_type(vi: onnx.ValueInfoProto, batch: int, given: Shapes, named: dict[
         return TensorType(NP_TO_DTYPE[dtype], given[vi.name])
     shape = []
     for i, d in enumerate(t.shape.dim):
-        if d.HasField("dim_value") and d.dim_value > 0:
+        if d.HasField("dim_value"):
             shape.append(d.dim_value)
         elif _shared_name(d) in named:
             shape.append(named[d.dim_param])
         elif i == 0:
             shape.append(batch)
-        elif d.HasField("dim_value"):
-            raise CompileError(f"input {vi.name} has an empty dimension {i} (size {d.dim_value}) ({source}); "
-                               "kiln does not support empty tensors")
         else:
             raise CompileError(f"input {vi.name} has symbolic dimension {d.dim_param or i} ({source}); "
                                f"fix it with model(input_shapes = {{\"{vi.name}\": [...]}}) "
@@ -371,6 +368,8 @@ def load_onnx(path: Path, weights: Path | None = None, batch: int = 1, input_sha
             im.int_dtypes[vi.name] = im.values[vi.name].const.dtype
             continue
         v = Value(vi.name, _input_type(vi, batch, given, named, source))
+        if v.type.numel == 0:  # its content is known (nothing): what reads it folds
+            v.const = np.zeros(v.type.shape, DTYPES[v.type.dtype])
         im.values[vi.name] = v
         inputs.append(v)
     for i, n in enumerate(model.graph.node):

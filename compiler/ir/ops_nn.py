@@ -174,7 +174,9 @@ def _reduce(node: Node) -> list[TensorType]:
 
 
 REDUCE = {
-    "ReduceMean": np.mean, "ReduceSum": np.sum, "ReduceMax": np.max, "ReduceMin": np.min,
+    "ReduceMean": np.mean, "ReduceSum": np.sum,
+    "ReduceMax": lambda x, **kw: np.max(x, initial=_lowest(x.dtype), **kw),   # initial: of an empty set too
+    "ReduceMin": lambda x, **kw: np.min(x, initial=_highest(x.dtype), **kw),
     "ReduceProd": np.prod,
     "ReduceL1": lambda x, **kw: np.sum(np.abs(x), **kw),
     "ReduceL2": lambda x, **kw: np.sqrt(np.sum(x * x, **kw)),
@@ -182,6 +184,14 @@ REDUCE = {
     "ReduceLogSum": lambda x, **kw: np.log(np.sum(x, **kw)),
     "ReduceLogSumExp": lambda x, **kw: np.log(np.sum(np.exp(x), **kw)),
 }
+
+
+def _lowest(dtype: np.dtype):
+    return -np.inf if dtype.kind == "f" else False if dtype.kind == "b" else np.iinfo(dtype).min
+
+
+def _highest(dtype: np.dtype):
+    return np.inf if dtype.kind == "f" else True if dtype.kind == "b" else np.iinfo(dtype).max
 
 
 def _eval_reduce(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:

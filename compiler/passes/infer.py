@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import CompileError
-from ..ir.graph import Graph, Node
+from ..ir.graph import DTYPES, Graph, Node
 from ..ir.ops import OPS
 
 # Folding a node whose result is larger than this would bloat the weights with broadcast copies.
@@ -28,7 +28,9 @@ def infer(graph: Graph) -> Graph:
         node.outputs = node.outputs[:len(types)]
         for v, t in zip(node.outputs, types):
             v.type = t
-        if opdef.evaluate and _foldable(node, opdef.from_types):
+        if all(v.type.numel == 0 for v in node.outputs):
+            _fold_empty(node)
+        elif opdef.evaluate and _foldable(node, opdef.from_types):
             _fold(node)
         else:
             kept.append(node)
@@ -54,4 +56,11 @@ def _fold(node: Node) -> None:
         if r.shape != v.type.shape:
             r = r.reshape(v.type.shape)
         v.set_const(r.astype(np.float32) if v.type.dtype == "f32" else r)
+        v.producer = None
+
+
+def _fold_empty(node: Node) -> None:
+    """Outputs with no elements are known whatever the inputs are."""
+    for v in node.outputs:
+        v.set_const(np.zeros(v.type.shape, DTYPES[v.type.dtype]))
         v.producer = None
