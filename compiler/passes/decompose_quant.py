@@ -1,6 +1,6 @@
 """QuantizeLinear/DequantizeLinear as the f32 arithmetic onnxruntime does: round(x / scale) + zero
 point clamped to the type's range; (q - zero point) * scale. Dequantizing constant weights folds
-at build time; a quantized tensor must only be dequantized (QDQ), as kiln has no 8-bit tensors."""
+at build time; a computed quantized tensor must only be dequantized (QDQ): QuantizeLinear gives f32 levels."""
 from __future__ import annotations
 
 import numpy as np
@@ -21,8 +21,8 @@ def _check_qdq(graph: Graph, node: Node) -> None:
     readers = [n for n in graph.consumers().get(y, []) if n.op != "DequantizeLinear"]
     if y in graph.outputs or readers:
         where = "is a graph output" if y in graph.outputs else f"feeds {readers[0].op} node {readers[0].name}"
-        raise CompileError(f"QuantizeLinear node {node.name}: its quantized output {where}; kiln has no 8-bit "
-                           f"tensors and compiles quantized values only between QuantizeLinear and "
+        raise CompileError(f"QuantizeLinear node {node.name}: its quantized output {where}; kiln holds "
+                           f"QuantizeLinear's levels as f32 and compiles them only between QuantizeLinear and "
                            f"DequantizeLinear (QDQ models)")
 
 
@@ -41,6 +41,8 @@ def quant(graph: Graph, node: Node) -> Patch | None:
     elif x.type.dtype == "f32":
         r = _step(graph, nodes, node, "Mul", [_step(graph, nodes, node, "Sub", [x, z], exact=1), s], exact=1)
     else:
+        if x.type.dtype in ("i8", "u8"):
+            x = _step(graph, nodes, node, "Cast", [x], to="i32")
         z = graph.const("zero_point", zp.astype(np.int64 if x.type.dtype == "i64" else np.int32))
         diff = _step(graph, nodes, node, "Cast", [_step(graph, nodes, node, "Sub", [x, z])], to="f32")
         r = _step(graph, nodes, node, "Mul", [diff, s])

@@ -1,0 +1,69 @@
+"""uint8/int8 tensors and the integer quantized operators on the CPU backend and the GPU kernel
+descriptions, against onnxruntime: integer outputs equal, not close."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gpu_harness import check_gpu
+from onnx_models import check, single_op
+
+BACKENDS = {"cpu": check, "gpu": check_gpu}
+RNG = np.random.default_rng(808)
+U8 = RNG.integers(0, 256, (4, 6)).astype(np.uint8)
+I8 = RNG.integers(-128, 128, (4, 6)).astype(np.int8)
+WIDE_F32 = RNG.uniform(-300, 300, (4, 6)).astype(np.float32)
+
+# (input, ONNX target type); f32 -> 8 bits beyond the range wraps as onnxruntime's C casts do.
+CAST_CASES = {
+    "u8_to_f32": (U8, 1), "i8_to_f32": (I8, 1), "f32_to_u8": (WIDE_F32, 2), "f32_to_i8": (WIDE_F32, 3),
+    "u8_to_i8": (U8, 3), "i8_to_u8": (I8, 2), "u8_to_i64": (U8, 7), "i8_to_i32": (I8, 6),
+    "i64_to_u8": ((WIDE_F32 * 100).astype(np.int64), 2), "bool_to_u8": (U8 > 100, 2), "i8_to_bool": (I8, 9),
+}
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+@pytest.mark.parametrize("case", sorted(CAST_CASES))
+def test_cast_8bit(tmp_path, backend, case):
+    x, to = CAST_CASES[case]
+    BACKENDS[backend](single_op("Cast", [("x", x, False)], to=to), {"x": x}, tmp_path)
+
+
+def binary_inputs(op: str, x: np.ndarray) -> dict[str, np.ndarray]:
+    """x and its reverse (nonzero for Div, so as to divide by a negative and a wrapping product)."""
+    y = x[::-1].copy()
+    if op == "Div":
+        y[y == 0] = 1
+    return {"a": x, "b": y}
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+@pytest.mark.parametrize("dtype", ["u8", "i8"])
+@pytest.mark.parametrize("op", ["Add", "Sub", "Mul", "Div", "Max", "Min", "Less", "GreaterOrEqual", "Equal"])
+def test_8bit_elementwise(tmp_path, backend, dtype, op):
+    feeds = binary_inputs(op, U8 if dtype == "u8" else I8)
+    BACKENDS[backend](single_op(op, [(n, a, False) for n, a in feeds.items()], opset=14), feeds, tmp_path)
+
+
+MOVEMENT_CASES = {  # op, extra inputs (name, value, is_initializer), attrs
+    "transpose": ("Transpose", [], dict(perm=[1, 0])),
+    "reshape": ("Reshape", [("shape", np.array([3, 8], np.int64), True)], {}),
+    "slice": ("Slice", [("starts", np.array([1]), True), ("ends", np.array([5]), True),
+                        ("axes", np.array([1]), True)], {}),
+    "gather": ("Gather", [("idx", np.array([0, 3, 2, 3]), True)], dict(axis=1)),
+    "concat": ("Concat", [("y", U8[::-1].copy(), False)], dict(axis=0)),
+    "expand": ("Expand", [("shape", np.array([2, 4, 6], np.int64), True)], {}),
+    "pad": ("Pad", [("pads", np.array([1, 0, 0, 2], np.int64), True), ("value", np.uint8(7), True)], {}),
+    "where": ("Where", [("b", U8[::-1].copy(), False)], {}),
+}
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+@pytest.mark.parametrize("case", sorted(MOVEMENT_CASES))
+def test_8bit_movement(tmp_path, backend, case):
+    op, extra, attrs = MOVEMENT_CASES[case]
+    inputs = [("x", U8, False)] + extra
+    if op == "Where":
+        inputs = [("c", U8 > 128, False)] + inputs
+    feeds = {n: a for n, a, init in inputs if not init}
+    BACKENDS[backend](single_op(op, inputs, **attrs), feeds, tmp_path)
