@@ -7,6 +7,7 @@ import pytest
 
 import pjrt_harness
 import test_compiler_ops
+import test_qint_ops
 import test_quant_ops
 from onnx_models import kiln_run, single_op, with_specials
 
@@ -474,3 +475,34 @@ def test_bit_shift(launcher, tmp_path, dtype, direction):
     model, a, b, want = test_compiler_ops.bit_shift_case(dtype, direction)
     got = pjrt_harness.run_model(pjrt_harness.bundle(launcher, model, tmp_path), model, {"a": a, "b": b})[0]
     np.testing.assert_array_equal(got, want)
+
+
+# -- uint8/int8 tensors and the integer quantized operators (the cases of test_qint_ops) --------
+@pytest.mark.parametrize("case", sorted(c for c in test_qint_ops.CAST_CASES if not c.startswith("f32_to")))
+def test_cast_8bit(launcher, tmp_path, case):
+    """Float -> 8 bits beyond the range is undefined in ONNX (XLA saturates, onnxruntime wraps): not here."""
+    x, to = test_qint_ops.CAST_CASES[case]
+    pjrt_harness.check(launcher, single_op("Cast", [("x", x, False)], to=to), {"x": x}, tmp_path)
+
+
+@pytest.mark.parametrize("to", [2, 3])
+def test_cast_float_to_8bit_in_range(launcher, tmp_path, to):
+    x = rand(4, 6, lo=0, hi=255) if to == 2 else rand(4, 6, lo=-128, hi=127)
+    pjrt_harness.check(launcher, single_op("Cast", [("x", x, False)], to=to), {"x": x}, tmp_path)
+
+
+@pytest.mark.parametrize("dtype", ["u8", "i8"])
+@pytest.mark.parametrize("op", ["Add", "Sub", "Mul", "Div", "Max", "Min", "Less", "GreaterOrEqual", "Equal"])
+def test_8bit_elementwise(launcher, tmp_path, dtype, op):
+    feeds = test_qint_ops.binary_inputs(op, test_qint_ops.U8 if dtype == "u8" else test_qint_ops.I8)
+    pjrt_harness.check(launcher, single_op(op, [(n, a, False) for n, a in feeds.items()], opset=14), feeds, tmp_path)
+
+
+@pytest.mark.parametrize("case", sorted(test_qint_ops.MOVEMENT_CASES))
+def test_8bit_movement(launcher, tmp_path, case):
+    op, extra, attrs = test_qint_ops.MOVEMENT_CASES[case]
+    inputs = [("x", test_qint_ops.U8, False)] + extra
+    if op == "Where":
+        inputs = [("c", test_qint_ops.U8 > 128, False)] + inputs
+    feeds = {n: a for n, a, init in inputs if not init}
+    pjrt_harness.check(launcher, single_op(op, inputs, **attrs), feeds, tmp_path)
