@@ -67,3 +67,29 @@ def test_8bit_movement(tmp_path, backend, case):
         inputs = [("c", U8 > 128, False)] + inputs
     feeds = {n: a for n, a, init in inputs if not init}
     BACKENDS[backend](single_op(op, inputs, **attrs), feeds, tmp_path)
+
+
+def dynamic_quantize_model():
+    from onnx import helper
+    node = helper.make_node("DynamicQuantizeLinear", ["x"], ["y", "scale", "zero_point"], name="the_node")
+    graph = helper.make_graph([node], "dql", [helper.make_tensor_value_info("x", 1, [3, 40])],
+                              [helper.make_empty_tensor_value_info(o) for o in ("y", "scale", "zero_point")])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+    m.ir_version = 8
+    return m
+
+
+DYNAMIC_QUANTIZE_INPUTS = {
+    "mixed": RNG.uniform(-3, 7, (3, 40)).astype(np.float32),
+    "positive": RNG.uniform(0.5, 2, (3, 40)).astype(np.float32),
+    "negative": RNG.uniform(-9, -1, (3, 40)).astype(np.float32),
+    "zeros": np.zeros((3, 40), np.float32),
+    "ties": (np.arange(120, dtype=np.float32).reshape(3, 40) - 60) * np.float32(0.5),
+}
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+@pytest.mark.parametrize("case", sorted(DYNAMIC_QUANTIZE_INPUTS))
+def test_dynamic_quantize_linear(tmp_path, backend, case):
+    x = DYNAMIC_QUANTIZE_INPUTS[case]
+    BACKENDS[backend](dynamic_quantize_model(), {"x": x}, tmp_path)

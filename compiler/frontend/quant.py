@@ -7,6 +7,7 @@ import numpy as np
 import onnx
 
 from ..errors import CompileError
+from ..ir.graph import Value
 
 # ONNX element type -> numpy integer type, for output_dtype (opset 21+).
 _OUTPUT_DTYPES = {onnx.TensorProto.INT8: np.int8, onnx.TensorProto.UINT8: np.uint8,
@@ -41,4 +42,36 @@ def _dequantize(im, name: str, ins: list, outs: list[str], attrs: dict) -> None:
                                                   "block_size": attrs.get("block_size", 0)})
 
 
-MAPPERS = {"QuantizeLinear": _quantize, "DequantizeLinear": _dequantize}
+def _dynamic_quantize(im, name: str, ins: list, outs: list[str], attrs: dict) -> None:
+    """uint8 levels of x over its range widened to hold 0, as onnxruntime computes them in f32
+    (ir/ops_qint.py): scale (max - min) / 255, or 1 when the range is empty; zero point
+    round(clamp(-min / scale, 0, 255)); y = clamp(round(x / scale) + zero point, 0, 255)."""
+    count = iter(range(1, 100))
+
+    def step(op: str, *inputs: Value, out: str = "", **kw) -> Value:
+        return im.emit(op, name, list(inputs), [out or f"{outs[0]}.{op.lower()}{next(count)}"], kw)[0]
+
+    def const(v: float) -> Value:
+        return Value(f"{outs[0]}.c{next(count)}", const=np.float32(v))
+
+    def levels(v: Value, out: str = "") -> Value:
+        return step("Cast", step("Min", step("Max", v, const(0)), const(255)), out=out, to="u8")
+
+    x = ins[0]
+    lo = step("Min", step("ReduceMin", x, keepdims=0), const(0))
+    spread = step("Sub", step("Max", step("ReduceMax", x, keepdims=0), const(0)), lo)
+    scale = step("Where", step("Equal", spread, const(0)), const(1), step("Div", spread, const(255), exact=1),
+                 out=outs[1])
+    zero = step("Round", step("Min", step("Max", step("Neg", step("Div", lo, scale, exact=1)), const(0)), const(255)))
+    levels(zero, outs[2])
+    levels(step("Add", step("Round", step("Div", x, scale, exact=1)), zero), outs[0])
+
+
+def _same(op: str):
+    def mapper(im, name: str, ins: list, outs: list[str], attrs: dict) -> None:
+        im.emit(op, name, ins, outs, attrs)
+    return mapper
+
+
+MAPPERS = {"QuantizeLinear": _quantize, "DequantizeLinear": _dequantize, "DynamicQuantizeLinear": _dynamic_quantize,
+           "MatMulInteger": _same("MatMulInteger"), "QLinearMatMul": _same("QLinearMatMul")}

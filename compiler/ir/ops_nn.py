@@ -107,6 +107,8 @@ def _conv_flops(node: Node) -> int:
 
 
 def _pool(node: Node) -> list[TensorType]:
+    if node.inputs[0].type.dtype != "f32":
+        raise fail(node, f"expects f32 input, got {node.inputs[0].type.dtype}")
     x = node.inputs[0].type.shape
     c = x[-1] if channels_last(node) else x[1]
     return [TensorType("f32", _with_spatial(node, x, c, window(node).out))]

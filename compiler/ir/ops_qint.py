@@ -1,0 +1,111 @@
+"""Integer quantized ops on real uint8/int8 tensors: MatMulInteger ((A - a_zp) @ (B - b_zp) in int32)
+and QLinearMatMul (that product requantized: round(acc * a_scale * b_scale / y_scale) + y_zp,
+saturated). Rewritten into Cast, Sub, Slice and f32 MatMul by passes/decompose_qint.py."""
+from __future__ import annotations
+
+import numpy as np
+
+from .graph import Node, TensorType, Value
+from .ops_nn import _matmul_shapes
+from .registry import fail, op
+
+EIGHT_BITS = ("u8", "i8")
+LEVELS = {"u8": (0, 255), "i8": (-128, 127)}
+
+
+def zero_point(node: Node, i: int, of: Value, row: bool) -> Value | None:
+    """Zero point input i of the 8-bit operand `of`, checked: same dtype, and one per tensor, per
+    row of A ([M] or [..., M, 1]) or per column of B ([N] or [..., 1, N])."""
+    zp = node.inputs[i] if len(node.inputs) > i else None
+    if zp is None:
+        return None
+    if zp.type.dtype != of.type.dtype:
+        raise fail(node, f"zero point {zp.name} is {zp.type.dtype}, its operand {of.name} is {of.type.dtype}")
+    fits = zp.type.numel == 1 or zp.type.shape == (of.type.shape[-2 if row else -1],)
+    try:
+        fits = fits or np.broadcast_shapes(zp.type.shape, of.type.shape) == of.type.shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise fail(node, f"zero point {zp.name} of shape {list(zp.type.shape)} does not fit "
+                         f"{of.name} of shape {list(of.type.shape)}")
+    return zp
+
+
+def zero_point_shape(shape: tuple[int, ...], row: bool) -> tuple[int, ...]:
+    """A zero point's shape against its operand: a per-row [M] of A stands as [M, 1]."""
+    if int(np.prod(shape)) == 1:
+        return ()
+    return tuple(shape) + (1,) if row and len(shape) == 1 else tuple(shape)
+
+
+def _operands(node: Node, a: int, b: int) -> tuple[Value, Value]:
+    x, y = node.inputs[a], node.inputs[b]
+    for v in (x, y):
+        if v.type.dtype not in EIGHT_BITS:
+            raise fail(node, f"input {v.name} is {v.type.dtype}; supported: uint8, int8")
+    return x, y
+
+
+def _infer_matmul_integer(node: Node) -> list[TensorType]:
+    a, b = _operands(node, 0, 1)
+    zero_point(node, 2, a, row=True)
+    zero_point(node, 3, b, row=False)
+    return [TensorType("i32", _matmul_shapes(node, a.type.shape, b.type.shape))]
+
+
+def _centered(x: np.ndarray, zp: np.ndarray | None, row: bool) -> np.ndarray:
+    x = x.astype(np.int64)
+    return x if zp is None else x - zp.astype(np.int64).reshape(zero_point_shape(zp.shape, row))
+
+
+def integer_product(a: np.ndarray, b: np.ndarray, a_zp: np.ndarray | None, b_zp: np.ndarray | None) -> np.ndarray:
+    return np.matmul(_centered(a, a_zp, row=True), _centered(b, b_zp, row=False)).astype(np.int32)
+
+
+def _matmul_integer(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    a, b, a_zp, b_zp = xs + [None] * (4 - len(xs))
+    return [integer_product(a, b, a_zp, b_zp)]
+
+
+def _scale(node: Node, i: int, per: int) -> None:
+    s = node.inputs[i]
+    if s.type.dtype != "f32":
+        raise fail(node, f"scale {s.name} is {s.type.dtype}; supported: float32")
+    if s.type.numel != 1 and s.type.shape not in ((per,), (1, per)):
+        raise fail(node, f"scale {s.name} of shape {list(s.type.shape)} is neither per tensor nor per column")
+
+
+def _infer_qlinear_matmul(node: Node) -> list[TensorType]:
+    a, b = _operands(node, 0, 3)
+    zero_point(node, 2, a, row=True)
+    zero_point(node, 5, b, row=False)
+    y_zp = node.inputs[7]
+    n = b.type.shape[-1]
+    for i, per in ((1, 1), (4, n), (6, 1)):
+        _scale(node, i, per)
+    if y_zp.type.dtype not in EIGHT_BITS or y_zp.type.numel != 1:
+        raise fail(node, f"output zero point {y_zp.name} must be one uint8 or int8 value")
+    return [TensorType(y_zp.type.dtype, _matmul_shapes(node, a.type.shape, b.type.shape))]
+
+
+def requantize(acc: np.ndarray, multiplier: np.ndarray, zp: np.ndarray, dtype: str) -> np.ndarray:
+    """round(acc * multiplier) + zp saturated to the 8-bit type, all in f32 as onnxruntime."""
+    lo, hi = LEVELS[dtype]
+    y = np.round(acc.astype(np.float32) * multiplier) + zp.astype(np.float32)
+    return np.clip(y, lo, hi).astype(np.uint8 if dtype == "u8" else np.int8)
+
+
+def _qlinear_matmul(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    a, a_s, a_zp, b, b_s, b_zp, y_s, y_zp = xs
+    multiplier = a_s.astype(np.float32) * b_s.astype(np.float32).reshape(-1) / y_s.astype(np.float32)
+    return [requantize(integer_product(a, b, a_zp, b_zp), multiplier, y_zp, node.outputs[0].type.dtype)]
+
+
+def _flops(node: Node) -> int:
+    a = node.inputs[0].type
+    return 2 * node.outputs[0].type.numel * a.shape[-1]
+
+
+op("MatMulInteger", _infer_matmul_integer, _matmul_integer, _flops)
+op("QLinearMatMul", _infer_qlinear_matmul, _qlinear_matmul, _flops)
