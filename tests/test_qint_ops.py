@@ -93,3 +93,64 @@ DYNAMIC_QUANTIZE_INPUTS = {
 def test_dynamic_quantize_linear(tmp_path, backend, case):
     x = DYNAMIC_QUANTIZE_INPUTS[case]
     BACKENDS[backend](dynamic_quantize_model(), {"x": x}, tmp_path)
+
+
+def integer_operand(dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    lo, hi = (0, 256) if dtype == "u8" else (-128, 128)
+    return RNG.integers(lo, hi, shape).astype(np.uint8 if dtype == "u8" else np.int8)
+
+
+# (A dtype and shape, B dtype and shape, zero points: None, "tensor" or "axis" (per column of B; onnxruntime
+#  has no per-row zero point of A),
+#  B a weight); K = 600 takes three exact f32 chunks, K = 258 one.
+MATMUL_INTEGER_CASES = {
+    "u8_u8_tensor": (("u8", (5, 7)), ("u8", (7, 9)), "tensor", False),
+    "u8_i8_weight_axis": (("u8", (6, 600)), ("i8", (600, 11)), "axis", True),
+    "i8_i8_no_zero_points": (("i8", (4, 258)), ("i8", (258, 3)), None, False),
+    "batched_3d": (("u8", (2, 3, 300)), ("u8", (300, 5)), "tensor", True),
+    "extremes_long_k": (("u8", (2, 1000)), ("u8", (1000, 2)), "extreme", False),
+}
+
+
+def matmul_integer_inputs(case: str) -> list:
+    (ad, ash), (bd, bsh), zps, weight = MATMUL_INTEGER_CASES[case]
+    a, b = integer_operand(ad, ash), integer_operand(bd, bsh)
+    inputs = [("a", a, False), ("b", b, weight)]
+    if zps == "extreme":  # every product 255 * 255 and a sum beyond 2^24: the chunks must add in int32
+        a[:], b[:] = 255, 255
+        inputs += [("a_zp", np.uint8(0), True), ("b_zp", np.uint8(0), True)]
+    elif zps == "tensor":
+        inputs += [("a_zp", integer_operand(ad, ()), True), ("b_zp", integer_operand(bd, ()), True)]
+    elif zps == "axis":
+        inputs += [("a_zp", integer_operand(ad, ()), True), ("b_zp", integer_operand(bd, (bsh[-1],)), True)]
+    return inputs
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+@pytest.mark.parametrize("case", sorted(MATMUL_INTEGER_CASES))
+def test_matmul_integer(tmp_path, backend, case):
+    inputs = matmul_integer_inputs(case)
+    BACKENDS[backend](single_op("MatMulInteger", inputs, opset=10), {n: a for n, a, init in inputs if not init}, tmp_path)
+
+
+QLINEAR_MATMUL_CASES = {  # A, B dtypes and shapes, per-column B scale, opset
+    "u8_2d": (("u8", (4, 20)), ("u8", (20, 6)), False, 10),
+    "i8_3d_per_column": (("i8", (2, 3, 300)), ("i8", (300, 5)), True, 21),
+}
+
+
+def qlinear_matmul_inputs(case: str) -> list:
+    (ad, ash), (bd, bsh), per_column, _ = QLINEAR_MATMUL_CASES[case]
+    b_scale = RNG.uniform(0.001, 0.01, bsh[-1] if per_column else ()).astype(np.float32)
+    return [("a", integer_operand(ad, ash), False), ("a_scale", np.float32(0.02), True),
+            ("a_zp", integer_operand(ad, ()), True), ("b", integer_operand(bd, bsh), True),
+            ("b_scale", b_scale, True), ("b_zp", integer_operand(bd, ()), True),
+            ("y_scale", np.float32(0.05 if ash[-1] < 100 else 0.3), True), ("y_zp", integer_operand(ad, ()), True)]
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+@pytest.mark.parametrize("case", sorted(QLINEAR_MATMUL_CASES))
+def test_qlinear_matmul(tmp_path, backend, case):
+    inputs = qlinear_matmul_inputs(case)
+    model = single_op("QLinearMatMul", inputs, opset=QLINEAR_MATMUL_CASES[case][3])
+    BACKENDS[backend](model, {"a": inputs[0][1]}, tmp_path)
