@@ -154,3 +154,19 @@ def test_qlinear_matmul(tmp_path, backend, case):
     inputs = qlinear_matmul_inputs(case)
     model = single_op("QLinearMatMul", inputs, opset=QLINEAR_MATMUL_CASES[case][3])
     BACKENDS[backend](model, {"a": inputs[0][1]}, tmp_path)
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_quantize_with_computed_scale(tmp_path, backend):
+    """DynamicQuantizeLinear's scale and zero point fed to QuantizeLinear (a real uint8 output) and
+    to DequantizeLinear (as DynamicQuantizeLinear's function expansion does)."""
+    from onnx import helper
+    nodes = [helper.make_node("DynamicQuantizeLinear", ["x"], ["q", "s", "z"]),
+             helper.make_node("QuantizeLinear", ["x2", "s", "z"], ["q2"]),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["back"])]
+    graph = helper.make_graph(nodes, "computed", [helper.make_tensor_value_info(n, 1, [3, 40]) for n in ("x", "x2")],
+                              [helper.make_empty_tensor_value_info(o) for o in ("q2", "back")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    feeds = {"x": DYNAMIC_QUANTIZE_INPUTS["mixed"], "x2": RNG.uniform(-5, 9, (3, 40)).astype(np.float32)}
+    BACKENDS[backend](model, feeds, tmp_path)

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..errors import CompileError
 from ..ir.graph import Graph, Node, Patch, Value
-from ..ir.ops_quant import quant_params
+from ..ir.ops_quant import computed, quant_params
 
 
 def _step(graph: Graph, nodes: list[Node], node: Node, op: str, inputs: list[Value], **attrs) -> Value:
@@ -26,9 +26,33 @@ def _check_qdq(graph: Graph, node: Node) -> None:
                            f"DequantizeLinear (QDQ models)")
 
 
+def _scalar_f32(graph: Graph, nodes: list[Node], node: Node, v: Value) -> Value:
+    return _step(graph, nodes, node, "Reshape", [_step(graph, nodes, node, "Cast", [v], to="f32")], shape=())
+
+
+def _computed(graph: Graph, node: Node) -> Patch:
+    """The same f32 steps with a run-time scale and zero point, to and from real 8-bit tensors."""
+    x, nodes, y = node.inputs[0], [], node.outputs[0]
+    s = _scalar_f32(graph, nodes, node, node.inputs[1])
+    zp = node.inputs[2] if len(node.inputs) > 2 else None
+    z = _scalar_f32(graph, nodes, node, zp) if zp is not None else graph.const("zero_point", np.float32(0))
+    if node.op == "DequantizeLinear":
+        diff = _step(graph, nodes, node, "Sub", [_step(graph, nodes, node, "Cast", [x], to="f32"), z], exact=1)
+        nodes.append(Node("Mul", node.name, [diff, s], [y], {"exact": 1}))
+        return Patch(nodes)
+    q = _step(graph, nodes, node, "Add", [_step(graph, nodes, node, "Round", [
+        _step(graph, nodes, node, "Div", [x, s], exact=1)]), z])
+    q = _step(graph, nodes, node, "Max", [q, graph.const("lo", np.float32(node.attrs["lo"]))])
+    q = _step(graph, nodes, node, "Min", [q, graph.const("hi", np.float32(node.attrs["hi"]))])
+    nodes.append(Node("Cast", node.name, [q], [y], {"to": y.type.dtype}))
+    return Patch(nodes)
+
+
 def quant(graph: Graph, node: Node) -> Patch | None:
     if node.op not in ("QuantizeLinear", "DequantizeLinear"):
         return None
+    if computed(node):
+        return _computed(graph, node)
     scale, zp = quant_params(node)
     x, nodes = node.inputs[0], []
     s, z = graph.const("scale", scale), graph.const("zero_point", zp)
@@ -41,9 +65,9 @@ def quant(graph: Graph, node: Node) -> Patch | None:
     elif x.type.dtype == "f32":
         r = _step(graph, nodes, node, "Mul", [_step(graph, nodes, node, "Sub", [x, z], exact=1), s], exact=1)
     else:
+        z = graph.const("zero_point", zp.astype(np.int64 if x.type.dtype == "i64" else np.int32))
         if x.type.dtype in ("i8", "u8"):
             x = _step(graph, nodes, node, "Cast", [x], to="i32")
-        z = graph.const("zero_point", zp.astype(np.int64 if x.type.dtype == "i64" else np.int32))
         diff = _step(graph, nodes, node, "Cast", [_step(graph, nodes, node, "Sub", [x, z])], to="f32")
         r = _step(graph, nodes, node, "Mul", [diff, s])
     y = node.outputs[0]
