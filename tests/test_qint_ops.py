@@ -2,7 +2,10 @@
 descriptions, against onnxruntime: integer outputs equal, not close."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import onnx
 import pytest
 
 from gpu_harness import check_gpu
@@ -170,3 +173,36 @@ def test_quantize_with_computed_scale(tmp_path, backend):
     model.ir_version = 8
     feeds = {"x": DYNAMIC_QUANTIZE_INPUTS["mixed"], "x2": RNG.uniform(-5, 9, (3, 40)).astype(np.float32)}
     BACKENDS[backend](model, feeds, tmp_path)
+
+
+def dynamically_quantized(name: str, weight_type: str, workdir) -> onnx.ModelProto:
+    """onnxruntime's quantize_dynamic applied to a generated model, with every DynamicQuantizeLinear
+    and MatMulInteger result also a graph output (the integer parts to compare exactly)."""
+    import onnx_models
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    src, dst = Path(workdir) / f"{name}.onnx", Path(workdir) / f"{name}.quant.onnx"
+    onnx.save(getattr(onnx_models, name)(), src)
+    quantize_dynamic(src, dst, weight_type=getattr(QuantType, weight_type))
+    model = onnx.load(dst)
+    inner = [o for n in model.graph.node if n.op_type in ("DynamicQuantizeLinear", "MatMulInteger") for o in n.output]
+    model.graph.output.extend(onnx.helper.make_empty_tensor_value_info(o) for o in inner)
+    return model
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+@pytest.mark.parametrize("weight_type", ["QUInt8", "QInt8"])
+@pytest.mark.parametrize("name,shape", [("mlp", (1, 1, 28, 28)), ("transformer", (1, 32, 64))])
+def test_dynamically_quantized_model(tmp_path, backend, weight_type, name, shape):
+    """Integer outputs (levels, zero points, int32 products) equal; the f32 rescales within 1e-5."""
+    from gpu_harness import emulate
+    from onnx_models import kiln_run, run_onnxruntime
+    model = dynamically_quantized(name, weight_type, tmp_path)
+    feeds = {model.graph.input[0].name: RNG.standard_normal(shape).astype(np.float32)}
+    want = run_onnxruntime(model, feeds)
+    got = kiln_run(model, feeds, tmp_path) if backend == "cpu" else emulate(model, feeds, tmp_path)[0]
+    assert [g.dtype for g in got] == [w.dtype for w in want]
+    for out, g, w in zip(model.graph.output, got, want):
+        if w.dtype.kind in "iu":
+            np.testing.assert_array_equal(g, w, err_msg=out.name)
+        else:
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6, err_msg=out.name)
