@@ -175,13 +175,13 @@ def test_quantize_with_computed_scale(tmp_path, backend):
     BACKENDS[backend](model, feeds, tmp_path)
 
 
-def dynamically_quantized(name: str, weight_type: str, workdir) -> onnx.ModelProto:
+def dynamically_quantized(name: str, weight_type: str, workdir, **sizes) -> onnx.ModelProto:
     """onnxruntime's quantize_dynamic applied to a generated model, with every DynamicQuantizeLinear
     and MatMulInteger result also a graph output (the integer parts to compare exactly)."""
     import onnx_models
     from onnxruntime.quantization import QuantType, quantize_dynamic
     src, dst = Path(workdir) / f"{name}.onnx", Path(workdir) / f"{name}.quant.onnx"
-    onnx.save(getattr(onnx_models, name)(), src)
+    onnx.save(getattr(onnx_models, name)(**sizes), src)
     quantize_dynamic(src, dst, weight_type=getattr(QuantType, weight_type))
     model = onnx.load(dst)
     inner = [o for n in model.graph.node if n.op_type in ("DynamicQuantizeLinear", "MatMulInteger") for o in n.output]
@@ -191,12 +191,13 @@ def dynamically_quantized(name: str, weight_type: str, workdir) -> onnx.ModelPro
 
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
 @pytest.mark.parametrize("weight_type", ["QUInt8", "QInt8"])
-@pytest.mark.parametrize("name,shape", [("mlp", (1, 1, 28, 28)), ("transformer", (1, 32, 64))])
-def test_dynamically_quantized_model(tmp_path, backend, weight_type, name, shape):
+@pytest.mark.parametrize("name,shape,sizes", [("mlp", (1, 1, 28, 28), {}),
+                                              ("transformer", (1, 16, 32), dict(seq=16, hidden=32, heads=2))])
+def test_dynamically_quantized_model(tmp_path, backend, weight_type, name, shape, sizes):
     """Integer outputs (levels, zero points, int32 products) equal; the f32 rescales within 1e-5."""
     from gpu_harness import emulate
     from onnx_models import kiln_run, run_onnxruntime
-    model = dynamically_quantized(name, weight_type, tmp_path)
+    model = dynamically_quantized(name, weight_type, tmp_path, **sizes)
     feeds = {model.graph.input[0].name: RNG.standard_normal(shape).astype(np.float32)}
     want = run_onnxruntime(model, feeds)
     got = kiln_run(model, feeds, tmp_path) if backend == "cpu" else emulate(model, feeds, tmp_path)[0]
