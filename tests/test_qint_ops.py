@@ -159,8 +159,7 @@ def test_qlinear_matmul(tmp_path, backend, case):
     BACKENDS[backend](model, {"a": inputs[0][1]}, tmp_path)
 
 
-@pytest.mark.parametrize("backend", sorted(BACKENDS))
-def test_quantize_with_computed_scale(tmp_path, backend):
+def computed_scale_model() -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     """DynamicQuantizeLinear's scale and zero point fed to QuantizeLinear (a real uint8 output) and
     to DequantizeLinear (as DynamicQuantizeLinear's function expansion does)."""
     from onnx import helper
@@ -171,8 +170,12 @@ def test_quantize_with_computed_scale(tmp_path, backend):
                               [helper.make_empty_tensor_value_info(o) for o in ("q2", "back")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
-    feeds = {"x": DYNAMIC_QUANTIZE_INPUTS["mixed"], "x2": RNG.uniform(-5, 9, (3, 40)).astype(np.float32)}
-    BACKENDS[backend](model, feeds, tmp_path)
+    return model, {"x": DYNAMIC_QUANTIZE_INPUTS["mixed"], "x2": RNG.uniform(-5, 9, (3, 40)).astype(np.float32)}
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_quantize_with_computed_scale(tmp_path, backend):
+    BACKENDS[backend](*computed_scale_model(), tmp_path)
 
 
 def dynamically_quantized(name: str, weight_type: str, workdir, **sizes) -> onnx.ModelProto:

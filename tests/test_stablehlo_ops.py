@@ -9,7 +9,7 @@ import pjrt_harness
 import test_compiler_ops
 import test_qint_ops
 import test_quant_ops
-from onnx_models import kiln_run, single_op, with_specials
+from onnx_models import kiln_run, run_onnxruntime, single_op, with_specials
 
 pytestmark = pytest.mark.e2e
 RNG = np.random.default_rng(4321)
@@ -506,3 +506,41 @@ def test_8bit_movement(launcher, tmp_path, case):
         inputs = [("c", test_qint_ops.U8 > 128, False)] + inputs
     feeds = {n: a for n, a, init in inputs if not init}
     pjrt_harness.check(launcher, single_op(op, inputs, **attrs), feeds, tmp_path)
+
+
+@pytest.mark.parametrize("case", sorted(test_qint_ops.DYNAMIC_QUANTIZE_INPUTS))
+def test_dynamic_quantize_linear(launcher, tmp_path, case):
+    x = test_qint_ops.DYNAMIC_QUANTIZE_INPUTS[case]
+    pjrt_harness.check(launcher, test_qint_ops.dynamic_quantize_model(), {"x": x}, tmp_path)
+
+
+def test_quantize_with_computed_scale(launcher, tmp_path):
+    pjrt_harness.check(launcher, *test_qint_ops.computed_scale_model(), tmp_path)
+
+
+@pytest.mark.parametrize("case", sorted(test_qint_ops.MATMUL_INTEGER_CASES))
+def test_matmul_integer(launcher, tmp_path, case):
+    inputs = test_qint_ops.matmul_integer_inputs(case)
+    model = single_op("MatMulInteger", inputs, opset=10)
+    pjrt_harness.check(launcher, model, {n: a for n, a, init in inputs if not init}, tmp_path)
+
+
+@pytest.mark.parametrize("case", sorted(test_qint_ops.QLINEAR_MATMUL_CASES))
+def test_qlinear_matmul(launcher, tmp_path, case):
+    inputs = test_qint_ops.qlinear_matmul_inputs(case)
+    model = single_op("QLinearMatMul", inputs, opset=test_qint_ops.QLINEAR_MATMUL_CASES[case][3])
+    pjrt_harness.check(launcher, model, {"a": inputs[0][1]}, tmp_path)
+
+
+@pytest.mark.parametrize("weight_type", ["QUInt8", "QInt8"])
+def test_dynamically_quantized_mlp(launcher, tmp_path, weight_type):
+    """onnxruntime's quantize_dynamic on the MLP: every integer result equal, the f32 ones within 1e-5."""
+    model = test_qint_ops.dynamically_quantized("mlp", weight_type, tmp_path)
+    feeds = {"input": RNG.standard_normal((1, 1, 28, 28)).astype(np.float32)}
+    got = pjrt_harness.run_model(pjrt_harness.bundle(launcher, model, tmp_path), model, feeds)
+    for out, g, w in zip(model.graph.output, got, run_onnxruntime(model, feeds)):
+        assert g.dtype == w.dtype, out.name
+        if w.dtype.kind in "iu":
+            np.testing.assert_array_equal(g, w, err_msg=out.name)
+        else:
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6, err_msg=out.name)
