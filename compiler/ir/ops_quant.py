@@ -45,7 +45,7 @@ def computed(node: Node) -> bool:
 
 
 # A quantized tensor with a computed scale is a real 8-bit tensor, as no DequantizeLinear need follow.
-COMPUTED_LEVELS = {(0, 255): "u8", (-128, 127): "i8"}
+INTEGER_LEVELS = {(0, 255): "u8", (-128, 127): "i8"}
 
 
 def _computed_type(node: Node) -> TensorType:
@@ -56,9 +56,9 @@ def _computed_type(node: Node) -> TensorType:
     if node.op == "DequantizeLinear":
         return TensorType("f32", x.shape)
     levels = (node.attrs["lo"], node.attrs["hi"])
-    if levels not in COMPUTED_LEVELS:
+    if levels not in INTEGER_LEVELS:
         raise fail(node, "with a computed scale, quantizing to uint8 and int8 is supported, not 16 bits")
-    return TensorType(COMPUTED_LEVELS[levels], x.shape)
+    return TensorType(INTEGER_LEVELS[levels], x.shape)
 
 
 def _infer(node: Node) -> list[TensorType]:

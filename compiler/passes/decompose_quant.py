@@ -1,13 +1,14 @@
 """QuantizeLinear/DequantizeLinear as the f32 arithmetic onnxruntime does: round(x / scale) + zero
 point clamped to the type's range; (q - zero point) * scale. Dequantizing constant weights folds
-at build time; a computed quantized tensor must only be dequantized (QDQ): QuantizeLinear gives f32 levels."""
+at build time. Levels between QuantizeLinear and DequantizeLinear stay f32; levels that leave such a pair
+(a graph output, another op's input) become a real uint8/int8 tensor."""
 from __future__ import annotations
 
 import numpy as np
 
 from ..errors import CompileError
-from ..ir.graph import Graph, Node, Patch, Value
-from ..ir.ops_quant import computed, quant_params
+from ..ir.graph import Graph, Node, Patch, TensorType, Value
+from ..ir.ops_quant import INTEGER_LEVELS, computed, quant_params
 
 
 def _step(graph: Graph, nodes: list[Node], node: Node, op: str, inputs: list[Value], **attrs) -> Value:
@@ -16,14 +17,20 @@ def _step(graph: Graph, nodes: list[Node], node: Node, op: str, inputs: list[Val
     return out
 
 
-def _check_qdq(graph: Graph, node: Node) -> None:
+def _integer_levels(graph: Graph, node: Node) -> str | None:
+    """The 8-bit dtype QuantizeLinear's levels take when they leave a QDQ pair (a graph output, or
+    read by another op), else None; 16-bit levels stay between QuantizeLinear and DequantizeLinear."""
     y = node.outputs[0]
     readers = [n for n in graph.consumers().get(y, []) if n.op != "DequantizeLinear"]
-    if y in graph.outputs or readers:
+    if not (y in graph.outputs or readers):
+        return None
+    dtype = INTEGER_LEVELS.get((node.attrs["lo"], node.attrs["hi"]))
+    if dtype is None:
         where = "is a graph output" if y in graph.outputs else f"feeds {readers[0].op} node {readers[0].name}"
-        raise CompileError(f"QuantizeLinear node {node.name}: its quantized output {where}; kiln holds "
-                           f"QuantizeLinear's levels as f32 and compiles them only between QuantizeLinear and "
+        raise CompileError(f"QuantizeLinear node {node.name}: its 16-bit quantized output {where}; kiln has "
+                           f"uint8/int8 tensors and compiles 16-bit levels only between QuantizeLinear and "
                            f"DequantizeLinear (QDQ models)")
+    return dtype
 
 
 def _scalar_f32(graph: Graph, nodes: list[Node], node: Node, v: Value) -> Value:
@@ -56,8 +63,8 @@ def quant(graph: Graph, node: Node) -> Patch | None:
     scale, zp = quant_params(node)
     x, nodes = node.inputs[0], []
     s, z = graph.const("scale", scale), graph.const("zero_point", zp)
+    integer = _integer_levels(graph, node) if node.op == "QuantizeLinear" else None
     if node.op == "QuantizeLinear":
-        _check_qdq(graph, node)
         q = _step(graph, nodes, node, "Add", [_step(graph, nodes, node, "Round", [
             _step(graph, nodes, node, "Div", [x, s], exact=1)]), z])
         q = _step(graph, nodes, node, "Max", [q, graph.const("lo", np.float32(node.attrs["lo"]))])
@@ -71,5 +78,11 @@ def quant(graph: Graph, node: Node) -> Patch | None:
         diff = _step(graph, nodes, node, "Cast", [_step(graph, nodes, node, "Sub", [x, z])], to="f32")
         r = _step(graph, nodes, node, "Mul", [diff, s])
     y = node.outputs[0]
-    nodes.append(Node("Reshape", node.name, [r], [y], {"shape": y.type.shape}))
+    if integer:
+        r = _step(graph, nodes, node, "Reshape", [r], shape=y.type.shape)
+        nodes.append(Node("Cast", node.name, [r], [y], {"to": integer}))
+        # typed now, not at the next inference: a DequantizeLinear reading y is rewritten in this same pass
+        y.type = TensorType(integer, y.type.shape)
+    else:
+        nodes.append(Node("Reshape", node.name, [r], [y], {"shape": y.type.shape}))
     return Patch(nodes)
