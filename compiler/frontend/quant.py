@@ -74,4 +74,4 @@ def _same(op: str):
 
 
 MAPPERS = {"QuantizeLinear": _quantize, "DequantizeLinear": _dequantize, "DynamicQuantizeLinear": _dynamic_quantize,
-           "MatMulInteger": _same("MatMulInteger"), "QLinearMatMul": _same("QLinearMatMul")}
+           **{op: _same(op) for op in ("MatMulInteger", "QLinearMatMul", "ConvInteger", "QLinearConv")}}

@@ -1,12 +1,13 @@
 """Integer quantized ops on real uint8/int8 tensors: MatMulInteger ((A - a_zp) @ (B - b_zp) in int32)
 and QLinearMatMul (that product requantized: round(acc * a_scale * b_scale / y_scale) + y_zp,
-saturated). Rewritten into Cast, Sub, Slice and f32 MatMul by passes/decompose_qint.py."""
+saturated); ConvInteger and QLinearConv alike for 2-D convolutions (group 1). Rewritten into Cast,
+Sub, Pad, Slice and f32 MatMul by passes/decompose_qint.py."""
 from __future__ import annotations
 
 import numpy as np
 
 from .graph import Node, TensorType, Value
-from .ops_nn import _matmul_shapes
+from .ops_nn import _matmul_shapes, window
 from .registry import fail, op
 
 EIGHT_BITS = ("u8", "i8")
@@ -102,6 +103,57 @@ def _qlinear_matmul(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     return [requantize(integer_product(a, b, a_zp, b_zp), multiplier, y_zp, node.outputs[0].type.dtype)]
 
 
+def conv_geometry(node: Node, x: Value, w: Value) -> Node:
+    """The plain Conv with node's attributes whose window (ops_nn.window) ConvInteger/QLinearConv take."""
+    if x.type.rank != 4 or w.type.rank != 4 or x.type.shape[1] != w.type.shape[1]:
+        raise fail(node, f"2-D convolutions of 8-bit [N, C, H, W] by [M, C, kH, kW] are supported, got "
+                         f"{list(x.type.shape)} by {list(w.type.shape)}")
+    if node.attr("group", 1) != 1:
+        raise fail(node, f"group={node.attr('group')} is not supported (group=1 is)")
+    return Node("Conv", node.name, [x, w], node.outputs, {k: v for k, v in node.attrs.items() if k != "kernel_shape"})
+
+
+def _conv_shape(node: Node, x: Value, w: Value) -> tuple[int, ...]:
+    return (x.type.shape[0], w.type.shape[0], *window(conv_geometry(node, x, w)).out)
+
+
+def _infer_conv_integer(node: Node) -> list[TensorType]:
+    x, w = _operands(node, 0, 1)
+    x_zp = zero_point(node, 2, x, row=False)
+    if x_zp is not None and x_zp.type.numel != 1:
+        raise fail(node, "the input's zero point must be one value (per tensor)")
+    _weight_zero_point(node, 3, w)
+    return [TensorType("i32", _conv_shape(node, x, w))]
+
+
+def _weight_zero_point(node: Node, i: int, w: Value) -> None:
+    zp = node.inputs[i] if len(node.inputs) > i else None
+    if zp is not None and (zp.type.dtype != w.type.dtype or zp.type.numel not in (1, w.type.shape[0])):
+        raise fail(node, f"weight zero point {zp.name} must be {w.type.dtype}, one value or one per output channel")
+
+
+def _infer_qlinear_conv(node: Node) -> list[TensorType]:
+    x, w = _operands(node, 0, 3)
+    m = w.type.shape[0]
+    for i, per in ((1, 1), (4, m), (6, 1)):
+        _scale(node, i, per)
+    if node.inputs[2].type.numel != 1 or node.inputs[2].type.dtype != x.type.dtype:
+        raise fail(node, f"the input's zero point must be one {x.type.dtype} value (per tensor)")
+    _weight_zero_point(node, 5, w)
+    y_zp = node.inputs[7]
+    if y_zp.type.dtype not in EIGHT_BITS or y_zp.type.numel != 1:
+        raise fail(node, f"output zero point {y_zp.name} must be one uint8 or int8 value")
+    bias = node.inputs[8] if len(node.inputs) > 8 else None
+    if bias is not None and (bias.type.dtype != "i32" or bias.type.shape != (m,)):
+        raise fail(node, f"bias {bias.name} must be int32 of shape [{m}]")
+    return [TensorType(y_zp.type.dtype, _conv_shape(node, x, w))]
+
+
+def _conv_flops(node: Node) -> int:
+    w = node.inputs[1 if node.op == "ConvInteger" else 3].type.shape
+    return 2 * node.outputs[0].type.numel * int(np.prod(w[1:]))
+
+
 def _flops(node: Node) -> int:
     a = node.inputs[0].type
     return 2 * node.outputs[0].type.numel * a.shape[-1]
@@ -109,3 +161,5 @@ def _flops(node: Node) -> int:
 
 op("MatMulInteger", _infer_matmul_integer, _matmul_integer, _flops)
 op("QLinearMatMul", _infer_qlinear_matmul, _qlinear_matmul, _flops)
+op("ConvInteger", _infer_conv_integer, flops=_conv_flops)
+op("QLinearConv", _infer_qlinear_conv, flops=_conv_flops)
