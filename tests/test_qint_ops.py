@@ -210,3 +210,36 @@ def test_dynamically_quantized_model(tmp_path, backend, weight_type, name, shape
             np.testing.assert_array_equal(g, w, err_msg=out.name)
         else:
             np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6, err_msg=out.name)
+
+
+CONV_INTEGER_CASES = {  # x dtype and shape, w dtype and shape, attrs, per-channel weight scale (QLinearConv)
+    "u8_pads": (("u8", (1, 3, 9, 9)), ("u8", (5, 3, 3, 3)), dict(pads=[1, 1, 1, 1]), False),
+    "u8_i8_strided_per_channel": (("u8", (2, 4, 11, 10)), ("i8", (6, 4, 3, 2)), dict(strides=[2, 1]), True),
+    "dilated_uneven_pads": (("u8", (1, 2, 8, 9)), ("u8", (3, 2, 3, 3)), dict(dilations=[2, 1], pads=[2, 0, 1, 2]),
+                            False),
+    "same_upper": (("u8", (1, 2, 8, 9)), ("u8", (3, 2, 4, 4)), dict(auto_pad="SAME_UPPER", strides=[2, 2]), False),
+    "wide_1x1": (("u8", (1, 300, 4, 5)), ("u8", (7, 300, 1, 1)), {}, False),
+}
+
+
+def conv_integer_inputs(case: str, qlinear: bool) -> list:
+    (xd, xsh), (wd, wsh), _, per_channel = CONV_INTEGER_CASES[case]
+    x, w = integer_operand(xd, xsh), integer_operand(wd, wsh)
+    w_zp = integer_operand(wd, ())  # onnxruntime has no per-channel weight zero point
+    if not qlinear:
+        return [("x", x, False), ("w", w, True), ("x_zp", integer_operand(xd, ()), True), ("w_zp", w_zp, True)]
+    w_scale = RNG.uniform(0.002, 0.01, wsh[0] if per_channel else ()).astype(np.float32)
+    bias = RNG.integers(-5000, 5000, wsh[0]).astype(np.int32)
+    return [("x", x, False), ("x_scale", np.float32(0.02), True), ("x_zp", integer_operand(xd, ()), True),
+            ("w", w, True), ("w_scale", w_scale, True), ("w_zp", w_zp, True),
+            ("y_scale", np.float32(0.05 * np.sqrt(np.prod(wsh[1:]))), True), ("y_zp", integer_operand(xd, ()), True),
+            ("bias", bias, True)]
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+@pytest.mark.parametrize("qlinear", [False, True])
+@pytest.mark.parametrize("case", sorted(CONV_INTEGER_CASES))
+def test_conv_integer(tmp_path, backend, case, qlinear):
+    inputs = conv_integer_inputs(case, qlinear)
+    model = single_op("QLinearConv" if qlinear else "ConvInteger", inputs, opset=10, **CONV_INTEGER_CASES[case][2])
+    BACKENDS[backend](model, {"x": inputs[0][1]}, tmp_path)
