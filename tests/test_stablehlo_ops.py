@@ -544,3 +544,12 @@ def test_dynamically_quantized_mlp(launcher, tmp_path, weight_type):
             np.testing.assert_array_equal(g, w, err_msg=out.name)
         else:
             np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6, err_msg=out.name)
+
+
+@pytest.mark.parametrize("qlinear", [False, True])
+@pytest.mark.parametrize("case", sorted(test_qint_ops.CONV_INTEGER_CASES))
+def test_conv_integer(launcher, tmp_path, case, qlinear):
+    inputs = test_qint_ops.conv_integer_inputs(case, qlinear)
+    model = single_op("QLinearConv" if qlinear else "ConvInteger", inputs, opset=10,
+                      **test_qint_ops.CONV_INTEGER_CASES[case][2])
+    pjrt_harness.check(launcher, model, {"x": inputs[0][1]}, tmp_path)
