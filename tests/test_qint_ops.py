@@ -133,7 +133,8 @@ def matmul_integer_inputs(case: str) -> list:
 @pytest.mark.parametrize("case", sorted(MATMUL_INTEGER_CASES))
 def test_matmul_integer(tmp_path, backend, case):
     inputs = matmul_integer_inputs(case)
-    BACKENDS[backend](single_op("MatMulInteger", inputs, opset=10), {n: a for n, a, init in inputs if not init}, tmp_path)
+    feeds = {n: a for n, a, init in inputs if not init}
+    BACKENDS[backend](single_op("MatMulInteger", inputs, opset=10), feeds, tmp_path)
 
 
 QLINEAR_MATMUL_CASES = {  # A, B dtypes and shapes, per-column B scale, opset

@@ -1,7 +1,9 @@
 """QuantizeLinear and DequantizeLinear (per tensor, per axis, blocked). A quantized tensor is held
 as f32 levels: every int8/uint8/int16/uint16 level is an exact f32, and onnxruntime's arithmetic
 on it (x / scale rounded half to even, plus the zero point, saturated; (q - zero point) * scale)
-is f32 too. With a scale or zero point computed at run time, the levels are a uint8/int8 tensor. Rewritten into elementwise ops by passes/decompose_quant.py."""
+is f32 too. With a scale or zero point computed at run time, the levels are a uint8/int8 tensor.
+Rewritten into elementwise ops by passes/decompose_quant.py, which also makes levels that leave a
+QuantizeLinear/DequantizeLinear pair a uint8/int8 tensor."""
 from __future__ import annotations
 
 import numpy as np
@@ -44,7 +46,7 @@ def computed(node: Node) -> bool:
     return any(v is not None and v.const is None for v in node.inputs[1:3])
 
 
-# A quantized tensor with a computed scale is a real 8-bit tensor, as no DequantizeLinear need follow.
+# Level ranges held as a real 8-bit tensor (a computed scale, or levels leaving a QDQ pair).
 INTEGER_LEVELS = {(0, 255): "u8", (-128, 127): "i8"}
 
 
