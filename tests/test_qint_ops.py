@@ -244,3 +244,14 @@ def test_conv_integer(tmp_path, backend, case, qlinear):
     inputs = conv_integer_inputs(case, qlinear)
     model = single_op("QLinearConv" if qlinear else "ConvInteger", inputs, opset=10, **CONV_INTEGER_CASES[case][2])
     BACKENDS[backend](model, {"x": inputs[0][1]}, tmp_path)
+
+
+def test_per_row_zero_point_is_refused(tmp_path):
+    from kiln.compiler.errors import CompileError
+    from onnx_models import kiln_jit
+    a, b = integer_operand("u8", (4, 7)), integer_operand("u8", (7, 5))
+    model = single_op("MatMulInteger", [("a", a, False), ("b", b, True), ("a_zp", integer_operand("u8", (4,)), True)],
+                      opset=10)
+    with pytest.raises(CompileError, match=r"^MatMulInteger node the_node: zero point a_zp of shape \[4\] is not "
+                                           r"supported for a of shape \[4, 7\]: one value \(per tensor\) is$"):
+        kiln_jit(model, tmp_path)

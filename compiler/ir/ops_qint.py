@@ -14,30 +14,30 @@ EIGHT_BITS = ("u8", "i8")
 LEVELS = {"u8": (0, 255), "i8": (-128, 127)}
 
 
-def zero_point(node: Node, i: int, of: Value, row: bool) -> Value | None:
-    """Zero point input i of the 8-bit operand `of`, checked: same dtype, and one per tensor, per
-    row of A ([M] or [..., M, 1]) or per column of B ([N] or [..., 1, N])."""
+def zero_point(node: Node, i: int, of: Value, per_column: bool) -> Value | None:
+    """Zero point input i of the 8-bit operand `of`, checked: same dtype, and one value, or (for B)
+    one per column ([N], or [..., 1, N] broadcasting against B). A per-row zero point of A is
+    refused: onnxruntime and onnx's reference have none, and numpy broadcasting would misread it."""
     zp = node.inputs[i] if len(node.inputs) > i else None
     if zp is None:
         return None
     if zp.type.dtype != of.type.dtype:
         raise fail(node, f"zero point {zp.name} is {zp.type.dtype}, its operand {of.name} is {of.type.dtype}")
-    fits = zp.type.numel == 1 or zp.type.shape == (of.type.shape[-2 if row else -1],)
     try:
-        fits = fits or np.broadcast_shapes(zp.type.shape, of.type.shape) == of.type.shape
+        fits = zp.type.numel == 1 or (per_column and np.broadcast_shapes(zp.type.shape, of.type.shape) == of.type.shape
+                                      and zp.type.shape[-1:] == of.type.shape[-1:])
     except ValueError:
         fits = False
     if not fits:
-        raise fail(node, f"zero point {zp.name} of shape {list(zp.type.shape)} does not fit "
-                         f"{of.name} of shape {list(of.type.shape)}")
+        what = "one value or one per column" if per_column else "one value (per tensor)"
+        raise fail(node, f"zero point {zp.name} of shape {list(zp.type.shape)} is not supported for "
+                         f"{of.name} of shape {list(of.type.shape)}: {what} is")
     return zp
 
 
-def zero_point_shape(shape: tuple[int, ...], row: bool) -> tuple[int, ...]:
-    """A zero point's shape against its operand: a per-row [M] of A stands as [M, 1]."""
-    if int(np.prod(shape)) == 1:
-        return ()
-    return tuple(shape) + (1,) if row and len(shape) == 1 else tuple(shape)
+def zero_point_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """One value as a scalar, so that it never adds dimensions to its operand."""
+    return () if int(np.prod(shape)) == 1 else tuple(shape)
 
 
 def _operands(node: Node, a: int, b: int) -> tuple[Value, Value]:
@@ -50,18 +50,18 @@ def _operands(node: Node, a: int, b: int) -> tuple[Value, Value]:
 
 def _infer_matmul_integer(node: Node) -> list[TensorType]:
     a, b = _operands(node, 0, 1)
-    zero_point(node, 2, a, row=True)
-    zero_point(node, 3, b, row=False)
+    zero_point(node, 2, a, per_column=False)
+    zero_point(node, 3, b, per_column=True)
     return [TensorType("i32", _matmul_shapes(node, a.type.shape, b.type.shape))]
 
 
-def _centered(x: np.ndarray, zp: np.ndarray | None, row: bool) -> np.ndarray:
+def _centered(x: np.ndarray, zp: np.ndarray | None) -> np.ndarray:
     x = x.astype(np.int64)
-    return x if zp is None else x - zp.astype(np.int64).reshape(zero_point_shape(zp.shape, row))
+    return x if zp is None else x - zp.astype(np.int64).reshape(zero_point_shape(zp.shape))
 
 
 def integer_product(a: np.ndarray, b: np.ndarray, a_zp: np.ndarray | None, b_zp: np.ndarray | None) -> np.ndarray:
-    return np.matmul(_centered(a, a_zp, row=True), _centered(b, b_zp, row=False)).astype(np.int32)
+    return np.matmul(_centered(a, a_zp), _centered(b, b_zp)).astype(np.int32)
 
 
 def _matmul_integer(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
@@ -79,8 +79,8 @@ def _scale(node: Node, i: int, per: int) -> None:
 
 def _infer_qlinear_matmul(node: Node) -> list[TensorType]:
     a, b = _operands(node, 0, 3)
-    zero_point(node, 2, a, row=True)
-    zero_point(node, 5, b, row=False)
+    zero_point(node, 2, a, per_column=False)
+    zero_point(node, 5, b, per_column=True)
     y_zp = node.inputs[7]
     n = b.type.shape[-1]
     for i, per in ((1, 1), (4, n), (6, 1)):
@@ -110,7 +110,7 @@ def conv_geometry(node: Node, x: Value, w: Value) -> Node:
                          f"{list(x.type.shape)} by {list(w.type.shape)}")
     if node.attr("group", 1) != 1:
         raise fail(node, f"group={node.attr('group')} is not supported (group=1 is)")
-    return Node("Conv", node.name, [x, w], node.outputs, {k: v for k, v in node.attrs.items() if k != "kernel_shape"})
+    return Node("Conv", node.name, [x, w], node.outputs, dict(node.attrs))
 
 
 def _conv_shape(node: Node, x: Value, w: Value) -> tuple[int, ...]:
@@ -119,9 +119,7 @@ def _conv_shape(node: Node, x: Value, w: Value) -> tuple[int, ...]:
 
 def _infer_conv_integer(node: Node) -> list[TensorType]:
     x, w = _operands(node, 0, 1)
-    x_zp = zero_point(node, 2, x, row=False)
-    if x_zp is not None and x_zp.type.numel != 1:
-        raise fail(node, "the input's zero point must be one value (per tensor)")
+    zero_point(node, 2, x, per_column=False)
     _weight_zero_point(node, 3, w)
     return [TensorType("i32", _conv_shape(node, x, w))]
 

@@ -19,12 +19,12 @@ from .chain import Chain
 K_CHUNK = (1 << 24) // (255 * 255)  # 258
 
 
-def _centred(c: Chain, x: Value, zp: Value | None, row: bool) -> Value:
+def _centred(c: Chain, x: Value, zp: Value | None) -> Value:
     """x - zp as f32 (exact: 8-bit integers), the zero point shaped to broadcast against x."""
     xf = c.add("Cast", [x], to="f32")
     if zp is None:
         return xf
-    zf = c.add("Reshape", [c.add("Cast", [zp], to="f32")], shape=zero_point_shape(zp.type.shape, row))
+    zf = c.add("Reshape", [c.add("Cast", [zp], to="f32")], shape=zero_point_shape(zp.type.shape))
     return c.add("Sub", [xf, zf])
 
 
@@ -37,7 +37,7 @@ def _k_slice(c: Chain, x: Value, axis: int, start: int, stop: int) -> Value:
 def integer_product(c: Chain, a: Value, b: Value, a_zp: Value | None, b_zp: Value | None,
                     out: Value | None = None) -> Value:
     """(a - a_zp) @ (b - b_zp) as int32."""
-    af, bf = _centred(c, a, a_zp, row=True), _centred(c, b, b_zp, row=False)
+    af, bf = _centred(c, a, a_zp), _centred(c, b, b_zp)
     return _exact_product(c, af, bf, a.type.shape[-1], a.type.rank, b.type.rank, out)
 
 
@@ -62,13 +62,13 @@ def integer_conv(c: Chain, geometry: Node, x: Value, w: Value, x_zp: Value | Non
     kernel tap, [N, OH, OW, C] (a strided slice of x padded with zeros, i.e. with x_zp) by [C, M]."""
     g = c.graph
     win = window(geometry)
-    xf = _centred(c, x, x_zp, row=False)
+    xf = _centred(c, x, x_zp)
     wf = c.add("Cast", [w], to="f32")
     if w_zp is not None:
         wf = c.add("Sub", [wf, c.add("Reshape", [c.add("Cast", [w_zp], to="f32")],
                                      shape=(w_zp.type.numel, 1, 1, 1) if w_zp.type.numel > 1 else ())])
     padded = c.add("Pad", [xf, g.const("pads", np.array([0, 0, *win.pads_begin, 0, 0, *win.pads_end]))])
-    n, cin, kh, kw = x.type.shape[0], x.type.shape[1], *w.type.shape[2:]
+    cin, kh, kw = x.type.shape[1], *w.type.shape[2:]
     taps = []
     for i in range(kh):
         for j in range(kw):
