@@ -1,7 +1,12 @@
-"""QuantizeLinear and DequantizeLinear: the integer type of each quantized tensor (from its zero
-point, or output_dtype, else uint8) becomes the IR op's level range, since kiln holds int8/uint8
-weights as wider integers and quantized activations as f32 levels (exact below 2^24)."""
+"""The quantized ops. QuantizeLinear and DequantizeLinear: the integer type of each quantized tensor
+(from its zero point, or output_dtype, else uint8) becomes the IR op's level range, since kiln holds
+quantized activations between them as f32 levels (exact below 2^24). DynamicQuantizeLinear as f32
+steps; MatMulInteger, QLinearMatMul, ConvInteger and QLinearConv map to IR ops of their own names
+(ir/ops_qint.py) on uint8/int8 tensors."""
 from __future__ import annotations
+
+import itertools
+from typing import Callable
 
 import numpy as np
 import onnx
@@ -43,10 +48,10 @@ def _dequantize(im, name: str, ins: list, outs: list[str], attrs: dict) -> None:
 
 
 def _dynamic_quantize(im, name: str, ins: list, outs: list[str], attrs: dict) -> None:
-    """uint8 levels of x over its range widened to hold 0, as onnxruntime computes them in f32
-    (ir/ops_qint.py): scale (max - min) / 255, or 1 when the range is empty; zero point
+    """uint8 levels of x over its range widened to hold 0, as onnxruntime computes them in f32:
+    scale (max - min) / 255, or 1 when the range is empty; zero point
     round(clamp(-min / scale, 0, 255)); y = clamp(round(x / scale) + zero point, 0, 255)."""
-    count = iter(range(1, 100))
+    count = itertools.count(1)
 
     def step(op: str, *inputs: Value, out: str = "", **kw) -> Value:
         return im.emit(op, name, list(inputs), [out or f"{outs[0]}.{op.lower()}{next(count)}"], kw)[0]
@@ -67,7 +72,7 @@ def _dynamic_quantize(im, name: str, ins: list, outs: list[str], attrs: dict) ->
     levels(step("Add", step("Round", step("Div", x, scale, exact=1)), zero), outs[0])
 
 
-def _same(op: str):
+def _same(op: str) -> Callable:
     def mapper(im, name: str, ins: list, outs: list[str], attrs: dict) -> None:
         im.emit(op, name, ins, outs, attrs)
     return mapper
