@@ -255,3 +255,11 @@ def test_per_row_zero_point_is_refused(tmp_path):
     with pytest.raises(CompileError, match=r"^MatMulInteger node the_node: zero point a_zp of shape \[4\] is not "
                                            r"supported for a of shape \[4, 7\]: one value \(per tensor\) is$"):
         kiln_jit(model, tmp_path)
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+@pytest.mark.parametrize("dtype", ["u8", "i8"])
+def test_max_pool_8bit(tmp_path, backend, dtype):
+    x = integer_operand(dtype, (1, 2, 7, 8))
+    model = single_op("MaxPool", [("x", x, False)], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    BACKENDS[backend](model, {"x": x}, tmp_path)

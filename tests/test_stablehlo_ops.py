@@ -553,3 +553,10 @@ def test_conv_integer(launcher, tmp_path, case, qlinear):
     model = single_op("QLinearConv" if qlinear else "ConvInteger", inputs, opset=10,
                       **test_qint_ops.CONV_INTEGER_CASES[case][2])
     pjrt_harness.check(launcher, model, {"x": inputs[0][1]}, tmp_path)
+
+
+@pytest.mark.parametrize("dtype", ["u8", "i8"])
+def test_max_pool_8bit(launcher, tmp_path, dtype):
+    x = test_qint_ops.integer_operand(dtype, (1, 2, 7, 8))
+    model = single_op("MaxPool", [("x", x, False)], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    pjrt_harness.check(launcher, model, {"x": x}, tmp_path)

@@ -152,4 +152,14 @@ def qlinear_conv(graph: Graph, node: Node) -> Patch | None:
     return Patch(c.nodes)
 
 
-RULES = [matmul_integer, qlinear_matmul, conv_integer, qlinear_conv]
+def max_pool_8bit(graph: Graph, node: Node) -> Patch | None:
+    """MaxPool of uint8/int8 as the f32 pool of the same values (every 8-bit value is an f32)."""
+    if node.op != "MaxPool" or node.inputs[0].type.dtype not in ("u8", "i8"):
+        return None
+    c, y = Chain(graph, node), node.outputs[0]
+    pooled = c.add("MaxPool", [c.add("Cast", [node.inputs[0]], to="f32")], **node.attrs)
+    c.add("Cast", [pooled], y, to=y.type.dtype)
+    return Patch(c.nodes)
+
+
+RULES = [matmul_integer, qlinear_matmul, conv_integer, qlinear_conv, max_pool_8bit]
