@@ -26,7 +26,7 @@ and never the run):
 Each case is `pass`, `fail` (compiled but wrong, or crashed: the one-line reason), `unsupported`
 (kiln's CompileError says an op, dtype or attribute is not supported) or `excluded` (by the rule
 named: string, sequence, optional and training ops, and inputs/outputs other than
-float32/int64/int32/bool tensors). The markdown report (conformance_report.py) is deterministic
+float32/int64/int32/int8/uint8/bool tensors). The markdown report (conformance_report.py) is deterministic
 apart from the kiln commit in its header.
 """
 from __future__ import annotations
@@ -55,7 +55,8 @@ from conformance_pjrt import run_stablehlo  # noqa: E402
 from conformance_report import Result, render  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-TENSOR_DTYPES = {TensorProto.FLOAT, TensorProto.INT64, TensorProto.INT32, TensorProto.BOOL}
+TENSOR_DTYPES = {TensorProto.FLOAT, TensorProto.INT64, TensorProto.INT32, TensorProto.INT8, TensorProto.UINT8,
+                 TensorProto.BOOL}
 SEQUENCE_OPS = {"SequenceAt", "SequenceConstruct", "SequenceEmpty", "SequenceErase", "SequenceInsert",
                 "SequenceLength", "SequenceMap", "SplitToSequence", "ConcatFromSequence"}
 OPTIONAL_OPS = {"Optional", "OptionalHasElement", "OptionalGetElement"}

@@ -14,9 +14,9 @@ from kiln.toolchain.fsio import atomic_write_files
 from .ir.weights import ALIGN, WeightTable
 
 ST_DTYPES = {np.dtype(np.float32): "F32", np.dtype(np.int64): "I64", np.dtype(np.int32): "I32",
-             np.dtype(np.bool_): "BOOL", np.dtype(np.uint8): "U8"}
+             np.dtype(np.bool_): "BOOL", np.dtype(np.uint8): "U8", np.dtype(np.int8): "I8"}
 DTYPE_NAMES = {np.dtype(np.float32): "f32", np.dtype(np.int64): "i64", np.dtype(np.int32): "i32",
-               np.dtype(np.bool_): "bool"}
+               np.dtype(np.int8): "i8", np.dtype(np.uint8): "u8", np.dtype(np.bool_): "bool"}
 
 
 def weight_records(table: WeightTable) -> list[dict]:

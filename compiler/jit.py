@@ -12,6 +12,7 @@ import numpy as np
 from .backend.cpu import x86_64
 from .backend.llvm.modules import Machine, link, optimize_all
 from .driver import Compiled
+from .ir.graph import DTYPES
 
 TASK = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
 PARALLEL_FOR = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
@@ -147,4 +148,4 @@ class JitModel:
 
 
 def _np_dtype(name: str) -> np.dtype:
-    return np.dtype({"f32": np.float32, "i64": np.int64, "i32": np.int32, "bool": np.bool_}[name])
+    return np.dtype(DTYPES[name])

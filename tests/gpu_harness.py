@@ -10,6 +10,7 @@ from kiln.compiler.artifacts import safetensors_bytes
 from kiln.compiler.backend.gpu.emulate import EmulatedDevice
 from kiln.compiler.backend.gpu.codegen import build_kernels
 from kiln.compiler.frontend.onnx import load_onnx
+from kiln.compiler.ir.graph import DTYPES
 from kiln.compiler.passes.pipeline import run_pipeline
 from onnx_models import assert_close, run_onnxruntime, with_specials
 
@@ -23,8 +24,7 @@ def emulate(model: onnx.ModelProto, feeds: dict[str, np.ndarray], workdir, batch
     weights, start = safetensors_bytes(plan.weights)
     device = EmulatedDevice(kernels, plan, weights[start:])
     names = [v.name for v in model.graph.input if v.name in feeds]
-    outs = [(v.type.shape, np.dtype({"f32": np.float32, "i64": np.int64, "i32": np.int32,
-                                      "bool": np.bool_}[v.type.dtype])) for v in graph.outputs]
+    outs = [(v.type.shape, np.dtype(DTYPES[v.type.dtype])) for v in graph.outputs]
     return device.run([feeds[n] for n in names], outs), kernels
 
 

@@ -272,7 +272,7 @@ def assert_close(got: np.ndarray, ref: np.ndarray) -> None:
     """|got - ref| <= 1e-4 * max(1, |ref|) elementwise (f32 arithmetic in another order)."""
     assert got.shape == ref.shape, (got.shape, ref.shape)
     assert got.dtype == ref.dtype, (got.dtype, ref.dtype)
-    if got.dtype.kind in "ib":
+    if got.dtype.kind in "iub":
         np.testing.assert_array_equal(got, ref)
         return
     with np.errstate(invalid="ignore", over="ignore"):

@@ -87,6 +87,36 @@ def test_bool_input_and_output_are_npy_bools(tmp_path):
         assert (r.returncode != 0, r.stderr.endswith(error)) == (bool(error), True), r.stderr
 
 
+def test_uint8_input_and_int8_output_are_npy_bytes(tmp_path):
+    """A uint8 image ('|u1') cast to float and scaled, and an int8 output ('|i1') cast from float and
+    joined to an int8 weight, through the launcher; a float fed for the uint8 input is refused."""
+    img = np.random.default_rng(6).integers(0, 256, (2, 5)).astype(np.uint8)
+    x = np.random.default_rng(7).uniform(-127, 127, (2, 3)).astype(np.float32)
+    b = M.Builder()
+    scaled = b.op("Mul", [b.op("Cast", ["img"], to=onnx.TensorProto.FLOAT), b.const(np.float32(1 / 255))])
+    b.nodes.append(onnx.helper.make_node("Identity", [scaled], ["y"]))
+    q = b.op("Cast", ["x"], to=onnx.TensorProto.INT8)
+    b.nodes.append(onnx.helper.make_node("Concat", [q, b.const(np.int8([[-128, 127]] * 2))], ["z"], axis=1))
+    model = b.model([("img", onnx.TensorProto.UINT8, [2, 5]), ("x", M.F, [2, 3])],
+                    [("y", M.F, None), ("z", onnx.TensorProto.INT8, None)])
+    np.save(tmp_path / "img.npy", img)
+    np.save(tmp_path / "x.npy", x)
+    out = _build(model, tmp_path, "linux-amd64")
+    argv = [str(out / "model"), "--weights", str(out / "weights.safetensors"), "--input",
+            f"img={tmp_path / 'img.npy'}", "--input", f"x={tmp_path / 'x.npy'}"]
+    r = subprocess.run([*argv, "--output", f"y={tmp_path / 'y.npy'}", "--output", f"z={tmp_path / 'z.npy'}"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    want = run_onnxruntime(model, {"img": img, "x": x})
+    assert_close(np.load(tmp_path / "y.npy"), want[0])
+    got = np.load(tmp_path / "z.npy")
+    assert got.dtype == np.int8
+    np.testing.assert_array_equal(got, want[1])
+    np.save(tmp_path / "img.npy", img.astype(np.float32))
+    r = subprocess.run(argv, capture_output=True, text=True)
+    assert r.returncode != 0 and r.stderr.endswith("but input 'img' needs '|u1' (u8)\n"), r.stderr
+
+
 @needs_tool("qemu-x86_64", shutil.which("qemu-x86_64") is not None)
 @pytest.mark.parametrize("cpu,variant", [("Haswell", "x86-64-v3"), ("Nehalem", "x86-64-v2")])
 def test_older_cpu_gets_its_variant_and_portable_sha256(tmp_path, cpu, variant):

@@ -59,10 +59,19 @@ def test_qdq(tmp_path, backend, case):
     BACKENDS[backend](qdq_model(shape, scale, zp, opset, **attrs), {"x": x}, tmp_path)
 
 
-def test_quantized_output_is_refused(tmp_path):
-    m = qdq_model((2, 4), np.float32(0.5), np.uint8(3))
-    m.graph.output.append(helper.make_tensor_value_info("q", onnx.TensorProto.UINT8, None))
-    with pytest.raises(CompileError, match=r"^QuantizeLinear node q: its quantized output is a graph output"):
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+@pytest.mark.parametrize("zp", [np.uint8(3), np.int8(-3)])
+def test_quantized_output_is_an_8bit_tensor(tmp_path, backend, zp):
+    m = qdq_model((2, 4), np.float32(0.5), zp)
+    m.graph.output.append(helper.make_tensor_value_info("q", onnx.TensorProto.UINT8 if zp.dtype == np.uint8
+                                                        else onnx.TensorProto.INT8, None))
+    BACKENDS[backend](m, {"x": ties((2, 4), 0.5)}, tmp_path)
+
+
+def test_16bit_quantized_output_is_refused(tmp_path):
+    m = qdq_model((2, 4), np.float32(0.5), np.int16(3), opset=21)
+    m.graph.output.append(helper.make_tensor_value_info("q", onnx.TensorProto.INT16, None))
+    with pytest.raises(CompileError, match=r"^QuantizeLinear node q: its 16-bit quantized output is a graph output"):
         kiln_jit(m, tmp_path)
 
 

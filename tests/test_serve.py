@@ -253,3 +253,38 @@ def test_max_batch_beyond_the_compiled_batch_is_refused(mnist):
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == (
         "kiln: serve: --max-batch 8 exceeds the batch of 1 that model 'mnist' was compiled with")
+
+
+def test_uint8_input_and_int8_output_as_kserve_datatypes(tmp_path):
+    """A model reading a UINT8 tensor and answering an INT8 one (the KServe v2 datatypes) over JSON."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from kiln.compiler import driver, launcher
+    from onnx_models import run_onnxruntime
+    nodes = [helper.make_node("Cast", ["img"], ["f"], to=TensorProto.FLOAT),
+             helper.make_node("Sub", ["f", "mid"], ["centred"]),
+             helper.make_node("Cast", ["centred"], ["signed"], to=TensorProto.INT8)]
+    graph = helper.make_graph(nodes, "bytes", [helper.make_tensor_value_info("img", TensorProto.UINT8, [2, 3])],
+                              [helper.make_tensor_value_info("signed", TensorProto.INT8, [2, 3])],
+                              [helper.make_tensor("mid", TensorProto.FLOAT, [], [128.0])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "bytes.onnx")
+    driver.compile(tmp_path / "bytes.onnx").write(tmp_path / "out")
+    argv = launcher.link_argv("zig", "linux-amd64", [str(tmp_path / "out" / "model.o")], str(tmp_path / "bytes"))
+    linked = subprocess.run([sys.executable, "-m", "ziglang", *argv[1:]], capture_output=True, text=True)
+    assert linked.returncode == 0, linked.stderr
+    img = np.array([[0, 1, 127], [128, 200, 255]], np.uint8)
+    running = serve_harness.start(tmp_path / "bytes", weights=tmp_path / "out" / "weights.safetensors")
+    try:
+        body = {"inputs": [{"name": "img", "shape": [2, 3], "datatype": "UINT8", "data": img.ravel().tolist()}]}
+        reply = requests.post(f"{running.url}/v2/models/bytes/infer", json=body, timeout=10)
+        assert reply.status_code == 200, reply.text
+        [output] = reply.json()["outputs"]
+        assert output["datatype"] == "INT8" and output["shape"] == [2, 3]
+        np.testing.assert_array_equal(np.array(output["data"], np.int8).reshape(2, 3),
+                                      run_onnxruntime(model, {"img": img})[0])
+    finally:
+        code, stderr = running.stop()
+    assert code == 0, stderr

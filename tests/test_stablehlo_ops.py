@@ -7,8 +7,9 @@ import pytest
 
 import pjrt_harness
 import test_compiler_ops
+import test_qint_ops
 import test_quant_ops
-from onnx_models import kiln_run, single_op, with_specials
+from onnx_models import kiln_run, run_onnxruntime, single_op, with_specials
 
 pytestmark = pytest.mark.e2e
 RNG = np.random.default_rng(4321)
@@ -474,3 +475,88 @@ def test_bit_shift(launcher, tmp_path, dtype, direction):
     model, a, b, want = test_compiler_ops.bit_shift_case(dtype, direction)
     got = pjrt_harness.run_model(pjrt_harness.bundle(launcher, model, tmp_path), model, {"a": a, "b": b})[0]
     np.testing.assert_array_equal(got, want)
+
+
+# -- uint8/int8 tensors and the integer quantized operators (the cases of test_qint_ops) --------
+@pytest.mark.parametrize("case", sorted(c for c in test_qint_ops.CAST_CASES if not c.startswith("f32_to")))
+def test_cast_8bit(launcher, tmp_path, case):
+    """Float -> 8 bits beyond the range is undefined in ONNX (XLA saturates, onnxruntime wraps): not here."""
+    x, to = test_qint_ops.CAST_CASES[case]
+    pjrt_harness.check(launcher, single_op("Cast", [("x", x, False)], to=to), {"x": x}, tmp_path)
+
+
+@pytest.mark.parametrize("to", [2, 3])
+def test_cast_float_to_8bit_in_range(launcher, tmp_path, to):
+    x = rand(4, 6, lo=0, hi=255) if to == 2 else rand(4, 6, lo=-128, hi=127)
+    pjrt_harness.check(launcher, single_op("Cast", [("x", x, False)], to=to), {"x": x}, tmp_path)
+
+
+@pytest.mark.parametrize("dtype", ["u8", "i8"])
+@pytest.mark.parametrize("op", ["Add", "Sub", "Mul", "Div", "Max", "Min", "Less", "GreaterOrEqual", "Equal"])
+def test_8bit_elementwise(launcher, tmp_path, dtype, op):
+    feeds = test_qint_ops.binary_inputs(op, test_qint_ops.U8 if dtype == "u8" else test_qint_ops.I8)
+    pjrt_harness.check(launcher, single_op(op, [(n, a, False) for n, a in feeds.items()], opset=14), feeds, tmp_path)
+
+
+@pytest.mark.parametrize("case", sorted(test_qint_ops.MOVEMENT_CASES))
+def test_8bit_movement(launcher, tmp_path, case):
+    op, extra, attrs = test_qint_ops.MOVEMENT_CASES[case]
+    inputs = [("x", test_qint_ops.U8, False)] + extra
+    if op == "Where":
+        inputs = [("c", test_qint_ops.U8 > 128, False)] + inputs
+    feeds = {n: a for n, a, init in inputs if not init}
+    pjrt_harness.check(launcher, single_op(op, inputs, **attrs), feeds, tmp_path)
+
+
+@pytest.mark.parametrize("case", sorted(test_qint_ops.DYNAMIC_QUANTIZE_INPUTS))
+def test_dynamic_quantize_linear(launcher, tmp_path, case):
+    x = test_qint_ops.DYNAMIC_QUANTIZE_INPUTS[case]
+    pjrt_harness.check(launcher, test_qint_ops.dynamic_quantize_model(), {"x": x}, tmp_path)
+
+
+def test_quantize_with_computed_scale(launcher, tmp_path):
+    pjrt_harness.check(launcher, *test_qint_ops.computed_scale_model(), tmp_path)
+
+
+@pytest.mark.parametrize("case", sorted(test_qint_ops.MATMUL_INTEGER_CASES))
+def test_matmul_integer(launcher, tmp_path, case):
+    inputs = test_qint_ops.matmul_integer_inputs(case)
+    model = single_op("MatMulInteger", inputs, opset=10)
+    pjrt_harness.check(launcher, model, {n: a for n, a, init in inputs if not init}, tmp_path)
+
+
+@pytest.mark.parametrize("case", sorted(test_qint_ops.QLINEAR_MATMUL_CASES))
+def test_qlinear_matmul(launcher, tmp_path, case):
+    inputs = test_qint_ops.qlinear_matmul_inputs(case)
+    model = single_op("QLinearMatMul", inputs, opset=test_qint_ops.QLINEAR_MATMUL_CASES[case][3])
+    pjrt_harness.check(launcher, model, {"a": inputs[0][1]}, tmp_path)
+
+
+@pytest.mark.parametrize("weight_type", ["QUInt8", "QInt8"])
+def test_dynamically_quantized_mlp(launcher, tmp_path, weight_type):
+    """onnxruntime's quantize_dynamic on the MLP: every integer result equal, the f32 ones within 1e-5."""
+    model = test_qint_ops.dynamically_quantized("mlp", weight_type, tmp_path)
+    feeds = {"input": RNG.standard_normal((1, 1, 28, 28)).astype(np.float32)}
+    got = pjrt_harness.run_model(pjrt_harness.bundle(launcher, model, tmp_path), model, feeds)
+    for out, g, w in zip(model.graph.output, got, run_onnxruntime(model, feeds)):
+        assert g.dtype == w.dtype, out.name
+        if w.dtype.kind in "iu":
+            np.testing.assert_array_equal(g, w, err_msg=out.name)
+        else:
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6, err_msg=out.name)
+
+
+@pytest.mark.parametrize("qlinear", [False, True])
+@pytest.mark.parametrize("case", sorted(test_qint_ops.CONV_INTEGER_CASES))
+def test_conv_integer(launcher, tmp_path, case, qlinear):
+    inputs = test_qint_ops.conv_integer_inputs(case, qlinear)
+    model = single_op("QLinearConv" if qlinear else "ConvInteger", inputs, opset=10,
+                      **test_qint_ops.CONV_INTEGER_CASES[case][2])
+    pjrt_harness.check(launcher, model, {"x": inputs[0][1]}, tmp_path)
+
+
+@pytest.mark.parametrize("dtype", ["u8", "i8"])
+def test_max_pool_8bit(launcher, tmp_path, dtype):
+    x = test_qint_ops.integer_operand(dtype, (1, 2, 7, 8))
+    model = single_op("MaxPool", [("x", x, False)], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    pjrt_harness.check(launcher, model, {"x": x}, tmp_path)

@@ -1,12 +1,18 @@
-"""QuantizeLinear and DequantizeLinear: the integer type of each quantized tensor (from its zero
-point, or output_dtype, else uint8) becomes the IR op's level range, since kiln holds int8/uint8
-weights as wider integers and quantized activations as f32 levels (exact below 2^24)."""
+"""The quantized ops. QuantizeLinear and DequantizeLinear: the integer type of each quantized tensor
+(from its zero point, or output_dtype, else uint8) becomes the IR op's level range, since kiln holds
+quantized activations between them as f32 levels (exact below 2^24). DynamicQuantizeLinear as f32
+steps; MatMulInteger, QLinearMatMul, ConvInteger and QLinearConv map to IR ops of their own names
+(ir/ops_qint.py) on uint8/int8 tensors."""
 from __future__ import annotations
+
+import itertools
+from typing import Callable
 
 import numpy as np
 import onnx
 
 from ..errors import CompileError
+from ..ir.graph import Value
 
 # ONNX element type -> numpy integer type, for output_dtype (opset 21+).
 _OUTPUT_DTYPES = {onnx.TensorProto.INT8: np.int8, onnx.TensorProto.UINT8: np.uint8,
@@ -41,4 +47,36 @@ def _dequantize(im, name: str, ins: list, outs: list[str], attrs: dict) -> None:
                                                   "block_size": attrs.get("block_size", 0)})
 
 
-MAPPERS = {"QuantizeLinear": _quantize, "DequantizeLinear": _dequantize}
+def _dynamic_quantize(im, name: str, ins: list, outs: list[str], attrs: dict) -> None:
+    """uint8 levels of x over its range widened to hold 0, as onnxruntime computes them in f32:
+    scale (max - min) / 255, or 1 when the range is empty; zero point
+    round(clamp(-min / scale, 0, 255)); y = clamp(round(x / scale) + zero point, 0, 255)."""
+    count = itertools.count(1)
+
+    def step(op: str, *inputs: Value, out: str = "", **kw) -> Value:
+        return im.emit(op, name, list(inputs), [out or f"{outs[0]}.{op.lower()}{next(count)}"], kw)[0]
+
+    def const(v: float) -> Value:
+        return Value(f"{outs[0]}.c{next(count)}", const=np.float32(v))
+
+    def levels(v: Value, out: str = "") -> Value:
+        return step("Cast", step("Min", step("Max", v, const(0)), const(255)), out=out, to="u8")
+
+    x = ins[0]
+    lo = step("Min", step("ReduceMin", x, keepdims=0), const(0))
+    spread = step("Sub", step("Max", step("ReduceMax", x, keepdims=0), const(0)), lo)
+    scale = step("Where", step("Equal", spread, const(0)), const(1), step("Div", spread, const(255), exact=1),
+                 out=outs[1])
+    zero = step("Round", step("Min", step("Max", step("Neg", step("Div", lo, scale, exact=1)), const(0)), const(255)))
+    levels(zero, outs[2])
+    levels(step("Add", step("Round", step("Div", x, scale, exact=1)), zero), outs[0])
+
+
+def _same(op: str) -> Callable:
+    def mapper(im, name: str, ins: list, outs: list[str], attrs: dict) -> None:
+        im.emit(op, name, ins, outs, attrs)
+    return mapper
+
+
+MAPPERS = {"QuantizeLinear": _quantize, "DequantizeLinear": _dequantize, "DynamicQuantizeLinear": _dynamic_quantize,
+           **{op: _same(op) for op in ("MatMulInteger", "QLinearMatMul", "ConvInteger", "QLinearConv")}}

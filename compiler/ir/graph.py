@@ -6,7 +6,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-DTYPES = {"f32": np.float32, "i64": np.int64, "i32": np.int32, "bool": np.bool_}
+DTYPES = {"f32": np.float32, "i64": np.int64, "i32": np.int32, "i8": np.int8, "u8": np.uint8, "bool": np.bool_}
 NP_TO_DTYPE = {np.dtype(v): k for k, v in DTYPES.items()}
 
 

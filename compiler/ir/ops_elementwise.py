@@ -156,7 +156,7 @@ BITWISE = {"BitwiseAnd": np.bitwise_and, "BitwiseOr": np.bitwise_or, "BitwiseXor
 
 
 def _infer_bitwise(node: Node) -> list[TensorType]:
-    if node.inputs[0].type.dtype not in ("i64", "i32"):
+    if node.inputs[0].type.dtype not in ("i64", "i32", "i8", "u8"):
         raise fail(node, f"expects integer inputs, got {node.inputs[0].type.dtype}")
     return _infer_binary(node) if len(node.inputs) == 2 else [node.inputs[0].type]
 

@@ -107,9 +107,12 @@ def _conv_flops(node: Node) -> int:
 
 
 def _pool(node: Node) -> list[TensorType]:
+    dtype = node.inputs[0].type.dtype
+    if dtype != "f32" and not (node.op == "MaxPool" and dtype in ("u8", "i8")):
+        raise fail(node, f"expects f32 input, got {dtype}")
     x = node.inputs[0].type.shape
     c = x[-1] if channels_last(node) else x[1]
-    return [TensorType("f32", _with_spatial(node, x, c, window(node).out))]
+    return [TensorType(dtype, _with_spatial(node, x, c, window(node).out))]
 
 
 def _matmul_shapes(node: Node, a: tuple, b: tuple) -> tuple[int, ...]:

@@ -1,7 +1,9 @@
 """QuantizeLinear and DequantizeLinear (per tensor, per axis, blocked). A quantized tensor is held
 as f32 levels: every int8/uint8/int16/uint16 level is an exact f32, and onnxruntime's arithmetic
 on it (x / scale rounded half to even, plus the zero point, saturated; (q - zero point) * scale)
-is f32 too. Rewritten into elementwise ops by passes/decompose_quant.py."""
+is f32 too. With a scale or zero point computed at run time, the levels are a uint8/int8 tensor.
+Rewritten into elementwise ops by passes/decompose_quant.py, which also makes levels that leave a
+QuantizeLinear/DequantizeLinear pair a uint8/int8 tensor."""
 from __future__ import annotations
 
 import numpy as np
@@ -39,10 +41,34 @@ def _const(node: Node, i: int, what: str) -> np.ndarray:
     return v.const
 
 
+def computed(node: Node) -> bool:
+    """Scale or zero point computed at run time (DynamicQuantizeLinear's expansion)."""
+    return any(v is not None and v.const is None for v in node.inputs[1:3])
+
+
+# Level ranges held as a real 8-bit tensor (a computed scale, or levels leaving a QDQ pair).
+INTEGER_LEVELS = {(0, 255): "u8", (-128, 127): "i8"}
+
+
+def _computed_type(node: Node) -> TensorType:
+    x = node.inputs[0].type
+    if any(v is not None and v.type.numel != 1 for v in node.inputs[1:3]):
+        raise fail(node, "a computed scale or zero point must be one value (per tensor); per-axis and blocked "
+                         "ones must be constant")
+    if node.op == "DequantizeLinear":
+        return TensorType("f32", x.shape)
+    levels = (node.attrs["lo"], node.attrs["hi"])
+    if levels not in INTEGER_LEVELS:
+        raise fail(node, "with a computed scale, quantizing to uint8 and int8 is supported, not 16 bits")
+    return TensorType(INTEGER_LEVELS[levels], x.shape)
+
+
 def _infer(node: Node) -> list[TensorType]:
     x = node.inputs[0].type
     if node.op == "QuantizeLinear" and x.dtype != "f32":
         raise fail(node, f"quantizes f32 input only, got {x.dtype}")
+    if computed(node):
+        return [_computed_type(node)]
     quant_params(node)
     return [TensorType("f32", x.shape)]
 

@@ -20,6 +20,7 @@ from .decompose_index import RULES as INDEX_RULES
 from .decompose_linear import RULES as LINEAR_RULES
 from .decompose_math import float_mod, int_pow, trig
 from .decompose_pool import RULES as POOL_RULES
+from .decompose_qint import RULES as QINT_RULES
 from .decompose_quant import quant
 from .decompose_resize import resize
 from .decompose_rotary import rotary_embedding
@@ -313,7 +314,7 @@ def mod(graph: Graph, node: Node) -> Patch | None:
 
 RULES = [pad, lrn, attention, reduction, normalise, cast_like, trilu, group_norm, space_depth, tile, float_mod, mod,
          trig, int_pow, quant, resize, affine_grid, grid_sample]
-RULES = POOL_RULES + INDEX_RULES + LINEAR_RULES + DFT_RULES + RULES + [rotary_embedding]
+RULES = POOL_RULES + INDEX_RULES + LINEAR_RULES + DFT_RULES + QINT_RULES + RULES + [rotary_embedding]
 
 
 def decompose(graph: Graph) -> Graph:

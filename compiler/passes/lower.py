@@ -15,6 +15,7 @@ from .decompose_dft import RULES as DFT_RULES
 from .decompose_index import RULES as INDEX_RULES
 from .decompose_linear import RULES as LINEAR_RULES
 from .decompose_pool import RULES as POOL_RULES
+from .decompose_qint import RULES as QINT_RULES
 from .decompose_seq import RULES as SEQ_RULES
 from .decompose_grid import affine_grid, grid_sample
 from .decompose_resize import resize
@@ -151,7 +152,7 @@ RULES = [pad, lrn, attention, reduction, cast_like, trilu, group_norm, space_dep
          quant, resize, affine_grid, grid_sample, _alias, _gemm, _batch_norm, _conv_bias, _matmul_vectors, _split,
          _normalise_attrs, normalise]
 # The sequence ops first: their expansions hold ops the others rewrite.
-RULES = SEQ_RULES + POOL_RULES + INDEX_RULES + LINEAR_RULES + DFT_RULES + RULES + [rotary_embedding]
+RULES = SEQ_RULES + POOL_RULES + INDEX_RULES + LINEAR_RULES + DFT_RULES + QINT_RULES + RULES + [rotary_embedding]
 
 
 def lower(graph: Graph) -> Graph:

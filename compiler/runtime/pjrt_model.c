@@ -21,7 +21,8 @@ struct dtype_name {
 static const struct dtype_name dtypes[] = {
     {"f32", KILN_F32, PJRT_Buffer_Type_F32}, {"i64", KILN_I64, PJRT_Buffer_Type_S64},
     {"i32", KILN_I32, PJRT_Buffer_Type_S32}, {"bool", KILN_BOOL, PJRT_Buffer_Type_PRED},
-    {"u8", KILN_U8, PJRT_Buffer_Type_U8},    {"f16", KILN_F16, PJRT_Buffer_Type_F16},
+    {"u8", KILN_U8, PJRT_Buffer_Type_U8},    {"i8", KILN_I8, PJRT_Buffer_Type_S8},
+    {"f16", KILN_F16, PJRT_Buffer_Type_F16},
     {"bf16", KILN_BF16, PJRT_Buffer_Type_BF16},
 };
 

@@ -61,6 +61,8 @@ static int weight_type(const kiln_weight_desc *w)
     case KILN_F32: return PJRT_Buffer_Type_F32;
     case KILN_I64: return PJRT_Buffer_Type_S64;
     case KILN_I32: return PJRT_Buffer_Type_S32;
+    case KILN_I8: return PJRT_Buffer_Type_S8;
+    case KILN_U8: return PJRT_Buffer_Type_U8;
     case KILN_F16: return PJRT_Buffer_Type_F16;
     case KILN_BF16: return PJRT_Buffer_Type_BF16;
     default: return PJRT_Buffer_Type_PRED;

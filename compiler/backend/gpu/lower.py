@@ -10,7 +10,7 @@ from ..llvm import mathfn, program
 from ..llvm.emit import F32, I1, I8, I32, I64, MEM_TYPES, Fn
 from . import kir
 
-REG_TYPES = {"f32": F32, "i64": I64, "i32": I32, "bool": I1}
+REG_TYPES = {"f32": F32, "i64": I64, "i32": I32, "i8": I8, "u8": I8, "bool": I1}
 INT_CMP = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "=="}
 
 
@@ -60,7 +60,7 @@ class Lowering:
         if isinstance(e, kir.Select):
             return b.select(self.expr(e.cond), self.expr(e.a), self.expr(e.b))
         if isinstance(e, kir.Cast):
-            return self._cast(self.expr(e.value), e.value.dtype, e.dtype)
+            return program.cast(f, self.expr(e.value), e.value.dtype, e.dtype)
         if isinstance(e, kir.Load):
             ty = MEM_TYPES[e.buf.dtype]
             return program.from_memory(f, b.load(self.ptr(e.buf, e.index), typ=ty), e.buf.dtype)
@@ -83,22 +83,14 @@ class Lowering:
             if op in ("max", "min"):
                 return (mathfn.fmax if op == "max" else mathfn.fmin)(f, x, y)
             return {"add": b.fadd, "sub": b.fsub, "mul": b.fmul, "div": b.fdiv}[op](x, y)
+        unsigned = dtype in program.UNSIGNED
+        icmp = b.icmp_unsigned if unsigned else b.icmp_signed
         if op in INT_CMP:
-            return b.icmp_signed(INT_CMP[op], x, y)
+            return icmp(INT_CMP[op], x, y)
         if op in ("max", "min"):
-            return b.select(b.icmp_signed(">" if op == "max" else "<", x, y), x, y)
-        return {"add": b.add, "sub": b.sub, "mul": b.mul, "div": b.sdiv, "rem": b.srem,
-                "and": b.and_, "or": b.or_}[op](x, y)
-
-    def _cast(self, x: ir.Value, src: str, dst: str) -> ir.Value:
-        b = self.f.b
-        if src == dst:
-            return x
-        if dst == "f32":
-            return b.sitofp(x, F32)
-        if src == "f32":
-            return b.fptosi(x, REG_TYPES[dst])
-        return b.sext(x, I64) if dst == "i64" else b.trunc(x, REG_TYPES[dst])
+            return b.select(icmp(">" if op == "max" else "<", x, y), x, y)
+        return {"add": b.add, "sub": b.sub, "mul": b.mul, "div": b.udiv if unsigned else b.sdiv,
+                "rem": b.urem if unsigned else b.srem, "and": b.and_, "or": b.or_}[op](x, y)
 
     def ptr(self, buf: kir.Buffer, index: kir.Expr) -> ir.Value:
         i = self.expr(index)

@@ -9,8 +9,8 @@ import llvmlite.ir as ir
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 F32, PTR, VOID = ir.FloatType(), ir.PointerType(), ir.VoidType()
-MEM_TYPES = {"f32": F32, "i64": I64, "i32": I32, "bool": I8}
-ELEM_BYTES = {"f32": 4, "i64": 8, "i32": 4, "bool": 1}
+MEM_TYPES = {"f32": F32, "i64": I64, "i32": I32, "i8": I8, "u8": I8, "bool": I8}
+ELEM_BYTES = {"f32": 4, "i64": 8, "i32": 4, "i8": 1, "u8": 1, "bool": 1}
 
 
 class CodeVariant(Protocol):

@@ -48,7 +48,10 @@ def run(f: Fn, program: tuple[Instr, ...], load: Loader, const_of: ConstOf,
     return temps[-1] if temps else acc
 
 
-def _cast(f: Fn, x: ir.Value, src: str, dst: str) -> ir.Value:
+UNSIGNED = ("u8", "bool")
+
+
+def cast(f: Fn, x: ir.Value, src: str, dst: str) -> ir.Value:
     b, ty = f.b, register_type(dst, x.type)
     if src == dst:
         return x
@@ -58,10 +61,17 @@ def _cast(f: Fn, x: ir.Value, src: str, dst: str) -> ir.Value:
         zero = f.const_f(0.0, x.type) if src == "f32" else f.const_i(0, x.type)
         return b.fcmp_unordered("!=", x, zero) if src == "f32" else b.icmp_signed("!=", x, zero)
     if src == "f32":
-        return b.fptosi(x, ty)
+        # 8-bit targets wrap the 32-bit conversion, as C's float -> int -> (u)int8 casts do.
+        narrow = MEM_TYPES[dst].width < 32
+        wide = b.fptosi(x, register_type("i32", x.type) if narrow else ty)
+        return b.trunc(wide, ty) if narrow else wide
     if dst == "f32":
-        return b.sitofp(x, ty)
-    return b.trunc(x, ty) if MEM_TYPES[dst].width < MEM_TYPES[src].width else b.sext(x, ty)
+        return (b.uitofp if src in UNSIGNED else b.sitofp)(x, ty)
+    if MEM_TYPES[dst].width < MEM_TYPES[src].width:
+        return b.trunc(x, ty)
+    if MEM_TYPES[dst].width == MEM_TYPES[src].width:
+        return x
+    return (b.zext if src in UNSIGNED else b.sext)(x, ty)
 
 
 def _pow(f: Fn, x: ir.Value, y: ir.Value, exponent: float | None) -> ir.Value:
@@ -128,33 +138,37 @@ def _float_op(f: Fn, instr: Instr, xs: list[ir.Value], exponent: float | None) -
     return fn(x, y)
 
 
-def _bit_shift(f: Fn, x: ir.Value, y: ir.Value, direction: str) -> ir.Value:
+def _bit_shift(f: Fn, x: ir.Value, y: ir.Value, direction: str, unsigned: bool) -> ir.Value:
     """Out-of-range shifts (negative ones included, as unsigned) give 0, or x's sign to the right;
     LLVM's own shifts by the width or more are poison."""
     b, width = f.b, f.const_i(x.type.element.width if isinstance(x.type, ir.VectorType) else x.type.width, x.type)
     out = b.icmp_unsigned(">=", y, width)
+    if direction == "RIGHT" and unsigned:
+        return b.select(out, f.const_i(0, x.type), b.lshr(x, b.select(out, f.const_i(0, x.type), y)))
     if direction == "RIGHT":
         return b.ashr(x, b.select(out, b.sub(width, f.const_i(1, x.type)), y))
     return b.select(out, f.const_i(0, x.type), b.shl(x, b.select(out, f.const_i(0, x.type), y)))
 
 
-def _int_op(f: Fn, instr: Instr, xs: list[ir.Value]) -> ir.Value:
+def _int_op(f: Fn, instr: Instr, xs: list[ir.Value], dtype: str) -> ir.Value:
     b, x = f.b, xs[0]
     zero = f.const_i(0, x.type)
     op = instr.op
+    icmp = b.icmp_unsigned if dtype in UNSIGNED else b.icmp_signed
     if op == "Relu":
-        return b.select(b.icmp_signed(">", x, zero), x, zero)
+        return b.select(icmp(">", x, zero), x, zero)
     if op == "Neg":
         return b.sub(zero, x)
     if op == "Abs":
-        return b.select(b.icmp_signed("<", x, zero), b.sub(zero, x), x)
+        return b.select(icmp("<", x, zero), b.sub(zero, x), x)
     if op == "BitwiseNot":
         return b.not_(x)
     if op == "BitShift":
-        return _bit_shift(f, x, xs[1], instr.attr("direction"))
-    binary = {"BitwiseAnd": b.and_, "BitwiseOr": b.or_, "BitwiseXor": b.xor, "Add": b.add, "Sub": b.sub, "Mul": b.mul, "Div": b.sdiv,
-              "Max": lambda p, q: b.select(b.icmp_signed(">", p, q), p, q),
-              "Min": lambda p, q: b.select(b.icmp_signed("<", p, q), p, q)}
+        return _bit_shift(f, x, xs[1], instr.attr("direction"), dtype in UNSIGNED)
+    binary = {"BitwiseAnd": b.and_, "BitwiseOr": b.or_, "BitwiseXor": b.xor, "Add": b.add, "Sub": b.sub, "Mul": b.mul,
+              "Div": b.udiv if dtype in UNSIGNED else b.sdiv,
+              "Max": lambda p, q: b.select(icmp(">", p, q), p, q),
+              "Min": lambda p, q: b.select(icmp("<", p, q), p, q)}
     if op not in binary:
         raise CompileError(f"{op} on integer tensors is not supported")
     return binary[op](x, xs[1])
@@ -167,7 +181,7 @@ def _compare(f: Fn, op: str, x: ir.Value, y: ir.Value, dtype: str) -> ir.Value:
     """Ordered for floats: every comparison with NaN is false."""
     if dtype == "f32":
         return f.b.fcmp_ordered(CMP[op], x, y)
-    return (f.b.icmp_unsigned if dtype == "bool" else f.b.icmp_signed)(CMP[op], x, y)
+    return (f.b.icmp_unsigned if dtype in UNSIGNED else f.b.icmp_signed)(CMP[op], x, y)
 
 
 def _logic(f: Fn, op: str, xs: list[ir.Value]) -> ir.Value:
@@ -183,7 +197,7 @@ def _apply(f: Fn, instr: Instr, ops: list[Operand], exponent: float | None) -> O
     if instr.op == "Identity":
         return ops[0]
     if instr.op == "Cast":
-        return _cast(f, values[0], dtype, instr.attr("to")), instr.attr("to")
+        return cast(f, values[0], dtype, instr.attr("to")), instr.attr("to")
     if instr.op == "Where":
         return f.b.select(values[0], values[1], values[2]), ops[1][1]
     if instr.op in CMP:
@@ -192,9 +206,9 @@ def _apply(f: Fn, instr: Instr, ops: list[Operand], exponent: float | None) -> O
         return _logic(f, instr.op, values), "bool"
     if dtype == "f32":
         if instr.op == "Pow" and ops[1][1] != "f32":
-            values[1] = _cast(f, values[1], ops[1][1], "f32")
+            values[1] = cast(f, values[1], ops[1][1], "f32")
         return _float_op(f, instr, values, exponent), "f32"
     if dtype == "bool":
         raise CompileError(f"{instr.op} on bool tensors is not supported")
-    return _int_op(f, instr, values), dtype
+    return _int_op(f, instr, values, dtype), dtype
 

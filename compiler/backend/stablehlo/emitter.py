@@ -9,8 +9,8 @@ import numpy as np
 from ...errors import CompileError
 from ...ir.graph import TensorType, Value
 
-ELEMENT_TYPES = {"f32": "f32", "i64": "i64", "i32": "i32", "bool": "i1"}
-NUMPY = {"f32": np.float32, "i64": np.int64, "i32": np.int32, "bool": np.bool_}
+ELEMENT_TYPES = {"f32": "f32", "i64": "i64", "i32": "i32", "i8": "i8", "u8": "ui8", "bool": "i1"}
+NUMPY = {"f32": np.float32, "i64": np.int64, "i32": np.int32, "i8": np.int8, "u8": np.uint8, "bool": np.bool_}
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,8 @@ def _atan(em: Emitter, node: Node, xs: list) -> list[Ref]:
 
 def _bit_shift(em: Emitter, node: Node, xs: list) -> list[Ref]:
     """XLA's shifts already give 0, or the sign to the right, for amounts outside [0, width)."""
-    name = "shift_right_arithmetic" if node.attrs["direction"] == "RIGHT" else "shift_left"
+    right = "shift_right_logical" if xs[0].type.dtype == "u8" else "shift_right_arithmetic"
+    name = right if node.attrs["direction"] == "RIGHT" else "shift_left"
     return [em.binary(name, xs[0], xs[1])]
 
 
