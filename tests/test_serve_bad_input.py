@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import sys
 import time
 from pathlib import Path
@@ -88,6 +89,25 @@ def test_bad_binary_tensor_headers(server):
         assert reply.status_code == 400 and reply.json()["error"], length
     ok = infer(server, header + b"\0" * 3136, {"Inference-Header-Content-Length": str(len(header))})
     assert ok.status_code == 200
+    still_serves(server)
+
+
+def test_binary_inputs_read_in_place_are_freed_once_on_every_path(server):
+    """A binary tensor is read where it lies in the body, which then lives until the run: refusals
+    after it (a second copy of the input, a bad outputs member) free the body once, and the tensor's
+    bytes reach the model as sent (LeakSanitizer and ASan watch)."""
+    tensor = {"name": "x", "shape": [1, 1, 28, 28], "datatype": "FP32", "parameters": {"binary_data_size": 3136}}
+    for doc, payload, needle in (({"inputs": [tensor, tensor]}, b"\0" * 6272, "given twice"),
+                                 ({"inputs": [tensor], "outputs": {"name": "y"}}, b"\0" * 3136, "must be an array"),
+                                 ({"inputs": [tensor], "outputs": [{"name": "y"}]}, b"\0" * 3136, "output 'y'")):
+        header = json.dumps(doc).encode()
+        reply = infer(server, header + payload, {"Inference-Header-Content-Length": str(len(header))})
+        assert reply.status_code == 400 and needle in reply.json()["error"], reply.text
+    header = json.dumps({"inputs": [tensor]}).encode()
+    quarter = struct.pack("<784f", *[0.25] * 784)
+    reply = infer(server, header + quarter, {"Inference-Header-Content-Length": str(len(header))})
+    assert reply.json()["outputs"] == requests.post(f"{server.url}/v2/models/tiny/infer", json=GOOD,
+                                                    timeout=10).json()["outputs"]
     still_serves(server)
 
 
