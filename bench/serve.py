@@ -14,13 +14,14 @@ at batch 1, answering each request alone, and at batch --max-batch, serving with
 (--max-batch, --batch-timeout-us 200). Both servers listen on loopback; before timing, each one's output
 is checked against onnxruntime's in-process result. For each client count, wrk keeps that many
 connections busy for --seconds per server (keep-alive, one request in flight per connection) after a
-2 s warm-up run; the three servers of a model run side by side and take turns at each client count, so a
-change in a shared host's load reaches all of them (the 1-minute load average at the end of each cell is
-printed). Printed per model: requests/s, p50 and p99 latency (wrk's --latency), errors (non-2xx and
-socket errors), each server's resident memory after the run (VmRSS, and its peak VmHWM), and kiln / peer
-ratios. The peer runs one uvicorn worker with onnxruntime's default threads; kiln runs with --threads
-(default: every core this process may use). Load generator and servers share the machine: on a small one
-wrk's own CPU caps both.
+2 s warm-up run, each run started once the server has finished what the last one left queued (at 64
+clients ResNet-18's queue is seconds deep: give it --seconds 30 or more); the three servers of a model
+run side by side and take turns at each client count, so a change in a shared host's load reaches all
+of them (the 1-minute load average at the end of each cell is printed). Printed per model: requests/s,
+p50 and p99 latency (wrk's --latency), errors (non-2xx and socket errors), each server's resident memory
+after the run (VmRSS, and its peak VmHWM), and kiln / peer ratios. The peer runs one uvicorn worker
+with onnxruntime's default threads; kiln runs with --threads (default: every core this process may use).
+Load generator and servers share the machine: on a small one wrk's own CPU caps both.
 
 --soak SECONDS runs only the batch-1 kiln server of the first --model under wrk at the last --clients
 count for that long, sampling its VmRSS every --sample seconds, and prints the samples, requests/s, p99
@@ -178,8 +179,8 @@ def _seconds(text: str) -> float:
 
 def wrk_command(url: str, script: Path, clients: int, seconds: float) -> list[str]:
     threads = max(1, min(clients, 2))
-    return ["wrk", f"-t{threads}", f"-c{clients}", f"-d{seconds:g}s", "--latency", "--timeout", "10s",
-            "-s", str(script), url]
+    return ["wrk", f"-t{threads}", f"-c{clients}", f"-d{seconds:g}s", "--latency",
+            "--timeout", f"{max(seconds, 10):g}s", "-s", str(script), url]
 
 
 def run_wrk(url: str, script: Path, clients: int, seconds: float) -> dict:
@@ -203,11 +204,30 @@ def memory(pid: int) -> tuple[float, float]:
     return kib("VmRSS") / 1024, kib("VmHWM") / 1024
 
 
+def cpu_seconds(pid: int) -> float:
+    utime, stime = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[11:13]
+    return (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
+
+
+def settle(pid: int, limit: float = 120) -> None:
+    """Waits until the server has answered the requests wrk left behind when it stopped (a server still
+    running a backlog of ResNet-18 requests would take the next server's cores): under 10% of a core."""
+    deadline, last = time.monotonic() + limit, cpu_seconds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        used = cpu_seconds(pid)
+        if used - last < 0.05:
+            return
+        last = used
+
+
 def measure(url: str, pid: int, script: Path, count: int, seconds: float) -> dict:
     run_wrk(url, script, count, 2)  # warm-up
+    settle(pid)
     row = run_wrk(url, script, count, seconds)
     row["rss"], row["hwm"] = memory(pid)
     row["load"] = os.getloadavg()[0]
+    settle(pid)
     return row
 
 
