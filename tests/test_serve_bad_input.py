@@ -92,6 +92,26 @@ def test_bad_binary_tensor_headers(server):
     still_serves(server)
 
 
+@pytest.mark.parametrize("version, connection, kept", [
+    ("1.1", None, True), ("1.1", "close", False), ("1.1", "foo, Keep-Alive", True),
+    ("1.0", None, False), ("1.0", "keep-alive", True), ("1.0", "keep-alive-ish", False),
+])
+def test_answers_say_whether_the_connection_stays_open(server, version, connection, kept):
+    """kiln writes the head itself (one write per answer): its Connection header must match what
+    civetweb then does with the connection, and a kept connection answers a second request."""
+    head = f"GET /v2/health/ready HTTP/{version}\r\nHost: x\r\n"
+    request = (head + (f"Connection: {connection}\r\n" if connection else "") + "\r\n").encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        for _ in range(2 if kept else 1):
+            s.sendall(request)
+            answer = s.recv(65536)
+            assert answer.startswith(f"HTTP/{version} 200 OK\r\n".encode()), answer
+            assert f"Connection: {'keep-alive' if kept else 'close'}\r\n".encode() in answer
+            assert answer.endswith(b'\r\n\r\n{"ready":true}') and b"Date: " in answer
+        if not kept:
+            assert s.recv(65536) == b""
+
+
 def test_binary_inputs_read_in_place_are_freed_once_on_every_path(server):
     """A binary tensor is read where it lies in the body, which then lives until the run: refusals
     after it (a second copy of the input, a bad outputs member) free the body once, and the tensor's
