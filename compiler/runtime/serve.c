@@ -16,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 struct server {
     struct session *session;
@@ -333,6 +334,22 @@ static int64_t batching_rows(const struct session *s, const struct options *o)
              m->model_name, (long long)compiled);
     }
     return o->max_batch > 1 ? o->max_batch : 0;
+}
+
+void serve_tune_malloc(char **argv)
+{
+    const char *tunables = getenv("GLIBC_TUNABLES");
+    if (tunables != NULL && strstr(tunables, "glibc.malloc.tcache_count") != NULL) {
+        return;  /* set by the user, or by the exec below */
+    }
+    char value[1024];
+    int n = snprintf(value, sizeof value, "%s%sglibc.malloc.tcache_count=0", tunables ? tunables : "",
+                     tunables ? ":" : "");
+    if (n < 0 || (size_t)n >= sizeof value) {
+        return;
+    }
+    setenv("GLIBC_TUNABLES", value, 1);
+    execv("/proc/self/exe", argv);  /* returns only if it cannot: then glibc's defaults it is */
 }
 
 void serve_run(struct session *s, const struct options *o, const char *platform)
