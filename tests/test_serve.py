@@ -288,3 +288,27 @@ def test_uint8_input_and_int8_output_as_kserve_datatypes(tmp_path):
     finally:
         code, stderr = running.stop()
     assert code == 0, stderr
+
+
+@pytest.mark.parametrize("given, expected", [
+    (None, ["glibc.malloc.tcache_count=0"]),
+    ("glibc.malloc.arena_max=2", ["glibc.malloc.arena_max=2", "glibc.malloc.tcache_count=0"]),
+    ("glibc.malloc.tcache_count=3", ["glibc.malloc.tcache_count=3"]),
+])
+def test_serve_runs_without_glibcs_per_thread_malloc_caches(mnist, given, expected):
+    """serve re-executes itself once with glibc's tcache off (64 HTTP threads' caches pinned 2 MiB of
+    heap), keeping the user's other tunables and a tcache setting of their own; same process, same pid.
+    (glibc cuts GLIBC_TUNABLES at its colons where it lies: the tunables are read one by one.)"""
+    launcher, weights = mnist
+    assert "GLIBC_TUNABLES" not in os.environ
+    running = serve_harness.start(launcher, "--threads", "1", weights=weights,
+                                  env={"GLIBC_TUNABLES": given} if given else None)
+    try:
+        environment = Path(f"/proc/{running.process.pid}/environ").read_bytes()
+        pieces = environment[environment.index(b"GLIBC_TUNABLES="):].split(b"\0")
+        assert [t.decode().removeprefix("GLIBC_TUNABLES=") for t in pieces[:len(expected)]] == expected
+        assert not pieces[len(expected)].startswith(b"glibc.")
+        assert requests.get(f"{running.url}/v2/health/ready", timeout=10).status_code == 200
+    finally:
+        code, stderr = running.stop()
+    assert code == 0, stderr

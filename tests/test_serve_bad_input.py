@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import sys
 import time
 from pathlib import Path
@@ -88,6 +89,45 @@ def test_bad_binary_tensor_headers(server):
         assert reply.status_code == 400 and reply.json()["error"], length
     ok = infer(server, header + b"\0" * 3136, {"Inference-Header-Content-Length": str(len(header))})
     assert ok.status_code == 200
+    still_serves(server)
+
+
+@pytest.mark.parametrize("version, connection, kept", [
+    ("1.1", None, True), ("1.1", "close", False), ("1.1", "foo, Keep-Alive", True),
+    ("1.0", None, False), ("1.0", "keep-alive", True), ("1.0", "keep-alive-ish", False),
+])
+def test_answers_say_whether_the_connection_stays_open(server, version, connection, kept):
+    """kiln writes the head itself (one write per answer): its Connection header must match what
+    civetweb then does with the connection, and a kept connection answers a second request."""
+    head = f"GET /v2/health/ready HTTP/{version}\r\nHost: x\r\n"
+    request = (head + (f"Connection: {connection}\r\n" if connection else "") + "\r\n").encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        for _ in range(2 if kept else 1):
+            s.sendall(request)
+            answer = s.recv(65536)
+            assert answer.startswith(f"HTTP/{version} 200 OK\r\n".encode()), answer
+            assert f"Connection: {'keep-alive' if kept else 'close'}\r\n".encode() in answer
+            assert answer.endswith(b'\r\n\r\n{"ready":true}') and b"Date: " in answer
+        if not kept:
+            assert s.recv(65536) == b""
+
+
+def test_binary_inputs_read_in_place_are_freed_once_on_every_path(server):
+    """A binary tensor is read where it lies in the body, which then lives until the run: refusals
+    after it (a second copy of the input, a bad outputs member) free the body once, and the tensor's
+    bytes reach the model as sent (LeakSanitizer and ASan watch)."""
+    tensor = {"name": "x", "shape": [1, 1, 28, 28], "datatype": "FP32", "parameters": {"binary_data_size": 3136}}
+    for doc, payload, needle in (({"inputs": [tensor, tensor]}, b"\0" * 6272, "given twice"),
+                                 ({"inputs": [tensor], "outputs": {"name": "y"}}, b"\0" * 3136, "must be an array"),
+                                 ({"inputs": [tensor], "outputs": [{"name": "y"}]}, b"\0" * 3136, "output 'y'")):
+        header = json.dumps(doc).encode()
+        reply = infer(server, header + payload, {"Inference-Header-Content-Length": str(len(header))})
+        assert reply.status_code == 400 and needle in reply.json()["error"], reply.text
+    header = json.dumps({"inputs": [tensor]}).encode()
+    quarter = struct.pack("<784f", *[0.25] * 784)
+    reply = infer(server, header + quarter, {"Inference-Header-Content-Length": str(len(header))})
+    assert reply.json()["outputs"] == requests.post(f"{server.url}/v2/models/tiny/infer", json=GOOD,
+                                                    timeout=10).json()["outputs"]
     still_serves(server)
 
 

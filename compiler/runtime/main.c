@@ -101,6 +101,9 @@ int main(int argc, char **argv)
 {
     struct options o;
     options_parse(&o, argc, argv);
+    if (o.serve) {
+        serve_tune_malloc(argv);
+    }
     check_abi(&kiln_model);
     struct platform_choice platform = platform_choose(o.platform);
     struct cpu_features cpu;

@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 struct server {
     struct session *session;
@@ -24,6 +26,8 @@ struct server {
     const struct options *options;
     atomic_bool ready;
 };
+
+enum { ONE_WRITE_BYTES = 64 * 1024 };
 
 static volatile sig_atomic_t stopping;
 
@@ -40,22 +44,55 @@ static double now(void)
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
+/* civetweb's rule for the connection after this request: the client's Connection header, else HTTP/1.1. */
+static bool keeps_alive(const struct mg_connection *c)
+{
+    const char *header = mg_get_header(c, "Connection");
+    if (header == NULL) {
+        return strcmp(mg_get_request_info(c)->http_version, "1.1") == 0;
+    }
+    for (const char *token = header; *token != '\0'; token += strcspn(token, ",")) {
+        token += strspn(token, ", \t");
+        if (strncasecmp(token, "keep-alive", 10) == 0 && strchr(", \t", token[10]) != NULL) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The status line and headers, written here rather than by civetweb's response API, which sends each
+ * header line as a write of its own: with TCP_NODELAY, eight packets per answer. */
+static void write_head(struct strbuf *out, struct mg_connection *c, int status, const char *type, size_t length,
+                       long header_length)
+{
+    char date[64];
+    time_t now_utc = time(NULL);
+    struct tm utc;
+    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", gmtime_r(&now_utc, &utc));
+    strbuf_printf(out, "HTTP/%s %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nDate: %s\r\n"
+                  "Connection: %s\r\n", mg_get_request_info(c)->http_version, status,
+                  mg_get_response_code_text(c, status), type, length, date, keeps_alive(c) ? "keep-alive" : "close");
+    if (header_length >= 0) {
+        strbuf_printf(out, "Inference-Header-Content-Length: %ld\r\n", header_length);
+    }
+    strbuf_printf(out, "\r\n");
+}
+
+/* Head and body in one write, or two when the body is large enough that copying it costs more. */
 static int respond(struct mg_connection *c, int status, const char *type, const struct strbuf *body,
                    long header_length)
 {
-    mg_response_header_start(c, status);
-    mg_response_header_add(c, "Content-Type", type, -1);
-    char length[32];
-    snprintf(length, sizeof length, "%zu", body->len);
-    mg_response_header_add(c, "Content-Length", length, -1);
-    if (header_length >= 0) {
-        snprintf(length, sizeof length, "%ld", header_length);
-        mg_response_header_add(c, "Inference-Header-Content-Length", length, -1);
+    struct strbuf out = {0};
+    write_head(&out, c, status, type, body->len, header_length);
+    bool joined = body->len <= ONE_WRITE_BYTES;
+    if (joined) {
+        strbuf_append(&out, body->data, body->len);
     }
-    mg_response_header_send(c);
-    if (body->len > 0) {
+    mg_write(c, out.data, out.len);
+    if (!joined) {
         mg_write(c, body->data, body->len);
     }
+    strbuf_free(&out);
     return status;
 }
 
@@ -297,6 +334,22 @@ static int64_t batching_rows(const struct session *s, const struct options *o)
              m->model_name, (long long)compiled);
     }
     return o->max_batch > 1 ? o->max_batch : 0;
+}
+
+void serve_tune_malloc(char **argv)
+{
+    const char *tunables = getenv("GLIBC_TUNABLES");
+    if (tunables != NULL && strstr(tunables, "glibc.malloc.tcache_count") != NULL) {
+        return;  /* set by the user, or by the exec below */
+    }
+    char value[1024];
+    int n = snprintf(value, sizeof value, "%s%sglibc.malloc.tcache_count=0", tunables ? tunables : "",
+                     tunables ? ":" : "");
+    if (n < 0 || (size_t)n >= sizeof value) {
+        return;
+    }
+    setenv("GLIBC_TUNABLES", value, 1);
+    execv("/proc/self/exe", argv);  /* returns only if it cannot: then glibc's defaults it is */
 }
 
 void serve_run(struct session *s, const struct options *o, const char *platform)

@@ -16,6 +16,7 @@ struct staged {
     int64_t rows;            /* batching: the request's leading dimension; 0: whole tensors */
     int64_t max_rows;        /* batching: most rows a request may carry; 0: no batching */
     void **inputs;           /* one buffer per model input, its request_desc's bytes */
+    bool *in_body;           /* per model input: its binary data, read where it lies in the request body */
     void **outputs;
     bool *binary_outputs;    /* per model output: raw bytes instead of JSON */
     bool *wanted_outputs;
@@ -145,29 +146,32 @@ static bool batch_shape_ok(struct staged *st, const kiln_tensor_desc *desc, cons
     return true;
 }
 
-/* The tensor's data: from the binary section (advancing *offset) or the JSON `data` array. */
-static bool read_data(const struct json *tensor, const kiln_tensor_desc *desc, void *dst,
-                      const struct infer_request *req, size_t *offset, struct infer_reply *r)
+/* The input's binary data where it lies in the body (advancing *offset): no copy of a large tensor. */
+static bool point_at_data(int64_t size, const kiln_tensor_desc *desc, void **data, const struct infer_request *req,
+                          size_t *offset, struct infer_reply *r)
 {
     size_t bytes = tensor_bytes(desc);
-    int64_t size;
-    if (json_int(json_get(json_get(tensor, "parameters"), "binary_data_size"), &size)) {
-        size_t binary = req->size - (size_t)req->header_length;
-        if (req->header_length < 0 || (size_t)size != bytes || *offset + bytes > binary) {
-            return reject(r, "input '%s': binary_data_size %lld, expected %zu bytes within the body",
-                          desc->name, (long long)size, bytes);
-        }
-        memcpy(dst, req->body + req->header_length + *offset, bytes);
-        *offset += bytes;
-        return true;
+    size_t binary = req->size - (size_t)req->header_length;
+    if (req->header_length < 0 || (size_t)size != bytes || *offset + bytes > binary) {
+        return reject(r, "input '%s': binary_data_size %lld, expected %zu bytes within the body",
+                      desc->name, (long long)size, bytes);
     }
+    *data = req->body + req->header_length + *offset;
+    *offset += bytes;
+    return true;
+}
+
+/* The tensor's data from the JSON `data` array, into a buffer of its own. */
+static bool read_data(const struct json *tensor, const kiln_tensor_desc *desc, void **dst, struct infer_reply *r)
+{
+    *dst = alloc_aligned(tensor_bytes(desc));
     const struct json *data = json_get(tensor, "data");
     int64_t want = shape_elements(desc->shape, desc->rank), n = 0;
     if (desc->dtype == KILN_F16 || desc->dtype == KILN_BF16) {
         return reject(r, "input '%s': %s data must come as binary tensor data", desc->name,
                       v2_datatype(desc->dtype));
     }
-    if (data == NULL || !flatten(data, desc->dtype, dst, &n, want) || n != want) {
+    if (data == NULL || !flatten(data, desc->dtype, *dst, &n, want) || n != want) {
         return reject(r, "input '%s': data must be %lld numbers", desc->name, (long long)want);
     }
     return true;
@@ -207,8 +211,10 @@ static bool stage_input(const struct session *s, const struct json *tensor, stru
         return reject(r, "input '%s' given twice", desc->name);
     }
     kiln_tensor_desc carried = request_desc(desc, st->rows);
-    st->inputs[index] = alloc_aligned(tensor_bytes(&carried));
-    return read_data(tensor, &carried, st->inputs[index], req, offset, r);
+    int64_t size;
+    st->in_body[index] = json_int(json_get(json_get(tensor, "parameters"), "binary_data_size"), &size);
+    return st->in_body[index] ? point_at_data(size, &carried, &st->inputs[index], req, offset, r)
+                              : read_data(tensor, &carried, &st->inputs[index], r);
 }
 
 static bool stage_outputs(const struct session *s, const struct json *doc, struct staged *st,
@@ -378,15 +384,29 @@ static void run(struct serve_model *m, struct staged *st, struct infer_reply *r)
 static void unstage(const struct session *s, struct staged *st)
 {
     for (uint32_t i = 0; i < s->model->n_inputs; i++) {
-        free(st->inputs[i]);
+        if (!st->in_body[i]) {
+            free(st->inputs[i]);
+        }
     }
     for (uint32_t i = 0; i < s->model->n_outputs; i++) {
         free(st->outputs[i]);
     }
     free(st->inputs);
+    free(st->in_body);
     free(st->outputs);
     free(st->binary_outputs);
     free(st->wanted_outputs);
+}
+
+/* Whether an input is read where it lies in the request body. */
+static bool reads_body(const struct session *s, const struct staged *st)
+{
+    for (uint32_t i = 0; i < s->model->n_inputs; i++) {
+        if (st->in_body[i]) {
+            return true;
+        }
+    }
+    return false;
 }
 
 void serve_infer(struct serve_model *model, const struct infer_request *req, struct infer_reply *reply)
@@ -396,19 +416,27 @@ void serve_infer(struct serve_model *model, const struct infer_request *req, str
     struct staged st = {
         .max_rows = model->batcher != NULL ? model->batcher->max_rows : 0,
         .inputs = calloc(s->model->n_inputs + 1, sizeof(void *)),
+        .in_body = calloc(s->model->n_inputs + 1, sizeof(bool)),
         .outputs = calloc(s->model->n_outputs + 1, sizeof(void *)),
         .binary_outputs = calloc(s->model->n_outputs + 1, sizeof(bool)),
         .wanted_outputs = calloc(s->model->n_outputs + 1, sizeof(bool)),
     };
-    if (st.inputs == NULL || st.outputs == NULL || st.binary_outputs == NULL || st.wanted_outputs == NULL) {
+    if (st.inputs == NULL || st.in_body == NULL || st.outputs == NULL || st.binary_outputs == NULL ||
+        st.wanted_outputs == NULL) {
         fail("out of memory");
     }
     sem_wait(&model->parsers);
     bool staged = stage(s, req, &st, reply);
     sem_post(&model->parsers);
-    free(req->body);
+    bool keep_body = reads_body(s, &st);
+    if (!keep_body) {
+        free(req->body);  /* JSON text is larger than its tensors: gone before the wait for the model */
+    }
     if (staged) {
         run(model, &st, reply);
     }
     unstage(s, &st);
+    if (keep_body) {
+        free(req->body);
+    }
 }

@@ -12,7 +12,8 @@
 #include <stddef.h>
 
 struct infer_request {
-    char *body;              /* malloc'd; serve_infer frees it once the request is parsed */
+    char *body;              /* malloc'd; serve_infer frees it once the request is parsed, or once it has
+                                run when binary inputs are read in place */
     size_t size;
     long header_length;      /* Inference-Header-Content-Length, or -1: the whole body is JSON */
 };
