@@ -49,6 +49,8 @@ SAME |= {"GatherElements", "GatherND", "OneHot", "ScatterElements", "ScatterND",
 SAME |= {"ConvTranspose", "Einsum"}
 # RotaryEmbedding (ir/ops_rotary.py).
 SAME |= {"RotaryEmbedding"}
+# MaxUnpool and ReverseSequence (ir/ops_unpool.py); BitCast, whose `to` is read as Cast's.
+SAME |= {"MaxUnpool", "ReverseSequence", "BitCast"}
 
 
 class Importer:
@@ -118,7 +120,7 @@ def _attr(a: onnx.AttributeProto):
 
 def _same(op: str) -> Callable:
     def mapper(im: Importer, name: str, ins: list, outs: list[str], attrs: dict) -> None:
-        if op == "Cast":
+        if op in ("Cast", "BitCast"):
             attrs = {"to": _cast_target(attrs["to"], name)}
         if op == "EyeLike" and "dtype" in attrs:
             attrs = dict(attrs, dtype=_cast_target(attrs["dtype"], name))
