@@ -18,13 +18,15 @@ def _i64(*values: int) -> np.ndarray:
     return np.array(values, np.int64)
 
 
-def _depth_slice(c: Chain, x: Value, w: Window, k: int) -> Value:
-    """[N * D_out, C, H, W]: the padded input's depth planes kernel depth k reads, in output order."""
-    n, ch, _, h, wd = x.type.shape
+def _depth_slice(c: Chain, x: Value, shape: tuple[int, ...], w: Window, k: int) -> Value:
+    """[N * D_out, C, H, W]: the depth planes kernel depth k reads of x (the input of `shape`,
+    padded in depth), in output order."""
+    n, ch, _, h, wd = shape
     start, count = k * w.dilations[0], w.out[0]
     g = c.graph
-    planes = c.add("Slice", [x, g.const("starts", _i64(start)), g.const("ends", _i64(start + (count - 1) * w.strides[0] + 1)),
-                             g.const("axes", _i64(2)), g.const("steps", _i64(w.strides[0]))])
+    end = start + (count - 1) * w.strides[0] + 1
+    planes = c.add("Slice", [x, g.const("starts", _i64(start)), g.const("ends", _i64(end)), g.const("axes", _i64(2)),
+                             g.const("steps", _i64(w.strides[0]))])
     return c.add("Reshape", [c.add("Transpose", [planes], perm=(0, 2, 1, 3, 4))], shape=(n * count, ch, h, wd))
 
 
@@ -32,7 +34,7 @@ def conv_3d(graph: Graph, node: Node) -> Patch | None:
     if node.op != "Conv" or node.inputs[0].type.rank != 5 or channels_last(node):
         return None
     x, weights, y = node.inputs[0], node.inputs[1], node.outputs[0]
-    w, c = window(node), Chain(graph, node)
+    w, c, shape = window(node), Chain(graph, node), x.type.shape
     if w.pads_begin[0] or w.pads_end[0]:
         pads = graph.const("depth_pads", _i64(0, 0, w.pads_begin[0], 0, 0, 0, 0, w.pads_end[0], 0, 0))
         x = c.add("Pad", [x, pads])
@@ -42,7 +44,7 @@ def conv_3d(graph: Graph, node: Node) -> Patch | None:
     total = None
     for k in range(w.kernel[0]):
         plane = c.add("Gather", [weights, graph.const("kernel_depth", np.int64(k))], axis=2)
-        part = c.add("Conv", [_depth_slice(c, x, w, k), plane] + (bias if k == 0 else []), **attrs)
+        part = c.add("Conv", [_depth_slice(c, x, shape, w, k), plane] + (bias if k == 0 else []), **attrs)
         total = part if total is None else c.add("Add", [total, part])
     n, cout = y.type.shape[:2]
     split = c.add("Reshape", [total], shape=(n, w.out[0], cout) + w.out[1:])
