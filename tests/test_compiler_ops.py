@@ -1106,8 +1106,8 @@ def test_hardmax_with_nan_as_onnx_defines(tmp_path):
 
 
 @pytest.mark.parametrize("op,inputs,attrs,message", [
-    ("ConvTranspose", [("x", rand(1, 2, 3, 3, 3), False), ("w", rand(2, 2, 2, 2, 2), True)], {},
-     "Conv node the_node: only 1-D and 2-D convolutions are supported"),
+    ("ConvTranspose", [("x", rand(1, 2, 3, 3, 3, 2), False), ("w", rand(2, 2, 2, 2, 2, 2), True)], {},
+     "Conv node the_node: only 1-D, 2-D and 3-D convolutions are supported"),
     ("ConvTranspose", [("x", rand(1, 2, 3, 3), False), ("w", rand(2, 2, 2, 2), False)], {},
      "ConvTranspose node the_node: weights must be constant"),
     ("Compress", [("x", rand(3, 4), False), ("c", np.array([1, 0, 1], np.bool_), False)], dict(axis=0),
