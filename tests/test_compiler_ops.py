@@ -1660,6 +1660,15 @@ def test_reverse_sequence(tmp_path, shape, batch_axis, lens, runtime_lens):
     run(tmp_path, "ReverseSequence", inputs, opset=10, batch_axis=batch_axis, time_axis=1 - batch_axis)
 
 
+def test_reverse_sequence_past_the_end_reverses_it_all(tmp_path):
+    """A runtime length past the time axis (onnxruntime refuses it) stays inside the tensor."""
+    x = rand(3, 2, 4)
+    model = single_op("ReverseSequence", [("x", x, False), ("lens", np.array([2, 7], np.int64), False)], opset=10)
+    got = kiln_run(model, {"x": x, "lens": np.array([2, 7], np.int64)}, tmp_path)[0]
+    want = np.stack([np.concatenate([x[1::-1, 0], x[2:, 0]]), x[::-1, 1]], axis=1)
+    np.testing.assert_array_equal(got, want)
+
+
 def test_reverse_sequence_of_integers(tmp_path):
     x = np.arange(24, dtype=np.int64).reshape(4, 2, 3)
     run(tmp_path, "ReverseSequence", [("x", x, False), ("lens", np.array([3, 4], np.int64), False)], opset=10)
@@ -1676,9 +1685,11 @@ def test_bitcast(tmp_path, to, x):
     run(tmp_path, "BitCast", [("x", x, False)], opset=26, specials=x.dtype == np.float32, to=to)
 
 
-def test_bitcast_to_another_width_is_one_line(tmp_path):
-    model = single_op("BitCast", [("x", rand(3), False)], opset=26, to=TensorProto.INT64)
-    with pytest.raises(CompileError, match=r"^BitCast node the_node: cannot reinterpret f32 as i64"):
+@pytest.mark.parametrize("to,message", [(TensorProto.INT64, "cannot reinterpret f32 as i64"),
+                                        (TensorProto.UINT32, "unsupported target type UINT32")])
+def test_bitcast_kiln_cannot_do_is_one_line(tmp_path, to, message):
+    model = single_op("BitCast", [("x", rand(3), False)], opset=26, to=to)
+    with pytest.raises(CompileError, match=rf"^BitCast node the_node: {message}"):
         kiln_run(model, {"x": rand(3)}, tmp_path)
 
 

@@ -72,6 +72,8 @@ def reverse_sequence(graph: Graph, node: Node) -> Patch | None:
     # [batch, 1] against [1, steps] in the (batch, time) order, [1, batch] against [steps, 1] otherwise
     lead = (batch, 1) if batch_axis == 0 else (1, batch)
     times = graph.const("time", np.arange(steps, dtype=np.int64).reshape((1, steps) if batch_axis == 0 else (steps, 1)))
+    # clamped to [0, steps] so that no row index leaves the tensor, whatever the input holds
+    lens = c.add("Min", [c.add("Max", [lens, graph.const("zero", _i64(0))]), graph.const("steps", _i64(steps))])
     lens = c.add("Reshape", [lens], shape=lead)
     flipped = c.add("Sub", [c.add("Sub", [lens, graph.const("one", _i64(1))]), times])
     source = c.add("Where", [c.add("Less", [times, lens]), flipped, times])
