@@ -1640,11 +1640,26 @@ def test_max_unpool(tmp_path, pooled, out, attrs, given, runtime_indices):
     run(tmp_path, "MaxUnpool", inputs, opset=22, **attrs)
 
 
-def test_max_unpool_of_too_many_elements_is_one_line(tmp_path):
-    model = single_op("MaxUnpool", [("x", rand(1, 2, 6, 6), False), ("i", np.zeros((1, 2, 6, 6), np.int64), True)],
-                      opset=22, kernel_shape=[2, 2], strides=[2, 2])
-    with pytest.raises(CompileError, match=r"^MaxUnpool node the_node: 72 input elements are not supported"):
-        kiln_run(model, {"x": rand(1, 2, 6, 6)}, tmp_path)
+def pool_unpool(shape: tuple[int, ...]):
+    """SegNet's pair: MaxPool's Indices into MaxUnpool (with output_shape from Shape), overlapping
+    windows included (their repeated indices carry the same value)."""
+    b, window = Builder(7), dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    b.nodes += [helper.make_node("MaxPool", ["x"], ["p", "i"], **window), helper.make_node("Shape", ["x"], ["s"]),
+                helper.make_node("MaxUnpool", ["p", "i", "s"], ["y"], **window)]
+    return b.model([("x", F, list(shape))], [("y", F, None)], opset=22)
+
+
+def test_max_pool_then_unpool(tmp_path):
+    check(pool_unpool((2, 16, 33, 40)), {"x": rand(2, 16, 33, 40)}, tmp_path)
+
+
+def test_max_unpool_indices_outside_the_output_write_nothing(tmp_path):
+    """onnxruntime refuses them; kiln writes the others and leaves no stray store."""
+    x, idx = rand(1, 1, 2, 2), np.array([[[[-1, 5], [16, 15]]]], np.int64)
+    model = single_op("MaxUnpool", [("x", x, False), ("i", idx, False)], opset=22, kernel_shape=[2, 2], strides=[2, 2])
+    want = np.zeros((1, 1, 4, 4), np.float32)
+    want.reshape(-1)[[5, 15]] = x.reshape(-1)[[1, 3]]
+    np.testing.assert_array_equal(kiln_run(model, {"x": x, "i": idx}, tmp_path)[0], want)
 
 
 @pytest.mark.parametrize("shape,batch_axis,lens", [

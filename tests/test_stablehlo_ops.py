@@ -524,3 +524,8 @@ def test_moves_and_3d_convolutions(launcher, tmp_path, case):
     feeds = {n: a for n, a, init in inputs if not init}
     for i, case_feeds in enumerate([feeds, with_specials(feeds)] if specials else [feeds]):
         pjrt_harness.check(launcher, model, case_feeds, tmp_path / str(i))
+
+
+def test_max_pool_then_unpool(launcher, tmp_path):
+    x = rand(2, 16, 33, 40)
+    pjrt_harness.check(launcher, test_compiler_ops.pool_unpool(x.shape), {"x": x}, tmp_path)

@@ -1,6 +1,6 @@
 """MaxPool's Indices output, MaxUnpool and ReverseSequence: ops that move elements to positions
 computed from the data or another input. passes/decompose_unpool.py rewrites them into Gather,
-ArgMax, ScatterElements and integer arithmetic, so their types and reference values live here."""
+ArgMax, ScatterFlat and integer arithmetic, so their types and reference values live here."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from .graph import Node, TensorType
-from .ops_index import MAX_SCATTER_UPDATES
 from .ops_nn import Window
 from .registry import const_input, fail, op
 
@@ -60,11 +59,7 @@ def unpool(node: Node) -> Unpool:
 
 
 def _max_unpool(node: Node) -> list[TensorType]:
-    u = unpool(node)
-    if node.inputs[0].type.numel > MAX_SCATTER_UPDATES:
-        raise fail(node, f"{node.inputs[0].type.numel} input elements are not supported (at most "
-                         f"{MAX_SCATTER_UPDATES}: kiln scatters them one by one)")
-    return [TensorType(node.inputs[0].type.dtype, u.out)]
+    return [TensorType(node.inputs[0].type.dtype, unpool(node).out)]
 
 
 def _eval_max_unpool(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
@@ -74,6 +69,26 @@ def _eval_max_unpool(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
 
 
 op("MaxUnpool", _max_unpool, _eval_max_unpool)
+
+
+def _scatter_flat(node: Node) -> list[TensorType]:
+    values, positions = node.inputs[0].type, node.inputs[1].type
+    if values.rank != 1 or positions.shape != values.shape or positions.dtype != "i64":
+        raise fail(node, f"needs values [n] and i64 positions [n], got {values} and {positions}")
+    return [TensorType(values.dtype, (int(node.attrs["size"]),))]
+
+
+def _eval_scatter_flat(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    values, positions = xs
+    out = np.zeros(node.attrs["size"], values.dtype)
+    inside = (positions >= 0) & (positions < out.size)
+    out[positions[inside]] = values[inside]
+    return [out]
+
+
+# zeros of `size` with values[i] written at positions[i] (positions outside [0, size) write
+# nothing; of repeated positions, any one write lands): MaxUnpool's scatter, a kernel of each backend
+op("ScatterFlat", _scatter_flat, _eval_scatter_flat)
 
 
 def reverse_axes(node: Node) -> tuple[int, int]:

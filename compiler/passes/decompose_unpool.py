@@ -6,7 +6,7 @@ kernel tap ([N, C, taps, positions], padding reads the -inf slot); ArgMax over t
 first maximum in scan order, as onnxruntime's strict `>` does, and a build-time table turns
 (tap, position) into the storage-order index, offset by the channel's start.
 
-MaxUnpool: zeros of the output's size with the input scattered to the flat indices.
+MaxUnpool: ScatterFlat, zeros of the output's size with the input written at the flat indices.
 
 ReverseSequence: batch and time flattened into rows, then one Gather of rows whose indices are
 computed from sequence_lens (folded at build time when it is a constant).
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir.graph import DTYPES, Graph, Node, Patch
+from ..ir.graph import Graph, Node, Patch
 from ..ir.ops_nn import window
 from ..ir.ops_unpool import pool_taps, reverse_axes, unpool
 from .chain import Chain
@@ -51,13 +51,10 @@ def maxpool_indices(graph: Graph, node: Node) -> Patch | None:
 def max_unpool(graph: Graph, node: Node) -> Patch | None:
     if node.op != "MaxUnpool":
         return None
-    x, idx = node.inputs[:2]
-    total = int(np.prod(unpool(node).out))
     c = Chain(graph, node)
-    zeros = graph.const("unpool_zeros", np.zeros(total, DTYPES[x.type.dtype]))
-    flat = [c.add("Reshape", [v], shape=(v.type.numel,)) for v in (idx, x)]
-    c.add("Reshape", [c.add("ScatterElements", [zeros] + flat, axis=0)], node.outputs[0],
-          shape=node.outputs[0].type.shape)
+    flat = [c.add("Reshape", [v], shape=(v.type.numel,)) for v in node.inputs[:2]]
+    placed = c.add("ScatterFlat", flat, size=int(np.prod(unpool(node).out)))
+    c.add("Reshape", [placed], node.outputs[0], shape=node.outputs[0].type.shape)
     return Patch(c.nodes)
 
 

@@ -31,6 +31,7 @@ BUILDERS: dict[str, KernelBuilder] = {
     "LayerNormalization": k_rows.layer_norm,
     "Concat": k_elementwise.concat,
     "Gather": k_elementwise.gather,
+    "ScatterFlat": k_elementwise.scatter_flat,
 }
 
 
