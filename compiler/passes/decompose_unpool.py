@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir.graph import Graph, Node, Patch
+from ..ir.graph import Graph, Node, Patch, Value
 from ..ir.ops_nn import window
 from ..ir.ops_unpool import pool_taps, reverse_axes, unpool
 from .chain import Chain
@@ -32,20 +32,25 @@ def maxpool_indices(graph: Graph, node: Node) -> Patch | None:
     x, (y, indices) = node.inputs[0], node.outputs[:2]
     w, (n, ch) = window(node), x.type.shape[:2]
     taps, stored = pool_taps(w, node.attr("storage_order", 0))
-    kernel, positions = taps.shape
     size = int(np.prod(w.size))
     c = Chain(graph, node)
     c.nodes.append(Node("MaxPool", node.name, [x], [y], {k: v for k, v in node.attrs.items() if k != "storage_order"}))
-    flat = c.add("Reshape", [x], shape=(n, ch, size))
-    lowest = graph.const("pool_padding", np.full((n, ch, 1), -np.inf, np.float32))
-    patches = c.add("Gather", [c.add("Concat", [flat, lowest], axis=2), graph.const("pool_taps", taps.ravel())], axis=2)
-    tap = c.add("ArgMax", [c.add("Reshape", [patches], shape=(n, ch, kernel, positions))], axis=2, keepdims=0)
-    pick = c.add("Add", [c.add("Mul", [tap, graph.const("positions", _i64(positions))]),
-                         graph.const("position", np.arange(positions, dtype=np.int64))])
+    pick = _first_max(c, x, taps, size)
     local = c.add("Gather", [graph.const("pool_index", stored.ravel()), pick], axis=0)
     start = graph.const("channel_start", (np.arange(n * ch, dtype=np.int64) * size).reshape(n, ch, 1))
     c.add("Reshape", [c.add("Add", [local, start])], indices, shape=indices.type.shape)
     return Patch(c.nodes)
+
+
+def _first_max(c: Chain, x: Value, taps: np.ndarray, size: int) -> Value:
+    """[N, C, positions]: tap * positions + position of each window's first maximum."""
+    (n, ch), (kernel, positions) = x.type.shape[:2], taps.shape
+    flat = c.add("Reshape", [x], shape=(n, ch, size))
+    padded = c.add("Concat", [flat, c.graph.const("pool_padding", np.full((n, ch, 1), -np.inf, np.float32))], axis=2)
+    patches = c.add("Gather", [padded, c.graph.const("pool_taps", taps.ravel())], axis=2)
+    tap = c.add("ArgMax", [c.add("Reshape", [patches], shape=(n, ch, kernel, positions))], axis=2, keepdims=0)
+    return c.add("Add", [c.add("Mul", [tap, c.graph.const("positions", _i64(positions))]),
+                         c.graph.const("position", np.arange(positions, dtype=np.int64))])
 
 
 def max_unpool(graph: Graph, node: Node) -> Patch | None:
@@ -74,10 +79,9 @@ def reverse_sequence(graph: Graph, node: Node) -> Patch | None:
     lens = c.add("Reshape", [lens], shape=lead)
     flipped = c.add("Sub", [c.add("Sub", [lens, graph.const("one", _i64(1))]), times])
     source = c.add("Where", [c.add("Less", [times, lens]), flipped, times])
-    ids = np.arange(batch, dtype=np.int64).reshape(lead)
-    rows = (c.add("Add", [c.add("Mul", [graph.const("b", ids), graph.const("steps", _i64(steps))]), source])
-            if batch_axis == 0 else c.add("Add", [c.add("Mul", [source, graph.const("batch", _i64(batch))]),
-                                                  graph.const("b", ids)]))
+    batch_stride, time_stride = (steps, 1) if batch_axis == 0 else (1, batch)
+    row_start = graph.const("row_start", np.arange(batch, dtype=np.int64).reshape(lead) * batch_stride)
+    rows = c.add("Add", [c.add("Mul", [source, graph.const("time_stride", _i64(time_stride))]), row_start])
     flat = c.add("Reshape", [x], shape=(batch * steps,) + x.type.shape[2:])
     gathered = c.add("Gather", [flat, c.add("Reshape", [rows], shape=(batch * steps,))], axis=0)
     c.add("Reshape", [gathered], node.outputs[0], shape=x.type.shape)
