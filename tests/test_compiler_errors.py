@@ -40,7 +40,7 @@ def _one_node(op: str, name: str = "bad_node") -> onnx.ModelProto:
 def test_unsupported_operator_named(tmp_path):
     _save(_one_node("MaxRoiPool"), tmp_path / "model.onnx")
     assert _compile_error(tmp_path / "model.onnx") == ("unsupported operator MaxRoiPool (opset 17) at node bad_node "
-                                                       "(model.onnx); nearest supported: MaxPool, GlobalMaxPool")
+                                                       "(model.onnx); nearest supported: MaxPool, MaxUnpool")
 
 
 def test_unsupported_operator_unnamed_uses_index(tmp_path):
@@ -237,7 +237,7 @@ def test_cli_prints_one_line_and_exits_1(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 1
     assert r.stderr == ("error: unsupported operator MaxRoiPool (opset 17) at node bad_node (model.onnx); "
-                        "nearest supported: MaxPool, GlobalMaxPool\n")
+                        "nearest supported: MaxPool, MaxUnpool\n")
     assert not (tmp_path / "out").exists()
 
 
@@ -314,9 +314,9 @@ def test_inspect_check_lists_every_problem_at_once(tmp_path):
     assert r.returncode == 1 and r.stderr == ""
     assert r.stdout.splitlines() == [
         "zoo.onnx: 3 problems for cpu",
-        "  unsupported operator MaxRoiPool (opset 9) at node norm1 (zoo.onnx); nearest supported: MaxPool, GlobalMaxPool",
+        "  unsupported operator MaxRoiPool (opset 9) at node norm1 (zoo.onnx); nearest supported: MaxPool, MaxUnpool",
         "  unsupported operator RandomNormalLike (opset 9) at node pool (zoo.onnx)",
-        "  unsupported operator MaxRoiPool (opset 9) at node norm2 (zoo.onnx); nearest supported: MaxPool, GlobalMaxPool",
+        "  unsupported operator MaxRoiPool (opset 9) at node norm2 (zoo.onnx); nearest supported: MaxPool, MaxUnpool",
     ]
 
 

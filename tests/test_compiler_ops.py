@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from onnx import helper, numpy_helper
+from onnx import TensorProto, helper, numpy_helper
 
 from kiln.compiler.errors import CompileError
 from onnx_models import F, Builder, assert_close, check, kiln_jit, kiln_run, pointwise_depthwise, single_op
@@ -1106,8 +1106,8 @@ def test_hardmax_with_nan_as_onnx_defines(tmp_path):
 
 
 @pytest.mark.parametrize("op,inputs,attrs,message", [
-    ("ConvTranspose", [("x", rand(1, 2, 3, 3, 3), False), ("w", rand(2, 2, 2, 2, 2), True)], {},
-     "Conv node the_node: only 1-D and 2-D convolutions are supported"),
+    ("ConvTranspose", [("x", rand(1, 2, 3, 3, 3, 2), False), ("w", rand(2, 2, 2, 2, 2, 2), True)], {},
+     "Conv node the_node: only 1-D, 2-D and 3-D convolutions are supported"),
     ("ConvTranspose", [("x", rand(1, 2, 3, 3), False), ("w", rand(2, 2, 2, 2), False)], {},
      "ConvTranspose node the_node: weights must be constant"),
     ("Compress", [("x", rand(3, 4), False), ("c", np.array([1, 0, 1], np.bool_), False)], dict(axis=0),
@@ -1588,3 +1588,162 @@ def test_swiglu(tmp_path, alpha):
     a, b = rand(2, 3, 8, lo=-8, hi=8), rand(2, 3, 8)
     model = single_op("SwiGLU", [("a", a, False), ("b", b, False)], 1, 28, alpha=alpha)
     check_reference(model, {"a": a, "b": b}, tmp_path, specials=True)
+
+
+# -- MaxPool's Indices, MaxUnpool, ReverseSequence, BitCast, bool ReduceMax/Min, 3-D Conv --------------
+MAXPOOL_INDICES_CASES = {
+    "pads": ((2, 3, 7, 8), dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])),
+    "column_major": ((1, 2, 7, 8), dict(kernel_shape=[3, 2], strides=[2, 1], pads=[1, 0, 1, 1], storage_order=1)),
+    "dilated_ceil": ((1, 2, 9, 10), dict(kernel_shape=[2, 3], dilations=[2, 1], strides=[2, 2], ceil_mode=1)),
+    "same_upper": ((1, 3, 6, 5), dict(kernel_shape=[3, 3], auto_pad="SAME_UPPER", strides=[2, 2])),
+    "1d": ((2, 3, 11), dict(kernel_shape=[3], strides=[2], pads=[1, 1])),
+    "3d": ((1, 2, 5, 6, 4), dict(kernel_shape=[2, 3, 2], strides=[2, 2, 1], pads=[0, 1, 1, 1, 1, 0])),
+    "3d_column_major": ((1, 2, 4, 5, 6), dict(kernel_shape=[2, 2, 3], strides=[2, 2, 2], storage_order=1)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MAXPOOL_INDICES_CASES))
+def test_maxpool_indices(tmp_path, case):
+    """No NaN or infinities: onnxruntime starts each window's maximum at the lowest finite float."""
+    shape, attrs = MAXPOOL_INDICES_CASES[case]
+    run(tmp_path, "MaxPool", [("x", rand(*shape), False)], n_out=2, specials=False, **attrs)
+
+
+def unpool_indices(pooled: tuple[int, ...], out: tuple[int, ...], kernel: list[int], strides: list[int],
+                   pads: list[int]) -> np.ndarray:
+    """Flat indices into `out` of one random position inside each pooling window, as MaxPool's."""
+    nd = len(kernel)
+    idx = np.zeros(pooled, np.int64)
+    for pos in np.ndindex(*pooled):
+        lo = [max(p * s - b, 0) for p, s, b in zip(pos[2:], strides, pads[:nd])]
+        hi = [min(p * s - b + k, o) for p, s, b, k, o in zip(pos[2:], strides, pads[:nd], kernel, out[2:])]
+        spot = tuple(int(RNG.integers(a, z)) for a, z in zip(lo, hi))
+        idx[pos] = np.ravel_multi_index(pos[:2] + spot, out)
+    return idx
+
+
+@pytest.mark.parametrize("pooled,out,attrs,given", [
+    ((1, 2, 2, 3), (1, 2, 4, 6), dict(kernel_shape=[2, 2], strides=[2, 2]), False),
+    ((1, 2, 3, 3), (1, 2, 5, 5), dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]), False),
+    ((2, 1, 3, 3), (2, 1, 7, 7), dict(kernel_shape=[2, 2], strides=[2, 2]), True),   # a 7x7 pooled to 3x3
+    ((1, 3, 5), (1, 3, 11), dict(kernel_shape=[3], strides=[2]), False),
+    ((1, 1, 2, 2, 3), (1, 1, 4, 5, 6), dict(kernel_shape=[2, 2, 2], strides=[2, 2, 2]), True),
+])
+@pytest.mark.parametrize("runtime_indices", [False, True])
+def test_max_unpool(tmp_path, pooled, out, attrs, given, runtime_indices):
+    """Indices address the output's shape (output_shape's when given), as onnxruntime reads them."""
+    pads = attrs.get("pads", [0] * 2 * len(attrs["kernel_shape"]))
+    idx = unpool_indices(pooled, out, attrs["kernel_shape"], attrs["strides"], pads)
+    inputs = [("x", rand(*pooled), False), ("i", idx, not runtime_indices)]
+    if given:
+        inputs.append(("shape", np.array(out, np.int64), True))
+    run(tmp_path, "MaxUnpool", inputs, opset=22, **attrs)
+
+
+def pool_unpool(shape: tuple[int, ...]):
+    """SegNet's pair: MaxPool's Indices into MaxUnpool (with output_shape from Shape), overlapping
+    windows included (their repeated indices carry the same value)."""
+    b, window = Builder(7), dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    b.nodes += [helper.make_node("MaxPool", ["x"], ["p", "i"], **window), helper.make_node("Shape", ["x"], ["s"]),
+                helper.make_node("MaxUnpool", ["p", "i", "s"], ["y"], **window)]
+    return b.model([("x", F, list(shape))], [("y", F, None)], opset=22)
+
+
+def test_max_pool_then_unpool(tmp_path):
+    check(pool_unpool((2, 16, 33, 40)), {"x": rand(2, 16, 33, 40)}, tmp_path)
+
+
+def test_max_unpool_indices_outside_the_output_write_nothing(tmp_path):
+    """onnxruntime refuses them; kiln writes the others and leaves no stray store."""
+    x, idx = rand(1, 1, 2, 2), np.array([[[[-1, 5], [16, 15]]]], np.int64)
+    model = single_op("MaxUnpool", [("x", x, False), ("i", idx, False)], opset=22, kernel_shape=[2, 2], strides=[2, 2])
+    want = np.zeros((1, 1, 4, 4), np.float32)
+    want.reshape(-1)[[5, 15]] = x.reshape(-1)[[1, 3]]
+    np.testing.assert_array_equal(kiln_run(model, {"x": x, "i": idx}, tmp_path)[0], want)
+
+
+@pytest.mark.parametrize("shape,batch_axis,lens", [
+    ((4, 3), 1, [4, 1, 3]),
+    ((3, 5, 2), 0, [5, 0, 2]),
+    ((6, 2, 2, 3), 1, [1, 6]),
+    ((2, 4, 3), 0, [4, 4]),
+])
+@pytest.mark.parametrize("runtime_lens", [False, True])
+def test_reverse_sequence(tmp_path, shape, batch_axis, lens, runtime_lens):
+    lens = np.array(lens, np.int64)
+    inputs = [("x", rand(*shape), False), ("lens", lens, not runtime_lens)]
+    run(tmp_path, "ReverseSequence", inputs, opset=10, batch_axis=batch_axis, time_axis=1 - batch_axis)
+
+
+def test_reverse_sequence_past_the_end_reverses_it_all(tmp_path):
+    """A runtime length past the time axis (onnxruntime refuses it) stays inside the tensor."""
+    x = rand(3, 2, 4)
+    model = single_op("ReverseSequence", [("x", x, False), ("lens", np.array([2, 7], np.int64), False)], opset=10)
+    got = kiln_run(model, {"x": x, "lens": np.array([2, 7], np.int64)}, tmp_path)[0]
+    want = np.stack([np.concatenate([x[1::-1, 0], x[2:, 0]]), x[::-1, 1]], axis=1)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_reverse_sequence_of_integers(tmp_path):
+    x = np.arange(24, dtype=np.int64).reshape(4, 2, 3)
+    run(tmp_path, "ReverseSequence", [("x", x, False), ("lens", np.array([3, 4], np.int64), False)], opset=10)
+
+
+@pytest.mark.parametrize("to,x", [
+    (TensorProto.INT32, np.array([[1.5, -2.0, 0.0, -0.0], [np.pi, 1e-45, 3.4e38, -7.25]], np.float32)),
+    (TensorProto.FLOAT, np.array([0, 1, -1, 0x7F800000, 0x3F800000, -0x80000000, 123456789], np.int32)),
+    (TensorProto.INT32, np.array(0.1, np.float32)),
+    (TensorProto.FLOAT, np.array([[7, -8]], np.int32)),
+])
+def test_bitcast(tmp_path, to, x):
+    """Specials for floats: NaN and the infinities keep their bit patterns."""
+    run(tmp_path, "BitCast", [("x", x, False)], opset=26, specials=x.dtype == np.float32, to=to)
+
+
+@pytest.mark.parametrize("to,message", [(TensorProto.INT64, "cannot reinterpret f32 as i64"),
+                                        (TensorProto.UINT32, "unsupported target type UINT32")])
+def test_bitcast_kiln_cannot_do_is_one_line(tmp_path, to, message):
+    model = single_op("BitCast", [("x", rand(3), False)], opset=26, to=to)
+    with pytest.raises(CompileError, match=rf"^BitCast node the_node: {message}"):
+        kiln_run(model, {"x": rand(3)}, tmp_path)
+
+
+@pytest.mark.parametrize("op", ["ReduceMax", "ReduceMin"])
+@pytest.mark.parametrize("axes,keepdims", [([1], 1), ([0, 2], 0), (None, 0)])
+def test_reduce_max_min_of_bool(tmp_path, op, axes, keepdims):
+    x = RNG.uniform(size=(3, 4, 5)) > 0.3
+    x[1] = True
+    inputs = [("x", x, False)] + ([] if axes is None else [("axes", np.array(axes, np.int64), True)])
+    run(tmp_path, op, inputs, opset=20, keepdims=keepdims)
+
+
+CONV_3D_CASES = [
+    # (x shape, w shape, attrs)
+    ((1, 3, 5, 6, 7), (4, 3, 3, 3, 3), dict(pads=[1, 1, 1, 1, 1, 1])),
+    ((2, 2, 7, 6, 5), (3, 2, 3, 2, 3), dict(strides=[2, 1, 2], pads=[1, 0, 2, 2, 1, 0])),
+    ((1, 4, 9, 5, 6), (6, 2, 2, 3, 3), dict(group=2, dilations=[3, 1, 2], pads=[0, 1, 2, 1, 1, 2])),
+    ((1, 4, 6, 6, 6), (4, 1, 3, 3, 3), dict(group=4, strides=[2, 2, 2], auto_pad="SAME_UPPER")),
+    ((1, 2, 4, 5, 5), (3, 2, 1, 2, 2), {}),
+]
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("xs,ws,attrs", CONV_3D_CASES)
+def test_conv_3d(tmp_path, xs, ws, attrs, bias):
+    """No infinities: as test_conv (the 2-D convolutions it is made of)."""
+    inputs = [("x", rand(*xs), False), ("w", rand(*ws, lo=-0.5, hi=0.5), True)]
+    if bias:
+        inputs.append(("b", rand(ws[0]), True))
+    run(tmp_path, "Conv", inputs, specials=False, **attrs)
+
+
+@pytest.mark.parametrize("xs,ws,attrs", [
+    ((1, 2, 3, 4, 5), (2, 3, 3, 3, 3), {}),
+    ((1, 4, 3, 3, 4), (4, 1, 2, 3, 2),
+     dict(group=2, strides=[2, 1, 2], pads=[1, 0, 1, 0, 1, 1], output_padding=[1, 0, 1])),
+    ((2, 2, 2, 3, 3), (2, 2, 3, 2, 2), dict(dilations=[2, 1, 1], strides=[1, 2, 2])),
+])
+def test_conv_transpose_3d(tmp_path, xs, ws, attrs):
+    inputs = [("x", rand(*xs), False), ("w", rand(*ws, lo=-0.5, hi=0.5), True),
+              ("b", rand(ws[1] * attrs.get("group", 1)), True)]
+    run(tmp_path, "ConvTranspose", inputs, specials=False, **attrs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from onnx import TensorProto
 
 import pjrt_harness
 import test_compiler_ops
@@ -560,3 +561,57 @@ def test_max_pool_8bit(launcher, tmp_path, dtype):
     x = test_qint_ops.integer_operand(dtype, (1, 2, 7, 8))
     model = single_op("MaxPool", [("x", x, False)], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
     pjrt_harness.check(launcher, model, {"x": x}, tmp_path)
+
+
+def _unpool_indices(pooled: tuple[int, ...], out: tuple[int, ...]) -> np.ndarray:
+    return test_compiler_ops.unpool_indices(pooled, out, [2] * (len(out) - 2), [2] * (len(out) - 2),
+                                            [0] * 2 * (len(out) - 2))
+
+
+# MaxPool's Indices, MaxUnpool, ReverseSequence, BitCast, bool ReduceMax/Min, 3-D Conv and ConvTranspose.
+# Specials where test_compiler_ops has them (not for max pooling or convolutions).
+MOVES = {  # case -> (op, inputs, attrs, opset, outputs, specials)
+    "maxpool_indices": ("MaxPool", [("x", rand(2, 3, 7, 8), 0)],
+                        dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]), 17, 2, False),
+    "maxpool_indices_dilated_column_major": ("MaxPool", [("x", rand(1, 2, 9, 10), 0)],
+                                             dict(kernel_shape=[2, 3], dilations=[2, 1], strides=[2, 2], ceil_mode=1,
+                                                  storage_order=1), 17, 2, False),
+    "maxpool_indices_3d": ("MaxPool", [("x", rand(1, 2, 5, 6, 4), 0)],
+                           dict(kernel_shape=[2, 3, 2], strides=[2, 2, 1], pads=[0, 1, 1, 1, 1, 0]), 17, 2, False),
+    "max_unpool": ("MaxUnpool", [("x", rand(1, 2, 2, 3), 0), ("i", _unpool_indices((1, 2, 2, 3), (1, 2, 4, 6)), 0)],
+                   dict(kernel_shape=[2, 2], strides=[2, 2]), 22, 1, True),
+    "max_unpool_output_shape": ("MaxUnpool", [("x", rand(2, 1, 3, 3), 0),
+                                              ("i", _unpool_indices((2, 1, 3, 3), (2, 1, 7, 7)), 1),
+                                              ("shape", I([2, 1, 7, 7]), 1)],
+                                dict(kernel_shape=[2, 2], strides=[2, 2]), 22, 1, True),
+    "reverse_sequence": ("ReverseSequence", [("x", rand(4, 3, 2), 0), ("lens", I([4, 1, 3]), 0)], {}, 10, 1, True),
+    "reverse_sequence_batch_first": ("ReverseSequence", [("x", rand(2, 5, 3), 0), ("lens", I([2, 5]), 1)],
+                                     dict(batch_axis=0, time_axis=1), 10, 1, True),
+    "bitcast_to_int32": ("BitCast", [("x", rand(3, 5), 0)], dict(to=TensorProto.INT32), 26, 1, True),
+    "bitcast_to_float": ("BitCast", [("x", rand(3, 5).view(np.int32), 0)], dict(to=TensorProto.FLOAT), 26, 1, False),
+    "reduce_max_bool": ("ReduceMax", [("x", RNG.uniform(size=(3, 4, 5)) > 0.3, 0), ("axes", I([1]), 1)],
+                        dict(keepdims=0), 20, 1, False),
+    "reduce_min_bool": ("ReduceMin", [("x", RNG.uniform(size=(3, 4, 5)) > 0.3, 0), ("axes", I([0, 2]), 1)], {}, 20,
+                        1, False),
+    "conv_3d": ("Conv", [("x", rand(2, 2, 7, 6, 5), 0), ("w", rand(3, 2, 3, 2, 3), 1), ("b", rand(3), 1)],
+                dict(strides=[2, 1, 2], pads=[1, 0, 2, 2, 1, 0]), 17, 1, False),
+    "conv_3d_grouped_dilated": ("Conv", [("x", rand(1, 4, 9, 5, 6), 0), ("w", rand(6, 2, 2, 3, 3), 1)],
+                                dict(group=2, dilations=[3, 1, 2], pads=[0, 1, 2, 1, 1, 2]), 17, 1, False),
+    "conv_transpose_3d": ("ConvTranspose", [("x", rand(1, 4, 3, 3, 4), 0), ("w", rand(4, 1, 2, 3, 2), 1)],
+                          dict(group=2, strides=[2, 1, 2], pads=[1, 0, 1, 0, 1, 1], output_padding=[1, 0, 1]), 17, 1,
+                          False),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MOVES))
+def test_moves_and_3d_convolutions(launcher, tmp_path, case):
+    op, inputs, attrs, opset, outputs, specials = MOVES[case]
+    model = single_op(op, [(n, a, bool(init)) for n, a, init in inputs], outputs, opset, **attrs)
+    feeds = {n: a for n, a, init in inputs if not init}
+    for i, case_feeds in enumerate([feeds, with_specials(feeds)] if specials else [feeds]):
+        pjrt_harness.check(launcher, model, case_feeds, tmp_path / str(i))
+
+
+def test_max_pool_then_unpool(launcher, tmp_path):
+    x = rand(2, 16, 33, 40)
+    pjrt_harness.check(launcher, test_compiler_ops.pool_unpool(x.shape), {"x": x}, tmp_path)

@@ -49,6 +49,8 @@ SAME |= {"GatherElements", "GatherND", "OneHot", "ScatterElements", "ScatterND",
 SAME |= {"ConvTranspose", "Einsum"}
 # RotaryEmbedding (ir/ops_rotary.py).
 SAME |= {"RotaryEmbedding"}
+# MaxUnpool and ReverseSequence (ir/ops_unpool.py); BitCast, whose `to` is read as Cast's.
+SAME |= {"MaxUnpool", "ReverseSequence", "BitCast"}
 
 
 class Importer:
@@ -118,18 +120,18 @@ def _attr(a: onnx.AttributeProto):
 
 def _same(op: str) -> Callable:
     def mapper(im: Importer, name: str, ins: list, outs: list[str], attrs: dict) -> None:
-        if op == "Cast":
-            attrs = {"to": _cast_target(attrs["to"], name)}
+        if op in ("Cast", "BitCast"):
+            attrs = {"to": _cast_target(attrs["to"], name, op)}
         if op == "EyeLike" and "dtype" in attrs:
             attrs = dict(attrs, dtype=_cast_target(attrs["dtype"], name))
         im.emit(op, name, ins, outs, attrs)
     return mapper
 
 
-def _cast_target(to: int, node: str) -> str:
+def _cast_target(to: int, node: str, op: str = "Cast") -> str:
     dtype = np.dtype(ONNX_DTYPES.get(to, np.float16))
     if dtype not in NP_TO_DTYPE:
-        raise CompileError(f"Cast node {node}: unsupported target type "
+        raise CompileError(f"{op} node {node}: unsupported target type "
                            f"{onnx.TensorProto.DataType.Name(to)}")
     return NP_TO_DTYPE[dtype]
 

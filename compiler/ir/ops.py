@@ -3,6 +3,7 @@ from . import fused, ops_elementwise, ops_nn, ops_quant, ops_seq, ops_shape  # n
 from . import ops_dft, ops_grid, ops_index, ops_linear, ops_resize  # noqa: F401  (indexing, resizing, ConvTranspose, Einsum)
 from . import ops_rotary  # noqa: F401  (RotaryEmbedding)
 from . import ops_qint  # noqa: F401  (MatMulInteger, QLinearMatMul, ConvInteger, QLinearConv)
+from . import ops_unpool  # noqa: F401  (MaxUnpool, ReverseSequence)
 from .registry import OPS, OpDef
 
 __all__ = ["OPS", "OpDef"]

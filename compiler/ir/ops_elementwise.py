@@ -181,5 +181,15 @@ def _bit_shift(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
 
 op("BitShift", _infer_bitwise, _bit_shift, _numel_flops)
 
+
+def _infer_bitcast(node: Node) -> list[TensorType]:
+    t, to = node.inputs[0].type, node.attrs["to"]
+    if np.dtype(DTYPES[t.dtype]).itemsize != np.dtype(DTYPES[to]).itemsize:
+        raise fail(node, f"cannot reinterpret {t.dtype} as {to}: their bit widths differ")
+    return [TensorType(to, t.shape)]
+
+
+op("BitCast", _infer_bitcast, lambda n, xs: [xs[0].view(DTYPES[n.attrs["to"]])], _numel_flops)
+
 ELEMENTWISE = (set(UNARY) | set(BINARY) | set(COMPARE) | set(LOGIC) | {"Not", "Where"} | set(BITWISE)
-               | {"BitwiseNot", "BitShift"})
+               | {"BitwiseNot", "BitShift", "BitCast"})

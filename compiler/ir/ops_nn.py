@@ -107,12 +107,18 @@ def _conv_flops(node: Node) -> int:
 
 
 def _pool(node: Node) -> list[TensorType]:
+    """MaxPool's optional second output: each maximum's flat index into the input (i64)."""
     dtype = node.inputs[0].type.dtype
     if dtype != "f32" and not (node.op == "MaxPool" and dtype in ("u8", "i8")):
         raise fail(node, f"expects f32 input, got {dtype}")
     x = node.inputs[0].type.shape
     c = x[-1] if channels_last(node) else x[1]
-    return [TensorType(dtype, _with_spatial(node, x, c, window(node).out))]
+    y = TensorType(dtype, _with_spatial(node, x, c, window(node).out))
+    if node.op == "MaxPool" and len(node.outputs) > 1:
+        if node.attr("storage_order", 0) not in (0, 1):
+            raise fail(node, f"storage_order {node.attr('storage_order')} is not 0 or 1")
+        return [y, TensorType("i64", y.shape)]
+    return [y]
 
 
 def _matmul_shapes(node: Node, a: tuple, b: tuple) -> tuple[int, ...]:

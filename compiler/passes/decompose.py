@@ -25,6 +25,7 @@ from .decompose_quant import quant
 from .decompose_resize import resize
 from .decompose_rotary import rotary_embedding
 from .decompose_seq import RULES as SEQ_RULES
+from .decompose_unpool import RULES as UNPOOL_RULES
 from .infer import infer
 
 PRIMITIVE = ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd")
@@ -314,7 +315,7 @@ def mod(graph: Graph, node: Node) -> Patch | None:
 
 RULES = [pad, lrn, attention, reduction, normalise, cast_like, trilu, group_norm, space_depth, tile, float_mod, mod,
          trig, int_pow, quant, resize, affine_grid, grid_sample]
-RULES = POOL_RULES + INDEX_RULES + LINEAR_RULES + DFT_RULES + QINT_RULES + RULES + [rotary_embedding]
+RULES = UNPOOL_RULES + POOL_RULES + INDEX_RULES + LINEAR_RULES + DFT_RULES + QINT_RULES + RULES + [rotary_embedding]
 
 
 def decompose(graph: Graph) -> Graph:

@@ -17,6 +17,8 @@ from .decompose_linear import RULES as LINEAR_RULES
 from .decompose_pool import RULES as POOL_RULES
 from .decompose_qint import RULES as QINT_RULES
 from .decompose_seq import RULES as SEQ_RULES
+from .decompose_conv3d import RULES as CONV3D_RULES
+from .decompose_unpool import RULES as UNPOOL_RULES
 from .decompose_grid import affine_grid, grid_sample
 from .decompose_resize import resize
 from .decompose_rotary import rotary_embedding
@@ -152,7 +154,9 @@ RULES = [pad, lrn, attention, reduction, cast_like, trilu, group_norm, space_dep
          quant, resize, affine_grid, grid_sample, _alias, _gemm, _batch_norm, _conv_bias, _matmul_vectors, _split,
          _normalise_attrs, normalise]
 # The sequence ops first: their expansions hold ops the others rewrite.
-RULES = SEQ_RULES + POOL_RULES + INDEX_RULES + LINEAR_RULES + DFT_RULES + QINT_RULES + RULES + [rotary_embedding]
+# UNPOOL_RULES before the pools and scatters they emit; CONV3D_RULES after ConvTranspose becomes a Conv.
+RULES = (SEQ_RULES + UNPOOL_RULES + POOL_RULES + INDEX_RULES + LINEAR_RULES + CONV3D_RULES + DFT_RULES + QINT_RULES
+         + RULES + [rotary_embedding])
 
 
 def lower(graph: Graph) -> Graph:

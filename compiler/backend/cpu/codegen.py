@@ -35,6 +35,7 @@ EMITTERS: dict[str, Emitter] = {
     "LayerNormalization": k_norm.emit_layer_norm,
     "Concat": k_data.emit_concat,
     "Gather": k_data.emit_gather,
+    "ScatterFlat": k_data.emit_scatter_flat,
     "PointwiseDepthwise": k_pointwise_depthwise.emit_pointwise_depthwise,
 }
 TEMP_BYTES: dict[str, Callable[[Node], int]] = {"Conv": k_conv.conv_temp_bytes}
@@ -43,7 +44,7 @@ TEMP_BYTES: dict[str, Callable[[Node], int]] = {"Conv": k_conv.conv_temp_bytes}
 KERNEL = "kiln_kernel"  # a kernel module's function until its text is known to be new
 # Kernels that only move data: O1 (with loop vectorisation) gives them the same copy loops as O3 in
 # a fraction of the time. Every other kernel, and the entry module, gets O3.
-LIGHT_OPS = frozenset({"Concat", "Gather"})
+LIGHT_OPS = frozenset({"Concat", "Gather", "ScatterFlat"})
 
 
 @dataclass

@@ -87,7 +87,7 @@ def conv_temp_bytes(node: Node) -> int:
 
 def emit_conv(ctx: Context, f: Fn, node: Node) -> None:
     if node.attr("layout") != "NHWC":
-        raise CompileError(f"Conv node {node.name}: only 1-D and 2-D convolutions are supported")
+        raise CompileError(f"Conv node {node.name}: only 1-D, 2-D and 3-D convolutions are supported")
     if node.inputs[1].const is None:
         raise CompileError(f"Conv node {node.name}: weights must be constant")
     if is_depthwise(node):

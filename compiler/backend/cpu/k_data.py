@@ -1,4 +1,4 @@
-"""Data movement that is not a view: Concat (copies into output slices) and Gather."""
+"""Data movement that is not a view: Concat (copies into output slices), Gather and ScatterFlat."""
 from __future__ import annotations
 
 import llvmlite.ir as ir
@@ -50,3 +50,21 @@ def emit_gather(ctx: Context, f: Fn, node: Node) -> None:
 
     nest(ctx, f, "gather", y.type.shape,
          [(0, contiguous(y.type.shape)), (0, data_strides), (0, idx_strides)], 0, pick)
+
+
+def emit_scatter_flat(ctx: Context, f: Fn, node: Node) -> None:
+    """Zeros, then each value stored at its position (positions outside the output store nothing)."""
+    values, positions, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    ty, size = MEM_TYPES[y.type.dtype], y.type.numel
+
+    def zero(t: Fn, offs: list[ir.Value]) -> None:
+        t.b.store(ir.Constant(ty, 0), t.gep(ctx.ptr(t, y), offs[0], ty))
+
+    def place(t: Fn, offs: list[ir.Value]) -> None:
+        b = t.b
+        p = b.load(t.gep(ctx.ptr(t, positions), offs[0], I64), typ=I64)
+        with b.if_then(b.icmp_unsigned("<", p, t.i64(size))):  # unsigned: negative positions too
+            b.store(b.load(t.gep(ctx.ptr(t, values), offs[0], ty), typ=ty), t.gep(ctx.ptr(t, y), p, ty))
+
+    nest(ctx, f, "scatter_zero", y.type.shape, [(0, contiguous(y.type.shape))], 0, zero)
+    nest(ctx, f, "scatter", values.type.shape, [(0, contiguous(values.type.shape))], 0, place)

@@ -31,6 +31,7 @@ BUILDERS: dict[str, KernelBuilder] = {
     "LayerNormalization": k_rows.layer_norm,
     "Concat": k_elementwise.concat,
     "Gather": k_elementwise.gather,
+    "ScatterFlat": k_elementwise.scatter_flat,
 }
 
 
@@ -45,6 +46,6 @@ def build_kernels(graph: Graph) -> tuple[list[Kernel], BufferPlan]:
         if node.op == "Reshape" or all(v.type.numel == 0 for v in node.outputs):
             continue
         if node.op == "Conv" and node.attr("layout") != "NHWC":
-            raise CompileError(f"Conv node {node.name}: only 1-D and 2-D convolutions are supported")
+            raise CompileError(f"Conv node {node.name}: only 1-D, 2-D and 3-D convolutions are supported")
         kernels += BUILDERS[node.op](b, node)
     return kernels, plan

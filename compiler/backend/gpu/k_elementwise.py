@@ -1,5 +1,5 @@
 """One thread per output element: fused elementwise programs (any dtype, operands read through
-views), Concat and Gather."""
+views), Concat and Gather; ScatterFlat: one per output element to zero it, then one per value."""
 from __future__ import annotations
 
 from ...ir.graph import Node
@@ -68,3 +68,16 @@ def gather(b: Builder, node: Node) -> list[Kernel]:
         return [Store(b.plan.buf(y), i, Load(b.plan.buf(data), dot(src, strides(data.type.shape))))]
 
     return [per_element(b, node, "gather", y.type.numel, body)]
+
+
+def scatter_flat(b: Builder, node: Node) -> list[Kernel]:
+    values, positions, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    size = y.type.numel
+    zero = Const(0.0 if y.type.dtype == "f32" else 0, y.type.dtype)
+
+    def place(i):
+        p = Load(b.plan.buf(positions), i)
+        return [If((p >= 0) & (p < size), (Store(b.plan.buf(y), p, Load(b.plan.buf(values), i)),))]
+
+    return [per_element(b, node, "scatter_zero", size, lambda i: [Store(b.plan.buf(y), i, zero)]),
+            per_element(b, node, "scatter", values.type.numel, place)]

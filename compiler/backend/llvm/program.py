@@ -198,6 +198,9 @@ def _apply(f: Fn, instr: Instr, ops: list[Operand], exponent: float | None) -> O
         return ops[0]
     if instr.op == "Cast":
         return cast(f, values[0], dtype, instr.attr("to")), instr.attr("to")
+    if instr.op == "BitCast":
+        to = instr.attr("to")
+        return (values[0] if dtype == to else f.b.bitcast(values[0], register_type(to, values[0].type))), to
     if instr.op == "Where":
         return f.b.select(values[0], values[1], values[2]), ops[1][1]
     if instr.op in CMP:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-from ...ir.graph import Node
+from ...ir.graph import Node, TensorType
 from .emitter import Emitter, Ref
 
 Lowering = Callable[[Emitter, Node, list], list[Ref]]
@@ -116,6 +116,11 @@ def _bit_shift(em: Emitter, node: Node, xs: list) -> list[Ref]:
     return [em.binary(name, xs[0], xs[1])]
 
 
+def _bitcast(em: Emitter, node: Node, xs: list) -> list[Ref]:
+    to = node.attrs["to"]
+    return [xs[0] if xs[0].type.dtype == to else em.op("bitcast_convert", [xs[0]], TensorType(to, xs[0].type.shape))]
+
+
 def _where(em: Emitter, node: Node, xs: list) -> list[Ref]:
     shape = node.outputs[0].type.shape
     c, a, b = (em.broadcast(x, shape) for x in xs)
@@ -132,4 +137,5 @@ LOWERINGS: dict[str, Lowering] = {
     "HardSigmoid": _hard_sigmoid, "HardSwish": _hard_swish, "Pow": _pow, "Where": _where, "Atan": _atan, "BitShift": _bit_shift,
     "Identity": lambda em, node, xs: [xs[0]],
     "Cast": lambda em, node, xs: [em.convert(xs[0], node.attrs["to"])],
+    "BitCast": _bitcast,
 }

@@ -5,7 +5,7 @@ from ...errors import CompileError
 from ...ir.graph import Node, TensorType
 from ...ir.ops_shape import perm_of, slice_params, split_sizes
 from ...ir.registry import norm_axis
-from .emitter import Emitter, Ref, i64_array
+from .emitter import Emitter, Ref, i64_array, tensor_type
 from .lower_elementwise import Lowering
 
 
@@ -69,6 +69,20 @@ def _gather(em: Emitter, node: Node, xs: list) -> list[Ref]:
     return [em.op("gather", [data, idx], out, attrs)]
 
 
+def _scatter_flat(em: Emitter, node: Node, xs: list) -> list[Ref]:
+    """Positions outside the output write nothing (XLA skips out-of-bounds updates)."""
+    values, positions = xs
+    y = node.outputs[0].type
+    t = tensor_type(TensorType(y.dtype, ()))
+    old, new = em.fresh("a"), em.fresh("b")
+    region = f'{{\n  ^bb0({old}: {t}, {new}: {t}):\n    "stablehlo.return"({new}) : ({t}) -> ()\n  }}'
+    dims = ("#stablehlo.scatter<inserted_window_dims = [0], scatter_dims_to_operand_dims = [0], "
+            "index_vector_dim = 1>")
+    attrs = f"scatter_dimension_numbers = {dims}, indices_are_sorted = false, unique_indices = false"
+    where = em.reshape(positions, positions.type.shape + (1,))
+    return [em.op("scatter", [em.full(0, y.dtype, y.shape), where, values], y, attrs, region)]
+
+
 def _expand(em: Emitter, node: Node, xs: list) -> list[Ref]:
     return [em.broadcast(xs[0], node.outputs[0].type.shape)]
 
@@ -80,5 +94,6 @@ def _folded(em: Emitter, node: Node, xs: list) -> list[Ref]:
 LOWERINGS: dict[str, Lowering] = {
     "Reshape": _reshape, "Flatten": _reshape, "Squeeze": _reshape, "Unsqueeze": _reshape,
     "Transpose": _transpose, "Concat": _concat, "Slice": _slice, "Split": _split, "Gather": _gather,
+    "ScatterFlat": _scatter_flat,
     "Expand": _expand, "ConstantOfShape": _folded,
 }
