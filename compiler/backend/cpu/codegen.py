@@ -3,9 +3,11 @@ the same share one), and one entry module with every variant's entry point, the 
 hand kernels their operands, and the descriptor. Kernel emitters are looked up by IR op."""
 from __future__ import annotations
 
+import gc
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import llvmlite.ir as ir
 
@@ -93,7 +95,8 @@ def build_module(graph: Graph, host: Host, weights: WeightTable | None = None,
         for node in nodes:
             if node.op == "Reshape" or all(v.type.numel == 0 for v in node.outputs):
                 continue
-            kernel, frame = _kernel(mod, known, host, variant, node)
+            with _collected_young():
+                kernel, frame = _kernel(mod, known, host, variant, node)
             site = _call_site(module, variant, node, kernel, frame, export_kernels)
             entry.b.call(site, [state])
             if export_kernels:
@@ -101,6 +104,22 @@ def build_module(graph: Graph, host: Host, weights: WeightTable | None = None,
         entry.finish()
         mod.entries.append(entry.fn.name)
     return mod
+
+
+@contextmanager
+def _collected_young() -> Iterator[None]:
+    """A kernel's llvmlite objects form reference cycles and all die together once its text is
+    taken. With the collector paused while they are made, and then run over the youngest generation
+    only, they are freed in one sweep, instead of being promoted while alive and rescanned by every
+    full collection after (a third of codegen's time on ResNet-50)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+        gc.collect(0)
 
 
 def _kernel(mod: Module, known: dict[str, Kernel], host: Host, variant: Variant, node: Node
