@@ -104,6 +104,8 @@ def test_inspect_profile_times_every_step(tmp_path, capsys):
     for step in ("load", "pass fuse", "codegen", "optimise + object", "ld -r", "weights file", "peak RSS",
                  "slowest kernels"):
         assert step in out, out
+    codegen = next(line for line in out.splitlines() if "codegen" in line).split()
+    assert float(codegen[3]) > 0 and codegen[4] == "s", out  # its CPU seconds, after the wall ones
 
 
 def test_data_movement_kernels_get_o1_and_the_rest_o3(tmp_path):
