@@ -1,5 +1,6 @@
 """Optimising many LLVM modules at once, on the build machine's cores, into bitcode (linked into one
-module, for the JIT) or into relocatable objects (code generation in the same workers).
+module, for the JIT) or into relocatable objects (code generation in the same workers): all of them
+(`optimize_all`), or each as soon as the caller hands it in (`Stream`), while it makes the next.
 
 Each module is optimised on its own, so the result does not depend on how many processes share
 the work: the same modules give the same bytes on one core or sixty-four."""
