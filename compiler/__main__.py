@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                 os.environ[HANDED_ZIG] = os.fspath(args.zig.absolute())
             compile(args.model, args.platform, args.weights, args.batch, args.name, args.host,
                     args.ptxas, input_shapes=dict(args.input_shape), precision=args.precision,
-                    input_values=dict(args.input_value)).write(args.output)
+                    input_values=dict(args.input_value), overlap_llvm=True).write(args.output)
         elif args.check:
             from .check import check_model, report
             problems = check_model(args.model, args.weights, args.batch, args.platform, dict(args.input_shape),

@@ -39,11 +39,12 @@ class Compiled:
 def compile(model: Path, platform: str = "cpu", weights: Path | None = None, batch: int = 1,
             name: str | None = None, host: str = "linux-amd64", ptxas: Path | None = None,
             profile: bool = False, input_shapes: Shapes | None = None, precision: str = "highest",
-            input_values: Values | None = None) -> Compiled:
+            input_values: Values | None = None, overlap_llvm: bool = False) -> Compiled:
     """Compile `model` for `platform` (`cpu`, `cuda:sm_89`, ...) and the launcher's `host`; `ptxas`
     checks CUDA kernels (default: the pinned one); `profile` is the CPU's JitModel.profile build;
     `input_shapes` fixes symbolic input dims and `input_values` inputs' values, by input name;
-    `precision` ("highest" | "default") is the StableHLO dots' and convolutions'."""
+    `precision` ("highest" | "default") is the StableHLO dots' and convolutions'; `overlap_llvm`
+    (for a compile that writes its files) starts the CPU objects while code is generated."""
     spec, archs = platforms.resolve(platform)
     host = platforms.host(host).name
     backend = spec.load_backend()
@@ -54,7 +55,7 @@ def compile(model: Path, platform: str = "cpu", weights: Path | None = None, bat
     graph = run_pipeline(graph, passes=backend.passes)
     _check_ops(backend, graph)
     target = Target(name, spec.name, archs, host, in_names, out_names,
-                    {"ptxas": ptxas}, profile, precision)
+                    {"ptxas": ptxas}, profile, precision, overlap_llvm)
     code = backend.build(graph, target)
     weights_file, data_start = safetensors_bytes(code.weights)
     common = manifest.common(name, spec.name, batch, manifest.tensors(graph.inputs, in_names),

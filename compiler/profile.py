@@ -18,21 +18,31 @@ from .platforms import host as host_spec, resolve
 SLOWEST = 12  # kernels listed
 
 
+def _cpu_seconds() -> float:
+    """User + system seconds of this process and of the workers it has waited for."""
+    own, workers = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + workers.ru_utime + workers.ru_stime
+
+
 @dataclass
 class Profile:
+    """Each step's wall and CPU seconds (this process's and its finished workers'): on a shared
+    machine the wall time says more about the neighbours than about the compile."""
     title: str
-    steps: list[tuple[str, float, str]] = field(default_factory=list)   # (step, seconds, note)
+    steps: list[tuple[str, float, float, str]] = field(default_factory=list)  # (step, wall s, cpu s, note)
     kernels: list[tuple[float, str]] = field(default_factory=list)      # (seconds, description)
+    cpu: float = field(default_factory=_cpu_seconds)
 
     def step(self, name: str, start: float, note: str = "") -> float:
-        now = time.perf_counter()
-        self.steps.append((name, now - start, note))
+        now, cpu = time.perf_counter(), _cpu_seconds()
+        self.steps.append((name, now - start, cpu - self.cpu, note))
+        self.cpu = cpu
         return now
 
     def text(self) -> str:
-        lines = [self.title]
-        lines += [f"  {name:<22} {secs:8.2f} s  {note}".rstrip() for name, secs, note in self.steps]
-        lines.append(f"  {'total':<22} {sum(s for _, s, _ in self.steps):8.2f} s")
+        lines = [self.title, f"  {'step':<22} {'wall':>8}   {'cpu':>8}"]
+        lines += [f"  {name:<22} {secs:8.2f} s {cpu:8.2f} s  {note}".rstrip() for name, secs, cpu, note in self.steps]
+        lines.append(f"  {'total':<22} {sum(s[1] for s in self.steps):8.2f} s {sum(s[2] for s in self.steps):8.2f} s")
         lines.append(f"  peak RSS {_peak_mb('self'):.0f} MB (compiler), {_peak_mb('children'):.0f} MB "
                      "(largest worker)")
         if self.kernels:

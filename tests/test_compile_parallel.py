@@ -6,12 +6,14 @@ import io
 
 import numpy as np
 import onnx
+import pytest
 from elftools.elf.elffile import ELFFile
 
 import onnx_models as M
-from kiln.compiler import driver
+from kiln.compiler import CompileError, driver
 from kiln.compiler.backend.cpu.objfile import emit_object, machine, object_output
-from kiln.compiler.backend.llvm.modules import optimize_all
+from kiln.compiler.backend.llvm import modules
+from kiln.compiler.backend.llvm.modules import Stream, optimize_all
 
 
 def _compiled(tmp_path, model: onnx.ModelProto):
@@ -29,6 +31,44 @@ def test_object_is_the_same_on_one_core_or_several(tmp_path):
     obj = emit_object(code.modules, names, code.host, serial)
     assert obj == emit_object(code.modules, names, code.host, parallel)
     assert obj == emit_object(code.modules, names, code.host)
+
+
+def test_objects_made_during_codegen_are_the_same_bytes(tmp_path, monkeypatch):
+    onnx.save(M.mnist_cnn(), tmp_path / "m.onnx")
+    batch = driver.compile(tmp_path / "m.onnx").code
+    monkeypatch.setattr(modules, "PARALLEL_MIN_BYTES", 0)  # workers from the first kernel on
+    overlapped = driver.compile(tmp_path / "m.onnx", overlap_llvm=True).code
+    assert overlapped.objects is not None and overlapped.objects.threads
+    assert overlapped.files() == batch.files()
+
+
+def test_streamed_modules_come_back_in_the_order_added(tmp_path):
+    code = _compiled(tmp_path, M.mnist_cnn()).code
+    output = object_output([k.name for k in code.kernels])
+    stream = Stream(machine(code.host), workers=2, min_bytes=0)
+    for text in code.modules:
+        stream.add(text, 3, output)
+    serial = optimize_all(code.modules, machine(code.host), workers=1, output=output)
+    assert [o.code for o in stream.results()] == [o.code for o in serial]
+
+
+def test_a_worker_reports_invalid_ir_as_a_compile_error(tmp_path):
+    code = _compiled(tmp_path, M.mnist_cnn()).code
+    stream = Stream(machine(code.host), workers=2, min_bytes=0)
+    stream.add(code.modules[1])
+    stream.add("define void @f() {\n  ret i32 0\n}\n")
+    with pytest.raises(CompileError, match="generated LLVM IR is invalid"):
+        stream.results()
+
+
+def test_cancelled_stream_stops_its_workers(tmp_path):
+    code = _compiled(tmp_path, M.mnist_cnn()).code
+    stream = Stream(machine(code.host), workers=2, min_bytes=0)
+    for text in code.modules * 4:
+        stream.add(text)
+    stream.cancel()
+    assert not any(t.is_alive() for t in stream.threads)
+    assert len(stream.done) < len(code.modules) * 4
 
 
 def test_kernels_are_hidden_and_entries_exported(tmp_path):
@@ -64,6 +104,8 @@ def test_inspect_profile_times_every_step(tmp_path, capsys):
     for step in ("load", "pass fuse", "codegen", "optimise + object", "ld -r", "weights file", "peak RSS",
                  "slowest kernels"):
         assert step in out, out
+    codegen = next(line for line in out.splitlines() if "codegen" in line).split()
+    assert float(codegen[3]) > 0 and codegen[4] == "s", out  # its CPU seconds, after the wall ones
 
 
 def test_data_movement_kernels_get_o1_and_the_rest_o3(tmp_path):

@@ -22,6 +22,8 @@ class Target:
     output_names: tuple[str, ...]
     tools: dict[str, Path | None]   # toolchain programs by name; None = the pinned one
     profile: bool = False           # cpu: one function per node for JitModel.profile (not for shipping)
+    overlap_llvm: bool = False      # cpu: the object files will be written, so LLVM starts on each
+                                    # kernel while the next are generated (a JIT needs only the texts)
     precision: str = "highest"      # stablehlo: f32 dots and convolutions at full f32 precision or
                                     # the plugin's default (bf16 passes on TPU)
 

@@ -81,7 +81,7 @@ def _scale_into_weights(graph: Graph, node: Node) -> Patch | None:
         w = None if s is None or w.ndim != 2 else w * s
     if w is None:
         return None
-    scaled = graph.const(f"{prod.inputs[1].name}.scaled", w.astype(np.float32))
+    scaled = graph.const(f"{prod.inputs[1].name}.scaled", w.astype(np.float32, copy=False))
     return Patch([Node(prod.op, prod.name, [prod.inputs[0], scaled], [y], dict(prod.attrs))])
 
 

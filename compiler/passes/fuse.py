@@ -130,9 +130,8 @@ def _closed(graph: Graph, nodes: list[Node], uses: dict[Value, list[Node]]) -> b
     return True
 
 
-def _grow(graph: Graph, producer: Node) -> Group | None:
-    uses = graph.consumers()
-    order = {n: i for i, n in enumerate(graph.nodes)}
+def _grow(graph: Graph, producer: Node, uses: dict[Value, list[Node]],
+          order: dict[Node, int]) -> Group | None:
     group, best = Group(producer), 1
     while True:
         frontier = [u for n in group.nodes for u in uses.get(n.outputs[0], []) if u not in group.nodes]
@@ -153,10 +152,14 @@ def _grow(graph: Graph, producer: Node) -> Group | None:
 
 
 def _fuse_groups(graph: Graph) -> bool:
+    """Fuses the first producer (in graph order) that can grow a group; False if none can. The
+    graph changes only on success, so its uses and order are computed once per call."""
+    uses = graph.consumers()
+    order = {n: i for i, n in enumerate(graph.nodes)}
     for producer in list(graph.nodes):
         if producer.op not in PRODUCERS:
             continue
-        group = _grow(graph, producer)
+        group = _grow(graph, producer, uses, order)
         if group is None:
             continue
         members = set(group.nodes)

@@ -13,11 +13,11 @@ from ...ir.stats import graph_flops
 from ...ir.weights import WeightTable
 from ...passes.pipeline import PIPELINE
 from ..base import Target
-from ..llvm.modules import Optimized
+from ..llvm.modules import Optimized, Stream
 from . import aarch64, x86_64
 from .codegen import EMITTERS, Kernel, add_descriptor, build_module
 from .descriptor import TensorInfo, WeightInfo
-from .objfile import data_layout, emit_object
+from .objfile import data_layout, emit_object, machine, object_output
 from .target import Host
 
 HOSTS: dict[str, Host] = {h.name: h for h in (x86_64.HOST, aarch64.HOST)}
@@ -33,8 +33,12 @@ class CpuCode:
     weights: WeightTable
     section: dict
     sites: dict[str, list[tuple[Node, str]]]   # variant -> exported call sites (profile builds)
+    objects: Stream | None = None   # the kernels' then the entry's objects, under way since codegen
 
     def files(self, compiled: Sequence[Optimized] | None = None) -> dict[str, bytes]:
+        if compiled is None and self.objects is not None:
+            *kernels, entry = self.objects.results()
+            compiled = [entry, *kernels]
         obj = emit_object(self.modules, [k.name for k in self.kernels], self.host, compiled, self.levels)
         self.section["object"] = {"file": OBJECT_FILE, "sha256": hashlib.sha256(obj).hexdigest()}
         return {OBJECT_FILE: obj}
@@ -48,8 +52,25 @@ class CpuBackend:
 
     def build(self, graph: Graph, target: Target) -> CpuCode:
         host = HOSTS[target.host]
+        objects = Stream(machine(host)) if target.overlap_llvm else None
+        try:
+            code = self._build(graph, target, host, objects)
+        except BaseException:
+            if objects is not None:
+                objects.cancel()
+            raise
+        if objects is not None:
+            objects.add(code.modules[0], code.levels[0], object_output([]))
+        return code
+
+    def _build(self, graph: Graph, target: Target, host: Host, objects: Stream | None) -> CpuCode:
+        """The code; each new kernel's module handed to `objects` as soon as it is complete."""
+        def made(kernel: Kernel) -> None:
+            if objects is not None:
+                objects.add(kernel.text, kernel.level, object_output([kernel.name]))
+
         table = WeightTable()
-        mod = build_module(graph, host, table, export_kernels=target.profile)
+        mod = build_module(graph, host, table, target.profile, made)
         mod.ir.data_layout = data_layout(host)
         inputs = _tensors(graph.inputs, target.input_names)
         outputs = _tensors(graph.outputs, target.output_names)
@@ -61,7 +82,7 @@ class CpuBackend:
                          for v, e in zip(host.variants, mod.entries)],
             "flops": graph_flops(graph),
         }
-        return CpuCode(host, mod.texts(), mod.levels(), mod.kernels, table, section, mod.sites)
+        return CpuCode(host, mod.texts(), mod.levels(), mod.kernels, table, section, mod.sites, objects)
 
 
 def _tensors(values, names: tuple[str, ...]) -> list[TensorInfo]:

@@ -3,9 +3,11 @@ the same share one), and one entry module with every variant's entry point, the 
 hand kernels their operands, and the descriptor. Kernel emitters are looked up by IR op."""
 from __future__ import annotations
 
+import gc
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import llvmlite.ir as ir
 
@@ -72,9 +74,10 @@ class Module:
 
 
 def build_module(graph: Graph, host: Host, weights: WeightTable | None = None,
-                 export_kernels: bool = False) -> Module:
-    """All variants' code. export_kernels keeps each node's call site a separate external function
-    (taking the entry's 5-pointer state) so a profiler can time nodes one by one."""
+                 export_kernels: bool = False, made: Callable[[Kernel], None] = lambda kernel: None) -> Module:
+    """All variants' code; `made` is handed each new kernel as soon as its module is complete.
+    export_kernels keeps each node's call site a separate external function (taking the entry's
+    5-pointer state) so a profiler can time nodes one by one."""
     for node in graph.nodes:
         if node.op != "Reshape" and node.op not in EMITTERS:
             raise CompileError(f"unsupported operator {node.op} at node {node.name} ({graph.source})")
@@ -94,7 +97,8 @@ def build_module(graph: Graph, host: Host, weights: WeightTable | None = None,
         for node in nodes:
             if node.op == "Reshape" or all(v.type.numel == 0 for v in node.outputs):
                 continue
-            kernel, frame = _kernel(mod, known, host, variant, node)
+            with _collected_young():
+                kernel, frame = _kernel(mod, known, host, variant, node, made)
             site = _call_site(module, variant, node, kernel, frame, export_kernels)
             entry.b.call(site, [state])
             if export_kernels:
@@ -104,8 +108,24 @@ def build_module(graph: Graph, host: Host, weights: WeightTable | None = None,
     return mod
 
 
-def _kernel(mod: Module, known: dict[str, Kernel], host: Host, variant: Variant, node: Node
-            ) -> tuple[ir.Function, dict[Address, int]]:
+@contextmanager
+def _collected_young() -> Iterator[None]:
+    """A kernel's llvmlite objects form reference cycles and all die together once its text is
+    taken. With the collector paused while they are made, and then run over the youngest generation
+    only, they are freed in one sweep, instead of being promoted while alive and rescanned by every
+    full collection after (a third of codegen's time on ResNet-50)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+        gc.collect(0)
+
+
+def _kernel(mod: Module, known: dict[str, Kernel], host: Host, variant: Variant, node: Node,
+            made: Callable[[Kernel], None]) -> tuple[ir.Function, dict[Address, int]]:
     """The node's kernel (shared with every earlier node whose code is the same) and its frame."""
     start = time.perf_counter()
     kmod = ir.Module(name="kernel")
@@ -122,6 +142,7 @@ def _kernel(mod: Module, known: dict[str, Kernel], host: Host, variant: Variant,
                                             1 if node.op in LIGHT_OPS else 3)
         mod.kernels.append(kernel)
         ir.Function(mod.ir, ir.FunctionType(VOID, [PTR]), name)
+        made(kernel)
     kernel.nodes.append(node.name)
     kernel.emit_seconds += time.perf_counter() - start
     return mod.ir.globals[kernel.name], ctx.frame

@@ -1,5 +1,6 @@
 """Optimising many LLVM modules at once, on the build machine's cores, into bitcode (linked into one
-module, for the JIT) or into relocatable objects (code generation in the same workers).
+module, for the JIT) or into relocatable objects (code generation in the same workers): all of them
+(`optimize_all`), or each as soon as the caller hands it in (`Stream`), while it makes the next.
 
 Each module is optimised on its own, so the result does not depend on how many processes share
 the work: the same modules give the same bytes on one core or sixty-four."""
@@ -7,10 +8,12 @@ from __future__ import annotations
 
 import os
 import pickle
+import queue
 import subprocess
 import sys
+import tempfile
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import astuple, dataclass
 from typing import Sequence
 
@@ -58,46 +61,97 @@ def jobs() -> int:
 
 
 def optimize_all(texts: Sequence[str], machine: Machine, workers: int | None = None,
-                 min_bytes: int = PARALLEL_MIN_BYTES, output: Output = BITCODE,
+                 min_bytes: int | None = None, output: Output = BITCODE,
                  levels: Sequence[int] | None = None) -> list[Optimized]:
     """Every module optimised (at its level of `levels`, default O3) into `output`, in the order
     given; in `workers` processes (default: one per core) when there are at least `min_bytes` of IR."""
-    work = list(zip(texts, levels or [3] * len(texts)))
-    workers = min(workers or jobs(), len(texts))
-    if workers < 2 or sum(map(len, texts)) < min_bytes:
-        return [_optimize_one(t, level, machine, output) for t, level in work]
-    groups = _balance([len(t) for t in texts], workers)
-    with ThreadPoolExecutor(len(groups)) as pool:
-        results = list(pool.map(lambda g: _worker([work[i] for i in g], machine, output), groups))
-    out: dict[int, Optimized] = {}
-    for group, optimized in zip(groups, results):
-        out.update(zip(group, optimized))
-    return [out[i] for i in range(len(texts))]
+    stream = Stream(machine, min(jobs() if workers is None else workers, len(texts)), min_bytes)
+    # Largest first: the modules still running when the others are done are then the small ones.
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    for i in order:
+        stream.add(texts[i], levels[i] if levels else 3, output)
+    done = dict(zip(order, stream.results()))
+    return [done[i] for i in range(len(texts))]
 
 
-def _balance(sizes: list[int], workers: int) -> list[list[int]]:
-    """Module indices in `workers` groups of about equal IR size (largest first, to the lightest)."""
-    groups: list[list[int]] = [[] for _ in range(workers)]
-    load = [0] * workers
-    for i in sorted(range(len(sizes)), key=lambda i: -sizes[i]):
-        j = load.index(min(load))
-        groups[j].append(i)
-        load[j] += sizes[i]
-    return [g for g in groups if g]
+class Stream:
+    """Modules optimised as they are handed in, so that the caller can go on generating the next
+    ones meanwhile: by `workers` processes, started once `min_bytes` of IR have come (a smaller
+    batch is optimised in this process by `results`), each taking the next module when done."""
 
+    def __init__(self, machine: Machine, workers: int | None = None, min_bytes: int | None = None) -> None:
+        self.machine = machine
+        self.workers = jobs() if workers is None else workers
+        self.min_bytes = PARALLEL_MIN_BYTES if min_bytes is None else min_bytes
+        self.work: list[tuple[str, int, Output]] = []
+        self.bytes = 0
+        self.done: dict[int, Optimized] = {}
+        self.errors: list[str] = []
+        self.pending: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        self.threads: list[threading.Thread] = []
 
-def _worker(work: list[tuple[str, int]], machine: Machine, output: Output) -> list[Optimized]:
-    """A fresh interpreter (this module's main) optimises `work` (module texts and levels): no fork
-    of a process that may run threads, and no re-import of the caller's main script."""
-    proc = subprocess.run([sys.executable, "-m", __name__], input=pickle.dumps((work, machine, output)),
-                          capture_output=True, check=False)
-    if proc.returncode != 0:
-        reason = proc.stderr.decode(errors="replace").strip().splitlines() or [f"exit {proc.returncode}"]
-        raise CompileError(f"LLVM worker failed: {reason[-1]}")
-    result = pickle.loads(proc.stdout)
-    if isinstance(result, str):
-        raise CompileError(result)
-    return [Optimized(*r) for r in result]
+    def add(self, text: str, level: int = 3, output: Output = BITCODE) -> None:
+        self.work.append((text, level, output))
+        self.bytes += len(text)
+        if self.threads:
+            self.pending.put(len(self.work) - 1)
+        elif self.workers > 1 and self.bytes >= self.min_bytes:
+            for i in range(len(self.work)):
+                self.pending.put(i)
+            self.threads = [threading.Thread(target=self._feed, daemon=True) for _ in range(self.workers)]
+            for thread in self.threads:
+                thread.start()
+
+    def results(self) -> list[Optimized]:
+        """Every module's result, in the order they were added (waiting for the workers)."""
+        if not self.threads:
+            for i, (text, level, output) in enumerate(self.work):
+                if i not in self.done:
+                    self.done[i] = _optimize_one(text, level, self.machine, output)
+        self._stop()
+        if len(self.done) < len(self.work):
+            raise CompileError(self.errors[0] if self.errors else "LLVM worker failed")
+        return [self.done[i] for i in range(len(self.work))]
+
+    def cancel(self) -> None:
+        """Stops the workers after the modules they are on (the caller's build failed)."""
+        while not self.pending.empty():
+            self.pending.get_nowait()
+        self._stop()
+
+    def _stop(self) -> None:
+        for _ in self.threads:
+            self.pending.put(None)
+        for thread in self.threads:
+            thread.join()
+
+    def _feed(self) -> None:
+        """One worker process (a fresh interpreter running this module's main: no fork of a process
+        that runs threads), fed one pending module after the other until told to stop."""
+        with tempfile.TemporaryFile() as stderr:
+            proc = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=stderr)
+            try:
+                self._exchange(proc)
+                proc.stdin.close()
+                proc.wait()
+            except (OSError, EOFError, pickle.UnpicklingError):
+                proc.kill()
+                proc.wait()
+                stderr.seek(0)
+                reason = stderr.read().decode(errors="replace").strip().splitlines() or [f"exit {proc.returncode}"]
+                self.errors.append(f"LLVM worker failed: {reason[-1]}")
+
+    def _exchange(self, proc: subprocess.Popen) -> None:
+        while (i := self.pending.get()) is not None:
+            text, level, output = self.work[i]
+            pickle.dump((text, level, self.machine, output), proc.stdin)
+            proc.stdin.flush()
+            result = pickle.load(proc.stdout)
+            if isinstance(result, str):
+                self.errors.append(result)
+                return
+            self.done[i] = Optimized(*result)
 
 
 def _optimize_one(text: str, level: int, machine: Machine, output: Output) -> Optimized:
@@ -123,14 +177,19 @@ def link(modules: Sequence[Optimized], internal: Sequence[str] = ()) -> llvm.Mod
 
 
 def _main() -> None:
-    work, machine, output = pickle.loads(sys.stdin.buffer.read())
-    try:
-        # plain tuples: this module is __main__ here, its classes would not unpickle outside
-        result: list[tuple[bytes, float]] | str = [astuple(_optimize_one(t, level, machine, output))
-                                                        for t, level in work]
-    except CompileError as e:
-        result = str(e)
-    sys.stdout.buffer.write(pickle.dumps(result))
+    """A worker: (text, level, machine, output) in, the result out as a plain tuple (this module is
+    __main__ here, its classes would not unpickle outside) or a CompileError's message, until EOF."""
+    while True:
+        try:
+            text, level, machine, output = pickle.load(sys.stdin.buffer)
+        except EOFError:
+            return
+        try:
+            result: tuple[bytes, float] | str = astuple(_optimize_one(text, level, machine, output))
+        except CompileError as e:
+            result = str(e)
+        pickle.dump(result, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
 
 
 if __name__ == "__main__":
