@@ -12,6 +12,7 @@ from onnx import helper
 
 from ..errors import CompileError
 from ..ir.graph import DTYPES
+from .sequence import _typed
 
 if TYPE_CHECKING:
     from .onnx import Importer
@@ -24,15 +25,23 @@ FUNCTION_OPS = {
     "HannWindow": ("i64",),
     "HammingWindow": ("i64",),
     "BlackmanWindow": ("i64",),
+    "CausalConvWithState": ("f32", "f32", "f32", "f32"),
+    "LinearAttention": ("f32",) * 6,
 }
 
 
 def _input_types(im: Importer, proto: onnx.NodeProto) -> list[onnx.TypeProto]:
+    """Each input's type as far as the importer knows it: its static shape when constants and input
+    shapes fold it (CausalConvWithState's body takes its group count from the weight's shape,
+    LinearAttention's needs its inputs' ranks), else the schema's usual element type alone."""
     types = []
     for name, default in zip(proto.input, FUNCTION_OPS[proto.op_type]):
-        value = im.values.get(name)
-        dtype = value.type.dtype if value is not None and value.type is not None else default
-        types.append(helper.make_tensor_type_proto(helper.np_dtype_to_tensor_dtype(np.dtype(DTYPES[dtype])), None))
+        value = _typed(im, im.get(name, proto.name)) if name else None
+        shape = None
+        if value is not None and value.type is not None:
+            default, shape = value.type.dtype, value.type.shape
+        dtype = helper.np_dtype_to_tensor_dtype(np.dtype(DTYPES[default]))
+        types.append(helper.make_tensor_type_proto(dtype, shape))
     return types
 
 
@@ -46,6 +55,10 @@ def function_body(im: Importer, proto: onnx.NodeProto, name: str) -> onnx.Functi
     body = onnx.FunctionProto()
     body.ParseFromString(schema.get_context_dependent_function(
         proto.SerializeToString(), [t.SerializeToString() for t in _input_types(im, proto)]))
+    if not body.node:
+        raise CompileError(f"unsupported operator {proto.op_type} (opset {im.opset}) at node {name} "
+                           f"({im.source}): onnx builds its function body only for inputs of known shapes "
+                           "and a supported combination of attributes")
     return body
 
 
@@ -58,7 +71,7 @@ def _inlined(node: onnx.NodeProto, rename: Callable[[str], str], attrs: dict, pr
     kept = []
     for a in node.attribute:
         if not a.ref_attr_name:
-            kept.append(a)
+            kept.append(_captures_renamed(a, rename))
         elif a.ref_attr_name in attrs:
             resolved = onnx.AttributeProto()
             resolved.CopyFrom(attrs[a.ref_attr_name])
@@ -67,6 +80,31 @@ def _inlined(node: onnx.NodeProto, rename: Callable[[str], str], attrs: dict, pr
     del out.attribute[:]
     out.attribute.extend(kept)
     return out
+
+
+def _captures_renamed(a: onnx.AttributeProto, rename: Callable[[str], str]) -> onnx.AttributeProto:
+    """The attribute with the values its subgraphs read from the function body renamed."""
+    if a.type not in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
+        return a
+    out = onnx.AttributeProto()
+    out.CopyFrom(a)
+    for graph in [out.g] if out.type == onnx.AttributeProto.GRAPH else list(out.graphs):
+        _rename_captured(graph, rename, set())
+    return out
+
+
+def _rename_captured(graph: onnx.GraphProto, rename: Callable[[str], str], outer: set[str]) -> None:
+    """Rename, in place, every name `graph` (and its nested subgraphs) reads but does not define."""
+    defined = set(outer) | {v.name for v in graph.input} | {t.name for t in graph.initializer}
+    for node in graph.node:
+        node.input[:] = [i if not i or i in defined else rename(i) for i in node.input]
+        for a in node.attribute:
+            for sub in [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs):
+                _rename_captured(sub, rename, defined)
+        defined.update(node.output)
+    for v in graph.output:
+        if v.name not in defined:
+            v.name = rename(v.name)
 
 
 def expand(im: Importer, proto: onnx.NodeProto, name: str) -> None:
