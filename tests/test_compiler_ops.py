@@ -1588,3 +1588,75 @@ def test_swiglu(tmp_path, alpha):
     a, b = rand(2, 3, 8, lo=-8, hi=8), rand(2, 3, 8)
     model = single_op("SwiGLU", [("a", a, False), ("b", b, False)], 1, 28, alpha=alpha)
     check_reference(model, {"a": a, "b": b}, tmp_path, specials=True)
+
+
+# -- CausalConvWithState and LinearAttention (opset 27, onnx's context-dependent function bodies) --
+# onnxruntime 1.31 has neither (opset 27): onnx's reference is the oracle. No NaN/infinity feeds: the
+# depthwise conv and the state's matrix products order inf - inf differently from numpy.
+def _after_relu(model):
+    """The model with its node's first input computed by a Relu of a graph input of that name, so
+    the function body is built from a shape the importer infers rather than a declared one."""
+    node = model.graph.node[0]
+    first = node.input[0]
+    node.input[0] = f"{first}.relu"
+    model.graph.node.insert(0, helper.make_node("Relu", [first], [node.input[0]]))
+    return model
+
+
+@pytest.mark.parametrize("activation", ["none", "silu", "swish"])
+@pytest.mark.parametrize("bias,past", [(False, False), (True, False), (False, True), (True, True)])
+def test_causal_conv_with_state(tmp_path, activation, bias, past):
+    x, w = rand(2, 3, 7), rand(3, 1, 4)
+    inputs = [("x", x, False), ("w", w, True), ("b", rand(3), True) if bias else ("", None, False),
+              ("s", rand(2, 3, 3), False) if past else ("", None, False)]
+    model = single_op("CausalConvWithState", [i for i in inputs if i[0]], 2, 27, activation=activation)
+    model.graph.node[0].input[:] = [n for n, _, _ in inputs]
+    feeds = {n: a for n, a, init in inputs if n and not init}
+    check_reference(model, feeds, tmp_path)
+    check_reference(_after_relu(model), feeds, tmp_path)
+
+
+def test_causal_conv_with_state_of_a_runtime_weight_is_one_line(tmp_path):
+    """The weight as a graph input: the body is built (its declared shape gives the group count),
+    and its Conv says, as every Conv does, that kiln needs the weights at build time."""
+    feeds = {"x": rand(1, 4, 5), "w": rand(4, 1, 3)}
+    model = single_op("CausalConvWithState", [(n, a, False) for n, a in feeds.items()], 2, 27)
+    with pytest.raises(CompileError, match=r"^Conv node the_node/Conv: weights must be constant$"):
+        kiln_run(model, feeds, tmp_path)
+
+
+# case -> (update_rule, q heads, kv heads, T, d_k, d_v, decay per "head" or per "dk", beta's last dim)
+LINEAR_ATTENTION = {
+    "linear": ("linear", 2, 2, 5, 4, 3, None, None),
+    "gated_per_key_dim": ("gated", 2, 2, 4, 4, 4, "dk", None),
+    "gated_per_head_gqa": ("gated", 4, 2, 3, 2, 3, "head", None),
+    "delta": ("delta", 2, 2, 4, 3, 3, None, 2),
+    "gated_delta_mqa": ("gated_delta", 3, 1, 5, 4, 2, "dk", 1),
+    "gated_delta_decode": ("gated_delta", 2, 2, 1, 4, 4, "head", 2),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LINEAR_ATTENTION))
+@pytest.mark.parametrize("past", [False, True])
+def test_linear_attention(tmp_path, case, past):
+    rule, hq, hkv, t, dk, dv, decay, beta = LINEAR_ATTENTION[case]
+    feeds = {"q": rand(2, t, hq * dk), "k": rand(2, t, hkv * dk, lo=-0.5, hi=0.5), "v": rand(2, t, hkv * dv)}
+    names = ["q", "k", "v", "past" if past else "", "decay" if decay else "", "beta" if beta else ""]
+    if past:
+        feeds["past"] = rand(2, hkv, dk, dv)
+    if decay:
+        feeds["decay"] = rand(2, t, hkv * (dk if decay == "dk" else 1), lo=-1, hi=0)
+    if beta:
+        feeds["beta"] = rand(2, t, beta, lo=0, hi=1)
+    model = single_op("LinearAttention", [(n, feeds[n], False) for n in names if n], 2, 27,
+                      q_num_heads=hq, kv_num_heads=hkv, update_rule=rule)
+    model.graph.node[0].input[:] = names
+    check_reference(model, feeds, tmp_path)
+    check_reference(_after_relu(model), feeds, tmp_path)
+
+
+def test_linear_attention_scale(tmp_path):
+    feeds = {"q": rand(1, 3, 8), "k": rand(1, 3, 8), "v": rand(1, 3, 6)}
+    model = single_op("LinearAttention", [(n, a, False) for n, a in feeds.items()], 2, 27,
+                      q_num_heads=2, kv_num_heads=2, update_rule="linear", scale=0.3)
+    check_reference(model, feeds, tmp_path)
