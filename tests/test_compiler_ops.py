@@ -1660,3 +1660,38 @@ def test_linear_attention_scale(tmp_path):
     model = single_op("LinearAttention", [(n, a, False) for n, a in feeds.items()], 2, 27,
                       q_num_heads=2, kv_num_heads=2, update_rule="linear", scale=0.3)
     check_reference(model, feeds, tmp_path)
+
+
+# -- RoiAlign (bilinear samples at run-time regions) -------------------------------------------------
+ROIS = np.array([[0, 0, 9, 9], [0, 0, 4, 4], [5, 5, 9, 9], [-3, 2.5, 13, 7.25], [6.5, 1, 7, 8]], np.float32)
+
+
+@pytest.mark.parametrize("mode", ["avg", "max"])
+@pytest.mark.parametrize("opset,attrs", [
+    (16, dict(coordinate_transformation_mode="half_pixel", sampling_ratio=2)),
+    (16, dict(coordinate_transformation_mode="output_half_pixel", sampling_ratio=1, output_height=3,
+              output_width=4)),
+    (16, dict(sampling_ratio=3, spatial_scale=0.5, output_height=2, output_width=5)),
+    (10, dict(sampling_ratio=2, output_height=4, output_width=3)),
+])
+def test_roi_align(tmp_path, mode, opset, attrs):
+    """Regions inside, across and past the image's edges, on two images (opset 16: onnxruntime 1.31 has
+    no RoiAlign-22, which differs only in types); NaN and infinities in X
+    for avg (onnxruntime's max keeps or drops a NaN by where it sits, as its MaxPool does)."""
+    x = rand(2, 3, 10, 12)
+    inputs = [("x", x, False), ("rois", ROIS * (2 if attrs.get("spatial_scale") else 1), False),
+              ("b", np.array([0, 1, 1, 0, 1], np.int64), False)]
+    model = single_op("RoiAlign", inputs, 1, opset, mode=mode, **attrs)
+    check(model, {n: a for n, a, _ in inputs}, tmp_path)
+    if mode == "max":
+        return
+    x = x.copy()
+    x[0, 0, 3, 4], x[1, 1, 7, 8], x[1, 2, 0, 11] = np.nan, np.inf, -np.inf
+    check(model, {"x": x, "rois": inputs[1][1], "b": inputs[2][1]}, tmp_path)
+
+
+def test_roi_align_adaptive_sampling_is_one_line(tmp_path):
+    inputs = [("x", rand(1, 1, 4, 4), False), ("rois", ROIS[:1], False), ("b", np.array([0], np.int64), False)]
+    with pytest.raises(CompileError, match=r"^RoiAlign node the_node: sampling_ratio 0 \(adaptive.*give "
+                                           r"sampling_ratio > 0$"):
+        kiln_run(single_op("RoiAlign", inputs, 1, 16), {n: a for n, a, _ in inputs}, tmp_path)
