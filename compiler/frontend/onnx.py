@@ -260,6 +260,7 @@ def _roi_align(im: Importer, name: str, ins: list, outs: list[str], attrs: dict)
 
 
 MAPPERS["RoiAlign"] = _roi_align
+MAPPERS["DeformConv"] = _same("DeformConv")
 
 
 Shapes = dict[str, tuple[int, ...]]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ir.graph import Graph, Node, Patch, Value
-from ..ir.ops_roi import RoiPlan, roi_plan
+from ..ir.ops_roi import DeformPlan, RoiPlan, deform_plan, roi_plan
 from .chain import Chain
 
 
@@ -109,4 +109,62 @@ def _roi_taps(c: Chain, node: Node, rois: Value, axis: int, size: int, bins: int
     return [Tap(low, c.add("Mul", [c.add("Sub", [_f(c, 1.0), frac]), keep])), Tap(high, c.add("Mul", [frac, keep]))]
 
 
-RULES = [roi_align]
+
+# -- DeformConv -----------------------------------------------------------------------------------
+def deform_conv(graph: Graph, node: Node) -> Patch | None:
+    """Each input channel sampled at every kernel tap's offset position (zeros outside the image,
+    as onnx's reference samples with GridSample), times the mask, then a MatMul per conv group."""
+    if node.op != "DeformConv":
+        return None
+    plan = deform_plan(node)
+    x, w, offset = node.inputs[:3]
+    bias, mask = (node.inputs[i] if i < len(node.inputs) else None for i in (3, 4))
+    n, channels, h, width = x.type.shape
+    k, groups = plan.kernel[0] * plan.kernel[1], plan.offset_group
+    shape = (n, groups, k) + plan.out
+    c = Chain(graph, node)
+    pairs = c.add("Reshape", [offset], shape=(n, groups, k, 2) + plan.out)
+    ys, xs = (_deform_taps(c, pairs, plan, axis, size, shape) for axis, size in ((0, h), (1, width)))
+    base = (np.arange(n * groups, dtype=np.int64) * h * width).reshape(n, groups, 1, 1, 1)
+    terms = bilinear(c, _pixel_table(c, x, groups), graph.const("deform_base", base), ys, xs, width, shape)
+    sampled = terms[0]
+    for t in terms[1:]:
+        sampled = c.add("Add", [sampled, t])
+    if mask is not None:
+        sampled = c.add("Mul", [sampled, c.add("Reshape", [mask], shape=shape + (1,))])
+    columns = c.add("Transpose", [sampled], perm=(0, 1, 5, 2, 3, 4))
+    out_channels, spatial = w.type.shape[0], plan.out[0] * plan.out[1]
+    columns = c.add("Reshape", [columns], shape=(n, plan.group, channels // plan.group * k, spatial))
+    weights = c.add("Reshape", [w], shape=(plan.group, out_channels // plan.group, channels // plan.group * k))
+    y = c.add("MatMul", [weights, columns])
+    if bias is None:
+        c.add("Reshape", [y], node.outputs[0], shape=node.outputs[0].type.shape)
+        return Patch(c.nodes)
+    y = c.add("Reshape", [y], shape=node.outputs[0].type.shape)
+    c.add("Add", [y, c.add("Reshape", [bias], shape=(1, out_channels, 1, 1))], node.outputs[0])
+    return Patch(c.nodes)
+
+
+def _deform_taps(c: Chain, pairs: Value, plan: DeformPlan, axis: int, size: int,
+                 shape: tuple[int, ...]) -> list[Tap]:
+    """Along one axis, the two neighbours of every tap's position ([N, groups, K, out H, out W]):
+    the output position's window tap plus its offset; a neighbour outside the image reads 0."""
+    taps = np.arange(plan.kernel[axis]) * plan.dilations[axis]
+    starts = np.arange(plan.out[axis]) * plan.strides[axis] - plan.pads[axis]
+    grid = taps[:, None] + starts[None, :]  # [kernel taps, out positions] along this axis
+    grid = grid[:, None, :, None] if axis == 0 else grid[None, :, None, :]
+    grid = np.broadcast_to(grid, plan.kernel + plan.out).reshape((1, 1, -1) + plan.out).astype(np.float32)
+    moved = c.add("Gather", [pairs, c.graph.const("deform_axis", np.int64(axis))], axis=3)
+    v = c.add("Add", [moved, c.graph.const("deform_grid", grid)])
+    low = c.add("Floor", [v])
+    frac = c.add("Sub", [v, low])
+    high = c.add("Add", [low, _f(c, 1.0)])
+    return [_inside(c, low, c.add("Sub", [_f(c, 1.0), frac]), size), _inside(c, high, frac, size)]
+
+
+def _inside(c: Chain, index: Value, weight: Value, size: int) -> Tap:
+    clamped = c.add("Min", [c.add("Max", [index, _f(c, 0.0)]), _f(c, size - 1)])
+    return Tap(clamped, weight, c.add("Equal", [index, clamped]))
+
+
+RULES = [roi_align, deform_conv]
