@@ -1695,3 +1695,25 @@ def test_roi_align_adaptive_sampling_is_one_line(tmp_path):
     with pytest.raises(CompileError, match=r"^RoiAlign node the_node: sampling_ratio 0 \(adaptive.*give "
                                            r"sampling_ratio > 0$"):
         kiln_run(single_op("RoiAlign", inputs, 1, 16), {n: a for n, a, _ in inputs}, tmp_path)
+
+
+# -- DeformConv (RoiAlign's sampler at learned offsets, then a MatMul) -------------------------------
+@pytest.mark.parametrize("xs,ws,attrs", [
+    ((1, 2, 6, 7), (3, 2, 3, 3), dict(pads=[1, 1, 1, 1])),
+    ((2, 4, 7, 6), (6, 2, 3, 2), dict(group=2, offset_group=2, strides=[2, 1], pads=[1, 0, 0, 1])),
+    ((1, 6, 8, 8), (4, 6, 2, 3), dict(offset_group=3, dilations=[2, 1], strides=[1, 2])),
+])
+@pytest.mark.parametrize("bias,mask", [(False, False), (True, True)])
+def test_deform_conv(tmp_path, xs, ws, attrs, bias, mask):
+    """Offsets up to three pixels, so taps land between pixels and outside the image (read as 0).
+    No NaN/infinity feeds, as for Conv: the column MatMul orders inf - inf differently."""
+    n, k, og = xs[0], ws[2] * ws[3], attrs.get("offset_group", 1)
+    pads, strides, dil = attrs.get("pads", [0] * 4), attrs.get("strides", [1, 1]), attrs.get("dilations", [1, 1])
+    out = [(xs[2 + a] + pads[a] + pads[2 + a] - (ws[2 + a] - 1) * dil[a] - 1) // strides[a] + 1 for a in range(2)]
+    inputs = [("x", rand(*xs), False), ("w", rand(*ws, lo=-0.5, hi=0.5), True),
+              ("offset", rand(n, 2 * og * k, *out, lo=-3, hi=3), False)]
+    inputs += [("b", rand(ws[0]), True) if bias else ("", None, False)]
+    inputs += [("m", rand(n, og * k, *out, lo=0, hi=1), False)] if mask else []
+    model = single_op("DeformConv", [i for i in inputs if i[0]], 1, 19, kernel_shape=list(ws[2:]), **attrs)
+    model.graph.node[0].input[:] = [name for name, _, _ in inputs]
+    check(model, {name: a for name, a, init in inputs if name and not init}, tmp_path)

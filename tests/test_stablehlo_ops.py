@@ -210,6 +210,11 @@ CASES.update({  # indexing ops and the loss functions (onnx's function bodies)
     "sce_loss": ("SoftmaxCrossEntropyLoss", [("x", rand(3, 5), 0), ("t", I([4, 0, 1]), 0)], dict(reduction="sum")),
 })
 CASES_AT_OPSET = {  # case -> (op, inputs, attrs, opset)
+    "deform_conv_groups_mask_bias": ("DeformConv", [("x", rand(2, 4, 7, 6), 0), ("w", rand(6, 2, 3, 2), 1),
+                                                    ("o", rand(2, 24, 3, 6, lo=-3, hi=3), 0), ("b", rand(6), 1),
+                                                    ("m", rand(2, 12, 3, 6, lo=0, hi=1), 0)],
+                                     dict(group=2, offset_group=2, strides=[2, 1], pads=[1, 0, 0, 1],
+                                          kernel_shape=[3, 2]), 19),
     "roi_align_avg": ("RoiAlign", [("x", rand(2, 3, 10, 12), 0), ("r", test_compiler_ops.ROIS, 0),
                                    ("b", I([0, 1, 1, 0, 1]), 0)], dict(sampling_ratio=2), 16),
     "roi_align_max_output_half_pixel": ("RoiAlign", [("x", rand(1, 2, 9, 8), 0), ("r", test_compiler_ops.ROIS, 0),
