@@ -1717,3 +1717,21 @@ def test_deform_conv(tmp_path, xs, ws, attrs, bias, mask):
     model = single_op("DeformConv", [i for i in inputs if i[0]], 1, 19, kernel_shape=list(ws[2:]), **attrs)
     model.graph.node[0].input[:] = [name for name, _, _ in inputs]
     check(model, {name: a for name, a, init in inputs if name and not init}, tmp_path)
+
+
+# -- Det (LU with partial pivoting unrolled into IR ops) ------------------------------------------
+@pytest.mark.parametrize("shape", [(1, 1), (2, 2), (3, 3), (4, 3, 3), (2, 3, 5, 5), (8, 8)])
+def test_det(tmp_path, shape):
+    """No NaN/infinity feeds: which pivot a NaN or an infinity wins is the LU library's choice."""
+    run(tmp_path, "Det", [("x", rand(*shape), False)], opset=11, specials=False)
+
+
+def test_det_pivots_and_singular_matrices(tmp_path):
+    """A zero on the diagonal (pivoting needed: odd and even permutations), a singular matrix and
+    one with equal pivot candidates."""
+    x = np.array([[[0, 1, 2], [3, 4, 5], [6, 7, 9]],
+                  [[0, 0, 1], [0, 1, 0], [1, 0, 0]],
+                  [[0, 1, 0], [0, 0, 1], [1, 0, 0]],
+                  [[1, 2, 3], [2, 4, 6], [1, 0, 1]],
+                  [[2, 1, 1], [-2, 3, 1], [2, -1, 4]]], np.float32)
+    run(tmp_path, "Det", [("x", x, False)], opset=11, specials=False)

@@ -261,6 +261,7 @@ def _roi_align(im: Importer, name: str, ins: list, outs: list[str], attrs: dict)
 
 MAPPERS["RoiAlign"] = _roi_align
 MAPPERS["DeformConv"] = _same("DeformConv")
+MAPPERS["Det"] = _same("Det")
 
 
 Shapes = dict[str, tuple[int, ...]]

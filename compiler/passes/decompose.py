@@ -24,6 +24,7 @@ from .decompose_quant import quant
 from .decompose_resize import resize
 from .decompose_rotary import rotary_embedding
 from .decompose_roi import RULES as ROI_RULES
+from .decompose_linalg import RULES as LINALG_RULES
 from .decompose_seq import RULES as SEQ_RULES
 from .infer import infer
 
@@ -315,7 +316,7 @@ def mod(graph: Graph, node: Node) -> Patch | None:
 RULES = [pad, lrn, attention, reduction, normalise, cast_like, trilu, group_norm, space_depth, tile, float_mod, mod,
          trig, int_pow, quant, resize, affine_grid, grid_sample]
 RULES = POOL_RULES + INDEX_RULES + LINEAR_RULES + DFT_RULES + RULES + [rotary_embedding]
-RULES = ROI_RULES + RULES
+RULES = ROI_RULES + LINALG_RULES + RULES
 
 
 def decompose(graph: Graph) -> Graph:

@@ -20,6 +20,7 @@ from .decompose_grid import affine_grid, grid_sample
 from .decompose_resize import resize
 from .decompose_rotary import rotary_embedding
 from .decompose_roi import RULES as ROI_RULES
+from .decompose_linalg import RULES as LINALG_RULES
 
 ALIASES = {"Flatten", "Squeeze", "Unsqueeze", "Identity", "Reshape"}
 
@@ -153,8 +154,8 @@ RULES = [pad, lrn, attention, reduction, cast_like, trilu, group_norm, space_dep
          _normalise_attrs, normalise]
 # The sequence ops first: their expansions hold ops the others rewrite.
 RULES = SEQ_RULES + POOL_RULES + INDEX_RULES + LINEAR_RULES + DFT_RULES + RULES + [rotary_embedding]
-# RoiAlign and DeformConv expand into reductions, Transposes and MatMuls the rules above rewrite.
-RULES = ROI_RULES + RULES
+# RoiAlign, DeformConv and Det expand into reductions, Transposes and MatMuls the rules above rewrite.
+RULES = ROI_RULES + LINALG_RULES + RULES
 
 
 def lower(graph: Graph) -> Graph:
