@@ -1735,3 +1735,15 @@ def test_det_pivots_and_singular_matrices(tmp_path):
                   [[1, 2, 3], [2, 4, 6], [1, 0, 1]],
                   [[2, 1, 1], [-2, 3, 1], [2, -1, 4]]], np.float32)
     run(tmp_path, "Det", [("x", x, False)], opset=11, specials=False)
+
+
+@pytest.mark.parametrize("attrs,reason", [
+    (dict(update_rule="gated"), "update_rule 'gated' requires decay input"),
+    (dict(update_rule="lstm"), "update_rule must be one of: 'linear', 'gated', 'delta', 'gated_delta'"),
+])
+def test_linear_attention_mistakes_are_one_line(tmp_path, attrs, reason):
+    """onnx's own check of the node, before its function body is built."""
+    q = rand(1, 2, 4)
+    model = single_op("LinearAttention", [(n, q, False) for n in "qkv"], 2, 27, q_num_heads=2, kv_num_heads=2, **attrs)
+    with pytest.raises(CompileError, match=rf"^LinearAttention node the_node \(opset 27\): {reason} \(model.onnx\)$"):
+        kiln_run(model, {n: q for n in "qkv"}, tmp_path)

@@ -495,10 +495,10 @@ STATE_SPACE = {  # case -> (op, inputs (name, array, initializer), attrs); opset
     "causal_conv_silu_past": ("CausalConvWithState", [("x", rand(2, 3, 6), 0), ("w", rand(3, 1, 4), 1),
                                                       ("b", rand(3), 1), ("s", rand(2, 3, 3), 0)],
                               dict(activation="silu")),
-    "linear_attention_gated_delta_gqa": ("LinearAttention", [("q", rand(2, 3, 8), 0), ("k", rand(2, 3, 4, lo=-0.5, hi=0.5), 0),
-                                                             ("v", rand(2, 3, 6), 0), ("s", rand(2, 1, 4, 6), 0),
-                                                             ("g", rand(2, 3, 1, lo=-1, hi=0), 0),
-                                                             ("beta", rand(2, 3, 1, lo=0, hi=1), 0)],
+    "linear_attention_gated_delta_gqa": ("LinearAttention",
+                                         [("q", rand(2, 3, 8), 0), ("k", rand(2, 3, 4, lo=-0.5, hi=0.5), 0),
+                                          ("v", rand(2, 3, 6), 0), ("s", rand(2, 1, 4, 6), 0),
+                                          ("g", rand(2, 3, 1, lo=-1, hi=0), 0), ("beta", rand(2, 3, 1, lo=0, hi=1), 0)],
                                          dict(q_num_heads=2, kv_num_heads=1)),
 }
 

@@ -52,14 +52,28 @@ def function_body(im: Importer, proto: onnx.NodeProto, name: str) -> onnx.Functi
     if not schema.has_context_dependent_function:
         raise CompileError(f"unsupported operator {proto.op_type} (opset {im.opset}) at node {name} "
                            f"({im.source}); onnx defines no function for it there")
+    types = _input_types(im, proto)
+    _check_node(im, proto, name, schema, types)
     body = onnx.FunctionProto()
     body.ParseFromString(schema.get_context_dependent_function(
-        proto.SerializeToString(), [t.SerializeToString() for t in _input_types(im, proto)]))
+        proto.SerializeToString(), [t.SerializeToString() for t in types]))
     if not body.node:
         raise CompileError(f"unsupported operator {proto.op_type} (opset {im.opset}) at node {name} "
                            f"({im.source}): onnx builds its function body only for inputs of known shapes "
                            "and a supported combination of attributes")
     return body
+
+
+def _check_node(im: Importer, proto: onnx.NodeProto, name: str, schema: onnx.defs.OpSchema,
+                types: list[onnx.TypeProto]) -> None:
+    """onnx's own inference for the node: it refuses attribute values and input combinations the
+    function body would be built wrong for (LinearAttention's gated rule without decay)."""
+    given = {i: t for i, t in zip(proto.input, types) if i}
+    try:
+        onnx.shape_inference.infer_node_outputs(schema, proto, given)
+    except onnx.shape_inference.InferenceError as e:
+        reason = str(e).split("] ", 1)[-1].strip().splitlines()[0]
+        raise CompileError(f"{proto.op_type} node {name} (opset {im.opset}): {reason} ({im.source})") from None
 
 
 def _inlined(node: onnx.NodeProto, rename: Callable[[str], str], attrs: dict, prefix: str) -> onnx.NodeProto:

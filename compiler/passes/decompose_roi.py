@@ -65,8 +65,8 @@ def roi_align(graph: Graph, node: Node) -> Patch | None:
     _, _, h, w = x.type.shape
     count = rois.type.shape[0]
     c = Chain(graph, node)
-    ys = _roi_taps(c, node, rois, 1, h, plan.out[0], plan.samples[0], plan)
-    xs = _roi_taps(c, node, rois, 0, w, plan.out[1], plan.samples[1], plan)
+    ys = _roi_taps(c, rois, 1, h, plan.out[0], plan.samples[0], plan)
+    xs = _roi_taps(c, rois, 0, w, plan.out[1], plan.samples[1], plan)
     along_y, along_x = plan.out[0] * plan.samples[0], plan.out[1] * plan.samples[1]
     ys = [Tap(c.add("Reshape", [t.index], shape=(count, along_y, 1)),
               c.add("Reshape", [t.weight], shape=(count, along_y, 1))) for t in ys]
@@ -86,14 +86,17 @@ def roi_align(graph: Graph, node: Node) -> Patch | None:
     return Patch(c.nodes)
 
 
-def _roi_taps(c: Chain, node: Node, rois: Value, axis: int, size: int, bins: int, samples: int,
-              plan: RoiPlan) -> list[Tap]:
+def _column(c: Chain, rois: Value, k: int) -> Value:
+    """[R, 1]: coordinate k (x1, y1, x2, y2) of every region."""
+    return c.add("Gather", [rois, c.graph.const("roi_column", np.array([k], np.int64))], axis=1)
+
+
+def _roi_taps(c: Chain, rois: Value, axis: int, size: int, bins: int, samples: int, plan: RoiPlan) -> list[Tap]:
     """The two neighbours of every sample point along one axis ([R, bins * samples]), as onnx's
     reference: points past [-1, size] weigh nothing, others clamp into the axis."""
-    column = lambda k: c.add("Gather", [rois, c.graph.const("roi_column", np.array([k], np.int64))], axis=1)  # noqa: E731
     shift = _f(c, 0.5 if plan.half_pixel else 0.0)
-    start = c.add("Sub", [c.add("Mul", [column(axis), _f(c, plan.scale)]), shift])
-    end = c.add("Sub", [c.add("Mul", [column(axis + 2), _f(c, plan.scale)]), shift])
+    start, end = (c.add("Sub", [c.add("Mul", [_column(c, rois, k), _f(c, plan.scale)]), shift])
+                  for k in (axis, axis + 2))
     extent = c.add("Sub", [end, start])
     if not plan.half_pixel:
         extent = c.add("Max", [extent, _f(c, 1.0)])
@@ -107,7 +110,6 @@ def _roi_taps(c: Chain, node: Node, rois: Value, axis: int, size: int, bins: int
     frac = c.add("Sub", [c.add("Min", [v, _f(c, size - 1)]), low])
     keep = c.add("Cast", [inside], to="f32")
     return [Tap(low, c.add("Mul", [c.add("Sub", [_f(c, 1.0), frac]), keep])), Tap(high, c.add("Mul", [frac, keep]))]
-
 
 
 # -- DeformConv -----------------------------------------------------------------------------------
