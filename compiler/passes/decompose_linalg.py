@@ -34,7 +34,7 @@ def det(graph: Graph, node: Node) -> Patch | None:
         used = c.add("Or", [used, c.add("Equal", [rows, p])])
         if k < n - 1:
             a = _eliminate(c, a, column, row, pivot, used, (batch, n))
-    sign = _permutation_sign(c, pivots)
+    sign = _permutation_sign(c, pivots, batch)
     result = product if sign is None else c.add("Mul", [product, sign])
     c.add("Reshape", [result], node.outputs[0], shape=node.outputs[0].type.shape)
     return Patch(c.nodes)
@@ -49,15 +49,16 @@ def _eliminate(c: Chain, a: Value, column: Value, row: Value, pivot: Value, used
     return c.add("Where", [c.add("Reshape", [used], shape=shape + (1,)), a, update])
 
 
-def _permutation_sign(c: Chain, pivots: list[Value]) -> Value | None:
+def _permutation_sign(c: Chain, pivots: list[Value], batch: int) -> Value | None:
     """-1 for an odd number of pairs i < j with pivot row p_i > p_j, else 1 ([B, 1] float)."""
-    inversions = None
-    for j, later in enumerate(pivots):
-        for earlier in pivots[:j]:
-            step = c.add("Cast", [c.add("Greater", [earlier, later])], to="f32")
-            inversions = step if inversions is None else c.add("Add", [inversions, step])
-    if inversions is None:
+    n = len(pivots)
+    if n == 1:
         return None
+    p = c.add("Concat", pivots, axis=1)  # [B, n]
+    later = c.add("Greater", [c.add("Reshape", [p], shape=(batch, n, 1)), c.add("Reshape", [p], shape=(batch, 1, n))])
+    upper = c.graph.const("det_pairs", np.triu(np.ones((n, n), np.float32), 1))  # i < j
+    pairs = c.add("Mul", [c.add("Cast", [later], to="f32"), upper])
+    inversions = c.add("ReduceSum", [c.add("Reshape", [pairs], shape=(batch, n * n))], axes_norm=(1,), keepdims=1)
     half = c.add("Mul", [inversions, c.graph.const("det_half", np.float32(0.5))])
     odd = c.add("Sub", [half, c.add("Floor", [half])])  # 0.5 for an odd count, else 0
     flip = c.add("Mul", [odd, c.graph.const("det_four", np.float32(4))])
