@@ -36,7 +36,9 @@ def _input_types(im: Importer, proto: onnx.NodeProto) -> list[onnx.TypeProto]:
     LinearAttention's needs its inputs' ranks), else the schema's usual element type alone."""
     types = []
     for name, default in zip(proto.input, FUNCTION_OPS[proto.op_type]):
-        value = _typed(im, im.get(name, proto.name)) if name else None
+        value = im.get(name, proto.name) if name else None
+        if value is not None and value.type is None:
+            _typed(im, value)
         shape = None
         if value is not None and value.type is not None:
             default, shape = value.type.dtype, value.type.shape
