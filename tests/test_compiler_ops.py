@@ -1727,13 +1727,14 @@ def test_det(tmp_path, shape):
 
 
 def test_det_pivots_and_singular_matrices(tmp_path):
-    """A zero on the diagonal (pivoting needed: odd and even permutations), a singular matrix and
-    one with equal pivot candidates."""
+    """A zero on the diagonal (pivoting needed: odd and even permutations), singular matrices (one
+    with a column of zeros) and one with equal pivot candidates."""
     x = np.array([[[0, 1, 2], [3, 4, 5], [6, 7, 9]],
                   [[0, 0, 1], [0, 1, 0], [1, 0, 0]],
                   [[0, 1, 0], [0, 0, 1], [1, 0, 0]],
                   [[1, 2, 3], [2, 4, 6], [1, 0, 1]],
-                  [[2, 1, 1], [-2, 3, 1], [2, -1, 4]]], np.float32)
+                  [[2, 1, 1], [-2, 3, 1], [2, -1, 4]],
+                  [[0, 1, 2], [0, 4, 5], [0, 7, 9]]], np.float32)
     run(tmp_path, "Det", [("x", x, False)], opset=11, specials=False)
 
 

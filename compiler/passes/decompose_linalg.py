@@ -42,8 +42,10 @@ def det(graph: Graph, node: Node) -> Patch | None:
 
 def _eliminate(c: Chain, a: Value, column: Value, row: Value, pivot: Value, used: Value,
                shape: tuple[int, int]) -> Value:
-    """Every row not yet used minus its multiple of the pivot row that zeroes the column."""
-    factor = c.add("Div", [column, pivot])
+    """Every row not yet used minus its multiple of the pivot row that zeroes the column; a zero
+    pivot (a column of zeros: the determinant is 0) eliminates nothing, as LAPACK's getrf skips it."""
+    zero = c.graph.const("det_zero", np.float32(0))
+    factor = c.add("Where", [c.add("Equal", [pivot, zero]), zero, c.add("Div", [column, pivot])])
     update = c.add("Sub", [a, c.add("Mul", [c.add("Reshape", [factor], shape=shape + (1,)),
                                             c.add("Reshape", [row], shape=(shape[0], 1, shape[1]))])])
     return c.add("Where", [c.add("Reshape", [used], shape=shape + (1,)), a, update])

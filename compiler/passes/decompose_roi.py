@@ -1,7 +1,8 @@
 """RoiAlign and DeformConv as ops every backend already lowers. Both read each sample point's four
 neighbours with Gathers at flat indices computed at run time (the rois and offsets are inputs),
-then weigh them bilinearly: Floor, Min/Max, Mul and Gather are exact, so this matches onnx's
-reference loop as closely as a kernel would, without a kernel family per backend. RoiAlign then
+then weigh them bilinearly with the reference's own arithmetic (floor, clamp, four weights), so
+this matches onnx's loop as a kernel would, at the same four reads per sample, without a kernel
+family per backend. RoiAlign then
 averages or maxes each bin's samples; DeformConv multiplies its sampled columns by the weights
 (one MatMul per conv group)."""
 from __future__ import annotations
