@@ -1747,3 +1747,163 @@ def test_conv_transpose_3d(tmp_path, xs, ws, attrs):
     inputs = [("x", rand(*xs), False), ("w", rand(*ws, lo=-0.5, hi=0.5), True),
               ("b", rand(ws[1] * attrs.get("group", 1)), True)]
     run(tmp_path, "ConvTranspose", inputs, specials=False, **attrs)
+
+
+# -- CausalConvWithState and LinearAttention (opset 27, onnx's context-dependent function bodies) --
+# onnxruntime 1.31 has neither (opset 27): onnx's reference is the oracle. No NaN/infinity feeds: the
+# depthwise conv and the state's matrix products order inf - inf differently from numpy.
+def _after_relu(model):
+    """The model with its node's first input computed by a Relu of a graph input of that name, so
+    the function body is built from a shape the importer infers rather than a declared one."""
+    node = model.graph.node[0]
+    first = node.input[0]
+    node.input[0] = f"{first}.relu"
+    model.graph.node.insert(0, helper.make_node("Relu", [first], [node.input[0]]))
+    return model
+
+
+@pytest.mark.parametrize("activation", ["none", "silu", "swish"])
+@pytest.mark.parametrize("bias,past", [(False, False), (True, False), (False, True), (True, True)])
+def test_causal_conv_with_state(tmp_path, activation, bias, past):
+    x, w = rand(2, 3, 7), rand(3, 1, 4)
+    inputs = [("x", x, False), ("w", w, True), ("b", rand(3), True) if bias else ("", None, False),
+              ("s", rand(2, 3, 3), False) if past else ("", None, False)]
+    model = single_op("CausalConvWithState", [i for i in inputs if i[0]], 2, 27, activation=activation)
+    model.graph.node[0].input[:] = [n for n, _, _ in inputs]
+    feeds = {n: a for n, a, init in inputs if n and not init}
+    check_reference(model, feeds, tmp_path)
+    check_reference(_after_relu(model), feeds, tmp_path)
+
+
+def test_causal_conv_with_state_of_a_runtime_weight_is_one_line(tmp_path):
+    """The weight as a graph input: the body is built (its declared shape gives the group count),
+    and its Conv says, as every Conv does, that kiln needs the weights at build time."""
+    feeds = {"x": rand(1, 4, 5), "w": rand(4, 1, 3)}
+    model = single_op("CausalConvWithState", [(n, a, False) for n, a in feeds.items()], 2, 27)
+    with pytest.raises(CompileError, match=r"^Conv node the_node/Conv: weights must be constant$"):
+        kiln_run(model, feeds, tmp_path)
+
+
+# case -> (update_rule, q heads, kv heads, T, d_k, d_v, decay per "head" or per "dk", beta's last dim)
+LINEAR_ATTENTION = {
+    "linear": ("linear", 2, 2, 5, 4, 3, None, None),
+    "gated_per_key_dim": ("gated", 2, 2, 4, 4, 4, "dk", None),
+    "gated_per_head_gqa": ("gated", 4, 2, 3, 2, 3, "head", None),
+    "delta": ("delta", 2, 2, 4, 3, 3, None, 2),
+    "gated_delta_mqa": ("gated_delta", 3, 1, 5, 4, 2, "dk", 1),
+    "gated_delta_decode": ("gated_delta", 2, 2, 1, 4, 4, "head", 2),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LINEAR_ATTENTION))
+@pytest.mark.parametrize("past", [False, True])
+def test_linear_attention(tmp_path, case, past):
+    rule, hq, hkv, t, dk, dv, decay, beta = LINEAR_ATTENTION[case]
+    feeds = {"q": rand(2, t, hq * dk), "k": rand(2, t, hkv * dk, lo=-0.5, hi=0.5), "v": rand(2, t, hkv * dv)}
+    names = ["q", "k", "v", "past" if past else "", "decay" if decay else "", "beta" if beta else ""]
+    if past:
+        feeds["past"] = rand(2, hkv, dk, dv)
+    if decay:
+        feeds["decay"] = rand(2, t, hkv * (dk if decay == "dk" else 1), lo=-1, hi=0)
+    if beta:
+        feeds["beta"] = rand(2, t, beta, lo=0, hi=1)
+    model = single_op("LinearAttention", [(n, feeds[n], False) for n in names if n], 2, 27,
+                      q_num_heads=hq, kv_num_heads=hkv, update_rule=rule)
+    model.graph.node[0].input[:] = names
+    check_reference(model, feeds, tmp_path)
+    check_reference(_after_relu(model), feeds, tmp_path)
+
+
+def test_linear_attention_scale(tmp_path):
+    feeds = {"q": rand(1, 3, 8), "k": rand(1, 3, 8), "v": rand(1, 3, 6)}
+    model = single_op("LinearAttention", [(n, a, False) for n, a in feeds.items()], 2, 27,
+                      q_num_heads=2, kv_num_heads=2, update_rule="linear", scale=0.3)
+    check_reference(model, feeds, tmp_path)
+
+
+# -- RoiAlign (bilinear samples at run-time regions) -------------------------------------------------
+ROIS = np.array([[0, 0, 9, 9], [0, 0, 4, 4], [5, 5, 9, 9], [-3, 2.5, 13, 7.25], [6.5, 1, 7, 8]], np.float32)
+
+
+@pytest.mark.parametrize("mode", ["avg", "max"])
+@pytest.mark.parametrize("opset,attrs", [
+    (16, dict(coordinate_transformation_mode="half_pixel", sampling_ratio=2)),
+    (16, dict(coordinate_transformation_mode="output_half_pixel", sampling_ratio=1, output_height=3,
+              output_width=4)),
+    (16, dict(sampling_ratio=3, spatial_scale=0.5, output_height=2, output_width=5)),
+    (10, dict(sampling_ratio=2, output_height=4, output_width=3)),
+])
+def test_roi_align(tmp_path, mode, opset, attrs):
+    """Regions inside, across and past the image's edges, on two images (opset 16: onnxruntime 1.31 has
+    no RoiAlign-22, which differs only in types); NaN and infinities in X
+    for avg (onnxruntime's max keeps or drops a NaN by where it sits, as its MaxPool does)."""
+    x = rand(2, 3, 10, 12)
+    inputs = [("x", x, False), ("rois", ROIS * (2 if attrs.get("spatial_scale") else 1), False),
+              ("b", np.array([0, 1, 1, 0, 1], np.int64), False)]
+    model = single_op("RoiAlign", inputs, 1, opset, mode=mode, **attrs)
+    check(model, {n: a for n, a, _ in inputs}, tmp_path)
+    if mode == "max":
+        return
+    x = x.copy()
+    x[0, 0, 3, 4], x[1, 1, 7, 8], x[1, 2, 0, 11] = np.nan, np.inf, -np.inf
+    check(model, {"x": x, "rois": inputs[1][1], "b": inputs[2][1]}, tmp_path)
+
+
+def test_roi_align_adaptive_sampling_is_one_line(tmp_path):
+    inputs = [("x", rand(1, 1, 4, 4), False), ("rois", ROIS[:1], False), ("b", np.array([0], np.int64), False)]
+    with pytest.raises(CompileError, match=r"^RoiAlign node the_node: sampling_ratio 0 \(adaptive.*give "
+                                           r"sampling_ratio > 0$"):
+        kiln_run(single_op("RoiAlign", inputs, 1, 16), {n: a for n, a, _ in inputs}, tmp_path)
+
+
+# -- DeformConv (RoiAlign's sampler at learned offsets, then a MatMul) -------------------------------
+@pytest.mark.parametrize("xs,ws,attrs", [
+    ((1, 2, 6, 7), (3, 2, 3, 3), dict(pads=[1, 1, 1, 1])),
+    ((2, 4, 7, 6), (6, 2, 3, 2), dict(group=2, offset_group=2, strides=[2, 1], pads=[1, 0, 0, 1])),
+    ((1, 6, 8, 8), (4, 6, 2, 3), dict(offset_group=3, dilations=[2, 1], strides=[1, 2])),
+])
+@pytest.mark.parametrize("bias,mask", [(False, False), (True, True)])
+def test_deform_conv(tmp_path, xs, ws, attrs, bias, mask):
+    """Offsets up to three pixels, so taps land between pixels and outside the image (read as 0).
+    No NaN/infinity feeds, as for Conv: the column MatMul orders inf - inf differently."""
+    n, k, og = xs[0], ws[2] * ws[3], attrs.get("offset_group", 1)
+    pads, strides, dil = attrs.get("pads", [0] * 4), attrs.get("strides", [1, 1]), attrs.get("dilations", [1, 1])
+    out = [(xs[2 + a] + pads[a] + pads[2 + a] - (ws[2 + a] - 1) * dil[a] - 1) // strides[a] + 1 for a in range(2)]
+    inputs = [("x", rand(*xs), False), ("w", rand(*ws, lo=-0.5, hi=0.5), True),
+              ("offset", rand(n, 2 * og * k, *out, lo=-3, hi=3), False)]
+    inputs += [("b", rand(ws[0]), True) if bias else ("", None, False)]
+    inputs += [("m", rand(n, og * k, *out, lo=0, hi=1), False)] if mask else []
+    model = single_op("DeformConv", [i for i in inputs if i[0]], 1, 19, kernel_shape=list(ws[2:]), **attrs)
+    model.graph.node[0].input[:] = [name for name, _, _ in inputs]
+    check(model, {name: a for name, a, init in inputs if name and not init}, tmp_path)
+
+
+# -- Det (LU with partial pivoting unrolled into IR ops) ------------------------------------------
+@pytest.mark.parametrize("shape", [(1, 1), (2, 2), (3, 3), (4, 3, 3), (2, 3, 5, 5), (8, 8)])
+def test_det(tmp_path, shape):
+    """No NaN/infinity feeds: which pivot a NaN or an infinity wins is the LU library's choice."""
+    run(tmp_path, "Det", [("x", rand(*shape), False)], opset=11, specials=False)
+
+
+def test_det_pivots_and_singular_matrices(tmp_path):
+    """A zero on the diagonal (pivoting needed: odd and even permutations), singular matrices (one
+    with a column of zeros) and one with equal pivot candidates."""
+    x = np.array([[[0, 1, 2], [3, 4, 5], [6, 7, 9]],
+                  [[0, 0, 1], [0, 1, 0], [1, 0, 0]],
+                  [[0, 1, 0], [0, 0, 1], [1, 0, 0]],
+                  [[1, 2, 3], [2, 4, 6], [1, 0, 1]],
+                  [[2, 1, 1], [-2, 3, 1], [2, -1, 4]],
+                  [[0, 1, 2], [0, 4, 5], [0, 7, 9]]], np.float32)
+    run(tmp_path, "Det", [("x", x, False)], opset=11, specials=False)
+
+
+@pytest.mark.parametrize("attrs,reason", [
+    (dict(update_rule="gated"), "update_rule 'gated' requires decay input"),
+    (dict(update_rule="lstm"), "update_rule must be one of: 'linear', 'gated', 'delta', 'gated_delta'"),
+])
+def test_linear_attention_mistakes_are_one_line(tmp_path, attrs, reason):
+    """onnx's own check of the node, before its function body is built."""
+    q = rand(1, 2, 4)
+    model = single_op("LinearAttention", [(n, q, False) for n in "qkv"], 2, 27, q_num_heads=2, kv_num_heads=2, **attrs)
+    with pytest.raises(CompileError, match=rf"^LinearAttention node the_node \(opset 27\): {reason} \(model.onnx\)$"):
+        kiln_run(model, {n: q for n in "qkv"}, tmp_path)

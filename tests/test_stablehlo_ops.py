@@ -212,6 +212,21 @@ CASES.update({  # indexing ops and the loss functions (onnx's function bodies)
     "sce_loss": ("SoftmaxCrossEntropyLoss", [("x", rand(3, 5), 0), ("t", I([4, 0, 1]), 0)], dict(reduction="sum")),
 })
 CASES_AT_OPSET = {  # case -> (op, inputs, attrs, opset)
+    "deform_conv_groups_mask_bias": ("DeformConv", [("x", rand(2, 4, 7, 6), 0), ("w", rand(6, 2, 3, 2), 1),
+                                                    ("o", rand(2, 24, 3, 6, lo=-3, hi=3), 0), ("b", rand(6), 1),
+                                                    ("m", rand(2, 12, 3, 6, lo=0, hi=1), 0)],
+                                     dict(group=2, offset_group=2, strides=[2, 1], pads=[1, 0, 0, 1],
+                                          kernel_shape=[3, 2]), 19),
+    "det_batched": ("Det", [("x", rand(2, 3, 4, 4), 0)], {}, 11),
+    "det_pivoting": ("Det", [("x", I([[[0, 1, 2], [3, 4, 5], [6, 7, 9]], [[0, 1, 0], [0, 0, 1], [1, 0, 0]]],
+                                     np.float32), 0)], {}, 22),
+    "roi_align_avg": ("RoiAlign", [("x", rand(2, 3, 10, 12), 0), ("r", test_compiler_ops.ROIS, 0),
+                                   ("b", I([0, 1, 1, 0, 1]), 0)], dict(sampling_ratio=2), 16),
+    "roi_align_max_output_half_pixel": ("RoiAlign", [("x", rand(1, 2, 9, 8), 0), ("r", test_compiler_ops.ROIS, 0),
+                                                     ("b", I([0, 0, 0, 0, 0]), 1)],
+                                        dict(mode="max", coordinate_transformation_mode="output_half_pixel",
+                                             sampling_ratio=3, spatial_scale=0.75, output_height=3,
+                                             output_width=2), 16),
     "attention_gqa_causal": ("Attention", [("q", rand(2, 4, 12), 0), ("k", rand(2, 4, 6), 0), ("v", rand(2, 4, 6), 0)],
                              dict(q_num_heads=4, kv_num_heads=2, is_causal=1), 23),
     "scatter_nd_max": ("ScatterND", [("x", rand(4, 3), 0), ("i", I([[2], [-2]]), 0), ("u", rand(2, 3), 0)],
@@ -615,3 +630,27 @@ def test_moves_and_3d_convolutions(launcher, tmp_path, case):
 def test_max_pool_then_unpool(launcher, tmp_path):
     x = rand(2, 16, 33, 40)
     pjrt_harness.check(launcher, test_compiler_ops.pool_unpool(x.shape), {"x": x}, tmp_path)
+
+
+STATE_SPACE = {  # case -> (op, inputs (name, array, initializer), attrs); opset 27, which onnxruntime 1.31 lacks
+    "causal_conv_silu_past": ("CausalConvWithState", [("x", rand(2, 3, 6), 0), ("w", rand(3, 1, 4), 1),
+                                                      ("b", rand(3), 1), ("s", rand(2, 3, 3), 0)],
+                              dict(activation="silu")),
+    "linear_attention_gated_delta_gqa": ("LinearAttention",
+                                         [("q", rand(2, 3, 8), 0), ("k", rand(2, 3, 4, lo=-0.5, hi=0.5), 0),
+                                          ("v", rand(2, 3, 6), 0), ("s", rand(2, 1, 4, 6), 0),
+                                          ("g", rand(2, 3, 1, lo=-1, hi=0), 0), ("beta", rand(2, 3, 1, lo=0, hi=1), 0)],
+                                         dict(q_num_heads=2, kv_num_heads=1)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(STATE_SPACE))
+def test_state_space_ops_against_onnx_reference(launcher, tmp_path, case):
+    """CausalConvWithState and LinearAttention (onnx's function bodies): onnx's reference is the oracle."""
+    from onnx.reference import ReferenceEvaluator
+    op, inputs, attrs = STATE_SPACE[case]
+    model = single_op(op, [(n, a, bool(init)) for n, a, init in inputs], 2, 27, **attrs)
+    feeds = {n: a for n, a, init in inputs if not init}
+    got = pjrt_harness.run_model(pjrt_harness.bundle(launcher, model, tmp_path), model, feeds)
+    for g, want in zip(got, ReferenceEvaluator(model).run(None, feeds), strict=True):
+        test_compiler_ops.assert_close(g, want)

@@ -253,6 +253,19 @@ MAPPERS["STFT"] = _same("STFT")
 MAPPERS["MelWeightMatrix"] = _same("MelWeightMatrix")
 
 
+def _roi_align(im: Importer, name: str, ins: list, outs: list[str], attrs: dict) -> None:
+    """RoiAlign-10 has no coordinate_transformation_mode: it shifts no half pixel, as opset 16's
+    output_half_pixel (opset 16's default is half_pixel)."""
+    if im.opset < 16:
+        attrs = dict(attrs, coordinate_transformation_mode="output_half_pixel")
+    im.emit("RoiAlign", name, ins, outs, attrs)
+
+
+MAPPERS["RoiAlign"] = _roi_align
+MAPPERS["DeformConv"] = _same("DeformConv")
+MAPPERS["Det"] = _same("Det")
+
+
 Shapes = dict[str, tuple[int, ...]]
 Values = dict[str, tuple[float, ...]]
 

@@ -24,6 +24,8 @@ from .decompose_qint import RULES as QINT_RULES
 from .decompose_quant import quant
 from .decompose_resize import resize
 from .decompose_rotary import rotary_embedding
+from .decompose_roi import RULES as ROI_RULES
+from .decompose_linalg import RULES as LINALG_RULES
 from .decompose_seq import RULES as SEQ_RULES
 from .decompose_unpool import RULES as UNPOOL_RULES
 from .infer import infer
@@ -316,6 +318,7 @@ def mod(graph: Graph, node: Node) -> Patch | None:
 RULES = [pad, lrn, attention, reduction, normalise, cast_like, trilu, group_norm, space_depth, tile, float_mod, mod,
          trig, int_pow, quant, resize, affine_grid, grid_sample]
 RULES = UNPOOL_RULES + POOL_RULES + INDEX_RULES + LINEAR_RULES + DFT_RULES + QINT_RULES + RULES + [rotary_embedding]
+RULES = ROI_RULES + LINALG_RULES + RULES
 
 
 def decompose(graph: Graph) -> Graph:

@@ -22,6 +22,8 @@ from .decompose_unpool import RULES as UNPOOL_RULES
 from .decompose_grid import affine_grid, grid_sample
 from .decompose_resize import resize
 from .decompose_rotary import rotary_embedding
+from .decompose_roi import RULES as ROI_RULES
+from .decompose_linalg import RULES as LINALG_RULES
 
 ALIASES = {"Flatten", "Squeeze", "Unsqueeze", "Identity", "Reshape"}
 
@@ -157,6 +159,8 @@ RULES = [pad, lrn, attention, reduction, cast_like, trilu, group_norm, space_dep
 # UNPOOL_RULES before the pools and scatters they emit; CONV3D_RULES after ConvTranspose becomes a Conv.
 RULES = (SEQ_RULES + UNPOOL_RULES + POOL_RULES + INDEX_RULES + LINEAR_RULES + CONV3D_RULES + DFT_RULES + QINT_RULES
          + RULES + [rotary_embedding])
+# RoiAlign, DeformConv and Det expand into reductions, Transposes and MatMuls the rules above rewrite.
+RULES = ROI_RULES + LINALG_RULES + RULES
 
 
 def lower(graph: Graph) -> Graph:
