@@ -27,7 +27,7 @@ from .loops import vector_blocks
 
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64)
 MIN_TILES = 32  # below this many 2x2 tiles the 16/9 larger transformed weights cost more than they save
-SLICE_BYTES = 4 << 20  # V and M of a slice of the batch: a share of L3 next to the layer's x, y and U
+SLICE_BYTES = 16 << 20  # V and M of a slice of the batch: half of L3, next to the layer's x, y and U
 
 
 def winograd_fits(n: int, out: tuple[int, int], kernel, strides, dilations, groups: int, cin: int) -> bool:
