@@ -103,6 +103,7 @@ class Context:
         The pool gets at most one piece per PARALLEL_MIN_WORK of work, so a layer uses only as
         many threads as pay for themselves, and one too small to split runs on the caller."""
         current, count = self.slicing or (None, 1)
+        assert n % count == 0, f"{hint}: {n} tasks do not split into {count} slices"
         share = n // count
         pieces = min(share, work // count // PARALLEL_MIN_WORK)
         task = Fn(self.module, self.name(hint), self.variant, (PTR, I64, I64))
