@@ -1,10 +1,11 @@
 """How the cpu backend splits a layer over the pool: pieces of at least PARALLEL_MIN_WORK, and a
-layer too small to share runs on the calling thread (issue 20.2)."""
+layer too small to share runs on the calling thread (issue 20.2), a large batch in slices (20.4)."""
 from __future__ import annotations
 
 import numpy as np
 
 from kiln.compiler.backend.cpu.context import PARALLEL_MIN_WORK
+from kiln.compiler.backend.cpu.k_winograd import slice_images
 from onnx_models import assert_close, kiln_jit, run_onnxruntime, single_op
 
 
@@ -38,3 +39,17 @@ def test_rows_are_grouped_into_pieces_that_pay(tmp_path):
     work = 64 * 64 * 64 * 2 * 2   # output elements x window, as k_pool counts it
     assert work // PARALLEL_MIN_WORK in calls and all(1 < n < 64 for n in calls)   # (and a layout change)
     assert_close(got[0], run_onnxruntime(model, {"x": x})[0])
+
+
+def test_winograd_goes_through_a_large_batch_in_slices(tmp_path):
+    """Batch 32 at 2 threads: the Winograd conv runs its three steps on slices of images, its
+    buffer one slice's size (issue 20.4); outputs match onnxruntime's."""
+    x = np.random.default_rng(2).standard_normal((32, 16, 32, 32)).astype(np.float32)
+    w = np.random.default_rng(3).uniform(-0.5, 0.5, (24, 16, 3, 3)).astype(np.float32)
+    b = np.random.default_rng(4).standard_normal(24).astype(np.float32)
+    model = single_op("Conv", [("x", x, False), ("w", w, True), ("b", b, True)], pads=[1, 1, 1, 1])
+    images = slice_images(32, (32, 32), 16, 24)
+    assert 1 < images < 32
+    got, calls = run_recording(model, {"x": x}, tmp_path)
+    assert len(calls) >= 3 * 32 // images   # input transform, GEMM and output transform per slice
+    assert_close(got[0], run_onnxruntime(model, {"x": x}, threads=2)[0])

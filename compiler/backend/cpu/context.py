@@ -2,7 +2,8 @@
 and how to split work over the launcher's thread pool."""
 from __future__ import annotations
 
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import llvmlite.ir as ir
 import numpy as np
@@ -32,6 +33,7 @@ class Context:
         self.count = 0
         self.cache: dict = {}  # functions shared by several places of the kernel
         self.frame: dict[Address, int] = {}  # a space's first address in the kernel -> its frame slot
+        self.slicing: tuple[ir.Value, int] | None = None  # (current slice, slices) inside slices()
 
     def name(self, hint: str) -> str:
         self.count += 1
@@ -80,22 +82,59 @@ class Context:
 
         self.parallel_chunks(f, hint, n, work, chunk)
 
+    @contextmanager
+    def slices(self, f: Fn, count: int) -> Iterator[None]:
+        """Runs the block `count` times, one slice after the other; each parallel call inside runs
+        only slice s's share of its tasks, [s*n/count, (s+1)*n/count). A kernel whose tasks' slowest
+        index is the batch so goes through the batch in parts, each small enough that what one
+        step writes for the next is still in cache when that step reads it."""
+        if count == 1:
+            yield
+            return
+        with f.loop(count) as s:
+            self.slicing = (s, count)
+            yield
+        self.slicing = None
+
     def parallel_chunks(self, f: Fn, hint: str, n: int, work: int,
                         body: Callable[[Fn, ir.Value, ir.Value], None]) -> None:
         """body(task_fn, begin, end) handles tasks [begin, end), a contiguous run of them.
 
         The pool gets at most one piece per PARALLEL_MIN_WORK of work, so a layer uses only as
         many threads as pay for themselves, and one too small to split runs on the caller."""
-        pieces = min(n, work // PARALLEL_MIN_WORK)
+        current, count = self.slicing or (None, 1)
+        assert n % count == 0, f"{hint}: {n} tasks do not split into {count} slices"
+        share = n // count
+        pieces = min(share, work // count // PARALLEL_MIN_WORK)
         task = Fn(self.module, self.name(hint), self.variant, (PTR, I64, I64))
-        begin, end = task.args[1:]
-        if 1 < pieces < n:
-            begin, end = (task.b.udiv(task.b.mul(x, task.i64(n)), task.i64(pieces)) for x in (begin, end))
-        body(task, begin, end)
+        body(task, *task.args[1:])
         task.finish()
-        if pieces > 1:
-            pfor = self.module.globals.get("kiln_parallel_for") or ir.Function(
-                self.module, ir.FunctionType(VOID, [PTR, PTR, PTR, I64]), "kiln_parallel_for")
-            f.b.call(pfor, [self.slot(f, "pool"), task.fn, f.args[0], f.i64(pieces)])
-        else:
-            f.b.call(task.fn, [f.args[0], f.i64(0), f.i64(n)])
+        first = f.b.mul(current, f.i64(share)) if current is not None else f.i64(0)
+        if pieces <= 1:
+            f.b.call(task.fn, [f.args[0], first, f.b.add(first, f.i64(share))])
+            return
+        runner, arg = self._runner(f, task, share, pieces, first if current is not None else None)
+        pfor = self.module.globals.get("kiln_parallel_for") or ir.Function(
+            self.module, ir.FunctionType(VOID, [PTR, PTR, PTR, I64]), "kiln_parallel_for")
+        f.b.call(pfor, [self.slot(f, "pool"), runner.fn, arg, f.i64(pieces)])
+
+    def _runner(self, f: Fn, task: Fn, share: int, pieces: int, first: ir.Value | None
+                ) -> tuple[Fn, ir.Value]:
+        """What the pool calls for pieces [begin, end): task over its tasks, offset by `first`
+        (then the pool's argument is a pair (frame, first) on f's stack), and the argument."""
+        runner = Fn(self.module, self.name("run"), self.variant, (PTR, I64, I64))
+        r = runner.b
+        begin, end = runner.args[1:]
+        if pieces < share:
+            begin, end = (r.udiv(r.mul(x, runner.i64(share)), runner.i64(pieces)) for x in (begin, end))
+        frame, arg = runner.args[0], f.args[0]
+        if first is not None:
+            arg = f.pro.alloca(PTR, size=I64(2))
+            f.b.store(f.args[0], arg)
+            f.b.store(first, f.b.gep(arg, [f.i64(1)], source_etype=PTR))
+            frame = r.load(runner.args[0], typ=PTR)
+            offset = r.load(r.gep(runner.args[0], [runner.i64(1)], source_etype=PTR), typ=I64)
+            begin, end = r.add(begin, offset), r.add(end, offset)
+        r.call(task.fn, [frame, begin, end])
+        runner.finish()
+        return runner, arg

@@ -5,6 +5,8 @@
 - 16 GEMMs on the blocked driver: M[xi] = V[xi] (tiles x cin) U[xi] (cin x cout), where
   U = G g G^T is computed from the weights at build time and pre-packed;
 - output transform: y = A^T M A per tile, with the node's fused epilogue per output pixel.
+A large batch goes through the three steps a slice of images at a time, so the buffer stays
+in cache between the steps instead of streaming V and M (16x the tiles) through memory.
 The transforms are exact in real arithmetic; in f32 they change rounding by ~1e-6 relative."""
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from .loops import vector_blocks
 
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64)
 MIN_TILES = 32  # below this many 2x2 tiles the 16/9 larger transformed weights cost more than they save
+SLICE_BYTES = 16 << 20  # V and M of a slice of the batch: half of L3, next to the layer's x, y and U
 
 
 def winograd_fits(n: int, out: tuple[int, int], kernel, strides, dilations, groups: int, cin: int) -> bool:
@@ -34,8 +37,17 @@ def winograd_fits(n: int, out: tuple[int, int], kernel, strides, dilations, grou
 
 
 def winograd_temp_bytes(n: int, out: tuple[int, int], cin: int, cout: int) -> int:
-    tiles = n * -(-out[0] // 2) * -(-out[1] // 2)
-    return 16 * tiles * (cin + cout) * 4
+    return slice_images(n, out, cin, cout) * _image_bytes(out, cin, cout)
+
+
+def slice_images(n: int, out: tuple[int, int], cin: int, cout: int) -> int:
+    """Images per slice: the most that divide the batch and fit SLICE_BYTES, at least one."""
+    fit = max(1, SLICE_BYTES // _image_bytes(out, cin, cout))
+    return max(d for d in range(1, min(n, fit) + 1) if n % d == 0)
+
+
+def _image_bytes(out: tuple[int, int], cin: int, cout: int) -> int:
+    return 16 * -(-out[0] // 2) * -(-out[1] // 2) * (cin + cout) * 4
 
 
 def transformed_weights(w: np.ndarray) -> np.ndarray:
@@ -72,11 +84,19 @@ def emit_winograd(ctx: Context, f: Fn, node: Node, size: tuple[int, int], pads: 
     n, cin, cout = x.type.shape[0], x.type.shape[-1], y.type.shape[-1]
     (H, W), (PH, PW), (OH, OW) = size, pads, out
     TH, TW = -(-OH // 2), -(-OW // 2)
-    tiles = n * TH * TW
+    images = slice_images(n, out, cin, cout)
+    count, tiles = n // images, images * TH * TW   # tiles of one slice: what the buffer holds
     data = ctx.derived(f"{wv.name}.winograd",
                        lambda: np.concatenate([pack_b(ui, NR) for ui in transformed_weights(wv.const)]))
     psize = data.size // 16
     v_off, m_off = 0, 16 * tiles * cin
+
+    def tile_at(t: Fn, row: ir.Value, tw: ir.Value) -> ir.Value:
+        """Index in the slice's buffer of tile tw of image row `row` (counted over the batch)."""
+        return t.madd((t.b.urem(row, t.i64(images * TH)) if count > 1 else row, TW), (tw, 1))
+
+    def xi_of(t: Fn, i: ir.Value) -> ir.Value:
+        return t.b.urem(i, t.i64(16)) if count > 1 else i
 
     def input_row(t: Fn, row: ir.Value) -> None:
         b, vt = t.b, t.vec()
@@ -84,7 +104,7 @@ def emit_winograd(ctx: Context, f: Fn, node: Node, size: tuple[int, int], pads: 
         xp = t.gep(ctx.ptr(t, x), b.mul(img, t.i64(H * W * cin)))
         vp = t.gep(ctx.temp(t, node), v_off)
         with t.loop(TW) as tw:
-            tile = t.madd((row, TW), (tw, 1))
+            tile = tile_at(t, row, tw)
 
             def block(ch0: ir.Value, active: int | None) -> None:
                 d = [[None] * 4 for _ in range(4)]
@@ -101,15 +121,6 @@ def emit_winograd(ctx: Context, f: Fn, node: Node, size: tuple[int, int], pads: 
 
             vector_blocks(t, cin, block)
 
-    ctx.parallel(f, "winograd_in", n * TH, 16 * tiles * cin * 2, input_row)
-
-    plain = replace(Epilogue.of(node, 2), plain=True)
-    gemm(ctx, f, plain, tiles, cout, cin, 16,
-         lambda t, i: t.gep(t.gep(ctx.temp(t, node), v_off), t.b.mul(i, t.i64(tiles * cin))), cin,
-         lambda t, i: t.gep(ctx.weight(t, f"{wv.name}.winograd", data), t.b.mul(i, t.i64(psize))), True,
-         lambda t, i: t.gep(t.gep(ctx.temp(t, node), m_off), t.b.mul(i, t.i64(tiles * cout))), cout,
-         lambda t, i: t.i64(0), lambda t, i: t.i64(0))
-
     epi = Epilogue.of(node, 2)
 
     def output_row(t: Fn, row: ir.Value) -> None:
@@ -119,7 +130,7 @@ def emit_winograd(ctx: Context, f: Fn, node: Node, size: tuple[int, int], pads: 
         operands = {k: t.gep(ctx.ptr(t, v), epi.operands[k][0])
                     for k, v in enumerate(node.inputs[2:]) if scalar_const(v) is None}
         with t.loop(TW) as tw:
-            tile = t.madd((row, TW), (tw, 1))
+            tile = tile_at(t, row, tw)
 
             def block(ch0: ir.Value, active: int | None) -> None:
                 m = [t.load_vec(t.gep(mp, t.madd((tile, cout), (ch0, 1), (xi * tiles * cout, 1))), vt, active)
@@ -136,4 +147,13 @@ def emit_winograd(ctx: Context, f: Fn, node: Node, size: tuple[int, int], pads: 
 
             vector_blocks(t, cout, block)
 
-    ctx.parallel(f, "winograd_out", n * TH, 16 * tiles * cout * 2, output_row)
+    plain = replace(epi, plain=True)
+    with ctx.slices(f, count):   # each step's tasks go image by image, the batch slowest
+        ctx.parallel(f, "winograd_in", n * TH, 16 * n * TH * TW * cin * 2, input_row)
+        gemm(ctx, f, plain, tiles, cout, cin, 16 * count,
+             lambda t, i: t.gep(t.gep(ctx.temp(t, node), v_off), t.b.mul(xi_of(t, i), t.i64(tiles * cin))), cin,
+             lambda t, i: t.gep(ctx.weight(t, f"{wv.name}.winograd", data), t.b.mul(xi_of(t, i), t.i64(psize))),
+             True,
+             lambda t, i: t.gep(t.gep(ctx.temp(t, node), m_off), t.b.mul(xi_of(t, i), t.i64(tiles * cout))), cout,
+             lambda t, i: t.i64(0), lambda t, i: t.i64(0))
+        ctx.parallel(f, "winograd_out", n * TH, 16 * n * TH * TW * cout * 2, output_row)
