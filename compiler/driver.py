@@ -55,7 +55,7 @@ def compile(model: Path, platform: str = "cpu", weights: Path | None = None, bat
     graph = run_pipeline(graph, passes=backend.passes)
     _check_ops(backend, graph)
     target = Target(name, spec.name, archs, host, in_names, out_names,
-                    {"ptxas": ptxas}, profile, precision, overlap_llvm)
+                    {"ptxas": ptxas}, profile=profile, overlap_llvm=overlap_llvm, precision=precision)
     code = backend.build(graph, target)
     weights_file, data_start = safetensors_bytes(code.weights)
     common = manifest.common(name, spec.name, batch, manifest.tensors(graph.inputs, in_names),
