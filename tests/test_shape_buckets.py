@@ -1,0 +1,118 @@
+"""Shape buckets: model(batch_sizes = [...]) compiles one static variant per leading batch dim into one
+launcher and one weights file; a run takes the smallest bucket its inputs fit, zero-padding the batch."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from kiln.compiler.errors import CompileError
+from kiln.compiler.buckets import check_sizes
+from onnx_models import run_onnxruntime
+
+
+def dense(batch: str | int = "N") -> onnx.ModelProto:
+    """y = softmax(relu(x @ W + B) @ V): a batch-led model whose rows are independent."""
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n)
+               for n, s in (("W", (8, 16)), ("B", (16,)), ("V", (16, 4)))]
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("Add", ["h", "B"], ["a"]),
+             helper.make_node("Relu", ["a"], ["r"]), helper.make_node("MatMul", ["r", "V"], ["z"]),
+             helper.make_node("Softmax", ["z"], ["y"], axis=-1)]
+    graph = helper.make_graph(nodes, "dense", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 4])], weights)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def _package(workspace, model: onnx.ModelProto, attrs: str) -> None:
+    (workspace.root / "p").mkdir(exist_ok=True)
+    onnx.save(model, workspace.root / "p" / "dense.onnx")
+    workspace.write("p/BUILD.kiln", f'\nmodel(name = "dense", graph = "dense.onnx", {attrs})\n')
+
+
+@pytest.fixture(scope="module")
+def bucketed(tmp_path_factory, kiln_cache):
+    from conftest import Workspace
+    root = tmp_path_factory.mktemp("buckets") / "ws"
+    root.mkdir()
+    (root / "MODULE.kiln").write_text("")
+    workspace = Workspace(root, kiln_cache)
+    _package(workspace, dense(), "batch_sizes = [4, 1]")
+    workspace.kiln("build", "//p:dense", check=True)
+    return workspace
+
+
+def _run(workspace, x: np.ndarray, tmp_path) -> subprocess.CompletedProcess:
+    np.save(tmp_path / "x.npy", x)
+    return subprocess.run([str(workspace.out("p/dense")), "--input", f"x={tmp_path / 'x.npy'}",
+                           "--output", f"y={tmp_path / 'y.npy'}", "--weights",
+                           str(workspace.out("p/dense.cpu/weights.safetensors"))],
+                          capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("rows,bucket", [(1, 1), (3, 4), (4, 4)])
+def test_the_smallest_bucket_that_fits_runs_like_onnxruntime(bucketed, tmp_path, rows, bucket):
+    x = np.random.default_rng(rows).standard_normal((rows, 8)).astype(np.float32)
+    done = _run(bucketed, x, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"shape bucket batch {bucket}" in done.stderr
+    assert ("zero-padded" in done.stderr) == (rows != bucket)
+    y = np.load(tmp_path / "y.npy")
+    assert y.shape == (rows, 4)
+    np.testing.assert_allclose(y, run_onnxruntime(dense(), {"x": x})[0], rtol=1e-5, atol=1e-6)
+
+
+def test_a_batch_no_bucket_takes_is_one_line(bucketed, tmp_path):
+    done = _run(bucketed, np.zeros((5, 8), np.float32), tmp_path)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert "input 'x' has shape [5, 8]; the model is compiled for [1, 8], [4, 8]" in lines[-1]
+
+
+def test_another_inner_dim_is_one_line(bucketed, tmp_path):
+    done = _run(bucketed, np.zeros((2, 7), np.float32), tmp_path)
+    assert done.returncode != 0
+    assert "input 'x' has shape [2, 7]; the model is compiled for [1, 8], [4, 8]" in done.stderr
+
+
+def test_buckets_share_one_weights_file_and_the_manifest_lists_them(bucketed):
+    manifest = json.loads(bucketed.out("p/dense.cpu/manifest.json").read_text())
+    assert manifest["batch"] == 1 and manifest["inputs"][0]["shape"] == [1, 8]
+    assert [(b["batch"], b["inputs"][0]["shape"], b["outputs"][0]["shape"]) for b in manifest["buckets"]] == \
+        [(1, [1, 8], [1, 4]), (4, [4, 8], [4, 4])]
+    names = [t["name"] for t in manifest["weights"]["tensors"]]
+    assert len(names) == len(set(names)) and not any("@" in n for n in names)
+
+
+@pytest.mark.parametrize("attrs,message", [
+    ("batch_sizes = []", "batch_sizes []: needs at least one batch size"),
+    ("batch_sizes = [1, 0]", "batch_sizes [1, 0]: 0 is not a positive int"),
+    ("batch_sizes = [2, 4, 2]", "batch_sizes [2, 4, 2]: 2 is given twice"),
+    ("batch_sizes = [1, 4], batch = 4", "give batch or batch_sizes, not both"),
+    ('batch_sizes = [1, "4"]', "batch_sizes must be a list of ints, got an item '4'"),
+])
+def test_invalid_batch_sizes_are_one_line_at_the_build_file(workspace, attrs, message):
+    _package(workspace, dense(), attrs)
+    done = workspace.kiln("build", "//p:dense")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    line = next(line for line in done.stderr.splitlines() if message in line)
+    assert "p/BUILD.kiln:2:1" in line
+
+
+def test_a_batch_fixed_by_the_model_is_one_line_at_the_build_file(workspace):
+    _package(workspace, dense(batch=1), "batch_sizes = [1, 4]")
+    done = workspace.kiln("build", "//p:dense")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    line = next(line for line in done.stderr.splitlines() if "batch_sizes" in line)
+    assert "p/BUILD.kiln:2:1" in line
+    assert "input x of dense.onnx has shape [1, 8] at batch 4: its leading dim is fixed" in line
+
+
+def test_check_sizes_refuses_platforms_that_cannot_join_buckets():
+    with pytest.raises(CompileError, match="the cuda platform does not compile shape buckets yet"):
+        check_sizes([1, 4], "cuda")
+    assert check_sizes([8, 1], "cpu") == (1, 8)
