@@ -103,13 +103,15 @@ def test_invalid_batch_sizes_are_one_line_at_the_build_file(workspace, attrs, me
     assert "p/BUILD.kiln:2:1" in line
 
 
-def test_a_batch_fixed_by_the_model_is_one_line_at_the_build_file(workspace):
+def test_a_batch_fixed_by_the_model_fails_its_compile_at_the_build_file(workspace):
+    """Found when the compile reads the model: the failed action's line names the target's BUILD line, and
+    the compiler's reason is one line."""
     _package(workspace, dense(batch=1), "batch_sizes = [1, 4]")
     done = workspace.kiln("build", "//p:dense")
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    line = next(line for line in done.stderr.splitlines() if "batch_sizes" in line)
-    assert "p/BUILD.kiln:2:1" in line
-    assert "input x of dense.onnx has shape [1, 8] at batch 4: its leading dim is fixed" in line
+    assert "ERROR: //p:dense (p/BUILD.kiln:2:1): Compiling //p:dense" in done.stderr
+    assert ("error: batch_sizes: input x of dense.onnx has shape [1, 8] at batch 4: its leading dim is fixed"
+            in done.stderr)
 
 
 def test_check_sizes_refuses_platforms_that_cannot_join_buckets():
