@@ -69,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("model", type=Path)
     i.add_argument("--weights", type=Path)
     i.add_argument("--batch", type=int, default=1)
+    i.add_argument("--batch-sizes", type=batch_sizes, default=(), metavar="B0,B1,...",
+                   help="print every shape bucket's graph, as compile --batch-sizes builds them")
     i.add_argument("--input-shape", type=_shape, action="append", default=[], metavar="NAME=D0,D1,...",
                    help="fix an input's symbolic dims (repeat per input)")
     i.add_argument("--input-value", type=input_value, action="append", default=[], metavar="NAME=V0,V1,...",
@@ -101,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
             from .profile import profile_compile
             sys.stdout.write(profile_compile(args.model, args.weights, args.batch, args.platform,
                                              dict(args.input_shape), input_values=dict(args.input_value)))
+        elif args.batch_sizes:
+            from .inspect import inspect_buckets
+            sys.stdout.write(inspect_buckets(args.model, args.batch_sizes, args.weights, args.platform,
+                                             dict(args.input_shape), dict(args.input_value)))
         else:
             from .inspect import inspect_model
             sys.stdout.write(inspect_model(args.model, args.weights, args.batch, args.passes, args.platform,

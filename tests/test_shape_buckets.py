@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -77,6 +78,21 @@ def test_another_inner_dim_is_one_line(bucketed, tmp_path):
     done = _run(bucketed, np.zeros((2, 7), np.float32), tmp_path)
     assert done.returncode != 0
     assert "input 'x' has shape [2, 7]; the model is compiled for [1, 8], [4, 8]" in done.stderr
+
+
+def test_info_lists_the_buckets(bucketed):
+    done = subprocess.run([str(bucketed.out("p/dense")), "--info", "--weights",
+                           str(bucketed.out("p/dense.cpu/weights.safetensors"))], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "buckets:  batch 1, batch 4" in done.stdout
+
+
+def test_inspect_shows_every_bucket(tmp_path):
+    onnx.save(dense(), tmp_path / "dense.onnx")
+    done = subprocess.run([sys.executable, "-m", "kiln.build_rules", "inspect", str(tmp_path / "dense.onnx"),
+                           "--batch-sizes", "4,1"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "== shape bucket 1 of 2: batch 1" in done.stdout and "inputs: x: f32[4,8]" in done.stdout
 
 
 def test_buckets_share_one_weights_file_and_the_manifest_lists_them(bucketed):
