@@ -80,11 +80,31 @@ def test_another_inner_dim_is_one_line(bucketed, tmp_path):
     assert "input 'x' has shape [2, 7]; the model is compiled for [1, 8], [4, 8]" in done.stderr
 
 
+def test_serve_batches_into_the_smallest_bucket_holding_max_batch(bucketed):
+    import requests
+    import serve_harness
+    weights = bucketed.out("p/dense.cpu/weights.safetensors")
+    running = serve_harness.start(bucketed.out("p/dense"), "--max-batch", "3", weights=weights)
+    x = np.random.default_rng(7).standard_normal((2, 8)).astype(np.float32)
+    reply = requests.post(f"{running.url}/v2/models/dense/infer", timeout=10, json={"inputs": [
+        {"name": "x", "shape": [2, 8], "datatype": "FP32", "data": x.ravel().tolist()}]})
+    code, stderr = running.stop()
+    assert reply.status_code == 200, reply.text
+    out = reply.json()["outputs"][0]
+    assert out["shape"] == [2, 4] and code == 0 and "shape bucket batch 4" in stderr
+    np.testing.assert_allclose(np.array(out["data"], np.float32).reshape(2, 4),
+                               run_onnxruntime(dense(), {"x": x})[0], rtol=1e-5, atol=1e-6)
+    done = subprocess.run([str(bucketed.out("p/dense")), "serve", "--port", str(serve_harness.free_port()),
+                           "--max-batch", "5"], env={"KILN_WEIGHTS": str(weights)}, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 1 and "--max-batch 5 exceeds the batch of 4" in done.stderr
+
+
 def test_info_lists_the_buckets(bucketed):
     done = subprocess.run([str(bucketed.out("p/dense")), "--info", "--weights",
                            str(bucketed.out("p/dense.cpu/weights.safetensors"))], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert "buckets:  batch 1, batch 4" in done.stdout
+    assert "buckets:   batch 1, batch 4 (a smaller batch runs zero-padded" in done.stdout
 
 
 def test_inspect_shows_every_bucket(tmp_path):
