@@ -13,15 +13,18 @@ from onnx import TensorProto, helper, numpy_helper
 
 from kiln.compiler.errors import CompileError
 from kiln.compiler.buckets import check_sizes
+from kiln.compiler.driver import compile
 from onnx_models import run_onnxruntime
 
 
 def dense(batch: str | int = "N") -> onnx.ModelProto:
-    """y = softmax(relu(x @ W + B) @ V): a batch-led model whose rows are independent."""
+    """y = softmax(relu(x @ W + expand(B, shape(x @ W))) @ V): a batch-led model whose rows are
+    independent, with a constant folded at the batch's shape (Bx)."""
     rng = np.random.default_rng(0)
     weights = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n)
                for n, s in (("W", (8, 16)), ("B", (16,)), ("V", (16, 4)))]
-    nodes = [helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("Add", ["h", "B"], ["a"]),
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("Shape", ["h"], ["s"]),
+             helper.make_node("Expand", ["B", "s"], ["Bx"]), helper.make_node("Add", ["h", "Bx"], ["a"]),
              helper.make_node("Relu", ["a"], ["r"]), helper.make_node("MatMul", ["r", "V"], ["z"]),
              helper.make_node("Softmax", ["z"], ["y"], axis=-1)]
     graph = helper.make_graph(nodes, "dense", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 8])],
@@ -121,7 +124,16 @@ def test_buckets_share_one_weights_file_and_the_manifest_lists_them(bucketed):
     assert [(b["batch"], b["inputs"][0]["shape"], b["outputs"][0]["shape"]) for b in manifest["buckets"]] == \
         [(1, [1, 8], [1, 4]), (4, [4, 8], [4, 4])]
     names = [t["name"] for t in manifest["weights"]["tensors"]]
-    assert len(names) == len(set(names)) and not any("@" in n for n in names)
+    assert len(names) == len(set(names)) and names.count("W.packed") == 1
+
+
+def test_a_constant_folded_per_batch_is_stored_per_bucket_and_the_rest_once(tmp_path):
+    onnx.save(dense(), tmp_path / "dense.onnx")
+    compiled = compile(tmp_path / "dense.onnx", batch_sizes=[3, 2])
+    tensors = {t["name"]: t["shape"] for t in compiled.manifest["weights"]["tensors"]}
+    assert tensors["Bx"] == [2, 16] and tensors["Bx@1"] == [3, 16]
+    assert sorted(tensors) == ["Bx", "Bx@1", "V.packed", "W.packed"]
+    assert [b["batch"] for b in compiled.manifest["buckets"]] == [2, 3]
 
 
 @pytest.mark.parametrize("attrs,message", [
