@@ -162,6 +162,14 @@ def test_a_batch_fixed_by_the_model_fails_its_compile_at_the_build_file(workspac
             in done.stderr)
 
 
+def test_an_accelerator_platform_with_batch_sizes_is_refused_at_the_build_file(workspace):
+    _package(workspace, dense(), "batch_sizes = [1, 4]")
+    done = workspace.kiln("build", "//p:dense", "--platform=cuda,linux-amd64")
+    assert done.returncode == 1
+    assert ("//p:dense (p/BUILD.kiln:2:1): batch_sizes: the cuda platform does not compile shape buckets yet"
+            in done.stderr)
+
+
 def test_check_sizes_refuses_platforms_that_cannot_join_buckets():
     with pytest.raises(CompileError, match="the cuda platform does not compile shape buckets yet"):
         check_sizes([1, 4], "cuda")
