@@ -19,6 +19,7 @@ _KINDS = {
     "shape_dict": (dict,),  # name -> list of positive ints: model(input_shapes = {"x": [1, 3, 224, 224]})
     "value_dict": (dict,),  # name -> list of numbers: model(input_values = {"sr": [16000]})
     "int": (int,),
+    "int_list": (list,),
     "bool": (bool,),
 }
 
@@ -86,6 +87,8 @@ def _convert(rule: str, key: str, attr: Attr, value: Any, package: str) -> Any:
         return {_string(rule, key, k): _string(rule, key, v) for k, v in value.items()}
     if attr.kind == "shape_dict":
         return {_string(rule, key, k): _shape(rule, key, k, v) for k, v in sorted(value.items())}
+    if attr.kind == "int_list":
+        return tuple(_int(rule, key, v) for v in value)
     if attr.kind == "value_dict":
         return {_string(rule, key, k): _numbers(rule, key, k, v) for k, v in sorted(value.items())}
     return value
@@ -104,6 +107,12 @@ def _outputs(rule: str, key: str, paths: tuple[str, ...]) -> tuple[str, ...]:
             if other.startswith(path + "/"):
                 raise UserError(f"{rule}(): {key} has '{path}' as a file and as the directory of '{other}'")
     return paths
+
+
+def _int(rule: str, key: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise UserError(f"{rule}(): {key} must be a list of ints, got an item {value!r}")
+    return value
 
 
 def _shape(rule: str, key: str, name: str, value: Any) -> tuple[int, ...]:

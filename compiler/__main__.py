@@ -35,6 +35,14 @@ def input_value(text: str) -> tuple[str, tuple[float, ...]]:
     return name, values
 
 
+def batch_sizes(text: str) -> tuple[int, ...]:
+    """B0,B1,... as ints (checked further by the compile)."""
+    try:
+        return tuple(int(b) for b in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}': expected B0,B1,... (e.g. 1,8,32)") from None
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m kiln.compiler")
     sub = p.add_subparsers(dest="command", required=True)
@@ -49,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="StableHLO dots and convolutions: f32 throughout, or the plugin's default (bf16 on TPU)")
     c.add_argument("--weights", type=Path)
     c.add_argument("--batch", type=int, default=1)
+    c.add_argument("--batch-sizes", type=batch_sizes, default=(), metavar="B0,B1,...",
+                   help="compile one shape bucket per leading batch dim instead of --batch")
     c.add_argument("--input-shape", type=_shape, action="append", default=[], metavar="NAME=D0,D1,...",
                    help="fix an input's symbolic dims (repeat per input)")
     c.add_argument("--input-value", type=input_value, action="append", default=[], metavar="NAME=V0,V1,...",
@@ -59,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("model", type=Path)
     i.add_argument("--weights", type=Path)
     i.add_argument("--batch", type=int, default=1)
+    i.add_argument("--batch-sizes", type=batch_sizes, default=(), metavar="B0,B1,...",
+                   help="print every shape bucket's graph, as compile --batch-sizes builds them")
     i.add_argument("--input-shape", type=_shape, action="append", default=[], metavar="NAME=D0,D1,...",
                    help="fix an input's symbolic dims (repeat per input)")
     i.add_argument("--input-value", type=input_value, action="append", default=[], metavar="NAME=V0,V1,...",
@@ -80,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
                 os.environ[HANDED_ZIG] = os.fspath(args.zig.absolute())
             compile(args.model, args.platform, args.weights, args.batch, args.name, args.host,
                     args.ptxas, input_shapes=dict(args.input_shape), precision=args.precision,
-                    input_values=dict(args.input_value), overlap_llvm=True).write(args.output)
+                    input_values=dict(args.input_value), overlap_llvm=True,
+                    batch_sizes=args.batch_sizes).write(args.output)
         elif args.check:
             from .check import check_model, report
             problems = check_model(args.model, args.weights, args.batch, args.platform, dict(args.input_shape),
@@ -91,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
             from .profile import profile_compile
             sys.stdout.write(profile_compile(args.model, args.weights, args.batch, args.platform,
                                              dict(args.input_shape), input_values=dict(args.input_value)))
+        elif args.batch_sizes:
+            from .inspect import inspect_buckets
+            sys.stdout.write(inspect_buckets(args.model, args.batch_sizes, args.weights, args.platform,
+                                             dict(args.input_shape), dict(args.input_value)))
         else:
             from .inspect import inspect_model
             sys.stdout.write(inspect_model(args.model, args.weights, args.batch, args.passes, args.platform,

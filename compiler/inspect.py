@@ -3,7 +3,10 @@ op by op with shapes and FLOPs, in the spirit of `tract dump`."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
+from .buckets import shapes_at, size_problem
+from .errors import CompileError
 from .frontend.onnx import NATIVE_OPSET, Shapes, Values, load_onnx
 from .ir.fused import program_text
 from .ir.graph import Graph, Node
@@ -79,3 +82,17 @@ def inspect_model(path: Path | str, weights: Path | str | None = None, batch: in
     if every_pass:
         return note + "\n\n".join(stages) + "\n"
     return note + format_graph(graph, f"{path.name} (batch {batch}) after passes") + "\n"
+
+
+def inspect_buckets(path: Path | str, batch_sizes: Sequence[int], weights: Path | str | None = None,
+                    platform: str = "cpu", input_shapes: Shapes | None = None,
+                    input_values: Values | None = None) -> str:
+    """Each shape bucket's graph after the passes (model(batch_sizes)), smallest batch first."""
+    problem = size_problem(list(batch_sizes))
+    if problem:
+        raise CompileError(f"batch_sizes {list(batch_sizes)}: {problem}")
+    sizes = sorted(batch_sizes)
+    parts = [f"== shape bucket {i + 1} of {len(sizes)}: batch {b}\n"
+             + inspect_model(path, weights, b, platform=platform, input_shapes=shapes_at(input_shapes or {}, b),
+                             input_values=input_values) for i, b in enumerate(sizes)]
+    return "\n".join(parts)

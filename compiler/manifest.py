@@ -11,6 +11,9 @@ Common fields, for every platform:
     weights   {"file", "data_offset", "data_bytes", "tensors": [{"name", "dtype", "shape", "offset",
               "nbytes", "sha256"}]}: the safetensors file and where each tensor's bytes sit
     source    {"model", "sha256"}: the ONNX file compiled
+    buckets   only when several shape buckets were compiled (model(batch_sizes)): [{"batch", "inputs",
+              "outputs", and that bucket's backend section}], smallest batch first; the fields above
+              then describe the first. A reader that ignores it runs only the first bucket.
 plus the backend's section, top-level keys beside them:
     cpu        host, triple, abi_version, scratch_bytes, variants, flops, object
     cuda/rocm  targets, buffers, kernels, code; cuda also ptx, min_driver, min_cuda (cuDriverGetVersion numbers)
@@ -28,7 +31,7 @@ from .ir.graph import Value
 from .platforms import WEIGHTS_FILE
 
 FORMAT = "kiln-model/1"
-COMMON = frozenset({"format", "name", "platform", "batch", "inputs", "outputs", "weights", "source"})
+COMMON = frozenset({"format", "name", "platform", "batch", "inputs", "outputs", "weights", "source", "buckets"})
 
 
 def tensors(values: Sequence[Value], names: Sequence[str]) -> list[dict]:
@@ -45,9 +48,10 @@ def source_entry(model: Path) -> dict:
 
 
 def common(name: str, platform: str, batch: int, inputs: list[dict], outputs: list[dict], weights: dict,
-           source: dict) -> dict:
-    return {"format": FORMAT, "name": name, "platform": platform, "batch": batch, "inputs": inputs,
-            "outputs": outputs, "weights": weights, "source": source}
+           source: dict, buckets: list[dict] | None = None) -> dict:
+    fields = {"format": FORMAT, "name": name, "platform": platform, "batch": batch, "inputs": inputs,
+              "outputs": outputs, "weights": weights, "source": source}
+    return {**fields, "buckets": buckets} if buckets else fields
 
 
 def combine(common: dict, section: dict) -> dict:

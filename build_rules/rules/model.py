@@ -5,6 +5,7 @@
         graph = "mnist.onnx",
         weights = "mnist.safetensors",   # optional: initializers may live inside the ONNX file
         batch = 1,
+        batch_sizes = [1, 8, 32],        # instead of batch: one shape bucket per size in one artifact
         input_shapes = {},               # e.g. {"images": [1, 3, 640, 640]} for symbolic dims
         input_values = {},               # e.g. {"sr": [16000]}: the input becomes a constant and folds
         precision = "highest",           # tpu/cpu-xla: "default" lets XLA:TPU run f32 dots in bf16 passes
@@ -34,7 +35,7 @@ from kiln.build_rules.providers import DefaultInfo, ModelInfo, Providers, RunInf
 from kiln.build_rules.targets import RuleSpec
 from kiln.build_rules.config import machine_host
 from kiln.build_rules.rules.toolchains import external_tree, python_tool, vendor_trees, zig_tool
-from kiln.compiler import launcher
+from kiln.compiler import buckets, launcher
 from kiln.compiler.platforms import FALLBACK, HOSTS, PLATFORMS, PRECISIONS, Platform
 from kiln.toolchain import ptxas
 
@@ -58,7 +59,7 @@ def _compile(ctx: RuleContext, platform: Platform, graph: Artifact, weights: Art
     build_arch = HOSTS[machine_host()].arch
     argv = [python_tool(*packages), "-m", "kiln.compiler", "compile",
             "--platform", f"{platform.name}:{','.join(archs)}" if archs else platform.name,
-            *(("--host", ctx.config.host) if platform.host_code else ()), "--batch", str(ctx.attr["batch"]),
+            *(("--host", ctx.config.host) if platform.host_code else ()), *_batch_args(ctx),
             "--name", ctx.label.name, "-o", files[0].path.rsplit("/", 1)[0], graph]
     for tool in platform.tools:
         argv += [f"--{tool}", _TOOLS[tool](build_arch)]
@@ -74,6 +75,28 @@ def _compile(ctx: RuleContext, platform: Platform, graph: Artifact, weights: Art
     ctx.action("ModelCompile", argv, [graph] + ([weights] if weights else []), files,
                progress=f"Compiling {ctx.label} ({platform.name}{what})")
     return files
+
+
+def _batch_args(ctx: RuleContext) -> list[str]:
+    sizes = ctx.attr["batch_sizes"]
+    if sizes is None:
+        return ["--batch", str(ctx.attr["batch"])]
+    return ["--batch-sizes", ",".join(map(str, sizes))]
+
+
+def _check_batch_sizes(ctx: RuleContext) -> None:
+    sizes = ctx.attr["batch_sizes"]
+    if sizes is None:
+        return
+    problem = buckets.size_problem(list(sizes))
+    if problem:
+        raise ctx.fail(f"batch_sizes {list(sizes)}: {problem}")
+    if ctx.attr["batch"] != 1:
+        raise ctx.fail("give batch or batch_sizes, not both")
+    refusing = [p.name for p in _accelerators(ctx) if p.name not in buckets.JOINS_BUCKETS]
+    if refusing:
+        raise ctx.fail(f"batch_sizes: the {refusing[0]} platform does not compile shape buckets yet "
+                       f"({', '.join(sorted(buckets.JOINS_BUCKETS))} does)")
 
 
 def _trim_runtime(ctx: RuleContext, platform: str, program: Artifact, archs: tuple[str, ...] = ()
@@ -113,6 +136,7 @@ def _implementation(ctx: RuleContext) -> Providers:
     weights = _single_file(ctx, "weights") if ctx.attr["weights"] else None
     if ctx.attr["batch"] < 1:
         raise ctx.fail(f"batch must be at least 1, got {ctx.attr['batch']}")
+    _check_batch_sizes(ctx)
     if ctx.attr["precision"] not in PRECISIONS:
         raise ctx.fail(f"precision must be one of {', '.join(PRECISIONS)}, got '{ctx.attr['precision']}'")
     obj, packed, manifest = _compile(ctx, FALLBACK, graph, weights)
@@ -154,6 +178,8 @@ RULE = RuleSpec(
         "graph": Attr("label", mandatory=True, doc="The ONNX model."),
         "weights": Attr("label", doc="safetensors file with the initializers, matched by name."),
         "batch": Attr("int", 1, doc="Fixes the model's symbolic leading dimension."),
+        "batch_sizes": Attr("int_list", None, doc="Instead of batch: one static variant (shape bucket) per size, "
+                            "in one artifact; a run takes the smallest its inputs' batch fits, zero-padded."),
         "input_shapes": Attr("shape_dict", {}, doc='Fixes inputs\' symbolic dims: {"images": [1, 3, 640, 640]}.'),
         "input_values": Attr("value_dict", {}, doc='Fixes inputs\' values at build time: {"sr": [16000]}; the '
                              "input leaves the artifact's inputs and what depends on it folds."),

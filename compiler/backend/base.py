@@ -26,6 +26,9 @@ class Target:
                                     # kernel while the next are generated (a JIT needs only the texts)
     precision: str = "highest"      # stablehlo: f32 dots and convolutions at full f32 precision or
                                     # the plugin's default (bf16 passes on TPU)
+    batch: int = 1                  # the leading dim the inputs were fixed at
+    buckets: tuple[int, ...] = ()   # every shape bucket's batch, smallest first, when this build is
+                                    # one of several joined into one artifact (model(batch_sizes))
 
 
 class Code(Protocol):

@@ -1,6 +1,7 @@
 #include "inputs.h"
 
 #include "bindings.h"
+#include "buckets.h"
 #include "errors.h"
 #include "files.h"
 #include "image.h"
@@ -23,13 +24,13 @@ static void load_input(struct session *s, struct binding b, bool pgm_only)
 {
     size_t size;
     uint8_t *file = read_file(b.path, &size);
-    const kiln_tensor_desc *input = &s->model->inputs[b.index];
+    kiln_tensor_desc input = bucket_cut(&s->model->inputs[b.index], s->rows);
     if (pgm_has_magic(file, size)) {
-        load_pgm(b.path, file, size, input, s->inputs[b.index]);
+        load_pgm(b.path, file, size, &input, s->inputs[b.index]);
     } else if (pgm_only) {
         fail("%s: not a binary PGM file (no P5 magic)", b.path);
     } else if (npy_has_magic(file, size)) {
-        npy_load(b.path, file, size, input, s->inputs[b.index]);
+        npy_load(b.path, file, size, &input, s->inputs[b.index]);
     } else {
         fail("%s: neither a .npy file nor a binary PGM image", b.path);
     }
@@ -67,4 +68,17 @@ void inputs_load(struct session *s, const struct options *o)
         }
     }
     free(bound);
+}
+
+void inputs_shapes(const kiln_model_desc *m, const struct options *o, struct input_shape *shapes)
+{
+    for (int i = 0; i < o->n_inputs; i++) {
+        struct binding b = binding_resolve(o->inputs[i], m->inputs, m->n_inputs, "--input", "input");
+        size_t size;
+        uint8_t *file = read_file(b.path, &size);
+        if (npy_has_magic(file, size)) {
+            npy_read_shape(b.path, file, size, shapes[b.index].dims, &shapes[b.index].rank);
+        }
+        free(file);
+    }
 }

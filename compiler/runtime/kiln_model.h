@@ -89,4 +89,14 @@ typedef struct {
 
 extern const kiln_model_desc kiln_model;
 
+/* Shape buckets (model(batch_sizes)): the object of a model compiled at several
+ * batch sizes also defines kiln_buckets, listing each bucket's descriptor,
+ * kiln_model first. Weak: an object without buckets links and runs as one. */
+typedef struct {
+    uint32_t n_buckets;
+    const kiln_model_desc *const *models;   /* smallest batch first */
+} kiln_bucket_table;
+
+extern const kiln_bucket_table kiln_buckets __attribute__((weak));
+
 #endif

@@ -1,6 +1,7 @@
 /* The launcher: runs the compiled model linked into this executable.
  * See `--help`; the ABI with the model object is kiln_model.h. */
 #include "bench.h"
+#include "buckets.h"
 #include "cpu_features.h"
 #include "dataset.h"
 #include "errors.h"
@@ -37,6 +38,42 @@ static void describe_choice(const struct platform_choice *platform, const kiln_v
     cpu_mask_names(variant->required_features, features, sizeof features);
     snprintf(line, size, "platform %s (%s), cpu variant %s (%s)", platform->name, platform->reason,
              variant->name, features);
+}
+
+/* The shape bucket the --input files fit; for serve --max-batch N the smallest that holds N
+ * rows; the first (kiln_model) for other serving, --info, --idx and runs without inputs. */
+static struct bucket_choice choose_bucket(const struct options *o)
+{
+    struct bucket_set set = buckets_linked(&kiln_model);
+    if (set.count > 1 && o->serve && o->max_batch > 1) {
+        return (struct bucket_choice){bucket_for_rows(set, o->max_batch), 0};
+    }
+    if (set.count == 1 || o->serve || o->info || o->idx_images != NULL || o->n_inputs == 0) {
+        return (struct bucket_choice){&kiln_model, 0};
+    }
+    struct input_shape *shapes = calloc(kiln_model.n_inputs + 1, sizeof *shapes);
+    if (shapes == NULL) {
+        fail("out of memory");
+    }
+    inputs_shapes(&kiln_model, o, shapes);
+    struct bucket_choice choice = bucket_select(set, shapes);
+    free(shapes);
+    return choice;
+}
+
+/* ", shape bucket batch 4 (input batch 3, zero-padded)" after the choice line, when there are buckets. */
+static void describe_bucket(const struct bucket_choice *bucket, char *line, size_t size)
+{
+    const kiln_model_desc *m = bucket->model;
+    if (buckets_linked(&kiln_model).count == 1 || m->n_inputs == 0 || m->inputs[0].rank == 0) {
+        return;
+    }
+    size_t used = strlen(line);
+    used += (size_t)snprintf(line + used, size - used, ", shape bucket batch %lld",
+                             (long long)m->inputs[0].shape[0]);
+    if (bucket->rows > 0 && used < size) {
+        snprintf(line + used, size - used, " (input batch %lld, zero-padded)", (long long)bucket->rows);
+    }
 }
 
 /* --input/--pgm files in, one run (or --bench runs), outputs out. */
@@ -112,10 +149,13 @@ int main(int argc, char **argv)
         run_pjrt(&o, &platform, &cpu);
         return 0;
     }
-    const kiln_variant_desc *variant = variant_select(&kiln_model, &cpu);
+    struct bucket_choice bucket = choose_bucket(&o);
+    const kiln_variant_desc *variant = variant_select(bucket.model, &cpu);
     struct session s;
-    session_open(&s, &kiln_model, variant, o.weights, o.threads ? o.threads : pool_default_threads());
+    session_open(&s, bucket.model, variant, o.weights, o.threads ? o.threads : pool_default_threads());
+    s.rows = bucket.rows;
     describe_choice(&platform, variant, s.choice, sizeof s.choice);
+    describe_bucket(&bucket, s.choice, sizeof s.choice);
     struct gpu_session gpu;
     bool on_gpu = strcmp(platform.name, "cuda") == 0 || strcmp(platform.name, "rocm") == 0;
     if (on_gpu) {

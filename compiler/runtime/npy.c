@@ -159,6 +159,14 @@ static void check_dtype(const char *path, const char *descr, const kiln_tensor_d
     }
 }
 
+void npy_read_shape(const char *path, const uint8_t *file, size_t size, int64_t *shape, uint32_t *rank)
+{
+    struct npy_header h;
+    parse_header(path, file, size, &h);
+    memcpy(shape, h.shape, sizeof h.shape);
+    *rank = h.rank;
+}
+
 void npy_load(const char *path, const uint8_t *file, size_t size, const kiln_tensor_desc *want,
               void *dst)
 {

@@ -1,10 +1,12 @@
 #include "report.h"
 
+#include "buckets.h"
 #include "tensor.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define TOP_K 5
 #define SUMMARY_VALUES 8
@@ -126,6 +128,21 @@ static void print_weights(const struct session *s)
            m->n_weights, (unsigned long long)m->weights_data_bytes);
 }
 
+/* The shape buckets linked in (model(batch_sizes)), when there are several. */
+static void print_buckets(void)
+{
+    struct bucket_set set = buckets_linked(&kiln_model);
+    if (set.count < 2) {
+        return;
+    }
+    printf("%-10s", "buckets:");
+    for (uint32_t b = 0; b < set.count; b++) {
+        const kiln_model_desc *m = set.models[b];
+        printf("%s batch %lld", b ? "," : "", m->n_inputs > 0 ? (long long)m->inputs[0].shape[0] : 0LL);
+    }
+    printf(" (a smaller batch runs zero-padded in the next bucket up)\n");
+}
+
 void report_info(const struct session *s, const struct platform_choice *platform,
                  const struct cpu_features *cpu)
 {
@@ -141,6 +158,9 @@ void report_info(const struct session *s, const struct platform_choice *platform
     printf("%-10s %s\n", "model:", m->model_name);
     print_tensors("input:", m->inputs, m->n_inputs);
     print_tensors("output:", m->outputs, m->n_outputs);
+    if (strcmp(platform->name, "cpu") == 0) {
+        print_buckets();
+    }
     print_weights(s);
     printf("%-10s %llu bytes\n", "scratch:", (unsigned long long)m->scratch_bytes);
     printf("%-10s %d\n", "threads:", s->threads);

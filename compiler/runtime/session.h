@@ -23,6 +23,8 @@ struct session {
     uint8_t *scratch;
     struct pool *pool;
     int threads;
+    int64_t rows;      /* the inputs' batch when the model's (shape bucket's) is larger: zero-padded
+                          inputs, outputs cut back to it; 0 = the model's own */
     char choice[256];  /* platform and variant line, printed before the first run */
     bool ran;
 };

@@ -7,7 +7,7 @@ import gc
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import llvmlite.ir as ir
 
@@ -18,7 +18,7 @@ from ..llvm.emit import I8, I64, PTR, VOID, Fn
 from ..llvm.memplan import MemoryPlan
 from . import k_conv, k_data, k_elementwise, k_gemm, k_norm, k_pool, k_pointwise_depthwise
 from .context import SLOTS, Address, Context
-from .descriptor import TensorInfo, WeightInfo, emit_descriptor
+from .descriptor import MODEL_SYMBOL, TensorInfo, WeightInfo, emit_bucket_table, emit_descriptor
 from .target import Host, Variant
 
 Emitter = Callable[[Context, Fn, Node], None]
@@ -65,6 +65,7 @@ class Module:
     plan: MemoryPlan
     entries: list[str]
     sites: dict[str, list[tuple[Node, str]]]  # variant -> exported call sites (profiling only)
+    prefix: str = ""           # of every global symbol: "b4_" for a shape bucket, "" for the first
 
     def texts(self) -> list[str]:
         return [str(self.ir)] + [k.text for k in self.kernels]
@@ -74,10 +75,12 @@ class Module:
 
 
 def build_module(graph: Graph, host: Host, weights: WeightTable | None = None,
-                 export_kernels: bool = False, made: Callable[[Kernel], None] = lambda kernel: None) -> Module:
+                 export_kernels: bool = False, made: Callable[[Kernel], None] = lambda kernel: None,
+                 bucket: str = "") -> Module:
     """All variants' code; `made` is handed each new kernel as soon as its module is complete.
     export_kernels keeps each node's call site a separate external function (taking the entry's
-    5-pointer state) so a profiler can time nodes one by one."""
+    5-pointer state) so a profiler can time nodes one by one. `bucket` ("b4") prefixes every global
+    symbol, so several shape buckets' objects link into one launcher."""
     for node in graph.nodes:
         if node.op != "Reshape" and node.op not in EMITTERS:
             raise CompileError(f"unsupported operator {node.op} at node {node.name} ({graph.source})")
@@ -87,10 +90,10 @@ def build_module(graph: Graph, host: Host, weights: WeightTable | None = None,
     plan = MemoryPlan(Graph(graph.source, graph.inputs, graph.outputs, nodes), temps, weights)
     module = ir.Module(name="kiln")
     module.triple = host.triple
-    mod = Module(module, [], plan, [], {})
+    mod = Module(module, [], plan, [], {}, f"{bucket}_" if bucket else "")
     known: dict[str, Kernel] = {}
     for variant in host.variants:
-        entry = Fn(module, f"kiln_entry_{variant.symbol}", variant, [PTR] * 5, internal=False)
+        entry = Fn(module, f"kiln_entry_{mod.prefix}{variant.symbol}", variant, [PTR] * 5, internal=False)
         state = entry.pro.alloca(PTR, size=I64(len(SLOTS)))
         for i, arg in enumerate(entry.args):
             entry.pro.store(arg, entry.pro.gep(state, [I64(i)], source_etype=PTR))
@@ -99,7 +102,7 @@ def build_module(graph: Graph, host: Host, weights: WeightTable | None = None,
                 continue
             with _collected_young():
                 kernel, frame = _kernel(mod, known, host, variant, node, made)
-            site = _call_site(module, variant, node, kernel, frame, export_kernels)
+            site = _call_site(mod, variant, node, kernel, frame, export_kernels)
             entry.b.call(site, [state])
             if export_kernels:
                 mod.sites.setdefault(variant.name, []).append((node, site.name))
@@ -137,7 +140,7 @@ def _kernel(mod: Module, known: dict[str, Kernel], host: Host, variant: Variant,
     text = str(kmod)
     kernel = known.get(text)
     if kernel is None:
-        name = f"kiln_{variant.symbol}_k{len(known)}_{node.op.lower()}"
+        name = f"kiln_{mod.prefix}{variant.symbol}_k{len(known)}_{node.op.lower()}"
         kernel = known[text] = Kernel(name, text.replace(f'@"{KERNEL}"', f'@"{name}"'), [], 0.0,
                                             1 if node.op in LIGHT_OPS else 3)
         mod.kernels.append(kernel)
@@ -148,10 +151,10 @@ def _kernel(mod: Module, known: dict[str, Kernel], host: Host, variant: Variant,
     return mod.ir.globals[kernel.name], ctx.frame
 
 
-def _call_site(module: ir.Module, variant: Variant, node: Node, kernel: ir.Function,
+def _call_site(mod: Module, variant: Variant, node: Node, kernel: ir.Function,
                frame: dict[Address, int], export: bool) -> ir.Function:
     """site(state): fills the kernel's frame with the addresses of the node's operands, calls it."""
-    f = Fn(module, f"kiln_{variant.symbol}_site{len(module.globals)}_{node.op.lower()}", variant,
+    f = Fn(mod.ir, f"kiln_{mod.prefix}{variant.symbol}_site{len(mod.ir.globals)}_{node.op.lower()}", variant,
            internal=not export)
     if export:
         f.fn.attributes.add("noinline")
@@ -171,8 +174,13 @@ def _address(f: Fn, space: str, index: int, offset: int) -> ir.Value:
 
 
 def add_descriptor(mod: Module, host: Host, model_name: str, inputs: list[TensorInfo],
-                   outputs: list[TensorInfo], weights: list[WeightInfo], weights_bytes: int) -> None:
+                   outputs: list[TensorInfo], weights: list[WeightInfo], weights_bytes: int,
+                   symbol: str = MODEL_SYMBOL, buckets: Sequence[str] = ()) -> None:
+    """The descriptor `symbol`; `buckets` (every bucket's descriptor symbol, smallest batch first)
+    makes this module also define the bucket table that lists them."""
     fns = [mod.ir.globals[name] for name in mod.entries]
     variants = [(v.name, v.required_features, fn) for v, fn in zip(host.variants, fns)]
     emit_descriptor(mod.ir, model_name, inputs, outputs, weights, weights_bytes,
-                    mod.plan.scratch_bytes, variants)
+                    mod.plan.scratch_bytes, variants, symbol)
+    if buckets:
+        emit_bucket_table(mod.ir, buckets)

@@ -18,6 +18,9 @@ WEIGHT = ir.LiteralStructType([PTR, I32, I32, ir.ArrayType(I64, MAX_RANK), I64, 
                                ir.ArrayType(I8, 32)])
 VARIANT = ir.LiteralStructType([PTR, I32, PTR])
 MODEL = ir.LiteralStructType([I32, PTR, I32, PTR, I32, PTR, I32, PTR, I64, I64, I32, PTR])
+BUCKETS = ir.LiteralStructType([I32, PTR])
+MODEL_SYMBOL = "kiln_model"
+BUCKETS_SYMBOL = "kiln_buckets"
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,8 @@ def _array(module: ir.Module, name: str, ty: ir.Type, items: list[ir.Constant]) 
 
 def emit_descriptor(module: ir.Module, model_name: str, inputs: list[TensorInfo],
                     outputs: list[TensorInfo], weights: list[WeightInfo], weights_bytes: int,
-                    scratch_bytes: int, variants: list[tuple[str, int, ir.Function]]) -> None:
+                    scratch_bytes: int, variants: list[tuple[str, int, ir.Function]],
+                    symbol: str = MODEL_SYMBOL) -> None:
     s = _Strings(module)
 
     def tensor(t: TensorInfo) -> ir.Constant:
@@ -85,10 +89,26 @@ def emit_descriptor(module: ir.Module, model_name: str, inputs: list[TensorInfo]
     ws = _array(module, "kiln.weights", WEIGHT, [weight(w) for w in weights])
     vs = _array(module, "kiln.variants", VARIANT, [
         ir.Constant(VARIANT, [s(name), ir.Constant(I32, mask), fn]) for name, mask, fn in variants])
-    g = ir.GlobalVariable(module, MODEL, "kiln_model")
+    g = ir.GlobalVariable(module, MODEL, symbol)
     g.global_constant = True
     g.initializer = ir.Constant(MODEL, [
         ir.Constant(I32, ABI_VERSION), s(model_name), ir.Constant(I32, len(inputs)), ins,
         ir.Constant(I32, len(outputs)), outs, ir.Constant(I32, len(weights)), ws,
         ir.Constant(I64, weights_bytes), ir.Constant(I64, scratch_bytes),
         ir.Constant(I32, len(variants)), vs])
+
+
+def emit_bucket_table(module: ir.Module, symbols: Sequence[str]) -> None:
+    """`kiln_buckets` (kiln_model.h): the descriptors of every shape bucket, smallest batch first; those
+    defined in other buckets' objects are declared here and resolved when the launcher links."""
+    models = []
+    for symbol in symbols:
+        g = module.globals.get(symbol)
+        if g is None:
+            g = ir.GlobalVariable(module, MODEL, symbol)
+            g.global_constant = True
+        models.append(g)
+    table = _array(module, "kiln.buckets", PTR, models)
+    g = ir.GlobalVariable(module, BUCKETS, BUCKETS_SYMBOL)
+    g.global_constant = True
+    g.initializer = ir.Constant(BUCKETS, [ir.Constant(I32, len(symbols)), table])

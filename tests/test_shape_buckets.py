@@ -1,0 +1,176 @@
+"""Shape buckets: model(batch_sizes = [...]) compiles one static variant per leading batch dim into one
+launcher and one weights file; a run takes the smallest bucket its inputs fit, zero-padding the batch."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from kiln.compiler.errors import CompileError
+from kiln.compiler.buckets import check_sizes
+from kiln.compiler.driver import compile
+from onnx_models import run_onnxruntime
+
+
+def dense(batch: str | int = "N") -> onnx.ModelProto:
+    """y = softmax(relu(x @ W + expand(B, shape(x @ W))) @ V): a batch-led model whose rows are
+    independent, with a constant folded at the batch's shape (Bx)."""
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n)
+               for n, s in (("W", (8, 16)), ("B", (16,)), ("V", (16, 4)))]
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("Shape", ["h"], ["s"]),
+             helper.make_node("Expand", ["B", "s"], ["Bx"]), helper.make_node("Add", ["h", "Bx"], ["a"]),
+             helper.make_node("Relu", ["a"], ["r"]), helper.make_node("MatMul", ["r", "V"], ["z"]),
+             helper.make_node("Softmax", ["z"], ["y"], axis=-1)]
+    graph = helper.make_graph(nodes, "dense", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 4])], weights)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def _package(workspace, model: onnx.ModelProto, attrs: str) -> None:
+    (workspace.root / "p").mkdir(exist_ok=True)
+    onnx.save(model, workspace.root / "p" / "dense.onnx")
+    workspace.write("p/BUILD.kiln", f'\nmodel(name = "dense", graph = "dense.onnx", {attrs})\n')
+
+
+@pytest.fixture(scope="module")
+def bucketed(tmp_path_factory, kiln_cache):
+    from conftest import Workspace
+    root = tmp_path_factory.mktemp("buckets") / "ws"
+    root.mkdir()
+    (root / "MODULE.kiln").write_text("")
+    workspace = Workspace(root, kiln_cache)
+    _package(workspace, dense(), "batch_sizes = [4, 1]")
+    workspace.kiln("build", "//p:dense", check=True)
+    return workspace
+
+
+def _run(workspace, x: np.ndarray, tmp_path) -> subprocess.CompletedProcess:
+    np.save(tmp_path / "x.npy", x)
+    return subprocess.run([str(workspace.out("p/dense")), "--input", f"x={tmp_path / 'x.npy'}",
+                           "--output", f"y={tmp_path / 'y.npy'}", "--weights",
+                           str(workspace.out("p/dense.cpu/weights.safetensors"))],
+                          capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("rows,bucket", [(1, 1), (3, 4), (4, 4)])
+def test_the_smallest_bucket_that_fits_runs_like_onnxruntime(bucketed, tmp_path, rows, bucket):
+    x = np.random.default_rng(rows).standard_normal((rows, 8)).astype(np.float32)
+    done = _run(bucketed, x, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"shape bucket batch {bucket}" in done.stderr
+    assert ("zero-padded" in done.stderr) == (rows != bucket)
+    y = np.load(tmp_path / "y.npy")
+    assert y.shape == (rows, 4)
+    np.testing.assert_allclose(y, run_onnxruntime(dense(), {"x": x})[0], rtol=1e-5, atol=1e-6)
+
+
+def test_a_batch_no_bucket_takes_is_one_line(bucketed, tmp_path):
+    done = _run(bucketed, np.zeros((5, 8), np.float32), tmp_path)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert "input 'x' has shape [5, 8]; the model is compiled for [1, 8], [4, 8]" in lines[-1]
+
+
+def test_another_inner_dim_is_one_line(bucketed, tmp_path):
+    done = _run(bucketed, np.zeros((2, 7), np.float32), tmp_path)
+    assert done.returncode != 0
+    assert "input 'x' has shape [2, 7]; the model is compiled for [1, 8], [4, 8]" in done.stderr
+
+
+def test_serve_batches_into_the_smallest_bucket_holding_max_batch(bucketed):
+    import requests
+    import serve_harness
+    weights = bucketed.out("p/dense.cpu/weights.safetensors")
+    running = serve_harness.start(bucketed.out("p/dense"), "--max-batch", "3", weights=weights)
+    x = np.random.default_rng(7).standard_normal((2, 8)).astype(np.float32)
+    reply = requests.post(f"{running.url}/v2/models/dense/infer", timeout=10, json={"inputs": [
+        {"name": "x", "shape": [2, 8], "datatype": "FP32", "data": x.ravel().tolist()}]})
+    code, stderr = running.stop()
+    assert reply.status_code == 200, reply.text
+    out = reply.json()["outputs"][0]
+    assert out["shape"] == [2, 4] and code == 0 and "shape bucket batch 4" in stderr
+    np.testing.assert_allclose(np.array(out["data"], np.float32).reshape(2, 4),
+                               run_onnxruntime(dense(), {"x": x})[0], rtol=1e-5, atol=1e-6)
+    done = subprocess.run([str(bucketed.out("p/dense")), "serve", "--port", str(serve_harness.free_port()),
+                           "--max-batch", "5"], env={"KILN_WEIGHTS": str(weights)}, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 1 and "--max-batch 5 exceeds the batch of 4" in done.stderr
+
+
+def test_info_lists_the_buckets(bucketed):
+    done = subprocess.run([str(bucketed.out("p/dense")), "--info", "--weights",
+                           str(bucketed.out("p/dense.cpu/weights.safetensors"))], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "buckets:   batch 1, batch 4 (a smaller batch runs zero-padded" in done.stdout
+
+
+def test_inspect_shows_every_bucket(tmp_path):
+    onnx.save(dense(), tmp_path / "dense.onnx")
+    done = subprocess.run([sys.executable, "-m", "kiln.build_rules", "inspect", str(tmp_path / "dense.onnx"),
+                           "--batch-sizes", "4,1"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "== shape bucket 1 of 2: batch 1" in done.stdout and "inputs: x: f32[4,8]" in done.stdout
+
+
+def test_buckets_share_one_weights_file_and_the_manifest_lists_them(bucketed):
+    manifest = json.loads(bucketed.out("p/dense.cpu/manifest.json").read_text())
+    assert manifest["batch"] == 1 and manifest["inputs"][0]["shape"] == [1, 8]
+    assert [(b["batch"], b["inputs"][0]["shape"], b["outputs"][0]["shape"]) for b in manifest["buckets"]] == \
+        [(1, [1, 8], [1, 4]), (4, [4, 8], [4, 4])]
+    names = [t["name"] for t in manifest["weights"]["tensors"]]
+    assert len(names) == len(set(names)) and names.count("W.packed") == 1
+
+
+def test_a_constant_folded_per_batch_is_stored_per_bucket_and_the_rest_once(tmp_path):
+    onnx.save(dense(), tmp_path / "dense.onnx")
+    compiled = compile(tmp_path / "dense.onnx", batch_sizes=[3, 2])
+    tensors = {t["name"]: t["shape"] for t in compiled.manifest["weights"]["tensors"]}
+    assert tensors["Bx"] == [2, 16] and tensors["Bx@1"] == [3, 16]
+    assert sorted(tensors) == ["Bx", "Bx@1", "V.packed", "W.packed"]
+    assert [b["batch"] for b in compiled.manifest["buckets"]] == [2, 3]
+
+
+@pytest.mark.parametrize("attrs,message", [
+    ("batch_sizes = []", "batch_sizes []: needs at least one batch size"),
+    ("batch_sizes = [1, 0]", "batch_sizes [1, 0]: 0 is not a positive int"),
+    ("batch_sizes = [2, 4, 2]", "batch_sizes [2, 4, 2]: 2 is given twice"),
+    ("batch_sizes = [1, 4], batch = 4", "give batch or batch_sizes, not both"),
+    ('batch_sizes = [1, "4"]', "batch_sizes must be a list of ints, got an item '4'"),
+])
+def test_invalid_batch_sizes_are_one_line_at_the_build_file(workspace, attrs, message):
+    _package(workspace, dense(), attrs)
+    done = workspace.kiln("build", "//p:dense")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    line = next(line for line in done.stderr.splitlines() if message in line)
+    assert "p/BUILD.kiln:2:1" in line
+
+
+def test_a_batch_fixed_by_the_model_fails_its_compile_at_the_build_file(workspace):
+    """Found when the compile reads the model: the failed action's line names the target's BUILD line, and
+    the compiler's reason is one line."""
+    _package(workspace, dense(batch=1), "batch_sizes = [1, 4]")
+    done = workspace.kiln("build", "//p:dense")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "ERROR: //p:dense (p/BUILD.kiln:2:1): Compiling //p:dense" in done.stderr
+    assert ("error: batch_sizes: input x of dense.onnx has shape [1, 8] at batch 4: its leading dim is fixed"
+            in done.stderr)
+
+
+def test_an_accelerator_platform_with_batch_sizes_is_refused_at_the_build_file(workspace):
+    _package(workspace, dense(), "batch_sizes = [1, 4]")
+    done = workspace.kiln("build", "//p:dense", "--platform=cuda,linux-amd64")
+    assert done.returncode == 1
+    assert ("//p:dense (p/BUILD.kiln:2:1): batch_sizes: the cuda platform does not compile shape buckets yet"
+            in done.stderr)
+
+
+def test_check_sizes_refuses_platforms_that_cannot_join_buckets():
+    with pytest.raises(CompileError, match="the cuda platform does not compile shape buckets yet"):
+        check_sizes([1, 4], "cuda")
+    assert check_sizes([8, 1], "cpu") == (1, 8)
