@@ -1700,6 +1700,12 @@ def test_bitcast(tmp_path, to, x):
     run(tmp_path, "BitCast", [("x", x, False)], opset=26, specials=x.dtype == np.float32, to=to)
 
 
+def test_bitcast_of_bool_is_its_byte(tmp_path):
+    """onnxruntime 1.31 has no bool BitCast: onnx's reference is the oracle."""
+    x = np.array([[True, False, True]])
+    check_reference(single_op("BitCast", [("x", x, False)], opset=26, to=TensorProto.UINT8), {"x": x}, tmp_path)
+
+
 @pytest.mark.parametrize("to,message", [(TensorProto.INT64, "cannot reinterpret f32 as i64"),
                                         (TensorProto.UINT32, "unsupported target type UINT32")])
 def test_bitcast_kiln_cannot_do_is_one_line(tmp_path, to, message):

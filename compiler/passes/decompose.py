@@ -121,6 +121,13 @@ def cast_like(graph: Graph, node: Node) -> Patch | None:
     return Patch([Node("Cast", node.name, node.inputs[:1], node.outputs, {"to": node.inputs[1].type.dtype})])
 
 
+def bool_bitcast(graph: Graph, node: Node) -> Patch | None:
+    """A bool is stored as a byte holding 0 or 1, so its bits read as an 8-bit integer are its Cast."""
+    if node.op != "BitCast" or node.inputs[0].type.dtype != "bool":
+        return None
+    return Patch([Node("Cast", node.name, node.inputs[:1], node.outputs, {"to": node.attrs["to"]})])
+
+
 def trilu(graph: Graph, node: Node) -> Patch | None:
     """Where(mask, x, 0): zeroes NaN and infinities too, which a multiply by 0 would not."""
     if node.op != "Trilu":
@@ -315,7 +322,7 @@ def mod(graph: Graph, node: Node) -> Patch | None:
     return Patch(c.nodes)
 
 
-RULES = [pad, lrn, attention, reduction, normalise, cast_like, trilu, group_norm, space_depth, tile, float_mod, mod,
+RULES = [pad, lrn, attention, reduction, normalise, cast_like, bool_bitcast, trilu, group_norm, space_depth, tile, float_mod, mod,
          trig, int_pow, quant, resize, affine_grid, grid_sample]
 RULES = UNPOOL_RULES + POOL_RULES + INDEX_RULES + LINEAR_RULES + DFT_RULES + QINT_RULES + RULES + [rotary_embedding]
 RULES = ROI_RULES + LINALG_RULES + RULES

@@ -9,8 +9,8 @@ from ..ir.registry import norm_axis
 from .decompose_math import float_mod, int_pow, trig
 from .decompose_quant import quant
 from .infer import infer
-from .decompose import (attention, cast_like, group_norm, lrn, mod, normalise, pad, reduction, space_depth, tile,
-                        trilu)
+from .decompose import (attention, bool_bitcast, cast_like, group_norm, lrn, mod, normalise, pad, reduction,
+                        space_depth, tile, trilu)
 from .decompose_dft import RULES as DFT_RULES
 from .decompose_index import RULES as INDEX_RULES
 from .decompose_linear import RULES as LINEAR_RULES
@@ -152,7 +152,7 @@ def _normalise_attrs(graph: Graph, node: Node) -> Patch | None:
     return None
 
 
-RULES = [pad, lrn, attention, reduction, cast_like, trilu, group_norm, space_depth, tile, float_mod, mod, trig, int_pow,
+RULES = [pad, lrn, attention, reduction, cast_like, bool_bitcast, trilu, group_norm, space_depth, tile, float_mod, mod, trig, int_pow,
          quant, resize, affine_grid, grid_sample, _alias, _gemm, _batch_norm, _conv_bias, _matmul_vectors, _split,
          _normalise_attrs, normalise]
 # The sequence ops first: their expansions hold ops the others rewrite.
