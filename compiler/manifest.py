@@ -31,7 +31,8 @@ from .ir.graph import Value
 from .platforms import WEIGHTS_FILE
 
 FORMAT = "kiln-model/1"
-COMMON = frozenset({"format", "name", "platform", "batch", "inputs", "outputs", "weights", "source", "buckets"})
+COMMON = frozenset({"format", "name", "platform", "batch", "inputs", "outputs", "weights", "source"})
+OPTIONAL = frozenset({"buckets"})  # common fields only some manifests have
 
 
 def tensors(values: Sequence[Value], names: Sequence[str]) -> list[dict]:
@@ -56,7 +57,7 @@ def common(name: str, platform: str, batch: int, inputs: list[dict], outputs: li
 
 def combine(common: dict, section: dict) -> dict:
     """The whole manifest; a backend's section never redefines a common field."""
-    clash = COMMON & section.keys()
+    clash = (COMMON | OPTIONAL) & section.keys()
     if clash:
         raise ValueError(f"a backend's manifest section redefines {', '.join(sorted(clash))}")
     return {**common, **section}
