@@ -49,6 +49,12 @@ CONV_CASES = [
     ((1, 17, 9, 50), (70, 17, 3, 3), dict(strides=[2, 2], pads=[0, 1, 2, 1])),
     ((1, 16, 11, 30), (8, 16, 3, 5), dict(dilations=[2, 2], pads=[2, 4, 2, 4])),
     ((1, 32, 6, 28), (40, 16, 3, 3), dict(group=2, auto_pad="SAME_UPPER")),
+    # 3-D: a sum over the kernel's depth of 2-D convolutions on cpu and the GPU description
+    ((1, 3, 5, 6, 7), (4, 3, 3, 3, 3), dict(pads=[1, 1, 1, 1, 1, 1])),
+    ((2, 2, 7, 6, 5), (3, 2, 3, 2, 3), dict(strides=[2, 1, 2], pads=[1, 0, 2, 2, 1, 0])),
+    ((1, 4, 9, 5, 6), (6, 2, 2, 3, 3), dict(group=2, dilations=[3, 1, 2], pads=[0, 1, 2, 1, 1, 2])),
+    ((1, 4, 6, 6, 6), (4, 1, 3, 3, 3), dict(group=4, strides=[2, 2, 2], auto_pad="SAME_UPPER")),
+    ((1, 2, 4, 5, 5), (3, 2, 1, 2, 2), {}),
 ]
 
 
@@ -1721,26 +1727,6 @@ def test_reduce_max_min_of_bool(tmp_path, op, axes, keepdims):
     x[1] = True
     inputs = [("x", x, False)] + ([] if axes is None else [("axes", np.array(axes, np.int64), True)])
     run(tmp_path, op, inputs, opset=20, keepdims=keepdims)
-
-
-CONV_3D_CASES = [
-    # (x shape, w shape, attrs)
-    ((1, 3, 5, 6, 7), (4, 3, 3, 3, 3), dict(pads=[1, 1, 1, 1, 1, 1])),
-    ((2, 2, 7, 6, 5), (3, 2, 3, 2, 3), dict(strides=[2, 1, 2], pads=[1, 0, 2, 2, 1, 0])),
-    ((1, 4, 9, 5, 6), (6, 2, 2, 3, 3), dict(group=2, dilations=[3, 1, 2], pads=[0, 1, 2, 1, 1, 2])),
-    ((1, 4, 6, 6, 6), (4, 1, 3, 3, 3), dict(group=4, strides=[2, 2, 2], auto_pad="SAME_UPPER")),
-    ((1, 2, 4, 5, 5), (3, 2, 1, 2, 2), {}),
-]
-
-
-@pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("xs,ws,attrs", CONV_3D_CASES)
-def test_conv_3d(tmp_path, xs, ws, attrs, bias):
-    """No infinities: as test_conv (the 2-D convolutions it is made of)."""
-    inputs = [("x", rand(*xs), False), ("w", rand(*ws, lo=-0.5, hi=0.5), True)]
-    if bias:
-        inputs.append(("b", rand(ws[0]), True))
-    run(tmp_path, "Conv", inputs, specials=False, **attrs)
 
 
 @pytest.mark.parametrize("xs,ws,attrs", [
