@@ -9,14 +9,8 @@ from typing import Sequence
 from .errors import CompileError
 from .ir.graph import Graph
 
-JOINS_BUCKETS = frozenset({"cpu"})  # the backends that can join several buckets' code (Backend.join)
-
-
-def check_sizes(sizes: Sequence[int], platform: str) -> tuple[int, ...]:
+def check_sizes(sizes: Sequence[int]) -> tuple[int, ...]:
     """The batch sizes, smallest first; a one-line error for a list the launcher could not choose from."""
-    if platform not in JOINS_BUCKETS:
-        raise CompileError(f"batch_sizes: the {platform} platform does not compile shape buckets yet "
-                           f"({', '.join(sorted(JOINS_BUCKETS))} does)")
     problem = size_problem(list(sizes))
     if problem:
         raise CompileError(f"batch_sizes {list(sizes)}: {problem}")

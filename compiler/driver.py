@@ -57,7 +57,7 @@ def compile(model: Path, platform: str = "cpu", weights: Path | None = None, bat
     if batch_sizes:
         target = Target(name, spec.name, archs, host, (), (), {"ptxas": ptxas}, profile=profile,
                         overlap_llvm=overlap_llvm, precision=precision,
-                        buckets=buckets.check_sizes(batch_sizes, spec.name))
+                        buckets=buckets.check_sizes(batch_sizes))
         return _compile_buckets(model, weights, backend, target, input_shapes or {}, input_values)
     graph = load_onnx(model, weights, batch, input_shapes, input_values)
     in_names, out_names = tuple(v.name for v in graph.inputs), tuple(v.name for v in graph.outputs)

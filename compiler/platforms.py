@@ -43,9 +43,12 @@ class Platform:
     links_objects: bool = False  # its compile links code objects with zig's ld.lld (handed as `--zig PATH`)
     host_code: bool = False      # its code runs on the launcher's host CPU (the compile takes --host)
 
-    def files(self, archs: tuple[str, ...]) -> tuple[str, ...]:
-        """Every file one compile for `archs` writes."""
-        return (*self.code_files(archs), WEIGHTS_FILE, MANIFEST_FILE)
+    def files(self, archs: tuple[str, ...], buckets: tuple[int, ...] = ()) -> tuple[str, ...]:
+        """Every file one compile for `archs` (and these shape buckets' batches, smallest first) writes."""
+        code = self.code_files(archs)
+        if buckets and not self.host_code:   # host code joins its buckets into one object
+            code = tuple(bucket_file(f, batch, buckets) for batch in buckets for f in code)
+        return (*code, WEIGHTS_FILE, MANIFEST_FILE)
 
     def load_backend(self) -> Backend:
         module, _, name = self.backend.partition(":")
@@ -54,6 +57,12 @@ class Platform:
     def usage(self) -> str:
         """How --platform spells it: `cuda[:sm_80]`."""
         return f"{self.name}[:{self.default_archs[0]}]" if self.default_archs else self.name
+
+
+def bucket_file(name: str, batch: int, buckets: tuple[int, ...]) -> str:
+    """A shape bucket's code file: the first (smallest) bucket's keeps its plain name, so the manifest's
+    top-level fields, which describe that bucket, stay a whole model; the others' are `b<batch>.<name>`."""
+    return name if not buckets or batch == buckets[0] else f"b{batch}.{name}"
 
 
 def lowest_sm(sms: tuple[str, ...]) -> str:

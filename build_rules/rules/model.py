@@ -54,7 +54,8 @@ def _compile(ctx: RuleContext, platform: Platform, graph: Artifact, weights: Art
     kernels are checked at build time for every requested arch (ptxas; code-object structure)."""
     archs = _archs(ctx, platform)
     outdir = f"{ctx.label.name}.{platform.name}"
-    files = [ctx.declare_file(f"{outdir}/{f}") for f in platform.files(archs)]
+    sizes = ctx.attr["batch_sizes"]
+    files = [ctx.declare_file(f"{outdir}/{f}") for f in platform.files(archs, tuple(sorted(sizes or ())))]
     packages = ("kiln.compiler", "kiln.toolchain") if platform.toolchain else ("kiln.compiler",)
     build_arch = HOSTS[machine_host()].arch
     argv = [python_tool(*packages), "-m", "kiln.compiler", "compile",
@@ -93,10 +94,6 @@ def _check_batch_sizes(ctx: RuleContext) -> None:
         raise ctx.fail(f"batch_sizes {list(sizes)}: {problem}")
     if ctx.attr["batch"] != 1:
         raise ctx.fail("give batch or batch_sizes, not both")
-    refusing = [p.name for p in _accelerators(ctx) if p.name not in buckets.JOINS_BUCKETS]
-    if refusing:
-        raise ctx.fail(f"batch_sizes: the {refusing[0]} platform does not compile shape buckets yet "
-                       f"({', '.join(sorted(buckets.JOINS_BUCKETS))} does)")
 
 
 def _trim_runtime(ctx: RuleContext, platform: str, program: Artifact, archs: tuple[str, ...] = ()

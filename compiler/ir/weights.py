@@ -21,6 +21,11 @@ class WeightTable:
         self.size = 0
 
     def add(self, name: str, data: np.ndarray) -> int:
+        """The tensor's offset."""
+        return self.tensors[self.store(name, data)][1]
+
+    def store(self, name: str, data: np.ndarray) -> str:
+        """The tensor's name in the table: `name`, or `name@<n>` beside another tensor of that name."""
         key, n = name, 1
         while key in self.tensors and not _same(self.tensors[key][0], data):
             key, n = f"{name}@{n}", n + 1
@@ -29,7 +34,7 @@ class WeightTable:
             data = np.ascontiguousarray(data)  # no copy of a weight that already is
             self.tensors[key] = (data, offset)
             self.size = offset + data.nbytes
-        return self.tensors[key][1]
+        return key
 
 
 def _same(stored: np.ndarray, data: np.ndarray) -> bool:

@@ -10,7 +10,7 @@ from ...errors import CompileError
 from ...ir.graph import Graph
 from ...ir.weights import WeightTable
 from ...passes.pipeline import PIPELINE
-from ...platforms import lowest_sm
+from ...platforms import bucket_file, lowest_sm
 from ..base import Target
 from . import amdgpu, codeobject, nvptx
 from .codegen import BUILDERS, build_kernels
@@ -40,8 +40,9 @@ class GpuBackend:
     ops: frozenset[str] = frozenset({"Reshape", *BUILDERS})
     passes: tuple = tuple(PIPELINE)
 
-    def build(self, graph: Graph, target: Target) -> GpuCode:
-        kernels, plan = build_kernels(graph)
+    def build(self, graph: Graph, target: Target, weights: WeightTable | None = None) -> GpuCode:
+        """`weights`: the table earlier shape buckets of the model filled, to share their tensors."""
+        kernels, plan = build_kernels(graph, weights)
         files: dict[str, bytes] = {}
         per_target = self.compile_kernels(kernels, target, files)
         section = {
@@ -55,6 +56,12 @@ class GpuBackend:
             **self.loader_facts(target),
         }
         return GpuCode(plan.weights, section, files)
+
+    def join(self, buckets: list[GpuCode]) -> GpuCode:
+        """Shape buckets built over one weights table, each with its own code files (bucket_file): the
+        manifest's top-level section is the first bucket's, the `buckets` list has every one's."""
+        files = {name: data for b in buckets for name, data in b.code_files.items()}
+        return GpuCode(buckets[0].weights, dict(buckets[0].section), files)
 
 
 def _cuda(kernels: list[Kernel], target: Target, files: dict[str, bytes]) -> dict:
@@ -72,11 +79,12 @@ def _cuda(kernels: list[Kernel], target: Target, files: dict[str, bytes]) -> dic
         spills = [k for k, s in stats.items() if s["spill_store_bytes"] or s["spill_load_bytes"]]
         if spills:
             raise CompileError(f"{sm}: kernels spill registers: {', '.join(spills)}")
-        files[f"{sm}.cubin"] = cubin
+        cubin_file = bucket_file(f"{sm}.cubin", target.batch, target.buckets)
+        files[cubin_file] = cubin
         if sm == lowest:
-            files[f"{sm}.ptx"] = ptx.encode()
+            files[bucket_file(f"{sm}.ptx", target.batch, target.buckets)] = ptx.encode()
         isa = nvptx.PTX_ISA[sm][0]
-        out[sm] = {"file": f"{sm}.cubin", "sha256": hashlib.sha256(cubin).hexdigest(),
+        out[sm] = {"file": cubin_file, "sha256": hashlib.sha256(cubin).hexdigest(),
                    "ptx_isa": f"{isa // 10}.{isa % 10}", "kernels": stats}
     return out
 
@@ -89,7 +97,7 @@ def _cuda_loader_facts(target: Target) -> dict:
     lowest = lowest_sm(target.archs)
     releases = {"cubin": nvptx.cubin_release(release(target.tools.get("ptxas"))[0]),
                 "ptx": nvptx.ptx_release(lowest)}
-    return {"ptx": {"file": f"{lowest}.ptx", "sm": lowest},
+    return {"ptx": {"file": bucket_file(f"{lowest}.ptx", target.batch, target.buckets), "sm": lowest},
             "min_driver": {kind: nvptx.DRIVER_FOR_CUDA[r] for kind, r in releases.items()},
             "min_cuda": {kind: nvptx.driver_api_version(r) for kind, r in releases.items()}}
 
@@ -100,8 +108,9 @@ def _rocm(kernels: list[Kernel], target: Target, files: dict[str, bytes]) -> dic
     for arch in target.archs:
         co = codeobject.link(amdgpu.emit_object(text, arch))
         codeobject.check(co, arch, [k.name for k in kernels])
-        files[f"{arch}.co"] = co
-        out[arch] = {"file": f"{arch}.co", "bytes": len(co), "sha256": hashlib.sha256(co).hexdigest(),
+        co_file = bucket_file(f"{arch}.co", target.batch, target.buckets)
+        files[co_file] = co
+        out[arch] = {"file": co_file, "bytes": len(co), "sha256": hashlib.sha256(co).hexdigest(),
                      "kernels": {}}
     return out
 

@@ -5,6 +5,7 @@ from typing import Callable
 
 from ...errors import CompileError
 from ...ir.graph import Graph, Node
+from ...ir.weights import WeightTable
 from . import k_elementwise, k_gemm, k_rows, k_window
 from .kbase import Builder
 from .kir import Kernel
@@ -35,11 +36,12 @@ BUILDERS: dict[str, KernelBuilder] = {
 }
 
 
-def build_kernels(graph: Graph) -> tuple[list[Kernel], BufferPlan]:
+def build_kernels(graph: Graph, weights: WeightTable | None = None) -> tuple[list[Kernel], BufferPlan]:
+    """`weights`: a table other shape buckets of the model share (BufferPlan)."""
     for node in graph.nodes:
         if node.op != "Reshape" and node.op not in BUILDERS:
             raise CompileError(f"unsupported operator {node.op} at node {node.name} ({graph.source})")
-    plan = BufferPlan(graph)
+    plan = BufferPlan(graph, weights)
     b = Builder(plan)
     kernels: list[Kernel] = []
     for node in graph.nodes:

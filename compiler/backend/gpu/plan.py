@@ -14,8 +14,8 @@ WEIGHTS, ACTIVATIONS = 0, 1
 
 
 class BufferPlan:
-    def __init__(self, graph: Graph) -> None:
-        self.weights = WeightTable()
+    def __init__(self, graph: Graph, weights: WeightTable | None = None) -> None:
+        self.weights = weights if weights is not None else WeightTable()
         self.mem = MemoryPlan(graph, {}, self.weights)
         self.inputs, self.outputs, top = [], [], 0
         for v in graph.inputs:
