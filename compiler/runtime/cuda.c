@@ -232,9 +232,9 @@ static void load_code(struct cuda *c, int cc, int driver, const char *found, cha
 {
     const struct gpu_model *m = c->m;
     const char *cubin = usable_cubin(m, cc, driver);
-    char file[32] = "", error[2600] = "", rejected[2700] = "";
+    char file[64] = "", error[2600] = "", rejected[2700] = "";
     if (cubin != NULL) {
-        snprintf(file, sizeof file, "%s.cubin", cubin);
+        snprintf(file, sizeof file, "%s", gpu_model_code_file(m, cubin));
         if (load_module(c, file, error, sizeof error)) {
             snprintf(how, how_size, "%s, %s", found, file);
             return;
@@ -244,7 +244,7 @@ static void load_code(struct cuda *c, int cc, int driver, const char *found, cha
     if (!usable_ptx(m, cc, driver)) {
         fail("cuda: loading %s failed: %s", file, error);
     }
-    snprintf(file, sizeof file, "%s.ptx", m->ptx_sm);
+    snprintf(file, sizeof file, "%s", m->ptx_file);
     if (!load_module(c, file, error, sizeof error)) {
         fail("cuda: loading %s failed: %s%s", file, error, rejected);
     }

@@ -81,48 +81,77 @@ void gpu_model_check_weights(const struct gpu_model *m, const uint8_t *data)
     }
 }
 
-void gpu_model_load(struct gpu_model *m, const char *platform)
+/* The manifest's top level, or its shape bucket of `batch` (0: the first). */
+static const struct json *bucket_section(const struct json *root, int64_t batch, const char *path)
 {
-    memset(m, 0, sizeof *m);
-    m->dir = platform_share_dir(platform);
-    char *path = path_join(m->dir, "manifest.json");
-    size_t size;
-    uint8_t *text = read_file(path, &size);
-    char why[256];
-    struct json *root = json_parse((const char *)text, size, why, sizeof why);
-    if (root == NULL) {
-        fail("%s: %s", path, why);
+    const struct json *list = json_get(root, "buckets");
+    if (list == NULL || batch == 0) {
+        return root;
     }
-    const struct json *targets = json_get(root, "targets"), *kernels = json_get(root, "kernels");
-    const struct json *buffers = json_get(root, "buffers"), *weights = json_get(root, "weights");
-    if (targets == NULL || targets->type != JSON_ARRAY || kernels == NULL || kernels->type != JSON_ARRAY
-        || buffers == NULL || weights == NULL || targets->count > 16) {
+    for (size_t i = 0; list->type == JSON_ARRAY && i < list->count; i++) {
+        int64_t b;
+        if (json_int(json_get(&list->items[i], "batch"), &b) && b == batch) {
+            return &list->items[i];
+        }
+    }
+    fail("%s: no shape bucket of batch %lld (the launcher's cpu model has one; rebuild both with one kiln)", path,
+         (long long)batch);
+}
+
+static void read_text(char *dst, size_t size, const struct json *v, const char *what, const char *path)
+{
+    if (v == NULL || v->type != JSON_STRING || strlen(v->text) >= size) {
+        fail("%s: %s missing or too long", path, what);
+    }
+    snprintf(dst, size, "%s", v->text);
+}
+
+static void read_targets(struct gpu_model *m, const struct json *section, const char *path)
+{
+    const struct json *targets = json_get(section, "targets"), *code = json_get(section, "code");
+    if (targets == NULL || targets->type != JSON_ARRAY || targets->count > 16 || code == NULL) {
         fail("%s: not a kiln GPU manifest", path);
     }
     for (size_t i = 0; i < targets->count; i++) {
-        snprintf(m->targets[i], sizeof m->targets[i], "%s", targets->items[i].text);
+        read_text(m->targets[i], sizeof m->targets[i], &targets->items[i], "a target", path);
+        read_text(m->code_files[i], sizeof m->code_files[i], json_get(json_get(code, m->targets[i]), "file"),
+                  "a target's code file", path);
     }
     m->n_targets = (int)targets->count;
-    const struct json *ptx = json_get(json_get(root, "ptx"), "sm");
-    if (ptx != NULL && ptx->type == JSON_STRING) {
-        snprintf(m->ptx_sm, sizeof m->ptx_sm, "%s", ptx->text);
+    const struct json *ptx = json_get(section, "ptx");
+    if (ptx != NULL) {
+        read_text(m->ptx_sm, sizeof m->ptx_sm, json_get(ptx, "sm"), "ptx.sm", path);
+        read_text(m->ptx_file, sizeof m->ptx_file, json_get(ptx, "file"), "ptx.file", path);
     }
-    const struct json *min_cuda = json_get(root, "min_cuda");
+    const struct json *min_cuda = json_get(section, "min_cuda");
     if (min_cuda != NULL) {
         m->cuda_cubin = (int)num(min_cuda, "cubin", path);
         m->cuda_ptx = (int)num(min_cuda, "ptx", path);
     }
+}
+
+static void read_kernels(struct gpu_model *m, const struct json *kernels, const char *path)
+{
     m->n_kernels = (int)kernels->count;
     m->kernels = calloc(kernels->count + 1, sizeof *m->kernels);
     for (size_t i = 0; i < kernels->count; i++) {
-        const struct json *k = &kernels->items[i], *name = json_get(k, "name");
-        if (name == NULL || name->type != JSON_STRING) {
-            fail("%s: kernel without a name", path);
-        }
-        snprintf(m->kernels[i].name, sizeof m->kernels[i].name, "%s", name->text);
+        const struct json *k = &kernels->items[i];
+        read_text(m->kernels[i].name, sizeof m->kernels[i].name, json_get(k, "name"), "a kernel's name", path);
         m->kernels[i].grid = (uint32_t)num(k, "grid", path);
         m->kernels[i].block = (uint32_t)num(k, "block", path);
     }
+}
+
+static void read_manifest(struct gpu_model *m, const struct json *root, int64_t batch, const char *path)
+{
+    const struct json *section = bucket_section(root, batch, path);
+    const struct json *kernels = json_get(section, "kernels"), *buffers = json_get(section, "buffers");
+    const struct json *weights = json_get(root, "weights");
+    if (kernels == NULL || kernels->type != JSON_ARRAY || buffers == NULL || weights == NULL) {
+        fail("%s: not a kiln GPU manifest", path);
+    }
+    read_targets(m, section, path);
+    read_kernels(m, kernels, path);
     const struct json *file = json_get(weights, "file");
     if (file == NULL || file->type != JSON_STRING) {
         fail("%s: \"weights\" names no \"file\"", path);
@@ -134,6 +163,21 @@ void gpu_model_load(struct gpu_model *m, const char *platform)
     m->activation_bytes = num(buffers, "activation_bytes", path);
     m->n_inputs = offsets(json_get(buffers, "inputs"), m->inputs, 16, path);
     m->n_outputs = offsets(json_get(buffers, "outputs"), m->outputs, 16, path);
+}
+
+void gpu_model_load(struct gpu_model *m, const char *platform, int64_t batch)
+{
+    memset(m, 0, sizeof *m);
+    m->dir = platform_share_dir(platform);
+    char *path = path_join(m->dir, "manifest.json");
+    size_t size;
+    uint8_t *text = read_file(path, &size);
+    char why[256];
+    struct json *root = json_parse((const char *)text, size, why, sizeof why);
+    if (root == NULL) {
+        fail("%s: %s", path, why);
+    }
+    read_manifest(m, root, batch, path);
     json_free(root);
     free(text);
     free(path);
@@ -145,6 +189,16 @@ void gpu_model_free(struct gpu_model *m)
     free(m->weights_path);
     free(m->weights);
     free(m->dir);
+}
+
+const char *gpu_model_code_file(const struct gpu_model *m, const char *target)
+{
+    for (int i = 0; i < m->n_targets; i++) {
+        if (strcmp(m->targets[i], target) == 0) {
+            return m->code_files[i];
+        }
+    }
+    fail("%s: no code for %s", m->dir, target);
 }
 
 void gpu_model_targets(const struct gpu_model *m, char *buf, size_t size)

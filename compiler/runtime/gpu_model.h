@@ -23,8 +23,10 @@ struct gpu_model {
     char *dir;                  /* <exe_dir>/../share/<platform> */
     char *weights_path;         /* dir joined with the manifest's weights.file */
     char targets[16][16];       /* sm_80 ... or gfx90a ... */
+    char code_files[16][64];    /* each target's cubin or code object, as the manifest names it */
     int n_targets;
     char ptx_sm[16];            /* cuda: the SM the shipped PTX was emitted for */
+    char ptx_file[64];
     int cuda_cubin, cuda_ptx;   /* cuda: the cuDriverGetVersion the cubins / the PTX need (0: any) */
     struct gpu_kernel *kernels;
     int n_kernels;
@@ -35,11 +37,15 @@ struct gpu_model {
     int n_inputs, n_outputs;
 };
 
-void gpu_model_load(struct gpu_model *m, const char *platform);
+/* The manifest's model, or with shape buckets (its "buckets" list) the bucket of this batch; batch 0:
+ * the first. Fails with one line when the manifest has buckets but none of `batch`. */
+void gpu_model_load(struct gpu_model *m, const char *platform, int64_t batch);
 void gpu_model_free(struct gpu_model *m);
 /* Fails with a one-line reason unless every tensor in `data` (the weights data section of
  * m->weights_path) has the manifest's sha256: a shared weight file must be the one compiled for. */
 void gpu_model_check_weights(const struct gpu_model *m, const uint8_t *data);
+/* The cubin or code object file for `target`, one of m->targets. */
+const char *gpu_model_code_file(const struct gpu_model *m, const char *target);
 /* "gfx90a, gfx942" into buf. */
 void gpu_model_targets(const struct gpu_model *m, char *buf, size_t size);
 

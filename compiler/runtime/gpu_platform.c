@@ -17,7 +17,7 @@ static bool usable(const char *name, char *found, size_t found_size, char *why, 
         return false;
     }
     struct gpu_model m;
-    gpu_model_load(&m, name);
+    gpu_model_load(&m, name, 0);
     bool ok = cuda ? cuda_supported(&m, why, why_size) : hsa_supported(&m, found, why, why_size);
     gpu_model_free(&m);
     return ok;

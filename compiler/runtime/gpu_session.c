@@ -12,10 +12,10 @@
 #include <string.h>
 #include <sys/mman.h>
 
-void gpu_session_open(struct gpu_session *g, const char *platform, const struct session *s)
+void gpu_session_open(struct gpu_session *g, const char *platform, const struct session *s, int64_t batch)
 {
     memset(g, 0, sizeof *g);
-    gpu_model_load(&g->model, platform);
+    gpu_model_load(&g->model, platform, batch);
     const struct gpu_model *m = &g->model;
     if (m->n_inputs != (int)s->model->n_inputs || m->n_outputs != (int)s->model->n_outputs) {
         fail("%s: share/%s/manifest.json does not match the linked model", platform, platform);

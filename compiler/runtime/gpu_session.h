@@ -6,6 +6,7 @@
 #include "gpu_model.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct session;
 
@@ -19,7 +20,8 @@ struct gpu_session {
     char how[256];
 };
 
-void gpu_session_open(struct gpu_session *g, const char *platform, const struct session *s);
+/* batch: the shape bucket the session's model is (0: the only or first). */
+void gpu_session_open(struct gpu_session *g, const char *platform, const struct session *s, int64_t batch);
 void gpu_session_run(struct gpu_session *g, struct session *s);
 void gpu_session_close(struct gpu_session *g);
 

@@ -258,9 +258,7 @@ struct hsa *hsa_open(const struct gpu_model *m, const void *weights, char *how, 
     h->cpu = cpu.found;
     h->device = agent_pool(h->gpu, HSA_AMD_MEMORY_POOL_GLOBAL_FLAG_COARSE_GRAINED, "GPU");
     h->kernarg = agent_pool(h->cpu, HSA_AMD_MEMORY_POOL_GLOBAL_FLAG_KERNARG_INIT, "kernel argument");
-    char file[48];
-    snprintf(file, sizeof file, "%s.co", isa);
-    char *path = path_join(m->dir, file);
+    char *path = path_join(m->dir, gpu_model_code_file(m, isa));
     load_code(h, path);
     free(path);
     h->weights = device_alloc(h, m->weights_bytes);
@@ -274,7 +272,7 @@ struct hsa *hsa_open(const struct gpu_model *m, const void *weights, char *how, 
     CHECK(hsa_queue_create(h->gpu, queue_size < 1024 ? queue_size : 1024, HSA_QUEUE_TYPE_SINGLE, NULL, NULL,
                            UINT32_MAX, UINT32_MAX, &h->queue));
     CHECK(hsa_signal_create(1, 0, NULL, &h->done));
-    snprintf(how, how_size, "%s, %s", isa, file);
+    snprintf(how, how_size, "%s, %s", isa, gpu_model_code_file(m, isa));
     return h;
 }
 

@@ -40,37 +40,44 @@ static void describe_choice(const struct platform_choice *platform, const kiln_v
              variant->name, features);
 }
 
-/* The shape bucket the --input files fit; for serve --max-batch N the smallest that holds N
- * rows; the first (kiln_model) for other serving, --info, --idx and runs without inputs. */
-static struct bucket_choice choose_bucket(const struct options *o)
+/* The shape bucket (of `set`, the first the whole model's) the --input files fit; for serve
+ * --max-batch N the smallest that holds N rows; the first for other serving, --info, --idx and
+ * runs without inputs. The same choice on every platform. */
+static struct bucket_choice choose_bucket(struct bucket_set set, const struct options *o)
 {
-    struct bucket_set set = buckets_linked(&kiln_model);
+    const kiln_model_desc *first = set.models[0];
     if (set.count > 1 && o->serve && o->max_batch > 1) {
         return (struct bucket_choice){bucket_for_rows(set, o->max_batch), 0};
     }
     if (set.count == 1 || o->serve || o->info || o->idx_images != NULL || o->n_inputs == 0) {
-        return (struct bucket_choice){&kiln_model, 0};
+        return (struct bucket_choice){first, 0};
     }
-    struct input_shape *shapes = calloc(kiln_model.n_inputs + 1, sizeof *shapes);
+    struct input_shape *shapes = calloc(first->n_inputs + 1, sizeof *shapes);
     if (shapes == NULL) {
         fail("out of memory");
     }
-    inputs_shapes(&kiln_model, o, shapes);
+    inputs_shapes(first, o, shapes);
     struct bucket_choice choice = bucket_select(set, shapes);
     free(shapes);
     return choice;
 }
 
-/* ", shape bucket batch 4 (input batch 3, zero-padded)" after the choice line, when there are buckets. */
-static void describe_bucket(const struct bucket_choice *bucket, char *line, size_t size)
+/* The chosen bucket's batch when there are several (its leading input dim), else 0. */
+static int64_t bucket_batch(struct bucket_set set, const struct bucket_choice *bucket)
 {
     const kiln_model_desc *m = bucket->model;
-    if (buckets_linked(&kiln_model).count == 1 || m->n_inputs == 0 || m->inputs[0].rank == 0) {
+    return set.count > 1 && m->n_inputs > 0 && m->inputs[0].rank > 0 ? m->inputs[0].shape[0] : 0;
+}
+
+/* ", shape bucket batch 4 (input batch 3, zero-padded)" after the choice line, when there are buckets. */
+static void describe_bucket(struct bucket_set set, const struct bucket_choice *bucket, char *line, size_t size)
+{
+    int64_t batch = bucket_batch(set, bucket);
+    if (batch == 0) {
         return;
     }
     size_t used = strlen(line);
-    used += (size_t)snprintf(line + used, size - used, ", shape bucket batch %lld",
-                             (long long)m->inputs[0].shape[0]);
+    used += (size_t)snprintf(line + used, size - used, ", shape bucket batch %lld", (long long)batch);
     if (bucket->rows > 0 && used < size) {
         snprintf(line + used, size - used, " (input batch %lld, zero-padded)", (long long)bucket->rows);
     }
@@ -107,12 +114,39 @@ static void run(struct session *s, const struct options *o, const struct platfor
     }
 }
 
-/* tpu and cpu-xla: the StableHLO program from share/<platform>/ through the PJRT plugin. */
+/* Every PJRT model's descriptor, as the bucket set bucket_select chooses from. */
+static struct bucket_set pjrt_buckets(const struct pjrt_model *models, uint32_t count)
+{
+    const kiln_model_desc **descs = calloc(count, sizeof *descs);
+    if (descs == NULL) {
+        fail("out of memory");
+    }
+    for (uint32_t b = 0; b < count; b++) {
+        descs[b] = &models[b].desc;
+    }
+    return (struct bucket_set){descs, count};
+}
+
+static struct pjrt_model *pjrt_chosen(struct pjrt_model *models, uint32_t count, const kiln_model_desc *desc)
+{
+    for (uint32_t b = 0; b < count; b++) {
+        if (&models[b].desc == desc) {
+            return &models[b];
+        }
+    }
+    return &models[0];
+}
+
+/* tpu and cpu-xla: the StableHLO program of the chosen shape bucket from share/<platform>/ through
+ * the PJRT plugin. */
 static void run_pjrt(const struct options *o, const struct platform_choice *platform,
                      const struct cpu_features *cpu)
 {
-    struct pjrt_model model;
-    pjrt_model_load(&model, platform->name);
+    uint32_t count;
+    struct pjrt_model *models = pjrt_model_load(platform->name, &count);
+    struct bucket_set set = pjrt_buckets(models, count);
+    struct bucket_choice bucket = choose_bucket(set, o);
+    struct pjrt_model *model = pjrt_chosen(models, count, bucket.model);
     char *path = pjrt_plugin_path(platform->name);
     struct pjrt_plugin plugin;
     char why[1024];
@@ -120,17 +154,20 @@ static void run_pjrt(const struct options *o, const struct platform_choice *plat
         fail("%s", why);
     }
     struct session s;
-    session_open(&s, &model.desc, NULL, o->weights != NULL ? o->weights : model.weights_path, 1);
+    session_open(&s, &model->desc, NULL, o->weights != NULL ? o->weights : model->weights_path, 1);
+    s.rows = bucket.rows;
     struct pjrt_session pjrt;
-    pjrt_session_open(&pjrt, &plugin, &model, s.weights.data, o->cache_dir);
+    pjrt_session_open(&pjrt, &plugin, model, s.weights.data, o->cache_dir);
     s.pjrt = &pjrt;
     snprintf(s.choice, sizeof s.choice, "platform %s (%s), PJRT C API %d.%d, program %s in %.0f ms",
              platform->name, platform->reason, plugin.major, plugin.minor, pjrt.compiled_how,
              pjrt.startup_ms);
+    describe_bucket(set, &bucket, s.choice, sizeof s.choice);
     run(&s, o, platform, cpu);
     pjrt_session_close(&pjrt);
     session_close(&s);
-    pjrt_model_free(&model);
+    free((void *)set.models);
+    pjrt_model_free(models, count);
     free(path);
 }
 
@@ -149,20 +186,21 @@ int main(int argc, char **argv)
         run_pjrt(&o, &platform, &cpu);
         return 0;
     }
-    struct bucket_choice bucket = choose_bucket(&o);
+    struct bucket_set set = buckets_linked(&kiln_model);
+    struct bucket_choice bucket = choose_bucket(set, &o);
     const kiln_variant_desc *variant = variant_select(bucket.model, &cpu);
     struct session s;
     session_open(&s, bucket.model, variant, o.weights, o.threads ? o.threads : pool_default_threads());
     s.rows = bucket.rows;
     describe_choice(&platform, variant, s.choice, sizeof s.choice);
-    describe_bucket(&bucket, s.choice, sizeof s.choice);
     struct gpu_session gpu;
     bool on_gpu = strcmp(platform.name, "cuda") == 0 || strcmp(platform.name, "rocm") == 0;
     if (on_gpu) {
-        gpu_session_open(&gpu, platform.name, &s);
+        gpu_session_open(&gpu, platform.name, &s, bucket_batch(set, &bucket));
         s.gpu = &gpu;
         snprintf(s.choice, sizeof s.choice, "platform %s (%s), %s", platform.name, platform.reason, gpu.how);
     }
+    describe_bucket(set, &bucket, s.choice, sizeof s.choice);
     run(&s, &o, &platform, &cpu);
     if (on_gpu) {
         gpu_session_close(&gpu);

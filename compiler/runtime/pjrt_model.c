@@ -163,21 +163,23 @@ static void read_arguments(struct pjrt_model *m, const struct json *list)
     }
 }
 
-static void read_manifest(struct pjrt_model *m, const struct json *root)
+/* `section`: the manifest's top level, or one of its shape buckets; the weights are the top level's. */
+static void read_manifest(struct pjrt_model *m, const struct json *root, const struct json *section)
 {
     m->desc.abi_version = KILN_ABI_VERSION;
     m->desc.model_name = copy(need(root, "name", JSON_STRING)->text);
-    m->desc.inputs = read_tensors(need(root, "inputs", JSON_ARRAY), &m->desc.n_inputs, &m->input_types);
-    m->desc.outputs = read_tensors(need(root, "outputs", JSON_ARRAY), &m->desc.n_outputs, &m->output_types);
+    m->desc.inputs = read_tensors(need(section, "inputs", JSON_ARRAY), &m->desc.n_inputs, &m->input_types);
+    m->desc.outputs = read_tensors(need(section, "outputs", JSON_ARRAY), &m->desc.n_outputs, &m->output_types);
     read_weights(m, need(root, "weights", JSON_OBJECT));
-    m->program_path = path_join(m->share_dir, need(need(root, "program", JSON_OBJECT), "file", JSON_STRING)->text);
-    read_arguments(m, need(root, "arguments", JSON_ARRAY));
+    m->program_path = path_join(m->share_dir,
+                                need(need(section, "program", JSON_OBJECT), "file", JSON_STRING)->text);
+    read_arguments(m, need(section, "arguments", JSON_ARRAY));
 }
 
-void pjrt_model_load(struct pjrt_model *m, const char *platform)
+struct pjrt_model *pjrt_model_load(const char *platform, uint32_t *count)
 {
-    *m = (struct pjrt_model){.share_dir = platform_share_dir(platform)};
-    char *path = path_join(m->share_dir, "manifest.json");
+    char *dir = platform_share_dir(platform);
+    char *path = path_join(dir, "manifest.json");
     size_t size;
     uint8_t *text = read_file(path, &size);
     char why[128];
@@ -186,11 +188,22 @@ void pjrt_model_load(struct pjrt_model *m, const char *platform)
     if (root == NULL) {
         fail("%s: malformed JSON: %s", path, why);
     }
-    read_manifest(m, root);
+    const struct json *buckets = json_get(root, "buckets");
+    *count = buckets != NULL ? (uint32_t)need(root, "buckets", JSON_ARRAY)->count : 1;
+    if (*count == 0) {
+        fail("%s: \"buckets\" is empty", path);
+    }
+    struct pjrt_model *models = zalloc(*count, sizeof *models);
+    for (uint32_t b = 0; b < *count; b++) {
+        models[b].share_dir = copy(dir);
+        read_manifest(&models[b], root, buckets != NULL ? &buckets->items[b] : root);
+    }
     json_free(root);
     free(text);
     free(path);
+    free(dir);
     where = NULL;
+    return models;
 }
 
 static void free_tensors(const kiln_tensor_desc *descs, uint32_t n)
@@ -201,7 +214,7 @@ static void free_tensors(const kiln_tensor_desc *descs, uint32_t n)
     free((void *)descs);
 }
 
-void pjrt_model_free(struct pjrt_model *m)
+static void free_model(struct pjrt_model *m)
 {
     free_tensors(m->desc.inputs, m->desc.n_inputs);
     free_tensors(m->desc.outputs, m->desc.n_outputs);
@@ -216,5 +229,12 @@ void pjrt_model_free(struct pjrt_model *m)
     free(m->program_path);
     free(m->weights_path);
     free(m->share_dir);
-    *m = (struct pjrt_model){0};
+}
+
+void pjrt_model_free(struct pjrt_model *models, uint32_t count)
+{
+    for (uint32_t b = 0; b < count; b++) {
+        free_model(&models[b]);
+    }
+    free(models);
 }

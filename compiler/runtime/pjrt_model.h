@@ -25,8 +25,10 @@ struct pjrt_model {
 
 /* `<exe_dir>/../share/<platform>/` holds a manifest: the bundle has the platform. */
 
-/* Reads and checks the manifest; fails with one line naming it on any problem. */
-void pjrt_model_load(struct pjrt_model *m, const char *platform);
-void pjrt_model_free(struct pjrt_model *m);
+/* Reads and checks the manifest; fails with one line naming it on any problem. One model per
+ * shape bucket (the manifest's "buckets", smallest batch first, each its own program over the one
+ * weights file), else the one model; *count says how many. */
+struct pjrt_model *pjrt_model_load(const char *platform, uint32_t *count);
+void pjrt_model_free(struct pjrt_model *models, uint32_t count);
 
 #endif
