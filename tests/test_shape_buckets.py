@@ -162,15 +162,18 @@ def test_a_batch_fixed_by_the_model_fails_its_compile_at_the_build_file(workspac
             in done.stderr)
 
 
-def test_an_accelerator_platform_with_batch_sizes_is_refused_at_the_build_file(workspace):
-    _package(workspace, dense(), "batch_sizes = [1, 4]")
-    done = workspace.kiln("build", "//p:dense", "--platform=cuda,linux-amd64")
-    assert done.returncode == 1
-    assert ("//p:dense (p/BUILD.kiln:2:1): batch_sizes: the cuda platform does not compile shape buckets yet"
-            in done.stderr)
+def test_a_multi_platform_build_gives_every_platform_the_same_buckets(workspace):
+    _package(workspace, dense(), "batch_sizes = [4, 1]")
+    done = workspace.kiln("build", "//p:dense", "--platform=cpu,cuda:sm_80,linux-amd64")
+    assert done.returncode == 0, done.stderr
+    config = "linux-amd64-cpu-cuda_sm_80"
+    for platform in ("cpu", "cuda"):
+        manifest = json.loads(workspace.out(f"p/dense.{platform}/manifest.json", config).read_text())
+        assert [(b["batch"], b["inputs"][0]["shape"]) for b in manifest["buckets"]] == [(1, [1, 8]), (4, [4, 8])]
+    assert workspace.out("p/dense.cuda/b4.sm_80.cubin", config).exists()
 
 
-def test_check_sizes_refuses_platforms_that_cannot_join_buckets():
-    with pytest.raises(CompileError, match="the cuda platform does not compile shape buckets yet"):
-        check_sizes([1, 4], "cuda")
-    assert check_sizes([8, 1], "cpu") == (1, 8)
+def test_check_sizes_sorts_the_sizes():
+    assert check_sizes([8, 1]) == (1, 8)
+    with pytest.raises(CompileError, match=r"batch_sizes \[2, 2\]: 2 is given twice"):
+        check_sizes([2, 2])
