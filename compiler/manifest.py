@@ -13,7 +13,8 @@ Common fields, for every platform:
     source    {"model", "sha256"}: the ONNX file compiled
     buckets   only when several shape buckets were compiled (model(batch_sizes)): [{"batch", "inputs",
               "outputs", and that bucket's backend section}], smallest batch first; the fields above
-              then describe the first. A reader that ignores it runs only the first bucket.
+              then describe the first. A reader that ignores it runs only the first bucket. Each bucket's
+              section names its own code files (platforms.bucket_file); the weights are shared.
 plus the backend's section, top-level keys beside them:
     cpu        host, triple, abi_version, scratch_bytes, variants, flops, object
     cuda/rocm  targets, buffers, kernels, code; cuda also ptx, min_driver, min_cuda (cuDriverGetVersion numbers)

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import tarfile
 
 import numpy as np
 import onnx
@@ -201,3 +202,26 @@ def test_a_gpu_manifest_without_the_chosen_bucket_is_one_line(gpu_bundle, tmp_pa
     assert done.stderr.strip().splitlines()[-1].endswith(
         "share/cuda/manifest.json: no shape bucket of batch 4 (the launcher's cpu model has one; rebuild both "
         "with one kiln)")
+
+
+@pytest.mark.e2e
+def test_a_bucketed_cpu_xla_archive_runs_a_padded_batch_with_its_bundled_plugin(workspace, tmp_path):
+    """Through the BUILD rule: every bucket's program is a declared output and lands in the archive."""
+    (workspace.root / "p").mkdir()
+    onnx.save(dense(), workspace.root / "p" / "dense.onnx")
+    workspace.write("p/BUILD.kiln", 'model(name = "dense", graph = "dense.onnx", batch_sizes = [4, 1])\n'
+                                    'archive(name = "archive", model = ":dense")\n')
+    workspace.kiln("build", "//p:archive", "--platform=cpu-xla,linux-amd64", check=True)
+    with tarfile.open(workspace.out("p/dense.tar.gz", "linux-amd64-cpu-cpu-xla")) as tar:
+        tar.extractall(tmp_path / "x")
+    bundle = tmp_path / "x" / "dense"
+    assert {p.name for p in (bundle / "share" / "cpu-xla").glob("*.mlir")} == {"model.mlir", "b4.model.mlir"}
+    x, given = _save(tmp_path, 3)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KILN_")}
+    done = subprocess.run([os.fspath(bundle / "bin" / "dense"), "--platform", "cpu-xla", "--input", given,
+                           "--output", f"y={tmp_path / 'y.npy'}"], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "shape bucket batch 4 (input batch 3, zero-padded)" in done.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), run_onnxruntime(dense(), {"x": x})[0], rtol=1e-5,
+                               atol=1e-6)

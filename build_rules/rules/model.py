@@ -24,6 +24,10 @@ With `tpu` or `cpu-xla` in --platform, per such platform: `<name>.<platform>/` (
 weights.safetensors, manifest.json: the StableHLO program the launcher hands to a PJRT plugin),
 `<name>.<platform>.runtime/lib/<platform>/` (the plugin, trimmed from the pinned vendor tree) and
 `<name>.<platform>.trim-report.json`.
+
+With batch_sizes every platform compiles the same shape buckets over one weights file per platform: the
+smallest bucket's code files keep the names above, every other bucket's are `b<batch>.<file>`
+(`b8.sm_80.cubin`, `b8.model.mlir`); the cpu code joins all buckets in its one model.o.
 """
 
 from __future__ import annotations
