@@ -46,4 +46,8 @@ class Backend(Protocol):
     archs: tuple[str, ...]          # the arch qualifiers it knows; () = it takes none
     passes: Sequence[tuple[str, Pass]]   # the pass list its graph goes through, in order
 
-    def build(self, graph: Graph, target: Target) -> Code: ...
+    def build(self, graph: Graph, target: Target, weights: WeightTable | None = None) -> Code:
+        """`weights`: the table earlier shape buckets of the model filled, to share their tensors."""
+
+    def join(self, buckets: list[Code]) -> Code:
+        """Shape buckets built over one weights table as one artifact; the section is the first's."""
