@@ -2,6 +2,7 @@
  * See `--help`; the ABI with the model object is kiln_model.h. */
 #include "bench.h"
 #include "buckets.h"
+#include "tensor.h"
 #include "cpu_features.h"
 #include "dataset.h"
 #include "errors.h"
@@ -41,9 +42,11 @@ static void describe_choice(const struct platform_choice *platform, const kiln_v
 }
 
 /* The shape bucket the --input files fit; for serve --max-batch N the smallest that holds N
- * rows; the first (kiln_model) for other serving, --info, --idx and runs without inputs. */
-static struct bucket_choice choose_bucket(const struct options *o)
+ * rows; the first (kiln_model) for other serving, --info, --idx and runs without inputs. *given: the
+ * inputs' shapes when a non-leading dim is padded (the caller frees them), else NULL. */
+static struct bucket_choice choose_bucket(const struct options *o, struct input_shape **given)
 {
+    *given = NULL;
     struct bucket_set set = buckets_linked(&kiln_model);
     if (set.count > 1 && o->serve && o->max_batch > 1) {
         return (struct bucket_choice){bucket_for_rows(set, o->max_batch), 0};
@@ -57,7 +60,11 @@ static struct bucket_choice choose_bucket(const struct options *o)
     }
     inputs_shapes(&kiln_model, o, shapes);
     struct bucket_choice choice = bucket_select(set, shapes);
-    free(shapes);
+    if (choice.padded) {
+        *given = shapes;
+    } else {
+        free(shapes);
+    }
     return choice;
 }
 
@@ -69,6 +76,12 @@ static void describe_bucket(const struct bucket_choice *bucket, char *line, size
         return;
     }
     size_t used = strlen(line);
+    if (bucket->padded) {
+        char shape[160];
+        format_shape(m->inputs[0].shape, m->inputs[0].rank, shape, sizeof shape);
+        snprintf(line + used, size - used, ", shape bucket %s %s (inputs padded)", m->inputs[0].name, shape);
+        return;
+    }
     used += (size_t)snprintf(line + used, size - used, ", shape bucket batch %lld",
                              (long long)m->inputs[0].shape[0]);
     if (bucket->rows > 0 && used < size) {
@@ -149,11 +162,13 @@ int main(int argc, char **argv)
         run_pjrt(&o, &platform, &cpu);
         return 0;
     }
-    struct bucket_choice bucket = choose_bucket(&o);
+    struct input_shape *given;
+    struct bucket_choice bucket = choose_bucket(&o, &given);
     const kiln_variant_desc *variant = variant_select(bucket.model, &cpu);
     struct session s;
     session_open(&s, bucket.model, variant, o.weights, o.threads ? o.threads : pool_default_threads());
     s.rows = bucket.rows;
+    s.given = given;
     describe_choice(&platform, variant, s.choice, sizeof s.choice);
     describe_bucket(&bucket, s.choice, sizeof s.choice);
     struct gpu_session gpu;
@@ -168,5 +183,6 @@ int main(int argc, char **argv)
         gpu_session_close(&gpu);
     }
     session_close(&s);
+    free(given);
     return 0;
 }
