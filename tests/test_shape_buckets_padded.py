@@ -102,3 +102,102 @@ def test_inspect_shows_every_bucket(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "== shape bucket 1 of 2: input_ids [1, 16], attention_mask [1, 16]" in done.stdout
     assert "== shape bucket 2 of 2" in done.stdout and "f32[1,64,16]" in done.stdout
+
+
+def _package(workspace, attrs: str) -> None:
+    (workspace.root / "p").mkdir(exist_ok=True)
+    onnx.save(encoder(), workspace.root / "p" / "encoder.onnx")
+    workspace.write("p/BUILD.kiln", f'\nmodel(name = "encoder", graph = "encoder.onnx", {attrs})\n')
+
+
+@pytest.fixture(scope="module")
+def padded(tmp_path_factory, kiln_cache):
+    from conftest import Workspace
+    root = tmp_path_factory.mktemp("shapes") / "ws"
+    root.mkdir()
+    (root / "MODULE.kiln").write_text("")
+    workspace = Workspace(root, kiln_cache)
+    _package(workspace, f'shapes = {SHAPES}, pad_values = {{"input_ids": 0, "attention_mask": 0}}')
+    workspace.kiln("build", "//p:encoder", check=True)
+    return workspace
+
+
+def _feeds(seq: int) -> dict[str, np.ndarray]:
+    ids = np.random.default_rng(seq).integers(0, VOCAB, (1, seq)).astype(np.int64)
+    return {"input_ids": ids, "attention_mask": np.ones((1, seq), np.int64)}
+
+
+def _run(workspace, feeds: dict[str, np.ndarray], tmp_path) -> subprocess.CompletedProcess:
+    argv = [str(workspace.out("p/encoder")), "--output", f"hidden={tmp_path / 'hidden.npy'}", "--weights",
+            str(workspace.out("p/encoder.cpu/weights.safetensors"))]
+    for name, value in feeds.items():
+        np.save(tmp_path / f"{name}.npy", value)
+        argv += ["--input", f"{name}={tmp_path / name}.npy"]
+    return subprocess.run(argv, capture_output=True, text=True)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("seq,bucket", [(16, 16), (40, 64), (64, 64)])
+def test_a_sequence_runs_in_the_smallest_bucket_padded_and_cut_back(padded, tmp_path, seq, bucket):
+    feeds = _feeds(seq)
+    done = _run(padded, feeds, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"shape bucket " in done.stderr and (f"[1, {bucket}] (inputs padded)" in done.stderr) == (seq != bucket)
+    hidden = np.load(tmp_path / "hidden.npy")
+    assert hidden.shape == (1, seq, HIDDEN)
+    np.testing.assert_allclose(hidden, run_onnxruntime(encoder(), feeds)[0], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.e2e
+def test_a_sequence_longer_than_every_bucket_is_one_line(padded, tmp_path):
+    done = _run(padded, _feeds(70), tmp_path)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert ("input 'input_ids' has shape [1, 70]; the model is compiled for [1, 16], [1, 64] (a smaller batch "
+            "is zero-padded, smaller other dims are padded with 0)") in done.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.e2e
+def test_info_lists_the_shape_buckets(padded):
+    done = subprocess.run([str(padded.out("p/encoder")), "--info", "--weights",
+                           str(padded.out("p/encoder.cpu/weights.safetensors"))], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "buckets:   input_ids [1, 16], input_ids [1, 64] (inputs run in the smallest bucket" in done.stdout
+
+
+@pytest.mark.e2e
+def test_an_input_without_a_pad_value_must_match_its_bucket(tmp_path_factory, kiln_cache, tmp_path):
+    from conftest import Workspace
+    root = tmp_path_factory.mktemp("nopad") / "ws"
+    root.mkdir()
+    (root / "MODULE.kiln").write_text("")
+    workspace = Workspace(root, kiln_cache)
+    _package(workspace, f'shapes = {SHAPES}, pad_values = {{"input_ids": 0}}')
+    workspace.kiln("build", "//p:encoder", check=True)
+    done = _run(workspace, _feeds(40), tmp_path)
+    assert done.returncode != 0
+    assert ("input 'attention_mask' has shape [1, 40]; the model is compiled for [1, 16], [1, 64] (a smaller "
+            "batch is zero-padded, other dims must match: 'attention_mask' has no pad value)") in done.stderr
+
+
+@pytest.mark.parametrize("attrs,message", [
+    ('shapes = []', "shapes: needs at least one entry"),
+    ('shapes = [{"input_ids": [1, 16]}, {"input_ids": [1, 16]}]', "shapes: entries 0 and 1 give the same shapes"),
+    ('shapes = [{"input_ids": [1, 0]}]', 'shapes[0]["input_ids"] must be a list of positive ints'),
+    ('shapes = [{"input_ids": [1, 16]}], batch_sizes = [1, 2]', "give batch_sizes or shapes, not both"),
+    ('pad_values = {"input_ids": 0}', "pad_values needs shapes or batch_sizes"),
+    ('shapes = [{"input_ids": [1, 16]}], pad_values = {"input_ids": "0"}', 'pad_values["input_ids"] must be a number'),
+])
+def test_invalid_shapes_are_one_line_at_the_build_file(workspace, attrs, message):
+    _package(workspace, attrs)
+    done = workspace.kiln("build", "//p:encoder")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    line = next(line for line in done.stderr.splitlines() if message in line)
+    assert "p/BUILD.kiln:2:1" in line
+
+
+def test_an_unknown_input_in_shapes_fails_its_compile_at_the_build_file(workspace):
+    _package(workspace, 'shapes = [{"input_ids": [1, 16], "mask": [1, 16]}]')
+    done = workspace.kiln("build", "//p:encoder")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "ERROR: //p:encoder (p/BUILD.kiln:2:1): Compiling //p:encoder" in done.stderr
+    assert "error: shapes entry 0 ({'input_ids': [1, 16], 'mask': [1, 16]}): input_shapes names mask" in done.stderr

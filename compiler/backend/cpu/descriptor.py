@@ -113,9 +113,9 @@ def emit_bucket_table(module: ir.Module, symbols: Sequence[str], pad_values: Seq
     table = _array(module, "kiln.buckets", PTR, models)
     g = ir.GlobalVariable(module, BUCKETS, BUCKETS_SYMBOL)
     g.global_constant = True
-    padded = _array(module, "kiln.padded", I8, [ir.Constant(I8, v is not None) for v in pad_values])
+    padded = _array(module, "kiln.padded", I8, [ir.Constant(I8, int(v is not None)) for v in pad_values])
     values = _array(module, "kiln.pad_values", ir.DoubleType(),
-                    [ir.Constant(ir.DoubleType(), v or 0.0) for v in pad_values])
+                    [ir.Constant(ir.DoubleType(), float(v or 0)) for v in pad_values])
     cut = [ir.Constant(I32, -1 if f is None else f[0] * MAX_RANK + f[1]) for dims in follows
            for f in list(dims) + [None] * (MAX_RANK - len(dims))]
     g.initializer = ir.Constant(BUCKETS, [ir.Constant(I32, len(symbols)), table, padded, values,
