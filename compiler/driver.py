@@ -57,6 +57,8 @@ def compile(model: Path, platform: str = "cpu", weights: Path | None = None, bat
     backend = spec.load_backend()
     _check_archs(backend, spec.name, archs)
     name = name or model.stem
+    if pad_values and not (batch_sizes or shapes):
+        raise CompileError("pad_values needs shapes or batch_sizes: there is no bucket to pad up to")
     if batch_sizes or shapes:
         specs = _bucket_specs(spec.name, batch, batch_sizes, shapes, input_shapes or {})
         target = Target(name, spec.name, archs, host, (), (), {"ptxas": ptxas}, profile=profile,
@@ -81,22 +83,17 @@ def compile(model: Path, platform: str = "cpu", weights: Path | None = None, bat
 def _compile_buckets(model: Path, weights: Path | None, backend: Backend, target: Target,
                      bucket_shapes: list[tuple[int, Shapes]], pad_values: Mapping[str, float],
                      input_values: Values | None, by_batch: bool) -> Compiled:
-    """One compile per (batch, input shapes) bucket (`by_batch`: model(batch_sizes)), sharing one weights table, joined into one artifact
-    whose manifest describes the first (smallest) bucket and lists them all."""
+    """One compile per (batch, input shapes) bucket (`by_batch`: model(batch_sizes)), sharing one weights
+    table, joined into one artifact whose manifest describes the first (smallest) bucket and lists them all."""
     graphs, names = [], ()
     for i, (batch, shapes) in enumerate(bucket_shapes):
-        graph = _bucket_graph(model, weights, batch, shapes, input_values, None if by_batch else i)
+        graph = _bucket_graph(model, weights, batch, shapes, input_values, not by_batch)
         if by_batch:
             buckets.check_inputs(graph, batch)
         names = tuple(v.name for v in graph.inputs), tuple(v.name for v in graph.outputs)
         graphs.append(run_pipeline(graph, passes=backend.passes))
         check_ops(backend, graphs[-1])
-    buckets.check_pad_values(pad_values, graphs[0])
-    pads = tuple(pad_values.get(n) for n in names[0])
-    follows = buckets.follows([[v.type.shape for v in g.inputs] for g in graphs],
-                              [[v.type.shape for v in g.outputs] for g in graphs],
-                              [[d == 0 or p is not None for d in range(len(v.type.shape))]
-                               for v, p in zip(graphs[0].inputs, pads)], names[1], graphs[0].source)
+    pads, follows = _padding(graphs, names, pad_values)
     target = replace(target, input_names=names[0], output_names=names[1], pad_values=pads,
                      follows=tuple(tuple(None if f is None else tuple(f) for f in dims) for dims in follows))
     table, codes, entries = WeightTable(), [], []
@@ -111,6 +108,17 @@ def _compile_buckets(model: Path, weights: Path | None, backend: Backend, target
     common = manifest.common(target.name, target.platform, first["batch"], first["inputs"], first["outputs"],
                              manifest.weights_entry(table, data_start), manifest.source_entry(model), entries)
     return Compiled(target.name, target.platform, graphs[0], common, weights_file, backend.join(codes))
+
+
+def _padding(graphs: list[Graph], names: tuple[tuple[str, ...], tuple[str, ...]], pad_values: Mapping[str, float]
+             ) -> tuple[tuple[float | None, ...], list[list]]:
+    """Each input's pad value (None: only its leading dim pads) and, per output dim, the input dim it follows."""
+    buckets.check_pad_values(pad_values, graphs[0])
+    pads = tuple(pad_values.get(n) for n in names[0])
+    paddable = [[d == 0 or p is not None for d in range(len(v.type.shape))] for v, p in zip(graphs[0].inputs, pads)]
+    return pads, buckets.follows([[v.type.shape for v in g.inputs] for g in graphs],
+                                 [[v.type.shape for v in g.outputs] for g in graphs], paddable, names[1],
+                                 graphs[0].source)
 
 
 def _bucket_specs(platform: str, batch: int, batch_sizes: Sequence[int], shapes: Sequence[Shapes],
@@ -128,14 +136,14 @@ def _bucket_specs(platform: str, batch: int, batch_sizes: Sequence[int], shapes:
 
 
 def _bucket_graph(model: Path, weights: Path | None, batch: int, shapes: Shapes, input_values: Values | None,
-                  index: int | None) -> Graph:
-    """The bucket's graph; a compile error for its shapes names the model's shapes entry."""
+                  from_entry: bool) -> Graph:
+    """The bucket's graph; a compile error for shapes from model(shapes) names the entry."""
     try:
         return load_onnx(model, weights, batch, shapes, input_values)
     except CompileError as e:
-        if index is None:
+        if not from_entry:
             raise
-        raise CompileError(f"shapes entry {index} ({ {k: list(v) for k, v in shapes.items()} }): {e}") from None
+        raise CompileError(f"shapes entry { {k: list(v) for k, v in shapes.items()} }: {e}") from None
 
 
 def _padded(tensors: list[dict], pads: tuple[float | None, ...]) -> list[dict]:

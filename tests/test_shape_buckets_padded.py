@@ -71,9 +71,10 @@ def test_the_compile_records_the_buckets_smallest_first_with_the_dims_outputs_fo
 
 @pytest.mark.parametrize("shapes,pads,message", [
     (_entries(16, 16), {}, "shapes: entries 0 and 1 give the same shapes"),
-    ([{"input_ids": [1, 16], "mask": [1, 16]}], {}, "shapes entry 0 ({'input_ids': [1, 16], 'mask': [1, 16]}): "
+    ([{"input_ids": [1, 16], "mask": [1, 16]}], {}, "shapes entry {'input_ids': [1, 16], 'mask': [1, 16]}: "
      "input_shapes names mask, which is not an input"),
-    ([{"input_ids": [16], "attention_mask": [1, 16]}], {}, "shapes entry 0"),
+    ([{"input_ids": [16], "attention_mask": [1, 16]}], {}, "shapes entry {'input_ids': [16], 'attention_mask': [1, 16]}: "
+     "input_shapes gives input_ids the shape [16]; encoder.onnx declares rank 2"),
     (_entries(16, 64), {"token_type_ids": 0}, "pad_values names token_type_ids, which is not an input"),
 ])
 def test_bad_shapes_are_one_line_naming_the_model(tmp_path, shapes, pads, message):
@@ -200,4 +201,4 @@ def test_an_unknown_input_in_shapes_fails_its_compile_at_the_build_file(workspac
     done = workspace.kiln("build", "//p:encoder")
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "ERROR: //p:encoder (p/BUILD.kiln:2:1): Compiling //p:encoder" in done.stderr
-    assert "error: shapes entry 0 ({'input_ids': [1, 16], 'mask': [1, 16]}): input_shapes names mask" in done.stderr
+    assert "error: shapes entry {'input_ids': [1, 16], 'mask': [1, 16]}: input_shapes names mask" in done.stderr
