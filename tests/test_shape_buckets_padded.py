@@ -202,3 +202,32 @@ def test_an_unknown_input_in_shapes_fails_its_compile_at_the_build_file(workspac
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "ERROR: //p:encoder (p/BUILD.kiln:2:1): Compiling //p:encoder" in done.stderr
     assert "error: shapes entry {'input_ids': [1, 16], 'mask': [1, 16]}: input_shapes names mask" in done.stderr
+
+
+def summed() -> onnx.ModelProto:
+    """y = x @ W per row, and s = the sum of x's rows: an output that does not lead with the batch."""
+    w = numpy_helper.from_array(np.random.default_rng(3).standard_normal((8, 4)).astype(np.float32), "W")
+    axes = numpy_helper.from_array(np.array([0], np.int64), "axes")
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["y"]), helper.make_node("ReduceSum", ["x", "axes"], ["s"])]
+    graph = helper.make_graph(nodes, "summed", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4]),
+                               helper.make_tensor_value_info("s", TensorProto.FLOAT, [1, 8])], [w, axes])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+@pytest.mark.e2e
+def test_padded_rows_cut_back_only_the_outputs_that_follow_the_batch(workspace, tmp_path):
+    (workspace.root / "p").mkdir(exist_ok=True)
+    onnx.save(summed(), workspace.root / "p" / "summed.onnx")
+    workspace.write("p/BUILD.kiln", '\nmodel(name = "summed", graph = "summed.onnx", batch_sizes = [1, 4])\n')
+    workspace.kiln("build", "//p:summed", check=True)
+    x = np.random.default_rng(4).standard_normal((3, 8)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    done = subprocess.run([str(workspace.out("p/summed")), "--input", f"x={tmp_path / 'x.npy'}",
+                           "--output", f"y={tmp_path / 'y.npy'}", "--output", f"s={tmp_path / 's.npy'}",
+                           "--weights", str(workspace.out("p/summed.cpu/weights.safetensors"))],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    want = run_onnxruntime(summed(), {"x": x})
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), want[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.load(tmp_path / "s.npy"), want[1], rtol=1e-5, atol=1e-5)

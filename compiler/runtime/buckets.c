@@ -120,6 +120,18 @@ static _Noreturn void fail_no_bucket(struct bucket_set set, const struct input_s
     fail("the inputs' leading (batch) dims differ; every input must have the same batch");
 }
 
+/* Whether every output's leading dim follows the inputs' (bucket_cut may cut them all to the rows);
+ * else padded rows are cut back along the followed dims only (bucket_output_cut). */
+static bool outputs_lead_with_batch(struct bucket_set set, const kiln_model_desc *m)
+{
+    for (uint32_t o = 0; set.table != NULL && set.table->follows != NULL && o < m->n_outputs; o++) {
+        if (m->outputs[o].rank > 0 && set.table->follows[o * KILN_MAX_RANK] < 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
 struct bucket_choice bucket_select(struct bucket_set set, const struct input_shape *shapes)
 {
     for (uint32_t b = 0; b < set.count; b++) {
@@ -128,6 +140,7 @@ struct bucket_choice bucket_select(struct bucket_set set, const struct input_sha
         int64_t rows = bucket_rows(set, m, shapes, &inner);
         if (rows >= 0) {
             bool padded = rows > 0 && m->n_inputs > 0 && rows < m->inputs[0].shape[0];
+            inner = inner || (padded && !outputs_lead_with_batch(set, m));
             return (struct bucket_choice){m, padded && !inner ? rows : 0, inner};
         }
     }

@@ -23,7 +23,8 @@ struct input_shape {
 struct bucket_choice {
     const kiln_model_desc *model;
     int64_t rows;   /* the inputs' batch when the bucket's is larger (zero-padded), else 0 */
-    bool padded;    /* some input's non-leading dim is smaller than the bucket's (bucket_pad) */
+    bool padded;    /* padded past bucket_cut: an input's non-leading dim is smaller than the
+                       bucket's, or an output does not lead with the batch (bucket_pad) */
 };
 
 /* kiln_buckets when the model object defines it, else `model` alone. */
