@@ -3,7 +3,6 @@ a run takes the smallest bucket its inputs fit, padding a sequence only for inpu
 and cuts the outputs back along the dims that follow the padded ones."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -143,7 +142,7 @@ def test_a_sequence_runs_in_the_smallest_bucket_padded_and_cut_back(padded, tmp_
     feeds = _feeds(seq)
     done = _run(padded, feeds, tmp_path)
     assert done.returncode == 0, done.stderr
-    assert f"shape bucket " in done.stderr and (f"[1, {bucket}] (inputs padded)" in done.stderr) == (seq != bucket)
+    assert "shape bucket " in done.stderr and (f"[1, {bucket}] (inputs padded)" in done.stderr) == (seq != bucket)
     hidden = np.load(tmp_path / "hidden.npy")
     assert hidden.shape == (1, seq, HIDDEN)
     np.testing.assert_allclose(hidden, run_onnxruntime(encoder(), feeds)[0], rtol=1e-4, atol=1e-4)
