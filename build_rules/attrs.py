@@ -18,6 +18,8 @@ _KINDS = {
     "string_dict": (dict,),
     "shape_dict": (dict,),  # name -> list of positive ints: model(input_shapes = {"x": [1, 3, 224, 224]})
     "value_dict": (dict,),  # name -> list of numbers: model(input_values = {"sr": [16000]})
+    "shape_dict_list": (list,),  # shape_dicts: model(shapes = [{"ids": [1, 16]}, {"ids": [1, 64]}])
+    "number_dict": (dict,),  # name -> number: model(pad_values = {"ids": 0})
     "int": (int,),
     "int_list": (list,),
     "bool": (bool,),
@@ -87,6 +89,10 @@ def _convert(rule: str, key: str, attr: Attr, value: Any, package: str) -> Any:
         return {_string(rule, key, k): _string(rule, key, v) for k, v in value.items()}
     if attr.kind == "shape_dict":
         return {_string(rule, key, k): _shape(rule, key, k, v) for k, v in sorted(value.items())}
+    if attr.kind == "shape_dict_list":
+        return tuple(_shape_dict(rule, f"{key}[{i}]", v) for i, v in enumerate(value))
+    if attr.kind == "number_dict":
+        return {_string(rule, key, k): _number(rule, key, k, v) for k, v in sorted(value.items())}
     if attr.kind == "int_list":
         return tuple(_int(rule, key, v) for v in value)
     if attr.kind == "value_dict":
@@ -120,6 +126,18 @@ def _shape(rule: str, key: str, name: str, value: Any) -> tuple[int, ...]:
             not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in value):
         raise UserError(f"{rule}(): {key}[\"{name}\"] must be a list of positive ints, got {value!r}")
     return tuple(value)
+
+
+def _shape_dict(rule: str, key: str, value: Any) -> dict[str, tuple[int, ...]]:
+    if not isinstance(value, dict) or not value:
+        raise UserError(f"{rule}(): {key} must be a dict of input names to shapes, got {value!r}")
+    return {_string(rule, key, k): _shape(rule, key, k, v) for k, v in sorted(value.items())}
+
+
+def _number(rule: str, key: str, name: str, value: Any) -> int | float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise UserError(f"{rule}(): {key}[\"{name}\"] must be a number, got {value!r}")
+    return value
 
 
 def _numbers(rule: str, key: str, name: str, value: Any) -> tuple[int | float, ...]:

@@ -193,14 +193,16 @@ def info(key: str | None) -> None:
 @click.option("--batch", type=int, default=1, show_default=True)
 @click.option("--batch-sizes", "batch_sizes", metavar="B0,B1,...",
               help="Show every shape bucket's graph, as model(batch_sizes = [...]) compiles them.")
+@click.option("--shapes", metavar="JSON",
+              help='Show every shape bucket\'s graph, as model(shapes = [...]) compiles them: [{"ids": [1, 16]}, ...].')
 @click.option("--platform", default="cpu", show_default=True, help="The platform whose backend to show or check.")
 @click.option("--input-value", "input_values", multiple=True, metavar="NAME=V0,V1,...",
               help="Fix an input's value at build time (repeat per input), as model(input_values = ...).")
 @click.option("--check", is_flag=True, help="List everything kiln cannot compile in the model (exit 1 if any).")
 @click.option("--profile", is_flag=True,
               help="Compile the model, printing the time of each pass, kernel and LLVM step and the peak RSS.")
-def inspect(model: str, weights: str | None, batch: int, batch_sizes: str | None, platform: str,
-            input_values: tuple[str, ...], check: bool, profile: bool) -> None:
+def inspect(model: str, weights: str | None, batch: int, batch_sizes: str | None, shapes: str | None,
+            platform: str, input_values: tuple[str, ...], check: bool, profile: bool) -> None:
     """Print a model's graph after the compiler's passes: ops, shapes and FLOPs."""
     from kiln.compiler.check import check_model, report
     from kiln.compiler.errors import CompileError
@@ -222,6 +224,12 @@ def inspect(model: str, weights: str | None, batch: int, batch_sizes: str | None
             from kiln.compiler.inspect import inspect_buckets
             click.echo(inspect_buckets(model, parse_sizes(batch_sizes), weights=weights, platform=platform,
                                        input_values=values))
+            return
+        if shapes is not None:
+            from kiln.compiler.__main__ import shapes_list
+            from kiln.compiler.inspect import inspect_shapes
+            click.echo(inspect_shapes(model, shapes_list(shapes), weights=weights, platform=platform,
+                                      input_values=values))
             return
         click.echo(inspect_model(model, weights=weights, batch=batch, platform=platform, input_values=values))
     except (CompileError, ArgumentTypeError) as error:

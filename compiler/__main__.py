@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -43,6 +44,25 @@ def batch_sizes(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"'{text}': expected B0,B1,... (e.g. 1,8,32)") from None
 
 
+def shapes_list(text: str) -> list[dict]:
+    """A JSON list of {input name: shape} (model(shapes)), checked further by the compile."""
+    try:
+        entries = json.loads(text)
+    except ValueError:
+        entries = None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise argparse.ArgumentTypeError(f"'{text}': expected a JSON list like [{{\"ids\": [1, 16]}}]")
+    return entries
+
+
+def pad_value(text: str) -> tuple[str, float]:
+    name, _, number = text.partition("=")
+    try:
+        return name, float(number)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}': expected NAME=NUMBER (e.g. attention_mask=0)") from None
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m kiln.compiler")
     sub = p.add_subparsers(dest="command", required=True)
@@ -59,6 +79,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--batch", type=int, default=1)
     c.add_argument("--batch-sizes", type=batch_sizes, default=(), metavar="B0,B1,...",
                    help="compile one shape bucket per leading batch dim instead of --batch")
+    c.add_argument("--shapes", type=shapes_list, default=[], metavar="JSON",
+                   help="compile one shape bucket per entry of this list of {input: shape}")
+    c.add_argument("--pad-value", type=pad_value, action="append", default=[], metavar="NAME=NUMBER",
+                   help="let the launcher pad this input's non-leading dims with NUMBER up to a bucket's")
     c.add_argument("--input-shape", type=_shape, action="append", default=[], metavar="NAME=D0,D1,...",
                    help="fix an input's symbolic dims (repeat per input)")
     c.add_argument("--input-value", type=input_value, action="append", default=[], metavar="NAME=V0,V1,...",
@@ -71,6 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--batch", type=int, default=1)
     i.add_argument("--batch-sizes", type=batch_sizes, default=(), metavar="B0,B1,...",
                    help="print every shape bucket's graph, as compile --batch-sizes builds them")
+    i.add_argument("--shapes", type=shapes_list, default=[], metavar="JSON",
+                   help="print every shape bucket's graph, as compile --shapes builds them")
     i.add_argument("--input-shape", type=_shape, action="append", default=[], metavar="NAME=D0,D1,...",
                    help="fix an input's symbolic dims (repeat per input)")
     i.add_argument("--input-value", type=input_value, action="append", default=[], metavar="NAME=V0,V1,...",
@@ -93,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             compile(args.model, args.platform, args.weights, args.batch, args.name, args.host,
                     args.ptxas, input_shapes=dict(args.input_shape), precision=args.precision,
                     input_values=dict(args.input_value), overlap_llvm=True,
-                    batch_sizes=args.batch_sizes).write(args.output)
+                    batch_sizes=args.batch_sizes, shapes=args.shapes,
+                    pad_values=dict(args.pad_value)).write(args.output)
         elif args.check:
             from .check import check_model, report
             problems = check_model(args.model, args.weights, args.batch, args.platform, dict(args.input_shape),
@@ -108,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
             from .inspect import inspect_buckets
             sys.stdout.write(inspect_buckets(args.model, args.batch_sizes, args.weights, args.platform,
                                              dict(args.input_shape), dict(args.input_value)))
+        elif args.shapes:
+            from .inspect import inspect_shapes
+            sys.stdout.write(inspect_shapes(args.model, args.shapes, args.weights, args.platform,
+                                            dict(args.input_shape), dict(args.input_value)))
         else:
             from .inspect import inspect_model
             sys.stdout.write(inspect_model(args.model, args.weights, args.batch, args.passes, args.platform,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from .buckets import shapes_at, size_problem
+from .buckets import Shapes as BucketShapes, shapes_at, shapes_problem, size_problem, sorted_shapes
 from .errors import CompileError
 from .frontend.onnx import NATIVE_OPSET, Shapes, Values, load_onnx
 from .ir.fused import program_text
@@ -95,4 +95,18 @@ def inspect_buckets(path: Path | str, batch_sizes: Sequence[int], weights: Path 
     parts = [f"== shape bucket {i + 1} of {len(sizes)}: batch {b}\n"
              + inspect_model(path, weights, b, platform=platform, input_shapes=shapes_at(input_shapes or {}, b),
                              input_values=input_values) for i, b in enumerate(sizes)]
+    return "\n".join(parts)
+
+
+def inspect_shapes(path: Path | str, entries: Sequence[BucketShapes], weights: Path | str | None = None,
+                   platform: str = "cpu", input_shapes: Shapes | None = None,
+                   input_values: Values | None = None) -> str:
+    """Each shape bucket's graph after the passes (model(shapes)), smallest first."""
+    problem = shapes_problem(entries)
+    if problem:
+        raise CompileError(f"shapes: {problem}")
+    ordered = sorted_shapes(entries)
+    parts = [f"== shape bucket {i + 1} of {len(ordered)}: {', '.join(f'{k} {list(v)}' for k, v in e.items())}\n"
+             + inspect_model(path, weights, platform=platform, input_shapes={**(input_shapes or {}), **e},
+                             input_values=input_values) for i, e in enumerate(ordered)]
     return "\n".join(parts)

@@ -11,10 +11,12 @@ Common fields, for every platform:
     weights   {"file", "data_offset", "data_bytes", "tensors": [{"name", "dtype", "shape", "offset",
               "nbytes", "sha256"}]}: the safetensors file and where each tensor's bytes sit
     source    {"model", "sha256"}: the ONNX file compiled
-    buckets   only when several shape buckets were compiled (model(batch_sizes)): [{"batch", "inputs",
-              "outputs", and that bucket's backend section}], smallest batch first; the fields above
-              then describe the first. A reader that ignores it runs only the first bucket. Each bucket's
-              section names its own code files (platforms.bucket_file); the weights are shared.
+    buckets   only when shape buckets were compiled (model(shapes), model(batch_sizes)): [{"batch", "inputs",
+              "outputs", and that bucket's backend section}], smallest first; the fields above then
+              describe the first. A bucket's inputs carry "pad_value" when their non-leading dims may be
+              padded, its outputs "follows": per dim the [input name, dim] it is cut back along, or null.
+              A reader that ignores it runs only the first bucket. Each bucket's section names its own
+              code files (platforms.bucket_file); the weights are shared.
 plus the backend's section, top-level keys beside them:
     cpu        host, triple, abi_version, scratch_bytes, variants, flops, object
     cuda/rocm  targets, buffers, kernels, code; cuda also ptx, min_driver, min_cuda (cuDriverGetVersion numbers)

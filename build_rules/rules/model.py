@@ -6,6 +6,8 @@
         weights = "mnist.safetensors",   # optional: initializers may live inside the ONNX file
         batch = 1,
         batch_sizes = [1, 8, 32],        # instead of batch: one shape bucket per size in one artifact
+        shapes = [{"ids": [1, 16]}, {"ids": [1, 64]}],  # or: one shape bucket per entry of input shapes
+        pad_values = {"ids": 0},         # inputs whose non-leading dims a run may pad up to a bucket's
         input_shapes = {},               # e.g. {"images": [1, 3, 640, 640]} for symbolic dims
         input_values = {},               # e.g. {"sr": [16000]}: the input becomes a constant and folds
         precision = "highest",           # tpu/cpu-xla: "default" lets XLA:TPU run f32 dots in bf16 passes
@@ -31,6 +33,8 @@ smallest bucket's code files keep the names above, every other bucket's are `b<b
 """
 
 from __future__ import annotations
+
+import json
 
 from kiln.build_rules.actions import Artifact
 from kiln.build_rules.analysis import RuleContext
@@ -83,21 +87,35 @@ def _compile(ctx: RuleContext, platform: Platform, graph: Artifact, weights: Art
 
 
 def _batch_args(ctx: RuleContext) -> list[str]:
-    sizes = ctx.attr["batch_sizes"]
+    sizes, shapes = ctx.attr["batch_sizes"], ctx.attr["shapes"]
+    pads = [f"--pad-value={name}={value!r}" for name, value in ctx.attr["pad_values"].items()]
+    if shapes is not None:
+        entries = [{name: list(shape) for name, shape in entry.items()} for entry in shapes]
+        return ["--batch", str(ctx.attr["batch"]), "--shapes", json.dumps(entries, separators=(",", ":")), *pads]
     if sizes is None:
-        return ["--batch", str(ctx.attr["batch"])]
-    return ["--batch-sizes", ",".join(map(str, sizes))]
+        return ["--batch", str(ctx.attr["batch"]), *pads]
+    return ["--batch-sizes", ",".join(map(str, sizes)), *pads]
 
 
-def _check_batch_sizes(ctx: RuleContext) -> None:
-    sizes = ctx.attr["batch_sizes"]
-    if sizes is None:
+def _check_buckets(ctx: RuleContext) -> None:
+    sizes, shapes = ctx.attr["batch_sizes"], ctx.attr["shapes"]
+    if ctx.attr["pad_values"] and sizes is None and shapes is None:
+        raise ctx.fail("pad_values needs shapes or batch_sizes: there is no bucket to pad up to")
+    if sizes is None and shapes is None:
         return
-    problem = buckets.size_problem(list(sizes))
+    if sizes is not None and shapes is not None:
+        raise ctx.fail("give batch_sizes or shapes, not both")
+    problem = buckets.size_problem(list(sizes)) if sizes is not None else buckets.shapes_problem(shapes)
     if problem:
-        raise ctx.fail(f"batch_sizes {list(sizes)}: {problem}")
-    if ctx.attr["batch"] != 1:
+        raise ctx.fail(f"batch_sizes {list(sizes)}: {problem}" if sizes is not None else f"shapes: {problem}")
+    if sizes is not None and ctx.attr["batch"] != 1:
         raise ctx.fail("give batch or batch_sizes, not both")
+    if shapes is not None:
+        refusing = [p.name for p in _accelerators(ctx) if p.name not in buckets.SHAPES_PLATFORMS]
+        if refusing:
+            raise ctx.fail(f"shapes: the {refusing[0]} platform does not compile shapes buckets yet "
+                           f"({', '.join(sorted(buckets.SHAPES_PLATFORMS))} does; batch_sizes works on every "
+                           "platform)")
 
 
 def _trim_runtime(ctx: RuleContext, platform: str, program: Artifact, archs: tuple[str, ...] = ()
@@ -137,7 +155,7 @@ def _implementation(ctx: RuleContext) -> Providers:
     weights = _single_file(ctx, "weights") if ctx.attr["weights"] else None
     if ctx.attr["batch"] < 1:
         raise ctx.fail(f"batch must be at least 1, got {ctx.attr['batch']}")
-    _check_batch_sizes(ctx)
+    _check_buckets(ctx)
     if ctx.attr["precision"] not in PRECISIONS:
         raise ctx.fail(f"precision must be one of {', '.join(PRECISIONS)}, got '{ctx.attr['precision']}'")
     obj, packed, manifest = _compile(ctx, FALLBACK, graph, weights)
@@ -181,6 +199,11 @@ RULE = RuleSpec(
         "batch": Attr("int", 1, doc="Fixes the model's symbolic leading dimension."),
         "batch_sizes": Attr("int_list", None, doc="Instead of batch: one static variant (shape bucket) per size, "
                             "in one artifact; a run takes the smallest its inputs' batch fits, zero-padded."),
+        "shapes": Attr("shape_dict_list", None, doc='Instead of batch_sizes: one shape bucket per entry, each '
+                       'fixing the inputs it names like input_shapes: [{"ids": [1, 16]}, {"ids": [1, 64]}]; a run '
+                       "takes the smallest (by elements) its inputs fit."),
+        "pad_values": Attr("number_dict", {}, doc='Inputs a run may pad along non-leading dims up to a bucket\'s, '
+                           'and with what: {"attention_mask": 0}; outputs are cut back along the dims that follow.'),
         "input_shapes": Attr("shape_dict", {}, doc='Fixes inputs\' symbolic dims: {"images": [1, 3, 640, 640]}.'),
         "input_values": Attr("value_dict", {}, doc='Fixes inputs\' values at build time: {"sr": [16000]}; the '
                              "input leaves the artifact's inputs and what depends on it folds."),

@@ -28,7 +28,12 @@ class Target:
                                     # the plugin's default (bf16 passes on TPU)
     batch: int = 1                  # the leading dim the inputs were fixed at
     buckets: tuple[int, ...] = ()   # every shape bucket's batch, smallest first, when this build is
-                                    # one of several joined into one artifact (model(batch_sizes))
+                                    # one of several joined into one artifact (model(shapes, batch_sizes))
+    bucket: int = 0                 # this build's index in buckets
+    pad_values: tuple[float | None, ...] = ()   # buckets: per input, the value its non-leading dims are
+                                                # padded with; None: only its leading dim pads (zero rows)
+    follows: tuple[tuple[tuple[int, int] | None, ...], ...] = ()  # buckets: per output dim, the
+                                                # (input, dim) it is cut back along, or None
 
 
 class Code(Protocol):

@@ -7,6 +7,7 @@
 #include "image.h"
 #include "npy.h"
 #include "pgm.h"
+#include "tensor.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
@@ -20,19 +21,34 @@ static void load_pgm(const char *path, const uint8_t *file, size_t size,
     image_to_input(dst, image.pixels, (size_t)image.width * image.height, image.max_value);
 }
 
+static void load_file(struct binding b, const uint8_t *file, size_t size, const kiln_tensor_desc *input,
+                      void *dst, bool pgm_only)
+{
+    if (pgm_has_magic(file, size)) {
+        load_pgm(b.path, file, size, input, dst);
+    } else if (pgm_only) {
+        fail("%s: not a binary PGM file (no P5 magic)", b.path);
+    } else if (npy_has_magic(file, size)) {
+        npy_load(b.path, file, size, input, dst);
+    } else {
+        fail("%s: neither a .npy file nor a binary PGM image", b.path);
+    }
+}
+
 static void load_input(struct session *s, struct binding b, bool pgm_only)
 {
     size_t size;
     uint8_t *file = read_file(b.path, &size);
-    kiln_tensor_desc input = bucket_cut(&s->model->inputs[b.index], s->rows);
-    if (pgm_has_magic(file, size)) {
-        load_pgm(b.path, file, size, &input, s->inputs[b.index]);
-    } else if (pgm_only) {
-        fail("%s: not a binary PGM file (no P5 magic)", b.path);
-    } else if (npy_has_magic(file, size)) {
-        npy_load(b.path, file, size, &input, s->inputs[b.index]);
+    const kiln_tensor_desc *full = &s->model->inputs[b.index];
+    if (s->given == NULL) {
+        kiln_tensor_desc input = bucket_cut(full, s->rows);
+        load_file(b, file, size, &input, s->inputs[b.index], pgm_only);
     } else {
-        fail("%s: neither a .npy file nor a binary PGM image", b.path);
+        kiln_tensor_desc input = bucket_given(full, &s->given[b.index]);
+        void *data = alloc_aligned(tensor_bytes(&input));
+        load_file(b, file, size, &input, data, pgm_only);
+        bucket_pad(buckets_linked(s->model), b.index, s->inputs[b.index], full, data, &input);
+        free(data);
     }
     free(file);
 }

@@ -89,12 +89,18 @@ typedef struct {
 
 extern const kiln_model_desc kiln_model;
 
-/* Shape buckets (model(batch_sizes)): the object of a model compiled at several
- * batch sizes also defines kiln_buckets, listing each bucket's descriptor,
- * kiln_model first. Weak: an object without buckets links and runs as one. */
+/* Shape buckets (model(shapes), model(batch_sizes)): the object of a model
+ * compiled at several input shapes also defines kiln_buckets, listing each
+ * bucket's descriptor, kiln_model first. Weak: an object without buckets links
+ * and runs as one. An input's leading dim always pads (zero rows); its other
+ * dims only when padded[input] (with pad_values[input]). */
 typedef struct {
     uint32_t n_buckets;
-    const kiln_model_desc *const *models;   /* smallest batch first */
+    const kiln_model_desc *const *models;   /* smallest first */
+    const uint8_t *padded;                  /* per input */
+    const double *pad_values;               /* per input */
+    const int32_t *follows;                 /* per output, KILN_MAX_RANK dims: the input dim
+                                               (input * KILN_MAX_RANK + dim) it is cut back along, or -1 */
 } kiln_bucket_table;
 
 extern const kiln_bucket_table kiln_buckets __attribute__((weak));

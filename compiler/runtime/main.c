@@ -2,6 +2,7 @@
  * See `--help`; the ABI with the model object is kiln_model.h. */
 #include "bench.h"
 #include "buckets.h"
+#include "tensor.h"
 #include "cpu_features.h"
 #include "dataset.h"
 #include "errors.h"
@@ -42,10 +43,13 @@ static void describe_choice(const struct platform_choice *platform, const kiln_v
 
 /* The shape bucket (of `set`, the first the whole model's) the --input files fit; for serve
  * --max-batch N the smallest that holds N rows; the first for other serving, --info, --idx and
- * runs without inputs. The same choice on every platform. */
-static struct bucket_choice choose_bucket(struct bucket_set set, const struct options *o)
+ * runs without inputs. The same choice on every platform. *given: the inputs' shapes when a
+ * non-leading dim is padded (the caller frees them), else NULL. */
+static struct bucket_choice choose_bucket(struct bucket_set set, const struct options *o,
+                                          struct input_shape **given)
 {
     const kiln_model_desc *first = set.models[0];
+    *given = NULL;
     if (set.count > 1 && o->serve && o->max_batch > 1) {
         return (struct bucket_choice){bucket_for_rows(set, o->max_batch), 0};
     }
@@ -58,7 +62,11 @@ static struct bucket_choice choose_bucket(struct bucket_set set, const struct op
     }
     inputs_shapes(first, o, shapes);
     struct bucket_choice choice = bucket_select(set, shapes);
-    free(shapes);
+    if (choice.padded) {
+        *given = shapes;
+    } else {
+        free(shapes);
+    }
     return choice;
 }
 
@@ -77,6 +85,13 @@ static void describe_bucket(struct bucket_set set, const struct bucket_choice *b
         return;
     }
     size_t used = strlen(line);
+    if (bucket->padded) {
+        const kiln_model_desc *m = bucket->model;
+        char shape[160];
+        format_shape(m->inputs[0].shape, m->inputs[0].rank, shape, sizeof shape);
+        snprintf(line + used, size - used, ", shape bucket %s %s (inputs padded)", m->inputs[0].name, shape);
+        return;
+    }
     used += (size_t)snprintf(line + used, size - used, ", shape bucket batch %lld", (long long)batch);
     if (bucket->rows > 0 && used < size) {
         snprintf(line + used, size - used, " (input batch %lld, zero-padded)", (long long)bucket->rows);
@@ -145,7 +160,8 @@ static void run_pjrt(const struct options *o, const struct platform_choice *plat
     uint32_t count;
     struct pjrt_model *models = pjrt_model_load(platform->name, &count);
     struct bucket_set set = pjrt_buckets(models, count);
-    struct bucket_choice bucket = choose_bucket(set, o);
+    struct input_shape *given;
+    struct bucket_choice bucket = choose_bucket(set, o, &given);
     struct pjrt_model *model = pjrt_chosen(models, count, bucket.model);
     char *path = pjrt_plugin_path(platform->name);
     struct pjrt_plugin plugin;
@@ -156,6 +172,7 @@ static void run_pjrt(const struct options *o, const struct platform_choice *plat
     struct session s;
     session_open(&s, &model->desc, NULL, o->weights != NULL ? o->weights : model->weights_path, 1);
     s.rows = bucket.rows;
+    s.given = given;
     struct pjrt_session pjrt;
     pjrt_session_open(&pjrt, &plugin, model, s.weights.data, o->cache_dir);
     s.pjrt = &pjrt;
@@ -187,11 +204,13 @@ int main(int argc, char **argv)
         return 0;
     }
     struct bucket_set set = buckets_linked(&kiln_model);
-    struct bucket_choice bucket = choose_bucket(set, &o);
+    struct input_shape *given;
+    struct bucket_choice bucket = choose_bucket(set, &o, &given);
     const kiln_variant_desc *variant = variant_select(bucket.model, &cpu);
     struct session s;
     session_open(&s, bucket.model, variant, o.weights, o.threads ? o.threads : pool_default_threads());
     s.rows = bucket.rows;
+    s.given = given;
     describe_choice(&platform, variant, s.choice, sizeof s.choice);
     struct gpu_session gpu;
     bool on_gpu = strcmp(platform.name, "cuda") == 0 || strcmp(platform.name, "rocm") == 0;
@@ -206,5 +225,6 @@ int main(int argc, char **argv)
         gpu_session_close(&gpu);
     }
     session_close(&s);
+    free(given);
     return 0;
 }

@@ -128,7 +128,19 @@ static void print_weights(const struct session *s)
            m->n_weights, (unsigned long long)m->weights_data_bytes);
 }
 
-/* The shape buckets linked in (model(batch_sizes)), when there are several. */
+/* Whether the buckets differ only in their batch (model(batch_sizes)). */
+static bool by_batch(struct bucket_set set)
+{
+    for (uint32_t b = 1; b < set.count; b++) {
+        const kiln_model_desc *m = set.models[b];
+        if (m->n_inputs == 0 || m->inputs[0].shape[0] == set.models[0]->inputs[0].shape[0]) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The shape buckets linked in (model(shapes), model(batch_sizes)), when there are several. */
 static void print_buckets(void)
 {
     struct bucket_set set = buckets_linked(&kiln_model);
@@ -136,11 +148,21 @@ static void print_buckets(void)
         return;
     }
     printf("%-10s", "buckets:");
+    bool batches = by_batch(set);
     for (uint32_t b = 0; b < set.count; b++) {
         const kiln_model_desc *m = set.models[b];
-        printf("%s batch %lld", b ? "," : "", m->n_inputs > 0 ? (long long)m->inputs[0].shape[0] : 0LL);
+        char shape[160] = "[]";
+        if (m->n_inputs > 0) {
+            format_shape(m->inputs[0].shape, m->inputs[0].rank, shape, sizeof shape);
+        }
+        if (batches) {
+            printf("%s batch %lld", b ? "," : "", m->n_inputs > 0 ? (long long)m->inputs[0].shape[0] : 0LL);
+        } else {
+            printf("%s %s %s", b ? "," : "", m->n_inputs > 0 ? m->inputs[0].name : "", shape);
+        }
     }
-    printf(" (a smaller batch runs zero-padded in the next bucket up)\n");
+    printf(batches ? " (a smaller batch runs zero-padded in the next bucket up)\n"
+                   : " (inputs run in the smallest bucket that takes them, padded where the model allows)\n");
 }
 
 void report_info(const struct session *s, const struct platform_choice *platform,

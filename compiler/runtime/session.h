@@ -9,6 +9,7 @@
 #include <stdbool.h>
 
 struct pool;
+struct input_shape;
 struct pjrt_session;
 struct gpu_session;
 
@@ -25,6 +26,8 @@ struct session {
     int threads;
     int64_t rows;      /* the inputs' batch when the model's (shape bucket's) is larger: zero-padded
                           inputs, outputs cut back to it; 0 = the model's own */
+    const struct input_shape *given;   /* per input, the shape given when a non-leading dim is padded
+                                          (bucket_pad, bucket_output_cut); NULL = the model's own */
     char choice[256];  /* platform and variant line, printed before the first run */
     bool ran;
 };

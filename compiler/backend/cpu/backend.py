@@ -96,7 +96,7 @@ class CpuBackend:
         inputs = _tensors(graph.inputs, target.input_names)
         outputs = _tensors(graph.outputs, target.output_names)
         add_descriptor(mod, host, target.name, inputs, outputs, _weight_infos(table), table.size, symbol,
-                       bucket_table)
+                       bucket_table, (target.pad_values, target.follows))
         section = {
             "host": host.name, "triple": host.triple, "abi_version": 1,
             "scratch_bytes": mod.plan.scratch_bytes,
@@ -116,9 +116,9 @@ def _symbols(target: Target) -> tuple[str, str, list[str]]:
     """The build's symbol prefix and descriptor symbol, and (first bucket only) the bucket table's."""
     if not target.buckets:
         return "", MODEL_SYMBOL, []
-    table = [MODEL_SYMBOL] + [f"{MODEL_SYMBOL}_b{b}" for b in target.buckets[1:]]
-    i = target.buckets.index(target.batch)
-    return ("", table[0], table) if i == 0 else (f"b{target.batch}", table[i], [])
+    table = [MODEL_SYMBOL] + [f"{MODEL_SYMBOL}_b{i}" for i in range(1, len(target.buckets))]
+    i = target.bucket
+    return ("", table[0], table) if i == 0 else (f"b{i}", table[i], [])
 
 
 def _tensors(values, names: tuple[str, ...]) -> list[TensorInfo]:

@@ -175,12 +175,13 @@ def _address(f: Fn, space: str, index: int, offset: int) -> ir.Value:
 
 def add_descriptor(mod: Module, host: Host, model_name: str, inputs: list[TensorInfo],
                    outputs: list[TensorInfo], weights: list[WeightInfo], weights_bytes: int,
-                   symbol: str = MODEL_SYMBOL, buckets: Sequence[str] = ()) -> None:
+                   symbol: str = MODEL_SYMBOL, buckets: Sequence[str] = (), padding: tuple = ((), ())) -> None:
     """The descriptor `symbol`; `buckets` (every bucket's descriptor symbol, smallest batch first)
-    makes this module also define the bucket table that lists them."""
+    makes this module also define the bucket table that lists them, with `padding` (Target.pad_values,
+    Target.follows)."""
     fns = [mod.ir.globals[name] for name in mod.entries]
     variants = [(v.name, v.required_features, fn) for v, fn in zip(host.variants, fns)]
     emit_descriptor(mod.ir, model_name, inputs, outputs, weights, weights_bytes,
                     mod.plan.scratch_bytes, variants, symbol)
     if buckets:
-        emit_bucket_table(mod.ir, buckets)
+        emit_bucket_table(mod.ir, buckets, *padding)

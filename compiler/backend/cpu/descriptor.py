@@ -18,7 +18,7 @@ WEIGHT = ir.LiteralStructType([PTR, I32, I32, ir.ArrayType(I64, MAX_RANK), I64, 
                                ir.ArrayType(I8, 32)])
 VARIANT = ir.LiteralStructType([PTR, I32, PTR])
 MODEL = ir.LiteralStructType([I32, PTR, I32, PTR, I32, PTR, I32, PTR, I64, I64, I32, PTR])
-BUCKETS = ir.LiteralStructType([I32, PTR])
+BUCKETS = ir.LiteralStructType([I32, PTR, PTR, PTR, PTR])
 MODEL_SYMBOL = "kiln_model"
 BUCKETS_SYMBOL = "kiln_buckets"
 
@@ -98,9 +98,11 @@ def emit_descriptor(module: ir.Module, model_name: str, inputs: list[TensorInfo]
         ir.Constant(I32, len(variants)), vs])
 
 
-def emit_bucket_table(module: ir.Module, symbols: Sequence[str]) -> None:
-    """`kiln_buckets` (kiln_model.h): the descriptors of every shape bucket, smallest batch first; those
-    defined in other buckets' objects are declared here and resolved when the launcher links."""
+def emit_bucket_table(module: ir.Module, symbols: Sequence[str], pad_values: Sequence[float | None],
+                      follows: Sequence[Sequence[tuple[int, int] | None]]) -> None:
+    """`kiln_buckets` (kiln_model.h): the descriptors of every shape bucket, smallest first (those
+    defined in other buckets' objects are declared here and resolved when the launcher links), each
+    input's pad value and each output dim's followed input dim."""
     models = []
     for symbol in symbols:
         g = module.globals.get(symbol)
@@ -111,4 +113,10 @@ def emit_bucket_table(module: ir.Module, symbols: Sequence[str]) -> None:
     table = _array(module, "kiln.buckets", PTR, models)
     g = ir.GlobalVariable(module, BUCKETS, BUCKETS_SYMBOL)
     g.global_constant = True
-    g.initializer = ir.Constant(BUCKETS, [ir.Constant(I32, len(symbols)), table])
+    padded = _array(module, "kiln.padded", I8, [ir.Constant(I8, int(v is not None)) for v in pad_values])
+    values = _array(module, "kiln.pad_values", ir.DoubleType(),
+                    [ir.Constant(ir.DoubleType(), float(v or 0)) for v in pad_values])
+    cut = [ir.Constant(I32, -1 if f is None else f[0] * MAX_RANK + f[1]) for dims in follows
+           for f in list(dims) + [None] * (MAX_RANK - len(dims))]
+    g.initializer = ir.Constant(BUCKETS, [ir.Constant(I32, len(symbols)), table, padded, values,
+                                          _array(module, "kiln.follows", I32, cut)])
