@@ -16,10 +16,10 @@ SHAPES_PLATFORMS = frozenset({"cpu"})  # where the general shapes form compiles 
 Shapes = Mapping[str, Sequence[int]]
 
 
-def check_platform(platform: str) -> None:
+def check_platform(platform: str, attr: str) -> None:
     if platform not in SHAPES_PLATFORMS:
-        raise CompileError(f"shapes: the {platform} platform does not compile shapes buckets yet "
-                           f"({', '.join(sorted(SHAPES_PLATFORMS))} does; batch_sizes works on every platform)")
+        raise CompileError(f"{attr}: the {platform} platform compiles only batch_sizes buckets ({attr} "
+                           f"compiles for {', '.join(sorted(SHAPES_PLATFORMS))})")
 
 
 def check_sizes(sizes: Sequence[int]) -> tuple[int, ...]:

@@ -59,6 +59,8 @@ def compile(model: Path, platform: str = "cpu", weights: Path | None = None, bat
     name = name or model.stem
     if pad_values and not (batch_sizes or shapes):
         raise CompileError("pad_values needs shapes or batch_sizes: there is no bucket to pad up to")
+    if pad_values:
+        buckets.check_platform(spec.name, "pad_values")
     if batch_sizes or shapes:
         specs = _bucket_specs(spec.name, batch, batch_sizes, shapes, input_shapes or {})
         target = Target(name, spec.name, archs, host, (), (), {"ptxas": ptxas}, profile=profile,
@@ -130,7 +132,7 @@ def _bucket_specs(platform: str, batch: int, batch_sizes: Sequence[int], shapes:
         raise CompileError("give batch_sizes or shapes, not both")
     if batch_sizes:
         return [(b, buckets.shapes_at(input_shapes, b)) for b in buckets.check_sizes(batch_sizes)]
-    buckets.check_platform(platform)
+    buckets.check_platform(platform, "shapes")
     problem = buckets.shapes_problem(shapes)
     if problem:
         raise CompileError(f"shapes: {problem}")

@@ -110,12 +110,12 @@ def _check_buckets(ctx: RuleContext) -> None:
         raise ctx.fail(f"batch_sizes {list(sizes)}: {problem}" if sizes is not None else f"shapes: {problem}")
     if sizes is not None and ctx.attr["batch"] != 1:
         raise ctx.fail("give batch or batch_sizes, not both")
-    if shapes is not None:
+    attr = "shapes" if shapes is not None else "pad_values" if ctx.attr["pad_values"] else None
+    if attr is not None:
         refusing = [p.name for p in _accelerators(ctx) if p.name not in buckets.SHAPES_PLATFORMS]
         if refusing:
-            raise ctx.fail(f"shapes: the {refusing[0]} platform does not compile shapes buckets yet "
-                           f"({', '.join(sorted(buckets.SHAPES_PLATFORMS))} does; batch_sizes works on every "
-                           "platform)")
+            raise ctx.fail(f"{attr}: the {refusing[0]} platform compiles only batch_sizes buckets ({attr} "
+                           f"compiles for {', '.join(sorted(buckets.SHAPES_PLATFORMS))})")
 
 
 def _trim_runtime(ctx: RuleContext, platform: str, program: Artifact, archs: tuple[str, ...] = ()

@@ -89,6 +89,17 @@ static bool fits_some_bucket(struct bucket_set set, const struct input_shape *sh
     return false;
 }
 
+/* Whether some input of the model has a pad value (model(pad_values)). */
+static bool any_pads(struct bucket_set set)
+{
+    for (uint32_t i = 0; i < set.models[0]->n_inputs; i++) {
+        if (pads_inner(set, i)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static _Noreturn void fail_input(struct bucket_set set, const struct input_shape *shape, uint32_t input)
 {
     char have[160], compiled[512];
@@ -105,8 +116,12 @@ static _Noreturn void fail_input(struct bucket_set set, const struct input_shape
         fail("input '%s' has shape %s; the model is compiled for %s (a smaller batch is zero-padded, "
              "smaller other dims are padded with %g)", name, have, compiled, set.table->pad_values[input]);
     }
+    if (any_pads(set)) {
+        fail("input '%s' has shape %s; the model is compiled for %s (a smaller batch is zero-padded, "
+             "other dims must match: '%s' has no pad value)", name, have, compiled, name);
+    }
     fail("input '%s' has shape %s; the model is compiled for %s (a smaller batch is zero-padded, "
-         "other dims must match: '%s' has no pad value)", name, have, compiled, name);
+         "other dims must match)", name, have, compiled);
 }
 
 /* Names the first input no bucket takes on its own; else the inputs' batches differ. */
