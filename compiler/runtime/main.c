@@ -40,15 +40,15 @@ static void describe_choice(const struct platform_choice *platform, const kiln_v
              variant->name, features);
 }
 
-/* The shape bucket the --input files fit; for serve --max-batch N the smallest that holds N
- * rows; the first (kiln_model) for other serving, --info, --idx and runs without inputs. */
+/* The shape bucket the --input files fit; for serve the largest (serve opens the others beside it);
+ * the first (kiln_model) for --info, --idx and runs without inputs. */
 static struct bucket_choice choose_bucket(const struct options *o)
 {
     struct bucket_set set = buckets_linked(&kiln_model);
-    if (set.count > 1 && o->serve && o->max_batch > 1) {
-        return (struct bucket_choice){bucket_for_rows(set, o->max_batch), 0};
+    if (o->serve) {
+        return (struct bucket_choice){set.models[set.count - 1], 0};
     }
-    if (set.count == 1 || o->serve || o->info || o->idx_images != NULL || o->n_inputs == 0) {
+    if (set.count == 1 || o->info || o->idx_images != NULL || o->n_inputs == 0) {
         return (struct bucket_choice){&kiln_model, 0};
     }
     struct input_shape *shapes = calloc(kiln_model.n_inputs + 1, sizeof *shapes);

@@ -1,13 +1,22 @@
 /* Dynamic batching for `serve --max-batch N`: requests of a few rows each are gathered on one thread
- * into the batch the model was compiled for (up to N rows, waiting at most --batch-timeout-us after
- * the first), padded with zero rows, run once, and handed back their own rows of the outputs. */
+ * (up to N rows, waiting at most --batch-timeout-us after the first), run once in the smallest shape
+ * bucket that holds them, padded with zero rows, and handed back their own rows of the outputs. */
 #ifndef KILN_SERVE_BATCH_H
 #define KILN_SERVE_BATCH_H
 
 #include "session.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
+
+/* The sessions serve runs, one per shape bucket, smallest batch first (one alone without buckets). */
+struct bucket_sessions {
+    struct session **items;
+    uint32_t count;
+    bool bucketed;            /* the model has shape buckets (a GPU or PJRT session serves them in its own) */
+    atomic_ullong *runs;      /* per bucket: model runs, for /metrics */
+};
 
 struct batch_item {
     void **inputs;            /* rows * the model's row bytes, per model input */
@@ -19,7 +28,7 @@ struct batch_item {
 };
 
 struct batcher {
-    struct session *session;
+    struct bucket_sessions *sessions;
     int64_t max_rows;
     double timeout;           /* seconds */
     pthread_mutex_t lock;
@@ -32,7 +41,11 @@ struct batcher {
 /* The rows the model runs at once: the leading dimension of its first input. */
 int64_t batch_rows(const kiln_model_desc *m);
 
-void batcher_start(struct batcher *b, struct session *s, int64_t max_rows, long timeout_us);
+/* Runs `items` (a list) at once in the smallest bucket holding their rows; the caller holds that
+ * bucket's session alone (the batching thread, or a lock). */
+void batch_run(struct bucket_sessions *sessions, struct batch_item *items);
+
+void batcher_start(struct batcher *b, struct bucket_sessions *sessions, int64_t max_rows, long timeout_us);
 /* Queues `item` and returns once its outputs are filled. */
 void batcher_submit(struct batcher *b, struct batch_item *item);
 /* Runs what is queued, then ends the thread. */
