@@ -347,8 +347,8 @@ static int64_t batching_rows(const struct session *s, const struct options *o, b
     }
     bool split = leads_with(m->inputs, m->n_inputs, compiled) && leads_with(m->outputs, m->n_outputs, compiled);
     if ((o->max_batch > 1 || bucketed) && !split) {
-        fail("serve: --max-batch and shape buckets need every input and output of model '%s' to lead with its batch %lld",
-             m->model_name, (long long)compiled);
+        fail("serve: %s needs every input and output of model '%s' to lead with its batch %lld",
+             bucketed ? "serving shape buckets" : "--max-batch", m->model_name, (long long)compiled);
     }
     return o->max_batch > 1 ? o->max_batch : 0;
 }
