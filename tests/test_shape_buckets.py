@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -234,3 +235,32 @@ def test_serve_runs_each_request_in_the_smallest_bucket_holding_it(bucketed, fla
     finally:
         code, stderr = running.stop()
     assert code == 0, stderr
+
+
+@pytest.mark.e2e
+def test_bucketed_server_under_sanitizers_frees_every_session(bucketed, tmp_path):
+    """The [1, 4] model linked with ASan, LSan and UBSan: sessions for both buckets, requests in
+    each, then SIGTERM: exit 0 and no report (the shared weights and pool are released once)."""
+    import os
+    import serve_harness
+    from kiln.compiler import launcher
+    from tool_skips import require_tool
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures" / "launcher"))
+    import launcher_testkit as kit
+    require_tool("gcc's ASan runtime (zig ships only UBSan's)", launcher.asan_runtime() is not None)
+    exe = tmp_path / "dense"
+    argv = launcher.link_argv(kit.zig_path(), "linux-amd64",
+                              [os.fspath(bucketed.out("p/dense.cpu/model.o"))], os.fspath(exe), sanitize=True)
+    subprocess.run(argv, check=True, capture_output=True, cwd=tmp_path)
+    env = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0", "UBSAN_OPTIONS": "print_stacktrace=1"}
+    running = serve_harness.start(exe, "--max-batch", "4", weights=bucketed.out("p/dense.cpu/weights.safetensors"),
+                                  env=env)
+    for rows in (1, 3, 4):
+        x = np.ones((rows, 8), np.float32)
+        np.testing.assert_allclose(_triton_infer(running.port, x), run_onnxruntime(dense(), {"x": x})[0],
+                                   rtol=1e-5, atol=1e-6)
+    assert _bucket_runs(running.url) == {"1": 1, "4": 2}  # warm-up runs are not counted
+    code, stderr = running.stop()
+    assert code == 0, stderr
+    for report in ("AddressSanitizer", "LeakSanitizer", "runtime error"):
+        assert report not in stderr, stderr
