@@ -44,7 +44,7 @@ static void wait_for_batch(struct batcher *b)
     }
     double deadline = b->head->queued + b->timeout;
     struct timespec until = {.tv_sec = (time_t)deadline, .tv_nsec = (long)((deadline - (double)(time_t)deadline) * 1e9)};
-    while (ready_rows(b) < b->max_rows && !b->stopping && now() < deadline) {
+    while (ready_rows(b) < b->max_rows && b->coming > 0 && !b->stopping && now() < deadline) {
         pthread_cond_timedwait(&b->arrived, &b->lock, &until);
     }
 }
@@ -149,12 +149,28 @@ void batcher_start(struct batcher *b, struct bucket_sessions *sessions, int64_t 
     }
 }
 
+void batcher_expect(struct batcher *b)
+{
+    pthread_mutex_lock(&b->lock);
+    b->coming++;
+    pthread_mutex_unlock(&b->lock);
+}
+
+void batcher_forget(struct batcher *b)
+{
+    pthread_mutex_lock(&b->lock);
+    b->coming--;
+    pthread_cond_signal(&b->arrived);
+    pthread_mutex_unlock(&b->lock);
+}
+
 void batcher_submit(struct batcher *b, struct batch_item *item)
 {
     item->queued = now();
     item->done = false;
     item->next = NULL;
     pthread_mutex_lock(&b->lock);
+    b->coming--;
     if (b->tail != NULL) {
         b->tail->next = item;
     } else {

@@ -1,5 +1,6 @@
 /* Dynamic batching for `serve --max-batch N`: requests of a few rows each are gathered on one thread
- * (up to N rows, waiting at most --batch-timeout-us after the first), run once in the smallest shape
+ * (up to N rows, waiting at most --batch-timeout-us after the first, and only while more requests are
+ * being parsed: a lone request runs at once), run once in the smallest shape
  * bucket that holds them, padded with zero rows, and handed back their own rows of the outputs. */
 #ifndef KILN_SERVE_BATCH_H
 #define KILN_SERVE_BATCH_H
@@ -34,6 +35,7 @@ struct batcher {
     pthread_mutex_t lock;
     pthread_cond_t arrived, finished;
     struct batch_item *head, *tail;
+    long coming;              /* requests being parsed that will join the queue: wait only while some are */
     bool stopping;
     pthread_t thread;
 };
@@ -46,7 +48,11 @@ int64_t batch_rows(const kiln_model_desc *m);
 void batch_run(struct bucket_sessions *sessions, struct batch_item *items);
 
 void batcher_start(struct batcher *b, struct bucket_sessions *sessions, int64_t max_rows, long timeout_us);
-/* Queues `item` and returns once its outputs are filled. */
+/* A request is being parsed: the next batch may wait (up to the timeout) for it. */
+void batcher_expect(struct batcher *b);
+/* An expected request that will not come (it was refused). */
+void batcher_forget(struct batcher *b);
+/* Queues `item` (an expected request) and returns once its outputs are filled. */
 void batcher_submit(struct batcher *b, struct batch_item *item);
 /* Runs what is queued, then ends the thread. */
 void batcher_stop(struct batcher *b);

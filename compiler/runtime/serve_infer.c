@@ -177,7 +177,7 @@ static bool read_data(const struct json *tensor, const kiln_tensor_desc *desc, v
     return true;
 }
 
-/* The input's shapes compiled: every bucket's, with the batch rows a request may carry. */
+/* The input's shapes compiled, one per shape bucket. */
 static void compiled_shapes(const struct serve_model *m, uint32_t input, char *out, size_t size)
 {
     size_t used = 0;
@@ -367,10 +367,23 @@ static void write_reply(const struct session *s, const struct staged *st, struct
     strbuf_free(&binary);
 }
 
-/* One request alone on the session: whole tensors, or its rows in the smallest bucket holding them. */
-static void run_alone(struct serve_model *m, const struct staged *st, struct infer_reply *r)
+/* Whole tensors on the one session of a model without buckets. */
+static void run_whole(struct serve_model *m, const struct staged *st)
 {
     struct session *s = m->session;
+    for (uint32_t i = 0; i < s->model->n_inputs; i++) {
+        memcpy(s->inputs[i], st->inputs[i], tensor_bytes(&s->model->inputs[i]));
+    }
+    session_run(s);
+    atomic_fetch_add(&m->sessions->runs[0], 1);
+    for (uint32_t i = 0; i < s->model->n_outputs; i++) {
+        memcpy(st->outputs[i], s->outputs[i], tensor_bytes(&s->model->outputs[i]));
+    }
+}
+
+/* One request alone: whole tensors, or its rows in the smallest bucket holding them. */
+static void run_alone(struct serve_model *m, const struct staged *st, struct infer_reply *r)
+{
     double queued = now();
     pthread_mutex_lock(&m->lock);
     double started = now();
@@ -378,14 +391,7 @@ static void run_alone(struct serve_model *m, const struct staged *st, struct inf
         struct batch_item item = {.inputs = st->inputs, .outputs = st->outputs, .rows = st->rows};
         batch_run(m->sessions, &item);
     } else {
-        for (uint32_t i = 0; i < s->model->n_inputs; i++) {
-            memcpy(s->inputs[i], st->inputs[i], tensor_bytes(&s->model->inputs[i]));
-        }
-        session_run(s);
-        atomic_fetch_add(&m->sessions->runs[0], 1);
-        for (uint32_t i = 0; i < s->model->n_outputs; i++) {
-            memcpy(st->outputs[i], s->outputs[i], tensor_bytes(&s->model->outputs[i]));
-        }
+        run_whole(m, st);
     }
     r->infer_seconds = now() - started;
     pthread_mutex_unlock(&m->lock);
@@ -463,9 +469,15 @@ void serve_infer(struct serve_model *model, const struct infer_request *req, str
         st.wanted_outputs == NULL) {
         fail("out of memory");
     }
+    if (model->batcher != NULL) {
+        batcher_expect(model->batcher);
+    }
     sem_wait(&model->parsers);
     bool staged = stage(model, req, &st, reply);
     sem_post(&model->parsers);
+    if (!staged && model->batcher != NULL) {
+        batcher_forget(model->batcher);
+    }
     bool keep_body = reads_body(s, &st);
     if (!keep_body) {
         free(req->body);  /* JSON text is larger than its tensors: gone before the wait for the model */
