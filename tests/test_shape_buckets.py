@@ -192,6 +192,23 @@ def _bucket_runs(url: str) -> dict[str, float]:
     return {s.labels["batch"]: s.value for s in families["kiln_bucket_runs"].samples}
 
 
+def _burst_of_lone_requests(running, rng) -> int:
+    """8 batch-1 requests from 8 threads at once, each answered as onnxruntime does; how many model runs
+    answered them."""
+    lone = [rng.standard_normal((1, 8)).astype(np.float32) for _ in range(8)]
+    results: dict[int, np.ndarray] = {}
+    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, _triton_infer(running.port, lone[i])))
+               for i in range(len(lone))]
+    before = sum(_bucket_runs(running.url).values())
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, x in enumerate(lone):
+        np.testing.assert_allclose(results[i], run_onnxruntime(dense(), {"x": x})[0], rtol=1e-5, atol=1e-6)
+    return int(sum(_bucket_runs(running.url).values()) - before)
+
+
 @pytest.mark.e2e
 @pytest.mark.parametrize("flags", [(), ("--max-batch", "4", "--batch-timeout-us", "20000")],
                          ids=["unbatched", "batched"])
@@ -212,19 +229,8 @@ def test_serve_runs_each_request_in_the_smallest_bucket_holding_it(bucketed, fla
                                        rtol=1e-5, atol=1e-6)
             after = _bucket_runs(running.url)
             assert after[bucket] == before[bucket] + 1 and sum(after.values()) == sum(before.values()) + 1
-        lone = [rng.standard_normal((1, 8)).astype(np.float32) for _ in range(8)]
-        results: dict[int, np.ndarray] = {}
-        threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, _triton_infer(running.port, lone[i])))
-                   for i in range(len(lone))]
-        before = sum(_bucket_runs(running.url).values())
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        for i, x in enumerate(lone):
-            np.testing.assert_allclose(results[i], run_onnxruntime(dense(), {"x": x})[0], rtol=1e-5, atol=1e-6)
-        runs = sum(_bucket_runs(running.url).values()) - before
-        assert runs < len(lone) if flags else runs == len(lone)
+        bursts = [_burst_of_lone_requests(running, rng) for _ in range(5)]
+        assert any(runs < 8 for runs in bursts) if flags else bursts == [8] * 5, bursts
         meta = httpclient.InferenceServerClient(f"127.0.0.1:{running.port}").get_model_metadata("dense")
         assert meta["inputs"][0]["shape"] == [-1, 8] and meta["outputs"][0]["shape"] == [-1, 4]
         five = requests.post(f"{running.url}/v2/models/dense/infer", timeout=10, json={"inputs": [
