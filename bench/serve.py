@@ -2,7 +2,7 @@
 serve it: behind a FastAPI app on uvicorn speaking the same Open Inference Protocol (KServe v2).
 
     python3 bench/serve.py [--model mnist,resnet18] [--clients 1,8,64] [--seconds 10] [--threads auto]
-                           [--buckets 1,8]
+                           [--buckets 1,2,4,8]
     python3 bench/serve.py --soak 600 [--model mnist] [--clients 64]
 
 Needs Debian's `wrk` (apt-get install wrk) and the peer's packages (pip install -r bench/requirements.txt;
@@ -341,7 +341,7 @@ def main() -> int:
     parser.add_argument("--clients", default="1,8,64")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--threads", default="auto", help="kiln's --threads")
-    parser.add_argument("--buckets", default="1,8", help="batch_sizes of the dynamically batched kiln server")
+    parser.add_argument("--buckets", default="1,2,4,8", help="batch_sizes of the dynamically batched kiln server")
     parser.add_argument("--soak", type=float, metavar="SECONDS", help="only a soak of the kiln server this long")
     parser.add_argument("--sample", type=float, default=5, help="seconds between RSS samples in a soak")
     args = parser.parse_args()
