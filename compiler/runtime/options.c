@@ -47,7 +47,7 @@ static void print_usage(const char *program)
            "                        compiled with batch >= N, or shape buckets the largest of\n"
            "                        which is; each batch runs in the smallest bucket holding\n"
            "                        it, padded)\n"
-           "  --batch-timeout-us N  how long a batch waits for requests being read (default 500)\n"
+           "  --batch-timeout-us N  how long a batch waits for requests being parsed (default 500)\n"
            "  --help                show this help\n"
            "\n"
            "Environment: KILN_PLATFORM, KILN_WEIGHTS, KILN_CPU_LEVEL (force a CPU variant),\n"
