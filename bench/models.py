@@ -160,13 +160,15 @@ def input_array(name: str, seed: int = 0, batch: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).random((batch, *MODELS[name][1][1:]), dtype=np.float32)
 
 
-def onnx_model(model: nn.Module, name: str, batch: int = 1) -> onnx.ModelProto:
-    """The model exported with a static batch of `batch`."""
+def onnx_model(model: nn.Module, name: str, batch: int = 1, dynamic_batch: bool = False) -> onnx.ModelProto:
+    """The model exported with a static batch of `batch`, or a symbolic one "N" (for shape buckets)."""
     buffer = io.BytesIO()
+    axes = {"input": {0: "N"}, "output": {0: "N"}} if dynamic_batch else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (torch.from_numpy(input_array(name, batch=batch)),), buffer, dynamo=False, opset_version=17,
-                          input_names=["input"], output_names=["output"], do_constant_folding=True)
+                          input_names=["input"], output_names=["output"], do_constant_folding=True,
+                          dynamic_axes=axes)
     return onnx.load_from_string(buffer.getvalue())
 
 

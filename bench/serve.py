@@ -2,7 +2,7 @@
 serve it: behind a FastAPI app on uvicorn speaking the same Open Inference Protocol (KServe v2).
 
     python3 bench/serve.py [--model mnist,resnet18] [--clients 1,8,64] [--seconds 10] [--threads auto]
-                           [--max-batch 8]
+                           [--buckets 1,2,4,8]
     python3 bench/serve.py --soak 600 [--model mnist] [--clients 64]
 
 Needs Debian's `wrk` (apt-get install wrk) and the peer's packages (pip install -r bench/requirements.txt;
@@ -10,8 +10,9 @@ resnet18 also torch, which exports it: see bench/models.py). Models: mnist (exam
 JSON (one digit, 784 numbers); resnet18 (bench/models.py at 1x3x224x224), whose 150528 floats go as
 Triton's binary tensor extension (a JSON header of Inference-Header-Content-Length bytes, then the raw
 tensor; binary outputs asked for), to both servers. kiln builds each model twice in a scratch workspace:
-at batch 1, answering each request alone, and at batch --max-batch, serving with dynamic batching
-(--max-batch, --batch-timeout-us 200). Both servers listen on loopback; before timing, each one's output
+at batch 1, answering each request alone, and with shape buckets (batch_sizes = --buckets), serving with
+dynamic batching (--max-batch the largest bucket, --batch-timeout-us 200), each gathered batch run in
+the smallest bucket holding it. Both servers listen on loopback; before timing, each one's output
 is checked against onnxruntime's in-process result. For each client count, wrk keeps that many
 connections busy for --seconds per server (keep-alive, one request in flight per connection) after a
 2 s warm-up run, each run started once the server has finished what the last one left queued (at 64
@@ -62,27 +63,32 @@ class Workload:
     binary: bool              # the request's tensor as binary data after a JSON header, not JSON numbers
 
 
-def mnist_workload(scratch: Path, batch: int) -> Workload:
+def batched_name(name: str) -> str:
+    return f"{name}_buckets"
+
+
+def mnist_workload(scratch: Path, buckets: list[int]) -> Workload:
     del scratch  # the example's files are used where they are
     model = EXAMPLES / "mnist"
     attrs = 'graph = "mnist.onnx", weights = "mnist.safetensors"'
     sample = np.load(model / "samples" / "digit_7.npy").astype(np.float32).reshape(1, 1, 28, 28)
     return Workload("mnist", [model / "mnist.onnx", model / "mnist.safetensors"],
-                    {"mnist": attrs, f"mnist_b{batch}": f"{attrs}, batch = {batch}"}, model / "mnist.onnx",
-                    sample, binary=False)
+                    {"mnist": attrs, batched_name("mnist"): f"{attrs}, batch_sizes = {buckets}"},
+                    model / "mnist.onnx", sample, binary=False)
 
 
-def resnet18_workload(scratch: Path, batch: int) -> Workload:
-    """bench/models.py's ResNet-18 exported at batch 1 and at `batch` (its batch dimension is static)."""
+def resnet18_workload(scratch: Path, buckets: list[int]) -> Workload:
+    """bench/models.py's ResNet-18 exported at batch 1, and with a symbolic batch for the buckets."""
     try:
         import models
     except ImportError as error:
         raise SystemExit(f"bench: resnet18 is exported by torch ({error}): see bench/requirements.txt") from None
-    files = []
-    for rows in (1, batch):
-        files.append(scratch / f"resnet18_b{rows}.onnx")
-        files[-1].write_bytes(models.onnx_model(models.torch_model("resnet18"), "resnet18", rows).SerializeToString())
-    rules = {"resnet18": 'graph = "resnet18_b1.onnx"', f"resnet18_b{batch}": f'graph = "resnet18_b{batch}.onnx"'}
+    files = [scratch / "resnet18_b1.onnx", scratch / "resnet18_bN.onnx"]
+    for file, dynamic in zip(files, (False, True)):
+        file.write_bytes(models.onnx_model(models.torch_model("resnet18"), "resnet18",
+                                           dynamic_batch=dynamic).SerializeToString())
+    rules = {"resnet18": 'graph = "resnet18_b1.onnx"',
+             batched_name("resnet18"): f'graph = "resnet18_bN.onnx", batch_sizes = {buckets}'}
     return Workload("resnet18", files, rules, files[0], models.input_array("resnet18"), binary=True)
 
 
@@ -305,11 +311,11 @@ def expected_output(work: Workload) -> np.ndarray:
 
 def compare(args: argparse.Namespace, work: Workload, scratch: Path, clients: list[int]) -> str:
     """kiln at batch 1, kiln batched and the peer on `work`, taking turns: the two tables."""
-    batched = f"{work.name}_b{args.max_batch}"
+    batched, max_batch = batched_name(work.name), str(max(args.buckets))
     builds = build_kiln(scratch, work)
     request, expected = request_for(work), expected_output(work)
     script = wrk_script(request, scratch)
-    flags = {work.name: [], batched: ["--max-batch", str(args.max_batch), "--batch-timeout-us", "200"]}
+    flags = {work.name: [], batched: ["--max-batch", max_batch, "--batch-timeout-us", "200"]}
     path_of = lambda who: PATH.format(work.name if who == "peer" else who)  # noqa: E731
     servers = {}
     try:
@@ -324,7 +330,7 @@ def compare(args: argparse.Namespace, work: Workload, scratch: Path, clients: li
     encoding = "binary tensor data" if work.binary else "JSON"
     return "\n".join([f"## {work.name}, requests as {encoding} ({len(request.body)} bytes)\n",
                       table(clients, results[work.name], results["peer"], "kiln"),
-                      f"\nkiln with dynamic batching (compiled batch {args.max_batch}, --max-batch {args.max_batch}, "
+                      f"\nkiln with dynamic batching (batch_sizes = {args.buckets}, --max-batch {max_batch}, "
                       "--batch-timeout-us 200):\n",
                       table(clients, results[batched], results["peer"], "kiln batched")])
 
@@ -335,7 +341,7 @@ def main() -> int:
     parser.add_argument("--clients", default="1,8,64")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--threads", default="auto", help="kiln's --threads")
-    parser.add_argument("--max-batch", type=int, default=8, help="batch of the dynamically batched kiln server")
+    parser.add_argument("--buckets", default="1,2,4,8", help="batch_sizes of the dynamically batched kiln server")
     parser.add_argument("--soak", type=float, metavar="SECONDS", help="only a soak of the kiln server this long")
     parser.add_argument("--sample", type=float, default=5, help="seconds between RSS samples in a soak")
     args = parser.parse_args()
@@ -346,15 +352,16 @@ def main() -> int:
     if unknown:
         raise SystemExit(f"bench: unknown --model {', '.join(unknown)}; known: {', '.join(WORKLOADS)}")
     clients = [int(c) for c in args.clients.split(",")]
+    args.buckets = sorted(int(b) for b in args.buckets.split(","))
     import onnxruntime as ort
     with tempfile.TemporaryDirectory(prefix="kiln-bench-serve-") as scratch:
         if args.soak:
-            return run_soak(args, WORKLOADS[names[0]](Path(scratch), args.max_batch), Path(scratch), clients)
+            return run_soak(args, WORKLOADS[names[0]](Path(scratch), args.buckets), Path(scratch), clients)
         sections = []
         for name in names:
             directory = Path(scratch) / name
             directory.mkdir()
-            sections.append(compare(args, WORKLOADS[name](directory, args.max_batch), directory, clients))
+            sections.append(compare(args, WORKLOADS[name](directory, args.buckets), directory, clients))
     print(f"kiln serve against onnxruntime {ort.__version__} on FastAPI/uvicorn (1 worker), HTTP/1.1 keep-alive "
           f"on loopback, {os.cpu_count()} cores, {args.seconds:g} s per cell\n")
     print("\n\n".join(sections))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -177,3 +179,97 @@ def test_check_sizes_sorts_the_sizes():
     assert check_sizes([8, 1]) == (1, 8)
     with pytest.raises(CompileError, match=r"batch_sizes \[2, 2\]: 2 is given twice"):
         check_sizes([2, 2])
+
+
+def _triton_infer(port: int, x: np.ndarray) -> np.ndarray:
+    import tritonclient.http as httpclient
+    tensor = httpclient.InferInput("x", list(x.shape), "FP32")
+    tensor.set_data_from_numpy(x, binary_data=True)
+    return httpclient.InferenceServerClient(f"127.0.0.1:{port}").infer("dense", [tensor]).as_numpy("y")
+
+
+def _bucket_runs(url: str) -> dict[str, float]:
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+    families = {f.name: f for f in text_string_to_metric_families(requests.get(f"{url}/metrics", timeout=10).text)}
+    return {s.labels["batch"]: s.value for s in families["kiln_bucket_runs"].samples}
+
+
+def _burst_of_lone_requests(running, rng) -> int:
+    """8 batch-1 requests from 8 threads at once, each answered as onnxruntime does; how many model runs
+    answered them."""
+    lone = [rng.standard_normal((1, 8)).astype(np.float32) for _ in range(8)]
+    results: dict[int, np.ndarray] = {}
+    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, _triton_infer(running.port, lone[i])))
+               for i in range(len(lone))]
+    before = sum(_bucket_runs(running.url).values())
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, x in enumerate(lone):
+        np.testing.assert_allclose(results[i], run_onnxruntime(dense(), {"x": x})[0], rtol=1e-5, atol=1e-6)
+    return int(sum(_bucket_runs(running.url).values()) - before)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("flags", [(), ("--max-batch", "4", "--batch-timeout-us", "20000")],
+                         ids=["unbatched", "batched"])
+def test_serve_runs_each_request_in_the_smallest_bucket_holding_it(bucketed, flags):
+    """[1, 4] buckets: a batch-1 request runs in bucket 1, a batch-3 one padded in bucket 4 (as
+    onnxruntime at batch 3), concurrent batch-1 requests gathered when batching, batch 5 is one 400."""
+    import requests
+    import serve_harness
+    import tritonclient.http as httpclient
+    running = serve_harness.start(bucketed.out("p/dense"), *flags,
+                                  weights=bucketed.out("p/dense.cpu/weights.safetensors"))
+    rng = np.random.default_rng(3)
+    try:
+        for rows, bucket in ((1, "1"), (3, "4")):
+            before = _bucket_runs(running.url)
+            x = rng.standard_normal((rows, 8)).astype(np.float32)
+            np.testing.assert_allclose(_triton_infer(running.port, x), run_onnxruntime(dense(), {"x": x})[0],
+                                       rtol=1e-5, atol=1e-6)
+            after = _bucket_runs(running.url)
+            assert after[bucket] == before[bucket] + 1 and sum(after.values()) == sum(before.values()) + 1
+        bursts = [_burst_of_lone_requests(running, rng) for _ in range(5)]
+        assert any(runs < 8 for runs in bursts) if flags else bursts == [8] * 5, bursts
+        meta = httpclient.InferenceServerClient(f"127.0.0.1:{running.port}").get_model_metadata("dense")
+        assert meta["inputs"][0]["shape"] == [-1, 8] and meta["outputs"][0]["shape"] == [-1, 4]
+        five = requests.post(f"{running.url}/v2/models/dense/infer", timeout=10, json={"inputs": [
+            {"name": "x", "shape": [5, 8], "datatype": "FP32", "data": [0.0] * 40}]})
+        assert five.status_code == 400
+        assert five.json() == {"error": "input 'x': shape [5, 8]; the model is compiled for [1, 8], [4, 8] "
+                                        "and takes 1 to 4 rows, the same on every input"}
+    finally:
+        code, stderr = running.stop()
+    assert code == 0, stderr
+
+
+@pytest.mark.e2e
+def test_bucketed_server_under_sanitizers_frees_every_session(bucketed, tmp_path):
+    """The [1, 4] model linked with ASan, LSan and UBSan: sessions for both buckets, requests in
+    each, then SIGTERM: exit 0 and no report (the shared weights and pool are released once)."""
+    import os
+    import serve_harness
+    from kiln.compiler import launcher
+    from tool_skips import require_tool
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures" / "launcher"))
+    import launcher_testkit as kit
+    require_tool("gcc's ASan runtime (zig ships only UBSan's)", launcher.asan_runtime() is not None)
+    exe = tmp_path / "dense"
+    argv = launcher.link_argv(kit.zig_path(), "linux-amd64",
+                              [os.fspath(bucketed.out("p/dense.cpu/model.o"))], os.fspath(exe), sanitize=True)
+    subprocess.run(argv, check=True, capture_output=True, cwd=tmp_path)
+    env = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0", "UBSAN_OPTIONS": "print_stacktrace=1"}
+    running = serve_harness.start(exe, "--max-batch", "4", weights=bucketed.out("p/dense.cpu/weights.safetensors"),
+                                  env=env)
+    for rows in (1, 3, 4):
+        x = np.ones((rows, 8), np.float32)
+        np.testing.assert_allclose(_triton_infer(running.port, x), run_onnxruntime(dense(), {"x": x})[0],
+                                   rtol=1e-5, atol=1e-6)
+    assert _bucket_runs(running.url) == {"1": 1, "4": 2}  # warm-up runs are not counted
+    code, stderr = running.stop()
+    assert code == 0, stderr
+    for report in ("AddressSanitizer", "LeakSanitizer", "runtime error"):
+        assert report not in stderr, stderr

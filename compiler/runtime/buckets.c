@@ -162,17 +162,6 @@ struct bucket_choice bucket_select(struct bucket_set set, const struct input_sha
     fail_no_bucket(set, shapes);
 }
 
-const kiln_model_desc *bucket_for_rows(struct bucket_set set, int64_t rows)
-{
-    for (uint32_t b = 0; b < set.count; b++) {
-        const kiln_model_desc *m = set.models[b];
-        if (m->n_inputs > 0 && m->inputs[0].rank > 0 && m->inputs[0].shape[0] >= rows) {
-            return m;
-        }
-    }
-    return set.models[set.count - 1];
-}
-
 kiln_tensor_desc bucket_cut(const kiln_tensor_desc *desc, int64_t rows)
 {
     kiln_tensor_desc cut = *desc;

@@ -37,10 +37,6 @@ struct bucket_set buckets_linked(const kiln_model_desc *model);
  * compiled when none does. */
 struct bucket_choice bucket_select(struct bucket_set set, const struct input_shape *shapes);
 
-/* The smallest bucket whose batch is at least `rows`, else the largest (serve
- * --max-batch gathers up to `rows` requests' rows into one run of it). */
-const kiln_model_desc *bucket_for_rows(struct bucket_set set, int64_t rows);
-
 /* `desc` cut back to `rows` leading rows (rows 0: unchanged). */
 kiln_tensor_desc bucket_cut(const kiln_tensor_desc *desc, int64_t rows);
 

@@ -41,19 +41,19 @@ static void describe_choice(const struct platform_choice *platform, const kiln_v
              variant->name, features);
 }
 
-/* The shape bucket (of `set`, the first the whole model's) the --input files fit; for serve
- * --max-batch N the smallest that holds N rows; the first for other serving, --info, --idx and
- * runs without inputs. The same choice on every platform. *given: the inputs' shapes when a
- * non-leading dim is padded (the caller frees them), else NULL. */
+/* The shape bucket (of `set`, the first the whole model's) the --input files fit; for serve the
+ * largest (serve opens the others beside it); the first for --info, --idx and runs without inputs.
+ * The same choice on every platform. *given: the inputs' shapes when a non-leading dim is padded
+ * (the caller frees them), else NULL. */
 static struct bucket_choice choose_bucket(struct bucket_set set, const struct options *o,
                                           struct input_shape **given)
 {
     const kiln_model_desc *first = set.models[0];
     *given = NULL;
-    if (set.count > 1 && o->serve && o->max_batch > 1) {
-        return (struct bucket_choice){bucket_for_rows(set, o->max_batch), 0};
+    if (o->serve) {
+        return (struct bucket_choice){set.models[set.count - 1], 0};
     }
-    if (set.count == 1 || o->serve || o->info || o->idx_images != NULL || o->n_inputs == 0) {
+    if (set.count == 1 || o->info || o->idx_images != NULL || o->n_inputs == 0) {
         return (struct bucket_choice){first, 0};
     }
     struct input_shape *shapes = calloc(first->n_inputs + 1, sizeof *shapes);

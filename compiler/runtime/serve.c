@@ -1,6 +1,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "serve.h"
 
+#include "buckets.h"
 #include "errors.h"
 #include "serve_infer.h"
 #include "serve_metrics.h"
@@ -20,6 +21,7 @@
 
 struct server {
     struct session *session;
+    struct bucket_sessions sessions;
     struct serve_model model;
     struct batcher batcher;
     struct serve_metrics metrics;
@@ -112,7 +114,9 @@ static int respond_error(struct mg_connection *c, int status, const char *messag
     return respond_json(c, status, &body);
 }
 
-static void write_tensors(struct strbuf *b, const char *key, const kiln_tensor_desc *descs, uint32_t count)
+/* Shapes as the protocol shows them: with shape buckets, the batch dim as -1 (dynamic), as Triton does. */
+static void write_tensors(struct strbuf *b, const char *key, const kiln_tensor_desc *descs, uint32_t count,
+                          bool bucketed)
 {
     strbuf_printf(b, ",\"%s\":[", key);
     for (uint32_t i = 0; i < count; i++) {
@@ -120,7 +124,7 @@ static void write_tensors(struct strbuf *b, const char *key, const kiln_tensor_d
         strbuf_json_string(b, descs[i].name);
         strbuf_printf(b, ",\"datatype\":\"%s\",\"shape\":[", v2_datatype(descs[i].dtype));
         for (uint32_t d = 0; d < descs[i].rank; d++) {
-            strbuf_printf(b, "%s%lld", d ? "," : "", (long long)descs[i].shape[d]);
+            strbuf_printf(b, "%s%lld", d ? "," : "", d == 0 && bucketed ? -1LL : (long long)descs[i].shape[d]);
         }
         strbuf_printf(b, "]}");
     }
@@ -134,8 +138,9 @@ static int model_metadata(struct mg_connection *c, struct server *srv)
     strbuf_printf(&b, "{\"name\":");
     strbuf_json_string(&b, m->model_name);
     strbuf_printf(&b, ",\"versions\":[\"1\"],\"platform\":\"kiln_%s\"", srv->metrics.platform);
-    write_tensors(&b, "inputs", m->inputs, m->n_inputs);
-    write_tensors(&b, "outputs", m->outputs, m->n_outputs);
+    bool bucketed = srv->sessions.bucketed;
+    write_tensors(&b, "inputs", m->inputs, m->n_inputs, bucketed);
+    write_tensors(&b, "outputs", m->outputs, m->n_outputs, bucketed);
     strbuf_printf(&b, "}");
     return respond_json(c, 200, &b);
 }
@@ -241,10 +246,21 @@ static int model_route(struct mg_connection *c, struct server *srv, const char *
     return respond_error(c, 404, "not found");
 }
 
+static void render_bucket_runs(const struct bucket_sessions *sessions, struct strbuf *out)
+{
+    strbuf_printf(out, "# HELP kiln_bucket_runs_total Model runs, by the shape bucket's batch.\n"
+                       "# TYPE kiln_bucket_runs_total counter\n");
+    for (uint32_t i = 0; i < sessions->count; i++) {
+        strbuf_printf(out, "kiln_bucket_runs_total{batch=\"%lld\"} %llu\n",
+                      (long long)batch_rows(sessions->items[i]->model), atomic_load(&sessions->runs[i]));
+    }
+}
+
 static int metrics(struct mg_connection *c, struct server *srv)
 {
     struct strbuf b = {0};
     metrics_render(&srv->metrics, &b);
+    render_bucket_runs(&srv->sessions, &b);
     int status = respond(c, 200, "text/plain; version=0.0.4", &b, -1);
     strbuf_free(&b);
     return status;
@@ -319,8 +335,9 @@ static bool leads_with(const kiln_tensor_desc *descs, uint32_t count, int64_t ro
     return true;
 }
 
-/* --max-batch: rows gathered per run, at most the batch the model was compiled for; 0 is off. */
-static int64_t batching_rows(const struct session *s, const struct options *o)
+/* --max-batch: rows gathered per run, at most the (largest bucket's) batch the model was compiled for;
+ * 0 is off. Batching and shape buckets both split runs into requests' rows. */
+static int64_t batching_rows(const struct session *s, const struct options *o, bool bucketed)
 {
     const kiln_model_desc *m = s->model;
     int64_t compiled = batch_rows(m);
@@ -329,9 +346,9 @@ static int64_t batching_rows(const struct session *s, const struct options *o)
              (long long)compiled, m->model_name);
     }
     bool split = leads_with(m->inputs, m->n_inputs, compiled) && leads_with(m->outputs, m->n_outputs, compiled);
-    if (o->max_batch > 1 && !split) {
-        fail("serve: --max-batch needs every input and output of model '%s' to lead with its batch %lld",
-             m->model_name, (long long)compiled);
+    if ((o->max_batch > 1 || bucketed) && !split) {
+        fail("serve: %s needs every input and output of model '%s' to lead with its batch %lld",
+             bucketed ? "serving shape buckets" : "--max-batch", m->model_name, (long long)compiled);
     }
     return o->max_batch > 1 ? o->max_batch : 0;
 }
@@ -352,10 +369,68 @@ void serve_tune_malloc(char **argv)
     execv("/proc/self/exe", argv);  /* returns only if it cannot: then glibc's defaults it is */
 }
 
+/* Whether the buckets differ only in their inputs' leading (batch) dim, as batch_sizes buckets do. */
+static bool batch_only(struct bucket_set set)
+{
+    const kiln_model_desc *last = set.models[set.count - 1];
+    for (uint32_t b = 0; b + 1 < set.count; b++) {
+        for (uint32_t i = 0; i < last->n_inputs; i++) {
+            const kiln_tensor_desc *t = &set.models[b]->inputs[i], *u = &last->inputs[i];
+            if (t->rank != u->rank || (t->rank > 1 && memcmp(t->shape + 1, u->shape + 1,
+                                                              (t->rank - 1) * sizeof *t->shape) != 0)) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+/* One session per shape bucket, smallest first; `s` (the largest, opened by main) lends the others its
+ * weights and pool. GPU and PJRT sessions serve their own bucket alone, and so does a model whose
+ * buckets differ in more than the batch (model(shapes)): requests take the largest one's shapes. */
+static void open_buckets(struct bucket_sessions *b, struct session *s)
+{
+    struct bucket_set set = buckets_linked(s->model);
+    b->bucketed = set.count > 1 && batch_only(set);
+    bool siblings = b->bucketed && s->gpu == NULL && s->pjrt == NULL;
+    b->count = siblings ? set.count : 1;
+    b->items = calloc(b->count, sizeof *b->items);
+    b->runs = calloc(b->count, sizeof *b->runs);
+    if (b->items == NULL || b->runs == NULL) {
+        fail("out of memory");
+    }
+    for (uint32_t i = 0; i < b->count; i++) {
+        b->items[i] = s;
+        if (siblings && set.models[i] != s->model) {
+            b->items[i] = malloc(sizeof *b->items[i]);
+            if (b->items[i] == NULL) {
+                fail("out of memory");
+            }
+            session_open_sibling(b->items[i], s, set.models[i]);
+        }
+    }
+}
+
+/* Frees the siblings; `s` stays open for main to close. */
+static void close_buckets(struct bucket_sessions *b, const struct session *s)
+{
+    for (uint32_t i = 0; i < b->count; i++) {
+        if (b->items[i] != s) {
+            session_close(b->items[i]);
+            free(b->items[i]);
+        }
+    }
+    free(b->items);
+    free(b->runs);
+}
+
 void serve_run(struct session *s, const struct options *o, const char *platform)
 {
-    struct server srv = {.session = s, .options = o, .model = {.session = s}};
-    int64_t rows = batching_rows(s, o);
+    struct server srv = {.options = o};
+    open_buckets(&srv.sessions, s);
+    srv.session = srv.sessions.items[srv.sessions.count - 1];  /* requests are checked against its shapes */
+    srv.model = (struct serve_model){.session = srv.session, .sessions = &srv.sessions};
+    int64_t rows = batching_rows(srv.session, o, srv.sessions.bucketed);
     pthread_mutex_init(&srv.model.lock, NULL);
     sem_init(&srv.model.parsers, 0, (unsigned)s->threads);
     /* glibc gives each busy thread its own arena, up to 8 per core: with one HTTP thread per connection
@@ -367,9 +442,11 @@ void serve_run(struct session *s, const struct options *o, const char *platform)
     struct mg_context *ctx = start(&srv, o);
     note("serving model '%s' on http://%s:%d (Open Inference Protocol v2; /metrics)", s->model->model_name,
          o->host, o->port);
-    session_run(s);  /* the warm-up, before any request may run: ready only once the model has run */
+    for (uint32_t i = srv.sessions.count; i-- > 0;) {
+        session_run(srv.sessions.items[i]);  /* the warm-up, before any request: ready once each bucket ran */
+    }
     if (rows > 0) {
-        batcher_start(&srv.batcher, s, rows, o->batch_timeout_us);
+        batcher_start(&srv.batcher, &srv.sessions, rows, o->batch_timeout_us);
         srv.model.batcher = &srv.batcher;
     }
     atomic_store(&srv.ready, true);
@@ -386,5 +463,6 @@ void serve_run(struct session *s, const struct options *o, const char *platform)
     pthread_mutex_destroy(&srv.model.lock);
     sem_destroy(&srv.model.parsers);
     pthread_mutex_destroy(&srv.metrics.lock);
+    close_buckets(&srv.sessions, s);
     note("serve: stopped");
 }

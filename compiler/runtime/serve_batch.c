@@ -44,7 +44,7 @@ static void wait_for_batch(struct batcher *b)
     }
     double deadline = b->head->queued + b->timeout;
     struct timespec until = {.tv_sec = (time_t)deadline, .tv_nsec = (long)((deadline - (double)(time_t)deadline) * 1e9)};
-    while (ready_rows(b) < b->max_rows && !b->stopping && now() < deadline) {
+    while (ready_rows(b) < b->max_rows && b->coming > 0 && !b->stopping && now() < deadline) {
         pthread_cond_timedwait(&b->arrived, &b->lock, &until);
     }
 }
@@ -64,8 +64,26 @@ static struct batch_item *take_batch(struct batcher *b)
     return first;
 }
 
-static void run_batch(struct session *s, struct batch_item *items)
+static struct session *smallest_holding(struct bucket_sessions *b, int64_t rows, uint32_t *index)
 {
+    *index = b->count - 1;
+    for (uint32_t i = 0; i < b->count; i++) {
+        if (batch_rows(b->items[i]->model) >= rows) {
+            *index = i;
+            break;
+        }
+    }
+    return b->items[*index];
+}
+
+void batch_run(struct bucket_sessions *sessions, struct batch_item *items)
+{
+    int64_t gathered = 0;
+    for (struct batch_item *i = items; i != NULL; i = i->next) {
+        gathered += i->rows;
+    }
+    uint32_t bucket;
+    struct session *s = smallest_holding(sessions, gathered, &bucket);
     const kiln_model_desc *m = s->model;
     int64_t rows = batch_rows(m);
     for (uint32_t t = 0; t < m->n_inputs; t++) {
@@ -79,6 +97,7 @@ static void run_batch(struct session *s, struct batch_item *items)
     double started = now();
     session_run(s);
     double finished = now();
+    atomic_fetch_add(&sessions->runs[bucket], 1);
     for (uint32_t t = 0; t < m->n_outputs; t++) {
         size_t row = row_bytes(&m->outputs[t], rows), at = 0;
         for (struct batch_item *i = items; i != NULL; i = i->next) {
@@ -103,7 +122,7 @@ static void *batch_thread(void *arg)
         }
         struct batch_item *items = take_batch(b);
         pthread_mutex_unlock(&b->lock);
-        run_batch(b->session, items);
+        batch_run(b->sessions, items);
         pthread_mutex_lock(&b->lock);
         for (struct batch_item *i = items, *next; i != NULL; i = next) {
             next = i->next;
@@ -115,9 +134,9 @@ static void *batch_thread(void *arg)
     return NULL;
 }
 
-void batcher_start(struct batcher *b, struct session *s, int64_t max_rows, long timeout_us)
+void batcher_start(struct batcher *b, struct bucket_sessions *sessions, int64_t max_rows, long timeout_us)
 {
-    *b = (struct batcher){.session = s, .max_rows = max_rows, .timeout = (double)timeout_us * 1e-6};
+    *b = (struct batcher){.sessions = sessions, .max_rows = max_rows, .timeout = (double)timeout_us * 1e-6};
     pthread_mutex_init(&b->lock, NULL);
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
@@ -130,12 +149,28 @@ void batcher_start(struct batcher *b, struct session *s, int64_t max_rows, long 
     }
 }
 
+void batcher_expect(struct batcher *b)
+{
+    pthread_mutex_lock(&b->lock);
+    b->coming++;
+    pthread_mutex_unlock(&b->lock);
+}
+
+void batcher_forget(struct batcher *b)
+{
+    pthread_mutex_lock(&b->lock);
+    b->coming--;
+    pthread_cond_signal(&b->arrived);
+    pthread_mutex_unlock(&b->lock);
+}
+
 void batcher_submit(struct batcher *b, struct batch_item *item)
 {
     item->queued = now();
     item->done = false;
     item->next = NULL;
     pthread_mutex_lock(&b->lock);
+    b->coming--;
     if (b->tail != NULL) {
         b->tail->next = item;
     } else {

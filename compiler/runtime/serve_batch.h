@@ -1,13 +1,23 @@
 /* Dynamic batching for `serve --max-batch N`: requests of a few rows each are gathered on one thread
- * into the batch the model was compiled for (up to N rows, waiting at most --batch-timeout-us after
- * the first), padded with zero rows, run once, and handed back their own rows of the outputs. */
+ * (up to N rows, waiting at most --batch-timeout-us after the first, and only while more requests are
+ * being parsed: a lone request runs at once), run once in the smallest shape
+ * bucket that holds them, padded with zero rows, and handed back their own rows of the outputs. */
 #ifndef KILN_SERVE_BATCH_H
 #define KILN_SERVE_BATCH_H
 
 #include "session.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
+
+/* The sessions serve runs, one per shape bucket, smallest batch first (one alone without buckets). */
+struct bucket_sessions {
+    struct session **items;
+    uint32_t count;
+    bool bucketed;            /* the model has shape buckets (a GPU or PJRT session serves them in its own) */
+    atomic_ullong *runs;      /* per bucket: model runs, for /metrics */
+};
 
 struct batch_item {
     void **inputs;            /* rows * the model's row bytes, per model input */
@@ -19,12 +29,13 @@ struct batch_item {
 };
 
 struct batcher {
-    struct session *session;
+    struct bucket_sessions *sessions;
     int64_t max_rows;
     double timeout;           /* seconds */
     pthread_mutex_t lock;
     pthread_cond_t arrived, finished;
     struct batch_item *head, *tail;
+    long coming;              /* requests being parsed that will join the queue: wait only while some are */
     bool stopping;
     pthread_t thread;
 };
@@ -32,8 +43,16 @@ struct batcher {
 /* The rows the model runs at once: the leading dimension of its first input. */
 int64_t batch_rows(const kiln_model_desc *m);
 
-void batcher_start(struct batcher *b, struct session *s, int64_t max_rows, long timeout_us);
-/* Queues `item` and returns once its outputs are filled. */
+/* Runs `items` (a list) at once in the smallest bucket holding their rows; the caller holds that
+ * bucket's session alone (the batching thread, or a lock). */
+void batch_run(struct bucket_sessions *sessions, struct batch_item *items);
+
+void batcher_start(struct batcher *b, struct bucket_sessions *sessions, int64_t max_rows, long timeout_us);
+/* A request is being parsed: the next batch may wait (up to the timeout) for it. */
+void batcher_expect(struct batcher *b);
+/* An expected request that will not come (it was refused). */
+void batcher_forget(struct batcher *b);
+/* Queues `item` (an expected request) and returns once its outputs are filled. */
 void batcher_submit(struct batcher *b, struct batch_item *item);
 /* Runs what is queued, then ends the thread. */
 void batcher_stop(struct batcher *b);

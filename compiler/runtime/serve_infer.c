@@ -177,9 +177,35 @@ static bool read_data(const struct json *tensor, const kiln_tensor_desc *desc, v
     return true;
 }
 
-static bool stage_input(const struct session *s, const struct json *tensor, struct staged *st,
+/* The input's shapes compiled, one per shape bucket. */
+static void compiled_shapes(const struct serve_model *m, uint32_t input, char *out, size_t size)
+{
+    size_t used = 0;
+    for (uint32_t b = 0; b < m->sessions->count && used < size; b++) {
+        const kiln_tensor_desc *t = &m->sessions->items[b]->model->inputs[input];
+        used += (size_t)snprintf(out + used, size - used, "%s", b ? ", " : "");
+        format_shape(t->shape, t->rank, out + used, size - used);
+        used += strlen(out + used);
+    }
+}
+
+static bool reject_shape(const struct serve_model *m, const kiln_tensor_desc *desc, int index,
+                         const int64_t *shape, uint32_t rank, const struct staged *st, struct infer_reply *r)
+{
+    char want[160], got[128];
+    compiled_shapes(m, (uint32_t)index, want, sizeof want);
+    format_shape(shape, rank, got, sizeof got);
+    if (st->max_rows == 0) {
+        return reject(r, "input '%s': shape %s, the model takes %s", desc->name, got, want);
+    }
+    return reject(r, "input '%s': shape %s; the model is compiled for %s and takes 1 to %lld rows, "
+                  "the same on every input", desc->name, got, want, (long long)st->max_rows);
+}
+
+static bool stage_input(const struct serve_model *m, const struct json *tensor, struct staged *st,
                         const struct infer_request *req, size_t *offset, struct infer_reply *r)
 {
+    const struct session *s = m->session;
     const struct json *name = json_get(tensor, "name"), *datatype = json_get(tensor, "datatype");
     if (name == NULL || name->type != JSON_STRING || datatype == NULL || datatype->type != JSON_STRING) {
         return reject(r, "each input needs a string name and datatype");
@@ -201,11 +227,7 @@ static bool stage_input(const struct session *s, const struct json *tensor, stru
     bool fits = st->max_rows > 0 ? batch_shape_ok(st, desc, shape, rank)
                                  : shapes_match(shape, rank, desc->shape, desc->rank);
     if (!fits) {
-        char want[128], got[128];
-        format_shape(desc->shape, desc->rank, want, sizeof want);
-        format_shape(shape, rank, got, sizeof got);
-        return reject(r, st->max_rows > 0 ? "input '%s': shape %s, the model takes %s with 1 to the batch rows"
-                                           : "input '%s': shape %s, the model takes %s", desc->name, got, want);
+        return reject_shape(m, desc, index, shape, rank, st, r);
     }
     if (st->inputs[index] != NULL) {
         return reject(r, "input '%s' given twice", desc->name);
@@ -243,16 +265,17 @@ static bool stage_outputs(const struct session *s, const struct json *doc, struc
     return true;
 }
 
-static bool stage_inputs(const struct session *s, const struct json *doc, struct staged *st,
+static bool stage_inputs(const struct serve_model *m, const struct json *doc, struct staged *st,
                          const struct infer_request *req, struct infer_reply *r)
 {
     const struct json *inputs = json_get(doc, "inputs");
     if (inputs == NULL || inputs->type != JSON_ARRAY) {
         return reject(r, "the request needs an inputs array");
     }
+    const struct session *s = m->session;
     size_t offset = 0;
     for (size_t i = 0; i < inputs->count; i++) {
-        if (!stage_input(s, &inputs->items[i], st, req, &offset, r)) {
+        if (!stage_input(m, &inputs->items[i], st, req, &offset, r)) {
             return false;
         }
     }
@@ -263,7 +286,7 @@ static bool stage_inputs(const struct session *s, const struct json *doc, struct
     return true;
 }
 
-static bool stage(const struct session *s, const struct infer_request *req, struct staged *st,
+static bool stage(const struct serve_model *m, const struct infer_request *req, struct staged *st,
                   struct infer_reply *r)
 {
     if (req->header_length > (long)req->size) {
@@ -281,7 +304,7 @@ static bool stage(const struct session *s, const struct infer_request *req, stru
     if (id != NULL && id->type == JSON_STRING) {
         snprintf(st->id, sizeof st->id, "%s", id->text);
     }
-    bool ok = stage_inputs(s, doc, st, req, r) && stage_outputs(s, doc, st, r);
+    bool ok = stage_inputs(m, doc, st, req, r) && stage_outputs(m->session, doc, st, r);
     json_free(doc);
     return ok;
 }
@@ -344,21 +367,33 @@ static void write_reply(const struct session *s, const struct staged *st, struct
     strbuf_free(&binary);
 }
 
-/* One request alone on the session: its inputs are whole tensors. */
-static void run_alone(struct serve_model *m, const struct staged *st, struct infer_reply *r)
+/* Whole tensors on the one session of a model without buckets. */
+static void run_whole(struct serve_model *m, const struct staged *st)
 {
     struct session *s = m->session;
-    double queued = now();
-    pthread_mutex_lock(&m->lock);
-    double started = now();
     for (uint32_t i = 0; i < s->model->n_inputs; i++) {
         memcpy(s->inputs[i], st->inputs[i], tensor_bytes(&s->model->inputs[i]));
     }
     session_run(s);
-    r->infer_seconds = now() - started;
+    atomic_fetch_add(&m->sessions->runs[0], 1);
     for (uint32_t i = 0; i < s->model->n_outputs; i++) {
         memcpy(st->outputs[i], s->outputs[i], tensor_bytes(&s->model->outputs[i]));
     }
+}
+
+/* One request alone: whole tensors, or its rows in the smallest bucket holding them. */
+static void run_alone(struct serve_model *m, const struct staged *st, struct infer_reply *r)
+{
+    double queued = now();
+    pthread_mutex_lock(&m->lock);
+    double started = now();
+    if (st->rows > 0) {
+        struct batch_item item = {.inputs = st->inputs, .outputs = st->outputs, .rows = st->rows};
+        batch_run(m->sessions, &item);
+    } else {
+        run_whole(m, st);
+    }
+    r->infer_seconds = now() - started;
     pthread_mutex_unlock(&m->lock);
     r->queue_seconds = started - queued;
 }
@@ -409,12 +444,21 @@ static bool reads_body(const struct session *s, const struct staged *st)
     return false;
 }
 
+/* The most rows a request may carry: --max-batch, else the largest bucket's; 0: whole tensors only. */
+static int64_t request_rows(const struct serve_model *m)
+{
+    if (m->batcher != NULL) {
+        return m->batcher->max_rows;
+    }
+    return m->sessions->bucketed ? batch_rows(m->session->model) : 0;
+}
+
 void serve_infer(struct serve_model *model, const struct infer_request *req, struct infer_reply *reply)
 {
     struct session *s = model->session;
     *reply = (struct infer_reply){.status = 200};
     struct staged st = {
-        .max_rows = model->batcher != NULL ? model->batcher->max_rows : 0,
+        .max_rows = request_rows(model),
         .inputs = calloc(s->model->n_inputs + 1, sizeof(void *)),
         .in_body = calloc(s->model->n_inputs + 1, sizeof(bool)),
         .outputs = calloc(s->model->n_outputs + 1, sizeof(void *)),
@@ -425,9 +469,15 @@ void serve_infer(struct serve_model *model, const struct infer_request *req, str
         st.wanted_outputs == NULL) {
         fail("out of memory");
     }
+    if (model->batcher != NULL) {
+        batcher_expect(model->batcher);
+    }
     sem_wait(&model->parsers);
-    bool staged = stage(s, req, &st, reply);
+    bool staged = stage(model, req, &st, reply);
     sem_post(&model->parsers);
+    if (!staged && model->batcher != NULL) {
+        batcher_forget(model->batcher);
+    }
     bool keep_body = reads_body(s, &st);
     if (!keep_body) {
         free(req->body);  /* JSON text is larger than its tensors: gone before the wait for the model */

@@ -27,9 +27,11 @@ struct infer_reply {
     double infer_seconds;
 };
 
-/* What answers requests: the session, taken one request at a time under `lock`, or a batcher. */
+/* What answers requests: a session per shape bucket, taken one request at a time under `lock`, or a
+ * batcher. */
 struct serve_model {
-    struct session *session;
+    struct session *session;  /* the largest bucket: the shapes requests are checked against */
+    struct bucket_sessions *sessions;
     pthread_mutex_t lock;
     struct batcher *batcher;  /* NULL: no dynamic batching */
     sem_t parsers;            /* requests parsed at once: parsing is CPU work, and each parse holds a JSON tree */

@@ -39,6 +39,16 @@ void session_open(struct session *s, const kiln_model_desc *model, const kiln_va
     s->pool = pool_create(threads);
 }
 
+void session_open_sibling(struct session *s, const struct session *base, const kiln_model_desc *model)
+{
+    *s = (struct session){.model = model, .threads = base->threads, .weights = base->weights,
+                          .pool = base->pool, .borrowed = true, .ran = true};
+    s->variant = &model->variants[base->variant - base->model->variants];
+    s->inputs = alloc_tensors(model->inputs, model->n_inputs);
+    s->outputs = alloc_tensors(model->outputs, model->n_outputs);
+    s->scratch = alloc_aligned(model->scratch_bytes);
+}
+
 void session_run(struct session *s)
 {
     if (!s->ran && s->choice[0] != '\0') {
@@ -61,9 +71,11 @@ void session_run(struct session *s)
 
 void session_close(struct session *s)
 {
-    pool_destroy(s->pool);
     free(s->scratch);
     free_tensors(s->outputs, s->model->n_outputs);
     free_tensors(s->inputs, s->model->n_inputs);
-    weights_unload(&s->weights);
+    if (!s->borrowed) {
+        pool_destroy(s->pool);
+        weights_unload(&s->weights);
+    }
 }
