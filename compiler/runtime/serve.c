@@ -189,6 +189,14 @@ static char *read_body(struct mg_connection *c, size_t *size, long max, int *sta
     return body;
 }
 
+/* A request the batcher was told of that will not reach it. */
+static void expected_no_more(struct batcher *batcher)
+{
+    if (batcher != NULL) {
+        batcher_forget(batcher);
+    }
+}
+
 static int infer(struct mg_connection *c, struct server *srv)
 {
     if (!atomic_load(&srv->ready)) {
@@ -196,8 +204,13 @@ static int infer(struct mg_connection *c, struct server *srv)
     }
     int status = 0;
     struct infer_request req = {.header_length = -1};
+    struct batcher *batcher = srv->model.batcher;
+    if (batcher != NULL) {
+        batcher_expect(batcher);  /* from its headers on: a batch waits for a body still arriving */
+    }
     char *body = read_body(c, &req.size, srv->options->max_request_bytes, &status);
     if (body == NULL) {
+        expected_no_more(batcher);
         return status;
     }
     req.body = body;
@@ -206,6 +219,7 @@ static int infer(struct mg_connection *c, struct server *srv)
         char *end;
         req.header_length = strtol(header, &end, 10);
         if (end == header || *end != '\0' || req.header_length < 0) {
+            expected_no_more(batcher);
             free(body);
             return respond_error(c, 400, "Inference-Header-Content-Length must be a byte count");
         }

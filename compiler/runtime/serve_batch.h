@@ -48,7 +48,8 @@ int64_t batch_rows(const kiln_model_desc *m);
 void batch_run(struct bucket_sessions *sessions, struct batch_item *items);
 
 void batcher_start(struct batcher *b, struct bucket_sessions *sessions, int64_t max_rows, long timeout_us);
-/* A request is being parsed: the next batch may wait (up to the timeout) for it. */
+/* A request's headers arrived (its body is being read or parsed): the next batch may wait (up to the
+ * timeout) for it. */
 void batcher_expect(struct batcher *b);
 /* An expected request that will not come (it was refused). */
 void batcher_forget(struct batcher *b);

@@ -469,9 +469,6 @@ void serve_infer(struct serve_model *model, const struct infer_request *req, str
         st.wanted_outputs == NULL) {
         fail("out of memory");
     }
-    if (model->batcher != NULL) {
-        batcher_expect(model->batcher);
-    }
     sem_wait(&model->parsers);
     bool staged = stage(model, req, &st, reply);
     sem_post(&model->parsers);
