@@ -56,7 +56,9 @@ def test_unsupported_domain(tmp_path):
     model.graph.node[0].domain = "com.microsoft"
     _save(model, tmp_path / "model.onnx")
     assert _compile_error(tmp_path / "model.onnx") == \
-        "unsupported operator com.microsoft.Relu at node ms (model.onnx); kiln maps the ai.onnx domain only"
+        ("unsupported operator com.microsoft.Relu at node ms (model.onnx); kiln maps the ai.onnx domain and "
+         "these com.microsoft ops: BiasAdd, BiasGelu, FastGelu, FusedMatMul, Gelu, QuickGelu, "
+         "SimplifiedLayerNormalization, SkipLayerNormalization, SkipSimplifiedLayerNormalization")
 
 
 def test_malformed_onnx(tmp_path):
