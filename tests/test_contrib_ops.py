@@ -8,6 +8,7 @@ import pytest
 from onnx import helper, numpy_helper
 
 import onnx_models
+import pjrt_harness
 from gpu_harness import check_gpu
 
 RNG = np.random.default_rng(1414)
@@ -100,3 +101,15 @@ def test_refused_attribute_is_one_line(tmp_path):
     with pytest.raises(Exception) as e:
         onnx_models.kiln_jit(model, tmp_path)
     assert str(e.value) == "com.microsoft.FusedMatMul node the_node: transBatchA/transBatchB is not supported"
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_stablehlo(pjrt_launcher, tmp_path, case):
+    model, feeds = _case(case)
+    pjrt_harness.check(pjrt_launcher, model, feeds, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def pjrt_launcher(tmp_path_factory):
+    return pjrt_harness.link_launcher(tmp_path_factory.mktemp("pjrt-launcher"))
