@@ -57,7 +57,8 @@ def test_unsupported_domain(tmp_path):
     _save(model, tmp_path / "model.onnx")
     assert _compile_error(tmp_path / "model.onnx") == \
         ("unsupported operator com.microsoft.Relu at node ms (model.onnx); kiln maps the ai.onnx domain and "
-         "these com.microsoft ops: BiasAdd, BiasGelu, FastGelu, FusedMatMul, Gelu, QuickGelu, "
+         "these com.microsoft ops: Attention, BiasAdd, BiasGelu, EmbedLayerNormalization, FastGelu, FusedMatMul, "
+         "Gelu, QuickGelu, "
          "SimplifiedLayerNormalization, SkipLayerNormalization, SkipSimplifiedLayerNormalization")
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from onnx import helper, numpy_helper
+from onnx import TensorProto, helper, numpy_helper
+from onnxruntime.transformers.optimizer import optimize_model
 
 import onnx_models
 import pjrt_harness
@@ -94,6 +95,68 @@ def test_bias_add(tmp_path):
     model = contrib_node("BiasAdd", [("x", x, False), ("b", bias, True), ("s", skip, False)])
     got = onnx_models.kiln_run(model, {"x": x, "s": skip}, tmp_path)[0]
     np.testing.assert_allclose(got, x + bias + skip, rtol=1e-6)
+
+
+def bert(seed: int = 0, seq: int = 8, hidden: int = 32, heads: int = 4, layers: int = 2, vocab: int = 50
+         ) -> onnx.ModelProto:
+    """A BERT encoder in the graph shape HF's exporter writes (embeddings, additive -10000 mask,
+    Erf Gelu), which onnxruntime's optimizer fuses into its contrib ops."""
+    b = onnx_models.Builder(seed)
+    dh, ids = hidden // heads, [("input_ids", TensorProto.INT64, [1, seq]),
+                                ("token_type_ids", TensorProto.INT64, [1, seq]),
+                                ("attention_mask", TensorProto.INT64, [1, seq])]
+    positions = b.const(np.arange(seq, dtype=np.int64)[None], "position_ids")
+    embedded = [b.op("Gather", [b.weight(shape, 0.5, hint), i]) for shape, hint, i in
+                (((vocab, hidden), "word", "input_ids"), ((seq, hidden), "pos", positions),
+                 ((2, hidden), "seg", "token_type_ids"))]
+    h = _layer_norm(b, b.op("Add", [b.op("Add", embedded[:2]), embedded[2]]), hidden)
+    mask = b.op("Unsqueeze", [b.op("Unsqueeze", ["attention_mask", b.const(np.array([1], np.int64))]),
+                              b.const(np.array([2], np.int64))])
+    mask = b.op("Cast", [mask], to=TensorProto.FLOAT)
+    mask = b.op("Mul", [b.op("Sub", [b.const(np.float32(1)), mask]), b.const(np.float32(-10000))])
+
+    def heads_of(x: str, perm: list[int]) -> str:
+        return b.op("Transpose", [b.op("Reshape", [b.linear(x, hidden, hidden),
+                                                  b.const(np.array([0, 0, heads, dh], np.int64))])], perm=perm)
+
+    for _ in range(layers):
+        q, k, v = heads_of(h, [0, 2, 1, 3]), heads_of(h, [0, 2, 3, 1]), heads_of(h, [0, 2, 1, 3])
+        s = b.op("Add", [b.op("Div", [b.op("MatMul", [q, k]), b.const(np.float32(dh ** 0.5))]), mask])
+        a = b.op("Transpose", [b.op("MatMul", [b.op("Softmax", [s], axis=-1), v])], perm=[0, 2, 1, 3])
+        a = b.op("Reshape", [a, b.const(np.array([0, 0, hidden], np.int64))])
+        h = _layer_norm(b, b.op("Add", [b.linear(a, hidden, hidden), h]), hidden)
+        f = b.linear(h, hidden, 4 * hidden)
+        erf = b.op("Erf", [b.op("Div", [f, b.const(np.float32(2 ** 0.5))])])
+        f = b.op("Mul", [b.op("Mul", [f, b.op("Add", [erf, b.const(np.float32(1))])]), b.const(np.float32(0.5))])
+        h = _layer_norm(b, b.op("Add", [b.linear(f, 4 * hidden, hidden), h]), hidden)
+    b.nodes.append(helper.make_node("Identity", [h], ["hidden"], name="out"))
+    return b.model(ids, [("hidden", TensorProto.FLOAT, None)])
+
+
+def _layer_norm(b: onnx_models.Builder, x: str, hidden: int) -> str:
+    return b.op("LayerNormalization", [x, b.const(b.rng.uniform(0.5, 1.5, hidden).astype(np.float32)),
+                                       b.weight((hidden,), 0.1)], axis=-1, epsilon=1e-12)
+
+
+def _optimized_bert(tmp_path) -> onnx.ModelProto:
+    onnx.save(bert(), tmp_path / "bert.onnx")
+    return optimize_model(str(tmp_path / "bert.onnx"), model_type="bert", num_heads=4, hidden_size=32,
+                          opt_level=0).model
+
+
+def _bert_feeds(valid: int) -> dict[str, np.ndarray]:
+    return {"input_ids": RNG.integers(0, 50, (1, 8)).astype(np.int64),
+            "token_type_ids": (np.arange(8) >= 4).astype(np.int64)[None],
+            "attention_mask": (np.arange(8) < valid).astype(np.int64)[None]}
+
+
+def test_optimizer_fused_bert(tmp_path):
+    """onnxruntime's own optimizer fuses the encoder; kiln runs what it writes, padded or not."""
+    model = _optimized_bert(tmp_path)
+    fused = sorted({n.op_type for n in model.graph.node if n.domain == MS})
+    assert fused == ["Attention", "BiasGelu", "EmbedLayerNormalization", "SkipLayerNormalization"]
+    for valid in (8, 5):
+        onnx_models.check(model, _bert_feeds(valid), tmp_path)
 
 
 def test_refused_attribute_is_one_line(tmp_path):

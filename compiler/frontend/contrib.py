@@ -7,6 +7,7 @@ from typing import Callable
 from ..errors import CompileError
 from ..ir.graph import Value
 from .composites import _Build, _rms_norm
+from .contrib_attention import ATTENTION_MAPPERS
 
 DOMAIN = "com.microsoft"
 
@@ -92,6 +93,7 @@ CONTRIB_MAPPERS: dict[str, Callable] = {
     "SkipLayerNormalization": _skip_layer_norm,
     "SkipSimplifiedLayerNormalization": _skip_simplified_norm,
     "SimplifiedLayerNormalization": _simplified_norm,
+    **ATTENTION_MAPPERS,
 }
 # onnxruntime registers this one in the ai.onnx domain although onnx has no such op.
 ONNX_DOMAIN_EXTRAS: dict[str, Callable] = {"SimplifiedLayerNormalization": _simplified_norm}

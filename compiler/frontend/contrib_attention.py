@@ -1,0 +1,122 @@
+"""com.microsoft Attention and EmbedLayerNormalization, as onnxruntime's transformer optimizer writes
+them for BERT-like encoders, built from IR ops every backend lowers."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import CompileError
+from ..ir.graph import Value
+from .composites import _Build
+
+DOMAIN = "com.microsoft"
+
+
+def _i64(b: _Build, values: list[int]) -> Value:
+    b.count += 1
+    return Value(f"{b.out}.i{b.count}", const=np.array(values, np.int64))
+
+
+def _refuse(op: str, name: str, what: str) -> None:
+    raise CompileError(f"{DOMAIN}.{op} node {name}: {what} is not supported")
+
+
+def _qkv_sizes(b: _Build, weights: Value, attrs: dict) -> list[int]:
+    sizes = attrs.get("qkv_hidden_sizes")
+    if sizes:
+        return [int(s) for s in sizes]
+    if weights.const is None:
+        _refuse("Attention", b.name, "weights that are not an initializer without qkv_hidden_sizes")
+    return [weights.const.shape[1] // 3] * 3
+
+
+def _heads(b: _Build, x: Value, heads: int, perm: tuple[int, ...]) -> Value:
+    """(B, S, N*H) -> (B, N, S, H) or, with perm (0, 2, 3, 1), (B, N, H, S)."""
+    return b("Transpose", b("Reshape", x, _i64(b, [0, 0, heads, -1])), perm=perm)
+
+
+def _mask_bias(b: _Build, mask: Value, scores: Value, fill: float) -> Value:
+    """The additive mask for scores (B, N, S, T): 0 where a key is seen, `fill` where it is masked.
+    A 1-D mask_index (B) holds each batch's end of keys; a 2-D (B, T) or 3-D (B, S, T) mask holds 1/0."""
+    rank = _rank(mask)
+    if rank == 1:
+        keys = b("Range", b.const(0), b("CastLike", b("Gather", b("Shape", scores), _i64(b, [3]), axis=0), b.const(0)),
+                 b.const(1))
+        seen = b("Less", keys, b("Unsqueeze", b("CastLike", mask, b.const(0)), _i64(b, [1])))
+        return b("Unsqueeze", b("Where", seen, b.const(0), b.const(fill)), _i64(b, [1, 2]))
+    if rank not in (2, 3):
+        _refuse("Attention", b.name, f"a mask_index of rank {rank} (2-B start/end or 4-D)")
+    seen = b("Greater", b("CastLike", mask, b.const(0)), b.const(0))
+    return b("Unsqueeze", b("Where", seen, b.const(0), b.const(fill)), _i64(b, [1] if rank == 3 else [1, 2]))
+
+
+def _rank(v: Value) -> int | None:
+    """The rank of a mask at import, before shape inference: its own type's, else through the Cast and
+    the row-summing ReduceSum (keepdims=0) the optimizer and EmbedLayerNormalization write."""
+    if v.type is not None:
+        return v.type.rank
+    node = v.producer
+    if node is not None and node.op in ("Cast", "CastLike", "Identity"):
+        return _rank(node.inputs[0])
+    if node is not None and node.op == "ReduceSum" and not node.attr("keepdims", 1) and len(node.inputs) > 1:
+        inner = _rank(node.inputs[0])
+        return None if inner is None else inner - 1
+    return None
+
+
+def _causal_bias(b: _Build, scores: Value, fill: float) -> Value:
+    ones = b("ConstantOfShape", b("Shape", scores, start=2), value=np.ones(1, np.float32))
+    return b("Mul", b("Trilu", ones, _i64(b, [1]), upper=1), b.const(fill))
+
+
+def _attention(im, name: str, ins: list, outs: list[str], attrs: dict) -> None:
+    """softmax(q k^T * scale + mask) v over num_heads heads of input @ weights + bias."""
+    ins = ins + [None] * 8
+    for i, what in ((4, "past"), (6, "past_sequence_length")):
+        if ins[i] is not None:
+            _refuse("Attention", name, what)
+    if attrs.get("do_rotary", 0):
+        _refuse("Attention", name, "do_rotary")
+    if len(outs) > 1 and outs[1] in im.used:
+        _refuse("Attention", name, "reading the present output")
+    b, heads, fill = _Build(im, name, outs[0]), attrs["num_heads"], attrs.get("mask_filter_value", -10000.0)
+    sizes = _qkv_sizes(b, ins[1], attrs)
+    qkv = b("MatMul", ins[0], ins[1]) if ins[2] is None else b("Add", b("MatMul", ins[0], ins[1]), ins[2])
+    q, k, v = im.emit("Split", name, [qkv, _i64(b, sizes)], [f"{outs[0]}.{p}" for p in "qkv"], {"axis": -1})
+    scale = attrs.get("scale", 0.0) or (sizes[0] // heads) ** -0.5
+    scores = b("Mul", b("MatMul", _heads(b, q, heads, (0, 2, 1, 3)), _heads(b, k, heads, (0, 2, 3, 1))),
+               b.const(scale))
+    if ins[3] is not None:
+        scores = b("Add", scores, _mask_bias(b, ins[3], scores, fill))
+    if ins[5] is not None:
+        scores = b("Add", scores, ins[5])
+    if attrs.get("unidirectional", 0):
+        scores = b("Add", scores, _causal_bias(b, scores, fill))
+    context = b("MatMul", b("Softmax", scores, axis=-1), _heads(b, v, heads, (0, 2, 1, 3)))
+    merged = b("Reshape", b("Transpose", context, perm=(0, 2, 1, 3)), _i64(b, [0, 0, -1]))
+    im.emit("Identity", name, [merged], outs[:1])
+
+
+def _embed_layer_norm(im, name: str, ins: list, outs: list[str], attrs: dict) -> None:
+    """word[ids] + position[position_ids or 0..S-1] (+ segment[segment_ids]) -> LayerNormalization;
+    mask_index is each row's count of mask ones, embedding_sum the sum before normalising."""
+    from .onnx import _layer_norm
+    ids, segments, word, position, segment, gamma, beta, mask, positions = (ins + [None] * 9)[:9]
+    outs = outs + [""] * 2
+    b = _Build(im, name, outs[0])
+    if positions is None:
+        positions = b("Slice", position, _i64(b, [0]), b("Shape", ids, start=1, end=2), _i64(b, [0]))
+    else:
+        positions = b("Gather", position, positions, axis=0)
+    total = b("Add", b("Gather", word, ids, axis=0), positions)
+    if segment is not None:
+        total = b("Add", total, b("Gather", segment, segments, axis=0))
+    total = b("Identity", total) if not outs[2] else im.emit("Identity", name, [total], outs[2:3])[0]
+    _layer_norm(im, name, [total, gamma, beta], outs[:1], {"axis": -1, "epsilon": attrs.get("epsilon", 1e-12)})
+    if outs[1] in im.used:
+        if mask is None:
+            _refuse("EmbedLayerNormalization", name, "reading mask_index without a mask input")
+        ones = b("ReduceSum", b("Cast", mask, to="f32"), _i64(b, [1]), keepdims=0)  # reductions run in f32
+        im.emit("Cast", name, [ones], outs[1:2], {"to": "i32"})
+
+
+ATTENTION_MAPPERS = {"Attention": _attention, "EmbedLayerNormalization": _embed_layer_norm}
