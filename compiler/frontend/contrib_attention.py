@@ -76,7 +76,7 @@ def _attention(im, name: str, ins: list, outs: list[str], attrs: dict) -> None:
             _refuse("Attention", name, what)
     if attrs.get("do_rotary", 0):
         _refuse("Attention", name, "do_rotary")
-    if len(outs) > 1 and outs[1] in im.used:
+    if len(outs) > 1 and outs[1] and outs[1] in im.used:
         _refuse("Attention", name, "reading the present output")
     b, heads, fill = _Build(im, name, outs[0]), attrs["num_heads"], attrs.get("mask_filter_value", -10000.0)
     sizes = _qkv_sizes(b, ins[1], attrs)
@@ -98,7 +98,7 @@ def _attention(im, name: str, ins: list, outs: list[str], attrs: dict) -> None:
 
 def _embed_layer_norm(im, name: str, ins: list, outs: list[str], attrs: dict) -> None:
     """word[ids] + position[position_ids or 0..S-1] (+ segment[segment_ids]) -> LayerNormalization;
-    mask_index is each row's count of mask ones, embedding_sum the sum before normalising."""
+    mask_index is each row's count of mask ones (0 without a mask), embedding_sum the sum before normalising."""
     from .onnx import _layer_norm
     ids, segments, word, position, segment, gamma, beta, mask, positions = (ins + [None] * 9)[:9]
     outs = outs + [""] * 2
@@ -110,11 +110,14 @@ def _embed_layer_norm(im, name: str, ins: list, outs: list[str], attrs: dict) ->
     total = b("Add", b("Gather", word, ids, axis=0), positions)
     if segment is not None:
         total = b("Add", total, b("Gather", segment, segments, axis=0))
-    total = b("Identity", total) if not outs[2] else im.emit("Identity", name, [total], outs[2:3])[0]
+    if outs[2]:
+        total = im.emit("Identity", name, [total], outs[2:3])[0]
     _layer_norm(im, name, [total, gamma, beta], outs[:1], {"axis": -1, "epsilon": attrs.get("epsilon", 1e-12)})
-    if outs[1] in im.used:
-        if mask is None:
-            _refuse("EmbedLayerNormalization", name, "reading mask_index without a mask input")
+    if not (outs[1] and outs[1] in im.used):
+        return
+    if mask is None:
+        im.emit("ConstantOfShape", name, [b("Shape", ids, end=1)], outs[1:2], {"value": np.zeros(1, np.int32)})
+    else:
         ones = b("ReduceSum", b("Cast", mask, to="f32"), _i64(b, [1]), keepdims=0)  # reductions run in f32
         im.emit("Cast", name, [ones], outs[1:2], {"to": "i32"})
 
