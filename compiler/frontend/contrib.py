@@ -8,6 +8,7 @@ from ..errors import CompileError
 from ..ir.graph import Value
 from .composites import _Build, _rms_norm
 from .contrib_attention import ATTENTION_MAPPERS
+from .contrib_quant import QUANT_MAPPERS
 
 DOMAIN = "com.microsoft"
 
@@ -94,6 +95,7 @@ CONTRIB_MAPPERS: dict[str, Callable] = {
     "SkipSimplifiedLayerNormalization": _skip_simplified_norm,
     "SimplifiedLayerNormalization": _simplified_norm,
     **ATTENTION_MAPPERS,
+    **QUANT_MAPPERS,
 }
 # onnxruntime registers this one in the ai.onnx domain although onnx has no such op.
 ONNX_DOMAIN_EXTRAS: dict[str, Callable] = {"SimplifiedLayerNormalization": _simplified_norm}
