@@ -6,6 +6,8 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+import onnxruntime as ort
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
 from onnxruntime.transformers.optimizer import optimize_model
 
 import onnx_models
@@ -191,6 +193,89 @@ def test_optimizer_fused_bert_gpu_description(tmp_path):
 @pytest.mark.e2e
 def test_optimizer_fused_bert_stablehlo(pjrt_launcher, tmp_path):
     pjrt_harness.check(pjrt_launcher, _optimized_bert(tmp_path), _bert_feeds(6), tmp_path)
+
+
+def quant_cnn(seed: int = 0) -> onnx.ModelProto:
+    """A small CNN with the ops quantize_static turns into com.microsoft QLinear* ops."""
+    b = onnx_models.Builder(seed)
+    x = b.op("Relu", [b.conv("image", 3, 8, 3)])
+    left, right = b.conv(x, 8, 8, 3), b.conv(x, 8, 8, 1)
+    y = b.op("Add", [left, right])
+    y = b.op("Mul", [b.op("Sigmoid", [y]), b.op("LeakyRelu", [right], alpha=0.2)])
+    y = b.op("Concat", [y, x], axis=1)
+    y = b.op("Flatten", [b.op("GlobalAveragePool", [y])])
+    y = b.op("Gemm", [y, b.weight((16, 10)), b.weight((10,), 0.1)])
+    b.nodes.append(helper.make_node("Identity", [y], ["logits"], name="out"))
+    return b.model([("image", TensorProto.FLOAT, [1, 3, 12, 12])], [("logits", TensorProto.FLOAT, None)])
+
+
+class _Images(CalibrationDataReader):
+    def __init__(self, count: int) -> None:
+        self.feeds = iter([{"image": _image(i)} for i in range(count)])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self.feeds, None)
+
+
+def _image(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(-1, 1, (1, 3, 12, 12)).astype(np.float32)
+
+
+def _qoperator_cnn(tmp_path) -> onnx.ModelProto:
+    onnx.save(quant_cnn(), tmp_path / "cnn.onnx")
+    quantize_static(str(tmp_path / "cnn.onnx"), str(tmp_path / "cnn_q.onnx"), _Images(8),
+                    quant_format=QuantFormat.QOperator)
+    model = onnx.load(tmp_path / "cnn_q.onnx")
+    fused = sorted({n.op_type for n in model.graph.node if n.domain == MS})
+    assert fused == ["QGemm", "QLinearAdd", "QLinearConcat", "QLinearGlobalAveragePool", "QLinearLeakyRelu",
+                     "QLinearMul", "QLinearSigmoid"]
+    return model
+
+
+def _dynamic_transformer(tmp_path) -> onnx.ModelProto:
+    """quantize_dynamic, then onnxruntime's graph optimizer as it saves the model it runs: it writes
+    DynamicQuantizeMatMul and MatMulIntegerToFloat (and FusedMatMul, Gelu, SkipLayerNormalization)."""
+    onnx.save(onnx_models.transformer(seq=8, hidden=32, heads=4, layers=1), tmp_path / "tf.onnx")
+    quantize_dynamic(tmp_path / "tf.onnx", tmp_path / "tf_q.onnx", weight_type=QuantType.QInt8,
+                     extra_options={"MatMulConstBOnly": True})
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(tmp_path / "tf_opt.onnx")
+    ort.InferenceSession(str(tmp_path / "tf_q.onnx"), options, providers=["CPUExecutionProvider"])
+    model = onnx.load(tmp_path / "tf_opt.onnx")
+    fused = {n.op_type for n in model.graph.node if n.domain == MS}
+    assert {"DynamicQuantizeMatMul", "MatMulIntegerToFloat", "FusedMatMul"} <= fused, fused
+    return model
+
+
+def _hidden() -> dict[str, np.ndarray]:
+    return {"input": np.random.default_rng(1).standard_normal((1, 8, 32)).astype(np.float32)}
+
+
+def test_quantize_static_qoperator_cnn(tmp_path):
+    onnx_models.check(_qoperator_cnn(tmp_path), {"image": _image(99)}, tmp_path)
+
+
+def test_quantize_static_qoperator_cnn_gpu_description(tmp_path):
+    check_gpu(_qoperator_cnn(tmp_path), {"image": _image(98)}, tmp_path)
+
+
+@pytest.mark.e2e
+def test_quantize_static_qoperator_cnn_stablehlo(pjrt_launcher, tmp_path):
+    pjrt_harness.check(pjrt_launcher, _qoperator_cnn(tmp_path), {"image": _image(97)}, tmp_path)
+
+
+def test_quantize_dynamic_optimized(tmp_path):
+    onnx_models.check(_dynamic_transformer(tmp_path), _hidden(), tmp_path)
+
+
+def test_quantize_dynamic_optimized_gpu_description(tmp_path):
+    check_gpu(_dynamic_transformer(tmp_path), _hidden(), tmp_path)
+
+
+@pytest.mark.e2e
+def test_quantize_dynamic_optimized_stablehlo(pjrt_launcher, tmp_path):
+    pjrt_harness.check(pjrt_launcher, _dynamic_transformer(tmp_path), _hidden(), tmp_path)
 
 
 def test_refused_attribute_is_one_line(tmp_path):
