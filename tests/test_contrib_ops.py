@@ -329,6 +329,37 @@ REFUSED = {
 
 
 @pytest.mark.parametrize("message", sorted(REFUSED))
+def _quantized_lstm(tmp_path, direction: str, per_channel: bool) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """An LSTM through quantize_dynamic, which writes DynamicQuantizeLSTM (as in ddddocr's OCR model)."""
+    model, feeds = onnx_models.recurrent("LSTM", seq=5, batch=2, size=12, hidden=16, direction=direction,
+                                         initial=True, peepholes=per_channel)
+    onnx.save(model, tmp_path / "lstm.onnx")
+    quantize_dynamic(tmp_path / "lstm.onnx", tmp_path / "lstm_q.onnx", weight_type=QuantType.QInt8,
+                     per_channel=per_channel)
+    model = onnx.load(tmp_path / "lstm_q.onnx")
+    assert [n.op_type for n in model.graph.node if n.domain == MS] == ["DynamicQuantizeLSTM"]
+    return model, feeds
+
+
+LSTM_CASES = [("bidirectional", False), ("forward", True), ("reverse", False)]
+
+
+@pytest.mark.parametrize("direction, per_channel", LSTM_CASES)
+def test_dynamic_quantize_lstm(tmp_path, direction, per_channel):
+    onnx_models.check(*_quantized_lstm(tmp_path, direction, per_channel), tmp_path)
+
+
+@pytest.mark.parametrize("direction, per_channel", LSTM_CASES)
+def test_dynamic_quantize_lstm_gpu_description(tmp_path, direction, per_channel):
+    check_gpu(*_quantized_lstm(tmp_path, direction, per_channel), tmp_path)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("direction, per_channel", LSTM_CASES)
+def test_dynamic_quantize_lstm_stablehlo(pjrt_launcher, tmp_path, direction, per_channel):
+    pjrt_harness.check(pjrt_launcher, *_quantized_lstm(tmp_path, direction, per_channel), tmp_path)
+
+
 def test_refused_attribute_is_one_line(tmp_path, message):
     op, inputs, attrs = REFUSED[message]
     with pytest.raises(CompileError) as e:

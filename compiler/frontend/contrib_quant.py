@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
+
 from ..errors import CompileError
 from ..ir.graph import Value
 from .composites import _Build
@@ -100,6 +102,27 @@ def _dynamic_quantize_matmul(b: _Build, ins: list, attrs: dict) -> Value:
     return b("Identity", _integer_to_float(b, a, a_scale, a_zp, ins[1], ins[2], ins[3], ins[4]), last=True)
 
 
+def _dynamic_quantize_lstm(im, name: str, ins: list, outs: list[str], attrs: dict) -> None:
+    """(X, W, R, B, sequence_lens, initial_h, initial_c, P, W_scale, W_zp, R_scale, R_zp), W and R as
+    [directions, in, 4 * hidden]: kiln's LSTM on W and R's integer levels in its [directions, 4 * hidden,
+    in] layout, scales per direction or per column as [directions, 1, 4 * hidden]."""
+    ins = ins + [None] * 12
+    b = _Build(im, name, outs[0])
+    per_direction = Value(f"{b.out}.per_direction",
+                          const=np.array([2 if attrs.get("direction") == "bidirectional" else 1, 1, -1], np.int64))
+
+    def levels(w: Value, zp: Value | None) -> Value:
+        w = b("Cast", w, to="f32")
+        if zp is not None:
+            w = b("Sub", w, b("Reshape", b("Cast", zp, to="f32"), per_direction))
+        return b("Transpose", w, perm=(0, 2, 1))
+
+    scales = [b("Reshape", ins[i], per_direction) for i in (8, 10)]
+    inputs = [ins[0], levels(ins[1], ins[9]), levels(ins[2], ins[11]), *ins[3:8], *scales]
+    named = [o or f"{name}.LSTM.omitted{i}" for i, o in enumerate(outs)]
+    im.emit("LSTM", name, inputs, named, dict(attrs, dynamic_quantize=1))
+
+
 QUANT_MAPPERS: dict[str, Callable] = {
     "QLinearAdd": _binary("Add"),
     "QLinearMul": _binary("Mul"),
@@ -110,4 +133,5 @@ QUANT_MAPPERS: dict[str, Callable] = {
     "QGemm": _single(_qgemm),
     "MatMulIntegerToFloat": _single(_matmul_integer_to_float),
     "DynamicQuantizeMatMul": _single(_dynamic_quantize_matmul),
+    "DynamicQuantizeLSTM": _dynamic_quantize_lstm,
 }
