@@ -84,6 +84,19 @@ CASES.update({
                                        ("g", rand(H), 1), ("beta", rand(H), 1), ("m", None, 0),
                                        ("p", I32([6, 5, 4, 3, 2], [0, 1, 2, 3, 4]), 0)], dict(n_out=3)),
 })
+L = 7
+MHA = [("q", rand(B, S, H, lo=-1, hi=1), 0), ("k", rand(B, L, H, lo=-1, hi=1), 0), ("v", rand(B, L, 8, lo=-1, hi=1), 0)]
+CASES.update({
+    "attention_mha_cross": ("MultiHeadAttention", MHA, dict(num_heads=4)),
+    "attention_mha_bias_mask": ("MultiHeadAttention", MHA + [("bias", rand(2 * H + 8), 1),
+                                                             ("m", I32([1] * 5 + [0] * 2, [1] * 7), 0)],
+                                dict(num_heads=2, scale=0.2)),
+    "attention_mha_lengths_bias": ("MultiHeadAttention", MHA + [("bias", None, 1), ("m", I32(4, 7), 0),
+                                                                ("ab", rand(1, 4, S, L), 0)],
+                                   dict(num_heads=4, mask_filter_value=-1000.0)),
+    "attention_mha_causal": ("MultiHeadAttention", [MHA[0], ("k", rand(B, S, H), 0), ("v", rand(B, S, H), 0)],
+                             dict(num_heads=4, unidirectional=1)),
+})
 # Scales whose ratios are not simple fractions: onnxruntime rounds exact .5 ties of its own f32 formula.
 U8 = lambda *shape: RNG.integers(0, 256, shape).astype(np.uint8)  # noqa: E731
 S8 = lambda *shape: RNG.integers(-128, 128, shape).astype(np.int8)  # noqa: E731

@@ -69,7 +69,7 @@ def _causal_bias(b: _Build, scores: Value, fill: float) -> Value:
 
 
 def _attention(im, name: str, ins: list, outs: list[str], attrs: dict) -> None:
-    """softmax(q k^T * scale + mask) v over num_heads heads of input @ weights + bias."""
+    """Multi-head attention over the heads of input @ weights + bias split into q, k and v."""
     ins = ins + [None] * 8
     for i, what in ((4, "past"), (6, "past_sequence_length")):
         if ins[i] is not None:
@@ -78,22 +78,64 @@ def _attention(im, name: str, ins: list, outs: list[str], attrs: dict) -> None:
         _refuse("Attention", name, "do_rotary")
     if len(outs) > 1 and outs[1] and outs[1] in im.used:
         _refuse("Attention", name, "reading the present output")
-    b, heads, fill = _Build(im, name, outs[0]), attrs["num_heads"], attrs.get("mask_filter_value", -10000.0)
+    b = _Build(im, name, outs[0])
     sizes = _qkv_sizes(b, ins[1], attrs)
     qkv = b("MatMul", ins[0], ins[1]) if ins[2] is None else b("Add", b("MatMul", ins[0], ins[1]), ins[2])
     q, k, v = im.emit("Split", name, [qkv, _i64(b, sizes)], [f"{outs[0]}.{p}" for p in "qkv"], {"axis": -1})
-    scale = attrs.get("scale", 0.0) or (sizes[0] // heads) ** -0.5
-    scores = b("Mul", b("MatMul", _heads(b, q, heads, (0, 2, 1, 3)), _heads(b, k, heads, (0, 2, 3, 1))),
-               b.const(scale))
-    if ins[3] is not None:
-        scores = b("Add", scores, _mask_bias(b, ins[3], scores, fill))
-    if ins[5] is not None:
-        scores = b("Add", scores, ins[5])
+    scale = attrs.get("scale", 0.0) or (sizes[0] // attrs["num_heads"]) ** -0.5
+    im.emit("Identity", name, [_attend(b, q, k, v, b.const(scale), ins[3], ins[5], attrs)], outs[:1])
+
+
+def _attend(b: _Build, q: Value, k: Value, v: Value, scale: Value, mask: Value | None, bias: Value | None,
+            attrs: dict) -> Value:
+    """softmax(q k^T * scale + mask + bias (+ causal)) v over num_heads heads of (B, S, N*H) q, k, v,
+    merged back to (B, S, N*Hv)."""
+    heads, fill = attrs["num_heads"], attrs.get("mask_filter_value", -10000.0)
+    scores = b("Mul", b("MatMul", _heads(b, q, heads, (0, 2, 1, 3)), _heads(b, k, heads, (0, 2, 3, 1))), scale)
+    if mask is not None:
+        scores = b("Add", scores, _mask_bias(b, mask, scores, fill))
+    if bias is not None:
+        scores = b("Add", scores, bias)
     if attrs.get("unidirectional", 0):
         scores = b("Add", scores, _causal_bias(b, scores, fill))
     context = b("MatMul", b("Softmax", scores, axis=-1), _heads(b, v, heads, (0, 2, 1, 3)))
-    merged = b("Reshape", b("Transpose", context, perm=(0, 2, 1, 3)), _i64(b, [0, 0, -1]))
-    im.emit("Identity", name, [merged], outs[:1])
+    return b("Reshape", b("Transpose", context, perm=(0, 2, 1, 3)), _i64(b, [0, 0, -1]))
+
+
+def _multi_head_attention(im, name: str, ins: list, outs: list[str], attrs: dict) -> None:
+    """(query, key, value, bias, key_padding_mask, attention_bias, ...) with separate 3-D q, k, v;
+    scale defaults to 1/sqrt(head size)."""
+    ins = ins + [None] * 10
+    q, k, v, bias = ins[:4]
+    if k is None or v is None:
+        _refuse("MultiHeadAttention", name, "packed query/key/value (no separate key and value)")
+    for i, what in ((6, "past_key"), (7, "past_value"), (8, "past_sequence_length"), (9, "cache_indirection")):
+        if ins[i] is not None:
+            _refuse("MultiHeadAttention", name, what)
+    if any(o and o in im.used for o in outs[1:]):
+        _refuse("MultiHeadAttention", name, "reading present_key/present_value/qk")
+    if any(_rank(x) not in (3, None) for x in (q, k, v)):
+        _refuse("MultiHeadAttention", name, "query, key or value of rank other than 3 (packed or BNSH)")
+    b = _Build(im, name, outs[0])
+    if bias is not None:
+        q, k, v = (b("Add", x, part) for x, part in
+                   zip((q, k, v), im.emit("Split", name, [bias, _split_sizes(b, q, k, v)],
+                                          [f"{outs[0]}.bias_{p}" for p in "qkv"], {"axis": 0})))
+    scale = b.const(attrs["scale"]) if attrs.get("scale") else _inverse_root_head_size(b, q, attrs["num_heads"])
+    im.emit("Identity", name, [_attend(b, q, k, v, scale, ins[4], ins[5], attrs)], outs[:1])
+
+
+def _last_dim(b: _Build, x: Value) -> Value:
+    return b("Shape", x, start=-1)
+
+
+def _split_sizes(b: _Build, q: Value, k: Value, v: Value) -> Value:
+    return b("Concat", _last_dim(b, q), _last_dim(b, k), _last_dim(b, v), axis=0)
+
+
+def _inverse_root_head_size(b: _Build, q: Value, heads: int) -> Value:
+    size = b("Div", b("Cast", _last_dim(b, q), to="f32"), b.const(heads))
+    return b("Div", b.const(1), b("Sqrt", size))
 
 
 def _embed_layer_norm(im, name: str, ins: list, outs: list[str], attrs: dict) -> None:
@@ -122,4 +164,5 @@ def _embed_layer_norm(im, name: str, ins: list, outs: list[str], attrs: dict) ->
         im.emit("Cast", name, [ones], outs[1:2], {"to": "i32"})
 
 
-ATTENTION_MAPPERS = {"Attention": _attention, "EmbedLayerNormalization": _embed_layer_norm}
+ATTENTION_MAPPERS = {"Attention": _attention, "EmbedLayerNormalization": _embed_layer_norm,
+                     "MultiHeadAttention": _multi_head_attention}
