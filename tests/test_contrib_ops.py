@@ -97,6 +97,24 @@ CASES.update({
     "attention_mha_causal": ("MultiHeadAttention", [MHA[0], ("k", rand(B, S, H), 0), ("v", rand(B, S, H), 0)],
                              dict(num_heads=4, unidirectional=1)),
 })
+def _cache(rows: int, half: int) -> list[np.ndarray]:
+    angles = np.arange(rows)[:, None] * (1e-2 ** (np.arange(half) / half))[None]
+    return [np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)]
+
+
+COS, SIN = _cache(12, 4)
+CASES.update({
+    "rotary_offset": ("RotaryEmbedding", [("x", rand(B, S, H), 0), ("p", np.array([3], np.int64), 0),
+                                          ("cos", COS, 1), ("sin", SIN, 1)], dict(num_heads=2)),
+    "rotary_4d_interleaved": ("RotaryEmbedding", [("x", rand(B, 2, S, 8), 0),
+                                                  ("p", RNG.integers(0, 12, (B, S)).astype(np.int64), 0),
+                                                  ("cos", COS, 1), ("sin", SIN, 1)], dict(interleaved=1)),
+    "rotary_partial": ("RotaryEmbedding", [("x", rand(B, S, H), 0), ("p", RNG.integers(0, 12, (B, S)).astype(np.int64), 0),
+                                           ("cos", COS[:, :2], 1), ("sin", SIN[:, :2], 1)],
+                       dict(num_heads=2, rotary_embedding_dim=4)),
+    "rotary_heads_from_cache": ("RotaryEmbedding", [("x", rand(B, S, H), 0), ("p", np.array([0], np.int64), 0),
+                                                    ("cos", COS, 1), ("sin", SIN, 1)], {}),
+})
 # Scales whose ratios are not simple fractions: onnxruntime rounds exact .5 ties of its own f32 formula.
 U8 = lambda *shape: RNG.integers(0, 256, shape).astype(np.uint8)  # noqa: E731
 S8 = lambda *shape: RNG.integers(-128, 128, shape).astype(np.int8)  # noqa: E731

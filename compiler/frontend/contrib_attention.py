@@ -164,5 +164,34 @@ def _embed_layer_norm(im, name: str, ins: list, outs: list[str], attrs: dict) ->
         im.emit("Cast", name, [ones], outs[1:2], {"to": "i32"})
 
 
+def _rotary_embedding(im, name: str, ins: list, outs: list[str], attrs: dict) -> None:
+    """(input, position_ids, cos_cache, sin_cache) as ai.onnx RotaryEmbedding (X, cos, sin, positions);
+    a position_ids of one element is the offset of positions 0..S-1."""
+    x, positions, cos, sin = ins[:4]
+    if attrs.get("is_packed_batching", 0):
+        _refuse("RotaryEmbedding", name, "is_packed_batching")
+    if attrs.get("scale", 1.0) != 1.0:
+        _refuse("RotaryEmbedding", name, "scale other than 1")
+    b = _Build(im, name, outs[0])
+    if _rank(positions) == 1:
+        seq = b("Shape", x, start=-2, end=-1) if _rank(x) == 4 else b("Shape", x, start=1, end=2)
+        steps = b("Range", b.const(0), b("Cast", b("Squeeze", seq), to="f32"), b.const(1))
+        row = b("Unsqueeze", b("Add", b("Cast", steps, to="i64"), positions), _i64(b, [0]))
+        positions = b("Expand", row, b("Concat", b("Shape", x, end=1), seq, axis=0))
+    kept = {k: attrs[k] for k in ("interleaved", "rotary_embedding_dim") if k in attrs}
+    heads = attrs.get("num_heads", 0) or _heads_from_cache(name, x, cos)
+    im.emit("RotaryEmbedding", name, [x, cos, sin, positions], outs[:1], dict(kept, num_heads=heads))
+
+
+def _heads_from_cache(name: str, x: Value, cos: Value) -> int:
+    """A 3-D input without num_heads rotates heads of twice the cache's width, as onnxruntime reads it."""
+    if _rank(x) == 4:
+        return 0
+    if cos.const is None or x.type is None:
+        _refuse("RotaryEmbedding", name, "a 3-D input without num_heads unless cos_cache is an initializer "
+                                         "and the input's shape is known")
+    return x.type.shape[-1] // (2 * cos.const.shape[-1])
+
+
 ATTENTION_MAPPERS = {"Attention": _attention, "EmbedLayerNormalization": _embed_layer_norm,
-                     "MultiHeadAttention": _multi_head_attention}
+                     "MultiHeadAttention": _multi_head_attention, "RotaryEmbedding": _rotary_embedding}
