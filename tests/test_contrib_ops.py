@@ -109,7 +109,8 @@ CASES.update({
     "rotary_4d_interleaved": ("RotaryEmbedding", [("x", rand(B, 2, S, 8), 0),
                                                   ("p", RNG.integers(0, 12, (B, S)).astype(np.int64), 0),
                                                   ("cos", COS, 1), ("sin", SIN, 1)], dict(interleaved=1)),
-    "rotary_partial": ("RotaryEmbedding", [("x", rand(B, S, H), 0), ("p", RNG.integers(0, 12, (B, S)).astype(np.int64), 0),
+    "rotary_partial": ("RotaryEmbedding", [("x", rand(B, S, H), 0),
+                                           ("p", RNG.integers(0, 12, (B, S)).astype(np.int64), 0),
                                            ("cos", COS[:, :2], 1), ("sin", SIN[:, :2], 1)],
                        dict(num_heads=2, rotary_embedding_dim=4)),
     "rotary_heads_from_cache": ("RotaryEmbedding", [("x", rand(B, S, H), 0), ("p", np.array([0], np.int64), 0),
@@ -132,18 +133,22 @@ CASES.update({
                                     *_q("b", 0.02, np.uint8(100)), *_q("c", 0.003, np.uint8(120))], {}),
     "quant_sigmoid_s8": ("QLinearSigmoid", [("x", S8(3, 7), 0), *_q("x", 0.05, np.int8(0)),
                                             *_q("y", 1 / 256, np.int8(-128))], {}),
-    "quant_leaky_relu": ("QLinearLeakyRelu", [("x", U8(3, 7), 0), *_q("x", 0.05, np.uint8(128)),
-                                              *_q("y", 0.03, np.uint8(60))], dict(alpha=0.3)),
-    "quant_global_average_pool": ("QLinearGlobalAveragePool", [("x", U8(1, 3, 4, 5), 0), *_q("x", 0.05, np.uint8(10)),
-                                                               *_q("y", 0.04, np.uint8(20))], {}),
-    "quant_concat": ("QLinearConcat", [*_q("y", 0.05, np.uint8(128)), ("a", U8(1, 2, 3), 0), *_q("a", 0.04, np.uint8(100)),
-                                       ("b", U8(1, 3, 3), 0), *_q("b", 0.07, np.uint8(130))], dict(axis=1)),
+    "quant_leaky_relu": ("QLinearLeakyRelu", [("x", U8(3, 7), 0), *_q("x", 0.0513, np.uint8(128)),
+                                              *_q("y", 0.0307, np.uint8(60))], dict(alpha=0.3)),
+    "quant_global_average_pool": ("QLinearGlobalAveragePool", [("x", U8(1, 3, 4, 5), 0),
+                                                               *_q("x", 0.0513, np.uint8(10)),
+                                                               *_q("y", 0.0419, np.uint8(20))], {}),
+    "quant_concat": ("QLinearConcat", [*_q("y", 0.05, np.uint8(128)), ("a", U8(1, 2, 3), 0),
+                                       *_q("a", 0.04, np.uint8(100)), ("b", U8(1, 3, 3), 0),
+                                       *_q("b", 0.07, np.uint8(130))], dict(axis=1)),
     "quant_gemm_float_out": ("QGemm", [("a", U8(4, 3), 0), *_q("a", 0.02, np.uint8(120)), ("b", S8(5, 4), 1),
                                        ("b_scale", RNG.uniform(0.01, 0.03, 5).astype(np.float32), 1),
-                                       ("b_zp", np.zeros(5, np.int8), 1), ("c", RNG.integers(-500, 500, 5).astype(np.int32), 1)],
+                                       ("b_zp", np.zeros(5, np.int8), 1),
+                                       ("c", RNG.integers(-500, 500, 5).astype(np.int32), 1)],
                              dict(transA=1, transB=1, alpha=0.5)),
     "quant_gemm_quantized_out": ("QGemm", [("a", U8(3, 4), 0), *_q("a", 0.02, np.uint8(120)), ("b", S8(4, 5), 1),
-                                           *_q("b", 0.01, np.int8(0)), ("c", None, 1), *_q("y", 0.05, np.uint8(128))], {}),
+                                           *_q("b", 0.01, np.int8(0)), ("c", None, 1),
+                                           *_q("y", 0.05, np.uint8(128))], {}),
     "quant_matmul_integer_to_float": ("MatMulIntegerToFloat",
                                       [("a", U8(2, 3, 4), 0), ("b", S8(4, 5), 1), ("a_scale", SCALE(0.02), 1),
                                        ("b_scale", RNG.uniform(0.01, 0.03, 5).astype(np.float32), 1),
@@ -359,7 +364,6 @@ REFUSED = {
 }
 
 
-@pytest.mark.parametrize("message", sorted(REFUSED))
 def _quantized_lstm(tmp_path, direction: str, per_channel: bool) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     """An LSTM through quantize_dynamic, which writes DynamicQuantizeLSTM (as in ddddocr's OCR model)."""
     model, feeds = onnx_models.recurrent("LSTM", seq=5, batch=2, size=12, hidden=16, direction=direction,
@@ -391,6 +395,7 @@ def test_dynamic_quantize_lstm_stablehlo(pjrt_launcher, tmp_path, direction, per
     pjrt_harness.check(pjrt_launcher, *_quantized_lstm(tmp_path, direction, per_channel), tmp_path)
 
 
+@pytest.mark.parametrize("message", sorted(REFUSED))
 def test_refused_attribute_is_one_line(tmp_path, message):
     op, inputs, attrs = REFUSED[message]
     with pytest.raises(CompileError) as e:

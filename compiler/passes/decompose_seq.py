@@ -194,8 +194,12 @@ def _dynamic_levels(c: Chain, x: Value, axes: tuple[int, ...]) -> tuple[Value, V
     lo = c.add("Min", [c.add("ReduceMin", [x], axes_norm=axes, keepdims=1), zero])
     spread = c.add("Sub", [c.add("Max", [c.add("ReduceMax", [x], axes_norm=axes, keepdims=1), zero]), lo])
     scale = c.add("Where", [c.add("Equal", [spread, zero]), _const(c, 1), c.add("Div", [spread, full], exact=1)])
-    zp = c.add("Round", [c.add("Min", [c.add("Max", [c.add("Neg", [c.add("Div", [lo, scale], exact=1)]), zero]), full])])
-    q = c.add("Min", [c.add("Max", [c.add("Add", [c.add("Round", [c.add("Div", [x, scale], exact=1)]), zp]), zero]), full])
+
+    def clamp(v: Value) -> Value:
+        return c.add("Min", [c.add("Max", [v, zero]), full])
+
+    zp = c.add("Round", [clamp(c.add("Neg", [c.add("Div", [lo, scale], exact=1)]))])
+    q = clamp(c.add("Add", [c.add("Round", [c.add("Div", [x, scale], exact=1)]), zp]))
     return c.add("Sub", [q, zp]), scale
 
 
