@@ -165,7 +165,7 @@ def _case(name: str) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
 
 
 def _specials(case: str) -> bool:
-    """onnxruntime's FastGelu gives NaN at -inf (-inf * 0) where Gelu's limit, which kiln keeps, is 0;
+    """onnxruntime's FastGelu gives NaN at -inf (-inf * 0) where kiln's tanh Gelu gives -inf;
     a NaN or infinity in attention's input spreads over whole rows in either."""
     return not case.startswith(("fast_gelu", "attention", "embed", "quant"))
 
