@@ -15,6 +15,7 @@ from ..ir.graph import DTYPES, NP_TO_DTYPE, Graph, Node, TensorType, Value
 from .composites import COMPOSITES
 from .composites_extra import COMPOSITES_EXTRA
 from .composites_swish import COMPOSITES_SWISH
+from .contrib import CONTRIB_MAPPERS, DOMAIN as CONTRIB_DOMAIN, ONNX_DOMAIN_EXTRAS
 from .functions import FUNCTION_OPS, expand
 from .sequence import SEQUENCE_MAPPERS
 from .quant import MAPPERS as QUANT
@@ -89,11 +90,16 @@ class Importer:
             return
         attrs = {a.name: _attr(a) for a in proto.attribute}
         inputs = [self.get(i, name) for i in proto.input]
-        MAPPERS[proto.op_type](self, name, inputs, list(proto.output), attrs)
+        mappers = CONTRIB_MAPPERS if proto.domain == CONTRIB_DOMAIN else MAPPERS
+        mappers.get(proto.op_type, ONNX_DOMAIN_EXTRAS.get(proto.op_type))(self, name, inputs, list(proto.output),
+                                                                          attrs)
 
 
 def mappable(proto: onnx.NodeProto) -> bool:
-    return proto.domain in ("", "ai.onnx") and (proto.op_type in MAPPERS or proto.op_type in FUNCTION_OPS)
+    if proto.domain == CONTRIB_DOMAIN:
+        return proto.op_type in CONTRIB_MAPPERS
+    return proto.domain in ("", "ai.onnx") and (proto.op_type in MAPPERS or proto.op_type in FUNCTION_OPS
+                                                 or proto.op_type in ONNX_DOMAIN_EXTRAS)
 
 
 def unsupported_message(proto: onnx.NodeProto, index: int, opset: int, source: str) -> str:
@@ -101,7 +107,7 @@ def unsupported_message(proto: onnx.NodeProto, index: int, opset: int, source: s
     name = proto.name or str(index)
     if proto.domain not in ("", "ai.onnx"):
         return (f"unsupported operator {proto.domain}.{proto.op_type} at node {name} ({source}); "
-                "kiln maps the ai.onnx domain only")
+                f"kiln maps the ai.onnx domain and these {CONTRIB_DOMAIN} ops: {', '.join(sorted(CONTRIB_MAPPERS))}")
     near = difflib.get_close_matches(proto.op_type, sorted(MAPPERS), n=2, cutoff=0.6)
     hint = f"; nearest supported: {', '.join(near)}" if near else ""
     return f"unsupported operator {proto.op_type} (opset {opset}) at node {name} ({source}){hint}"

@@ -72,11 +72,23 @@ def _dynamic_quantize(im, name: str, ins: list, outs: list[str], attrs: dict) ->
     levels(step("Add", step("Round", step("Div", x, scale, exact=1)), zero), outs[0])
 
 
-def _same(op: str) -> Callable:
+def _same(op: str, operands: tuple[int, int]) -> Callable:
     def mapper(im, name: str, ins: list, outs: list[str], attrs: dict) -> None:
+        ins = [_as_bytes(im, name, v) if i in operands else v for i, v in enumerate(ins)]
         im.emit(op, name, ins, outs, attrs)
     return mapper
 
 
+def _as_bytes(im, name: str, v: Value) -> Value:
+    """A QuantizeLinear's f32 levels as the uint8/int8 tensor the integer ops take (QOperator models
+    chain QuantizeLinear straight into QLinearConv)."""
+    node = v.producer
+    if node is None or node.op != "QuantizeLinear" or node.attr("hi", 0) > 255:
+        return v
+    to = "i8" if node.attr("lo", 0) < 0 else "u8"
+    return im.emit("Cast", name, [v], [f"{v.name}.{to}"], {"to": to})[0]
+
+
 MAPPERS = {"QuantizeLinear": _quantize, "DequantizeLinear": _dequantize, "DynamicQuantizeLinear": _dynamic_quantize,
-           **{op: _same(op) for op in ("MatMulInteger", "QLinearMatMul", "ConvInteger", "QLinearConv")}}
+           "MatMulInteger": _same("MatMulInteger", (0, 1)), "QLinearMatMul": _same("QLinearMatMul", (0, 3)),
+           "ConvInteger": _same("ConvInteger", (0, 1)), "QLinearConv": _same("QLinearConv", (0, 3))}

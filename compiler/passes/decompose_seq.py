@@ -89,10 +89,11 @@ class _Cell:
 
     def __init__(self, c: Chain, node: Node, s: RecurrentShape, acts: list[list[Activation]]) -> None:
         self.c, self.node, self.s, self.acts = c, node, s, acts
-        ins = node.inputs + [None] * (8 - len(node.inputs))
+        ins = node.inputs + [None] * (10 - len(node.inputs))
         b, p = ins[3], ins[7]
         self.w, self.r = (c.add("Transpose", [v], perm=(0, 2, 1)) for v in ins[1:3])  # [dirs, in, gates*hidden]
         self.clip = node.attr("clip", None)
+        self.scales = (ins[8], ins[9]) if node.attr("dynamic_quantize", 0) else None
         self.wb = self.rb = self.p = None
         hidden_all = GATES[node.op] * s.hidden
         if b is not None:
@@ -107,7 +108,7 @@ class _Cell:
     def projection(self, x2d: Value) -> Value:
         """X @ W^T for every step and direction at once ([dirs, seq * batch, gates * hidden]), with
         every bias that adds outside the gates' products."""
-        proj = self.c.add("MatMul", [x2d, self.w])
+        proj = self.product(x2d, self.w, 0, (0, 1))
         if self.wb is None:
             return proj
         bias = self.rb
@@ -115,6 +116,15 @@ class _Cell:
             zeros = _const(self.c, np.zeros((self.s.directions, 1, self.s.hidden)))
             bias = self.c.add("Concat", [_part(self.c, self.rb, 2, 0, 2 * self.s.hidden), zeros], axis=2)
         return self.c.add("Add", [proj, self.c.add("Add", [self.wb, bias])])
+
+    def product(self, x: Value, w: Value, which: int, axes: tuple[int, ...]) -> Value:
+        """x @ w; for a dynamic_quantize node (W and R as integer levels, inputs 8 and 9 their scales)
+        x quantized to uint8 levels first, one scale over `axes` (each direction's own for the hidden
+        state), as onnxruntime's DynamicQuantizeLSTM does: integer products exact in f32, scaled once."""
+        if self.scales is None:
+            return self.c.add("MatMul", [x, w])
+        levels, scale = _dynamic_levels(self.c, x, axes)
+        return self.c.add("Mul", [self.c.add("MatMul", [levels, w]), self.c.add("Mul", [scale, self.scales[which]])])
 
     def gate(self, v: Value, i: int) -> Value:
         return _part(self.c, v, 2, i * self.s.hidden, self.s.hidden)
@@ -165,7 +175,7 @@ class _Cell:
 
     def _lstm(self, xt: Value, h: Value, cell: Value) -> tuple[Value, Value]:
         c = self.c
-        pre = c.add("Add", [xt, c.add("MatMul", [h, self.r])])
+        pre = c.add("Add", [xt, self.product(h, self.r, 1, (1, 2))])
         i_gate = self.activate(0, self.clipped(self._peephole(self.gate(pre, 0), 0, cell)))
         if self.node.attr("input_forget", 0):
             f_gate = c.add("Sub", [_const(c, 1), i_gate])
@@ -175,6 +185,22 @@ class _Cell:
         cell = c.add("Add", [c.add("Mul", [f_gate, cell]), c.add("Mul", [i_gate, candidate])])
         o_gate = self.activate(0, self.clipped(self._peephole(self.gate(pre, 1), 1, cell)))
         return c.add("Mul", [o_gate, self.activate(2, cell)]), cell
+
+
+def _dynamic_levels(c: Chain, x: Value, axes: tuple[int, ...]) -> tuple[Value, Value]:
+    """x's uint8 levels minus their zero point (f32) and their scale, one per slice over `axes`, as
+    DynamicQuantizeLinear computes them (frontend/quant.py)."""
+    zero, full = _const(c, 0), _const(c, 255)
+    lo = c.add("Min", [c.add("ReduceMin", [x], axes_norm=axes, keepdims=1), zero])
+    spread = c.add("Sub", [c.add("Max", [c.add("ReduceMax", [x], axes_norm=axes, keepdims=1), zero]), lo])
+    scale = c.add("Where", [c.add("Equal", [spread, zero]), _const(c, 1), c.add("Div", [spread, full], exact=1)])
+
+    def clamp(v: Value) -> Value:
+        return c.add("Min", [c.add("Max", [v, zero]), full])
+
+    zp = c.add("Round", [clamp(c.add("Neg", [c.add("Div", [lo, scale], exact=1)]))])
+    q = clamp(c.add("Add", [c.add("Round", [c.add("Div", [x, scale], exact=1)]), zp]))
+    return c.add("Sub", [q, zp]), scale
 
 
 def _step_order(node: Node, s: RecurrentShape, lens: np.ndarray) -> np.ndarray | None:
