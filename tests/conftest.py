@@ -49,6 +49,13 @@ class Workspace:
     root: Path
     cache: Path
 
+    @classmethod
+    def empty(cls, root: Path, cache: Path) -> "Workspace":
+        """A new workspace at `root` holding only MODULE.kiln."""
+        root.mkdir(parents=True)
+        (root / "MODULE.kiln").write_text("")
+        return cls(root, cache)
+
     def write(self, relative: str, text: str) -> Path:
         path = self.root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,10 +83,7 @@ class Workspace:
 
 @pytest.fixture
 def workspace(tmp_path, kiln_cache) -> Workspace:
-    root = tmp_path / "ws"
-    root.mkdir()
-    (root / "MODULE.kiln").write_text("")
-    return Workspace(root, kiln_cache)
+    return Workspace.empty(tmp_path / "ws", kiln_cache)
 
 
 def executed(log: list[dict]) -> list[str]:

@@ -44,10 +44,7 @@ def _package(workspace, model: onnx.ModelProto, attrs: str) -> None:
 @pytest.fixture(scope="module")
 def bucketed(tmp_path_factory, kiln_cache):
     from conftest import Workspace
-    root = tmp_path_factory.mktemp("buckets") / "ws"
-    root.mkdir()
-    (root / "MODULE.kiln").write_text("")
-    workspace = Workspace(root, kiln_cache)
+    workspace = Workspace.empty(tmp_path_factory.mktemp("buckets") / "ws", kiln_cache)
     _package(workspace, dense(), "batch_sizes = [4, 1]")
     workspace.kiln("build", "//p:dense", check=True)
     return workspace

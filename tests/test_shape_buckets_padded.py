@@ -113,10 +113,7 @@ def _package(workspace, attrs: str) -> None:
 @pytest.fixture(scope="module")
 def padded(tmp_path_factory, kiln_cache):
     from conftest import Workspace
-    root = tmp_path_factory.mktemp("shapes") / "ws"
-    root.mkdir()
-    (root / "MODULE.kiln").write_text("")
-    workspace = Workspace(root, kiln_cache)
+    workspace = Workspace.empty(tmp_path_factory.mktemp("shapes") / "ws", kiln_cache)
     _package(workspace, f'shapes = {SHAPES}, pad_values = {{"input_ids": 0, "attention_mask": 0}}')
     workspace.kiln("build", "//p:encoder", check=True)
     return workspace
@@ -167,10 +164,7 @@ def test_info_lists_the_shape_buckets(padded):
 @pytest.mark.e2e
 def test_an_input_without_a_pad_value_must_match_its_bucket(tmp_path_factory, kiln_cache, tmp_path):
     from conftest import Workspace
-    root = tmp_path_factory.mktemp("nopad") / "ws"
-    root.mkdir()
-    (root / "MODULE.kiln").write_text("")
-    workspace = Workspace(root, kiln_cache)
+    workspace = Workspace.empty(tmp_path_factory.mktemp("nopad") / "ws", kiln_cache)
     _package(workspace, f'shapes = {SHAPES}, pad_values = {{"input_ids": 0}}')
     workspace.kiln("build", "//p:encoder", check=True)
     done = _run(workspace, _feeds(40), tmp_path)
