@@ -88,7 +88,7 @@ def _compile_buckets(model: Path, weights: Path | None, backend: Backend, target
     """One compile per (batch, input shapes) bucket (`by_batch`: model(batch_sizes)), sharing one weights
     table, joined into one artifact whose manifest describes the first (smallest) bucket and lists them all."""
     graphs, names = [], ()
-    for i, (batch, shapes) in enumerate(bucket_shapes):
+    for batch, shapes in bucket_shapes:
         graph = _bucket_graph(model, weights, batch, shapes, input_values, not by_batch)
         if by_batch:
             buckets.check_inputs(graph, batch)
