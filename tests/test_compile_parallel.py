@@ -95,6 +95,23 @@ def test_shared_kernels_compute_each_layer(tmp_path):
     M.check(model, {"input": x}, tmp_path)
 
 
+def test_convs_of_one_shape_share_a_kernel_wherever_their_tensors_lie(tmp_path):
+    """Four same-shaped convs: from the input, between two scratch buffers both ways round, and
+    into the output. GEMM kernels take each operand from a slot of its own, so one kernel (per
+    CPU variant) serves all four; each layer still computes its own result."""
+    b = M.Builder(0)
+    h = "input"
+    for _ in range(4):
+        h = b.op("Relu", [b.conv(h, 16, 16, 3)])
+    b.nodes.append(onnx.helper.make_node("Identity", [h], ["y"], name="out"))
+    model = b.model([("input", M.F, [1, 16, 12, 12])], [("y", M.F, None)])
+    code = _compiled(tmp_path, model).code
+    convs = [k for k in code.kernels if k.name.endswith("_conv")]
+    assert len(convs) == len(code.host.variants) and all(len(k.nodes) == 4 for k in convs)
+    x = np.random.default_rng(0).standard_normal((1, 16, 12, 12)).astype(np.float32)
+    M.check(model, {"input": x}, tmp_path)
+
+
 def test_inspect_profile_times_every_step(tmp_path, capsys):
     from kiln.compiler.__main__ import main
 

@@ -50,6 +50,8 @@ LIGHT_OPS = frozenset({"Concat", "Gather", "ScatterFlat"})
 # The entry module is only call sites and pointer arithmetic: O3 buys it nothing at run time, but on
 # DenseNet-121 it is the largest module and is compiled last, alone.
 ENTRY_LEVEL = 1
+# Kernels on the GEMM driver: their operands get a frame slot each (see Context).
+GEMM_OPS = frozenset({"Conv", "MatMul"})
 
 
 @dataclass
@@ -136,7 +138,7 @@ def _kernel(mod: Module, known: dict[str, Kernel], host: Host, variant: Variant,
     start = time.perf_counter()
     kmod = ir.Module(name="kernel")
     kmod.triple = host.triple
-    ctx = Context(kmod, variant, mod.plan)
+    ctx = Context(kmod, variant, mod.plan, own_slots=node.op in GEMM_OPS)
     f = Fn(kmod, KERNEL, variant, internal=False)
     EMITTERS[node.op](ctx, f, node)
     f.finish()

@@ -25,8 +25,9 @@ def target_machine(triple: str, cpu: str, features: str, jit: bool = False, leve
                                         codemodel="jitdefault" if jit else "default", jit=jit)
 
 
-def optimize(text: str, tm: llvm.TargetMachine, level: int = 3) -> llvm.ModuleRef:
-    """Parse, verify and run the O`level` pipeline (new pass manager), loops vectorised at any level."""
+def optimize(text: str, tm: llvm.TargetMachine, level: int = 3, unroll: bool = True) -> llvm.ModuleRef:
+    """Parse, verify and run the O`level` pipeline (new pass manager), loops vectorised at any level
+    and unrolled if `unroll`."""
     _init()
     try:
         mod = llvm.parse_assembly(text)
@@ -39,6 +40,7 @@ def optimize(text: str, tm: llvm.TargetMachine, level: int = 3) -> llvm.ModuleRe
     pto = llvm.create_pipeline_tuning_options(speed_level=level)
     pto.loop_vectorization = True
     pto.slp_vectorization = True
+    pto.loop_unrolling = unroll
     pb = llvm.create_pass_builder(tm, pto)
     pb.getModulePassManager().run(mod, pb)
     return mod

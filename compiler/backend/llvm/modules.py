@@ -157,7 +157,10 @@ class Stream:
 def _optimize_one(text: str, level: int, machine: Machine, output: Output) -> Optimized:
     start = time.perf_counter()
     tm = machine.create(level)
-    mod = optimize(text, tm, level)
+    # The kernels unroll their inner loops themselves (a micro-kernel is a whole register tile per
+    # step); LLVM unrolling them again doubled the code and its generation time (DenseNet-121's
+    # conv kernels), for no run time measured on the bench models.
+    mod = optimize(text, tm, level, unroll=False)
     if not output.objects:
         return Optimized(mod.as_bitcode(), time.perf_counter() - start)
     for fn in mod.functions:
