@@ -50,7 +50,8 @@ def exp(f: Fn, x: ir.Value) -> ir.Value:
                      1.6666665459e-1, 5.0000001201e-1])
     y = b.fadd(f.fmuladd(y, z, x), f.const_f(1.0, ty))
     ity = _int_type(ty)
-    n = b.fptosi(fx, ity)
+    # A NaN argument's fx is NaN, whose conversion is poison: convert 0 instead (y is NaN anyway).
+    n = b.fptosi(b.select(b.fcmp_ordered("ord", fx, fx), fx, f.const_f(0.0, ty)), ity)
     pow2 = b.bitcast(b.shl(b.add(n, f.const_i(127, ity)), f.const_i(23, ity)), ty)
     r = b.select(b.fcmp_ordered(">", arg, f.const_f(88.72283935546875, ty)), f.const_f(float("inf"), ty),
                  b.fmul(y, pow2))
