@@ -220,6 +220,10 @@ CONV_INTEGER_CASES = {  # x dtype and shape, w dtype and shape, attrs, per-chann
                             False),
     "same_upper": (("u8", (1, 2, 8, 9)), ("u8", (3, 2, 4, 4)), dict(auto_pad="SAME_UPPER", strides=[2, 2]), False),
     "wide_1x1": (("u8", (1, 300, 4, 5)), ("u8", (7, 300, 1, 1)), {}, False),
+    "depthwise_strided": (("u8", (1, 6, 9, 9)), ("i8", (6, 1, 3, 3)), dict(group=6, pads=[1, 1, 1, 1], strides=[2, 2]),
+                          True),
+    "grouped_by_tap": (("u8", (2, 80, 6, 7)), ("u8", (4, 40, 3, 3)), dict(group=2, pads=[1, 0, 1, 2], dilations=[1, 2]),
+                       True),
 }
 
 
@@ -244,6 +248,17 @@ def test_conv_integer(tmp_path, backend, case, qlinear):
     inputs = conv_integer_inputs(case, qlinear)
     model = single_op("QLinearConv" if qlinear else "ConvInteger", inputs, opset=10, **CONV_INTEGER_CASES[case][2])
     BACKENDS[backend](model, {"x": inputs[0][1]}, tmp_path)
+
+
+def test_groups_of_more_than_258_channels_are_refused(tmp_path):
+    """Past 258 products an f32 sum of centred 8-bit values may round; a grouped conv is not split in K."""
+    from kiln.compiler.errors import CompileError
+    from onnx_models import kiln_jit
+    x, w = integer_operand("u8", (1, 600, 3, 3)), integer_operand("u8", (2, 300, 1, 1))
+    model = single_op("ConvInteger", [("x", x, False), ("w", w, True)], opset=10, group=2)
+    with pytest.raises(CompileError, match=r"^ConvInteger node the_node: 600 input channels in 2 groups: at most "
+                                           r"258 per group are supported$"):
+        kiln_jit(model, tmp_path)
 
 
 def test_per_row_zero_point_is_refused(tmp_path):

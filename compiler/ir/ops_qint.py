@@ -1,7 +1,7 @@
 """Integer quantized ops on real uint8/int8 tensors: MatMulInteger ((A - a_zp) @ (B - b_zp) in int32)
 and QLinearMatMul (that product requantized: round(acc * a_scale * b_scale / y_scale) + y_zp,
-saturated); ConvInteger and QLinearConv alike for 2-D convolutions (group 1). Rewritten into Cast,
-Sub, Pad, Slice and f32 MatMul by passes/decompose_qint.py."""
+saturated); ConvInteger and QLinearConv alike for 2-D convolutions (grouped and depthwise too).
+Rewritten into Cast, Sub, Pad, Slice, f32 MatMul and Conv by passes/decompose_qint.py."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,6 +11,8 @@ from .ops_nn import _matmul_shapes, window
 from .registry import fail, op
 
 EIGHT_BITS = ("u8", "i8")
+# Products of centred 8-bit values summed in f32 are exact up to this many (passes/decompose_qint.py).
+K_CHUNK = (1 << 24) // (255 * 255)  # 258
 LEVELS = {"u8": (0, 255), "i8": (-128, 127)}
 
 
@@ -105,11 +107,13 @@ def _qlinear_matmul(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
 
 def conv_geometry(node: Node, x: Value, w: Value) -> Node:
     """The plain Conv with node's attributes whose window (ops_nn.window) ConvInteger/QLinearConv take."""
-    if x.type.rank != 4 or w.type.rank != 4 or x.type.shape[1] != w.type.shape[1]:
-        raise fail(node, f"2-D convolutions of 8-bit [N, C, H, W] by [M, C, kH, kW] are supported, got "
-                         f"{list(x.type.shape)} by {list(w.type.shape)}")
-    if node.attr("group", 1) != 1:
-        raise fail(node, f"group={node.attr('group')} is not supported (group=1 is)")
+    g = node.attr("group", 1)
+    if (x.type.rank != 4 or w.type.rank != 4 or x.type.shape[1] != w.type.shape[1] * g
+            or w.type.shape[0] % g):
+        raise fail(node, f"2-D convolutions of 8-bit [N, C, H, W] by [M, C/group, kH, kW] are supported, got "
+                         f"{list(x.type.shape)} by {list(w.type.shape)} in {g} group(s)")
+    if g > 1 and w.type.shape[1] > K_CHUNK:
+        raise fail(node, f"{x.type.shape[1]} input channels in {g} groups: at most {K_CHUNK} per group are supported")
     return Node("Conv", node.name, [x, w], node.outputs, dict(node.attrs))
 
 

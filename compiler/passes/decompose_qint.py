@@ -1,5 +1,7 @@
 """MatMulInteger, QLinearMatMul, ConvInteger and QLinearConv in ops every backend has: Cast, Sub,
-Pad, Slice, Transpose and f32 MatMul (a convolution is one product per kernel tap, never Winograd).
+Pad, Slice, Transpose and f32 MatMul (a convolution is one product per kernel tap, never Winograd); a
+grouped convolution is an f32 grouped Conv (no backend takes Winograd for groups), whole when each
+output sums at most K_CHUNK products, else one per kernel tap.
 
 The int32 product is exact in f32: each centred operand (x - zero point) lies in [-255, 255], so
 a product is at most 65025 in magnitude and any partial sum of at most K_CHUNK of them stays below
@@ -13,10 +15,9 @@ import numpy as np
 
 from ..ir.graph import Graph, Node, Patch, Value
 from ..ir.ops_nn import window
-from ..ir.ops_qint import LEVELS, conv_geometry, zero_point_shape
+from ..ir.ops_qint import K_CHUNK, LEVELS, conv_geometry, zero_point_shape
 from .chain import Chain
 
-K_CHUNK = (1 << 24) // (255 * 255)  # 258
 
 
 def _centred(c: Chain, x: Value, zp: Value | None) -> Value:
@@ -68,15 +69,13 @@ def integer_conv(c: Chain, geometry: Node, x: Value, w: Value, x_zp: Value | Non
         wf = c.add("Sub", [wf, c.add("Reshape", [c.add("Cast", [w_zp], to="f32")],
                                      shape=(w_zp.type.numel, 1, 1, 1) if w_zp.type.numel > 1 else ())])
     padded = c.add("Pad", [xf, g.const("pads", np.array([0, 0, *win.pads_begin, 0, 0, *win.pads_end]))])
+    if geometry.attr("group", 1) != 1:
+        return _grouped_conv(c, geometry, padded, wf)
     cin, kh, kw = x.type.shape[1], *w.type.shape[2:]
     taps = []
     for i in range(kh):
         for j in range(kw):
-            begin = (i * win.dilations[0], j * win.dilations[1])
-            end = tuple(b + (o - 1) * s + 1 for b, o, s in zip(begin, win.out, win.strides))
-            tap = c.add("Slice", [padded, g.const("starts", np.array(begin)), g.const("ends", np.array(end)),
-                                  g.const("axes", np.array([2, 3])), g.const("steps", np.array(win.strides))])
-            a = c.add("Transpose", [tap], perm=(0, 2, 3, 1))
+            a = c.add("Transpose", [_tap(c, padded, win, i, j)], perm=(0, 2, 3, 1))
             b = c.add("Transpose", [_kernel_tap(c, wf, i, j, w.type.shape[:2])], perm=(1, 0))
             taps.append(_exact_product(c, a, b, cin, 4, 2))
     total = taps[0]
@@ -85,12 +84,40 @@ def integer_conv(c: Chain, geometry: Node, x: Value, w: Value, x_zp: Value | Non
     return total
 
 
-def _kernel_tap(c: Chain, wf: Value, i: int, j: int, m_c: tuple[int, int]) -> Value:
-    """w[:, :, i, j] as [M, C]."""
+def _grouped_conv(c: Chain, geometry: Node, padded: Value, wf: Value) -> Value:
+    """The grouped convolution of the padded centred input by the centred kernel as int32
+    [N, OH, OW, M]: f32 Convs whose every output sums at most K_CHUNK products (exact), added in int32."""
+    win = window(geometry)
+    groups, (cg, kh, kw) = geometry.attr("group"), geometry.inputs[1].type.shape[1:]
+    conv = dict(group=groups, pads=(0, 0, 0, 0), strides=tuple(win.strides))
+    if cg * kh * kw <= K_CHUNK:
+        parts = [c.add("Conv", [padded, wf], dilations=tuple(win.dilations), kernel_shape=(kh, kw), **conv)]
+    else:
+        conv["strides"] = (1, 1)
+        parts = [c.add("Conv", [_tap(c, padded, win, i, j), _kernel_tap(c, wf, i, j, None)], kernel_shape=(1, 1),
+                       **conv) for i in range(kh) for j in range(kw)]
+    total = None
+    for part in parts:
+        part = c.add("Cast", [part], to="i32")
+        total = part if total is None else c.add("Add", [total, part])
+    return c.add("Transpose", [total], perm=(0, 2, 3, 1))
+
+
+def _tap(c: Chain, padded: Value, win, i: int, j: int) -> Value:
+    """The input's [N, C, OH, OW] values that kernel tap (i, j) multiplies: a strided slice of `padded`."""
+    g = c.graph
+    begin = (i * win.dilations[0], j * win.dilations[1])
+    end = tuple(b + (o - 1) * s + 1 for b, o, s in zip(begin, win.out, win.strides))
+    return c.add("Slice", [padded, g.const("starts", np.array(begin)), g.const("ends", np.array(end)),
+                           g.const("axes", np.array([2, 3])), g.const("steps", np.array(win.strides))])
+
+
+def _kernel_tap(c: Chain, wf: Value, i: int, j: int, m_c: tuple[int, int] | None) -> Value:
+    """w[:, :, i, j] as [M, C] (as [M, C, 1, 1] when m_c is None)."""
     g = c.graph
     tap = c.add("Slice", [wf, g.const("starts", np.array([i, j])), g.const("ends", np.array([i + 1, j + 1])),
                           g.const("axes", np.array([2, 3]))])
-    return c.add("Reshape", [tap], shape=m_c)
+    return tap if m_c is None else c.add("Reshape", [tap], shape=m_c)
 
 
 def _optional(node: Node, i: int) -> Value | None:
