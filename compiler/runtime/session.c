@@ -46,7 +46,9 @@ void session_open_sibling(struct session *s, const struct session *base, const k
     s->variant = &model->variants[base->variant - base->model->variants];
     s->inputs = alloc_tensors(model->inputs, model->n_inputs);
     s->outputs = alloc_tensors(model->outputs, model->n_outputs);
-    s->scratch = alloc_aligned(model->scratch_bytes);
+    /* Siblings run one at a time (one pool): a smaller bucket works in the base's arena. */
+    s->scratch_borrowed = model->scratch_bytes <= base->model->scratch_bytes;
+    s->scratch = s->scratch_borrowed ? base->scratch : alloc_aligned(model->scratch_bytes);
 }
 
 void session_run(struct session *s)
@@ -71,7 +73,9 @@ void session_run(struct session *s)
 
 void session_close(struct session *s)
 {
-    free(s->scratch);
+    if (!s->scratch_borrowed) {
+        free(s->scratch);
+    }
     free_tensors(s->outputs, s->model->n_outputs);
     free_tensors(s->inputs, s->model->n_inputs);
     if (!s->borrowed) {

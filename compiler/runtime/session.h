@@ -31,12 +31,14 @@ struct session {
     char choice[256];  /* platform and variant line, printed before the first run */
     bool ran;
     bool borrowed;     /* weights and pool belong to another session (a sibling shape bucket) */
+    bool scratch_borrowed;  /* and so does the scratch arena */
 };
 
 void session_open(struct session *s, const kiln_model_desc *model, const kiln_variant_desc *variant,
                   const char *weights_override, int threads);
-/* A session for another shape bucket of `base`'s model: its own buffers and scratch arena, `base`'s
- * mapped weights and thread pool (one run at a time across the two), the same CPU variant. */
+/* A session for another shape bucket of `base`'s model: its own input and output buffers, `base`'s
+ * mapped weights and thread pool (one run at a time across the two), and its scratch arena when that is
+ * large enough; the same CPU variant. */
 void session_open_sibling(struct session *s, const struct session *base, const kiln_model_desc *model);
 void session_run(struct session *s);
 void session_close(struct session *s);
