@@ -83,7 +83,7 @@ class JitModel:
                           llvm.get_host_cpu_features().flatten(), jit=True)
         tm = machine.create()
         code = compiled.code
-        self.module = link(optimize_all(code.modules, machine, levels=code.levels), [k.name for k in code.kernels])
+        self.module = link(optimize_all(code.modules, machine, passes=code.passes), [k.name for k in code.kernels])
         self.engine = llvm.create_mcjit_compiler(self.module, tm)
         self.engine.finalize_object()
         m = compiled.manifest

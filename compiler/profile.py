@@ -96,14 +96,14 @@ def _cpu_code(prof: Profile, code, start: float) -> None:
     ir_mb = sum(map(len, code.modules)) / 1e6
     start = prof.step("codegen", start, f"{len(code.kernels)} kernels for {sites} call sites, IR {ir_mb:.1f} MB")
     output = object_output([k.name for k in code.kernels])
-    optimized = optimize_all(code.modules, machine(code.host), output=output, levels=code.levels)
+    optimized = optimize_all(code.modules, machine(code.host), output=output, passes=code.passes)
     start = prof.step("optimise + object", start, f"{len(code.modules)} modules on up to {jobs()} "
                       f"processes, {sum(o.seconds for o in optimized):.2f} s summed")
     code.files(optimized)
     prof.step("ld -r", start)
     for kernel, opt in zip(code.kernels, optimized[1:]):
         nodes = ", ".join(kernel.nodes[:4]) + (", ..." if len(kernel.nodes) > 4 else "")
-        prof.kernels.append((opt.seconds, f"{kernel.name} (O{kernel.level}, IR {len(kernel.text) / 1e3:.0f} KB, "
+        prof.kernels.append((opt.seconds, f"{kernel.name} (O{kernel.passes.level}{'' if kernel.passes.unroll else ', not unrolled'}, IR {len(kernel.text) / 1e3:.0f} KB, "
                                           f"built in {kernel.emit_seconds:.2f} s) for {len(kernel.nodes)} nodes: "
                                           f"{nodes}"))
     prof.kernels.append((optimized[0].seconds, f"entry module (IR {len(code.modules[0]) / 1e3:.0f} KB)"))

@@ -47,7 +47,7 @@ def test_streamed_modules_come_back_in_the_order_added(tmp_path):
     output = object_output([k.name for k in code.kernels])
     stream = Stream(machine(code.host), workers=2, min_bytes=0)
     for text in code.modules:
-        stream.add(text, 3, output)
+        stream.add(text, output=output)
     serial = optimize_all(code.modules, machine(code.host), workers=1, output=output)
     assert [o.code for o in stream.results()] == [o.code for o in serial]
 
@@ -128,6 +128,8 @@ def test_inspect_profile_times_every_step(tmp_path, capsys):
 def test_data_movement_kernels_and_the_entry_get_o1_and_the_rest_o3(tmp_path):
     a, b = np.ones((2, 3, 8), np.float32), np.zeros((2, 5, 8), np.float32)
     concat = _compiled(tmp_path, M.single_op("Concat", [("a", a, False), ("b", b, False)], axis=1)).code
-    assert concat.levels == [1] + [1] * len(concat.host.variants)  # the entry, a concat per variant
-    entry, *kernels = _compiled(tmp_path, M.mnist_cnn()).code.levels
-    assert entry == 1 and set(kernels) == {3}
+    assert [p.level for p in concat.passes] == [1] + [1] * len(concat.host.variants)  # the entry, a concat per variant
+    code = _compiled(tmp_path, M.mnist_cnn()).code
+    entry, *kernels = code.passes
+    assert entry.level == 1 and {p.level for p in kernels} == {3}
+    assert all(p.unroll == (not k.name.endswith("_conv")) for k, p in zip(code.kernels, kernels))

@@ -13,7 +13,7 @@ from ...ir.stats import graph_flops
 from ...ir.weights import WeightTable
 from ...passes.pipeline import PIPELINE
 from ..base import Target
-from ..llvm.modules import Optimized, Stream
+from ..llvm.modules import Optimized, Passes, Stream
 from . import aarch64, x86_64
 from .codegen import EMITTERS, Kernel, add_descriptor, build_module
 from .descriptor import MODEL_SYMBOL, TensorInfo, WeightInfo
@@ -28,7 +28,7 @@ OBJECT_FILE = "model.o"
 class CpuCode:
     host: Host
     modules: list[str]      # unoptimised module texts: the entry module, then each kernel's
-    levels: list[int]       # each module's LLVM optimisation level
+    passes: list[Passes]    # how LLVM optimises each module
     kernels: list[Kernel]   # the kernel modules' functions, and the nodes calling each
     weights: WeightTable
     section: dict
@@ -42,7 +42,7 @@ class CpuCode:
         if compiled is None and self.objects is not None:
             *kernels, entry = self.objects.results()
             compiled = [entry, *kernels]
-        return emit_object(self.modules, [k.name for k in self.kernels], self.host, compiled, self.levels)
+        return emit_object(self.modules, [k.name for k in self.kernels], self.host, compiled, self.passes)
 
 
 @dataclass
@@ -79,7 +79,7 @@ class CpuBackend:
                 objects.cancel()
             raise
         if objects is not None:
-            objects.add(code.modules[0], code.levels[0], object_output([]))
+            objects.add(code.modules[0], code.passes[0], object_output([]))
         return code
 
     def _build(self, graph: Graph, target: Target, host: Host, objects: Stream | None,
@@ -87,7 +87,7 @@ class CpuBackend:
         """The code; each new kernel's module handed to `objects` as soon as it is complete."""
         def made(kernel: Kernel) -> None:
             if objects is not None:
-                objects.add(kernel.text, kernel.level, object_output([kernel.name]))
+                objects.add(kernel.text, kernel.passes, object_output([kernel.name]))
 
         table = weights if weights is not None else WeightTable()
         bucket, symbol, bucket_table = _symbols(target)
@@ -104,7 +104,7 @@ class CpuBackend:
                          for v, e in zip(host.variants, mod.entries)],
             "flops": graph_flops(graph),
         }
-        return CpuCode(host, mod.texts(), mod.levels(), mod.kernels, table, section, mod.sites, objects)
+        return CpuCode(host, mod.texts(), mod.passes(), mod.kernels, table, section, mod.sites, objects)
 
     def join(self, buckets: list[CpuCode]) -> BucketCode:
         """Shape buckets built over one weights table (build(..., weights)) as one model.o; the

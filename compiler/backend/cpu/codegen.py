@@ -16,6 +16,7 @@ from ...ir.graph import Graph, Node
 from ...ir.weights import WeightTable
 from ..llvm.emit import I8, I64, PTR, VOID, Fn
 from ..llvm.memplan import MemoryPlan
+from ..llvm.modules import O3, Passes
 from . import k_conv, k_data, k_elementwise, k_gemm, k_norm, k_pool, k_pointwise_depthwise
 from .context import SLOTS, Address, Context
 from .descriptor import MODEL_SYMBOL, TensorInfo, WeightInfo, emit_bucket_table, emit_descriptor
@@ -47,9 +48,12 @@ KERNEL = "kiln_kernel"  # a kernel module's function until its text is known to 
 # Kernels that only move data: O1 (with loop vectorisation) gives them the same copy loops as O3 in
 # a fraction of the time. Every other kernel gets O3.
 LIGHT_OPS = frozenset({"Concat", "Gather", "ScatterFlat"})
+# A conv's micro-kernel step is already a whole register tile: LLVM unrolling its loop again doubled
+# DenseNet-121's conv modules and their code generation time, for no run time.
+NOT_UNROLLED_OPS = frozenset({"Conv"})
 # The entry module is only call sites and pointer arithmetic: O3 buys it nothing at run time, but on
 # DenseNet-121 it is the largest module and is compiled last, alone.
-ENTRY_LEVEL = 1
+ENTRY = Passes(level=1)
 # Kernels on the GEMM driver: their operands get a frame slot each (see Context).
 GEMM_OPS = frozenset({"Conv", "MatMul"})
 
@@ -60,7 +64,7 @@ class Kernel:
     text: str                  # its own LLVM module, unoptimised
     nodes: list[str]           # the nodes that call it
     emit_seconds: float        # building the IR, summed over its nodes
-    level: int = 3             # LLVM optimisation level
+    passes: Passes = O3        # how LLVM optimises it
 
 
 @dataclass
@@ -75,8 +79,8 @@ class Module:
     def texts(self) -> list[str]:
         return [str(self.ir)] + [k.text for k in self.kernels]
 
-    def levels(self) -> list[int]:
-        return [ENTRY_LEVEL] + [k.level for k in self.kernels]
+    def passes(self) -> list[Passes]:
+        return [ENTRY] + [k.passes for k in self.kernels]
 
 
 def build_module(graph: Graph, host: Host, weights: WeightTable | None = None,
@@ -147,13 +151,17 @@ def _kernel(mod: Module, known: dict[str, Kernel], host: Host, variant: Variant,
     if kernel is None:
         name = f"kiln_{mod.prefix}{variant.symbol}_k{len(known)}_{node.op.lower()}"
         kernel = known[text] = Kernel(name, text.replace(f'@"{KERNEL}"', f'@"{name}"'), [], 0.0,
-                                            1 if node.op in LIGHT_OPS else 3)
+                                      _passes(node.op))
         mod.kernels.append(kernel)
         ir.Function(mod.ir, ir.FunctionType(VOID, [PTR]), name)
         made(kernel)
     kernel.nodes.append(node.name)
     kernel.emit_seconds += time.perf_counter() - start
     return mod.ir.globals[kernel.name], ctx.frame
+
+
+def _passes(op: str) -> Passes:
+    return Passes(level=1 if op in LIGHT_OPS else 3, unroll=op not in NOT_UNROLLED_OPS)
 
 
 def _call_site(mod: Module, variant: Variant, node: Node, kernel: ir.Function,

@@ -11,7 +11,7 @@ from typing import Sequence
 from kiln.toolchain.zig import zig_path
 from ...errors import CompileError
 from ..llvm.machine import target_machine
-from ..llvm.modules import Machine, Optimized, Output, optimize_all
+from ..llvm.modules import Machine, Optimized, Output, Passes, optimize_all
 from .target import Host
 
 
@@ -29,11 +29,11 @@ def object_output(kernels: Sequence[str]) -> Output:
 
 
 def emit_object(texts: Sequence[str], kernels: Sequence[str], host: Host,
-                compiled: Sequence[Optimized] | None = None, levels: Sequence[int] | None = None) -> bytes:
-    """texts: the entry module, then the kernel modules (named `kernels`), optimised at `levels`;
+                compiled: Sequence[Optimized] | None = None, passes: Sequence[Passes] | None = None) -> bytes:
+    """texts: the entry module, then the kernel modules (named `kernels`), optimised by `passes`;
     `compiled`: their objects already made (optimize_all with object_output(kernels)), when the
     caller timed that step."""
-    compiled = compiled or optimize_all(texts, machine(host), output=object_output(kernels), levels=levels)
+    compiled = compiled or optimize_all(texts, machine(host), output=object_output(kernels), passes=passes)
     return join_objects([c.code for c in compiled])
 
 

@@ -50,6 +50,16 @@ BITCODE = Output()
 
 
 @dataclass(frozen=True)
+class Passes:
+    """How a module is optimised: the O level, and whether LLVM may unroll its loops."""
+    level: int = 3
+    unroll: bool = True
+
+
+O3 = Passes()
+
+
+@dataclass(frozen=True)
 class Optimized:
     code: bytes      # bitcode or object file, as the Output asked
     seconds: float
@@ -62,14 +72,14 @@ def jobs() -> int:
 
 def optimize_all(texts: Sequence[str], machine: Machine, workers: int | None = None,
                  min_bytes: int | None = None, output: Output = BITCODE,
-                 levels: Sequence[int] | None = None) -> list[Optimized]:
-    """Every module optimised (at its level of `levels`, default O3) into `output`, in the order
-    given; in `workers` processes (default: one per core) when there are at least `min_bytes` of IR."""
+                 passes: Sequence[Passes] | None = None) -> list[Optimized]:
+    """Every module optimised (by its `passes`, default O3) into `output`, in the order given; in
+    `workers` processes (default: one per core) when there are at least `min_bytes` of IR."""
     stream = Stream(machine, min(jobs() if workers is None else workers, len(texts)), min_bytes)
     # Largest first: the modules still running when the others are done are then the small ones.
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     for i in order:
-        stream.add(texts[i], levels[i] if levels else 3, output)
+        stream.add(texts[i], passes[i] if passes else O3, output)
     done = dict(zip(order, stream.results()))
     return [done[i] for i in range(len(texts))]
 
@@ -83,15 +93,15 @@ class Stream:
         self.machine = machine
         self.workers = jobs() if workers is None else workers
         self.min_bytes = PARALLEL_MIN_BYTES if min_bytes is None else min_bytes
-        self.work: list[tuple[str, int, Output]] = []
+        self.work: list[tuple[str, Passes, Output]] = []
         self.bytes = 0
         self.done: dict[int, Optimized] = {}
         self.errors: list[str] = []
         self.pending: queue.SimpleQueue[int | None] = queue.SimpleQueue()
         self.threads: list[threading.Thread] = []
 
-    def add(self, text: str, level: int = 3, output: Output = BITCODE) -> None:
-        self.work.append((text, level, output))
+    def add(self, text: str, passes: Passes = O3, output: Output = BITCODE) -> None:
+        self.work.append((text, passes, output))
         self.bytes += len(text)
         if self.threads:
             self.pending.put(len(self.work) - 1)
@@ -105,9 +115,9 @@ class Stream:
     def results(self) -> list[Optimized]:
         """Every module's result, in the order they were added (waiting for the workers)."""
         if not self.threads:
-            for i, (text, level, output) in enumerate(self.work):
+            for i, (text, passes, output) in enumerate(self.work):
                 if i not in self.done:
-                    self.done[i] = _optimize_one(text, level, self.machine, output)
+                    self.done[i] = _optimize_one(text, passes, self.machine, output)
         self._stop()
         if len(self.done) < len(self.work):
             raise CompileError(self.errors[0] if self.errors else "LLVM worker failed")
@@ -144,8 +154,8 @@ class Stream:
 
     def _exchange(self, proc: subprocess.Popen) -> None:
         while (i := self.pending.get()) is not None:
-            text, level, output = self.work[i]
-            pickle.dump((text, level, self.machine, output), proc.stdin)
+            text, passes, output = self.work[i]
+            pickle.dump((text, passes, self.machine, output), proc.stdin)
             proc.stdin.flush()
             result = pickle.load(proc.stdout)
             if isinstance(result, str):
@@ -154,13 +164,10 @@ class Stream:
             self.done[i] = Optimized(*result)
 
 
-def _optimize_one(text: str, level: int, machine: Machine, output: Output) -> Optimized:
+def _optimize_one(text: str, passes: Passes, machine: Machine, output: Output) -> Optimized:
     start = time.perf_counter()
-    tm = machine.create(level)
-    # The kernels unroll their inner loops themselves (a micro-kernel is a whole register tile per
-    # step); LLVM unrolling them again doubled the code and its generation time (DenseNet-121's
-    # conv kernels), for no run time measured on the bench models.
-    mod = optimize(text, tm, level, unroll=False)
+    tm = machine.create(passes.level)
+    mod = optimize(text, tm, passes.level, passes.unroll)
     if not output.objects:
         return Optimized(mod.as_bitcode(), time.perf_counter() - start)
     for fn in mod.functions:
@@ -180,15 +187,15 @@ def link(modules: Sequence[Optimized], internal: Sequence[str] = ()) -> llvm.Mod
 
 
 def _main() -> None:
-    """A worker: (text, level, machine, output) in, the result out as a plain tuple (this module is
+    """A worker: (text, passes, machine, output) in, the result out as a plain tuple (this module is
     __main__ here, its classes would not unpickle outside) or a CompileError's message, until EOF."""
     while True:
         try:
-            text, level, machine, output = pickle.load(sys.stdin.buffer)
+            text, passes, machine, output = pickle.load(sys.stdin.buffer)
         except EOFError:
             return
         try:
-            result: tuple[bytes, float] | str = astuple(_optimize_one(text, level, machine, output))
+            result: tuple[bytes, float] | str = astuple(_optimize_one(text, passes, machine, output))
         except CompileError as e:
             result = str(e)
         pickle.dump(result, sys.stdout.buffer)
