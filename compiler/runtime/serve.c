@@ -460,7 +460,7 @@ void serve_run(struct session *s, const struct options *o, const char *platform)
         session_run(srv.sessions.items[i]);  /* the warm-up, before any request: ready once each bucket ran */
     }
     if (rows > 0) {
-        batcher_start(&srv.batcher, &srv.sessions, rows, o->batch_timeout_us);
+        batcher_init(&srv.batcher, &srv.sessions, rows, o->batch_timeout_us);
         srv.model.batcher = &srv.batcher;
     }
     atomic_store(&srv.ready, true);
@@ -472,7 +472,7 @@ void serve_run(struct session *s, const struct options *o, const char *platform)
     mg_stop(ctx);  /* stops accepting, then joins the workers once their requests are answered */
     mg_exit_library();
     if (srv.model.batcher != NULL) {
-        batcher_stop(&srv.batcher);
+        batcher_destroy(&srv.batcher);
     }
     pthread_mutex_destroy(&srv.model.lock);
     sem_destroy(&srv.model.parsers);

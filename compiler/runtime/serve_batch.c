@@ -34,17 +34,13 @@ static int64_t ready_rows(const struct batcher *b)
     return rows;
 }
 
+/* Waits (the queue holds the leader's own item) until a full batch is queued, or the requests still
+ * being parsed stop coming, or the timeout after the head's arrival. */
 static void wait_for_batch(struct batcher *b)
 {
-    while (b->head == NULL && !b->stopping) {
-        pthread_cond_wait(&b->arrived, &b->lock);
-    }
-    if (b->head == NULL) {
-        return;
-    }
     double deadline = b->head->queued + b->timeout;
     struct timespec until = {.tv_sec = (time_t)deadline, .tv_nsec = (long)((deadline - (double)(time_t)deadline) * 1e9)};
-    while (ready_rows(b) < b->max_rows && b->coming > 0 && !b->stopping && now() < deadline) {
+    while (ready_rows(b) < b->max_rows && b->coming > 0 && now() < deadline) {
         pthread_cond_timedwait(&b->arrived, &b->lock, &until);
     }
 }
@@ -111,30 +107,23 @@ void batch_run(struct bucket_sessions *sessions, struct batch_item *items)
     }
 }
 
-static void *batch_thread(void *arg)
+/* Runs the next batch as its leader, the lock held on entry and exit but not while the model runs. */
+static void lead(struct batcher *b)
 {
-    struct batcher *b = arg;
-    pthread_mutex_lock(&b->lock);
-    for (;;) {
-        wait_for_batch(b);
-        if (b->head == NULL) {
-            break;
-        }
-        struct batch_item *items = take_batch(b);
-        pthread_mutex_unlock(&b->lock);
-        batch_run(b->sessions, items);
-        pthread_mutex_lock(&b->lock);
-        for (struct batch_item *i = items, *next; i != NULL; i = next) {
-            next = i->next;
-            i->done = true;
-        }
-        pthread_cond_broadcast(&b->finished);
-    }
+    b->leading = true;
+    wait_for_batch(b);
+    struct batch_item *items = take_batch(b);
     pthread_mutex_unlock(&b->lock);
-    return NULL;
+    batch_run(b->sessions, items);
+    pthread_mutex_lock(&b->lock);
+    for (struct batch_item *i = items; i != NULL; i = i->next) {
+        i->done = true;
+    }
+    b->leading = false;
+    pthread_cond_broadcast(&b->finished);  /* its requests return, and a waiting one leads the next batch */
 }
 
-void batcher_start(struct batcher *b, struct bucket_sessions *sessions, int64_t max_rows, long timeout_us)
+void batcher_init(struct batcher *b, struct bucket_sessions *sessions, int64_t max_rows, long timeout_us)
 {
     *b = (struct batcher){.sessions = sessions, .max_rows = max_rows, .timeout = (double)timeout_us * 1e-6};
     pthread_mutex_init(&b->lock, NULL);
@@ -144,9 +133,6 @@ void batcher_start(struct batcher *b, struct bucket_sessions *sessions, int64_t 
     pthread_cond_init(&b->arrived, &attr);
     pthread_condattr_destroy(&attr);
     pthread_cond_init(&b->finished, NULL);
-    if (pthread_create(&b->thread, NULL, batch_thread, b) != 0) {
-        fail("serve: cannot start the batching thread");
-    }
 }
 
 void batcher_expect(struct batcher *b)
@@ -179,18 +165,17 @@ void batcher_submit(struct batcher *b, struct batch_item *item)
     b->tail = item;
     pthread_cond_signal(&b->arrived);
     while (!item->done) {
-        pthread_cond_wait(&b->finished, &b->lock);
+        if (b->leading) {
+            pthread_cond_wait(&b->finished, &b->lock);
+        } else {
+            lead(b);  /* the item is still queued: no batch is running to take it */
+        }
     }
     pthread_mutex_unlock(&b->lock);
 }
 
-void batcher_stop(struct batcher *b)
+void batcher_destroy(struct batcher *b)
 {
-    pthread_mutex_lock(&b->lock);
-    b->stopping = true;
-    pthread_cond_signal(&b->arrived);
-    pthread_mutex_unlock(&b->lock);
-    pthread_join(b->thread, NULL);
     pthread_cond_destroy(&b->arrived);
     pthread_cond_destroy(&b->finished);
     pthread_mutex_destroy(&b->lock);
