@@ -172,6 +172,46 @@ def test_metrics_parse_as_prometheus_text(server):
     assert platform.labels == {"platform": "cpu"} and platform.value == 1
 
 
+def lane_runs(server) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+    text = requests.get(f"{server.url}/metrics", timeout=5).text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    return {s.labels["lane"]: s.value for s in families["kiln_lane_runs"].samples}
+
+
+def test_concurrent_requests_run_side_by_side_each_on_one_thread(server):
+    """A lone request runs on both threads; requests that overlap run in lanes of one thread each, and
+    each gets its own answer."""
+    samples = [np.load(path).astype(np.float32).reshape(1, 1, 28, 28) for path in SAMPLES]
+    expected = [onnxruntime_logits(sample) for sample in samples]
+    before = lane_runs(server)
+    post = lambda session, sample: session.post(  # noqa: E731
+        f"{server.url}/v2/models/mnist/infer", timeout=30, data=json.dumps({"inputs": [
+            {"name": "input", "shape": [1, 1, 28, 28], "datatype": "FP32", "data": sample.ravel().tolist()}]}))
+    with requests.Session() as session:
+        assert post(session, samples[0]).status_code == 200
+    alone = lane_runs(server)
+    assert alone["wide"] == before["wide"] + 1 and alone["narrow"] == before["narrow"]
+    wrong: list[str] = []
+
+    def client(offset: int) -> None:
+        with requests.Session() as session:
+            for i in range(40):
+                k = (offset + i) % len(samples)
+                logits = np.array(post(session, samples[k]).json()["outputs"][0]["data"], np.float32)
+                if not np.allclose(logits, expected[k].ravel(), rtol=1e-4, atol=1e-4):
+                    wrong.append(SAMPLES[k].stem)
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    after = lane_runs(server)
+    assert not wrong
+    assert after["narrow"] > alone["narrow"]
+    assert after["wide"] + after["narrow"] == alone["wide"] + alone["narrow"] + 8 * 40
+
+
 def test_sigterm_finishes_in_flight_requests_and_exits_0(mnist):
     launcher, weights = mnist
     running = serve_harness.start(launcher, "--threads", "1", weights=weights)

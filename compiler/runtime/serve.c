@@ -270,11 +270,21 @@ static void render_bucket_runs(const struct bucket_sessions *sessions, struct st
     }
 }
 
+static void render_lane_runs(struct lanes *lanes, struct strbuf *out)
+{
+    strbuf_printf(out, "# HELP kiln_lane_runs_total Model runs without batching: alone on every thread (wide), "
+                       "or side by side on one thread each (narrow).\n"
+                       "# TYPE kiln_lane_runs_total counter\n"
+                       "kiln_lane_runs_total{lane=\"wide\"} %llu\nkiln_lane_runs_total{lane=\"narrow\"} %llu\n",
+                  atomic_load(&lanes->wide_runs), atomic_load(&lanes->narrow_runs));
+}
+
 static int metrics(struct mg_connection *c, struct server *srv)
 {
     struct strbuf b = {0};
     metrics_render(&srv->metrics, &b);
     render_bucket_runs(&srv->sessions, &b);
+    render_lane_runs(&srv->model.lanes, &b);
     int status = respond(c, 200, "text/plain; version=0.0.4", &b, -1);
     strbuf_free(&b);
     return status;
@@ -445,7 +455,8 @@ void serve_run(struct session *s, const struct options *o, const char *platform)
     srv.session = srv.sessions.items[srv.sessions.count - 1];  /* requests are checked against its shapes */
     srv.model = (struct serve_model){.session = srv.session, .sessions = &srv.sessions};
     int64_t rows = batching_rows(srv.session, o, srv.sessions.bucketed);
-    pthread_mutex_init(&srv.model.lock, NULL);
+    /* side by side only where a request is one whole run: with buckets or batching, runs hold rows */
+    lanes_open(&srv.model.lanes, srv.session, !srv.sessions.bucketed && rows == 0);
     sem_init(&srv.model.parsers, 0, (unsigned)s->threads);
     /* glibc gives each busy thread its own arena, up to 8 per core: with one HTTP thread per connection
      * that is megabytes of heap kept per arena; one arena per parser is enough. */
@@ -458,6 +469,9 @@ void serve_run(struct session *s, const struct options *o, const char *platform)
          o->host, o->port);
     for (uint32_t i = srv.sessions.count; i-- > 0;) {
         session_run(srv.sessions.items[i]);  /* the warm-up, before any request: ready once each bucket ran */
+    }
+    for (int i = 0; i < srv.model.lanes.count; i++) {
+        session_run(srv.model.lanes.narrow[i]);  /* and each lane */
     }
     if (rows > 0) {
         batcher_init(&srv.batcher, &srv.sessions, rows, o->batch_timeout_us);
@@ -474,7 +488,7 @@ void serve_run(struct session *s, const struct options *o, const char *platform)
     if (srv.model.batcher != NULL) {
         batcher_destroy(&srv.batcher);
     }
-    pthread_mutex_destroy(&srv.model.lock);
+    lanes_close(&srv.model.lanes);
     sem_destroy(&srv.model.parsers);
     pthread_mutex_destroy(&srv.metrics.lock);
     close_buckets(&srv.sessions, s);

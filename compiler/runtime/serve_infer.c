@@ -367,10 +367,9 @@ static void write_reply(const struct session *s, const struct staged *st, struct
     strbuf_free(&binary);
 }
 
-/* Whole tensors on the one session of a model without buckets. */
-static void run_whole(struct serve_model *m, const struct staged *st)
+/* Whole tensors, on a model without buckets. */
+static void run_whole(struct serve_model *m, struct session *s, const struct staged *st)
 {
-    struct session *s = m->session;
     for (uint32_t i = 0; i < s->model->n_inputs; i++) {
         memcpy(s->inputs[i], st->inputs[i], tensor_bytes(&s->model->inputs[i]));
     }
@@ -381,20 +380,21 @@ static void run_whole(struct serve_model *m, const struct staged *st)
     }
 }
 
-/* One request alone: whole tensors, or its rows in the smallest bucket holding them. */
+/* One request without batching: whole tensors in its lane, or its rows in the smallest bucket holding
+ * them. */
 static void run_alone(struct serve_model *m, const struct staged *st, struct infer_reply *r)
 {
     double queued = now();
-    pthread_mutex_lock(&m->lock);
+    struct session *s = lanes_acquire(&m->lanes);
     double started = now();
     if (st->rows > 0) {
         struct batch_item item = {.inputs = st->inputs, .outputs = st->outputs, .rows = st->rows};
         batch_run(m->sessions, &item);
     } else {
-        run_whole(m, st);
+        run_whole(m, s, st);
     }
     r->infer_seconds = now() - started;
-    pthread_mutex_unlock(&m->lock);
+    lanes_release(&m->lanes, s);
     r->queue_seconds = started - queued;
 }
 

@@ -4,10 +4,10 @@
 #define KILN_SERVE_INFER_H
 
 #include "serve_batch.h"
+#include "serve_lanes.h"
 #include "session.h"
 #include "strbuf.h"
 
-#include <pthread.h>
 #include <semaphore.h>
 #include <stddef.h>
 
@@ -27,12 +27,12 @@ struct infer_reply {
     double infer_seconds;
 };
 
-/* What answers requests: a session per shape bucket, taken one request at a time under `lock`, or a
+/* What answers requests: a session per shape bucket, or lanes of the one session, taken in turn, or a
  * batcher. */
 struct serve_model {
     struct session *session;  /* the largest bucket: the shapes requests are checked against */
     struct bucket_sessions *sessions;
-    pthread_mutex_t lock;
+    struct lanes lanes;       /* without batching; with buckets, the largest bucket's session alone */
     struct batcher *batcher;  /* NULL: no dynamic batching */
     sem_t parsers;            /* requests parsed at once: parsing is CPU work, and each parse holds a JSON tree */
 };

@@ -42,13 +42,23 @@ void session_open(struct session *s, const kiln_model_desc *model, const kiln_va
 void session_open_sibling(struct session *s, const struct session *base, const kiln_model_desc *model)
 {
     *s = (struct session){.model = model, .threads = base->threads, .weights = base->weights,
-                          .pool = base->pool, .borrowed = true, .ran = true};
+                          .pool = base->pool, .weights_borrowed = true, .pool_borrowed = true, .ran = true};
     s->variant = &model->variants[base->variant - base->model->variants];
     s->inputs = alloc_tensors(model->inputs, model->n_inputs);
     s->outputs = alloc_tensors(model->outputs, model->n_outputs);
     /* Siblings run one at a time (one pool): a smaller bucket works in the base's arena. */
     s->scratch_borrowed = model->scratch_bytes <= base->model->scratch_bytes;
     s->scratch = s->scratch_borrowed ? base->scratch : alloc_aligned(model->scratch_bytes);
+}
+
+void session_open_lane(struct session *s, const struct session *base, bool share_scratch)
+{
+    *s = (struct session){.model = base->model, .variant = base->variant, .threads = 1, .weights = base->weights,
+                          .weights_borrowed = true, .scratch_borrowed = share_scratch, .ran = true};
+    s->inputs = alloc_tensors(s->model->inputs, s->model->n_inputs);
+    s->outputs = alloc_tensors(s->model->outputs, s->model->n_outputs);
+    s->scratch = share_scratch ? base->scratch : alloc_aligned(s->model->scratch_bytes);
+    s->pool = pool_create(1);
 }
 
 void session_run(struct session *s)
@@ -78,8 +88,10 @@ void session_close(struct session *s)
     }
     free_tensors(s->outputs, s->model->n_outputs);
     free_tensors(s->inputs, s->model->n_inputs);
-    if (!s->borrowed) {
+    if (!s->pool_borrowed) {
         pool_destroy(s->pool);
+    }
+    if (!s->weights_borrowed) {
         weights_unload(&s->weights);
     }
 }

@@ -1,0 +1,92 @@
+#define _POSIX_C_SOURCE 200809L
+#include "serve_lanes.h"
+
+#include "errors.h"
+
+#include <stdlib.h>
+
+void lanes_open(struct lanes *l, struct session *wide, bool side_by_side)
+{
+    *l = (struct lanes){.wide = wide};
+    pthread_mutex_init(&l->lock, NULL);
+    pthread_cond_init(&l->freed, NULL);
+    if (!side_by_side || wide->gpu != NULL || wide->pjrt != NULL || wide->threads < 2) {
+        return;
+    }
+    l->count = wide->threads;
+    l->narrow = calloc((size_t)l->count, sizeof *l->narrow);
+    l->busy = calloc((size_t)l->count, sizeof *l->busy);
+    if (l->narrow == NULL || l->busy == NULL) {
+        fail("out of memory");
+    }
+    for (int i = 0; i < l->count; i++) {
+        l->narrow[i] = malloc(sizeof *l->narrow[i]);
+        if (l->narrow[i] == NULL) {
+            fail("out of memory");
+        }
+        /* lane 0 runs only while the wide session does not: it works in the wide one's arena */
+        session_open_lane(l->narrow[i], wide, i == 0);
+    }
+}
+
+static bool lane_free(const struct lanes *l)
+{
+    return !l->wide_running && (l->count == 0 || l->running < l->count);
+}
+
+struct session *lanes_acquire(struct lanes *l)
+{
+    pthread_mutex_lock(&l->lock);
+    unsigned long long ticket = l->next_ticket++;
+    while (ticket != l->serving || !lane_free(l)) {
+        pthread_cond_wait(&l->freed, &l->lock);
+    }
+    l->serving++;
+    bool alone = l->running == 0 && l->next_ticket == l->serving;  /* nobody runs, nobody waits */
+    struct session *s = l->wide;
+    if (l->count == 0 || alone) {
+        l->wide_running = true;
+        atomic_fetch_add(&l->wide_runs, 1);
+    } else {
+        int i = 0;
+        while (l->busy[i]) {
+            i++;
+        }
+        l->busy[i] = true;
+        l->running++;
+        s = l->narrow[i];
+        atomic_fetch_add(&l->narrow_runs, 1);
+    }
+    pthread_cond_broadcast(&l->freed);  /* the next ticket may take the other lane at once */
+    pthread_mutex_unlock(&l->lock);
+    return s;
+}
+
+void lanes_release(struct lanes *l, struct session *s)
+{
+    pthread_mutex_lock(&l->lock);
+    if (s == l->wide) {
+        l->wide_running = false;
+    } else {
+        for (int i = 0; i < l->count; i++) {
+            if (l->narrow[i] == s) {
+                l->busy[i] = false;
+            }
+        }
+        l->running--;
+    }
+    pthread_cond_broadcast(&l->freed);
+    pthread_mutex_unlock(&l->lock);
+}
+
+void lanes_close(struct lanes *l)
+{
+    for (int i = 0; i < l->count; i++) {
+        session_close(l->narrow[i]);
+        free(l->narrow[i]);
+    }
+    free(l->narrow);
+    free(l->busy);
+    pthread_cond_destroy(&l->freed);
+    pthread_mutex_destroy(&l->lock);
+}

@@ -1,0 +1,37 @@
+/* Who runs the model when requests are not batched. A request alone runs on every thread (the wide
+ * session); while others wait, requests run side by side, each on one thread in a lane of its own (a
+ * narrow session per thread, each with its own scratch arena over the shared weights). Under load two
+ * requests on a core each beat two cores on one request: no layer waits for the slower thread, and no
+ * layer reads what the other core wrote (on a host whose cores share no cache, that costs most of the
+ * second thread's gain). Requests take their turn in arrival order. */
+#ifndef KILN_SERVE_LANES_H
+#define KILN_SERVE_LANES_H
+
+#include "session.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+struct lanes {
+    struct session *wide;
+    struct session **narrow;   /* one per thread; none when the wide session must run alone */
+    bool *busy;                /* per narrow lane */
+    int count;                 /* narrow lanes */
+    int running;               /* narrow lanes busy */
+    bool wide_running;
+    unsigned long long next_ticket, serving;  /* arrival order: the next to take a lane */
+    atomic_ullong wide_runs, narrow_runs;     /* for /metrics */
+    pthread_mutex_t lock;
+    pthread_cond_t freed;
+};
+
+/* Narrow lanes for a CPU session with more than one thread when `side_by_side`; else the wide session
+ * alone, taken by one request at a time. */
+void lanes_open(struct lanes *l, struct session *wide, bool side_by_side);
+/* Waits for this request's turn: the session to run it on, held until lanes_release. */
+struct session *lanes_acquire(struct lanes *l);
+void lanes_release(struct lanes *l, struct session *s);
+void lanes_close(struct lanes *l);
+
+#endif
