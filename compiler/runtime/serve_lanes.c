@@ -9,7 +9,6 @@ void lanes_open(struct lanes *l, struct session *wide, bool side_by_side)
 {
     *l = (struct lanes){.wide = wide};
     pthread_mutex_init(&l->lock, NULL);
-    pthread_cond_init(&l->freed, NULL);
     if (!side_by_side || wide->gpu != NULL || wide->pjrt != NULL || wide->threads < 2) {
         return;
     }
@@ -34,15 +33,39 @@ static bool lane_free(const struct lanes *l)
     return !l->wide_running && (l->count == 0 || l->running < l->count);
 }
 
+/* Queued behind the others until this request is the first and a lane is free. */
+static void wait_turn(struct lanes *l)
+{
+    struct lane_waiter me = {.next = NULL};
+    pthread_cond_init(&me.turn, NULL);
+    if (l->tail != NULL) {
+        l->tail->next = &me;
+    } else {
+        l->head = &me;
+    }
+    l->tail = &me;
+    while (l->head != &me || !lane_free(l)) {
+        pthread_cond_wait(&me.turn, &l->lock);
+    }
+    l->head = me.next;
+    l->tail = l->head == NULL ? NULL : l->tail;
+    pthread_cond_destroy(&me.turn);
+}
+
+static void wake_first(struct lanes *l)
+{
+    if (l->head != NULL && lane_free(l)) {
+        pthread_cond_signal(&l->head->turn);
+    }
+}
+
 struct session *lanes_acquire(struct lanes *l)
 {
     pthread_mutex_lock(&l->lock);
-    unsigned long long ticket = l->next_ticket++;
-    while (ticket != l->serving || !lane_free(l)) {
-        pthread_cond_wait(&l->freed, &l->lock);
+    if (l->head != NULL || !lane_free(l)) {
+        wait_turn(l);
     }
-    l->serving++;
-    bool alone = l->running == 0 && l->next_ticket == l->serving;  /* nobody runs, nobody waits */
+    bool alone = l->running == 0 && l->head == NULL;  /* nobody runs, nobody waits */
     struct session *s = l->wide;
     if (l->count == 0 || alone) {
         l->wide_running = true;
@@ -57,7 +80,7 @@ struct session *lanes_acquire(struct lanes *l)
         s = l->narrow[i];
         atomic_fetch_add(&l->narrow_runs, 1);
     }
-    pthread_cond_broadcast(&l->freed);  /* the next ticket may take the other lane at once */
+    wake_first(l);  /* the next request may take another lane at once */
     pthread_mutex_unlock(&l->lock);
     return s;
 }
@@ -75,7 +98,7 @@ void lanes_release(struct lanes *l, struct session *s)
         }
         l->running--;
     }
-    pthread_cond_broadcast(&l->freed);
+    wake_first(l);
     pthread_mutex_unlock(&l->lock);
 }
 
@@ -87,6 +110,5 @@ void lanes_close(struct lanes *l)
     }
     free(l->narrow);
     free(l->busy);
-    pthread_cond_destroy(&l->freed);
     pthread_mutex_destroy(&l->lock);
 }

@@ -13,6 +13,11 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
+struct lane_waiter {
+    pthread_cond_t turn;
+    struct lane_waiter *next;
+};
+
 struct lanes {
     struct session *wide;
     struct session **narrow;   /* one per thread; none when the wide session must run alone */
@@ -20,10 +25,9 @@ struct lanes {
     int count;                 /* narrow lanes */
     int running;               /* narrow lanes busy */
     bool wide_running;
-    unsigned long long next_ticket, serving;  /* arrival order: the next to take a lane */
+    struct lane_waiter *head, *tail;          /* requests waiting, in arrival order: only the head is woken */
     atomic_ullong wide_runs, narrow_runs;     /* for /metrics */
     pthread_mutex_t lock;
-    pthread_cond_t freed;
 };
 
 /* Narrow lanes for a CPU session with more than one thread when `side_by_side`; else the wide session
