@@ -179,37 +179,67 @@ def lane_runs(server) -> dict[str, float]:
     return {s.labels["lane"]: s.value for s in families["kiln_lane_runs"].samples}
 
 
-def test_concurrent_requests_run_side_by_side_each_on_one_thread(server):
-    """A lone request runs on both threads; requests that overlap run in lanes of one thread each, and
-    each gets its own answer."""
+def mnist_post(server, session: requests.Session, sample: np.ndarray) -> np.ndarray:
+    reply = session.post(f"{server.url}/v2/models/mnist/infer", timeout=30, data=json.dumps({"inputs": [
+        {"name": "input", "shape": [1, 1, 28, 28], "datatype": "FP32", "data": sample.ravel().tolist()}]}))
+    assert reply.status_code == 200, reply.text
+    return np.array(reply.json()["outputs"][0]["data"], np.float32)
+
+
+def overlapping_clients(server, clients: int = 8, requests_each: int = 40) -> list[str]:
+    """`clients` threads posting the sample digits in turn: the digits whose answer was not their own."""
     samples = [np.load(path).astype(np.float32).reshape(1, 1, 28, 28) for path in SAMPLES]
     expected = [onnxruntime_logits(sample) for sample in samples]
-    before = lane_runs(server)
-    post = lambda session, sample: session.post(  # noqa: E731
-        f"{server.url}/v2/models/mnist/infer", timeout=30, data=json.dumps({"inputs": [
-            {"name": "input", "shape": [1, 1, 28, 28], "datatype": "FP32", "data": sample.ravel().tolist()}]}))
-    with requests.Session() as session:
-        assert post(session, samples[0]).status_code == 200
-    alone = lane_runs(server)
-    assert alone["wide"] == before["wide"] + 1 and alone["narrow"] == before["narrow"]
     wrong: list[str] = []
 
     def client(offset: int) -> None:
         with requests.Session() as session:
-            for i in range(40):
+            for i in range(requests_each):
                 k = (offset + i) % len(samples)
-                logits = np.array(post(session, samples[k]).json()["outputs"][0]["data"], np.float32)
+                logits = mnist_post(server, session, samples[k])
                 if not np.allclose(logits, expected[k].ravel(), rtol=1e-4, atol=1e-4):
                     wrong.append(SAMPLES[k].stem)
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    return wrong
+
+
+def test_concurrent_requests_run_side_by_side_each_on_one_thread(server):
+    """A lone request runs on both threads; requests that overlap run in lanes of one thread each, and
+    each gets its own answer."""
+    before = lane_runs(server)
+    with requests.Session() as session:
+        mnist_post(server, session, np.load(SAMPLES[0]).astype(np.float32))
+    alone = lane_runs(server)
+    assert alone["wide"] == before["wide"] + 1 and alone["narrow"] == before["narrow"]
+    assert not overlapping_clients(server, clients=8, requests_each=40)
     after = lane_runs(server)
-    assert not wrong
     assert after["narrow"] > alone["narrow"]
     assert after["wide"] + after["narrow"] == alone["wide"] + alone["narrow"] + 8 * 40
+
+
+def test_one_lane_runs_every_request_on_every_thread(mnist):
+    launcher, weights = mnist
+    running = serve_harness.start(launcher, "--threads", "2", "--lanes", "1", weights=weights)
+    try:
+        assert not overlapping_clients(running, clients=4, requests_each=20)
+        assert lane_runs(running) == {"wide": 4 * 20, "narrow": 0}
+    finally:
+        code, stderr = running.stop()
+    assert code == 0, stderr
+
+
+def test_more_lanes_than_threads_is_refused(mnist):
+    launcher, weights = mnist
+    done = subprocess.run([launcher, "serve", "--threads", "2", "--lanes", "3",
+                           "--port", str(serve_harness.free_port()), "--weights", weights],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "kiln: serve: --lanes 3 exceeds the 2 threads (--threads) the lanes share")
 
 
 def test_sigterm_finishes_in_flight_requests_and_exits_0(mnist):

@@ -43,6 +43,10 @@ static void print_usage(const char *program)
            "  --http-threads N      connections answered at once (default 64)\n"
            "  --max-request-bytes N largest request body (default 67108864)\n"
            "  --timeout-ms N        request read and keep-alive idle timeout (default 30000)\n"
+           "  --lanes N             requests run side by side under load, at most N, each on\n"
+           "                        threads/N threads, each in a scratch arena of its own\n"
+           "                        (default: the threads, at most 4); a request alone runs on\n"
+           "                        every thread; 1: one request at a time\n"
            "  --max-batch N         gather requests into batches of up to N rows (a model\n"
            "                        compiled with batch >= N, or shape buckets the largest of\n"
            "                        which is; each batch runs in the smallest bucket holding\n"
@@ -84,7 +88,7 @@ static const char *const value_flags[] = {
     "--input", "--output", "--platform", "--weights", "--pgm", "--idx",
     "--labels", "--limit", "--offset", "--threads", "--bench", "--cache-dir",
     "--host", "--port", "--http-threads", "--max-request-bytes", "--timeout-ms", "--max-batch",
-    "--batch-timeout-us",
+    "--batch-timeout-us", "--lanes",
 };
 
 static bool takes_value(const char *flag)
@@ -118,6 +122,7 @@ static void apply(struct options *o, const char *flag, const char *value)
     else if (strcmp(flag, "--timeout-ms") == 0) o->timeout_ms = parse_count(flag, value, 1, 86400000);
     else if (strcmp(flag, "--max-batch") == 0) o->max_batch = (int)parse_count(flag, value, 1, 1 << 20);
     else if (strcmp(flag, "--batch-timeout-us") == 0) o->batch_timeout_us = parse_count(flag, value, 1, 10000000);
+    else if (strcmp(flag, "--lanes") == 0) o->lanes = (int)parse_count(flag, value, 1, 1024);
     else o->bench = parse_count(flag, value, 1, 100000000);
 }
 
@@ -128,9 +133,9 @@ static void check_combinations(const struct options *o)
         fail_usage("serve takes requests over HTTP: no --input, --output, --pgm, --idx, --bench or --info");
     }
     bool serve_flags = o->host != NULL || o->port || o->http_threads || o->max_request_bytes || o->timeout_ms ||
-                       o->max_batch || o->batch_timeout_us;
+                       o->max_batch || o->batch_timeout_us || o->lanes;
     if (!o->serve && serve_flags) {
-        fail_usage("--host, --port, --http-threads, --max-request-bytes, --timeout-ms, --max-batch and "
+        fail_usage("--host, --port, --http-threads, --max-request-bytes, --timeout-ms, --lanes, --max-batch and "
                    "--batch-timeout-us need serve");
     }
     if (o->idx_images != NULL && (o->n_inputs > 0 || o->pgm != NULL)) {

@@ -30,6 +30,7 @@ struct options {
     long timeout_ms;                 /* serve: request read and keep-alive idle timeout */
     int max_batch;                   /* serve: dynamic batching up to this many rows; 0: off */
     long batch_timeout_us;           /* serve: how long a batch waits for more rows */
+    int lanes;                       /* serve: requests run side by side under load; 0: auto */
 };
 
 /* Fills `o` from argv; exits 2 with one line on a bad command line, 0 after --help. */

@@ -456,7 +456,7 @@ void serve_run(struct session *s, const struct options *o, const char *platform)
     srv.model = (struct serve_model){.session = srv.session, .sessions = &srv.sessions};
     int64_t rows = batching_rows(srv.session, o, srv.sessions.bucketed);
     /* side by side only where a request is one whole run: with buckets or batching, runs hold rows */
-    lanes_open(&srv.model.lanes, srv.session, !srv.sessions.bucketed && rows == 0);
+    lanes_open(&srv.model.lanes, srv.session, !srv.sessions.bucketed && rows == 0, o->lanes);
     sem_init(&srv.model.parsers, 0, (unsigned)s->threads);
     /* glibc gives each busy thread its own arena, up to 8 per core: with one HTTP thread per connection
      * that is megabytes of heap kept per arena; one arena per parser is enough. */

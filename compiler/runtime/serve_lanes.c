@@ -5,14 +5,18 @@
 
 #include <stdlib.h>
 
-void lanes_open(struct lanes *l, struct session *wide, bool side_by_side)
+void lanes_open(struct lanes *l, struct session *wide, bool side_by_side, int lanes)
 {
     *l = (struct lanes){.wide = wide};
     pthread_mutex_init(&l->lock, NULL);
-    if (!side_by_side || wide->gpu != NULL || wide->pjrt != NULL || wide->threads < 2) {
+    if (lanes > wide->threads) {
+        fail("serve: --lanes %d exceeds the %d threads (--threads) the lanes share", lanes, wide->threads);
+    }
+    int count = lanes ? lanes : wide->threads < LANES_AUTO ? wide->threads : LANES_AUTO;
+    if (!side_by_side || wide->gpu != NULL || wide->pjrt != NULL || count < 2) {
         return;
     }
-    l->count = wide->threads;
+    l->count = count;
     l->narrow = calloc((size_t)l->count, sizeof *l->narrow);
     l->busy = calloc((size_t)l->count, sizeof *l->busy);
     if (l->narrow == NULL || l->busy == NULL) {
@@ -24,7 +28,8 @@ void lanes_open(struct lanes *l, struct session *wide, bool side_by_side)
             fail("out of memory");
         }
         /* lane 0 runs only while the wide session does not: it works in the wide one's arena */
-        session_open_lane(l->narrow[i], wide, i == 0);
+        int threads = wide->threads / count + (i < wide->threads % count);  /* every thread in some lane */
+        session_open_lane(l->narrow[i], wide, i == 0, threads);
     }
 }
 

@@ -1,9 +1,10 @@
 /* Who runs the model when requests are not batched. A request alone runs on every thread (the wide
- * session); while others wait, requests run side by side, each on one thread in a lane of its own (a
- * narrow session per thread, each with its own scratch arena over the shared weights). Under load two
- * requests on a core each beat two cores on one request: no layer waits for the slower thread, and no
- * layer reads what the other core wrote (on a host whose cores share no cache, that costs most of the
- * second thread's gain). Requests take their turn in arrival order. */
+ * session); while others wait, requests run side by side, each on a share of the threads in a lane of
+ * its own (a narrow session per lane, each with its own scratch arena over the shared weights). Under
+ * load two requests on a core each beat two cores on one request: no layer waits for the slower thread,
+ * and no layer reads what the other core wrote (on a host whose cores share no cache, that costs most
+ * of the second thread's gain). Each lane costs a scratch arena: by default there are as many as
+ * threads, at most LANES_AUTO. Requests take their turn in arrival order. */
 #ifndef KILN_SERVE_LANES_H
 #define KILN_SERVE_LANES_H
 
@@ -18,9 +19,11 @@ struct lane_waiter {
     struct lane_waiter *next;
 };
 
+#define LANES_AUTO 4
+
 struct lanes {
     struct session *wide;
-    struct session **narrow;   /* one per thread; none when the wide session must run alone */
+    struct session **narrow;   /* none when the wide session runs alone */
     bool *busy;                /* per narrow lane */
     int count;                 /* narrow lanes */
     int running;               /* narrow lanes busy */
@@ -30,9 +33,10 @@ struct lanes {
     pthread_mutex_t lock;
 };
 
-/* Narrow lanes for a CPU session with more than one thread when `side_by_side`; else the wide session
- * alone, taken by one request at a time. */
-void lanes_open(struct lanes *l, struct session *wide, bool side_by_side);
+/* `lanes` narrow lanes (0: the threads, at most LANES_AUTO) for a CPU session with more than one thread
+ * when `side_by_side`; else (or for fewer than 2) the wide session alone, taken by one request at a
+ * time. */
+void lanes_open(struct lanes *l, struct session *wide, bool side_by_side, int lanes);
 /* Waits for this request's turn: the session to run it on, held until lanes_release. */
 struct session *lanes_acquire(struct lanes *l);
 void lanes_release(struct lanes *l, struct session *s);

@@ -51,14 +51,14 @@ void session_open_sibling(struct session *s, const struct session *base, const k
     s->scratch = s->scratch_borrowed ? base->scratch : alloc_aligned(model->scratch_bytes);
 }
 
-void session_open_lane(struct session *s, const struct session *base, bool share_scratch)
+void session_open_lane(struct session *s, const struct session *base, bool share_scratch, int threads)
 {
-    *s = (struct session){.model = base->model, .variant = base->variant, .threads = 1, .weights = base->weights,
+    *s = (struct session){.model = base->model, .variant = base->variant, .threads = threads, .weights = base->weights,
                           .weights_borrowed = true, .scratch_borrowed = share_scratch, .ran = true};
     s->inputs = alloc_tensors(s->model->inputs, s->model->n_inputs);
     s->outputs = alloc_tensors(s->model->outputs, s->model->n_outputs);
     s->scratch = share_scratch ? base->scratch : alloc_aligned(s->model->scratch_bytes);
-    s->pool = pool_create(1);
+    s->pool = pool_create(threads);
 }
 
 void session_run(struct session *s)

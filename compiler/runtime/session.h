@@ -40,10 +40,10 @@ void session_open(struct session *s, const kiln_model_desc *model, const kiln_va
  * mapped weights and thread pool (one run at a time across the two), and its scratch arena when that is
  * large enough; the same CPU variant. */
 void session_open_sibling(struct session *s, const struct session *base, const kiln_model_desc *model);
-/* A session of `base`'s own model on one thread of its own, over `base`'s mapped weights: its own
+/* A session of `base`'s own model on `threads` threads of its own, over `base`'s mapped weights: its own
  * input and output buffers, and `base`'s scratch arena when `share_scratch` (the two never run at once),
  * else its own. */
-void session_open_lane(struct session *s, const struct session *base, bool share_scratch);
+void session_open_lane(struct session *s, const struct session *base, bool share_scratch, int threads);
 void session_run(struct session *s);
 void session_close(struct session *s);
 
