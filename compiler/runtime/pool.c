@@ -65,9 +65,11 @@ struct pool {
     atomic_bool stop;
 };
 
-/* Set on pool threads and on the caller while it runs chunks: a nested
- * kiln_parallel_for then runs inline instead of deadlocking. */
-static _Thread_local bool inside_task;
+/* The pool whose chunks this thread runs (its workers', and the caller's while it
+ * takes chunks): a nested kiln_parallel_for on it runs inline instead of
+ * deadlocking; one on another pool (a serving lane's, driven from a chunk) runs
+ * on that pool's threads. */
+static _Thread_local struct pool *running;
 
 static void cpu_relax(void)
 {
@@ -167,7 +169,7 @@ static void *worker_main(void *arg)
 {
     struct pool *pool = ((struct worker *)arg)->pool;
     unsigned seen = 0;
-    inside_task = true;
+    running = pool;
     for (;;) {
         wait_while(pool, &pool->generation, seen, &pool->worker_sleepers);
         seen = atomic_load(&pool->generation);
@@ -191,9 +193,10 @@ static void run_job(struct pool *pool, kiln_task_fn fn, void *ctx, int64_t n)
     atomic_store(&pool->claim, chunks << 32);
     atomic_fetch_add(&pool->generation, 1);
     wake_all(&pool->generation, &pool->worker_sleepers);
-    inside_task = true;
+    struct pool *outer = running;
+    running = pool;
     run_chunks(pool);
-    inside_task = false;
+    running = outer;
     wait_while(pool, &pool->finished, previous, &pool->caller_sleepers);
 }
 
@@ -203,7 +206,7 @@ void kiln_parallel_for(void *handle, kiln_task_fn fn, void *ctx, int64_t n)
     if (n <= 0) {
         return;
     }
-    if (pool == NULL || pool->threads == 1 || n == 1 || inside_task) {
+    if (pool == NULL || pool->threads == 1 || n == 1 || pool == running) {
         fn(ctx, 0, n);
         return;
     }
