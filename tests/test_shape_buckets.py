@@ -242,12 +242,13 @@ def _gathered_behind_a_slow_body(running, rng) -> dict[str, float]:
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("flags", [(), ("--max-batch", "4", "--batch-timeout-us", "5000000")],
+@pytest.mark.parametrize("flags", [(), ("--max-batch", "4", "--batch-timeout-us", "5000000", "--lanes", "1")],
                          ids=["unbatched", "batched"])
 def test_serve_runs_each_request_in_the_smallest_bucket_holding_it(bucketed, flags):
     """[1, 4] buckets: a batch-1 request runs in bucket 1, a batch-3 one padded in bucket 4 (as
     onnxruntime at batch 3); batch-1 requests run alone without batching, and gathered into bucket 4
-    behind one whose body is still arriving with it; batch 5 is one 400."""
+    behind one whose body is still arriving with it (one lane: the rows are not split); batch 5 is one
+    400."""
     import requests
     import serve_harness
     import tritonclient.http as httpclient
@@ -278,10 +279,69 @@ def test_serve_runs_each_request_in_the_smallest_bucket_holding_it(bucketed, fla
     assert code == 0, stderr
 
 
+@pytest.fixture(scope="module")
+def three_buckets(tmp_path_factory, kiln_cache):
+    from conftest import Workspace
+    workspace = Workspace.empty(tmp_path_factory.mktemp("buckets") / "ws", kiln_cache)
+    _package(workspace, dense(), "batch_sizes = [1, 2, 4]")
+    workspace.kiln("build", "//p:dense", check=True)
+    return workspace
+
+
+def _split_runs(url: str) -> float:
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+    families = {f.name: f for f in text_string_to_metric_families(requests.get(f"{url}/metrics", timeout=10).text)}
+    return families["kiln_split_runs"].samples[0].value
+
+
+def _runs_of(running, rows: int, rng) -> tuple[dict[str, float], float]:
+    """One request of `rows` rows, answered as onnxruntime does: the bucket runs and split runs it took."""
+    x = rng.standard_normal((rows, 8)).astype(np.float32)
+    before, split_before = _bucket_runs(running.url), _split_runs(running.url)
+    np.testing.assert_allclose(_triton_infer(running.port, x), run_onnxruntime(dense(), {"x": x})[0],
+                               rtol=1e-5, atol=1e-6)
+    after = _bucket_runs(running.url)
+    return {k: after[k] - before[k] for k in after}, _split_runs(running.url) - split_before
+
+
 @pytest.mark.e2e
-def test_bucketed_server_under_sanitizers_frees_every_session(bucketed, tmp_path):
-    """The [1, 4] model linked with ASan, LSan and UBSan: sessions for both buckets, requests in
-    each, then SIGTERM: exit 0 and no report (the shared weights and pool are released once)."""
+@pytest.mark.parametrize("flags", [(), ("--max-batch", "4")], ids=["unbatched", "batched"])
+def test_serve_splits_rows_across_two_lanes_in_smaller_buckets(three_buckets, flags):
+    """[1, 2, 4] buckets on two threads: a 4-row run is two 2-row slices side by side, a 3-row one a
+    2-row and a 1-row slice, each slice its own rows of the answer; one row runs whole."""
+    import serve_harness
+    running = serve_harness.start(three_buckets.out("p/dense"), "--threads", "2", *flags,
+                                  weights=three_buckets.out("p/dense.cpu/weights.safetensors"))
+    rng = np.random.default_rng(4)
+    try:
+        assert _runs_of(running, 4, rng) == ({"1": 0, "2": 2, "4": 0}, 1)
+        assert _runs_of(running, 3, rng) == ({"1": 1, "2": 1, "4": 0}, 1)
+        assert _runs_of(running, 1, rng) == ({"1": 1, "2": 0, "4": 0}, 0)
+    finally:
+        code, stderr = running.stop()
+    assert code == 0, stderr
+
+
+@pytest.mark.e2e
+def test_one_lane_runs_the_rows_whole(three_buckets):
+    import serve_harness
+    running = serve_harness.start(three_buckets.out("p/dense"), "--threads", "2", "--lanes", "1",
+                                  weights=three_buckets.out("p/dense.cpu/weights.safetensors"))
+    try:
+        assert _runs_of(running, 4, np.random.default_rng(5)) == ({"1": 0, "2": 0, "4": 1}, 0)
+    finally:
+        code, stderr = running.stop()
+    assert code == 0, stderr
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("workspace,runs", [("bucketed", {"1": 1, "4": 2}), ("three_buckets", {"1": 2, "2": 3, "4": 0})])
+def test_bucketed_server_under_sanitizers_frees_every_session(request, workspace, runs, tmp_path):
+    """The [1, 4] and [1, 2, 4] models linked with ASan, LSan and UBSan, on two threads: sessions for
+    every bucket, requests of 1, 3 and 4 rows (split across two lanes where the buckets allow), then
+    SIGTERM: exit 0 and no report (the shared weights, pool and arena are released once)."""
+    bucketed = request.getfixturevalue(workspace)
     import os
     import serve_harness
     from kiln.compiler import launcher
@@ -294,13 +354,13 @@ def test_bucketed_server_under_sanitizers_frees_every_session(bucketed, tmp_path
                               [os.fspath(bucketed.out("p/dense.cpu/model.o"))], os.fspath(exe), sanitize=True)
     subprocess.run(argv, check=True, capture_output=True, cwd=tmp_path)
     env = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0", "UBSAN_OPTIONS": "print_stacktrace=1"}
-    running = serve_harness.start(exe, "--max-batch", "4", weights=bucketed.out("p/dense.cpu/weights.safetensors"),
-                                  env=env)
+    running = serve_harness.start(exe, "--threads", "2", "--max-batch", "4",
+                                  weights=bucketed.out("p/dense.cpu/weights.safetensors"), env=env)
     for rows in (1, 3, 4):
         x = np.ones((rows, 8), np.float32)
         np.testing.assert_allclose(_triton_infer(running.port, x), run_onnxruntime(dense(), {"x": x})[0],
                                    rtol=1e-5, atol=1e-6)
-    assert _bucket_runs(running.url) == {"1": 1, "4": 2}  # warm-up runs are not counted
+    assert _bucket_runs(running.url) == runs  # warm-up runs are not counted
     code, stderr = running.stop()
     assert code == 0, stderr
     for report in ("AddressSanitizer", "LeakSanitizer", "runtime error"):

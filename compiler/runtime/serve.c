@@ -268,6 +268,10 @@ static void render_bucket_runs(const struct bucket_sessions *sessions, struct st
         strbuf_printf(out, "kiln_bucket_runs_total{batch=\"%lld\"} %llu\n",
                       (long long)batch_rows(sessions->items[i]->model), atomic_load(&sessions->runs[i]));
     }
+    strbuf_printf(out, "# HELP kiln_split_runs_total Runs whose rows ran side by side in smaller buckets, a "
+                       "slice per lane.\n"
+                       "# TYPE kiln_split_runs_total counter\n"
+                       "kiln_split_runs_total %llu\n", atomic_load(&sessions->split_runs));
 }
 
 static void render_lane_runs(struct lanes *lanes, struct strbuf *out)
@@ -457,6 +461,7 @@ void serve_run(struct session *s, const struct options *o, const char *platform)
     int64_t rows = batching_rows(srv.session, o, srv.sessions.bucketed);
     /* side by side only where a request is one whole run: with buckets or batching, runs hold rows */
     lanes_open(&srv.model.lanes, srv.session, !srv.sessions.bucketed && rows == 0, o->lanes);
+    row_lanes_open(&srv.sessions.split, srv.sessions.items, srv.sessions.count, o->lanes);
     sem_init(&srv.model.parsers, 0, (unsigned)s->threads);
     /* glibc gives each busy thread its own arena, up to 8 per core: with one HTTP thread per connection
      * that is megabytes of heap kept per arena; one arena per parser is enough. */
@@ -472,6 +477,10 @@ void serve_run(struct session *s, const struct options *o, const char *platform)
     }
     for (int i = 0; i < srv.model.lanes.count; i++) {
         session_run(srv.model.lanes.narrow[i]);  /* and each lane */
+    }
+    int slices = row_lanes_plan(&srv.sessions.split, batch_rows(srv.session->model));
+    if (slices > 0) {
+        row_lanes_run(&srv.sessions.split, slices);  /* and the row lanes, as a full batch */
     }
     if (rows > 0) {
         batcher_init(&srv.batcher, &srv.sessions, rows, o->batch_timeout_us);
@@ -489,6 +498,7 @@ void serve_run(struct session *s, const struct options *o, const char *platform)
         batcher_destroy(&srv.batcher);
     }
     lanes_close(&srv.model.lanes);
+    row_lanes_close(&srv.sessions.split);
     sem_destroy(&srv.model.parsers);
     pthread_mutex_destroy(&srv.metrics.lock);
     close_buckets(&srv.sessions, s);

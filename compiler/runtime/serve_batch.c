@@ -72,6 +72,18 @@ static struct session *smallest_holding(struct bucket_sessions *b, int64_t rows,
     return b->items[*index];
 }
 
+/* The session whose buffers hold the gathered rows, and how it runs them: whole, or in `slices`. */
+static struct session *gathering_session(struct bucket_sessions *sessions, int64_t rows, uint32_t *bucket,
+                                         int *slices)
+{
+    *slices = row_lanes_plan(&sessions->split, rows);
+    if (*slices > 0) {
+        *bucket = sessions->count - 1;
+        return sessions->items[*bucket];
+    }
+    return smallest_holding(sessions, rows, bucket);
+}
+
 void batch_run(struct bucket_sessions *sessions, struct batch_item *items)
 {
     int64_t gathered = 0;
@@ -79,7 +91,8 @@ void batch_run(struct bucket_sessions *sessions, struct batch_item *items)
         gathered += i->rows;
     }
     uint32_t bucket;
-    struct session *s = smallest_holding(sessions, gathered, &bucket);
+    int slices;
+    struct session *s = gathering_session(sessions, gathered, &bucket, &slices);
     const kiln_model_desc *m = s->model;
     int64_t rows = batch_rows(m);
     for (uint32_t t = 0; t < m->n_inputs; t++) {
@@ -91,9 +104,17 @@ void batch_run(struct bucket_sessions *sessions, struct batch_item *items)
         memset((char *)s->inputs[t] + at, 0, tensor_bytes(&m->inputs[t]) - at);  /* padding rows */
     }
     double started = now();
-    session_run(s);
+    if (slices > 0) {
+        row_lanes_run(&sessions->split, slices);
+        atomic_fetch_add(&sessions->split_runs, 1);
+        for (int i = 0; i < slices; i++) {
+            atomic_fetch_add(&sessions->runs[sessions->split.slices[i].bucket], 1);
+        }
+    } else {
+        session_run(s);
+        atomic_fetch_add(&sessions->runs[bucket], 1);
+    }
     double finished = now();
-    atomic_fetch_add(&sessions->runs[bucket], 1);
     for (uint32_t t = 0; t < m->n_outputs; t++) {
         size_t row = row_bytes(&m->outputs[t], rows), at = 0;
         for (struct batch_item *i = items; i != NULL; i = i->next) {

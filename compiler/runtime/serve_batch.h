@@ -7,6 +7,7 @@
 #ifndef KILN_SERVE_BATCH_H
 #define KILN_SERVE_BATCH_H
 
+#include "serve_rows.h"
 #include "session.h"
 
 #include <pthread.h>
@@ -19,6 +20,8 @@ struct bucket_sessions {
     uint32_t count;
     bool bucketed;            /* the model has shape buckets (a GPU or PJRT session serves them in its own) */
     atomic_ullong *runs;      /* per bucket: model runs, for /metrics */
+    struct row_lanes split;   /* a run's rows side by side in smaller buckets */
+    atomic_ullong split_runs;
 };
 
 struct batch_item {
@@ -44,8 +47,8 @@ struct batcher {
 /* The rows the model runs at once: the leading dimension of its first input. */
 int64_t batch_rows(const kiln_model_desc *m);
 
-/* Runs `items` (a list) at once in the smallest bucket holding their rows; the caller holds that
- * bucket's session alone (as a batch's leader, or under a lock). */
+/* Runs `items` (a list) at once: in the smallest bucket holding their rows, or split across the row
+ * lanes; the caller holds the sessions alone (as a batch's leader, or under a lock). */
 void batch_run(struct bucket_sessions *sessions, struct batch_item *items);
 
 void batcher_init(struct batcher *b, struct bucket_sessions *sessions, int64_t max_rows, long timeout_us);

@@ -75,10 +75,15 @@ void session_run(struct session *s)
         gpu_session_run(s->gpu, s);
         return;
     }
-    pool_begin(s->pool);
-    s->variant->entry(s->weights.data, (const void *const *)s->inputs, s->outputs, s->scratch,
-                      s->pool);
-    pool_end(s->pool);
+    session_run_on(s, s->inputs, s->outputs, s->scratch, s->pool);
+}
+
+void session_run_on(const struct session *s, void *const *inputs, void **outputs, uint8_t *scratch,
+                    struct pool *pool)
+{
+    pool_begin(pool);
+    s->variant->entry(s->weights.data, (const void *const *)inputs, outputs, scratch, pool);
+    pool_end(pool);
 }
 
 void session_close(struct session *s)

@@ -45,6 +45,9 @@ void session_open_sibling(struct session *s, const struct session *base, const k
  * else its own. */
 void session_open_lane(struct session *s, const struct session *base, bool share_scratch, int threads);
 void session_run(struct session *s);
+/* Runs `s`'s CPU variant on other buffers, scratch arena and pool: a slice of a larger bucket's run. */
+void session_run_on(const struct session *s, void *const *inputs, void **outputs, uint8_t *scratch,
+                    struct pool *pool);
 void session_close(struct session *s);
 
 #endif
