@@ -478,9 +478,9 @@ void serve_run(struct session *s, const struct options *o, const char *platform)
     for (int i = 0; i < srv.model.lanes.count; i++) {
         session_run(srv.model.lanes.narrow[i]);  /* and each lane */
     }
-    int slices = row_lanes_plan(&srv.sessions.split, batch_rows(srv.session->model));
-    if (slices > 0) {
-        row_lanes_run(&srv.sessions.split, slices);  /* and the row lanes, as a full batch */
+    int lanes = row_lanes_plan(&srv.sessions.split, batch_rows(srv.session->model));
+    if (lanes > 0) {
+        row_lanes_run(&srv.sessions.split, lanes, NULL);  /* and the row lanes, on a full batch */
     }
     if (rows > 0) {
         batcher_init(&srv.batcher, &srv.sessions, rows, o->batch_timeout_us);

@@ -72,12 +72,12 @@ static struct session *smallest_holding(struct bucket_sessions *b, int64_t rows,
     return b->items[*index];
 }
 
-/* The session whose buffers hold the gathered rows, and how it runs them: whole, or in `slices`. */
+/* The session whose buffers hold the gathered rows, and how it runs them: whole, or in `lanes`. */
 static struct session *gathering_session(struct bucket_sessions *sessions, int64_t rows, uint32_t *bucket,
-                                         int *slices)
+                                         int *lanes)
 {
-    *slices = row_lanes_plan(&sessions->split, rows);
-    if (*slices > 0) {
+    *lanes = row_lanes_plan(&sessions->split, rows);
+    if (*lanes > 0) {
         *bucket = sessions->count - 1;
         return sessions->items[*bucket];
     }
@@ -91,8 +91,8 @@ void batch_run(struct bucket_sessions *sessions, struct batch_item *items)
         gathered += i->rows;
     }
     uint32_t bucket;
-    int slices;
-    struct session *s = gathering_session(sessions, gathered, &bucket, &slices);
+    int lanes;
+    struct session *s = gathering_session(sessions, gathered, &bucket, &lanes);
     const kiln_model_desc *m = s->model;
     int64_t rows = batch_rows(m);
     for (uint32_t t = 0; t < m->n_inputs; t++) {
@@ -104,12 +104,9 @@ void batch_run(struct bucket_sessions *sessions, struct batch_item *items)
         memset((char *)s->inputs[t] + at, 0, tensor_bytes(&m->inputs[t]) - at);  /* padding rows */
     }
     double started = now();
-    if (slices > 0) {
-        row_lanes_run(&sessions->split, slices);
+    if (lanes > 0) {
+        row_lanes_run(&sessions->split, lanes, sessions->runs);
         atomic_fetch_add(&sessions->split_runs, 1);
-        for (int i = 0; i < slices; i++) {
-            atomic_fetch_add(&sessions->runs[sessions->split.slices[i].bucket], 1);
-        }
     } else {
         session_run(s);
         atomic_fetch_add(&sessions->runs[bucket], 1);

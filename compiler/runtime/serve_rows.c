@@ -18,91 +18,106 @@ static struct session *largest(const struct row_lanes *l)
     return l->buckets[l->count_buckets - 1];
 }
 
-static void **alloc_pointers(uint32_t count)
+static void *alloc_zeroed(size_t count, size_t size)
 {
-    void **p = calloc(count ? count : 1, sizeof *p);
+    void *p = calloc(count ? count : 1, size);
     if (p == NULL) {
         fail("out of memory");
     }
     return p;
 }
 
-/* Each lane's arena: as large as any bucket's but the largest (a slice never runs in that one). */
-static size_t lane_scratch_bytes(const struct row_lanes *l)
+static size_t aligned_bytes(size_t bytes)
 {
-    size_t most = 0;
+    return (bytes + KILN_ALIGNMENT - 1) / KILN_ALIGNMENT * KILN_ALIGNMENT;
+}
+
+/* Marks the buckets below the largest whose arenas fit `lanes` times in the largest one's; the size of
+ * a lane's arena, 0 when none does. */
+static size_t mark_sliceable(struct row_lanes *l, int lanes)
+{
+    size_t room = largest(l)->model->scratch_bytes, arena = 0;
     for (uint32_t b = 0; b + 1 < l->count_buckets; b++) {
-        size_t bytes = l->buckets[b]->model->scratch_bytes;
-        most = bytes > most ? bytes : most;
+        size_t bytes = aligned_bytes(l->buckets[b]->model->scratch_bytes);
+        l->sliceable[b] = bytes * (size_t)lanes <= room;
+        arena = l->sliceable[b] && bytes > arena ? bytes : arena;
     }
-    return (most + KILN_ALIGNMENT - 1) / KILN_ALIGNMENT * KILN_ALIGNMENT;
+    return arena;
 }
 
 void row_lanes_open(struct row_lanes *l, struct session *const *buckets, uint32_t count, int lanes)
 {
     *l = (struct row_lanes){.buckets = buckets, .count_buckets = count};
-    struct session *wide = buckets[count - 1];
+    struct session *wide = largest(l);
     int lane_count = lanes ? lanes : wide->threads < LANES_AUTO ? wide->threads : LANES_AUTO;
     if (count < 2 || wide->gpu != NULL || wide->pjrt != NULL || lane_count < 2 || lane_count > wide->threads) {
         return;
     }
-    l->count = lane_count;
-    l->items = calloc((size_t)l->count, sizeof *l->items);
-    l->slices = calloc((size_t)l->count, sizeof *l->slices);
-    if (l->items == NULL || l->slices == NULL) {
-        fail("out of memory");
+    l->sliceable = alloc_zeroed(count, sizeof *l->sliceable);
+    size_t arena = mark_sliceable(l, lane_count);
+    if (arena == 0) {
+        return;
     }
-    size_t arena = lane_scratch_bytes(l), room = wide->model->scratch_bytes;
+    l->count = lane_count;
+    l->items = alloc_zeroed((size_t)l->count, sizeof *l->items);
+    l->slices = alloc_zeroed((size_t)bucket_rows(l, count - 1), sizeof *l->slices);
     for (int i = 0; i < l->count; i++) {
         struct row_lane *lane = &l->items[i];
         lane->pool = pool_create(wide->threads / l->count + (i < wide->threads % l->count));
-        lane->own_scratch = arena * (size_t)(i + 1) > room;
-        lane->scratch = lane->own_scratch ? alloc_aligned(arena) : wide->scratch + arena * (size_t)i;
-        lane->inputs = alloc_pointers(wide->model->n_inputs);
-        lane->outputs = alloc_pointers(wide->model->n_outputs);
+        lane->scratch = wide->scratch + arena * (size_t)i;
+        lane->inputs = alloc_zeroed(wide->model->n_inputs, sizeof *lane->inputs);
+        lane->outputs = alloc_zeroed(wide->model->n_outputs, sizeof *lane->outputs);
     }
 }
 
-/* The bucket a slice of `rows` rows runs in: the smallest holding them. */
-static uint32_t holding(const struct row_lanes *l, int64_t rows)
+/* The sliceable bucket for the next slice of a share with `left` rows: the largest it fills, else the
+ * smallest (padded); count_buckets when none is sliceable. */
+static uint32_t slice_bucket(const struct row_lanes *l, int64_t left)
 {
-    uint32_t b = 0;
-    while (b + 1 < l->count_buckets && bucket_rows(l, b) < rows) {
-        b++;
+    uint32_t best = l->count_buckets;
+    for (uint32_t b = 0; b + 1 < l->count_buckets; b++) {
+        if (l->sliceable[b] && (best == l->count_buckets || bucket_rows(l, b) <= left)) {
+            best = b;
+        }
     }
-    return b;
+    return best;
 }
 
-/* Rows for a slice that is not the last: a whole bucket (so its padding is not the next slice's
- * rows), the largest no more than an even share of what is left. */
-static int64_t whole_bucket_near(const struct row_lanes *l, int64_t share, int64_t left)
+/* Appends the slices of one lane's share, [start, start + share) of `rows`; false when a slice
+ * would be padded anywhere but at the end of the rows, or past the largest bucket's. */
+static bool plan_share(struct row_lanes *l, int64_t start, int64_t share, int64_t rows)
 {
-    int64_t take = bucket_rows(l, 0);
-    for (uint32_t b = 1; b < l->count_buckets && bucket_rows(l, b) <= share; b++) {
-        take = bucket_rows(l, b);
+    for (int64_t at = start; at < start + share;) {
+        uint32_t bucket = slice_bucket(l, start + share - at);
+        int64_t take = bucket_rows(l, bucket) < start + share - at ? bucket_rows(l, bucket) : start + share - at;
+        bool padded = take < bucket_rows(l, bucket);
+        if (padded && (at + take < rows || at + bucket_rows(l, bucket) > bucket_rows(l, l->count_buckets - 1))) {
+            return false;
+        }
+        l->slices[l->planned++] = (struct row_slice){.start = at, .rows = take, .bucket = bucket};
+        at += take;
     }
-    return take < left ? take : left;
+    return true;
 }
 
 int row_lanes_plan(struct row_lanes *l, int64_t rows)
 {
-    if (l->count < 2 || rows < 2) {
+    if (l->count < 2 || rows < 2 || rows > bucket_rows(l, l->count_buckets - 1)) {
         return 0;
     }
-    int64_t start = 0, room = bucket_rows(l, l->count_buckets - 1);
-    int n = 0;
-    while (start < rows) {
-        int64_t left = rows - start;
-        int lanes_left = l->count - n;
-        int64_t take = lanes_left == 1 ? left : whole_bucket_near(l, (left + lanes_left - 1) / lanes_left, left);
-        uint32_t bucket = holding(l, take);
-        if (bucket == l->count_buckets - 1 || start + bucket_rows(l, bucket) > room) {
-            return 0;  /* the buckets cannot slice these rows: they run whole */
+    int lanes = rows < l->count ? (int)rows : l->count;
+    l->planned = 0;
+    int64_t start = 0;
+    for (int i = 0; i < lanes; i++) {
+        int64_t share = rows / lanes + (i < rows % lanes);
+        l->items[i].first = l->planned;
+        if (!plan_share(l, start, share, rows)) {
+            return 0;  /* these rows run whole */
         }
-        l->slices[n++] = (struct row_slice){.start = start, .rows = take, .bucket = bucket};
-        start += take;
+        l->items[i].count = l->planned - l->items[i].first;
+        start += share;
     }
-    return n;
+    return lanes;
 }
 
 static void point_at_rows(void **slice, void *const *whole, const kiln_tensor_desc *descs, uint32_t count,
@@ -120,29 +135,31 @@ static void run_lanes(void *ctx, int64_t begin, int64_t end)
     const kiln_model_desc *m = wide->model;
     for (int64_t i = begin; i < end; i++) {
         struct row_lane *lane = &l->items[i];
-        const struct row_slice *slice = &l->slices[i];
-        point_at_rows(lane->inputs, wide->inputs, m->inputs, m->n_inputs, batch_rows(m), slice->start);
-        point_at_rows(lane->outputs, wide->outputs, m->outputs, m->n_outputs, batch_rows(m), slice->start);
-        session_run_on(l->buckets[slice->bucket], lane->inputs, lane->outputs, lane->scratch, lane->pool);
+        for (int k = lane->first; k < lane->first + lane->count; k++) {
+            const struct row_slice *slice = &l->slices[k];
+            point_at_rows(lane->inputs, wide->inputs, m->inputs, m->n_inputs, batch_rows(m), slice->start);
+            point_at_rows(lane->outputs, wide->outputs, m->outputs, m->n_outputs, batch_rows(m), slice->start);
+            session_run_on(l->buckets[slice->bucket], lane->inputs, lane->outputs, lane->scratch, lane->pool);
+        }
     }
 }
 
-void row_lanes_run(struct row_lanes *l, int slices)
+void row_lanes_run(struct row_lanes *l, int lanes, atomic_ullong *runs)
 {
-    kiln_parallel_for(largest(l)->pool, run_lanes, l, slices);
+    kiln_parallel_for(largest(l)->pool, run_lanes, l, lanes);
+    for (int k = 0; runs != NULL && k < l->planned; k++) {
+        atomic_fetch_add(&runs[l->slices[k].bucket], 1);
+    }
 }
 
 void row_lanes_close(struct row_lanes *l)
 {
     for (int i = 0; i < l->count; i++) {
-        struct row_lane *lane = &l->items[i];
-        pool_destroy(lane->pool);
-        if (lane->own_scratch) {
-            free(lane->scratch);
-        }
-        free(lane->inputs);
-        free(lane->outputs);
+        pool_destroy(l->items[i].pool);
+        free(l->items[i].inputs);
+        free(l->items[i].outputs);
     }
     free(l->items);
     free(l->slices);
+    free(l->sliceable);
 }
