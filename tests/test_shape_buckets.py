@@ -41,13 +41,18 @@ def _package(workspace, model: onnx.ModelProto, attrs: str) -> None:
     workspace.write("p/BUILD.kiln", f'\nmodel(name = "dense", graph = "dense.onnx", {attrs})\n')
 
 
-@pytest.fixture(scope="module")
-def bucketed(tmp_path_factory, kiln_cache):
+def _built(tmp_path_factory, kiln_cache, attrs: str):
+    """A workspace with dense() built as //p:dense with model() `attrs`."""
     from conftest import Workspace
     workspace = Workspace.empty(tmp_path_factory.mktemp("buckets") / "ws", kiln_cache)
-    _package(workspace, dense(), "batch_sizes = [4, 1]")
+    _package(workspace, dense(), attrs)
     workspace.kiln("build", "//p:dense", check=True)
     return workspace
+
+
+@pytest.fixture(scope="module")
+def bucketed(tmp_path_factory, kiln_cache):
+    return _built(tmp_path_factory, kiln_cache, "batch_sizes = [4, 1]")
 
 
 def _run(workspace, x: np.ndarray, tmp_path) -> subprocess.CompletedProcess:
@@ -280,11 +285,7 @@ def test_serve_runs_each_request_in_the_smallest_bucket_holding_it(bucketed, fla
 
 @pytest.fixture(scope="module")
 def three_buckets(tmp_path_factory, kiln_cache):
-    from conftest import Workspace
-    workspace = Workspace.empty(tmp_path_factory.mktemp("buckets") / "ws", kiln_cache)
-    _package(workspace, dense(), "batch_sizes = [1, 2, 4]")
-    workspace.kiln("build", "//p:dense", check=True)
-    return workspace
+    return _built(tmp_path_factory, kiln_cache, "batch_sizes = [1, 2, 4]")
 
 
 def _split_runs(url: str) -> float:
