@@ -87,11 +87,10 @@ static uint32_t slice_bucket(const struct row_lanes *l, int64_t left)
  * would be padded anywhere but at the end of the rows, or past the largest bucket's. */
 static bool plan_share(struct row_lanes *l, int64_t start, int64_t share, int64_t rows)
 {
-    for (int64_t at = start; at < start + share;) {
-        uint32_t bucket = slice_bucket(l, start + share - at);
-        int64_t take = bucket_rows(l, bucket) < start + share - at ? bucket_rows(l, bucket) : start + share - at;
-        bool padded = take < bucket_rows(l, bucket);
-        if (padded && (at + take < rows || at + bucket_rows(l, bucket) > bucket_rows(l, l->count_buckets - 1))) {
+    for (int64_t at = start, end = start + share; at < end;) {
+        uint32_t bucket = slice_bucket(l, end - at);
+        int64_t size = bucket_rows(l, bucket), take = size < end - at ? size : end - at;
+        if (take < size && (at + take < rows || at + size > bucket_rows(l, l->count_buckets - 1))) {
             return false;
         }
         l->slices[l->planned++] = (struct row_slice){.start = at, .rows = take, .bucket = bucket};
