@@ -152,11 +152,13 @@ static int server_metadata(struct mg_connection *c)
     return respond_json(c, 200, &b);
 }
 
-static int readiness(struct mg_connection *c, bool ready)
+/* {"live": true} or {"ready": ...}: Triton's client reads the status (the protocol: 4xx is "not"),
+ * KServe's reads this body. */
+static int health(struct mg_connection *c, const char *key, bool yes)
 {
     struct strbuf b = {0};
-    strbuf_printf(&b, "{\"ready\":%s}", ready ? "true" : "false");
-    return respond_json(c, ready ? 200 : 400, &b);  /* the protocol: 4xx is "not ready" */
+    strbuf_printf(&b, "{\"%s\":%s}", key, yes ? "true" : "false");
+    return respond_json(c, yes ? 200 : 400, &b);
 }
 
 /* The body, or NULL after answering 411/413/400 (too large, unknown length, cut short). */
@@ -252,7 +254,7 @@ static int model_route(struct mg_connection *c, struct server *srv, const char *
     }
     bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
     if (get && rest[0] == '\0') return model_metadata(c, srv);
-    if (get && strcmp(rest, "/ready") == 0) return readiness(c, atomic_load(&srv->ready));
+    if (get && strcmp(rest, "/ready") == 0) return health(c, "ready", atomic_load(&srv->ready));
     if (post && strcmp(rest, "/infer") == 0) return infer(c, srv);
     if (strcmp(rest, "") == 0 || strcmp(rest, "/ready") == 0 || strcmp(rest, "/infer") == 0) {
         return respond_error(c, 405, "method not allowed");
@@ -300,8 +302,8 @@ static int route(struct mg_connection *c, struct server *srv)
     const char *path = info->local_uri, *method = info->request_method;
     bool get = strcmp(method, "GET") == 0;
     if (strncmp(path, "/v2/models/", 11) == 0) return model_route(c, srv, method, path + 11);
-    if (get && strcmp(path, "/v2/health/live") == 0) return readiness(c, true);
-    if (get && strcmp(path, "/v2/health/ready") == 0) return readiness(c, atomic_load(&srv->ready));
+    if (get && strcmp(path, "/v2/health/live") == 0) return health(c, "live", true);
+    if (get && strcmp(path, "/v2/health/ready") == 0) return health(c, "ready", atomic_load(&srv->ready));
     if (get && strcmp(path, "/v2") == 0) return server_metadata(c);
     if (get && strcmp(path, "/metrics") == 0) return metrics(c, srv);
     return respond_error(c, 404, "not found");
