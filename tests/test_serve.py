@@ -1,6 +1,7 @@
 """`mnist serve`: the Open Inference Protocol (KServe v2) as Triton speaks it, checked with Triton's own
-Python client (JSON and binary tensors), with plain HTTP against the KServe v2 REST spec's examples,
-and against onnxruntime; Prometheus /metrics read by prometheus-client's parser; SIGTERM drains."""
+Python client and KServe's (JSON and binary tensors), with plain HTTP against the KServe v2 REST spec's
+examples, and against onnxruntime; Prometheus /metrics read by prometheus-client's parser; SIGTERM
+drains."""
 
 from __future__ import annotations
 
@@ -77,6 +78,38 @@ def test_tritonclient_infers_like_onnxruntime(server, binary):
         assert logits.shape == (1, 10) and logits.dtype == np.float32
         np.testing.assert_allclose(logits, onnxruntime_logits(sample), rtol=1e-4, atol=1e-4)
         assert result.get_response()["id"] == path.stem
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+def test_kserve_client_infers_like_onnxruntime(server, binary):
+    """KServe's own v2 REST client (kserve.InferenceRESTClient, asyncio over httpx): health, model
+    readiness and inference, each digit against onnxruntime, and a protocol error as its exception."""
+    import asyncio
+    import httpx
+    from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
+
+    async def talk() -> None:
+        client = InferenceRESTClient(RESTConfig(protocol="v2", retries=0, timeout=30))
+        try:
+            assert await client.is_server_live(server.url) and await client.is_server_ready(server.url)
+            assert await client.is_model_ready(server.url, "mnist")
+            for path in SAMPLES:
+                sample = np.load(path).astype(np.float32).reshape(1, 1, 28, 28)
+                tensor = InferInput("input", [1, 1, 28, 28], "FP32")
+                tensor.set_data_from_numpy(sample, binary_data=binary)
+                response = await client.infer(server.url, InferRequest("mnist", [tensor], request_id=path.stem),
+                                              model_name="mnist")
+                assert response.id == path.stem and response.outputs[0].name == "logits"
+                np.testing.assert_allclose(response.outputs[0].as_numpy().reshape(1, 10),
+                                           onnxruntime_logits(sample), rtol=1e-4, atol=1e-4)
+            wrong = InferInput("image", [1, 1, 28, 28], "FP32", data=[0.0] * 784)
+            with pytest.raises(httpx.HTTPStatusError, match="unexpected inference input 'image'") as refused:
+                await client.infer(server.url, InferRequest("mnist", [wrong]), model_name="mnist")
+            assert refused.value.response.status_code == 400
+        finally:
+            await client.close()
+
+    asyncio.run(talk())
 
 
 def test_tritonclient_health_and_metadata(server):

@@ -355,12 +355,14 @@ def test_bucketed_server_under_sanitizers_frees_every_session(bucketed, tmp_path
     env = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0", "UBSAN_OPTIONS": "print_stacktrace=1"}
     running = serve_harness.start(exe, "--threads", "2", "--max-batch", "4",
                                   weights=bucketed.out("p/dense.cpu/weights.safetensors"), env=env)
-    for rows in (1, 3, 4):
-        x = np.ones((rows, 8), np.float32)
-        np.testing.assert_allclose(_triton_infer(running.port, x), run_onnxruntime(dense(), {"x": x})[0],
-                                   rtol=1e-5, atol=1e-6)
-    assert _bucket_runs(running.url) == {"1": 8, "4": 0}  # warm-up runs are not counted
-    code, stderr = running.stop()
+    try:
+        for rows in (1, 3, 4):
+            x = np.ones((rows, 8), np.float32)
+            np.testing.assert_allclose(_triton_infer(running.port, x), run_onnxruntime(dense(), {"x": x})[0],
+                                       rtol=1e-5, atol=1e-6)
+        assert _bucket_runs(running.url) == {"1": 8, "4": 0}  # warm-up runs are not counted
+    finally:
+        code, stderr = running.stop()
     assert code == 0, stderr
     for report in ("AddressSanitizer", "LeakSanitizer", "runtime error"):
         assert report not in stderr, stderr
