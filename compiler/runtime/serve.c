@@ -279,7 +279,7 @@ static void render_bucket_runs(const struct bucket_sessions *sessions, struct st
 static void render_lane_runs(struct lanes *lanes, struct strbuf *out)
 {
     strbuf_printf(out, "# HELP kiln_lane_runs_total Model runs without batching: alone on every thread (wide), "
-                       "or side by side on one thread each (narrow).\n"
+                       "or side by side on a share of the threads each (narrow).\n"
                        "# TYPE kiln_lane_runs_total counter\n"
                        "kiln_lane_runs_total{lane=\"wide\"} %llu\nkiln_lane_runs_total{lane=\"narrow\"} %llu\n",
                   atomic_load(&lanes->wide_runs), atomic_load(&lanes->narrow_runs));

@@ -5,6 +5,16 @@
 
 #include <stdlib.h>
 
+int lanes_count(int lanes, int threads)
+{
+    return lanes ? lanes : threads < LANES_AUTO ? threads : LANES_AUTO;
+}
+
+int lane_threads(int threads, int count, int i)
+{
+    return threads / count + (i < threads % count);
+}
+
 void lanes_open(struct lanes *l, struct session *wide, bool side_by_side, int lanes)
 {
     *l = (struct lanes){.wide = wide};
@@ -12,7 +22,7 @@ void lanes_open(struct lanes *l, struct session *wide, bool side_by_side, int la
     if (lanes > wide->threads) {
         fail("serve: --lanes %d exceeds the %d threads (--threads) the lanes share", lanes, wide->threads);
     }
-    int count = lanes ? lanes : wide->threads < LANES_AUTO ? wide->threads : LANES_AUTO;
+    int count = lanes_count(lanes, wide->threads);
     if (!side_by_side || wide->gpu != NULL || wide->pjrt != NULL || count < 2) {
         return;
     }
@@ -28,8 +38,7 @@ void lanes_open(struct lanes *l, struct session *wide, bool side_by_side, int la
             fail("out of memory");
         }
         /* lane 0 runs only while the wide session does not: it works in the wide one's arena */
-        int threads = wide->threads / count + (i < wide->threads % count);  /* every thread in some lane */
-        session_open_lane(l->narrow[i], wide, i == 0, threads);
+        session_open_lane(l->narrow[i], wide, i == 0, lane_threads(wide->threads, count, i));
     }
 }
 

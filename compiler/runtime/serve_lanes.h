@@ -37,6 +37,10 @@ struct lanes {
  * when `side_by_side`; else (or for fewer than 2) the wide session alone, taken by one request at a
  * time. */
 void lanes_open(struct lanes *l, struct session *wide, bool side_by_side, int lanes);
+/* How many lanes `threads` threads make for `--lanes` (0: the threads, at most LANES_AUTO). */
+int lanes_count(int lanes, int threads);
+/* The threads of lane `i` of `count`: every thread in some lane. */
+int lane_threads(int threads, int count, int i);
 /* Waits for this request's turn: the session to run it on, held until lanes_release. */
 struct session *lanes_acquire(struct lanes *l);
 void lanes_release(struct lanes *l, struct session *s);

@@ -49,7 +49,7 @@ void row_lanes_open(struct row_lanes *l, struct session *const *buckets, uint32_
 {
     *l = (struct row_lanes){.buckets = buckets, .count_buckets = count};
     struct session *wide = largest(l);
-    int lane_count = lanes ? lanes : wide->threads < LANES_AUTO ? wide->threads : LANES_AUTO;
+    int lane_count = lanes_count(lanes, wide->threads);
     if (count < 2 || wide->gpu != NULL || wide->pjrt != NULL || lane_count < 2 || lane_count > wide->threads) {
         return;
     }
@@ -63,7 +63,7 @@ void row_lanes_open(struct row_lanes *l, struct session *const *buckets, uint32_
     l->slices = alloc_zeroed((size_t)bucket_rows(l, count - 1), sizeof *l->slices);
     for (int i = 0; i < l->count; i++) {
         struct row_lane *lane = &l->items[i];
-        lane->pool = pool_create(wide->threads / l->count + (i < wide->threads % l->count));
+        lane->pool = pool_create(lane_threads(wide->threads, l->count, i));
         lane->scratch = wide->scratch + arena * (size_t)i;
         lane->inputs = alloc_zeroed(wide->model->n_inputs, sizeof *lane->inputs);
         lane->outputs = alloc_zeroed(wide->model->n_outputs, sizeof *lane->outputs);
