@@ -1,8 +1,12 @@
-/* kiln_parallel_for splits [0, n) into a few contiguous chunks per thread that
- * the caller and the workers claim one at a time, so a worker that is late
- * (asleep, or preempted on a busy host) costs at most the chunks it did not
- * take: the caller takes them instead of waiting, and two threads are never
- * much slower than one.
+/* kiln_parallel_for splits [0, n) into a few contiguous chunks per thread.
+ * Each thread first claims, one at a time, the chunks of its own share (thread
+ * t of T: the t-th T-th of [0, n)), then takes the last unclaimed chunks of the
+ * others' shares, so a worker that is late (asleep, or preempted on a busy
+ * host) costs at most the chunks it did not take, and two threads are never
+ * much slower than one. Shares are the same for every job of the same size, so
+ * a thread mostly reads what it wrote in the layer before: its own cache, not
+ * the other core's (which can be five times further away on a virtual
+ * machine whose cores the host places apart).
  *
  * Waiting threads poll, yielding the core now and then (threads may outnumber
  * cores, and the thread that is late must get to run), inside an inference
@@ -39,23 +43,25 @@
 #define CACHE_LINE 64
 
 struct worker {
+    /* end << 32 | next: the chunks of this thread's share not yet claimed */
+    _Alignas(CACHE_LINE) atomic_uint_least64_t share;
     struct pool *pool;
     pthread_t thread;
+    int index;
 };
 
 /* Fields on separate cache lines by who writes them, so spinning readers of one
  * do not steal the line another thread is writing. */
 struct pool {
     int threads;
-    struct worker *workers;  /* [1, threads); the caller is thread 0 */
-    /* The current job: written by the caller before it publishes `claim`, and not
-     * again until every chunk is done. */
+    struct worker *workers;  /* one per thread, the caller's first (its thread unused) */
+    /* The current job: written by the caller before it publishes the shares, and
+     * not again until every chunk is done. */
     _Alignas(CACHE_LINE) kiln_task_fn fn;
     void *ctx;
     int64_t n;
+    int64_t chunks;
     unsigned job;
-    /* chunks << 32 | next unclaimed chunk */
-    _Alignas(CACHE_LINE) atomic_uint_least64_t claim;
     _Alignas(CACHE_LINE) atomic_uint done;      /* chunks of the current job finished */
     atomic_uint finished;                        /* the last job whose chunks all finished */
     atomic_uint caller_sleepers;
@@ -128,22 +134,38 @@ static void wake_all(atomic_uint *word, atomic_uint *sleepers)
     }
 }
 
-/* Claims the next chunk of whatever job is published; -1 when none is left. A
- * claimed chunk pins the job: the caller rewrites it only after all are done. */
-static int64_t claim_chunk(struct pool *pool, int64_t *chunks)
+/* Claims the first unclaimed chunk of a share, or (`last`) its last one; -1 when
+ * none is left. */
+static int64_t claim_from(struct worker *w, bool last)
 {
-    uint_least64_t word = atomic_load(&pool->claim);
-    while ((word & UINT32_MAX) < word >> 32) {
-        if (atomic_compare_exchange_weak(&pool->claim, &word, word + 1)) {
-            *chunks = (int64_t)(word >> 32);
-            return (int64_t)(word & UINT32_MAX);
+    uint_least64_t word = atomic_load(&w->share);
+    for (;;) {
+        uint_least64_t next = word & UINT32_MAX, end = word >> 32;
+        if (next >= end) {
+            return -1;
+        }
+        uint_least64_t taken = last ? (end - 1) << 32 | next : word + 1;
+        if (atomic_compare_exchange_weak(&w->share, &word, taken)) {
+            return (int64_t)(last ? end - 1 : next);
         }
     }
-    return -1;
 }
 
-static void run_chunk(const struct pool *pool, int64_t chunk, int64_t chunks)
+/* Claims a chunk of whatever job is published, from thread `self`'s share first;
+ * -1 when none is left. A claimed chunk pins the job: the caller rewrites it
+ * only after all are done. */
+static int64_t claim_chunk(struct pool *pool, int self)
 {
+    int64_t chunk = claim_from(&pool->workers[self], false);
+    for (int i = 1; chunk < 0 && i < pool->threads; i++) {
+        chunk = claim_from(&pool->workers[(self + i) % pool->threads], true);
+    }
+    return chunk;
+}
+
+static void run_chunk(const struct pool *pool, int64_t chunk)
+{
+    int64_t chunks = pool->chunks;
     int64_t base = pool->n / chunks;
     int64_t extra = pool->n % chunks;
     int64_t begin = chunk * base + (chunk < extra ? chunk : extra);
@@ -152,12 +174,12 @@ static void run_chunk(const struct pool *pool, int64_t chunk, int64_t chunks)
 
 /* Runs chunks until none is left to claim; the thread finishing the job's last
  * one tells the caller. */
-static void run_chunks(struct pool *pool)
+static void run_chunks(struct pool *pool, int self)
 {
-    int64_t chunks;
-    for (int64_t chunk; (chunk = claim_chunk(pool, &chunks)) >= 0;) {
+    for (int64_t chunk; (chunk = claim_chunk(pool, self)) >= 0;) {
         unsigned job = pool->job;
-        run_chunk(pool, chunk, chunks);
+        int64_t chunks = pool->chunks;
+        run_chunk(pool, chunk);
         if (atomic_fetch_add(&pool->done, 1) + 1 == (unsigned)chunks) {
             atomic_store(&pool->finished, job);
             wake_all(&pool->finished, &pool->caller_sleepers);
@@ -167,7 +189,8 @@ static void run_chunks(struct pool *pool)
 
 static void *worker_main(void *arg)
 {
-    struct pool *pool = ((struct worker *)arg)->pool;
+    struct worker *self = arg;
+    struct pool *pool = self->pool;
     unsigned seen = 0;
     running = pool;
     for (;;) {
@@ -176,26 +199,31 @@ static void *worker_main(void *arg)
         if (atomic_load(&pool->stop)) {
             return NULL;
         }
-        run_chunks(pool);
+        run_chunks(pool, self->index);
     }
 }
 
 static void run_job(struct pool *pool, kiln_task_fn fn, void *ctx, int64_t n)
 {
     int64_t most = (int64_t)pool->threads * CHUNKS_PER_THREAD;
-    uint_least64_t chunks = (uint_least64_t)(n < most ? n : most);
+    int64_t chunks = n < most ? n : most;
     unsigned previous = pool->job;
     pool->fn = fn;
     pool->ctx = ctx;
     pool->n = n;
+    pool->chunks = chunks;
     pool->job = previous + 1;
     atomic_store(&pool->done, 0);
-    atomic_store(&pool->claim, chunks << 32);
+    for (int t = 0; t < pool->threads; t++) {
+        uint_least64_t begin = (uint_least64_t)(chunks * t / pool->threads);
+        uint_least64_t end = (uint_least64_t)(chunks * (t + 1) / pool->threads);
+        atomic_store(&pool->workers[t].share, end << 32 | begin);
+    }
     atomic_fetch_add(&pool->generation, 1);
     wake_all(&pool->generation, &pool->worker_sleepers);
     struct pool *outer = running;
     running = pool;
-    run_chunks(pool);
+    run_chunks(pool, 0);
     running = outer;
     wait_while(pool, &pool->finished, previous, &pool->caller_sleepers);
 }
@@ -229,15 +257,17 @@ struct pool *pool_create(int threads)
 {
     threads = threads > POOL_MAX_THREADS ? POOL_MAX_THREADS : threads;
     struct pool *pool = aligned_alloc(CACHE_LINE, sizeof(struct pool));
-    struct worker *workers = calloc((size_t)threads, sizeof *workers);
+    struct worker *workers = aligned_alloc(CACHE_LINE, (size_t)threads * sizeof *workers);
     if (pool == NULL || workers == NULL) {
         fail("out of memory creating %d threads", threads);
     }
     memset(pool, 0, sizeof *pool);
+    memset(workers, 0, (size_t)threads * sizeof *workers);
     pool->threads = threads;
     pool->workers = workers;
     for (int i = 1; i < threads; i++) {
         workers[i].pool = pool;
+        workers[i].index = i;
         int err = pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]);
         if (err != 0) {
             fail("cannot start thread %d of %d: %s", i + 1, threads, strerror(err));
