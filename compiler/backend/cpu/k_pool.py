@@ -10,6 +10,7 @@ from ...ir.ops_nn import spatial_2d
 from ..llvm import mathfn
 from ..llvm.emit import F32, I64, Fn
 from .context import Context
+from .loops import vector_blocks
 
 
 def in_range(f: Fn, i: ir.Value, lo: int, hi: int) -> ir.Value:
@@ -26,33 +27,35 @@ def emit_pool(ctx: Context, f: Fn, node: Node) -> None:
     include_pad = bool(node.attr("count_include_pad", 0))
 
     def task(t: Fn, row: ir.Value) -> None:
-        b = t.b
+        b, vt = t.b, t.vec()
         img, oh = b.udiv(row, t.i64(OH)), b.urem(row, t.i64(OH))
         xp, yp = ctx.ptr(t, x), ctx.ptr(t, y)
-        count = t.pro.alloca(I64)
+        acc, count = t.pro.alloca(vt), t.pro.alloca(I64)
         with t.loop(OW) as ow:
             out = t.gep(yp, t.madd((row, OW * c), (ow, c)))
-            with t.loop(c) as ch:
-                t.b.store(t.const_f(float("-inf") if is_max else 0.0, F32), t.gep(out, ch))
-            b.store(t.i64(0), count)
-            with t.loop(KH) as kh:
-                ih = t.madd((oh, SH), (kh, DH), (-PH, 1))
-                with t.loop(KW) as kw:
-                    iw = t.madd((ow, SW), (kw, DW), (-PW, 1))
-                    inside = b.and_(in_range(t, ih, 0, H), in_range(t, iw, 0, W))
-                    counted = inside if not include_pad else b.and_(
-                        in_range(t, ih, -PH, H + EH), in_range(t, iw, -PW, W + EW))
-                    b.store(b.add(b.load(count, typ=I64), b.zext(counted, I64)), count)
-                    with t.if_then(inside):
-                        src = t.gep(xp, t.madd((img, H * W * c), (ih, W * c), (iw, c)))
-                        with t.loop(c) as ch:
-                            p = t.gep(out, ch)
-                            v, a = b.load(t.gep(src, ch), typ=F32), b.load(p, typ=F32)
-                            b.store(mathfn.fmax(t, a, v) if is_max else b.fadd(a, v), p)
-            if not is_max:
-                inv = b.fdiv(t.const_f(1.0, F32), b.sitofp(b.load(count, typ=I64), F32))
-                with t.loop(c) as ch:
-                    p = t.gep(out, ch)
-                    b.store(b.fmul(b.load(p, typ=F32), inv), p)
+
+            def block(ch0: ir.Value, active: int | None) -> None:
+                """One vector of channels, accumulated in a register over the taps inside."""
+                b.store(t.const_f(float("-inf") if is_max else 0.0, vt), acc)
+                b.store(t.i64(0), count)
+                with t.loop(KH) as kh:
+                    ih = t.madd((oh, SH), (kh, DH), (-PH, 1))
+                    with t.loop(KW) as kw:
+                        iw = t.madd((ow, SW), (kw, DW), (-PW, 1))
+                        inside = b.and_(in_range(t, ih, 0, H), in_range(t, iw, 0, W))
+                        counted = inside if not include_pad else b.and_(
+                            in_range(t, ih, -PH, H + EH), in_range(t, iw, -PW, W + EW))
+                        b.store(b.add(b.load(count, typ=I64), b.zext(counted, I64)), count)
+                        with t.if_then(inside):
+                            at = t.madd((img, H * W * c), (ih, W * c), (iw, c), (ch0, 1))
+                            v, a = t.load_vec(t.gep(xp, at), vt, active), b.load(acc, typ=vt)
+                            b.store(mathfn.fmax(t, a, v) if is_max else b.fadd(a, v), acc)
+                result = b.load(acc, typ=vt)
+                if not is_max:
+                    inv = b.fdiv(t.const_f(1.0, F32), b.sitofp(b.load(count, typ=I64), F32))
+                    result = b.fmul(result, t.splat(inv, vt))
+                t.store_vec(result, t.gep(out, ch0), active)
+
+            vector_blocks(t, c, block)
 
     ctx.parallel(f, "pool", n * OH, y.type.numel * KH * KW, task)
