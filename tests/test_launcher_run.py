@@ -322,8 +322,9 @@ def test_parallel_for_covers_each_index_once(probe, tmp_path, threads, nested):
         assert (visits[:n] == 200).all() and (visits[n:] == 0).all(), (n, threads)
 
 
-def test_parallel_for_many_calls(probe, tmp_path):
-    """Enough back-to-back calls that a race between claiming chunks, finishing a job and publishing
-    the next would show."""
-    visits = run_probe(probe, tmp_path, 5, repeat=100000, nested=0, threads=2)
-    assert (visits[:5] == 100000).all() and (visits[5:] == 0).all()
+@pytest.mark.parametrize("threads, n", [(2, 5), (3, 7)])
+def test_parallel_for_many_calls(probe, tmp_path, threads, n):
+    """Enough back-to-back calls that a race between claiming chunks (a thread's own share, then
+    the others' last ones), finishing a job and publishing the next would show."""
+    visits = run_probe(probe, tmp_path, n, repeat=100000, nested=0, threads=threads)
+    assert (visits[:n] == 100000).all() and (visits[n:] == 0).all()
