@@ -15,6 +15,9 @@ struct reader {
     char *why;
     size_t why_size;
     char *strings;  /* the next free byte of the document's text pool */
+    struct json *stack;  /* members of the containers still open, innermost last */
+    char **stack_keys;
+    size_t top, capacity;
 };
 
 /* A parsed document: every string and number text lives in one pool, no longer than the input plus
@@ -89,27 +92,33 @@ static bool read_string(struct reader *r, char **out)
 
 static bool read_value(struct reader *r, struct json *v, int depth);
 
-/* Members of the container whose first member starts at r->p: its commas outside nested containers and
- * strings, plus one. Sizing each container once keeps a request's parse from leaving a trail of grown-out
- * arrays in every HTTP thread's malloc cache. */
-static size_t count_members(const struct reader *r)
+/* A container's members wait on the reader's stack until it closes, then move into one allocation of
+ * their exact count: one pass over the text, and a request's parse leaves no trail of grown-out arrays
+ * in every HTTP thread's malloc cache (the stack is one block, freed with the parse). */
+static void push_member(struct reader *r, const struct json *item, char *key)
 {
-    size_t commas = 0;
-    int depth = 0;
-    for (const char *p = r->p; p < r->end; p++) {
-        if (*p == '"') {
-            while (++p < r->end && *p != '"') {
-                p += *p == '\\';
-            }
-        } else if (*p == '[' || *p == '{') {
-            depth++;
-        } else if ((*p == ']' || *p == '}') && depth-- == 0) {
-            break;
-        } else {
-            commas += *p == ',' && depth == 0;
-        }
+    if (r->top == r->capacity) {
+        r->capacity = r->capacity ? 2 * r->capacity : 64;
+        r->stack = checked(realloc(r->stack, r->capacity * sizeof *r->stack));
+        r->stack_keys = checked(realloc(r->stack_keys, r->capacity * sizeof *r->stack_keys));
     }
-    return commas + 1;
+    r->stack[r->top] = *item;
+    r->stack_keys[r->top++] = key;
+}
+
+static void take_members(struct reader *r, struct json *v, size_t base)
+{
+    v->count = r->top - base;
+    if (v->count == 0) {  /* a first member that failed before its value */
+        return;
+    }
+    v->items = checked(malloc(v->count * sizeof *v->items));
+    memcpy(v->items, &r->stack[base], v->count * sizeof *v->items);
+    if (v->type == JSON_OBJECT) {
+        v->keys = checked(malloc(v->count * sizeof *v->keys));
+        memcpy(v->keys, &r->stack_keys[base], v->count * sizeof *v->keys);
+    }
+    r->top = base;
 }
 
 static bool read_container(struct reader *r, struct json *v, char close, int depth)
@@ -118,23 +127,21 @@ static bool read_container(struct reader *r, struct json *v, char close, int dep
     if (accept(r, close)) {
         return true;
     }
-    size_t capacity = count_members(r);
-    v->items = checked(calloc(capacity, sizeof *v->items));
-    if (v->type == JSON_OBJECT) {
-        v->keys = checked(calloc(capacity, sizeof *v->keys));
-    }
+    size_t base = r->top;
+    bool ok;
     do {
-        if (v->count == capacity) {
-            return error(r, "unbalanced brackets or quotes");
+        struct json item = {.type = JSON_NULL};
+        char *key = NULL;
+        if (v->type == JSON_OBJECT && (!read_string(r, &key) || !accept(r, ':'))) {
+            ok = error(r, "expected \"name\": in an object");
+            break;
         }
-        if (v->type == JSON_OBJECT && (!read_string(r, &v->keys[v->count]) || !accept(r, ':'))) {
-            return error(r, "expected \"name\": in an object");
-        }
-        if (!read_value(r, &v->items[v->count++], depth + 1)) {
-            return false;
-        }
-    } while (accept(r, ','));
-    return accept(r, close) || error(r, close == '}' ? "expected , or }" : "expected , or ]");
+        ok = read_value(r, &item, depth + 1);
+        push_member(r, &item, key);  /* also when it failed: what it holds is freed with the tree */
+    } while (ok && accept(r, ','));
+    ok = ok && (accept(r, close) || error(r, close == '}' ? "expected , or }" : "expected , or ]"));
+    take_members(r, v, base);
+    return ok;
 }
 
 /* A plain test, not strchr on a constant: the compiler turns that into a memchr call per character. */
@@ -146,7 +153,7 @@ static bool number_char(char c)
 static bool read_literal(struct reader *r, struct json *v)
 {
     static const char *const words[] = {"null", "true", "false"};
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 3 && !number_char(*r->p); i++) {
         size_t len = strlen(words[i]);
         if ((size_t)(r->end - r->p) >= len && memcmp(r->p, words[i], len) == 0) {
             r->p += len;
@@ -196,10 +203,12 @@ struct json *json_parse(const char *data, size_t size, char *why, size_t why_siz
 {
     struct document *doc = checked(calloc(1, sizeof *doc));
     doc->pool = checked(malloc(size + 1));
-    struct reader r = {data, data + size, why, why_size, doc->pool};
+    struct reader r = {data, data + size, why, why_size, doc->pool, NULL, NULL, 0, 0};
     why[0] = '\0';
     struct json *root = &doc->root;
     bool ok = read_value(&r, root, 0);
+    free(r.stack);
+    free(r.stack_keys);
     skip_space(&r);
     if (ok && r.p != r.end) {
         ok = error(&r, "trailing characters after the document");
