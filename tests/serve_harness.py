@@ -37,9 +37,9 @@ class Server:
 
 
 def start(launcher: Path, *flags: str, weights: Path | None = None, env: dict[str, str] | None = None,
-          ready_within: float = 60, runner: list[str] | None = None) -> Server:
+          ready_within: float = 60, runner: list[str] | None = None, until: str = "ready") -> Server:
     """Starts `launcher serve` on 127.0.0.1 (under `runner`, e.g. qemu, if given) and waits until
-    /v2/health/ready answers 200."""
+    /v2/health/<until> (ready, or live) answers 200."""
     port = free_port()
     full_env = {**os.environ, **(env or {}), **({"KILN_WEIGHTS": str(weights)} if weights else {})}
     process = subprocess.Popen([*(runner or []), str(launcher), "serve", "--host", "127.0.0.1", "--port", str(port), *flags],
@@ -50,10 +50,10 @@ def start(launcher: Path, *flags: str, weights: Path | None = None, env: dict[st
         if process.poll() is not None:
             raise AssertionError(f"serve exited {process.returncode}: {process.stderr.read()}")
         try:
-            if requests.get(f"{server.url}/v2/health/ready", timeout=1).status_code == 200:
+            if requests.get(f"{server.url}/v2/health/{until}", timeout=1).status_code == 200:
                 return server
         except requests.ConnectionError:
             pass
         time.sleep(0.05)
     server.stop()
-    raise AssertionError(f"serve was not ready within {ready_within} s")
+    raise AssertionError(f"serve was not {until} within {ready_within} s")

@@ -21,6 +21,9 @@ import requests
 import serve_harness
 from conftest import REPO
 
+sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures" / "launcher"))
+import launcher_testkit as kit  # noqa: E402
+
 EXAMPLES = REPO / "examples"
 SAMPLES = sorted((EXAMPLES / "mnist" / "samples").glob("digit_*.npy"))
 pytestmark = pytest.mark.e2e
@@ -304,6 +307,28 @@ def test_sigterm_finishes_in_flight_requests_and_exits_0(mnist):
     assert code == 0, stderr
     assert statuses and set(statuses) == {200}
     assert stderr.splitlines()[-1] == "kiln: serve: stopped"
+
+
+def test_live_at_once_ready_only_after_the_warm_up(tmp_path):
+    """The port answers while the warm-up runs (2 s here): live, but not ready (Triton's 400 and KServe's
+    body), and an inference is 503."""
+    running = serve_harness.start(kit.build_slow_first_run_model(tmp_path), "--threads", "1", until="live")
+    try:
+        body = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
+        for path in ("/v2/health/ready", "/v2/models/slow/ready"):
+            reply = requests.get(f"{running.url}{path}", timeout=5)
+            assert reply.status_code == 400 and reply.json() == {"ready": False}, path
+        early = requests.post(f"{running.url}/v2/models/slow/infer", json=body, timeout=5)
+        assert early.status_code == 503 and early.json() == {"error": "model is not ready"}
+        deadline = time.monotonic() + 30
+        while requests.get(f"{running.url}/v2/health/ready", timeout=5).status_code != 200:
+            assert time.monotonic() < deadline, "never became ready"
+            time.sleep(0.05)
+        reply = requests.post(f"{running.url}/v2/models/slow/infer", json=body, timeout=5)
+        assert reply.status_code == 200 and reply.json()["outputs"][0]["data"] == [1, 2, 3, 4]
+    finally:
+        code, stderr = running.stop()
+    assert code == 0, stderr
 
 
 @pytest.fixture(scope="module")
