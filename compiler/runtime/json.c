@@ -10,14 +10,19 @@
 
 #define MAX_DEPTH 32
 
+/* The members read so far of the container open at one depth (one is open per depth at a time). */
+struct level {
+    struct json *items;
+    char **keys;  /* objects only */
+    size_t count, capacity;
+};
+
 struct reader {
     const char *p, *end;
     char *why;
     size_t why_size;
     char *strings;  /* the next free byte of the document's text pool */
-    struct json *stack;  /* members of the containers still open, innermost last */
-    char **stack_keys;
-    size_t top, capacity;
+    struct level levels[MAX_DEPTH + 1];
 };
 
 /* A parsed document: every string and number text lives in one pool, no longer than the input plus
@@ -92,33 +97,32 @@ static bool read_string(struct reader *r, char **out)
 
 static bool read_value(struct reader *r, struct json *v, int depth);
 
-/* A container's members wait on the reader's stack until it closes, then move into one allocation of
- * their exact count: one pass over the text, and a request's parse leaves no trail of grown-out arrays
- * in every HTTP thread's malloc cache (the stack is one block, freed with the parse). */
-static void push_member(struct reader *r, const struct json *item, char *key)
+/* A container's members gather in its depth's buffer, grown by doubling, which becomes the container's
+ * own array when it closes (shrunk to the count): one pass over the text, no copy, and a large array's
+ * unused tail pages are never touched. */
+static void push_member(struct level *l, const struct json *item, char *key, bool object)
 {
-    if (r->top == r->capacity) {
-        r->capacity = r->capacity ? 2 * r->capacity : 64;
-        r->stack = checked(realloc(r->stack, r->capacity * sizeof *r->stack));
-        r->stack_keys = checked(realloc(r->stack_keys, r->capacity * sizeof *r->stack_keys));
+    if (l->count == l->capacity) {
+        l->capacity = l->capacity ? 2 * l->capacity : 8;
+        l->items = checked(realloc(l->items, l->capacity * sizeof *l->items));
+        if (object) {
+            l->keys = checked(realloc(l->keys, l->capacity * sizeof *l->keys));
+        }
     }
-    r->stack[r->top] = *item;
-    r->stack_keys[r->top++] = key;
+    if (object) {
+        l->keys[l->count] = key;
+    }
+    l->items[l->count++] = *item;
 }
 
-static void take_members(struct reader *r, struct json *v, size_t base)
+static void take_members(struct level *l, struct json *v)
 {
-    v->count = r->top - base;
-    if (v->count == 0) {  /* a first member that failed before its value */
-        return;
+    v->count = l->count;
+    if (v->count > 0) {
+        v->items = checked(realloc(l->items, v->count * sizeof *v->items));
+        v->keys = l->keys == NULL ? NULL : checked(realloc(l->keys, v->count * sizeof *v->keys));
     }
-    v->items = checked(malloc(v->count * sizeof *v->items));
-    memcpy(v->items, &r->stack[base], v->count * sizeof *v->items);
-    if (v->type == JSON_OBJECT) {
-        v->keys = checked(malloc(v->count * sizeof *v->keys));
-        memcpy(v->keys, &r->stack_keys[base], v->count * sizeof *v->keys);
-    }
-    r->top = base;
+    *l = (struct level){0};
 }
 
 static bool read_container(struct reader *r, struct json *v, char close, int depth)
@@ -127,20 +131,21 @@ static bool read_container(struct reader *r, struct json *v, char close, int dep
     if (accept(r, close)) {
         return true;
     }
-    size_t base = r->top;
+    bool object = v->type == JSON_OBJECT;
+    struct level *members = &r->levels[depth];
     bool ok;
     do {
         struct json item = {.type = JSON_NULL};
         char *key = NULL;
-        if (v->type == JSON_OBJECT && (!read_string(r, &key) || !accept(r, ':'))) {
+        if (object && (!read_string(r, &key) || !accept(r, ':'))) {
             ok = error(r, "expected \"name\": in an object");
             break;
         }
         ok = read_value(r, &item, depth + 1);
-        push_member(r, &item, key);  /* also when it failed: what it holds is freed with the tree */
+        push_member(members, &item, key, object);  /* also when it failed: what it holds is freed with the tree */
     } while (ok && accept(r, ','));
-    ok = ok && (accept(r, close) || error(r, close == '}' ? "expected , or }" : "expected , or ]"));
-    take_members(r, v, base);
+    ok = ok && (accept(r, close) || error(r, object ? "expected , or }" : "expected , or ]"));
+    take_members(members, v);
     return ok;
 }
 
@@ -203,12 +208,10 @@ struct json *json_parse(const char *data, size_t size, char *why, size_t why_siz
 {
     struct document *doc = checked(calloc(1, sizeof *doc));
     doc->pool = checked(malloc(size + 1));
-    struct reader r = {data, data + size, why, why_size, doc->pool, NULL, NULL, 0, 0};
+    struct reader r = {.p = data, .end = data + size, .why = why, .why_size = why_size, .strings = doc->pool};
     why[0] = '\0';
     struct json *root = &doc->root;
     bool ok = read_value(&r, root, 0);
-    free(r.stack);
-    free(r.stack_keys);
     skip_space(&r);
     if (ok && r.p != r.end) {
         ok = error(&r, "trailing characters after the document");

@@ -10,8 +10,8 @@ enum json_type { JSON_NULL, JSON_BOOL, JSON_NUMBER, JSON_STRING, JSON_ARRAY, JSO
 
 struct json {
     enum json_type type;
-    char *text;           /* JSON_STRING (unescaped), or the number as written */
     bool boolean;
+    char *text;           /* JSON_STRING (unescaped), or the number as written */
     size_t count;         /* array items or object members */
     struct json *items;
     char **keys;          /* object member names, parallel to items */
